@@ -1,0 +1,107 @@
+"""Finding, reading and writing the contract's tables in a data directory.
+
+Every table is one file, ``<name>.parquet`` or ``<name>.csv``; Parquet wins when
+both exist. Readers return pandas frames typed by :mod:`models.schema`, and
+:func:`duckdb_source` gives the SQL expression DuckDB scans for large tables.
+Writers go through a temporary file and an atomic rename, so a reader never sees
+a half-written table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from models.schema import TABLES, Table
+
+
+class DataDirError(Exception):
+    """A data directory or one of its tables cannot be used."""
+
+
+def table_path(data_dir: str | os.PathLike[str], name: str) -> Path | None:
+    """Return the file holding table ``name`` in ``data_dir``, or None when there is none."""
+    base = Path(data_dir)
+    for ext in (".parquet", ".csv"):
+        path = base / f"{name}{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
+def require_table(data_dir: str | os.PathLike[str], name: str) -> Path:
+    """Return the file holding table ``name``; raise DataDirError naming what is missing."""
+    if not Path(data_dir).is_dir():
+        raise DataDirError(f"data directory {str(data_dir)!r} does not exist")
+    path = table_path(data_dir, name)
+    if path is None:
+        raise DataDirError(f"data directory {str(data_dir)!r} has no {name}.parquet or {name}.csv")
+    return path
+
+
+def duckdb_source(path: Path) -> str:
+    """The DuckDB table function that scans ``path``; CSV is read as text so types are ours to check."""
+    quoted = str(path).replace("'", "''")
+    if path.suffix == ".csv":
+        return f"read_csv('{quoted}', all_varchar=true, header=true)"
+    return f"read_parquet('{quoted}')"
+
+
+def _coerce(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Cast columns to the contract's logical types (ids to str, money to int64, times to datetime)."""
+    out = frame.copy()
+    for col in table.columns:
+        if col.name not in out.columns:
+            continue
+        series = out[col.name]
+        if col.type == "string":
+            out[col.name] = series.astype("string")
+        elif col.type == "int":
+            out[col.name] = pd.to_numeric(series).astype("Int64" if col.nullable else "int64")
+        elif col.type == "float":
+            out[col.name] = pd.to_numeric(series).astype("float64")
+        elif col.type == "timestamp":
+            out[col.name] = pd.to_datetime(series).astype("datetime64[ns]")
+        elif col.type == "bool":
+            out[col.name] = series.astype("boolean")
+    return out
+
+
+def read_table(
+    data_dir: str | os.PathLike[str], name: str, columns: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Read table ``name`` from ``data_dir`` as a pandas frame typed by the contract.
+
+    Optional columns the file lacks are added as nulls, so callers can rely on every
+    contract column being present.
+    """
+    table = TABLES[name]
+    path = require_table(data_dir, name)
+    wanted = list(columns) if columns is not None else None
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=True)
+        if wanted is not None:
+            frame = frame[[c for c in wanted if c in frame.columns]]
+    else:
+        import pyarrow.parquet as pq
+
+        present = set(pq.read_schema(path).names)
+        cols = None if wanted is None else [c for c in wanted if c in present]
+        frame = pd.read_parquet(path, columns=cols)
+    for col in table.columns:
+        if col.name not in frame.columns and (wanted is None or col.name in wanted):
+            frame[col.name] = pd.Series([None] * len(frame), dtype="object")
+    return _coerce(frame, table)
+
+
+def write_table(frame: pd.DataFrame, data_dir: str | os.PathLike[str], name: str) -> Path:
+    """Write ``frame`` as ``<data_dir>/<name>.parquet`` atomically (temp file, then rename)."""
+    target = Path(data_dir) / f"{name}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    return target

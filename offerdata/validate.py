@@ -1,0 +1,312 @@
+"""Checking a data directory against the loyalty data contract.
+
+:func:`validate` scans every table with DuckDB (out of core, so 100M-row
+transaction files are fine) and returns a :class:`Report` listing every problem
+with its table, column, check, number of affected rows and one example value.
+Nothing downstream (training, materialization, batch decisions) runs on a
+directory whose report is not clean: :func:`require_valid` raises instead.
+
+Checks, in order; later checks on a column are skipped once an earlier one made
+the column unusable:
+
+1. ``missing_table`` / ``missing_column``: a table file or a required column is absent.
+2. ``wrong_type``: a Parquet column has a physical type of the wrong family.
+3. ``unparsable``: text that is not a valid value of the column's type (timestamps, numbers).
+4. ``null``: nulls in a non-nullable column.
+5. ``duplicate``: a primary key value appears more than once.
+6. ``dangling``: a reference to a row that does not exist (unknown member, product,
+   offer; a redemption of an offer never exposed to that member).
+7. Domain rules: ``negative`` quantities and money, ``window_inverted`` offers,
+   ``unknown_value`` kinds and channels, ``out_of_range`` birth months and cost shares,
+   ``before_exposure`` and ``outside_window`` redemptions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from models.schema import CHANNELS, LIST_SEPARATOR, OFFER_KINDS, TABLES, Column, Table
+from offerdata.tables import DataDirError, duckdb_source, table_path
+
+_SQL_TYPE = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMP", "bool": "BOOLEAN"}
+_INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+_ACCEPTED = {
+    "string": {"VARCHAR"},
+    "int": _INT_TYPES,
+    "float": _INT_TYPES | {"FLOAT", "DOUBLE"},
+    "timestamp": {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE", "DATE", "VARCHAR"},
+    "bool": {"BOOLEAN"},
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One contract violation: where it is, what rule it breaks, how many rows, one example."""
+
+    table: str
+    column: str | None
+    check: str
+    rows: int
+    example: str | None
+    message: str
+
+    def render(self) -> str:
+        where = self.table if self.column is None else f"{self.table}.{self.column}"
+        example = "" if self.example is None else f" (e.g. {self.example})"
+        return f"{where} [{self.check}] {self.rows:,} row(s): {self.message}{example}"
+
+
+@dataclass
+class Report:
+    """The outcome of validating one data directory."""
+
+    data_dir: str
+    problems: list[Problem] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        """Human-readable summary: row counts, then one line per problem."""
+        lines = [f"data directory: {self.data_dir}"]
+        for name, count in self.row_counts.items():
+            lines.append(f"  {name:<15} {count:>12,} rows")
+        if self.ok:
+            lines.append("OK: the directory satisfies the data contract")
+        else:
+            lines.append(f"FAILED: {len(self.problems)} problem(s)")
+            lines.extend(f"  - {p.render()}" for p in self.problems)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data_dir": self.data_dir, "ok": self.ok, "row_counts": self.row_counts,
+                "problems": [asdict(p) for p in self.problems]}
+
+
+class ValidationFailed(DataDirError):
+    """A data directory does not satisfy the contract; carries the full report."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        super().__init__(report.render())
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _example(value: Any) -> str | None:
+    return None if value is None else repr(value if isinstance(value, str) else str(value))
+
+
+class _Validator:
+    """Runs the checks for one directory on one DuckDB connection."""
+
+    def __init__(self, data_dir: Path, con: duckdb.DuckDBPyConnection):
+        self.data_dir = data_dir
+        self.con = con
+        self.problems: list[Problem] = []
+        self.row_counts: dict[str, int] = {}
+        self.usable: dict[str, set[str]] = {}  # table -> columns fit for value checks
+
+    def add(self, table: str, column: str | None, check: str, rows: int, example: Any, message: str) -> None:
+        self.problems.append(Problem(table, column, check, int(rows), _example(example), message))
+
+    def scalar(self, sql: str) -> tuple[Any, ...]:
+        row = self.con.execute(sql).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    # -- structure -------------------------------------------------------------------------
+    def load(self, table: Table) -> None:
+        """Register raw and typed views for ``table`` and run the structural checks."""
+        path = table_path(self.data_dir, table.name)
+        if path is None:
+            self.add(table.name, None, "missing_table", 0, None,
+                     f"no {table.name}.parquet or {table.name}.csv in the directory")
+            return
+        raw = f"raw_{table.name}"
+        try:
+            self.con.execute(f"CREATE TEMP VIEW {raw} AS SELECT * FROM {duckdb_source(path)}")
+            described = self.con.execute(f"DESCRIBE {raw}").fetchall()
+        except duckdb.Error as exc:
+            self.add(table.name, None, "unreadable", 0, None, f"cannot read {path.name}: {exc}")
+            return
+        types = {row[0]: str(row[1]).upper() for row in described}
+        self.row_counts[table.name] = int(self.scalar(f"SELECT count(*) FROM {raw}")[0])
+        usable: set[str] = set()
+        select: list[str] = []
+        for col in table.columns:
+            if col.name not in types:
+                if col.required:
+                    self.add(table.name, col.name, "missing_column", self.row_counts[table.name], None,
+                             f"required column {col.name!r} ({col.type}) is missing")
+                continue
+            if self._typed(table, col, raw, types[col.name]):
+                usable.add(col.name)
+                select.append(self._cast(col, types[col.name]))
+        self.usable[table.name] = usable
+        body = ", ".join(select) if select else "NULL AS _empty"
+        self.con.execute(f"CREATE TEMP VIEW v_{table.name} AS SELECT {body} FROM {raw}")
+
+    @staticmethod
+    def _cast(col: Column, actual: str) -> str:
+        if col.type == "timestamp" and actual.startswith("TIMESTAMP WITH"):
+            return f"CAST({_q(col.name)} AS TIMESTAMP) AS {_q(col.name)}"
+        return f"TRY_CAST({_q(col.name)} AS {_SQL_TYPE[col.type]}) AS {_q(col.name)}"
+
+    def _typed(self, table: Table, col: Column, raw: str, actual: str) -> bool:
+        """Check type family, parseability and nulls of one column; True when it is usable."""
+        is_csv = self.con.execute(f"SELECT 1 FROM duckdb_views() WHERE view_name = '{raw}' AND sql ILIKE '%read_csv%'").fetchone()
+        base = actual.split("(")[0]
+        if not is_csv and base not in _ACCEPTED[col.type] and not base.startswith("DECIMAL"):
+            self.add(table.name, col.name, "wrong_type", self.row_counts[table.name], None,
+                     f"column has type {actual}, expected {col.type}")
+            return False
+        if not is_csv and base.startswith("DECIMAL") and col.type != "float":
+            self.add(table.name, col.name, "wrong_type", self.row_counts[table.name], None,
+                     f"column has type {actual}, expected {col.type}")
+            return False
+        name = _q(col.name)
+        target = _SQL_TYPE[col.type]
+        ok = True
+        if base == "VARCHAR" and col.type != "string":
+            if col.type == "int":
+                # Integers must not carry a fractional part: '2.5' is unparsable, not 2.
+                bad = f"{name} IS NOT NULL AND (TRY_CAST({name} AS {target}) IS NULL OR TRY_CAST({name} AS DOUBLE) <> TRY_CAST({name} AS {target}))"
+            else:
+                bad = f"{name} IS NOT NULL AND TRY_CAST({name} AS {target}) IS NULL"
+            count, example = self.scalar(f"SELECT count(*), any_value({name}) FROM {raw} WHERE {bad}")
+            if count:
+                self.add(table.name, col.name, "unparsable", count, example,
+                         f"values cannot be parsed as {col.type}")
+                ok = False
+        if not col.nullable:
+            (count,) = self.scalar(f"SELECT count(*) FROM {raw} WHERE {name} IS NULL")
+            if count:
+                self.add(table.name, col.name, "null", count, None, "null in a non-nullable column")
+        return ok
+
+    # -- keys and references ----------------------------------------------------------------
+    def has(self, table: str, *columns: str) -> bool:
+        return table in self.usable and all(c in self.usable[table] for c in columns)
+
+    def keys(self, table: Table) -> None:
+        if not table.key or not self.has(table.name, *table.key):
+            return
+        cols = ", ".join(_q(c) for c in table.key)
+        label = " + ".join(table.key)
+        dup_rows, groups, example = self.scalar(
+            f"SELECT coalesce(sum(n), 0), count(*), any_value(k) FROM ("
+            f"SELECT concat_ws(' / ', {cols}) AS k, count(*) AS n FROM v_{table.name} "
+            f"WHERE {' AND '.join(_q(c) + ' IS NOT NULL' for c in table.key)} GROUP BY {cols} HAVING count(*) > 1)")
+        if groups:
+            self.add(table.name, label, "duplicate", dup_rows, example,
+                     f"{groups:,} {label} value(s) appear more than once")
+
+    def references(self, table: Table) -> None:
+        for local, target, remote in table.references:
+            if not self.has(table.name, *local) or not self.has(target, *remote):
+                continue
+            cond = " AND ".join(f"t.{_q(a)} = r.{_q(b)}" for a, b in zip(local, remote, strict=True))
+            nonnull = " AND ".join(f"t.{_q(a)} IS NOT NULL" for a in local)
+            shown = "concat_ws(' / ', " + ", ".join(f"t.{_q(a)}" for a in local) + ")"
+            count, example = self.scalar(
+                f"SELECT count(*), any_value({shown}) FROM v_{table.name} t WHERE {nonnull} AND NOT EXISTS "
+                f"(SELECT 1 FROM v_{target} r WHERE {cond})")
+            if count:
+                if target == "exposures":
+                    msg = "redemption of an offer never exposed to that member"
+                else:
+                    msg = f"references a {'/'.join(remote)} that is not in {target}"
+                self.add(table.name, "+".join(local), "dangling", count, example, msg)
+
+    # -- domain rules ------------------------------------------------------------------------
+    def rule(self, table: str, column: str, check: str, needs: tuple[str, ...], where: str,
+             shown: str, message: str) -> None:
+        if not self.has(table, *needs):
+            return
+        count, example = self.scalar(f"SELECT count(*), any_value({shown}) FROM v_{table} WHERE {where}")
+        if count:
+            self.add(table, column, check, count, example, message)
+
+    def domain_rules(self) -> None:
+        for col in ("quantity", "amount_minor", "discount_minor", "coupon_discount_minor"):
+            self.rule("transactions", col, "negative", (col,), f"{col} < 0", col,
+                      f"{col} is negative")
+        self.rule("offers", "ends_at", "window_inverted", ("starts_at", "ends_at", "offer_id"),
+                  "ends_at < starts_at", "offer_id", "validity window ends before it starts")
+        kinds = ", ".join(_lit(k) for k in OFFER_KINDS)
+        self.rule("offers", "kind", "unknown_value", ("kind",), f"kind NOT IN ({kinds})", "kind",
+                  "unknown offer kind; expected one of " + ", ".join(OFFER_KINDS))
+        for col in ("value", "cost_minor", "min_spend_minor"):
+            self.rule("offers", col, "negative", (col,), f"{col} < 0", col, f"{col} is negative")
+        self.rule("offers", "cost_share", "out_of_range", ("cost_share",),
+                  "cost_share < 0 OR cost_share > 1", "cost_share", "cost_share must lie in [0, 1]")
+        channels = ", ".join(_lit(c) for c in CHANNELS)
+        self.rule("exposures", "channel", "unknown_value", ("channel",), f"channel NOT IN ({channels})",
+                  "channel", "unknown channel; expected one of " + ", ".join(CHANNELS))
+        self.rule("offers", "channels", "unknown_value", ("channels",),
+                  f"trim(channels) <> '' AND NOT list_has_all([{channels}], string_split("
+                  f"trim(regexp_replace(channels, '\\s*\\|\\s*', '|', 'g'), ' |'), {_lit(LIST_SEPARATOR)}))",
+                  "channels", "unknown channel in the list; expected items from " + ", ".join(CHANNELS))
+        self.rule("members", "birth_month", "out_of_range", ("birth_month",),
+                  "birth_month < 1 OR birth_month > 12", "birth_month", "birth_month must lie in 1-12")
+        self._redemption_timing()
+
+    def _redemption_timing(self) -> None:
+        if self.has("redemptions", "member_id", "offer_id", "redeemed_at") and self.has(
+                "exposures", "member_id", "offer_id", "exposed_at"):
+            count, example = self.scalar(
+                "SELECT count(*), any_value(r.redemption_id) FROM v_redemptions r JOIN ("
+                "SELECT member_id, offer_id, min(exposed_at) AS first_seen FROM v_exposures GROUP BY ALL"
+                ") e USING (member_id, offer_id) WHERE r.redeemed_at < e.first_seen")
+            if count:
+                self.add("redemptions", "redeemed_at", "before_exposure", count, example,
+                         "redeemed before the member was first exposed to the offer")
+        if self.has("redemptions", "offer_id", "redeemed_at") and self.has("offers", "offer_id", "starts_at", "ends_at"):
+            count, example = self.scalar(
+                "SELECT count(*), any_value(r.redemption_id) FROM v_redemptions r JOIN v_offers o USING (offer_id) "
+                "WHERE r.redeemed_at < o.starts_at OR r.redeemed_at > o.ends_at")
+            if count:
+                self.add("redemptions", "redeemed_at", "outside_window", count, example,
+                         "redeemed outside the offer's validity window")
+
+
+def validate(data_dir: str | os.PathLike[str]) -> Report:
+    """Check ``data_dir`` against the contract and return every problem found."""
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise DataDirError(f"data directory {str(data_dir)!r} does not exist")
+    con = duckdb.connect(":memory:")
+    try:
+        v = _Validator(path, con)
+        for table in TABLES.values():
+            v.load(table)
+        for table in TABLES.values():
+            v.keys(table)
+        for table in TABLES.values():
+            v.references(table)
+        v.domain_rules()
+        return Report(str(path), v.problems, v.row_counts)
+    finally:
+        con.close()
+
+
+def require_valid(data_dir: str | os.PathLike[str]) -> Report:
+    """Validate ``data_dir`` and raise :class:`ValidationFailed` unless it is clean."""
+    report = validate(data_dir)
+    if not report.ok:
+        raise ValidationFailed(report)
+    return report

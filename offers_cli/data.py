@@ -1,0 +1,70 @@
+"""``offers data ...``: import, generate and validate contract data directories."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from offerdata.tables import DataDirError
+
+
+@click.group()
+def data() -> None:
+    """Import, generate and validate loyalty data directories."""
+
+
+@data.command("validate")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate_cmd(data_dir: Path, as_json: bool) -> None:
+    """Check DATA_DIR against the data contract; exit 1 when any problem is found."""
+    from offerdata.validate import validate
+
+    try:
+        report = validate(data_dir)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
+    if not report.ok:
+        sys.exit(1)
+
+
+@data.command("completejourney")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Directory to write the contract tables into.")
+def completejourney_cmd(out_dir: Path) -> None:
+    """Convert The Complete Journey (pip extra [datasets]) into the data contract."""
+    from offerdata.completejourney import DatasetUnavailable, write_completejourney
+
+    started = time.perf_counter()
+    try:
+        summary = write_completejourney(out_dir)
+    except DatasetUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, rows in summary.rows.items():
+        click.echo(f"  {name:<15} {rows:>12,} rows")
+    click.echo(f"repaired: {summary.added_unknown_products} purchased products missing from the "
+               f"product file added with unknown hierarchy; {summary.dropped_offer_products} coupon "
+               "lines naming unknown products dropped")
+    click.echo(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")
+
+
+@data.command("synthetic")
+@click.option("--members", "n_members", type=click.IntRange(1_000, 10_000_000), default=10_000,
+              show_default=True, help="Number of members (1,000 to 10,000,000).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same data.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Directory to write the contract tables into.")
+def synthetic_cmd(n_members: int, seed: int, out_dir: Path) -> None:
+    """Generate a realistic synthetic loyalty program, streamed to disk in chunks."""
+    from offerdata.synthetic import generate
+
+    started = time.perf_counter()
+    rows = generate(out_dir, n_members=n_members, seed=seed, progress=True)
+    for name, count in rows.items():
+        click.echo(f"  {name:<15} {count:>12,} rows")
+    click.echo(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")

@@ -1,0 +1,26 @@
+"""The ``offers`` command: one entry point for everything a user runs.
+
+Each sub-command is a thin layer over an importable API (``offerdata``,
+``training``, ``service``); user mistakes surface as :class:`click.ClickException`
+(a message and exit code 1), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from offers_cli.data import data
+from offers_cli.demo import demo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="loyalty-offers")
+def cli() -> None:
+    """Personalized loyalty offers: data, training, decisions and the serving API."""
+
+
+cli.add_command(data)
+cli.add_command(demo)
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

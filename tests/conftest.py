@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny contract data, and a real redis-server for tests that need one.
+
+Redis tests talk to a real server. The session uses ``OFFERS_TEST_REDIS_URL`` (default
+redis://127.0.0.1:6379/15) when it answers; otherwise it starts its own
+``redis-server`` on a free port. Under CI (``CI`` set) a missing Redis fails the run
+instead of skipping, so Redis tests never skip silently there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.factory import write_tiny
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    """A fresh, valid, tiny data directory."""
+    return write_tiny(tmp_path / "data")
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+class RedisServer:
+    """A private redis-server process the test owns: it can be stopped and started again."""
+
+    def __init__(self, port: int, workdir: Path):
+        self.port = port
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _answers(self.url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis database reserved for tests (flushed around each use)."""
+    url = os.environ.get("OFFERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if _answers(url):
+        yield url
+        return
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no Redis for the tests under CI: {exc}")
+        pytest.skip(f"no Redis answers at {url} and none could be started: {exc}")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[object]:
+    """A redis-py client on the test database, flushed before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for stopping and restarting mid-test."""
+    server = RedisServer(free_port(), tmp_path)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.stop()

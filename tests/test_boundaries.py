@@ -1,0 +1,47 @@
+"""Import boundaries: models is the pure core; service never reaches into training."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: package -> top-level modules it must never import
+FORBIDDEN = {
+    "models": {"flask", "redis", "gunicorn", "training", "service", "offerdata", "offers_cli",
+               "requests", "socket", "duckdb"},
+    "offerdata": {"flask", "redis", "gunicorn", "training", "service", "offers_cli"},
+    "training": {"flask", "redis", "gunicorn", "service", "offers_cli"},
+    "service": {"training", "offers_cli"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    """Top-level module names imported anywhere in ``path`` (including inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_respects_its_boundary(package: str) -> None:
+    offenders = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = imported_roots(path) & FORBIDDEN[package]
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = sorted(bad)
+    assert not offenders, f"{package} crosses its import boundary: {offenders}"
+
+
+def test_the_checker_sees_nested_imports(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    import redis.client\n    from flask import Flask\n")
+    assert imported_roots(probe) == {"redis", "flask"}
