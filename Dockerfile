@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: dependencies are installed before the code is copied, so code
+# changes do not invalidate the dependency layer; the runtime image runs as a non-root user.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+# Install only the dependencies declared in pyproject.toml (no project code yet).
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['dependencies'] + d['optional-dependencies']['datasets']))" > requirements.txt \
+    && pip install -r requirements.txt
+COPY models ./models
+COPY offerdata ./offerdata
+COPY training ./training
+COPY service ./service
+COPY offers_cli ./offers_cli
+COPY examples ./examples
+RUN pip install --no-deps .
+
+FROM python:3.11-slim-bookworm AS runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 offers
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /src/examples /app/examples
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 \
+    OFFERS_REGISTRY=/var/lib/offers/registry OFFERS_DATA=/var/lib/offers/data
+WORKDIR /app
+RUN mkdir -p /var/lib/offers && chown offers:offers /var/lib/offers
+USER offers
+EXPOSE 8000
+ENTRYPOINT ["gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app"]
