@@ -11,6 +11,8 @@ import click
 
 from offers_cli.data import data
 from offers_cli.demo import demo
+from offers_cli.train import evaluate, models, score, train
+from offers_cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +23,9 @@ def cli() -> None:
 
 cli.add_command(data)
 cli.add_command(demo)
+for command in (train, evaluate, score, models):
+    cli.add_command(command)
+cli.add_command(serve)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

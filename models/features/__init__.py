@@ -1,0 +1,12 @@
+"""Point-in-time member x offer features: one definition for training and serving."""
+
+from models.features.compute import (
+    CATEGORICAL_FEATURES,
+    FEATURE_NAMES,
+    channel_codes,
+    compute_features,
+)
+from models.features.history import Catalog, History, to_seconds
+
+__all__ = ["CATEGORICAL_FEATURES", "FEATURE_NAMES", "Catalog", "History", "channel_codes",
+           "compute_features", "to_seconds"]

@@ -1,0 +1,210 @@
+"""Integer-coded, time-sorted member histories and the offer catalog the features read.
+
+Features are computed from two containers:
+
+* :class:`Catalog`: products (category, department, brand and manufacturer codes) and
+  offers (attributes plus a sparse offer x product incidence matrix). One per data set
+  or serving process.
+* :class:`History`: every member's purchase lines, exposures and redemptions as numpy
+  arrays keyed by a member index, sorted by time. Training builds one for a partition of
+  members; serving builds one for a single member from its online state. The feature
+  code never sees anything else, which is what makes online and offline vectors equal.
+
+Timestamps are int64 seconds since the epoch (local program time); "before as_of"
+means strictly smaller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from models.schema import OFFER_KINDS, split_list
+
+SECOND = np.int64(1)
+DAY = np.int64(86_400)
+UNKNOWN = "<unknown>"
+
+
+def to_seconds(values: pd.Series | np.ndarray | pd.DatetimeIndex) -> np.ndarray:
+    """Datetimes to int64 seconds since the epoch (NaT becomes the int64 minimum)."""
+    arr = np.asarray(pd.to_datetime(values), dtype="datetime64[ns]")
+    out = arr.astype("datetime64[s]").astype(np.int64)
+    out[np.isnat(arr)] = np.iinfo(np.int64).min
+    return out
+
+
+def _codes(values: pd.Series, levels: list[str]) -> np.ndarray:
+    """Map values to positions in ``levels``; unknown/null values map to level 0 (UNKNOWN)."""
+    index = {v: i for i, v in enumerate(levels)}
+    return np.fromiter((index.get(v, 0) for v in values.fillna(UNKNOWN).astype(str)), dtype=np.int32,
+                       count=len(values))
+
+
+@dataclass
+class Catalog:
+    """Products and offers, integer-coded, with the offer x product incidence matrix."""
+
+    product_ids: np.ndarray            # str, position = product index
+    product_category: np.ndarray       # int32 codes into category_levels
+    product_department: np.ndarray
+    product_brand: np.ndarray
+    product_manufacturer: np.ndarray
+    category_levels: list[str]
+    department_levels: list[str]
+    brand_levels: list[str]
+    manufacturer_levels: list[str]
+    offer_ids: np.ndarray              # str, position = offer index
+    offer_campaign: np.ndarray         # str campaign ids
+    offer_kind: np.ndarray             # int32 index into OFFER_KINDS
+    offer_value: np.ndarray            # float64, NaN when unknown
+    offer_cost: np.ndarray             # float64 minor units, NaN when unknown
+    offer_start: np.ndarray            # int64 seconds
+    offer_end: np.ndarray              # int64 seconds
+    offer_campaign_type: np.ndarray    # int32 codes into campaign_type_levels
+    campaign_type_levels: list[str]
+    offer_products: sparse.csr_matrix  # offers x products, 1 where the offer applies
+
+    @property
+    def n_offers(self) -> int:
+        return len(self.offer_ids)
+
+    @property
+    def n_products(self) -> int:
+        return len(self.product_ids)
+
+    def offer_index(self, offer_ids: pd.Series | np.ndarray | list[str]) -> np.ndarray:
+        """Positions of ``offer_ids``; -1 for offers the catalog does not know."""
+        lookup = pd.Index(self.offer_ids)
+        return np.asarray(lookup.get_indexer(pd.Index(np.asarray(offer_ids, dtype=object))), dtype=np.int64)
+
+    def product_index(self, product_ids: pd.Series | np.ndarray) -> np.ndarray:
+        """Positions of ``product_ids``; -1 for products the catalog does not know."""
+        lookup = pd.Index(self.product_ids)
+        return np.asarray(lookup.get_indexer(pd.Index(np.asarray(product_ids, dtype=object))), dtype=np.int64)
+
+    @classmethod
+    def from_frames(cls, products: pd.DataFrame, offers: pd.DataFrame, offer_products: pd.DataFrame) -> Catalog:
+        """Build the catalog from the contract's products, offers and offer_products tables."""
+        def levels(series: pd.Series) -> list[str]:
+            return [UNKNOWN, *sorted(set(series.dropna().astype(str)) - {UNKNOWN})]
+
+        manufacturer = products["manufacturer_id"] if "manufacturer_id" in products else pd.Series([None] * len(products))
+        cat_l, dep_l, br_l, man_l = (levels(products["category"]), levels(products["department"]),
+                                     levels(products["brand"]), levels(manufacturer))
+        offers = offers.reset_index(drop=True)
+        ctype = offers["campaign_type"] if "campaign_type" in offers else pd.Series([None] * len(offers))
+        ct_l = levels(ctype)
+        product_ids = products["product_id"].astype(str).to_numpy()
+        offer_ids = offers["offer_id"].astype(str).to_numpy()
+        p_index = pd.Index(product_ids)
+        o_index = pd.Index(offer_ids)
+        rows = o_index.get_indexer(offer_products["offer_id"].astype(str))
+        cols = p_index.get_indexer(offer_products["product_id"].astype(str))
+        keep = (rows >= 0) & (cols >= 0)
+        incidence = sparse.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
+                                      shape=(len(offer_ids), len(product_ids)))
+        incidence.data[:] = 1.0  # duplicates summed by the constructor collapse back to 1
+        kind_index = {k: i for i, k in enumerate(OFFER_KINDS)}
+
+        def numeric(name: str) -> np.ndarray:
+            if name not in offers:
+                return np.full(len(offers), np.nan)
+            return pd.to_numeric(offers[name], errors="coerce").to_numpy(dtype=np.float64)
+
+        return cls(
+            product_ids=product_ids,
+            product_category=_codes(products["category"], cat_l),
+            product_department=_codes(products["department"], dep_l),
+            product_brand=_codes(products["brand"], br_l),
+            product_manufacturer=_codes(manufacturer, man_l),
+            category_levels=cat_l, department_levels=dep_l, brand_levels=br_l, manufacturer_levels=man_l,
+            offer_ids=offer_ids,
+            offer_campaign=offers["campaign_id"].astype(str).to_numpy(),
+            offer_kind=np.array([kind_index.get(k, 0) for k in offers["kind"].astype(str)], dtype=np.int32),
+            offer_value=numeric("value"),
+            offer_cost=numeric("cost_minor"),
+            offer_start=to_seconds(offers["starts_at"]),
+            offer_end=to_seconds(offers["ends_at"]),
+            offer_campaign_type=_codes(ctype, ct_l),
+            campaign_type_levels=ct_l,
+            offer_products=incidence,
+        )
+
+
+@dataclass
+class History:
+    """Purchase lines, exposures and redemptions of a set of members, integer-coded.
+
+    ``member_ids[i]`` is the member with index ``i``; every event array carries that
+    index. Arrays need not be sorted: features filter by time explicitly.
+    """
+
+    member_ids: np.ndarray        # str
+    joined_at: np.ndarray         # int64 seconds per member (int64 min when unknown)
+    line_member: np.ndarray       # int32
+    line_time: np.ndarray         # int64 seconds
+    line_basket: np.ndarray       # int64 basket code (unique per basket within the history)
+    line_product: np.ndarray      # int32 product index (-1 unknown)
+    line_amount: np.ndarray       # float64 minor units paid
+    line_coupon: np.ndarray       # float64 minor units of coupon discount
+    exp_member: np.ndarray        # int32
+    exp_time: np.ndarray          # int64 seconds
+    exp_offer: np.ndarray         # int32 offer index (-1 unknown)
+    red_member: np.ndarray        # int32
+    red_time: np.ndarray          # int64 seconds
+    red_offer: np.ndarray         # int32 offer index (-1 unknown)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.member_ids)
+
+    def member_index(self, member_ids: pd.Series | np.ndarray | list[str]) -> np.ndarray:
+        """Positions of ``member_ids`` in this history; -1 for members it does not hold."""
+        return np.asarray(pd.Index(self.member_ids).get_indexer(pd.Index(np.asarray(member_ids, dtype=object))),
+                          dtype=np.int64)
+
+    def with_members(self, member_ids: np.ndarray | list[str]) -> History:
+        """A copy that also holds ``member_ids`` it lacked, with empty histories (cold start)."""
+        new = [m for m in pd.unique(np.asarray(member_ids, dtype=object)) if m not in set(self.member_ids)]
+        if not new:
+            return self
+        return History(**{**self.__dict__,
+                          "member_ids": np.concatenate([self.member_ids, np.asarray(new, dtype=object)]),
+                          "joined_at": np.concatenate([self.joined_at, np.full(len(new), np.iinfo(np.int64).min)])})
+
+    @classmethod
+    def from_frames(cls, catalog: Catalog, members: pd.DataFrame, transactions: pd.DataFrame,
+                    exposures: pd.DataFrame, redemptions: pd.DataFrame) -> History:
+        """Build a history from contract frames (any subset of members, e.g. one partition)."""
+        member_ids = members["member_id"].astype(str).to_numpy()
+        m_index = pd.Index(member_ids)
+        joined = to_seconds(members["joined_at"]) if "joined_at" in members else np.full(
+            len(members), np.iinfo(np.int64).min)
+        coupon = (transactions["coupon_discount_minor"] if "coupon_discount_minor" in transactions
+                  else pd.Series(np.zeros(len(transactions))))
+        basket_codes = pd.factorize(transactions["basket_id"].astype(str))[0] if len(transactions) else np.zeros(0)
+        return cls(
+            member_ids=member_ids,
+            joined_at=joined,
+            line_member=m_index.get_indexer(transactions["member_id"].astype(str)).astype(np.int32),
+            line_time=to_seconds(transactions["purchased_at"]),
+            line_basket=np.asarray(basket_codes, dtype=np.int64),
+            line_product=catalog.product_index(transactions["product_id"].astype(str)).astype(np.int32),
+            line_amount=pd.to_numeric(transactions["amount_minor"]).to_numpy(dtype=np.float64),
+            line_coupon=pd.to_numeric(coupon).fillna(0).to_numpy(dtype=np.float64),
+            exp_member=m_index.get_indexer(exposures["member_id"].astype(str)).astype(np.int32),
+            exp_time=to_seconds(exposures["exposed_at"]),
+            exp_offer=catalog.offer_index(exposures["offer_id"].astype(str)).astype(np.int32),
+            red_member=m_index.get_indexer(redemptions["member_id"].astype(str)).astype(np.int32),
+            red_time=to_seconds(redemptions["redeemed_at"]),
+            red_offer=catalog.offer_index(redemptions["offer_id"].astype(str)).astype(np.int32),
+        )
+
+
+def parse_channels(value: object) -> tuple[str, ...]:
+    """Channels of a `|`-separated list value (re-exported for callers building requests)."""
+    return split_list(value)

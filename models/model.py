@@ -1,0 +1,154 @@
+"""The propensity model artifact: a LightGBM text model, a calibrator and its metadata.
+
+An artifact is a directory::
+
+    model.txt       LightGBM text model (never a pickle)
+    metadata.json   feature names and order, categorical features, calibration, training
+                    window, data fingerprint, metrics, library versions, program-config hash,
+                    and the sha256 of model.txt
+    report.html     the evaluation report (written by training, not needed to serve)
+
+:meth:`PropensityModel.load` refuses an artifact whose features differ from the code's
+feature definition, whose model file is truncated or corrupt, or whose metadata is
+missing or malformed, with an :class:`ArtifactError` that says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+
+MODEL_FILE = "model.txt"
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(Exception):
+    """A model artifact is missing, corrupt, or does not match the code's features."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt scaling on the logit of the raw score: p = sigmoid(a * logit(raw) + b).
+
+    Strictly increasing, so it never reorders (or ties) one member's offers.
+    """
+
+    a: float = 1.0
+    b: float = 0.0
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.clip(np.asarray(raw, dtype=np.float64), 1e-7, 1 - 1e-7)
+        z = self.a * np.log(raw / (1 - raw)) + self.b
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class PropensityModel:
+    """A loaded, checked propensity model ready to score feature matrices."""
+
+    booster: lgb.Booster
+    calibration: Calibration
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("version", "unversioned"))
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.metadata.get("feature_names", FEATURE_NAMES))
+
+    def raw_score(self, features: np.ndarray) -> np.ndarray:
+        """Uncalibrated model output (probability scale), single-threaded."""
+        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Calibrated redemption probabilities for rows of ``features`` (FEATURE_NAMES order)."""
+        if features.ndim != 2 or features.shape[1] != len(self.feature_names):
+            raise ValueError(f"features has {features.shape[-1]} columns, but the model expects "
+                             f"{len(self.feature_names)}")
+        return self.calibration.apply(self.raw_score(features))
+
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """Per-feature contributions (log-odds) from LightGBM's pred_contrib; last column is the bias."""
+        return np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=1))
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write model.txt and metadata.json into ``directory`` (which must be new or empty)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        model_path = out / MODEL_FILE
+        self.booster.save_model(str(model_path))
+        meta = dict(self.metadata)
+        meta.update({
+            "format_version": FORMAT_VERSION,
+            "feature_names": self.feature_names,
+            "categorical_features": [c for c in CATEGORICAL_FEATURES if c in self.feature_names],
+            "calibration": {"method": "platt", "a": self.calibration.a, "b": self.calibration.b},
+            "model_sha256": sha256_file(model_path),
+            "lightgbm_version": lgb.__version__,
+        })
+        (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        self.metadata = meta
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> PropensityModel:
+        """Load and check an artifact; raise :class:`ArtifactError` naming what is wrong."""
+        path = Path(directory)
+        meta_path, model_path = path / METADATA_FILE, path / MODEL_FILE
+        if not path.is_dir():
+            raise ArtifactError(f"model artifact {str(path)!r} does not exist")
+        if not meta_path.is_file() or not model_path.is_file():
+            raise ArtifactError(f"model artifact {str(path)!r} is incomplete: needs {MODEL_FILE} and {METADATA_FILE}")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{meta_path}: metadata is not valid JSON ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"{meta_path}: metadata must be a JSON object")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        names = meta.get("feature_names")
+        if names != FEATURE_NAMES:
+            missing = [n for n in FEATURE_NAMES if n not in (names or [])]
+            extra = [n for n in (names or []) if n not in FEATURE_NAMES]
+            raise ArtifactError(
+                f"{path.name}: the artifact's {len(names or [])} features do not match the code's "
+                f"{len(FEATURE_NAMES)} (missing {missing[:5]}, unexpected {extra[:5]}"
+                f"{', or a different order' if not missing and not extra else ''}); retrain the model")
+        expected = meta.get("model_sha256")
+        actual = sha256_file(model_path)
+        if expected != actual:
+            raise ArtifactError(f"{model_path}: checksum mismatch (truncated or corrupt model file)")
+        try:
+            booster = lgb.Booster(model_file=str(model_path))
+        except lgb.basic.LightGBMError as exc:
+            raise ArtifactError(f"{model_path}: LightGBM cannot read the model ({exc})") from exc
+        if booster.feature_name() != names:
+            raise ArtifactError(f"{model_path}: the model's features differ from its metadata")
+        cal = meta.get("calibration") or {}
+        try:
+            calibration = Calibration(float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{meta_path}: malformed calibration {cal!r}") from exc
+        return cls(booster=booster, calibration=calibration, metadata=meta)

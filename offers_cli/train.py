@@ -1,0 +1,180 @@
+"""``offers train | evaluate | score | models ...``: the data scientist's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from models.model import ArtifactError
+from models.registry import RegistryError
+from offerdata.tables import DataDirError
+
+USER_ERRORS: tuple[type[Exception], ...] = (DataDirError, RegistryError, ArtifactError)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from training.train import TrainingError
+
+    return (*USER_ERRORS, TrainingError)
+
+
+def _print_metrics(metrics: dict) -> None:
+    rows = [n for n in ("model", "product_spend", "member_redemption_rate", "popularity", "random") if n in metrics]
+    if not rows:
+        click.echo("no test block with redemptions: nothing to evaluate")
+        return
+    cols = ("roc_auc", "pr_auc", "hit@1", "hit@3", "hit@5", "ndcg@5")
+    click.echo(f"{'scorer':<24}" + "".join(f"{c:>9}" for c in cols))
+    for name in rows:
+        click.echo(f"{name:<24}" + "".join(f"{metrics[name].get(c, float('nan')):>9.4f}" for c in cols))
+    m = metrics["model"]
+    click.echo(f"calibration: ECE {m['ece']:.5f}; log-loss {m['log_loss']:.5f} (prior {m['log_loss_prior']:.5f}); "
+               f"Brier {m['brier']:.5f} (prior {m['brier_prior']:.5f})")
+    ci = m.get("ci95", {})
+    if ci:
+        click.echo("model 95% intervals over members: " + ", ".join(f"{k} [{a:.3f}, {b:.3f}]" for k, (a, b) in ci.items()))
+    if "member_campaign" in metrics:
+        mc = metrics["member_campaign"]
+        click.echo(f"member x campaign ROC-AUC {mc['roc_auc']:.4f} over {mc['groups']:,} groups")
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Contract data directory.")
+@click.option("--registry", required=True, type=click.Path(path_type=Path), help="Model registry directory.")
+@click.option("--train-end", default=None, help="Train on exposures before this date (default: 75% of exposures).")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="Program config YAML.")
+@click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True,
+              help="Bootstrap resamples for confidence intervals (0 to skip).")
+@click.option("--promote/--no-promote", default=None, help="Make the new version champion (default: only if none).")
+def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | None, reps: int,
+          promote: bool | None) -> None:
+    """Train, evaluate and register a propensity model."""
+    from training.train import train_propensity
+
+    try:
+        result = train_propensity(data_dir, registry, train_end=train_end, config=config, bootstrap_reps=reps,
+                                  progress=True, promote=promote)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"version {result.version} ({result.metrics['selection']['chosen']}) -> {result.model_dir}")
+    _print_metrics(result.metrics)
+    click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    click.echo(f"report: {result.model_dir / 'report.html'}")
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+@click.option("--version", "version", default="champion", show_default=True, help="Version id or alias.")
+@click.option("--train-end", default=None, help="Test on exposures from this date (default: the model's cut-off).")
+@click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
+def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool) -> None:
+    """Evaluate a registered model against the baselines on a time split."""
+    from training.evaluate import evaluate_version
+
+    try:
+        metrics = evaluate_version(data_dir, registry, version, train_end, reps)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2, default=str))
+    else:
+        click.echo(f"version {metrics['version']}, test block from {metrics['train_end']}: "
+                   f"{metrics['rows']:,} exposures, {metrics['positives']:,} redemptions")
+        _print_metrics(metrics)
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+@click.option("--pairs", required=True, type=click.Path(path_type=Path),
+              help="Parquet/CSV with member_id, offer_id, as_of (and optionally channel).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output Parquet or CSV.")
+@click.option("--version", "version", default="champion", show_default=True)
+def score(data_dir: Path, registry: Path, pairs: Path, out: Path, version: str) -> None:
+    """Score (member, offer, as_of) pairs with point-in-time features."""
+    from training.score import read_pairs, score_pairs, write_frame
+
+    try:
+        frame = score_pairs(data_dir, registry, read_pairs(pairs), version, progress=True)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_frame(frame, out)
+    click.echo(f"scored {len(frame):,} pairs with {frame['model_version'].iloc[0] if len(frame) else version} -> {out}")
+
+
+@click.group()
+def models() -> None:
+    """List, inspect, promote and roll back registered models."""
+
+
+def _registry(path: Path):  # noqa: ANN202
+    from models.registry import Registry
+
+    try:
+        return Registry(path)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@models.command("list")
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+def list_cmd(registry: Path) -> None:
+    """Every version, its aliases and headline metrics."""
+    reg = _registry(registry)
+    versions = reg.list()
+    if not versions:
+        click.echo("no models registered")
+    for v in versions:
+        tags = f" [{', '.join(v.aliases)}]" if v.aliases else ""
+        metrics = " ".join(f"{k}={val}" for k, val in v.metrics.items())
+        click.echo(f"{v.version}{tags} train_end={v.train_end} {metrics}")
+
+
+@models.command("show")
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+@click.argument("version", default="champion")
+def show_cmd(registry: Path, version: str) -> None:
+    """A version's metadata (without the bulky metric tables)."""
+    reg = _registry(registry)
+    try:
+        path = reg.path(version)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    meta = json.loads((path / "metadata.json").read_text())
+    meta.pop("metrics", None)
+    meta["path"] = str(path)
+    click.echo(json.dumps(meta, indent=2))
+
+
+@models.command("promote")
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+@click.option("--alias", type=click.Choice(["champion", "challenger"]), default="champion", show_default=True)
+@click.argument("version")
+def promote_cmd(registry: Path, alias: str, version: str) -> None:
+    """Point an alias at a version (atomically)."""
+    from models.model import PropensityModel
+
+    reg = _registry(registry)
+    try:
+        PropensityModel.load(reg.path(version))  # never promote an artifact that cannot serve
+        target = reg.promote(version, alias)
+    except (RegistryError, ArtifactError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{alias} -> {target}")
+
+
+@models.command("rollback")
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+@click.option("--alias", type=click.Choice(["champion", "challenger"]), default="champion", show_default=True)
+def rollback_cmd(registry: Path, alias: str) -> None:
+    """Restore an alias to its previous version (atomically)."""
+    reg = _registry(registry)
+    try:
+        target = reg.rollback(alias)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{alias} -> {target}")

@@ -1,0 +1,28 @@
+"""Re-evaluating a registered model on a time split, next to the baselines."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from models.model import PropensityModel
+from models.registry import Registry
+from training.dataset import load_dataset
+from training.train import TrainingError, evaluate_rows, feature_matrix, split
+
+
+def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], version: str = "champion",
+                     train_end: str | None = None, bootstrap_reps: int = 200) -> dict[str, Any]:
+    """Metrics of model ``version`` on exposures from ``train_end`` (default: its own cut-off) onwards."""
+    reg = Registry(registry)
+    model = PropensityModel.load(reg.path(version))
+    cut = pd.Timestamp(train_end or model.metadata.get("train_end"))
+    ds = load_dataset(data_dir)
+    _, test = split(ds, cut)
+    if test["label"].sum() == 0:
+        raise TrainingError(f"no redemptions among exposures from {cut.date()}: nothing to evaluate")
+    metrics = evaluate_rows(ds, test, feature_matrix(ds, test), model, bootstrap_reps)
+    metrics.update({"version": model.version, "train_end": str(cut.date())})
+    return metrics
