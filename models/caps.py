@@ -1,0 +1,127 @@
+"""Caps and budgets: the counters a decision reads, and the increments it reports.
+
+The core is pure: the caller passes the counters it keeps (the service in Redis, a
+batch job in memory) as plain mappings, and gets back, with every decision, the
+increments that decision implies. Applying them is the caller's job.
+
+* Member caps (per offer, within the offer's ``caps.window_days``): impressions
+  (FREQUENCY_CAPPED), issues and redemptions (MEMBER_CAP_REACHED). An offer passes
+  while ``count < limit``; a returned offer adds one impression and one issue.
+* Global budgets (per budget key, shared by offers that name the same key): a count
+  of issues and/or money. A returned offer *reserves* one issue and its full cost
+  at once, so a budget holds even if every issued offer is redeemed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class CapCounters:
+    """One member's counters, each keyed by offer id, counted within the offer's cap window."""
+
+    impressions: Mapping[str, int] = field(default_factory=dict)
+    issues: Mapping[str, int] = field(default_factory=dict)
+    redemptions: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    """Global budget consumption so far, keyed by budget key."""
+
+    count: Mapping[str, int] = field(default_factory=dict)
+    minor: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CounterIncrement:
+    """One counter a decision would increment: ``scope`` member or global, ``subject``
+    impression, issue, budget_count or budget_minor, ``key`` an offer id or budget key."""
+
+    scope: str
+    subject: str
+    key: str
+    amount: int
+    window_days: int | None = None
+
+
+NO_COUNTERS = CapCounters()
+
+
+def member_cap_flags(catalog: Catalog, cand: np.ndarray, counters: CapCounters) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidates hit a frequency cap and which a member cap.
+
+    Returns
+    -------
+    frequency, member
+        Boolean arrays aligned with ``cand`` (catalog positions).
+    """
+    freq = _reached(catalog, cand, catalog.cap_impressions, counters.impressions)
+    issued = _reached(catalog, cand, catalog.cap_issues, counters.issues)
+    redeemed = _reached(catalog, cand, catalog.cap_redemptions, counters.redemptions)
+    return freq, issued | redeemed
+
+
+def _reached(catalog: Catalog, cand: np.ndarray, limits: np.ndarray, counts: Mapping[str, int]) -> np.ndarray:
+    lim = limits[cand]
+    out = np.zeros(len(cand), dtype=bool)
+    if not counts:
+        return out
+    offers = catalog.offers
+    for j in np.flatnonzero(lim > 0):
+        if counts.get(offers[cand[j]].offer_id, 0) >= lim[j]:
+            out[j] = True
+    return out
+
+
+class BudgetState:
+    """Remaining global budget per budget key, consumed as offers are chosen (mutable)."""
+
+    def __init__(self, catalog: Catalog, usage: BudgetUsage | None = None):
+        usage = usage or BudgetUsage()
+        keys = catalog.budget_keys
+        self.catalog = catalog
+        self.count = catalog.budget_count_limit - np.array([usage.count.get(k, 0) for k in keys], dtype=np.int64)
+        self.minor = catalog.budget_minor_limit - np.array([usage.minor.get(k, 0) for k in keys], dtype=np.int64)
+
+    def copy(self) -> BudgetState:
+        """An independent copy (to simulate a slate without consuming the real budget)."""
+        twin = object.__new__(BudgetState)
+        twin.catalog, twin.count, twin.minor = self.catalog, self.count.copy(), self.minor.copy()
+        return twin
+
+    def affordable(self, cand: np.ndarray) -> np.ndarray:
+        """Whether each candidate (catalog positions) still fits its budget."""
+        b = self.catalog.budget[cand]
+        has = b >= 0
+        if not has.any():
+            return np.ones(len(cand), dtype=bool)
+        bb = np.maximum(b, 0)
+        fits = (self.count[bb] >= 1) & (self.minor[bb] >= self.catalog.charge[cand])
+        return ~has | fits
+
+    def consume(self, position: int) -> None:
+        """Reserve one issue and the offer's cost from its budget."""
+        b = self.catalog.budget[position]
+        if b >= 0:
+            self.count[b] -= 1
+            self.minor[b] -= self.catalog.charge[position]
+
+
+def increments(catalog: Catalog, position: int) -> list[CounterIncrement]:
+    """The counters returning the offer at ``position`` increments."""
+    offer = catalog.offers[position]
+    window = offer.caps.window_days
+    out = [CounterIncrement("member", "impression", offer.offer_id, 1, window),
+           CounterIncrement("member", "issue", offer.offer_id, 1, window)]
+    if offer.budget_key is not None:
+        out.append(CounterIncrement("global", "budget_count", offer.budget_key, 1))
+        if offer.charge_minor:
+            out.append(CounterIncrement("global", "budget_minor", offer.budget_key, offer.charge_minor))
+    return out

@@ -1,0 +1,298 @@
+"""The offer catalog: every offer a decision may consider, as objects and as numpy arrays.
+
+A catalog merges the data contract's ``offers`` table (with ``offer_products`` and
+``products`` to learn each offer's category) and the program config's own offers
+(promotions such as a birthday reward or an upgrade challenge). Caps the contract
+cannot carry come from ``offer_defaults`` per kind; levers from ``decisions.levers``.
+
+Decisions never loop over offers in Python to filter or score them: :class:`Catalog`
+keeps one array per attribute (kind code, validity, channel bits, tier and segment
+masks, caps, budgets, value per tier, lever per tier...), indexed by catalog position.
+
+Value units follow the contract: percent for ``percent_off``, a multiplier for
+``points_multiplier``, currency units (points) for ``bonus_points``, ``tier_challenge``
+and ``tier_retention``, and minor money units for every other kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.program import OfferSpec, Program
+from models.schema import CHANNELS, OFFER_KINDS, split_list
+
+PERCENT_KINDS = frozenset({"percent_off"})
+MULTIPLIER_KINDS = frozenset({"points_multiplier"})
+POINT_KINDS = frozenset({"bonus_points", "tier_challenge", "tier_retention"})
+MONEY_KINDS = frozenset(OFFER_KINDS) - PERCENT_KINDS - MULTIPLIER_KINDS - POINT_KINDS
+KIND_CODE = {k: i for i, k in enumerate(OFFER_KINDS)}
+ALL_CHANNELS = (1 << len(CHANNELS)) - 1
+NS_MIN, NS_MAX = np.iinfo(np.int64).min + 1, np.iinfo(np.int64).max
+
+
+def channel_bits(channels: Sequence[str] | frozenset[str] | None) -> int:
+    """Bit mask of ``channels`` in :data:`models.schema.CHANNELS` order (None: every channel)."""
+    if channels is None:
+        return ALL_CHANNELS
+    return sum(1 << CHANNELS.index(c) for c in channels if c in CHANNELS)
+
+
+@dataclass(frozen=True)
+class OfferCaps:
+    """Per-member caps within ``window_days`` (None: over the offer's lifetime); None: no cap."""
+
+    impressions: int | None = None
+    issues: int | None = None
+    redemptions: int | None = None
+    window_days: int | None = None
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One offer with its eligibility rules, caps, budget and arbitration attributes."""
+
+    offer_id: str
+    kind: str
+    title: str
+    value: float = 0.0
+    text: str | None = None
+    campaign_id: str | None = None
+    tier_values: Mapping[str, float] = field(default_factory=dict)
+    cost_minor: int | None = None
+    funder: str | None = None
+    cost_share: float = 0.0
+    starts_at: pd.Timestamp | None = None
+    ends_at: pd.Timestamp | None = None
+    channels: frozenset[str] | None = None
+    tiers: frozenset[str] | None = None
+    segments: frozenset[str] | None = None
+    min_spend_minor: int = 0
+    min_recent_spend_minor: int = 0
+    birthday_month: bool = False
+    join_min_days: int | None = None
+    join_max_days: int | None = None
+    bought_products: frozenset[str] = frozenset()
+    bought_categories: frozenset[str] = frozenset()
+    category: str | None = None
+    caps: OfferCaps = OfferCaps()
+    budget_key: str | None = None
+    budget_count: int | None = None
+    budget_minor: int | None = None
+    stacking_group: str | None = None
+    priority: int = 0
+    lever: float = 1.0
+    requires_coupon: bool = False
+    source: str = "contract"
+
+    @property
+    def charge_minor(self) -> int:
+        """Money a money budget reserves when this offer is issued (its full cost)."""
+        return int(self.cost_minor or 0)
+
+
+class Catalog:
+    """Offers by id plus the per-attribute arrays decisions use. Build with :func:`build_catalog`."""
+
+    def __init__(self, program: Program, offers: Sequence[Offer], popularity: Mapping[str, float] | None = None):
+        self.program = program
+        self.offers: tuple[Offer, ...] = tuple(offers)
+        self.index: dict[str, int] = {o.offer_id: i for i, o in enumerate(self.offers)}
+        if len(self.index) != len(self.offers):
+            raise ValueError("offer ids must be unique in a catalog")
+        self.popularity_map: dict[str, float] = dict(popularity or {})
+        self._build_arrays()
+
+    def __len__(self) -> int:
+        return len(self.offers)
+
+    def __getitem__(self, offer_id: str) -> Offer:
+        return self.offers[self.index[offer_id]]
+
+    def with_popularity(self, popularity: Mapping[str, float]) -> Catalog:
+        """A copy whose cold-start fallback uses ``popularity`` (offer id -> response rate, 0-1)."""
+        return Catalog(self.program, self.offers, popularity)
+
+    def positions(self, offer_ids: Sequence[str]) -> np.ndarray:
+        """Catalog positions of ``offer_ids``; -1 for ids the catalog does not know."""
+        get = self.index.get
+        return np.fromiter((get(o, -1) for o in offer_ids), dtype=np.int64, count=len(offer_ids))
+
+    def _build_arrays(self) -> None:
+        p, offers = self.program, self.offers
+        n, tiers = len(offers), p.tier_names
+        self.kind = np.array([KIND_CODE[o.kind] for o in offers], dtype=np.int64)
+        self.starts = np.array([NS_MIN if o.starts_at is None else o.starts_at.value for o in offers], dtype=np.int64)
+        self.ends = np.array([NS_MAX if o.ends_at is None else o.ends_at.value for o in offers], dtype=np.int64)
+        self.channel_mask = np.array([channel_bits(o.channels) for o in offers], dtype=np.int64)
+        self.tier_ok = np.array([[o.tiers is None or t in o.tiers for t in tiers] for o in offers],
+                                dtype=bool).reshape(n, len(tiers))
+        segments = sorted({s for o in offers for s in (o.segments or ())})
+        self.segment_code = {s: i for i, s in enumerate(segments)}
+        self.segment_restricted = np.array([o.segments is not None for o in offers], dtype=bool)
+        # one extra, always-False column for members whose segment no offer names
+        self.segment_ok = np.array([[o.segments is None or s in o.segments for s in segments] + [o.segments is None]
+                                    for o in offers], dtype=bool).reshape(n, len(segments) + 1)
+        self.min_recent = np.array([o.min_recent_spend_minor for o in offers], dtype=np.int64)
+        self.birthday = np.array([o.birthday_month for o in offers], dtype=bool)
+        self.join_min = np.array([np.nan if o.join_min_days is None else o.join_min_days for o in offers])
+        self.join_max = np.array([np.nan if o.join_max_days is None else o.join_max_days for o in offers])
+        self.join_restricted = ~(np.isnan(self.join_min) & np.isnan(self.join_max))
+        self.needs_bought = np.array([bool(o.bought_products or o.bought_categories) for o in offers], dtype=bool)
+        self.cap_impressions = np.array([o.caps.impressions or 0 for o in offers], dtype=np.int64)
+        self.cap_issues = np.array([o.caps.issues or 0 for o in offers], dtype=np.int64)
+        self.cap_redemptions = np.array([o.caps.redemptions or 0 for o in offers], dtype=np.int64)
+        keys = sorted({o.budget_key for o in offers if o.budget_key is not None})
+        self.budget_keys: tuple[str, ...] = tuple(keys)
+        code = {k: i for i, k in enumerate(keys)}
+        self.budget = np.array([-1 if o.budget_key is None else code[o.budget_key] for o in offers], dtype=np.int64)
+        big = np.iinfo(np.int64).max // 4
+        self.budget_count_limit = np.full(len(keys), big, dtype=np.int64)
+        self.budget_minor_limit = np.full(len(keys), big, dtype=np.int64)
+        for o in offers:  # offers sharing a key share the smallest limit any of them states
+            if o.budget_key is not None:
+                b = code[o.budget_key]
+                if o.budget_count is not None:
+                    self.budget_count_limit[b] = min(self.budget_count_limit[b], o.budget_count)
+                if o.budget_minor is not None:
+                    self.budget_minor_limit[b] = min(self.budget_minor_limit[b], o.budget_minor)
+        self.charge = np.array([o.charge_minor for o in offers], dtype=np.int64)
+        self.value_by_tier = np.array([[o.tier_values.get(t, o.value) for t in tiers] for o in offers],
+                                      dtype=np.float64).reshape(n, len(tiers))
+        self.retailer_cost = np.array([0.0 if o.cost_minor is None else o.cost_minor * (1.0 - o.cost_share)
+                                       for o in offers], dtype=np.float64)
+        levers = p.decisions.levers.offer
+        self.lever = np.array([o.lever * levers.get(o.offer_id, 1.0) for o in offers], dtype=np.float64)
+        self.kind_tier_lever = np.array([[p.lever_for(k, t) for t in tiers] for k in OFFER_KINDS], dtype=np.float64)
+        self.priority = np.array([o.priority for o in offers], dtype=np.int64)
+        self.id_rank = np.argsort(np.argsort(np.array([o.offer_id for o in offers], dtype=object), kind="stable"))
+        cats = sorted({o.category for o in offers if o.category})
+        groups = sorted({o.stacking_group for o in offers if o.stacking_group})
+        self.category_names, self.group_names = tuple(cats), tuple(groups)
+        self.category = np.array([cats.index(o.category) if o.category else -1 for o in offers], dtype=np.int64)
+        self.group = np.array([groups.index(o.stacking_group) if o.stacking_group else -1 for o in offers],
+                              dtype=np.int64)
+        self.popularity = np.array([self.popularity_map.get(o.offer_id, np.nan) for o in offers], dtype=np.float64)
+        self.requires_coupon = np.array([o.requires_coupon for o in offers], dtype=bool)
+
+
+def build_catalog(program: Program, offers: pd.DataFrame | None = None,
+                  offer_products: pd.DataFrame | None = None, products: pd.DataFrame | None = None,
+                  popularity: Mapping[str, float] | None = None) -> Catalog:
+    """Build the catalog from the contract's offers table plus the program's own offers.
+
+    Parameters
+    ----------
+    program
+        The program; its ``offers`` are added, its ``offer_defaults`` give contract
+        offers their caps, its levers apply.
+    offers
+        The contract ``offers`` table (optional: a program may define every offer itself).
+    offer_products, products
+        The contract tables that give each contract offer a category (the category most
+        of its products share), used for diversity and for reasons.
+    popularity
+        Offer id -> observed response rate, the cold-start fallback (see :mod:`models.decision`).
+    """
+    items: list[Offer] = []
+    if offers is not None and len(offers):
+        items.extend(_contract_offers(program, offers, _categories(offer_products, products)))
+    items.extend(offer_from_spec(program, spec) for spec in program.offers)
+    return Catalog(program, items, popularity)
+
+
+def _categories(offer_products: pd.DataFrame | None, products: pd.DataFrame | None) -> dict[str, str]:
+    if offer_products is None or products is None or not len(offer_products):
+        return {}
+    joined = offer_products.merge(products[["product_id", "category"]], on="product_id", how="left")
+    joined = joined.dropna(subset=["category"])
+    counts = joined.groupby(["offer_id", "category"]).size().reset_index(name="n")
+    top = counts.sort_values(["offer_id", "n", "category"], ascending=[True, False, True]).drop_duplicates("offer_id")
+    return dict(zip(top["offer_id"].astype(str), top["category"].astype(str), strict=True))
+
+
+def _opt(row: Mapping[str, object], name: str) -> object:
+    value = row.get(name)
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value  # type: ignore[arg-type]
+
+
+def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[str, str]) -> list[Offer]:
+    out = []
+    for row in frame.to_dict("records"):
+        kind = str(row["kind"])
+        default = program.offer_defaults.get(kind)  # type: ignore[call-overload]
+        caps = default.caps if default is not None else None
+        tiers = split_list(row.get("tiers"))
+        segments = split_list(row.get("segments"))
+        channels = split_list(row.get("channels"))
+        cost, share, prio, value = (_opt(row, k) for k in ("cost_minor", "cost_share", "priority", "value"))
+        offer_id = str(row["offer_id"])
+        out.append(Offer(
+            offer_id=offer_id, kind=kind, title=str(_opt(row, "title") or offer_id),
+            value=float(value) if value is not None else 0.0,  # type: ignore[arg-type]
+            campaign_id=str(row["campaign_id"]),
+            cost_minor=None if cost is None else int(cost),  # type: ignore[call-overload]
+            funder=_opt(row, "funder"),  # type: ignore[arg-type]
+            cost_share=0.0 if share is None else float(share),  # type: ignore[arg-type]
+            starts_at=pd.Timestamp(row["starts_at"]), ends_at=pd.Timestamp(row["ends_at"]),
+            channels=frozenset(channels) if channels else None,
+            tiers=frozenset(tiers) if tiers else None,
+            segments=frozenset(segments) if segments else None,
+            min_spend_minor=int(_opt(row, "min_spend_minor") or 0),  # type: ignore[call-overload]
+            category=categories.get(offer_id),
+            caps=_caps(caps),
+            stacking_group=_opt(row, "stacking_group"),  # type: ignore[arg-type]
+            priority=0 if prio is None else int(prio),  # type: ignore[call-overload]
+            requires_coupon=bool(default.requires_coupon) if default is not None else False,
+        ))
+    return out
+
+
+def _caps(caps: object) -> OfferCaps:
+    if caps is None:
+        return OfferCaps()
+    return OfferCaps(caps.impressions, caps.issues, caps.redemptions, caps.window_days)  # type: ignore[attr-defined]
+
+
+def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
+    """Turn a program-config offer into an :class:`Offer` (major money units -> minor)."""
+    def value_in_unit(v: float) -> float:
+        return float(program.to_minor(v)) if spec.kind in MONEY_KINDS else float(v)
+
+    tiers: frozenset[str] | None = frozenset(spec.tiers) if spec.tiers is not None else None
+    if spec.min_tier is not None:
+        allowed = frozenset(program.tier_names[program.tier_rank[spec.min_tier]:])
+        tiers = allowed if tiers is None else tiers & allowed
+    budget = spec.budget
+    join = spec.days_since_join
+    return Offer(
+        offer_id=spec.id, kind=spec.kind, title=spec.title, text=spec.text, value=value_in_unit(spec.value),
+        tier_values={k: value_in_unit(v) for k, v in spec.tier_values.items()},
+        cost_minor=None if spec.cost is None else program.to_minor(spec.cost),
+        funder=spec.funder, cost_share=spec.cost_share,
+        starts_at=None if spec.starts_at is None else pd.Timestamp(spec.starts_at),
+        ends_at=None if spec.ends_at is None else pd.Timestamp(spec.ends_at),
+        channels=frozenset(spec.channels) if spec.channels is not None else None,
+        tiers=tiers, segments=frozenset(spec.segments) if spec.segments is not None else None,
+        min_recent_spend_minor=program.to_minor(spec.min_recent_spend),
+        birthday_month=spec.birthday_month or spec.kind == "birthday",
+        join_min_days=None if join is None else join.min, join_max_days=None if join is None else join.max,
+        bought_products=frozenset(spec.bought_products), bought_categories=frozenset(spec.bought_categories),
+        category=spec.category, caps=_caps(spec.caps),
+        budget_key=None if budget is None else (budget.key or spec.id),
+        budget_count=None if budget is None else budget.count,
+        budget_minor=None if budget is None or budget.money is None else program.to_minor(budget.money),
+        stacking_group=spec.stacking_group, priority=spec.priority, lever=spec.lever,
+        requires_coupon=spec.requires_coupon, source="program",
+    )
+
+
+def with_offers(catalog: Catalog, offers: Sequence[Offer]) -> Catalog:
+    """A catalog with ``offers`` added (or replacing offers of the same id)."""
+    by_id = {o.offer_id: o for o in catalog.offers}
+    by_id.update({o.offer_id: o for o in offers})
+    return Catalog(catalog.program, list(by_id.values()), catalog.popularity_map)
+

@@ -1,0 +1,120 @@
+"""Decision policies: the holdout group, exploration, and the probability of every choice.
+
+Holdout
+    A member is in the control group when ``sha256(salt, member_id)`` read as a number
+    in [0, 1) is below ``holdout.share``: the same answer in every call, process and
+    machine (Python's ``hash`` is salted per process, so it is not used). Control
+    members get the non-personalised fallback policy; decisions flag them.
+
+Exploration
+    With probability ``exploration.share`` a decision explores; otherwise it takes the
+    greedy slate (:func:`models.arbitration.greedy`). Exploring fills the slate slot by
+    slot: ``epsilon_greedy`` picks uniformly among the feasible candidates, ``thompson``
+    draws each candidate's propensity from a normal approximation of its Beta posterior
+    (``concentration`` pseudo-observations) and takes the best sampled priority.
+
+Probabilities
+    Every returned offer carries the probability, under this mixed policy, that it was
+    chosen in its slot given the offers in the slots before it::
+
+        P(o | prefix) = [(1-e) G(prefix+o) + e X(prefix+o)] / [(1-e) G(prefix) + e X(prefix)]
+
+    where G is 1 when a prefix is the greedy slate's and X is the exploring policy's
+    probability of the prefix. Their product is the probability of the whole slate, so
+    logged decisions support inverse-propensity evaluation of new policies. Epsilon-
+    greedy probabilities are exact; Thompson probabilities are Monte Carlo estimates
+    from ``draws`` samples (the sample actually used counts as one of them, so a chosen
+    offer never gets probability zero). Deterministic policies report 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from models.arbitration import Slate, greedy
+from models.caps import BudgetState
+from models.catalog import Catalog
+from models.program import Exploration
+
+
+def _unit(*parts: object) -> int:
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def holdout_draw(member_id: str, salt: str) -> float:
+    """The member's fixed position in [0, 1) for holdout assignment under ``salt``."""
+    return _unit("holdout", salt, member_id) / 2.0**64
+
+
+def in_holdout(member_id: str, salt: str, share: float) -> bool:
+    """Whether ``member_id`` belongs to the control group (stable across processes)."""
+    return share > 0 and holdout_draw(member_id, salt) < share
+
+
+def seed_for(*parts: object) -> int:
+    """A 63-bit seed derived from ``parts`` (a decision id, or a batch seed and member id)."""
+    return _unit("seed", *parts) >> 1
+
+
+def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.ndarray, budget: BudgetState,
+           n: int, exploration: Exploration | None, rng: np.random.Generator,
+           propensity: np.ndarray, weight: np.ndarray) -> tuple[list[int], list[float], bool]:
+    """Choose up to ``n`` columns; return them, their choice probabilities and whether the
+    decision explored. ``exploration`` None (or share 0) means deterministic greedy."""
+    share = 0.0 if exploration is None else exploration.share
+    if share <= 0:
+        cols = greedy(catalog, pos, eligible, rank, budget, n)
+        return cols, [1.0] * len(cols), False
+    assert exploration is not None
+    best = greedy(catalog, pos, eligible, rank, budget.copy(), n)
+    explore = bool(rng.random() < share)
+    thompson = exploration.method == "thompson"
+    noise = _thompson_scores(propensity, weight, exploration, rng) if thompson else None
+    slate = Slate(catalog, pos, eligible, budget)
+    probs: list[float] = []
+    on_greedy, explore_prob = True, 1.0
+    for i in range(n):
+        feasible = slate.feasible()
+        if not feasible.any():
+            break
+        cols = np.flatnonzero(feasible)
+        if noise is None:
+            q = np.full(len(cols), 1.0 / len(cols))
+            pick = int(rng.integers(len(cols))) if explore else -1
+        else:
+            q, pick = _thompson_slot(noise, cols, propensity, weight, exploration, rng, explore)
+        col = int(cols[pick]) if explore else best[i]
+        k = pick if explore else int(np.searchsorted(cols, col))
+        greedy_col = best[i] if i < len(best) else -1
+        num = (1 - share) * float(on_greedy and col == greedy_col) + share * explore_prob * q[k]
+        den = (1 - share) * float(on_greedy) + share * explore_prob
+        probs.append(float(num / den))
+        on_greedy = on_greedy and col == greedy_col
+        explore_prob *= float(q[k])
+        slate.add(col)
+    return slate.chosen, probs, explore
+
+
+def _thompson_scores(propensity: np.ndarray, weight: np.ndarray, exploration: Exploration,
+                     rng: np.random.Generator) -> np.ndarray:
+    """(draws x candidates) sampled priorities: a normal approximation of Beta posteriors."""
+    p = np.clip(propensity, 0.0, 1.0)
+    sd = np.sqrt(p * (1 - p) / (exploration.concentration + 1.0))
+    theta = np.clip(p + sd * rng.standard_normal((exploration.draws, len(p))), 0.0, 1.0)
+    return theta * weight
+
+
+def _thompson_slot(scores: np.ndarray, cols: np.ndarray, propensity: np.ndarray, weight: np.ndarray,
+                   exploration: Exploration, rng: np.random.Generator, explore: bool) -> tuple[np.ndarray, int]:
+    """Monte Carlo probability that each feasible column wins the slot, and the sampled pick."""
+    winners = np.argmax(scores[:, cols], axis=1)
+    counts = np.bincount(winners, minlength=len(cols)).astype(np.float64)
+    if not explore:
+        return counts / counts.sum(), -1
+    actual = _thompson_scores(propensity[cols], weight[cols], exploration.model_copy(update={"draws": 1}), rng)
+    pick = int(np.argmax(actual[0]))
+    counts[pick] += 1
+    return counts / counts.sum(), pick
