@@ -11,8 +11,8 @@ import click
 
 from offers_cli.data import data
 from offers_cli.demo import demo
-from offers_cli.train import evaluate, models, score, train
 from offers_cli.serve import serve
+from offers_cli.train import evaluate, models, score, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,102 @@
+"""The app factory: ``create_app(settings=None)`` builds one self-contained service app.
+
+Everything the app uses (settings, stores, keys, metrics, readiness checks, the event
+log, the OpenAPI document) is built here and kept on ``app.extensions["offers"]`` (a
+:class:`~service.state.ServiceState`); nothing happens at import time, so tests build as
+many apps as they like and gunicorn builds one per worker after forking.
+
+Seams for the decision endpoints (added by :func:`create_app`'s callers or a later
+``init_decisions(app)``): register a blueprint, add readiness checks
+(``state.readiness.flag("model")``), document paths (``state.openapi.add_path``),
+read members with ``state.store.fetch_member``, issue with :func:`service.issuance.issue`,
+and count decisions with ``state.metrics.record_decision``.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import Flask
+
+from service import admin, http, ops
+from service.apikeys import Keyring
+from service.errors import register_error_handlers
+from service.events import routes as events
+from service.events.log import EventLog, EventLogError
+from service.logconfig import configure_logging
+from service.metrics import Metrics
+from service.openapi import build_document
+from service.readiness import Readiness
+from service.settings import Settings, SettingsError, load_settings, unknown_variables
+from service.state import EXTENSION, ServiceState
+from service.stores import Store, build_store
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return version("loyalty-offers")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+def _stores_check(store: Store) -> bool:
+    store.ping()  # raises StoreUnavailable with the reason when Redis does not answer
+    return True
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the service app.
+
+    Parameters
+    ----------
+    settings
+        The settings to use; None reads them from the environment (``OFFERS_*``).
+
+    Raises
+    ------
+    SettingsError
+        When a setting is invalid or the event log directory is not writable; the
+        message names the variable.
+    """
+    if settings is None:
+        settings = load_settings()
+        for name in unknown_variables():
+            log.warning("ignoring unknown setting %s (a typo?)", name)
+    configure_logging(settings.log_level)
+
+    event_log = EventLog(settings.event_log, settings.event_log_max_bytes, settings.event_log_fsync)
+    try:
+        event_log.check_writable()
+    except EventLogError as exc:
+        raise SettingsError(f"OFFERS_EVENT_LOG: {exc}") from None
+
+    metrics = Metrics()
+    store = build_store(settings, observer=metrics)
+    keyring = Keyring(settings.api_keys)
+    readiness = Readiness()
+    readiness.register("stores", lambda: _stores_check(store))
+
+    app = Flask(__name__)
+    app.extensions[EXTENSION] = ServiceState(
+        settings=settings, store=store, keyring=keyring, metrics=metrics, readiness=readiness,
+        event_log=event_log, openapi=build_document(_version()))
+
+    register_error_handlers(app)
+    http.install(app)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(admin.bp)
+
+    if keyring.open:
+        log.warning("OFFERS_API_KEYS is empty: decisions and events endpoints accept requests "
+                    "without a key (local demo only); admin endpoints stay closed")
+    elif not keyring.admin_enabled:
+        log.info("no API key has the admin scope: admin endpoints are disabled")
+    if store.kind == "memory":
+        log.warning("no REDIS_URL: member state, caps and caches live in this worker's memory")
+    log.info("service app ready to serve", extra={"store": store.kind,
+                                                  "event_log": str(settings.event_log)})
+    return app

@@ -1,0 +1,140 @@
+"""What a feedback event looks like, and how a request body becomes a list of them.
+
+A body is one event object, ``{"events": [...]}``, or a bare list of events. Each
+event: ``event_id``, ``member_id``, ``type`` (impression, click, redeem, dismiss,
+transaction), ``ts`` (RFC 3339 with an offset), and optionally ``offer_id``,
+``decision_id``, ``amount_minor`` (integer minor units) or ``value`` (a decimal in major
+units, converted with ``OFFERS_CURRENCY_EXPONENT``), ``currency``, ``channel``,
+``coupon_code``. Impressions, clicks, redemptions and dismissals must name their
+``offer_id``; transactions must carry an amount. Unknown fields are rejected.
+
+Every problem is reported with a JSON pointer into the body as sent
+(``/events/3/ts`` for a batch object, ``/3/ts`` for a bare list, ``/ts`` for one event);
+a batch is accepted whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from models.schema import CHANNELS
+from service.coupons import InvalidCouponCode, normalise
+from service.errors import FieldError, ValidationFailed, field_errors, json_pointer
+from service.validation import CouponCodeText, DecisionId, EventId, MemberId, OfferId
+
+EventType = Literal["impression", "click", "redeem", "dismiss", "transaction"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+#: How far in the future an event's ts may be (client clock skew).
+MAX_FUTURE = timedelta(hours=24)
+#: Largest amount accepted on one event, in minor units.
+MAX_AMOUNT_MINOR = 10**12
+
+
+class Event(BaseModel):
+    """One feedback event as the API accepts it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: EventId = Field(description="Unique id chosen by the sender; duplicates are ignored.")
+    member_id: MemberId
+    type: EventType
+    ts: AwareDatetime = Field(description="When it happened, RFC 3339 with an offset.")
+    offer_id: OfferId | None = None
+    decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
+    amount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
+                                     description="Money in integer minor units (cents).")
+    value: Decimal | None = Field(None, ge=0, le=Decimal(MAX_AMOUNT_MINOR),
+                                  description="Money as a decimal in major units; alternative to amount_minor.")
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    channel: Channel | None = None
+    coupon_code: CouponCodeText | None = None
+
+    def amount(self, exponent: int) -> int:
+        """The money of the event in minor units (0 when it has none)."""
+        if self.amount_minor is not None:
+            return self.amount_minor
+        if self.value is not None:
+            return int(self.value.scaleb(exponent))
+        return 0
+
+
+class EventBatch(BaseModel):
+    """The ``{"events": [...]}`` form of a request body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1)
+
+
+_EVENT_LIST = TypeAdapter(list[Event])
+
+
+def _rules(ev: Event, where: Sequence[str | int], exponent: int, now: datetime) -> list[FieldError]:
+    """Checks across fields, each naming the field it is about."""
+    errors = []
+
+    def err(field: str, code: str, message: str) -> None:
+        errors.append(FieldError(code=code, message=message, pointer=json_pointer([*where, field])))
+
+    if ev.type != "transaction" and ev.offer_id is None:
+        err("offer_id", "missing", f"a {ev.type} event must name its offer_id")
+    if ev.type == "transaction" and ev.amount_minor is None and ev.value is None:
+        err("amount_minor", "missing", "a transaction needs amount_minor (or value)")
+    if ev.value is not None:
+        exponent_of = ev.value.as_tuple().exponent
+        if isinstance(exponent_of, int) and -exponent_of > exponent:
+            err("value", "too_precise", f"value has more than {exponent} decimal places")
+        elif ev.amount_minor is not None and ev.amount(exponent) != int(ev.value.scaleb(exponent)):
+            err("value", "mismatch", "value and amount_minor disagree")
+    if ev.ts - now > MAX_FUTURE:
+        err("ts", "in_future", "ts is more than 24 hours in the future")
+    if ev.coupon_code is not None:
+        try:
+            normalise(ev.coupon_code)
+        except InvalidCouponCode as exc:
+            err("coupon_code", "invalid_coupon_code", str(exc))
+    return errors
+
+
+def parse_events(body: Any, max_events: int, exponent: int,
+                 now: datetime | None = None) -> list[Event]:
+    """Validate a request body into events; raise ValidationFailed naming every bad field."""
+    now = now or datetime.now(UTC)
+    if isinstance(body, list):
+        items, where = body, ()
+    elif isinstance(body, dict) and "events" in body:
+        items, where = body["events"], ("events",)
+    elif isinstance(body, dict):
+        items, where = None, None
+    else:
+        raise ValidationFailed("the body must be an event object, {\"events\": [...]} or a list",
+                               [FieldError(code="type_error", pointer="",
+                                           message="expected an object or an array")])
+    if isinstance(items, list) and len(items) > max_events:
+        raise ValidationFailed(f"at most {max_events} events per request", [FieldError(
+            code="too_long", pointer=json_pointer(where or ()),
+            message=f"{len(items)} events; the limit is {max_events}")])
+    try:
+        if items is None:
+            events = [Event.model_validate(body)]
+            prefixes: list[tuple[str | int, ...]] = [()]
+        elif where == ():
+            if not body:
+                raise ValidationFailed("the list of events is empty", [FieldError(
+                    code="too_short", pointer="", message="send at least one event")])
+            events = _EVENT_LIST.validate_python(body)
+            prefixes = [(i,) for i in range(len(events))]
+        else:
+            events = EventBatch.model_validate(body).events
+            prefixes = [("events", i) for i in range(len(events))]
+    except ValidationError as exc:
+        raise ValidationFailed("some events are not valid", field_errors(exc)) from None
+    errors = [e for ev, p in zip(events, prefixes, strict=True) for e in _rules(ev, p, exponent, now)]
+    if errors:
+        raise ValidationFailed("some events are not valid", errors)
+    return events

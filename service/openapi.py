@@ -1,0 +1,197 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json`` (and rendered at ``/docs``).
+
+Paths are written by hand next to the endpoints they describe; request schemas come
+from the pydantic models, so they cannot drift from what is validated. Other parts of
+the service add their endpoints at start-up::
+
+    state.openapi.add_path("/v1/decisions", {"post": {...}})
+    state.openapi.add_schema("Decision", {...})
+
+A test checks that every route the app serves is documented.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.errors import PROBLEM_JSON
+
+JSON = "application/json"
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+#: Problem responses shared by the endpoints.
+PROBLEMS = {
+    "400": _problem("Malformed JSON or request."),
+    "401": _problem("No API key, or an unknown one."),
+    "403": _problem("The key lacks the scope (or admin is not enabled)."),
+    "404": _problem("Not found."),
+    "409": _problem("A request with this Idempotency-Key is in flight."),
+    "413": _problem("Body larger than OFFERS_MAX_BODY_BYTES."),
+    "415": _problem("Body is not application/json."),
+    "422": _problem("Invalid content; `errors` names each field with a JSON pointer."),
+    "503": _problem("A dependency is unavailable; retry after Retry-After seconds."),
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status", "detail", "instance", "request_id"],
+    "properties": {
+        "type": {"type": "string", "description": "Problem type URI (see /docs#problems)."},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request path."},
+        "request_id": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {
+                "pointer": {"type": "string", "description": "RFC 6901 pointer into the body."},
+                "parameter": {"type": "string", "description": "Path or query parameter."},
+                "header": {"type": "string"},
+                "code": {"type": "string"},
+                "message": {"type": "string"}}}},
+    },
+}
+
+
+class ApiDocument:
+    """A mutable OpenAPI document: paths and component schemas added by each part."""
+
+    def __init__(self, title: str, version: str, description: str = ""):
+        self._doc: dict[str, Any] = {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version, "description": description},
+            "paths": {},
+            "components": {"schemas": {"Problem": PROBLEM_SCHEMA}, "securitySchemes": {
+                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "ApiKeyAuthorization": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                        "description": "`Authorization: ApiKey <key>`"}}},
+        }
+
+    def add_path(self, path: str, item: dict[str, Any]) -> None:
+        """Add operations for ``path`` (merged with operations already there)."""
+        self._doc["paths"].setdefault(path, {}).update(item)
+
+    def add_schema(self, name: str, schema: dict[str, Any]) -> None:
+        self._doc["components"]["schemas"][name] = schema
+
+    def add_model(self, model: type[BaseModel]) -> str:
+        """Add a pydantic model's JSON schema (and the models it uses); return its $ref."""
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            self.add_schema(name, sub)
+        self.add_schema(model.__name__, schema)
+        return f"#/components/schemas/{model.__name__}"
+
+    @property
+    def paths(self) -> dict[str, Any]:
+        return dict(self._doc["paths"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._doc)
+
+
+def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
+    return {**ok, **{c: PROBLEMS[c] for c in codes}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _secured(scope: str) -> dict[str, Any]:
+    return {"security": [{"ApiKeyHeader": []}, {"ApiKeyAuthorization": []}],
+            "x-scope": scope}
+
+
+def build_document(version: str) -> ApiDocument:
+    """The document for the infrastructure endpoints (events, operations, admin)."""
+    from service.events.schema import Event, EventBatch
+
+    doc = ApiDocument(
+        "Loyalty offers", version,
+        "Personalized loyalty offers: feedback events, operations and administration. "
+        "Errors are RFC 9457 problem+json; POSTs accept an Idempotency-Key header.")
+    event_ref = doc.add_model(Event)
+    batch_ref = doc.add_model(EventBatch)
+    doc.add_schema("EventsResult", {"type": "object", "properties": {
+        "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+        "results": {"type": "array", "items": {"type": "object", "properties": {
+            "event_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["accepted", "duplicate"]}}}}}})
+    doc.add_schema("Readiness", {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["ready", "not ready"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}})
+    doc.add_schema("MemberState", {"type": "object", "description": "A member's online state.",
+                                   "properties": {
+        "member_id": {"type": "string"}, "last_seen": {"type": ["integer", "null"]},
+        "last_purchase": {"type": ["integer", "null"]}, "spend_minor": {"type": "integer"},
+        "purchases": {"type": "integer"},
+        "monthly_spend": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "monthly_purchases": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "counters": {"type": "array", "items": {"type": "object"}}}})
+    doc.add_schema("Coupon", {"type": "object", "properties": {
+        "code": {"type": "string"}, "display": {"type": "string"},
+        "member_id": {"type": "string"}, "offer_id": {"type": "string"},
+        "issued_at": {"type": "integer"}, "expires_at": {"type": "integer"},
+        "decision_id": {"type": ["string", "null"]}}})
+
+    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "Replays the first successful response for 24-72 h."}
+    doc.add_path("/v1/events", {"post": {
+        "summary": "Record feedback events",
+        "description": "One event, {\"events\": [...]}, or a list. Duplicated event_id values "
+                       "are ignored and reported as such; accepted events update the member's "
+                       "online state at once and are appended to the durable log.",
+        "tags": ["events"], **_secured("events"), "parameters": [idem],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
+            {"$ref": event_ref}, {"$ref": batch_ref},
+            {"type": "array", "items": {"$ref": event_ref}}]}}}},
+        "responses": _responses({"200": _json("Per-event outcome.",
+                                              {"$ref": "#/components/schemas/EventsResult"})},
+                                "400", "401", "403", "409", "413", "415", "422", "503"),
+    }})
+    member = {"name": "member_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    doc.add_path("/v1/admin/members/{member_id}/state", {"get": {
+        "summary": "A member's online state", "tags": ["admin"], **_secured("admin"),
+        "parameters": [member],
+        "responses": _responses({"200": _json("The state.", {"type": "object", "properties": {
+            "state": {"$ref": "#/components/schemas/MemberState"}}})}, "401", "403", "422", "503"),
+    }})
+    doc.add_path("/v1/admin/members/{member_id}/cache", {"delete": {
+        "summary": "Drop a member's cached scores", "tags": ["admin"], **_secured("admin"),
+        "parameters": [member],
+        "responses": _responses({"204": {"description": "Dropped."}}, "401", "403", "422", "503"),
+    }})
+    doc.add_path("/v1/admin/coupons/{code}", {"get": {
+        "summary": "Look up a coupon code (normalised first)", "tags": ["admin"],
+        **_secured("admin"),
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": _responses({"200": _json("The coupon.", {"$ref": "#/components/schemas/Coupon"})},
+                                "401", "403", "404", "422", "503"),
+    }})
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    doc.add_path("/healthz", {"get": {"summary": "Liveness", "tags": ["operations"],
+                                      "responses": {"200": _json("Alive.", {"type": "object"})}}})
+    doc.add_path("/readyz", {"get": {
+        "summary": "Readiness: every registered check passes", "tags": ["operations"],
+        "responses": {"200": _json("Ready.", {"$ref": "#/components/schemas/Readiness"}),
+                      "503": _json("Not ready.", {"$ref": "#/components/schemas/Readiness"})}}})
+    doc.add_path("/metrics", {"get": {"summary": "Prometheus metrics", "tags": ["operations"],
+                                      "responses": {"200": {"description": "Text exposition.", **text}}}})
+    doc.add_path("/openapi.json", {"get": {"summary": "This document", "tags": ["operations"],
+                                           "responses": {"200": _json("OpenAPI 3.1.", {"type": "object"})}}})
+    doc.add_path("/docs", {"get": {"summary": "This document as HTML", "tags": ["operations"],
+                                   "responses": {"200": {"description": "HTML page."}}}})
+    return doc

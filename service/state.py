@@ -1,0 +1,53 @@
+"""What one app instance owns, kept on ``app.extensions["offers"]``.
+
+Built by :func:`service.app.create_app`; request handlers reach it through
+:func:`current_state`. Later parts (the model, the program, the decision engine) attach
+themselves through :attr:`ServiceState.components` and register readiness checks, e.g.::
+
+    state = app.extensions["offers"]
+    state.components["model"] = loaded_model
+    state.readiness.flag("model").set(True, "v3")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from service.apikeys import Keyring
+from service.events.log import EventLog
+from service.metrics import Metrics
+from service.openapi import ApiDocument
+from service.readiness import Readiness
+from service.settings import Settings
+from service.stores import Store
+
+EXTENSION = "offers"
+
+
+@dataclass
+class ServiceState:
+    """Settings, stores, keys, metrics, readiness and the event log of one app."""
+
+    settings: Settings
+    store: Store
+    keyring: Keyring
+    metrics: Metrics
+    readiness: Readiness
+    event_log: EventLog
+    openapi: ApiDocument
+    #: Named components added by other parts of the service (model, program...).
+    components: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Release connections and files (tests call this; workers just exit)."""
+        self.event_log.close()
+        self.store.close()
+
+
+def current_state() -> ServiceState:
+    """The ServiceState of the app handling the current request."""
+    state: ServiceState = current_app.extensions[EXTENSION]
+    return state

@@ -1,0 +1,60 @@
+"""Online stores: member state, score cache, caps, coupons and idempotency records.
+
+Use :func:`build_store` to get the store the settings ask for: Redis when
+``REDIS_URL``/``OFFERS_REDIS_URL`` is set, otherwise the in-process store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from service.stores.base import (
+    BUDGET_EXHAUSTED,
+    MEMBER_CAP_REACHED,
+    RECENT_LIMIT,
+    BudgetRef,
+    CapRequest,
+    CapResult,
+    MemberBundle,
+    MemberState,
+    OfferCounter,
+    StateEvent,
+    Store,
+    StoredResponse,
+    StoreError,
+    StoreObserver,
+    StoreUnavailable,
+    TTLs,
+)
+from service.stores.keys import KeySpace, build_key
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+__all__ = [
+    "BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetRef", "CapRequest",
+    "CapResult", "KeySpace", "MemberBundle", "MemberState", "OfferCounter", "StateEvent",
+    "Store", "StoreError", "StoreObserver", "StoreUnavailable", "StoredResponse", "TTLs",
+    "build_key", "build_store",
+]
+
+
+def ttls_from(settings: Settings) -> TTLs:
+    """The TTLs the settings ask for."""
+    return TTLs(state=settings.state_ttl_seconds, cache=settings.cache_ttl_seconds,
+                event_dedup=settings.event_dedup_ttl_seconds,
+                idempotency=settings.idempotency_ttl_seconds, budget=settings.budget_ttl_seconds)
+
+
+def build_store(settings: Settings, observer: StoreObserver | None = None) -> Store:
+    """A RedisStore when a Redis URL is set, else a MemoryStore; no connection is opened yet."""
+    keys = KeySpace(settings.redis_prefix)
+    if settings.redis_url is None:
+        from service.stores.memory import MemoryStore
+
+        return MemoryStore(keys=keys, ttls=ttls_from(settings), observer=observer)
+    from service.stores.redis_store import RedisStore, connect
+
+    client = connect(settings.redis_url, settings.redis_timeout_ms,
+                     settings.redis_connect_timeout_ms, settings.redis_max_connections)
+    return RedisStore(client, keys=keys, ttls=ttls_from(settings), observer=observer)

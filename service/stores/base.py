@@ -1,0 +1,347 @@
+"""The online store interface and the values it trades in.
+
+One interface, :class:`Store`, covers everything the service keeps between requests:
+
+* a member's online state (recency, spend, monthly spend for tier progress, and per-offer
+  counters of impressions, clicks, issues, redemptions and dismissals);
+* cached propensity vectors, keyed by member and model version;
+* event de-duplication, cap and budget reservations, coupon records and stored
+  idempotent responses.
+
+:class:`~service.stores.redis_store.RedisStore` implements it on Redis and
+:class:`~service.stores.memory.MemoryStore` in the worker's memory (used when no Redis
+is configured); one behavioural test suite runs against both.
+
+Errors::
+
+    StoreError            a store operation failed for a reason that is a bug (wrong type...)
+    └── StoreUnavailable  the backend is unreachable or timed out: catch it and carry on
+                          without the cache (scores computed fresh), or answer 503
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+#: How many recent timestamps each (subject, offer) counter keeps. Windowed caps with a
+#: limit up to this are exact; :class:`CapRequest` refuses larger windowed limits.
+RECENT_LIMIT = 8
+#: Months of spend counters kept (enough for an annual tier window plus the previous one).
+MONTHS_KEPT = 25
+
+Subject = Literal["impression", "click", "issue", "redeem", "dismiss"]
+#: Subject -> the short code used in stored field names.
+SUBJECT_CODES: dict[str, str] = {
+    "impression": "imp", "click": "clk", "issue": "iss", "redeem": "red", "dismiss": "dis"}
+CODE_SUBJECTS: dict[str, str] = {v: k for k, v in SUBJECT_CODES.items()}
+
+MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"
+BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+
+
+class StoreError(Exception):
+    """A store operation failed for a reason other than availability."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or did not answer in time; the caller may carry on without it."""
+
+
+class StoreObserver(Protocol):
+    """What a store reports as it works (the service's metrics implement this)."""
+
+    def store_error(self, operation: str) -> None: ...
+
+    def cache_lookup(self, hit: bool) -> None: ...
+
+
+class NullObserver:
+    """An observer that records nothing."""
+
+    def store_error(self, operation: str) -> None:
+        pass
+
+    def cache_lookup(self, hit: bool) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class OfferCounter:
+    """How often something happened to one offer for one member.
+
+    ``total`` counts every occurrence while the member's state lives; ``recent`` holds
+    the epoch seconds of the last :data:`RECENT_LIMIT` occurrences, oldest first.
+    """
+
+    total: int = 0
+    recent: tuple[int, ...] = ()
+
+    def count_since(self, since: int) -> int:
+        """Occurrences at or after ``since`` (epoch s); a lower bound once ``recent`` is full."""
+        return sum(1 for t in self.recent if t >= since)
+
+    def reached(self, limit: int, since: int | None = None) -> bool:
+        """Whether ``limit`` occurrences happened (since ``since``, or ever). Exact for
+        ``limit <= RECENT_LIMIT`` or when ``since`` is None."""
+        if since is None:
+            return self.total >= limit
+        return self.count_since(since) >= limit
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A member's online state: what events told the service since the state was created.
+
+    The state expires ``OFFERS_STATE_TTL_SECONDS`` after its last write; a member never
+    seen has an empty state (``exists`` False). Months are ``YYYYMM`` in the program's
+    time zone.
+    """
+
+    member_id: str
+    last_seen: int | None = None
+    last_purchase: int | None = None
+    spend_minor: int = 0
+    purchases: int = 0
+    monthly_spend: Mapping[str, int] = field(default_factory=dict)
+    monthly_purchases: Mapping[str, int] = field(default_factory=dict)
+    counters: Mapping[tuple[str, str], OfferCounter] = field(default_factory=dict)
+
+    @property
+    def exists(self) -> bool:
+        return self.last_seen is not None or bool(self.counters)
+
+    def counter(self, subject: str, offer_id: str) -> OfferCounter:
+        """The (subject, offer) counter; zero when nothing happened."""
+        return self.counters.get((subject, offer_id), OfferCounter())
+
+    def spend_in_months(self, first: str, last: str) -> int:
+        """Spend in minor units over the months ``first``..``last`` inclusive (``YYYYMM``)."""
+        return sum(v for m, v in self.monthly_spend.items() if first <= m <= last)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (for the admin endpoint and logs)."""
+        return {
+            "member_id": self.member_id,
+            "last_seen": self.last_seen,
+            "last_purchase": self.last_purchase,
+            "spend_minor": self.spend_minor,
+            "purchases": self.purchases,
+            "monthly_spend": dict(sorted(self.monthly_spend.items())),
+            "monthly_purchases": dict(sorted(self.monthly_purchases.items())),
+            "counters": [
+                {"subject": s, "offer_id": o, "total": c.total, "recent": list(c.recent)}
+                for (s, o), c in sorted(self.counters.items())
+            ],
+        }
+
+
+BudgetRef = tuple[str, str]
+"""(offer_id, period): one budget counter, e.g. ("o1", "2024-06") or ("o1", "total")."""
+
+
+@dataclass(frozen=True)
+class MemberBundle:
+    """Everything a real-time decision reads for one member, fetched in one round trip."""
+
+    state: MemberState
+    model_version: str | None
+    #: Cached propensities for ``model_version`` (float32, read-only), None on a miss.
+    scores: np.ndarray | None
+    #: Consumed amount of each budget asked for (0 when the counter does not exist).
+    budgets: Mapping[BudgetRef, int] = field(default_factory=dict)
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.scores is not None
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """A feedback event reduced to what the online state needs."""
+
+    event_id: str
+    member_id: str
+    #: impression, click, redeem, dismiss or transaction
+    type: str
+    ts: int
+    offer_id: str | None = None
+    amount_minor: int = 0
+    #: ``YYYYMM`` of ``ts`` in the program's time zone
+    month: str = ""
+
+
+@dataclass(frozen=True)
+class CapRequest:
+    """Reserve one issue of an offer for a member, within a member cap and a budget.
+
+    Parameters
+    ----------
+    offer_id
+        The offer to issue.
+    member_limit
+        Most issues of this offer to this member (in the window); None for no member cap.
+    member_window_seconds
+        Rolling window of the member cap; None counts every issue while the state lives.
+        Windowed limits above :data:`RECENT_LIMIT` are refused (they could not be exact).
+    budget_period
+        Names the budget counter (``"2024-06"``, ``"total"``); None for no budget.
+    budget_limit
+        Largest total the budget counter may reach; None only counts.
+    amount
+        Budget units this issue consumes (1 for a count budget, minor units for money).
+    budget_ttl_seconds
+        Lifetime of the budget counter from its first use; None uses the store default.
+    """
+
+    offer_id: str
+    member_limit: int | None = None
+    member_window_seconds: int | None = None
+    budget_period: str | None = None
+    budget_limit: int | None = None
+    amount: int = 1
+    budget_ttl_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.member_limit is not None and self.member_limit < 0:
+            raise ValueError("member_limit must be >= 0")
+        if (self.member_window_seconds is not None and self.member_limit is not None
+                and self.member_limit > RECENT_LIMIT):
+            raise ValueError(f"a windowed member cap can be at most {RECENT_LIMIT} "
+                             f"(got {self.member_limit}); use a lifetime cap (no window)")
+        if self.member_window_seconds is not None and self.member_window_seconds <= 0:
+            raise ValueError("member_window_seconds must be > 0")
+        if self.budget_limit is not None and self.budget_period is None:
+            raise ValueError("a budget_limit needs a budget_period")
+        if self.amount < 0:
+            raise ValueError("amount must be >= 0")
+
+
+@dataclass(frozen=True)
+class CapResult:
+    """Outcome of one :class:`CapRequest`."""
+
+    request: CapRequest
+    granted: bool
+    #: None when granted, else MEMBER_CAP_REACHED or BUDGET_EXHAUSTED
+    reason: str | None
+    #: The issue time recorded (epoch s); needed to release the reservation.
+    issued_at: int
+    #: The budget counter after the reservation, or as found when the budget refused;
+    #: None without a budget or when the member cap refused first.
+    budget_used: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An idempotent request's record: its hash and, once finished, its response."""
+
+    request_hash: str
+    #: None while the first request is still being handled
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "application/json"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status is None
+
+
+@dataclass(frozen=True)
+class TTLs:
+    """Lifetimes (seconds) of everything a store writes; every key gets one."""
+
+    state: int = 400 * 86400
+    cache: int = 3600
+    event_dedup: int = 7 * 86400
+    idempotency: int = 48 * 3600
+    budget: int = 400 * 86400
+
+
+class Store(ABC):
+    """Online state, score cache, caps and records; see the module docstring."""
+
+    #: "redis" or "memory"
+    kind: str
+
+    # -- reads for decisions -------------------------------------------------
+    @abstractmethod
+    def fetch_member(self, member_id: str, model_version: str | None = None,
+                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+        """State + cached scores for ``model_version`` + budget counters, in one round trip."""
+
+    @abstractmethod
+    def fetch_members(self, member_ids: Sequence[str],
+                      model_version: str | None = None) -> list[MemberBundle]:
+        """Bundles (without budgets) for many members, in one round trip."""
+
+    # -- score cache -----------------------------------------------------------
+    @abstractmethod
+    def put_scores(self, member_id: str, model_version: str, scores: Sequence[float] | np.ndarray) -> None:
+        """Cache a member's propensity vector for a model version (float32)."""
+
+    @abstractmethod
+    def put_scores_many(self, model_version: str,
+                        items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
+        """Cache many members' vectors in one round trip."""
+
+    @abstractmethod
+    def invalidate(self, member_id: str) -> None:
+        """Drop every cached vector of a member (all model versions)."""
+
+    # -- events ---------------------------------------------------------------
+    @abstractmethod
+    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+        """Whether each event id was already applied (read-only, one round trip)."""
+
+    @abstractmethod
+    def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
+        """Apply events atomically: de-duplicate by event_id, update state, invalidate the
+        member's cache. Returns per event True when applied, False when a duplicate."""
+
+    # -- caps and budgets -------------------------------------------------------
+    @abstractmethod
+    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
+        """Atomically check-and-increment member caps and budgets, request by request."""
+
+    @abstractmethod
+    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
+        """Undo granted reservations (when the decision that made them fails)."""
+
+    @abstractmethod
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, int]:
+        """Current budget counters (0 when absent)."""
+
+    # -- coupons ----------------------------------------------------------------
+    @abstractmethod
+    def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
+        """Store a coupon record under its normalised code unless the code exists."""
+
+    @abstractmethod
+    def get_coupon(self, code: str) -> bytes | None:
+        """The record of a normalised code, or None."""
+
+    # -- idempotency --------------------------------------------------------------
+    @abstractmethod
+    def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
+        """Claim ``key`` for a request: None when claimed (go ahead), else the existing record."""
+
+    @abstractmethod
+    def idempotency_finish(self, key: str, response: StoredResponse) -> None:
+        """Store the response of a claimed key for the idempotency TTL."""
+
+    @abstractmethod
+    def idempotency_abort(self, key: str) -> None:
+        """Release a claimed key without a response, so the client may retry."""
+
+    # -- operations -------------------------------------------------------------
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the backend does not answer."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,201 @@
+"""Compact encodings shared by both stores, and the state updates the in-process store runs.
+
+Member state hash fields (values are ASCII integers unless noted)::
+
+    ls               last event of any type, epoch seconds
+    lp               last purchase, epoch seconds
+    sp               spend in minor units since the state was created
+    np               number of purchases since the state was created
+    s:YYYYMM         spend in that month (program time zone); the last MONTHS_KEPT months
+    p:YYYYMM         purchases in that month
+    <code>:<offer>   counter: little-endian uint32 total, then up to RECENT_LIMIT uint32
+                     epoch seconds, oldest first (codes: imp clk iss red dis)
+
+Score vectors are little-endian float32 arrays (4 bytes per offer, no header); the
+order is the one the model version defines. The Lua scripts in :mod:`.lua` apply the
+same updates inside Redis; :func:`apply_event` and :func:`reserve_one` are their
+in-process twins, and the shared test suite keeps them in agreement.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections.abc import Mapping, MutableMapping, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+
+from service.stores.base import (
+    BUDGET_EXHAUSTED,
+    CODE_SUBJECTS,
+    MEMBER_CAP_REACHED,
+    MONTHS_KEPT,
+    SUBJECT_CODES,
+    CapRequest,
+    MemberState,
+    OfferCounter,
+    StateEvent,
+    StoredResponse,
+)
+
+Fields = MutableMapping[bytes, bytes]
+
+
+# -- counters ----------------------------------------------------------------
+def encode_counter(total: int, recent: Sequence[int]) -> bytes:
+    return struct.pack(f"<{1 + len(recent)}I", total, *recent)
+
+
+def decode_counter(blob: bytes | None) -> OfferCounter:
+    if not blob:
+        return OfferCounter()
+    values = struct.unpack(f"<{len(blob) // 4}I", blob)
+    return OfferCounter(total=values[0], recent=tuple(values[1:]))
+
+
+def bump_counter(blob: bytes | None, ts: int, limit: int) -> bytes:
+    """Count one more occurrence at ``ts``, keeping the newest ``limit`` timestamps."""
+    c = decode_counter(blob)
+    recent = sorted((*c.recent, ts))[-limit:]
+    return encode_counter(c.total + 1, recent)
+
+
+def unbump_counter(blob: bytes | None, ts: int) -> bytes | None:
+    """Undo one occurrence at ``ts``; None when nothing is left to keep."""
+    c = decode_counter(blob)
+    recent = list(c.recent)
+    if ts in recent:
+        recent.remove(ts)
+    total = max(c.total - 1, 0)
+    return encode_counter(total, recent) if total or recent else None
+
+
+# -- member state --------------------------------------------------------------
+def _int(v: bytes | None) -> int | None:
+    return int(v) if v is not None else None
+
+
+def decode_state(member_id: str, fields: Mapping[bytes, bytes]) -> MemberState:
+    """A :class:`MemberState` from the raw hash (HGETALL) of a member."""
+    monthly_spend: dict[str, int] = {}
+    monthly_purchases: dict[str, int] = {}
+    counters: dict[tuple[str, str], OfferCounter] = {}
+    for raw_name, value in fields.items():
+        name = raw_name.decode()
+        head, sep, rest = name.partition(":")
+        if not sep:
+            continue
+        if head == "s":
+            monthly_spend[rest] = int(value)
+        elif head == "p":
+            monthly_purchases[rest] = int(value)
+        elif head in CODE_SUBJECTS:
+            counters[(CODE_SUBJECTS[head], rest)] = decode_counter(value)
+    return MemberState(
+        member_id=member_id,
+        last_seen=_int(fields.get(b"ls")),
+        last_purchase=_int(fields.get(b"lp")),
+        spend_minor=int(fields.get(b"sp", b"0")),
+        purchases=int(fields.get(b"np", b"0")),
+        monthly_spend=monthly_spend,
+        monthly_purchases=monthly_purchases,
+        counters=counters,
+    )
+
+
+def _incr(fields: Fields, name: bytes, by: int) -> None:
+    fields[name] = str(int(fields.get(name, b"0")) + by).encode()
+
+
+def _max(fields: Fields, name: bytes, ts: int) -> None:
+    if ts > int(fields.get(name, b"0")):
+        fields[name] = str(ts).encode()
+
+
+def apply_event(fields: Fields, ev: StateEvent, recent_limit: int, month_cutoff: str) -> None:
+    """Apply one (new) event to a member's hash; the twin of the Lua ``APPLY_EVENTS``."""
+    _max(fields, b"ls", ev.ts)
+    if ev.type == "transaction":
+        _incr(fields, b"sp", ev.amount_minor)
+        _incr(fields, b"np", 1)
+        _max(fields, b"lp", ev.ts)
+        if ev.month >= month_cutoff:
+            spend_field = f"s:{ev.month}".encode()
+            if spend_field not in fields:
+                trim_months(fields, month_cutoff)
+            _incr(fields, spend_field, ev.amount_minor)
+            _incr(fields, f"p:{ev.month}".encode(), 1)
+    elif ev.offer_id:
+        name = f"{SUBJECT_CODES[ev.type]}:{ev.offer_id}".encode()
+        fields[name] = bump_counter(fields.get(name), ev.ts, recent_limit)
+
+
+def month_cutoff(now: float | None = None, months: int = MONTHS_KEPT) -> str:
+    """``YYYYMM`` of the oldest month whose spend counters are kept (by the UTC clock;
+    a few hours of zone difference do not matter two years back)."""
+    d = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    index = d.year * 12 + d.month - 1 - (months - 1)
+    return f"{index // 12:04d}{index % 12 + 1:02d}"
+
+
+def trim_months(fields: Fields, month_cutoff: str) -> None:
+    """Drop monthly counters older than ``month_cutoff`` (``YYYYMM``)."""
+    for name in [n for n in fields if n[:2] in (b"s:", b"p:") and n[2:].decode() < month_cutoff]:
+        del fields[name]
+
+
+def reserve_one(fields: Fields, budget: int | None, req: CapRequest, now: int,
+                recent_limit: int) -> tuple[bool, str | None, int | None]:
+    """Check-and-increment one request against a member hash and a budget counter value.
+
+    Returns (granted, reason, budget value after, or as found when the budget refused;
+    None when the member cap refused first); the twin of the Lua ``RESERVE``.
+    The caller stores ``fields`` and the budget value back when granted.
+    """
+    name = f"iss:{req.offer_id}".encode()
+    counter = decode_counter(fields.get(name))
+    if req.member_limit is not None:
+        since = None if req.member_window_seconds is None else now - req.member_window_seconds
+        if counter.reached(req.member_limit, since):
+            return False, MEMBER_CAP_REACHED, None
+    new_budget = budget
+    if req.budget_period is not None:
+        current = budget or 0
+        if req.budget_limit is not None and current + req.amount > req.budget_limit:
+            return False, BUDGET_EXHAUSTED, current
+        new_budget = current + req.amount
+    fields[name] = bump_counter(fields.get(name), now, recent_limit)
+    return True, None, new_budget
+
+
+# -- score vectors -------------------------------------------------------------
+def encode_scores(scores: Sequence[float] | np.ndarray) -> bytes:
+    """Little-endian float32 bytes of a score vector."""
+    arr = np.asarray(scores, dtype="<f4")
+    if arr.ndim != 1:
+        raise ValueError(f"a score vector is one-dimensional (got shape {arr.shape})")
+    return arr.tobytes()
+
+
+def decode_scores(blob: bytes | None) -> np.ndarray | None:
+    """A read-only float32 array from :func:`encode_scores` bytes, or None."""
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype="<f4")
+
+
+# -- idempotency records ----------------------------------------------------------
+def encode_response(r: StoredResponse) -> bytes:
+    """A header line of JSON, then the raw body bytes."""
+    head = json.dumps({"h": r.request_hash, "s": r.status, "t": r.content_type},
+                      separators=(",", ":")).encode()
+    return head + b"\n" + r.body
+
+
+def decode_response(blob: bytes) -> StoredResponse:
+    head, _, body = blob.partition(b"\n")
+    meta = json.loads(head)
+    return StoredResponse(request_hash=meta["h"], status=meta["s"], body=body,
+                          content_type=meta["t"])

@@ -1,0 +1,94 @@
+"""Measure what one member costs in Redis: ``python -m service.stores.footprint [REDIS_URL]``.
+
+Writes a realistic member through the real store code (a year of activity: 24 purchases
+over 12 months, impressions of 30 offers, clicks on 8, issues of 10, 3 redemptions, 5
+dismissals, and a cached 100-offer score vector), then asks Redis ``MEMORY USAGE`` for
+each of the member's keys. docs/redis.md quotes the result; a test re-measures it.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import redis
+
+from service.stores.base import CapRequest, StateEvent
+from service.stores.keys import KeySpace
+from service.stores.redis_store import RedisStore, connect
+
+
+@dataclass(frozen=True)
+class Footprint:
+    state_bytes: int
+    cache_bytes: int
+    state_fields: int
+    state_encoding: str
+
+    @property
+    def total(self) -> int:
+        return self.state_bytes + self.cache_bytes
+
+
+def realistic_member(store: RedisStore, member_id: str, offers: int = 100) -> None:
+    """Write a year of a typical active member's activity and a cached score vector."""
+    now = int(datetime.now(UTC).timestamp())
+    events: list[StateEvent] = []
+    n = 0
+
+    def add(kind: str, offer: str | None, ts: int, amount: int = 0) -> None:
+        nonlocal n
+        n += 1
+        month = datetime.fromtimestamp(ts, UTC).strftime("%Y%m")
+        events.append(StateEvent(f"{member_id}-{n}", member_id, kind, ts, offer, amount, month))
+
+    for i in range(24):  # two purchases a month for a year
+        add("transaction", None, now - i * 15 * 86400, 2500 + 37 * i)
+    for o in range(30):
+        for k in range(3):
+            add("impression", f"offer-{o:04d}", now - (o * 3 + k) * 3600)
+    for o in range(8):
+        add("click", f"offer-{o:04d}", now - o * 7200)
+    for o in range(3):
+        add("redeem", f"offer-{o:04d}", now - o * 86400)
+    for o in range(5):
+        add("dismiss", f"offer-{o + 10:04d}", now - o * 86400)
+    store.apply_events(events)
+    store.reserve(member_id, [CapRequest(f"offer-{o:04d}") for o in range(10)], now)
+    store.put_scores(member_id, "model-2024-06-01", np.random.default_rng(0).random(offers))
+
+
+def measure(client: redis.Redis, prefix: str | None = None) -> Footprint:
+    """Write a realistic member under a fresh prefix, measure it, delete it."""
+    keys = KeySpace(prefix or "fp" + uuid.uuid4().hex[:6])
+    store = RedisStore(client, keys=keys)
+    member = "100234567"
+    realistic_member(store, member)
+    try:
+        state_key, cache_key = keys.state(member), keys.cache(member)
+        return Footprint(
+            state_bytes=int(client.memory_usage(state_key, samples=0) or 0),
+            cache_bytes=int(client.memory_usage(cache_key, samples=0) or 0),
+            state_fields=int(client.hlen(state_key)),
+            state_encoding=client.object("encoding", state_key).decode(),
+        )
+    finally:
+        doomed = list(client.scan_iter(match=keys.pattern(), count=1000))
+        if doomed:
+            client.delete(*doomed)
+
+
+def main(argv: list[str]) -> int:
+    url = argv[1] if len(argv) > 1 else "redis://127.0.0.1:6379/15"
+    fp = measure(connect(url, timeout_ms=2000, connect_timeout_ms=2000))
+    print(f"member state: {fp.state_bytes} bytes ({fp.state_fields} fields, {fp.state_encoding})")
+    print(f"cached 100-offer score vector: {fp.cache_bytes} bytes")
+    print(f"total per member: {fp.total} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,76 @@
+"""Every Redis key the service writes is built here, by :func:`build_key`.
+
+Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
+
+    ofr:s:<member_id>            hash    member online state            TTL state (400 d, refreshed on write)
+    ofr:c:<member_id>            hash    cached score vectors, field = model version   TTL cache (1 h)
+    ofr:e:<event_id>             string  event seen marker              TTL event dedup (7 d)
+    ofr:b:<offer_id>:<period>    string  budget counter                 TTL budget (set at first use)
+    ofr:k:<coupon_code>          string  coupon record                  TTL until the coupon expires
+    ofr:i:<digest>               string  idempotency record             TTL idempotency (48 h)
+
+docs/redis.md describes the values. Parts are checked so that no id can forge another
+key: they must be non-empty and free of ``:``, braces, whitespace and control characters
+(the id patterns in :mod:`service.validation` already guarantee this).
+"""
+
+from __future__ import annotations
+
+import re
+
+KINDS = {
+    "state": "s",
+    "cache": "c",
+    "event": "e",
+    "budget": "b",
+    "coupon": "k",
+    "idempotency": "i",
+}
+_PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
+
+
+def build_key(prefix: str, kind: str, *parts: str) -> str:
+    """The key of ``kind`` ("state", "cache"...) for ``parts`` under ``prefix``.
+
+    >>> build_key("ofr", "budget", "o1", "2024-06")
+    'ofr:b:o1:2024-06'
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown key kind {kind!r}")
+    if not parts:
+        raise ValueError(f"a {kind} key needs at least one part")
+    for part in parts:
+        if not isinstance(part, str) or not _PART.fullmatch(part):
+            raise ValueError(f"invalid key part {part!r} for a {kind} key")
+    return ":".join((prefix, KINDS[kind], *parts))
+
+
+class KeySpace:
+    """:func:`build_key` bound to one prefix, with a method per key kind."""
+
+    def __init__(self, prefix: str = "ofr"):
+        if not prefix or not _PART.fullmatch(prefix):
+            raise ValueError(f"invalid key prefix {prefix!r}")
+        self.prefix = prefix
+
+    def state(self, member_id: str) -> str:
+        return build_key(self.prefix, "state", member_id)
+
+    def cache(self, member_id: str) -> str:
+        return build_key(self.prefix, "cache", member_id)
+
+    def event(self, event_id: str) -> str:
+        return build_key(self.prefix, "event", event_id)
+
+    def budget(self, offer_id: str, period: str) -> str:
+        return build_key(self.prefix, "budget", offer_id, period)
+
+    def coupon(self, code: str) -> str:
+        return build_key(self.prefix, "coupon", code)
+
+    def idempotency(self, digest: str) -> str:
+        return build_key(self.prefix, "idempotency", digest)
+
+    def pattern(self) -> str:
+        """A SCAN/KEYS pattern matching every key of this prefix."""
+        return f"{self.prefix}:*"

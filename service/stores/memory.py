@@ -1,0 +1,243 @@
+"""The :class:`~service.stores.base.Store` in the worker's memory, for REDIS_URL unset.
+
+Same keys, same TTLs, same encodings as Redis (it reuses :mod:`.codec`); one lock makes
+every operation atomic, as a Lua script is in Redis. Each gunicorn worker has its own
+copy, so with several workers state, caps and de-duplication are per worker: fine for a
+demo or for tests, not for production (use Redis there). Expired entries are dropped
+when touched and by a sweep every few thousand writes, so memory stays bounded by what
+is alive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from service.stores import codec
+from service.stores.base import (
+    RECENT_LIMIT,
+    BudgetRef,
+    CapRequest,
+    CapResult,
+    MemberBundle,
+    NullObserver,
+    StateEvent,
+    Store,
+    StoredResponse,
+    StoreObserver,
+    TTLs,
+)
+from service.stores.keys import KeySpace
+
+_SWEEP_EVERY = 4096
+
+
+class MemoryStore(Store):
+    """Store in a dict guarded by a lock; see the module docstring."""
+
+    kind = "memory"
+
+    def __init__(self, keys: KeySpace | None = None, ttls: TTLs | None = None,
+                 observer: StoreObserver | None = None, recent_limit: int = RECENT_LIMIT,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time):
+        self.keys = keys or KeySpace()
+        self.ttls = ttls or TTLs()
+        self.observer: StoreObserver = observer or NullObserver()
+        self.recent_limit = recent_limit
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        #: key -> (expires at, by self._clock; value)
+        self._data: dict[str, tuple[float, Any]] = {}
+        self._writes = 0
+
+    # -- primitive operations (call with the lock held) ------------------------------
+    def _get(self, key: str) -> Any:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._data[key]
+            return None
+        return entry[1]
+
+    def _set(self, key: str, value: Any, ttl: float) -> None:
+        self._data[key] = (self._clock() + ttl, value)
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            now = self._clock()
+            for k in [k for k, (exp, _) in self._data.items() if exp <= now]:
+                del self._data[k]
+
+    def _keep(self, key: str, value: Any) -> None:
+        """Replace a value without touching its expiry (like HSET on an existing key)."""
+        expires = self._data[key][0]
+        self._data[key] = (expires, value)
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds left for ``key``, None when absent (for tests and the admin view)."""
+        with self._lock:
+            if self._get(key) is None:
+                return None
+            return self._data[key][0] - self._clock()
+
+    def keys_alive(self) -> list[str]:
+        """Every live key (for tests)."""
+        with self._lock:
+            return [k for k in list(self._data) if self._get(k) is not None]
+
+    # -- reads --------------------------------------------------------------------
+    def _bundle(self, member_id: str, model_version: str | None,
+                budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+        fields = self._get(self.keys.state(member_id)) or {}
+        scores = None
+        if model_version is not None:
+            scores = codec.decode_scores((self._get(self.keys.cache(member_id)) or {}).get(model_version))
+            self.observer.cache_lookup(scores is not None)
+        return MemberBundle(
+            state=codec.decode_state(member_id, fields), model_version=model_version,
+            scores=scores,
+            budgets={(o, p): int(self._get(self.keys.budget(o, p)) or 0) for o, p in budgets})
+
+    def fetch_member(self, member_id: str, model_version: str | None = None,
+                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+        with self._lock:
+            return self._bundle(member_id, model_version, budgets)
+
+    def fetch_members(self, member_ids: Sequence[str],
+                      model_version: str | None = None) -> list[MemberBundle]:
+        with self._lock:
+            return [self._bundle(m, model_version) for m in member_ids]
+
+    # -- score cache ---------------------------------------------------------------
+    def put_scores(self, member_id: str, model_version: str,
+                   scores: Sequence[float] | np.ndarray) -> None:
+        self.put_scores_many(model_version, {member_id: scores})
+
+    def put_scores_many(self, model_version: str,
+                        items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
+        encoded = {m: codec.encode_scores(s) for m, s in items.items()}
+        with self._lock:
+            for member_id, blob in encoded.items():
+                key = self.keys.cache(member_id)
+                current = dict(self._get(key) or {})
+                current[model_version] = blob
+                self._set(key, current, self.ttls.cache)
+
+    def invalidate(self, member_id: str) -> None:
+        with self._lock:
+            self._data.pop(self.keys.cache(member_id), None)
+
+    # -- events ------------------------------------------------------------------------
+    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+        with self._lock:
+            return [self._get(self.keys.event(e)) is not None for e in event_ids]
+
+    def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
+        cutoff = codec.month_cutoff(self._wall_clock())
+        out = []
+        with self._lock:
+            for ev in events:
+                dedup = self.keys.event(ev.event_id)
+                if self._get(dedup) is not None:
+                    out.append(False)
+                    continue
+                self._set(dedup, b"1", self.ttls.event_dedup)
+                key = self.keys.state(ev.member_id)
+                fields = dict(self._get(key) or {})
+                codec.apply_event(fields, ev, self.recent_limit, cutoff)
+                self._set(key, fields, self.ttls.state)
+                self._data.pop(self.keys.cache(ev.member_id), None)
+                out.append(True)
+        return out
+
+    # -- caps and budgets -----------------------------------------------------------------
+    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
+        out = []
+        with self._lock:
+            key = self.keys.state(member_id)
+            fields = dict(self._get(key) or {})
+            granted_any = False
+            for req in requests:
+                bkey = self.keys.budget(req.offer_id, req.budget_period) if req.budget_period else None
+                budget = int(self._get(bkey) or 0) if bkey else None
+                granted, reason, new_budget = codec.reserve_one(fields, budget, req, now,
+                                                                self.recent_limit)
+                if granted and bkey is not None:
+                    if self._get(bkey) is None:
+                        self._set(bkey, new_budget, req.budget_ttl_seconds or self.ttls.budget)
+                    else:
+                        self._keep(bkey, new_budget)
+                granted_any |= granted
+                out.append(CapResult(request=req, granted=granted, reason=reason, issued_at=now,
+                                     budget_used=new_budget))
+            if granted_any:
+                self._set(key, fields, self.ttls.state)
+        return out
+
+    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
+        with self._lock:
+            key = self.keys.state(member_id)
+            fields = self._get(key)
+            for r in results:
+                if not r.granted:
+                    continue
+                if fields is not None:
+                    name = f"iss:{r.request.offer_id}".encode()
+                    blob = codec.unbump_counter(fields.get(name), r.issued_at)
+                    if blob is None:
+                        fields.pop(name, None)
+                    else:
+                        fields[name] = blob
+                if r.request.budget_period is not None:
+                    bkey = self.keys.budget(r.request.offer_id, r.request.budget_period)
+                    current = self._get(bkey)
+                    if current is not None:
+                        self._keep(bkey, current - min(r.request.amount, current))
+
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, int]:
+        with self._lock:
+            return {(o, p): int(self._get(self.keys.budget(o, p)) or 0) for o, p in refs}
+
+    # -- coupons ---------------------------------------------------------------------------
+    def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
+        with self._lock:
+            key = self.keys.coupon(code)
+            if self._get(key) is not None:
+                return False
+            self._set(key, bytes(record), max(ttl_seconds, 1))
+            return True
+
+    def get_coupon(self, code: str) -> bytes | None:
+        with self._lock:
+            value = self._get(self.keys.coupon(code))
+            return None if value is None else bytes(value)
+
+    # -- idempotency -------------------------------------------------------------------------
+    def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
+        with self._lock:
+            k = self.keys.idempotency(key)
+            old = self._get(k)
+            if old is not None:
+                return codec.decode_response(old)
+            self._set(k, codec.encode_response(StoredResponse(request_hash=request_hash)),
+                      max(lock_seconds, 1))
+            return None
+
+    def idempotency_finish(self, key: str, response: StoredResponse) -> None:
+        with self._lock:
+            self._set(self.keys.idempotency(key), codec.encode_response(response),
+                      self.ttls.idempotency)
+
+    def idempotency_abort(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(self.keys.idempotency(key), None)
+
+    # -- operations ------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Always answers: the store is this process."""

@@ -1,0 +1,327 @@
+"""One behavioural suite for the online store, run against Redis and the in-process store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from service.stores import (
+    BUDGET_EXHAUSTED,
+    MEMBER_CAP_REACHED,
+    RECENT_LIMIT,
+    CapRequest,
+    StateEvent,
+    Store,
+    StoredResponse,
+    TTLs,
+)
+from service.stores.memory import MemoryStore
+from service.stores.redis_store import RedisStore
+from tests.service_helpers import RecordingObserver, all_store_keys, make_store
+
+T0 = int(datetime(2024, 6, 15, 12, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make(store_kind: str, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A factory of stores of the current kind; closes what it made."""
+    made: list[Store] = []
+    url = request.getfixturevalue("redis_url") if store_kind == "redis" else None
+
+    def factory(**kwargs: object) -> Store:
+        kwargs.setdefault("wall_clock", lambda: float(T0))
+        s = make_store(store_kind, url, **kwargs)  # type: ignore[arg-type]
+        made.append(s)
+        return s
+
+    yield factory
+    for s in made:
+        if isinstance(s, RedisStore):
+            keys = list(s.client.scan_iter(match=s.keys.pattern()))
+            if keys:
+                s.client.delete(*keys)
+        s.close()
+
+
+@pytest.fixture
+def store(make: object) -> Store:
+    return make()  # type: ignore[operator,no-any-return]
+
+
+def txn(event_id: str, member: str = "m1", ts: int = T0, amount: int = 1000,
+        month: str = "202406") -> StateEvent:
+    return StateEvent(event_id=event_id, member_id=member, type="transaction", ts=ts,
+                      amount_minor=amount, month=month)
+
+
+def offer_event(event_id: str, kind: str, offer: str = "o1", member: str = "m1",
+                ts: int = T0) -> StateEvent:
+    return StateEvent(event_id=event_id, member_id=member, type=kind, ts=ts, offer_id=offer,
+                      month="202406")
+
+
+# -- state and events --------------------------------------------------------------
+def test_unknown_member_has_an_empty_state(store: Store) -> None:
+    bundle = store.fetch_member("nobody", "v1")
+    assert not bundle.state.exists
+    assert bundle.state.spend_minor == 0 and bundle.state.last_seen is None
+    assert bundle.scores is None and not bundle.cache_hit
+
+
+def test_transactions_update_spend_recency_and_months(store: Store) -> None:
+    applied = store.apply_events([txn("e1", amount=1250, ts=T0 - 100),
+                                  txn("e2", amount=750, ts=T0, month="202406"),
+                                  txn("e3", amount=500, ts=T0 - 40 * 86400, month="202405")])
+    assert applied == [True, True, True]
+    s = store.fetch_member("m1").state
+    assert s.exists
+    assert s.spend_minor == 2500 and s.purchases == 3
+    assert s.last_seen == T0 and s.last_purchase == T0
+    assert s.monthly_spend == {"202406": 2000, "202405": 500}
+    assert s.monthly_purchases == {"202406": 2, "202405": 1}
+    assert s.spend_in_months("202406", "202406") == 2000
+
+
+def test_offer_events_count_per_subject_and_offer(store: Store) -> None:
+    store.apply_events([offer_event("i1", "impression"), offer_event("i2", "impression", ts=T0 + 5),
+                        offer_event("c1", "click"), offer_event("r1", "redeem", offer="o2"),
+                        offer_event("d1", "dismiss", offer="o3")])
+    s = store.fetch_member("m1").state
+    assert s.counter("impression", "o1").total == 2
+    assert s.counter("impression", "o1").recent == (T0, T0 + 5)
+    assert s.counter("click", "o1").total == 1
+    assert s.counter("redeem", "o2").total == 1
+    assert s.counter("dismiss", "o3").total == 1
+    assert s.counter("redeem", "o1").total == 0
+    assert s.last_seen == T0 + 5 and s.purchases == 0
+
+
+def test_counters_keep_the_newest_timestamps_in_order(store: Store) -> None:
+    times = [T0 + d for d in (50, 10, 90, 30, 70, 20, 80, 40, 60, 0, 100)]
+    store.apply_events([offer_event(f"e{i}", "impression", ts=t) for i, t in enumerate(times)])
+    c = store.fetch_member("m1").state.counter("impression", "o1")
+    assert c.total == len(times)
+    assert c.recent == tuple(sorted(times)[-RECENT_LIMIT:])
+    assert c.reached(3, since=T0 + 80) and not c.reached(4, since=T0 + 80)
+
+
+def test_duplicate_events_are_applied_once(store: Store) -> None:
+    assert store.apply_events([txn("dup"), txn("dup")]) == [True, False]
+    assert store.apply_events([txn("dup"), txn("new")]) == [False, True]
+    assert store.fetch_member("m1").state.purchases == 2
+    assert store.events_seen(["dup", "new", "never"]) == [True, True, False]
+    assert store.events_seen([]) == [] and store.apply_events([]) == []
+
+
+def test_events_older_than_the_kept_months_do_not_create_month_counters(store: Store) -> None:
+    store.apply_events([txn("old", month="202001", ts=T0 - 4 * 365 * 86400)])
+    s = store.fetch_member("m1").state
+    assert s.spend_minor == 1000 and s.monthly_spend == {}
+
+
+def test_a_new_month_trims_months_beyond_the_window(make: object) -> None:
+    clock = {"now": float(T0)}
+    store: Store = make(wall_clock=lambda: clock["now"])  # type: ignore[operator]
+    store.apply_events([txn("a", month="202406")])
+    clock["now"] = float(datetime(2026, 9, 1, tzinfo=UTC).timestamp())  # cutoff 202409
+    store.apply_events([txn("b", month="202609")])
+    assert store.fetch_member("m1").state.monthly_spend == {"202609": 1000}
+
+
+# -- score cache ------------------------------------------------------------------
+def test_scores_round_trip_as_float32_per_model_version(store: Store) -> None:
+    scores = np.linspace(0, 1, 100)
+    store.put_scores("m1", "v1", scores)
+    got = store.fetch_member("m1", "v1").scores
+    assert got is not None and got.dtype == np.float32 and got.shape == (100,)
+    np.testing.assert_allclose(got, scores.astype(np.float32))
+    assert store.fetch_member("m1", "v2").scores is None
+    assert store.fetch_member("m1").scores is None
+
+
+def test_cache_lookups_are_reported(make: object) -> None:
+    obs = RecordingObserver()
+    store: Store = make(observer=obs)  # type: ignore[operator]
+    store.put_scores("m1", "v1", [0.5])
+    store.fetch_member("m1", "v1")
+    store.fetch_member("m2", "v1")
+    store.fetch_members(["m1", "m2", "m3"], "v1")
+    store.fetch_member("m1")  # no model version: no lookup
+    assert (obs.hits, obs.misses) == (2, 3)
+
+
+def test_batch_reads_and_writes_many_members(store: Store) -> None:
+    members = [f"m{i}" for i in range(50)]
+    store.put_scores_many("v1", {m: [i / 100, 1.0] for i, m in enumerate(members)})
+    store.apply_events([txn(f"t{i}", member=m, amount=i) for i, m in enumerate(members)])
+    bundles = store.fetch_members([*members, "ghost"], "v1")
+    assert [b.state.member_id for b in bundles] == [*members, "ghost"]
+    # the events invalidated every member's cache
+    assert all(b.scores is None for b in bundles)
+    assert [b.state.spend_minor for b in bundles[:50]] == list(range(50))
+    store.put_scores_many("v1", {m: [i / 100, 1.0] for i, m in enumerate(members)})
+    bundles = store.fetch_members(members, "v1")
+    assert [round(float(b.scores[0]), 2) for b in bundles] == [i / 100 for i in range(50)]  # type: ignore[index]
+
+
+def test_an_event_invalidates_the_members_cached_scores(store: Store) -> None:
+    store.put_scores("m1", "v1", [0.1, 0.2])
+    store.put_scores("m1", "v2", [0.3])
+    store.put_scores("m2", "v1", [0.4])
+    store.apply_events([offer_event("e1", "click")])
+    assert store.fetch_member("m1", "v1").scores is None
+    assert store.fetch_member("m1", "v2").scores is None
+    assert store.fetch_member("m2", "v1").scores is not None
+
+
+def test_invalidate_drops_every_version(store: Store) -> None:
+    store.put_scores("m1", "v1", [0.1])
+    store.put_scores("m1", "v2", [0.2])
+    store.invalidate("m1")
+    assert store.fetch_member("m1", "v1").scores is None
+    assert store.fetch_member("m1", "v2").scores is None
+
+
+def test_cached_scores_expire(make: object) -> None:
+    store: Store = make(ttls=TTLs(cache=1))  # type: ignore[operator]
+    store.put_scores("m1", "v1", [0.1])
+    assert store.fetch_member("m1", "v1").scores is not None
+    time.sleep(2.1)
+    assert store.fetch_member("m1", "v1").scores is None
+
+
+# -- caps and budgets ------------------------------------------------------------------
+def test_member_lifetime_cap(store: Store) -> None:
+    req = CapRequest("o1", member_limit=2)
+    results = [store.reserve("m1", [req], now=T0 + i)[0] for i in range(3)]
+    assert [r.granted for r in results] == [True, True, False]
+    assert results[2].reason == MEMBER_CAP_REACHED
+    assert store.fetch_member("m1").state.counter("issue", "o1").total == 2
+    assert store.reserve("m2", [req], now=T0)[0].granted
+
+
+def test_member_windowed_cap(store: Store) -> None:
+    req = CapRequest("o1", member_limit=1, member_window_seconds=3600)
+    assert store.reserve("m1", [req], now=T0)[0].granted
+    assert not store.reserve("m1", [req], now=T0 + 3599)[0].granted
+    assert store.reserve("m1", [req], now=T0 + 3601)[0].granted
+
+
+def test_budget_limits_and_amounts(store: Store) -> None:
+    req = CapRequest("o1", budget_period="2024-06", budget_limit=1000, amount=400)
+    results = [store.reserve(f"m{i}", [req], now=T0)[0] for i in range(3)]
+    assert [r.granted for r in results] == [True, True, False]
+    assert [r.budget_used for r in results] == [400, 800, 800]
+    assert results[2].reason == BUDGET_EXHAUSTED
+    assert store.budget_usage([("o1", "2024-06"), ("o1", "2024-07")]) == {
+        ("o1", "2024-06"): 800, ("o1", "2024-07"): 0}
+    bundle = store.fetch_member("m9", "v1", budgets=[("o1", "2024-06")])
+    assert bundle.budgets == {("o1", "2024-06"): 800}
+
+
+def test_several_requests_in_one_call_are_checked_one_by_one(store: Store) -> None:
+    reqs = [CapRequest("o1", member_limit=1, budget_period="p", budget_limit=5),
+            CapRequest("o1", member_limit=1),
+            CapRequest("o2", budget_period="p", budget_limit=0),
+            CapRequest("o3")]
+    results = store.reserve("m1", reqs, now=T0)
+    assert [(r.granted, r.reason) for r in results] == [
+        (True, None), (False, MEMBER_CAP_REACHED), (False, BUDGET_EXHAUSTED), (True, None)]
+    assert results[0].budget_used == 1 and results[1].budget_used is None
+    assert results[3].budget_used is None
+
+
+def test_release_undoes_granted_reservations(store: Store) -> None:
+    req = CapRequest("o1", member_limit=1, budget_period="p", budget_limit=1)
+    granted = store.reserve("m1", [req], now=T0)
+    assert granted[0].granted
+    assert not store.reserve("m2", [req], now=T0)[0].granted  # budget used up
+    store.release("m1", granted)
+    assert store.budget_usage([("o1", "p")]) == {("o1", "p"): 0}
+    assert store.fetch_member("m1").state.counter("issue", "o1").total == 0
+    assert store.reserve("m1", [req], now=T0 + 1)[0].granted
+
+
+def test_cap_requests_are_checked() -> None:
+    with pytest.raises(ValueError, match="at most"):
+        CapRequest("o1", member_limit=RECENT_LIMIT + 1, member_window_seconds=60)
+    with pytest.raises(ValueError, match="budget_period"):
+        CapRequest("o1", budget_limit=3)
+    CapRequest("o1", member_limit=1000)  # lifetime caps may be large
+
+
+@pytest.mark.parametrize("budget, member_limit, expect", [(10, None, 10), (None, 3, 3)])
+def test_100_concurrent_reservations_never_over_issue(make: object, budget: int | None,
+                                                     member_limit: int | None, expect: int) -> None:
+    store: Store = make()  # type: ignore[operator]
+    req = CapRequest("hot", member_limit=member_limit,
+                     budget_period="total" if budget is not None else None, budget_limit=budget)
+    start = threading.Barrier(100)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        member = f"m{i}" if budget is not None else "same-member"
+        start.wait()
+        ok = store.reserve(member, [req], now=T0)[0].granted
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 100
+    assert sum(results) == expect
+    if budget is not None:
+        assert store.budget_usage([("hot", "total")]) == {("hot", "total"): budget}
+    else:
+        assert store.fetch_member("same-member").state.counter("issue", "hot").total == expect
+
+
+# -- coupons and idempotency ------------------------------------------------------------
+def test_coupon_records_are_unique(store: Store) -> None:
+    assert store.put_coupon("ABC123", b'{"m":"m1"}', 60)
+    assert not store.put_coupon("ABC123", b"other", 60)
+    assert store.get_coupon("ABC123") == b'{"m":"m1"}'
+    assert store.get_coupon("NOPE") is None
+
+
+def test_idempotency_claim_finish_and_abort(store: Store) -> None:
+    assert store.idempotency_begin("k1", "h1", 30) is None
+    pending = store.idempotency_begin("k1", "h1", 30)
+    assert pending is not None and pending.in_flight and pending.request_hash == "h1"
+    store.idempotency_finish("k1", StoredResponse("h1", 200, b'{"ok":true}', "application/json"))
+    done = store.idempotency_begin("k1", "h2", 30)
+    assert done == StoredResponse("h1", 200, b'{"ok":true}', "application/json")
+    assert store.idempotency_begin("k2", "h", 30) is None
+    store.idempotency_abort("k2")
+    assert store.idempotency_begin("k2", "h", 30) is None
+
+
+# -- every key has a TTL --------------------------------------------------------------------
+def test_every_key_written_has_a_ttl(store: Store) -> None:
+    store.apply_events([txn("e1"), offer_event("e2", "impression")])
+    store.put_scores("m2", "v1", [0.5])
+    store.reserve("m3", [CapRequest("o1", member_limit=1, budget_period="p", budget_limit=9)], now=T0)
+    store.put_coupon("CODE1", b"x", 3600)
+    store.idempotency_begin("k", "h", 30)
+    keys = all_store_keys(store)  # type: ignore[arg-type]
+    kinds = {k.split(":")[1] for k in keys}
+    assert kinds == {"s", "c", "e", "b", "k", "i"}
+    assert all(ttl is not None and ttl > 0 for ttl in keys.values()), keys
+
+
+def test_memory_store_is_the_in_process_kind() -> None:
+    assert MemoryStore().kind == "memory"
