@@ -308,7 +308,10 @@ class Program(_Strict):
         """Format an amount of the qualifying metric for members ("$42" or "12 stars")."""
         if self.tier_policy.metric == "spend":
             return self.money(value)
-        return f"{int(value):,} {self.currency.name}"
+        name = self.currency.name
+        if int(value) == 1 and name.endswith("s"):
+            name = name[:-1]
+        return f"{int(value):,} {name}"
 
     def lever_for(self, kind: str, tier: str) -> float:
         """The kind lever times the member-tier lever for offers of ``kind``."""

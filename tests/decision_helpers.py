@@ -10,6 +10,7 @@ from models.program import Program, parse_program
 from models.tiers import TierState
 
 AS_OF = pd.Timestamp("2024-06-15 12:00")
+YEAR_END = pd.Timestamp("2024-12-31 23:59:59")
 
 PROGRAM_YAML = """
 name: test
@@ -39,7 +40,7 @@ def program(max_offers: int = 5, margin: float = 0.0, per_category: int = 2, sha
 
 
 def tier(rank: int, *, delta_to_next: int | None = 10000, delta_to_keep: int = 0,
-         period_end: pd.Timestamp | None = pd.Timestamp("2024-12-31 23:59:59"), metric: int = 0) -> TierState:
+         period_end: pd.Timestamp | None = YEAR_END, metric: int = 0) -> TierState:
     names = ("Bronze", "Silver", "Gold")
     top = rank == 2
     return TierState(tier=names[rank], tier_rank=rank, since=None, metric=metric,

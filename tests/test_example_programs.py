@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.catalog import build_catalog
+from models.decision import Decision, decide
+from models.member import MemberContext
 from models.program import Program, load_program
 from models.tiers import TierState, member_tier_state
 
@@ -108,3 +111,114 @@ def test_synthetic_program_matches_the_generator_constants() -> None:
     assert synth.tier_names == ("Bronze", "Silver", "Gold")
     assert synth.threshold_units.tolist() == [0, 30_000, 70_000]
     assert synth.tier_policy.window.days == 365
+
+
+# -- promotions for hand-built members ------------------------------------------------------
+
+def decide_for(program: Program, purchases: list[tuple[str, float]], as_of: str, *, basket: float | None = None,
+               propensity: float = 0.2, channel: str | None = None, **member_kw: object) -> Decision:
+    """Decide over every program offer for a member built from (timestamp, dollars) purchases."""
+    when = pd.Timestamp(as_of)
+    tier = state(program, purchases, as_of)
+    catalog = build_catalog(program)
+    ids = [o.offer_id for o in catalog.offers]
+    member = MemberContext("hand-built", tier=tier, has_history=True,
+                           typical_basket_minor=None if basket is None else round(basket * 100),
+                           **member_kw)  # type: ignore[arg-type]
+    return decide(catalog, member, ids, np.full(len(ids), propensity), as_of=when, channel=channel,
+                  max_offers=len(ids))
+
+
+def got(decision: Decision) -> dict[str, str | None]:
+    """Offer id -> text for returned offers, and id -> reason code for excluded ones."""
+    out: dict[str, str | None] = {e.offer_id: e.reason for e in decision.excluded}
+    out.update({o.offer_id: o.text for o in decision.offers})
+    return out
+
+
+def test_starbucks_gold_gets_double_star_day_green_is_challenged() -> None:
+    sbux = example("starbucks")
+    gold = got(decide_for(sbux, visits(30, start="2024-01-02"), "2024-08-01", birth_month=8))
+    assert gold["double_star_day"] == "Gold members earn double stars on every purchase today"
+    assert gold["birthday_drink"] == "Happy birthday! A free drink of your choice is on us this month"
+    assert gold["reach_next_level"] == "TOP_TIER_REACHED"
+    green = got(decide_for(sbux, visits(27, start="2024-01-02"), "2024-08-01", birth_month=3))
+    assert green["double_star_day"] == "TIER_NOT_ELIGIBLE"
+    assert green["birthday_drink"] == "BIRTHDAY_NOT_THIS_MONTH"
+    assert green["reach_next_level"] == "Earn 3 stars by 31 Aug to reach Gold"
+    far = got(decide_for(sbux, visits(20, start="2024-01-02"), "2024-08-01"))
+    assert far["reach_next_level"] == "CHALLENGE_OUT_OF_REACH"  # 10 visits away, more than 4
+    assert got(decide_for(sbux, visits(2), "2024-08-01", birth_month=8))["birthday_drink"] == "TIER_NOT_ELIGIBLE"
+
+
+def test_starbucks_retention_nudge_before_gold_lapses() -> None:
+    sbux = example("starbucks")
+    # 30 weekly visits from 2023-09-01: the first star leaves on 2024-08-31
+    d = got(decide_for(sbux, visits(30, start="2023-09-01"), "2024-08-15"))
+    assert d["keep_gold"] == "Earn 1 star by 31 Aug to keep Gold"
+    early = got(decide_for(sbux, visits(30, start="2023-09-01"), "2024-06-15"))
+    assert early["keep_gold"] == "RETENTION_NOT_DUE"
+
+
+def test_mac_select_challenge_perks_and_tiered_birthday() -> None:
+    mac = example("mac_select")
+    select = got(decide_for(mac, [("2024-03-01", 120.0)], "2024-11-15", basket=45.0, birth_month=11))
+    assert select["reach_next_tier"] == "Spend $30 by 31 Dec to reach Devoted"
+    assert select["early_access_launch"] == "TIER_NOT_ELIGIBLE"
+    assert select["free_shipping"] == "TIER_NOT_ELIGIBLE"
+    assert select["birthday_gift"] == "Happy birthday! Your $5 birthday reward is waiting"
+    out_of_reach = got(decide_for(mac, [("2024-03-01", 20.0)], "2024-11-15", basket=45.0))
+    assert out_of_reach["reach_next_tier"] == "CHALLENGE_OUT_OF_REACH"  # $130 > 1.5 x $45
+    too_late = got(decide_for(mac, [("2024-03-01", 120.0)], "2024-12-25", basket=45.0))
+    assert too_late["reach_next_tier"] == "NOT_ENOUGH_TIME"
+    devoted = got(decide_for(mac, [("2024-03-01", 200.0)], "2024-11-15", basket=45.0, channel="web"))
+    assert devoted["early_access_launch"] == "As a Devoted member you can shop the new collection before anyone else"
+    assert devoted["free_shipping"] == "Free shipping on every order, a Devoted perk"
+
+
+def test_mac_select_retention_and_obsessed_birthday() -> None:
+    mac = example("mac_select")
+    purchases = [("2023-04-01", 600.0), ("2024-02-01", 400.0)]
+    d = decide_for(mac, purchases, "2024-12-01", basket=45.0, birth_month=12)
+    texts = got(d)
+    assert texts["keep_tier"] == "Spend $100 by 31 Dec to keep Obsessed"
+    assert texts["birthday_gift"] == "Happy birthday! Your $20 birthday reward is waiting"
+    promos = {o.offer_id: o.tier_promo for o in d.offers}
+    assert promos["keep_tier"] == "retention_nudge" and promos["birthday_gift"] == "tier_value"
+    assert promos["early_access_launch"] == "tier_restricted"
+
+
+def test_tesco_supplier_coupons_go_to_category_buyers_and_are_funded() -> None:
+    tesco = example("tesco_clubcard")
+    coffee = decide_for(tesco, [("2024-01-05", 30.0)], "2024-03-01", basket=25.0,
+                        bought_categories=frozenset({"COFFEE"}), recent_spend_minor=4500)
+    texts = got(coffee)
+    assert texts["brand_switch_coffee"] == "£1 off Brand X coffee, on us and Brand X"
+    assert texts["brand_x_tea"] == "PRODUCT_NOT_BOUGHT"
+    assert texts["double_up_vouchers"] is None  # eligible; no template
+    funded = next(o for o in coffee.offers if o.offer_id == "brand_switch_coffee")
+    assert "FUNDED_BY:Brand X:100%" in funded.reasons
+    low = got(decide_for(tesco, [("2024-01-05", 30.0)], "2024-03-01", recent_spend_minor=3999))
+    assert low["double_up_vouchers"] == "MIN_SPEND_NOT_MET"
+
+
+def test_cvs_personalised_coupons_by_segment_and_tenure() -> None:
+    cvs = example("cvs_extracare")
+    new_carepass = got(decide_for(cvs, [], "2024-03-01", segment="carepass",
+                                  joined_at=pd.Timestamp("2024-02-20"), channel="email"))
+    assert new_carepass["carepass_monthly_reward"] == "Your monthly $10 CarePass reward is ready"
+    assert new_carepass["welcome_coupon"] == "Welcome to ExtraCare: 20% off your next visit"
+    regular = got(decide_for(cvs, [], "2024-03-01", segment="regular", joined_at=pd.Timestamp("2020-01-01"),
+                             channel="email", bought_categories=frozenset({"BEAUTY"}), recent_spend_minor=5000))
+    assert regular["carepass_monthly_reward"] == "SEGMENT_NOT_ELIGIBLE"
+    assert regular["welcome_coupon"] == "JOIN_DATE_NOT_ELIGIBLE"
+    assert "spend_30_get_10" in regular and regular["spend_30_get_10"] is None
+
+
+def test_completejourney_and_synthetic_challenge_silver_members_near_gold() -> None:
+    cj = got(decide_for(example("completejourney"), [("2017-01-10", 3560.0)], "2017-06-01", basket=30.0,
+                        channel="mail"))
+    assert cj["reach_next_tier"] == "Spend $40 by 1 Jul to reach Gold"
+    synth = got(decide_for(example("synthetic"), [("2025-02-01", 650.0)], "2025-06-01", basket=40.0))
+    assert synth["reach_next_tier"] == "Spend $50 by 1 Jul to reach Gold"
+    assert synth["keep_tier"] == "RETENTION_NOT_DUE"
