@@ -181,7 +181,7 @@ class Diversity(_Strict):
 class Exploration(_Strict):
     """Which share of decisions explore, and how."""
 
-    share: Share = 0.0
+    share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     method: Literal["epsilon_greedy", "thompson"] = "epsilon_greedy"
     concentration: Positive = 20.0
     draws: PosInt = 400

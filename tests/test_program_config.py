@@ -118,7 +118,7 @@ offers:
 
 
 def test_negative_and_out_of_range_values() -> None:
-    text = BASE + "decisions:\n  exploration: {share: 1.5}\n  holdout: {share: -0.1}\n"
+    text = BASE + "decisions:\n  exploration: {share: 1.5}\n  holdout: {share: 1.0}\n"
     err = _error(text)
     paths = {path for path, _, _ in err.issues}
     assert paths == {"decisions.exploration.share", "decisions.holdout.share"}
