@@ -40,8 +40,8 @@ def presented_key() -> str | None:
                                [FieldError(code="bad_scheme", header="Authorization",
                                            message="expected 'ApiKey <key>'")])
         return value.strip()
-    value = request.headers.get("X-API-Key")
-    return value.strip() if value is not None and value.strip() else None
+    alternative = request.headers.get("X-API-Key")
+    return alternative.strip() if alternative is not None and alternative.strip() else None
 
 
 def authorize(keyring: Keyring, scope: Scope) -> ApiKey | None:

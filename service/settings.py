@@ -77,31 +77,31 @@ class Settings(BaseSettings):
     data: Path | None = None
     program: Path | None = None
 
-    redis_url: str | None = Field(None, validation_alias=AliasChoices(*ALIASES["redis_url"]))
-    redis_prefix: str = Field("ofr", pattern=r"^[a-z][a-z0-9_]{0,15}$")
-    redis_timeout_ms: int = Field(100, ge=1, le=10_000)
-    redis_connect_timeout_ms: int = Field(100, ge=1, le=10_000)
-    redis_max_connections: int = Field(16, ge=1, le=1024)
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices(*ALIASES["redis_url"]))
+    redis_prefix: str = Field(default="ofr", pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    redis_timeout_ms: int = Field(default=100, ge=1, le=10_000)
+    redis_connect_timeout_ms: int = Field(default=100, ge=1, le=10_000)
+    redis_max_connections: int = Field(default=16, ge=1, le=1024)
 
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
 
-    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)
-    max_events_per_request: int = Field(1000, ge=1, le=100_000)
-    cache_ttl_seconds: int = Field(3600, ge=1)
-    state_ttl_seconds: int = Field(400 * 86400, ge=60)
-    event_dedup_ttl_seconds: int = Field(7 * 86400, ge=60)
-    idempotency_ttl_seconds: int = Field(48 * 3600, ge=24 * 3600, le=72 * 3600)
-    budget_ttl_seconds: int = Field(400 * 86400, ge=60)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+    max_events_per_request: int = Field(default=1000, ge=1, le=100_000)
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+    state_ttl_seconds: int = Field(default=400 * 86400, ge=60)
+    event_dedup_ttl_seconds: int = Field(default=7 * 86400, ge=60)
+    idempotency_ttl_seconds: int = Field(default=48 * 3600, ge=24 * 3600, le=72 * 3600)
+    budget_ttl_seconds: int = Field(default=400 * 86400, ge=60)
 
     event_log: Path = Field(default_factory=_default_event_log)
-    event_log_max_bytes: int = Field(64 << 20, ge=4096)
+    event_log_max_bytes: int = Field(default=64 << 20, ge=4096)
     event_log_fsync: Literal["request", "none"] = "request"
 
     timezone: str = "UTC"
-    currency_exponent: int = Field(2, ge=0, le=4)
+    currency_exponent: int = Field(default=2, ge=0, le=4)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    bind: str = Field("127.0.0.1:8000", min_length=1)
-    workers: int | None = Field(None, ge=1, le=256)
+    bind: str = Field(default="127.0.0.1:8000", min_length=1)
+    workers: int | None = Field(default=None, ge=1, le=256)
 
     @classmethod
     def settings_customise_sources(

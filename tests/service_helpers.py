@@ -87,9 +87,9 @@ def service_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start a server in its own process group with output to ``log_path``."""
-    log = log_path.open("wb")
-    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def wait_until_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: Path,

@@ -14,6 +14,7 @@ from service.stores import (
     BUDGET_EXHAUSTED,
     MEMBER_CAP_REACHED,
     RECENT_LIMIT,
+    BudgetCounter,
     CapRequest,
     StateEvent,
     Store,
@@ -40,7 +41,7 @@ def make(store_kind: str, request: pytest.FixtureRequest) -> Iterator[object]:
 
     def factory(**kwargs: object) -> Store:
         kwargs.setdefault("wall_clock", lambda: float(T0))
-        s = make_store(store_kind, url, **kwargs)  # type: ignore[arg-type]
+        s = make_store(store_kind, url, **kwargs)
         made.append(s)
         return s
 
@@ -55,7 +56,7 @@ def make(store_kind: str, request: pytest.FixtureRequest) -> Iterator[object]:
 
 @pytest.fixture
 def store(make: object) -> Store:
-    return make()  # type: ignore[operator,no-any-return]
+    return make()  # type: ignore[operator]
 
 
 def txn(event_id: str, member: str = "m1", ts: int = T0, amount: int = 1000,
@@ -217,46 +218,82 @@ def test_member_windowed_cap(store: Store) -> None:
     assert store.reserve("m1", [req], now=T0 + 3601)[0].granted
 
 
-def test_budget_limits_and_amounts(store: Store) -> None:
-    req = CapRequest("o1", budget_period="2024-06", budget_limit=1000, amount=400)
+def test_budget_limits_count_and_money(store: Store) -> None:
+    req = CapRequest("o1", budget_key="supplier", budget_period="2024-06",
+                     budget_minor_limit=1000, charge_minor=400)
     results = [store.reserve(f"m{i}", [req], now=T0)[0] for i in range(3)]
     assert [r.granted for r in results] == [True, True, False]
-    assert [r.budget_used for r in results] == [400, 800, 800]
+    assert [r.budget for r in results] == [BudgetCounter(1, 400), BudgetCounter(2, 800),
+                                           BudgetCounter(2, 800)]
     assert results[2].reason == BUDGET_EXHAUSTED
-    assert store.budget_usage([("o1", "2024-06"), ("o1", "2024-07")]) == {
-        ("o1", "2024-06"): 800, ("o1", "2024-07"): 0}
-    bundle = store.fetch_member("m9", "v1", budgets=[("o1", "2024-06")])
-    assert bundle.budgets == {("o1", "2024-06"): 800}
+    # another offer drawing on the same budget sees what the first consumed
+    other = CapRequest("o2", budget_key="supplier", budget_period="2024-06", budget_count_limit=3)
+    assert store.reserve("m1", [other], now=T0)[0].budget == BudgetCounter(3, 800)
+    assert not store.reserve("m2", [other], now=T0)[0].granted
+    assert store.budget_usage([("supplier", "2024-06"), ("supplier", "2024-07")]) == {
+        ("supplier", "2024-06"): BudgetCounter(3, 800), ("supplier", "2024-07"): BudgetCounter()}
+    bundle = store.fetch_member("m9", "v1", budgets=[("supplier", "2024-06"), ("none", "total")])
+    assert bundle.budgets == {("supplier", "2024-06"): BudgetCounter(3, 800),
+                              ("none", "total"): BudgetCounter()}
 
 
 def test_several_requests_in_one_call_are_checked_one_by_one(store: Store) -> None:
-    reqs = [CapRequest("o1", member_limit=1, budget_period="p", budget_limit=5),
+    reqs = [CapRequest("o1", member_limit=1, budget_key="b", budget_count_limit=5),
             CapRequest("o1", member_limit=1),
-            CapRequest("o2", budget_period="p", budget_limit=0),
+            CapRequest("o2", budget_key="b", budget_count_limit=1),
             CapRequest("o3")]
     results = store.reserve("m1", reqs, now=T0)
     assert [(r.granted, r.reason) for r in results] == [
         (True, None), (False, MEMBER_CAP_REACHED), (False, BUDGET_EXHAUSTED), (True, None)]
-    assert results[0].budget_used == 1 and results[1].budget_used is None
-    assert results[3].budget_used is None
+    assert results[0].budget == BudgetCounter(1, 0) and results[1].budget is None
+    assert results[3].budget is None
+
+
+def test_a_reservation_can_count_the_impression_too(store: Store) -> None:
+    granted = store.reserve("m1", [CapRequest("o1", count_impression=True)], now=T0)
+    s = store.fetch_member("m1").state
+    assert s.counter("issue", "o1").total == 1 and s.counter("impression", "o1").recent == (T0,)
+    store.release("m1", granted)
+    s = store.fetch_member("m1").state
+    assert s.counter("issue", "o1").total == 0 and s.counter("impression", "o1").total == 0
 
 
 def test_release_undoes_granted_reservations(store: Store) -> None:
-    req = CapRequest("o1", member_limit=1, budget_period="p", budget_limit=1)
+    req = CapRequest("o1", member_limit=1, budget_key="b", budget_count_limit=1, charge_minor=250)
     granted = store.reserve("m1", [req], now=T0)
     assert granted[0].granted
     assert not store.reserve("m2", [req], now=T0)[0].granted  # budget used up
     store.release("m1", granted)
-    assert store.budget_usage([("o1", "p")]) == {("o1", "p"): 0}
+    assert store.budget_usage([("b", "total")]) == {("b", "total"): BudgetCounter(0, 0)}
     assert store.fetch_member("m1").state.counter("issue", "o1").total == 0
     assert store.reserve("m1", [req], now=T0 + 1)[0].granted
 
 
+def test_windowed_caps_beyond_the_kept_timestamps_err_towards_reached(store: Store) -> None:
+    req = CapRequest("o1", member_limit=RECENT_LIMIT + 2, member_window_seconds=86400)
+    results = [store.reserve("m1", [req], now=T0 + i)[0].granted for i in range(RECENT_LIMIT + 3)]
+    # exact up to RECENT_LIMIT, then the lifetime total counts (an upper bound)
+    assert sum(results) == RECENT_LIMIT + 2
+    counter = store.fetch_member("m1").state.counter("issue", "o1")
+    assert counter.count_since(T0) == RECENT_LIMIT + 2
+    # once the kept timestamps leave the window, the count is exact again
+    assert counter.count_since(T0 + RECENT_LIMIT + 5) == 0
+
+
+def test_member_state_counts_feed_cap_counters(store: Store) -> None:
+    store.apply_events([offer_event("a", "impression", ts=T0 - 40 * 86400),
+                        offer_event("b", "impression", ts=T0 - 86400),
+                        offer_event("c", "impression", offer="o2", ts=T0 - 86400)])
+    s = store.fetch_member("m1").state
+    windows = {"o1": 30 * 86400, "o2": None, "o3": 86400}
+    assert s.counts("impression", T0, windows) == {"o1": 1, "o2": 1}
+
+
 def test_cap_requests_are_checked() -> None:
-    with pytest.raises(ValueError, match="at most"):
-        CapRequest("o1", member_limit=RECENT_LIMIT + 1, member_window_seconds=60)
-    with pytest.raises(ValueError, match="budget_period"):
-        CapRequest("o1", budget_limit=3)
+    with pytest.raises(ValueError, match="budget_key"):
+        CapRequest("o1", budget_count_limit=3)
+    with pytest.raises(ValueError, match="window"):
+        CapRequest("o1", member_limit=1, member_window_seconds=0)
     CapRequest("o1", member_limit=1000)  # lifetime caps may be large
 
 
@@ -265,7 +302,8 @@ def test_100_concurrent_reservations_never_over_issue(make: object, budget: int 
                                                      member_limit: int | None, expect: int) -> None:
     store: Store = make()  # type: ignore[operator]
     req = CapRequest("hot", member_limit=member_limit,
-                     budget_period="total" if budget is not None else None, budget_limit=budget)
+                     budget_key="hot-budget" if budget is not None else None,
+                     budget_count_limit=budget)
     start = threading.Barrier(100)
     results: list[bool] = []
     lock = threading.Lock()
@@ -285,7 +323,8 @@ def test_100_concurrent_reservations_never_over_issue(make: object, budget: int 
     assert len(results) == 100
     assert sum(results) == expect
     if budget is not None:
-        assert store.budget_usage([("hot", "total")]) == {("hot", "total"): budget}
+        assert store.budget_usage([("hot-budget", "total")]) == {
+            ("hot-budget", "total"): BudgetCounter(budget, 0)}
     else:
         assert store.fetch_member("same-member").state.counter("issue", "hot").total == expect
 
@@ -314,7 +353,7 @@ def test_idempotency_claim_finish_and_abort(store: Store) -> None:
 def test_every_key_written_has_a_ttl(store: Store) -> None:
     store.apply_events([txn("e1"), offer_event("e2", "impression")])
     store.put_scores("m2", "v1", [0.5])
-    store.reserve("m3", [CapRequest("o1", member_limit=1, budget_period="p", budget_limit=9)], now=T0)
+    store.reserve("m3", [CapRequest("o1", member_limit=1, budget_key="b", budget_count_limit=9)], now=T0)
     store.put_coupon("CODE1", b"x", 3600)
     store.idempotency_begin("k", "h", 30)
     keys = all_store_keys(store)  # type: ignore[arg-type]

@@ -105,6 +105,7 @@ def parse_events(body: Any, max_events: int, exponent: int,
                  now: datetime | None = None) -> list[Event]:
     """Validate a request body into events; raise ValidationFailed naming every bad field."""
     now = now or datetime.now(UTC)
+    where: tuple[str, ...] | None
     if isinstance(body, list):
         items, where = body, ()
     elif isinstance(body, dict) and "events" in body:

@@ -12,6 +12,7 @@ from service.stores.base import (
     BUDGET_EXHAUSTED,
     MEMBER_CAP_REACHED,
     RECENT_LIMIT,
+    BudgetCounter,
     BudgetRef,
     CapRequest,
     CapResult,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetRef", "CapRequest",
+    "BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetCounter", "BudgetRef", "CapRequest",
     "CapResult", "KeySpace", "MemberBundle", "MemberState", "OfferCounter", "StateEvent",
     "Store", "StoreError", "StoreObserver", "StoreUnavailable", "StoredResponse", "TTLs",
     "build_key", "build_store",

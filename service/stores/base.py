@@ -28,8 +28,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-#: How many recent timestamps each (subject, offer) counter keeps. Windowed caps with a
-#: limit up to this are exact; :class:`CapRequest` refuses larger windowed limits.
+#: How many recent timestamps each (subject, offer) counter keeps. Windowed counts up to
+#: this are exact; beyond it they are a conservative upper bound (OfferCounter.count_since).
 RECENT_LIMIT = 8
 #: Months of spend counters kept (enough for an annual tier window plus the previous one).
 MONTHS_KEPT = 25
@@ -81,15 +81,23 @@ class OfferCounter:
     total: int = 0
     recent: tuple[int, ...] = ()
 
-    def count_since(self, since: int) -> int:
-        """Occurrences at or after ``since`` (epoch s); a lower bound once ``recent`` is full."""
-        return sum(1 for t in self.recent if t >= since)
+    def count_since(self, since: int | None) -> int:
+        """Occurrences at or after ``since`` (epoch s; None: ever).
+
+        Exact up to :data:`RECENT_LIMIT` occurrences in the window. When every kept
+        timestamp is inside the window there may have been more than were kept, and the
+        count is ``total``: an upper bound, so a cap above RECENT_LIMIT errs towards
+        "reached", never towards over-exposure. The Lua scripts count the same way.
+        """
+        if since is None:
+            return self.total
+        n = sum(1 for t in self.recent if t >= since)
+        if len(self.recent) >= RECENT_LIMIT and self.recent[0] >= since:
+            return max(n, self.total)
+        return n
 
     def reached(self, limit: int, since: int | None = None) -> bool:
-        """Whether ``limit`` occurrences happened (since ``since``, or ever). Exact for
-        ``limit <= RECENT_LIMIT`` or when ``since`` is None."""
-        if since is None:
-            return self.total >= limit
+        """Whether ``limit`` occurrences happened since ``since`` (or ever)."""
         return self.count_since(since) >= limit
 
 
@@ -119,6 +127,23 @@ class MemberState:
         """The (subject, offer) counter; zero when nothing happened."""
         return self.counters.get((subject, offer_id), OfferCounter())
 
+    def counts(self, subject: str, now: int,
+               windows: Mapping[str, int | None]) -> dict[str, int]:
+        """Per offer, occurrences of ``subject`` within its window (seconds; None: ever).
+
+        ``windows`` names the offers to count; offers with nothing to count are left out.
+        This is what the decision core's cap counters want, e.g.
+        ``CapCounters(impressions=state.counts("impression", now, windows), ...)``.
+        """
+        out = {}
+        for offer_id, window in windows.items():
+            c = self.counters.get((subject, offer_id))
+            if c is not None:
+                n = c.count_since(None if window is None else now - window)
+                if n:
+                    out[offer_id] = n
+        return out
+
     def spend_in_months(self, first: str, last: str) -> int:
         """Spend in minor units over the months ``first``..``last`` inclusive (``YYYYMM``)."""
         return sum(v for m, v in self.monthly_spend.items() if first <= m <= last)
@@ -141,7 +166,15 @@ class MemberState:
 
 
 BudgetRef = tuple[str, str]
-"""(offer_id, period): one budget counter, e.g. ("o1", "2024-06") or ("o1", "total")."""
+"""(budget_key, period): one budget, e.g. ("supplier-x", "2024-06") or ("welcome", "total")."""
+
+
+@dataclass(frozen=True)
+class BudgetCounter:
+    """What a budget has consumed: issues reserved and money reserved (minor units)."""
+
+    count: int = 0
+    minor: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,8 +185,8 @@ class MemberBundle:
     model_version: str | None
     #: Cached propensities for ``model_version`` (float32, read-only), None on a miss.
     scores: np.ndarray | None
-    #: Consumed amount of each budget asked for (0 when the counter does not exist).
-    budgets: Mapping[BudgetRef, int] = field(default_factory=dict)
+    #: Consumption of each budget asked for (zero when the counter does not exist).
+    budgets: Mapping[BudgetRef, BudgetCounter] = field(default_factory=dict)
 
     @property
     def cache_hit(self) -> bool:
@@ -186,39 +219,48 @@ class CapRequest:
     member_limit
         Most issues of this offer to this member (in the window); None for no member cap.
     member_window_seconds
-        Rolling window of the member cap; None counts every issue while the state lives.
-        Windowed limits above :data:`RECENT_LIMIT` are refused (they could not be exact).
+        Rolling window of the member cap; None counts every issue while the state lives
+        (see :meth:`OfferCounter.count_since` for limits above RECENT_LIMIT).
+    budget_key
+        The budget this issue draws on (offers may share one); None for no budget.
     budget_period
-        Names the budget counter (``"2024-06"``, ``"total"``); None for no budget.
-    budget_limit
-        Largest total the budget counter may reach; None only counts.
-    amount
-        Budget units this issue consumes (1 for a count budget, minor units for money).
+        Which period's counter of the budget (``"2024-06"``, ``"total"``).
+    budget_count_limit, budget_minor_limit
+        Most issues / most money (minor units) the budget may reserve; None: unlimited.
+    charge_minor
+        Money this issue reserves from the budget.
     budget_ttl_seconds
         Lifetime of the budget counter from its first use; None uses the store default.
+    count_impression
+        Also count an impression of the offer when granted (the decision core counts a
+        returned offer as an impression and an issue).
     """
 
     offer_id: str
     member_limit: int | None = None
     member_window_seconds: int | None = None
-    budget_period: str | None = None
-    budget_limit: int | None = None
-    amount: int = 1
+    budget_key: str | None = None
+    budget_period: str = "total"
+    budget_count_limit: int | None = None
+    budget_minor_limit: int | None = None
+    charge_minor: int = 0
     budget_ttl_seconds: int | None = None
+    count_impression: bool = False
 
     def __post_init__(self) -> None:
         if self.member_limit is not None and self.member_limit < 0:
             raise ValueError("member_limit must be >= 0")
-        if (self.member_window_seconds is not None and self.member_limit is not None
-                and self.member_limit > RECENT_LIMIT):
-            raise ValueError(f"a windowed member cap can be at most {RECENT_LIMIT} "
-                             f"(got {self.member_limit}); use a lifetime cap (no window)")
         if self.member_window_seconds is not None and self.member_window_seconds <= 0:
             raise ValueError("member_window_seconds must be > 0")
-        if self.budget_limit is not None and self.budget_period is None:
-            raise ValueError("a budget_limit needs a budget_period")
-        if self.amount < 0:
-            raise ValueError("amount must be >= 0")
+        if self.budget_key is None and (self.budget_count_limit is not None
+                                        or self.budget_minor_limit is not None):
+            raise ValueError("a budget limit needs a budget_key")
+        if self.charge_minor < 0:
+            raise ValueError("charge_minor must be >= 0")
+
+    @property
+    def budget(self) -> BudgetRef | None:
+        return None if self.budget_key is None else (self.budget_key, self.budget_period)
 
 
 @dataclass(frozen=True)
@@ -231,9 +273,9 @@ class CapResult:
     reason: str | None
     #: The issue time recorded (epoch s); needed to release the reservation.
     issued_at: int
-    #: The budget counter after the reservation, or as found when the budget refused;
+    #: The budget after the reservation, or as found when the budget refused;
     #: None without a budget or when the member cap refused first.
-    budget_used: int | None = None
+    budget: BudgetCounter | None = None
 
 
 @dataclass(frozen=True)
@@ -313,8 +355,8 @@ class Store(ABC):
         """Undo granted reservations (when the decision that made them fails)."""
 
     @abstractmethod
-    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, int]:
-        """Current budget counters (0 when absent)."""
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
+        """Current budget consumption (zero when absent)."""
 
     # -- coupons ----------------------------------------------------------------
     @abstractmethod

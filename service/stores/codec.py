@@ -32,7 +32,9 @@ from service.stores.base import (
     CODE_SUBJECTS,
     MEMBER_CAP_REACHED,
     MONTHS_KEPT,
+    RECENT_LIMIT,
     SUBJECT_CODES,
+    BudgetCounter,
     CapRequest,
     MemberState,
     OfferCounter,
@@ -114,7 +116,7 @@ def _max(fields: Fields, name: bytes, ts: int) -> None:
         fields[name] = str(ts).encode()
 
 
-def apply_event(fields: Fields, ev: StateEvent, recent_limit: int, month_cutoff: str) -> None:
+def apply_event(fields: Fields, ev: StateEvent, month_cutoff: str) -> None:
     """Apply one (new) event to a member's hash; the twin of the Lua ``APPLY_EVENTS``."""
     _max(fields, b"ls", ev.ts)
     if ev.type == "transaction":
@@ -129,7 +131,7 @@ def apply_event(fields: Fields, ev: StateEvent, recent_limit: int, month_cutoff:
             _incr(fields, f"p:{ev.month}".encode(), 1)
     elif ev.offer_id:
         name = f"{SUBJECT_CODES[ev.type]}:{ev.offer_id}".encode()
-        fields[name] = bump_counter(fields.get(name), ev.ts, recent_limit)
+        fields[name] = bump_counter(fields.get(name), ev.ts, RECENT_LIMIT)
 
 
 def month_cutoff(now: float | None = None, months: int = MONTHS_KEPT) -> str:
@@ -146,13 +148,14 @@ def trim_months(fields: Fields, month_cutoff: str) -> None:
         del fields[name]
 
 
-def reserve_one(fields: Fields, budget: int | None, req: CapRequest, now: int,
-                recent_limit: int) -> tuple[bool, str | None, int | None]:
-    """Check-and-increment one request against a member hash and a budget counter value.
+def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
+                now: int) -> tuple[bool, str | None, BudgetCounter | None]:
+    """Check-and-increment one request against a member hash and its budget's counter.
 
-    Returns (granted, reason, budget value after, or as found when the budget refused;
-    None when the member cap refused first); the twin of the Lua ``RESERVE``.
-    The caller stores ``fields`` and the budget value back when granted.
+    ``budget`` is the budget's current consumption (None when the request has no
+    budget). Returns (granted, reason, budget after, or as found when the budget
+    refused; None when the member cap refused first); the twin of the Lua ``RESERVE``.
+    ``fields`` is updated in place when granted.
     """
     name = f"iss:{req.offer_id}".encode()
     counter = decode_counter(fields.get(name))
@@ -160,14 +163,31 @@ def reserve_one(fields: Fields, budget: int | None, req: CapRequest, now: int,
         since = None if req.member_window_seconds is None else now - req.member_window_seconds
         if counter.reached(req.member_limit, since):
             return False, MEMBER_CAP_REACHED, None
-    new_budget = budget
-    if req.budget_period is not None:
-        current = budget or 0
-        if req.budget_limit is not None and current + req.amount > req.budget_limit:
+    after = budget
+    if req.budget_key is not None:
+        current = budget or BudgetCounter()
+        if ((req.budget_count_limit is not None and current.count + 1 > req.budget_count_limit)
+                or (req.budget_minor_limit is not None
+                    and current.minor + req.charge_minor > req.budget_minor_limit)):
             return False, BUDGET_EXHAUSTED, current
-        new_budget = current + req.amount
-    fields[name] = bump_counter(fields.get(name), now, recent_limit)
-    return True, None, new_budget
+        after = BudgetCounter(current.count + 1, current.minor + req.charge_minor)
+    fields[name] = bump_counter(fields.get(name), now, RECENT_LIMIT)
+    if req.count_impression:
+        imp = f"imp:{req.offer_id}".encode()
+        fields[imp] = bump_counter(fields.get(imp), now, RECENT_LIMIT)
+    return True, None, after
+
+
+def release_one(fields: Fields, req: CapRequest, issued_at: int) -> None:
+    """Undo a granted reservation's member counters; the twin of the Lua ``RELEASE``."""
+    subjects = ("iss", "imp") if req.count_impression else ("iss",)
+    for code in subjects:
+        name = f"{code}:{req.offer_id}".encode()
+        blob = unbump_counter(fields.get(name), issued_at)
+        if blob is None:
+            fields.pop(name, None)
+        else:
+            fields[name] = blob
 
 
 # -- score vectors -------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Measure what one member costs in Redis: ``python -m service.stores.footprint [REDIS_URL]``.
 
-Writes a realistic member through the real store code (a year of activity: 24 purchases
-over 12 months, impressions of 30 offers, clicks on 8, issues of 10, 3 redemptions, 5
-dismissals, and a cached 100-offer score vector), then asks Redis ``MEMORY USAGE`` for
-each of the member's keys. docs/redis.md quotes the result; a test re-measures it.
+Writes members through the real store code, then asks Redis ``MEMORY USAGE`` for each of
+their keys. Two profiles: ``active`` (a year of activity: 24 purchases over 12 months,
+impressions of 30 offers, clicks on 8, issues of 10, 3 redemptions, 5 dismissals) and
+``light`` (6 purchases over 3 months, impressions of 5 offers, one click, one issue);
+both with a cached 100-offer score vector. docs/redis.md quotes the result; a test
+re-measures it.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ class Footprint:
         return self.state_bytes + self.cache_bytes
 
 
-def realistic_member(store: RedisStore, member_id: str, offers: int = 100) -> None:
-    """Write a year of a typical active member's activity and a cached score vector."""
+def realistic_member(store: RedisStore, member_id: str, offers: int = 100,
+                     profile: str = "active") -> None:
+    """Write a member's activity (see the module docstring) and a cached score vector."""
     now = int(datetime.now(UTC).timestamp())
     events: list[StateEvent] = []
     n = 0
+    active = profile == "active"
 
     def add(kind: str, offer: str | None, ts: int, amount: int = 0) -> None:
         nonlocal n
@@ -45,28 +49,29 @@ def realistic_member(store: RedisStore, member_id: str, offers: int = 100) -> No
         month = datetime.fromtimestamp(ts, UTC).strftime("%Y%m")
         events.append(StateEvent(f"{member_id}-{n}", member_id, kind, ts, offer, amount, month))
 
-    for i in range(24):  # two purchases a month for a year
+    for i in range(24 if active else 6):  # two purchases a month
         add("transaction", None, now - i * 15 * 86400, 2500 + 37 * i)
-    for o in range(30):
-        for k in range(3):
+    for o in range(30 if active else 5):
+        for k in range(3 if active else 2):
             add("impression", f"offer-{o:04d}", now - (o * 3 + k) * 3600)
-    for o in range(8):
+    for o in range(8 if active else 1):
         add("click", f"offer-{o:04d}", now - o * 7200)
-    for o in range(3):
-        add("redeem", f"offer-{o:04d}", now - o * 86400)
-    for o in range(5):
-        add("dismiss", f"offer-{o + 10:04d}", now - o * 86400)
+    if active:
+        for o in range(3):
+            add("redeem", f"offer-{o:04d}", now - o * 86400)
+        for o in range(5):
+            add("dismiss", f"offer-{o + 10:04d}", now - o * 86400)
     store.apply_events(events)
-    store.reserve(member_id, [CapRequest(f"offer-{o:04d}") for o in range(10)], now)
+    store.reserve(member_id, [CapRequest(f"offer-{o:04d}") for o in range(10 if active else 1)], now)
     store.put_scores(member_id, "model-2024-06-01", np.random.default_rng(0).random(offers))
 
 
-def measure(client: redis.Redis, prefix: str | None = None) -> Footprint:
-    """Write a realistic member under a fresh prefix, measure it, delete it."""
-    keys = KeySpace(prefix or "fp" + uuid.uuid4().hex[:6])
+def measure(client: redis.Redis, profile: str = "active") -> Footprint:
+    """Write one member of ``profile`` under a fresh prefix, measure it, delete it."""
+    keys = KeySpace("fp" + uuid.uuid4().hex[:6])
     store = RedisStore(client, keys=keys)
     member = "100234567"
-    realistic_member(store, member)
+    realistic_member(store, member, profile=profile)
     try:
         state_key, cache_key = keys.state(member), keys.cache(member)
         return Footprint(
@@ -83,10 +88,11 @@ def measure(client: redis.Redis, prefix: str | None = None) -> Footprint:
 
 def main(argv: list[str]) -> int:
     url = argv[1] if len(argv) > 1 else "redis://127.0.0.1:6379/15"
-    fp = measure(connect(url, timeout_ms=2000, connect_timeout_ms=2000))
-    print(f"member state: {fp.state_bytes} bytes ({fp.state_fields} fields, {fp.state_encoding})")
-    print(f"cached 100-offer score vector: {fp.cache_bytes} bytes")
-    print(f"total per member: {fp.total} bytes")
+    client = connect(url, timeout_ms=2000, connect_timeout_ms=2000)
+    for profile in ("active", "light"):
+        fp = measure(client, profile)
+        print(f"{profile}: state {fp.state_bytes} B ({fp.state_fields} fields, {fp.state_encoding}), "
+              f"100-offer score vector {fp.cache_bytes} B, total {fp.total} B")
     return 0
 
 

@@ -5,7 +5,7 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:s:<member_id>            hash    member online state            TTL state (400 d, refreshed on write)
     ofr:c:<member_id>            hash    cached score vectors, field = model version   TTL cache (1 h)
     ofr:e:<event_id>             string  event seen marker              TTL event dedup (7 d)
-    ofr:b:<offer_id>:<period>    string  budget counter                 TTL budget (set at first use)
+    ofr:b:<budget_key>:<period>  hash    budget use: n issues, m minor units  TTL budget (set at first use)
     ofr:k:<coupon_code>          string  coupon record                  TTL until the coupon expires
     ofr:i:<digest>               string  idempotency record             TTL idempotency (48 h)
 

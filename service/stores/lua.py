@@ -92,67 +92,72 @@ end
 return out
 """
 
-#: KEYS[1]: member state key; KEYS[2..]: budget keys.
+#: KEYS[1]: member state key; KEYS[2..]: budget hashes (fields n = issues, m = minor units).
 #: ARGV: state_ttl, now, recent_limit, then per request
 #:       (offer_id, member_limit or -1, window or -1, budget key index or 0,
-#:        budget_limit or -1, amount, budget_ttl).
-#: Returns per request {granted 1/0, reason or '', budget value or -1}.
+#:        count limit or -1, minor limit or -1, charge_minor, budget_ttl, count_impression 0/1).
+#: Returns per request {granted 1/0, reason or '', budget n or -1, budget m or -1}.
 RESERVE = _COUNTER_HELPERS + r"""
 local ks = KEYS[1]
 local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 local granted_any = false
-local n = (#ARGV - 3) / 7
-for i = 0, n - 1 do
-  local a = 3 + 7 * i
+for i = 0, (#ARGV - 3) / 9 - 1 do
+  local a = 3 + 9 * i
   local offer = ARGV[a + 1]
   local mlimit, window = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local bidx, blimit = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local amount, bttl = tonumber(ARGV[a + 6]), ARGV[a + 7]
+  local bidx, climit, mnlimit = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local charge, bttl, imp = tonumber(ARGV[a + 7]), ARGV[a + 8], ARGV[a + 9]
   local f = 'iss:' .. offer
   local v = redis.call('HGET', ks, f)
   local refused = nil
-  local bvalue = -1
+  local bn, bm = -1, -1
   if mlimit >= 0 then
     local total, ts = decode(v)
     local used = total
     if window >= 0 then
       used = 0
       for _, t in ipairs(ts) do if t >= now - window then used = used + 1 end end
+      -- every kept timestamp inside the window: there may be more; count conservatively
+      if #ts >= limit and ts[1] >= now - window then used = math.max(used, total) end
     end
     if used >= mlimit then refused = 'MEMBER_CAP_REACHED' end
   end
   if not refused and bidx > 0 then
     local kb = KEYS[bidx]
-    local cur = tonumber(redis.call('GET', kb) or '0')
-    bvalue = cur
-    if blimit >= 0 and cur + amount > blimit then
+    local cur = redis.call('HMGET', kb, 'n', 'm')
+    bn, bm = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
+    if (climit >= 0 and bn + 1 > climit) or (mnlimit >= 0 and bm + charge > mnlimit) then
       refused = 'BUDGET_EXHAUSTED'
     else
-      bvalue = redis.call('INCRBY', kb, amount)
+      bn = redis.call('HINCRBY', kb, 'n', 1)
+      bm = redis.call('HINCRBY', kb, 'm', charge)
       if redis.call('TTL', kb) < 0 then redis.call('EXPIRE', kb, bttl) end
     end
   end
   if refused then
-    out[#out + 1] = {0, refused, bvalue}
+    out[#out + 1] = {0, refused, bn, bm}
   else
     redis.call('HSET', ks, f, bump(v, now, limit))
+    if imp == '1' then
+      local fi = 'imp:' .. offer
+      redis.call('HSET', ks, fi, bump(redis.call('HGET', ks, fi), now, limit))
+    end
     granted_any = true
-    out[#out + 1] = {1, '', bvalue}
+    out[#out + 1] = {1, '', bn, bm}
   end
 end
 if granted_any then redis.call('EXPIRE', ks, state_ttl) end
 return out
 """
 
-#: KEYS[1]: member state key; KEYS[2..]: budget keys.
-#: ARGV: per granted reservation (offer_id, issued_at, budget key index or 0, amount).
+#: KEYS[1]: member state key; KEYS[2..]: budget hashes.
+#: ARGV: per granted reservation (offer_id, issued_at, budget key index or 0, charge_minor,
+#:       count_impression 0/1).
 RELEASE = _COUNTER_HELPERS + r"""
 local ks = KEYS[1]
-for i = 0, #ARGV / 4 - 1 do
-  local a = 4 * i
-  local f = 'iss:' .. ARGV[a + 1]
-  local t, bidx, amount = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+
+local function unbump(f, t)
   local total, ts = decode(redis.call('HGET', ks, f))
   for j = 1, #ts do
     if ts[j] == t then table.remove(ts, j) break end
@@ -163,12 +168,18 @@ for i = 0, #ARGV / 4 - 1 do
   else
     redis.call('HDEL', ks, f)
   end
-  if bidx > 0 then
-    local kb = KEYS[bidx]
-    local cur = tonumber(redis.call('GET', kb) or '-1')
-    if cur >= 0 then
-      redis.call('DECRBY', kb, math.min(amount, cur))
-    end
+end
+
+for i = 0, #ARGV / 5 - 1 do
+  local a = 5 * i
+  local offer, t = ARGV[a + 1], tonumber(ARGV[a + 2])
+  local bidx, charge, imp = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
+  unbump('iss:' .. offer, t)
+  if imp == '1' then unbump('imp:' .. offer, t) end
+  if bidx > 0 and redis.call('EXISTS', KEYS[bidx]) == 1 then
+    local cur = redis.call('HMGET', KEYS[bidx], 'n', 'm')
+    redis.call('HINCRBY', KEYS[bidx], 'n', -math.min(1, tonumber(cur[1] or '0')))
+    redis.call('HINCRBY', KEYS[bidx], 'm', -math.min(charge, tonumber(cur[2] or '0')))
   end
 end
 return 1

@@ -19,7 +19,7 @@ import numpy as np
 
 from service.stores import codec
 from service.stores.base import (
-    RECENT_LIMIT,
+    BudgetCounter,
     BudgetRef,
     CapRequest,
     CapResult,
@@ -42,13 +42,12 @@ class MemoryStore(Store):
     kind = "memory"
 
     def __init__(self, keys: KeySpace | None = None, ttls: TTLs | None = None,
-                 observer: StoreObserver | None = None, recent_limit: int = RECENT_LIMIT,
+                 observer: StoreObserver | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time):
         self.keys = keys or KeySpace()
         self.ttls = ttls or TTLs()
         self.observer: StoreObserver = observer or NullObserver()
-        self.recent_limit = recent_limit
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -102,7 +101,10 @@ class MemoryStore(Store):
         return MemberBundle(
             state=codec.decode_state(member_id, fields), model_version=model_version,
             scores=scores,
-            budgets={(o, p): int(self._get(self.keys.budget(o, p)) or 0) for o, p in budgets})
+            budgets={ref: self._budget(ref) for ref in budgets})
+
+    def _budget(self, ref: BudgetRef) -> BudgetCounter:
+        return self._get(self.keys.budget(*ref)) or BudgetCounter()
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
                      budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
@@ -150,7 +152,7 @@ class MemoryStore(Store):
                 self._set(dedup, b"1", self.ttls.event_dedup)
                 key = self.keys.state(ev.member_id)
                 fields = dict(self._get(key) or {})
-                codec.apply_event(fields, ev, self.recent_limit, cutoff)
+                codec.apply_event(fields, ev, cutoff)
                 self._set(key, fields, self.ttls.state)
                 self._data.pop(self.keys.cache(ev.member_id), None)
                 out.append(True)
@@ -164,45 +166,39 @@ class MemoryStore(Store):
             fields = dict(self._get(key) or {})
             granted_any = False
             for req in requests:
-                bkey = self.keys.budget(req.offer_id, req.budget_period) if req.budget_period else None
-                budget = int(self._get(bkey) or 0) if bkey else None
-                granted, reason, new_budget = codec.reserve_one(fields, budget, req, now,
-                                                                self.recent_limit)
-                if granted and bkey is not None:
+                budget = self._budget(req.budget) if req.budget is not None else None
+                granted, reason, after = codec.reserve_one(fields, budget, req, now)
+                if granted and req.budget is not None:
+                    bkey = self.keys.budget(*req.budget)
                     if self._get(bkey) is None:
-                        self._set(bkey, new_budget, req.budget_ttl_seconds or self.ttls.budget)
+                        self._set(bkey, after, req.budget_ttl_seconds or self.ttls.budget)
                     else:
-                        self._keep(bkey, new_budget)
+                        self._keep(bkey, after)
                 granted_any |= granted
                 out.append(CapResult(request=req, granted=granted, reason=reason, issued_at=now,
-                                     budget_used=new_budget))
+                                     budget=after))
             if granted_any:
                 self._set(key, fields, self.ttls.state)
         return out
 
     def release(self, member_id: str, results: Sequence[CapResult]) -> None:
         with self._lock:
-            key = self.keys.state(member_id)
-            fields = self._get(key)
+            fields = self._get(self.keys.state(member_id))
             for r in results:
                 if not r.granted:
                     continue
                 if fields is not None:
-                    name = f"iss:{r.request.offer_id}".encode()
-                    blob = codec.unbump_counter(fields.get(name), r.issued_at)
-                    if blob is None:
-                        fields.pop(name, None)
-                    else:
-                        fields[name] = blob
-                if r.request.budget_period is not None:
-                    bkey = self.keys.budget(r.request.offer_id, r.request.budget_period)
-                    current = self._get(bkey)
-                    if current is not None:
-                        self._keep(bkey, current - min(r.request.amount, current))
+                    codec.release_one(fields, r.request, r.issued_at)
+                if r.request.budget is not None:
+                    bkey = self.keys.budget(*r.request.budget)
+                    cur = self._get(bkey)
+                    if cur is not None:
+                        self._keep(bkey, BudgetCounter(cur.count - min(1, cur.count),
+                                                       cur.minor - min(r.request.charge_minor, cur.minor)))
 
-    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, int]:
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         with self._lock:
-            return {(o, p): int(self._get(self.keys.budget(o, p)) or 0) for o, p in refs}
+            return {ref: self._budget(ref) for ref in refs}
 
     # -- coupons ---------------------------------------------------------------------------
     def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import numpy as np
 import redis
@@ -29,6 +30,7 @@ from service.stores import codec, lua
 from service.stores.base import (
     RECENT_LIMIT,
     SUBJECT_CODES,
+    BudgetCounter,
     BudgetRef,
     CapRequest,
     CapResult,
@@ -69,20 +71,28 @@ def connect(url: str, timeout_ms: int = 100, connect_timeout_ms: int = 100,
     return redis.Redis.from_pool(pool)
 
 
+def _or_minus(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _budget(reply: Sequence[bytes | None]) -> BudgetCounter:
+    n, m = reply
+    return BudgetCounter(int(n or 0), int(m or 0))
+
+
 class RedisStore(Store):
     """Store on a Redis server; see the module docstring for round trips and failures."""
 
     kind = "redis"
 
     def __init__(self, client: redis.Redis, keys: KeySpace | None = None, ttls: TTLs | None = None,
-                 observer: StoreObserver | None = None, recent_limit: int = RECENT_LIMIT,
+                 observer: StoreObserver | None = None,
                  wall_clock: Callable[[], float] = time.time):
         self.client = client
         self._wall_clock = wall_clock
         self.keys = keys or KeySpace()
         self.ttls = ttls or TTLs()
         self.observer: StoreObserver = observer or NullObserver()
-        self.recent_limit = recent_limit
         self._apply = client.register_script(lua.APPLY_EVENTS)
         self._reserve = client.register_script(lua.RESERVE)
         self._release = client.register_script(lua.RELEASE)
@@ -110,20 +120,20 @@ class RedisStore(Store):
         pipe.hgetall(self.keys.state(member_id))
         if model_version is not None:
             pipe.hget(self.keys.cache(member_id), model_version)
-        if budgets:
-            pipe.mget([self.keys.budget(o, p) for o, p in budgets])
+        for key, period in budgets:
+            pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("fetch_member"):
             replies = pipe.execute()
         fields = replies[0]
         scores = codec.decode_scores(replies[1]) if model_version is not None else None
-        budget_values = replies[-1] if budgets else []
+        budget_replies = replies[len(replies) - len(budgets):]
         if model_version is not None:
             self.observer.cache_lookup(scores is not None)
         return MemberBundle(
             state=codec.decode_state(member_id, fields),
             model_version=model_version,
             scores=scores,
-            budgets={ref: int(v or 0) for ref, v in zip(budgets, budget_values, strict=True)},
+            budgets={ref: _budget(r) for ref, r in zip(budgets, budget_replies, strict=True)},
         )
 
     def fetch_members(self, member_ids: Sequence[str],
@@ -178,7 +188,7 @@ class RedisStore(Store):
         if not events:
             return []
         keys: list[str] = []
-        args: list[str | int] = [self.ttls.event_dedup, self.ttls.state, self.recent_limit,
+        args: list[str | int] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
                                  codec.month_cutoff(self._wall_clock())]
         for ev in events:
             keys += [self.keys.event(ev.event_id), self.keys.state(ev.member_id),
@@ -194,24 +204,25 @@ class RedisStore(Store):
         if not requests:
             return []
         keys = [self.keys.state(member_id)]
-        args: list[str | int] = [self.ttls.state, now, self.recent_limit]
+        args: list[str | int] = [self.ttls.state, now, RECENT_LIMIT]
         for req in requests:
             bidx = 0
-            if req.budget_period is not None:
-                keys.append(self.keys.budget(req.offer_id, req.budget_period))
+            if req.budget is not None:
+                keys.append(self.keys.budget(*req.budget))
                 bidx = len(keys)
-            args += [req.offer_id, -1 if req.member_limit is None else req.member_limit,
-                     -1 if req.member_window_seconds is None else req.member_window_seconds,
-                     bidx, -1 if req.budget_limit is None else req.budget_limit, req.amount,
-                     req.budget_ttl_seconds or self.ttls.budget]
+            args += [req.offer_id, _or_minus(req.member_limit), _or_minus(req.member_window_seconds),
+                     bidx, _or_minus(req.budget_count_limit), _or_minus(req.budget_minor_limit),
+                     req.charge_minor, req.budget_ttl_seconds or self.ttls.budget,
+                     int(req.count_impression)]
         with self._guard("reserve"):
             replies = self._reserve(keys=keys, args=args)
         out = []
-        for req, (granted, reason, budget) in zip(requests, replies, strict=True):
-            out.append(CapResult(request=req, granted=bool(granted),
-                                 reason=(reason.decode() if isinstance(reason, bytes) else reason) or None,
+        for req, (granted, reason, n, m) in zip(requests, replies, strict=True):
+            if isinstance(reason, bytes):
+                reason = reason.decode()
+            out.append(CapResult(request=req, granted=bool(granted), reason=reason or None,
                                  issued_at=now,
-                                 budget_used=None if budget == -1 else int(budget)))
+                                 budget=None if n == -1 else BudgetCounter(int(n), int(m))))
         return out
 
     def release(self, member_id: str, results: Sequence[CapResult]) -> None:
@@ -222,19 +233,23 @@ class RedisStore(Store):
         args: list[str | int] = []
         for r in granted:
             bidx = 0
-            if r.request.budget_period is not None:
-                keys.append(self.keys.budget(r.request.offer_id, r.request.budget_period))
+            if r.request.budget is not None:
+                keys.append(self.keys.budget(*r.request.budget))
                 bidx = len(keys)
-            args += [r.request.offer_id, r.issued_at, bidx, r.request.amount]
+            args += [r.request.offer_id, r.issued_at, bidx, r.request.charge_minor,
+                     int(r.request.count_impression)]
         with self._guard("release"):
             self._release(keys=keys, args=args)
 
-    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, int]:
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         if not refs:
             return {}
+        pipe = self.client.pipeline(transaction=False)
+        for key, period in refs:
+            pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("budget_usage"):
-            values = self.client.mget([self.keys.budget(o, p) for o, p in refs])
-        return {ref: int(v or 0) for ref, v in zip(refs, values, strict=True)}
+            replies = pipe.execute()
+        return {ref: _budget(r) for ref, r in zip(refs, replies, strict=True)}
 
     # -- coupons -----------------------------------------------------------------------
     def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
@@ -244,7 +259,7 @@ class RedisStore(Store):
     def get_coupon(self, code: str) -> bytes | None:
         with self._guard("get_coupon"):
             value = self.client.get(self.keys.coupon(code))
-        return None if value is None else bytes(value)
+        return None if value is None else cast(bytes, value)
 
     # -- idempotency -----------------------------------------------------------------------
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
@@ -253,7 +268,7 @@ class RedisStore(Store):
             # SET NX GET: claim the key, or read the record that holds it, atomically.
             old = self.client.set(self.keys.idempotency(key), pending, nx=True, get=True,
                                   ex=max(lock_seconds, 1))
-        return None if old is None else codec.decode_response(bytes(old))
+        return None if old is None else codec.decode_response(cast(bytes, old))
 
     def idempotency_finish(self, key: str, response: StoredResponse) -> None:
         with self._guard("idempotency_finish"):
