@@ -32,7 +32,8 @@ from models.catalog import KIND_CODE, Catalog
 from models.eligibility import MemberArrays
 
 _PERCENT, _MULT = KIND_CODE["percent_off"], KIND_CODE["points_multiplier"]
-_POINTS = np.array([KIND_CODE[k] for k in ("bonus_points", "tier_challenge", "tier_retention")])
+_IS_POINTS = np.zeros(len(KIND_CODE), dtype=bool)
+_IS_POINTS[[KIND_CODE[k] for k in ("bonus_points", "tier_challenge", "tier_retention")]] = True
 
 
 def member_values(catalog: Catalog, pos: np.ndarray, ma: MemberArrays) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +50,7 @@ def member_values(catalog: Catalog, pos: np.ndarray, ma: MemberArrays) -> tuple[
     mult = np.array([t.earn_multiplier for t in p.tiers])[ma.tier_rank][:, None]
     minor = np.where(kind == _PERCENT, face / 100.0 * basket,
                      np.where(kind == _MULT, (face - 1.0) * per_basket * mult * point_minor,
-                              np.where(np.isin(kind, _POINTS), face * point_minor, face)))
+                              np.where(_IS_POINTS[kind], face * point_minor, face)))
     return face, minor
 
 

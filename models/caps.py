@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,8 +40,7 @@ class BudgetUsage:
     minor: Mapping[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CounterIncrement:
+class CounterIncrement(NamedTuple):
     """One counter a decision would increment: ``scope`` member or global, ``subject``
     impression, issue, budget_count or budget_minor, ``key`` an offer id or budget key."""
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,11 +38,18 @@ from models.caps import (
     increments,
     member_cap_flags,
 )
-from models.catalog import Catalog
+from models.catalog import KIND_CODE, Catalog
 from models.eligibility import CODE, REASONS, member_arrays, passed_reasons, static_reasons
 from models.member import MemberContext
 from models.policy import choose, in_holdout, seed_for
-from models.promotions import CHALLENGE, RETENTION, member_mechanics, offer_text, tier_promo
+from models.promotions import (
+    CHALLENGE,
+    RETENTION,
+    Mechanics,
+    member_mechanics,
+    offer_text,
+    tier_promo,
+)
 
 TOP_FEATURES = 3
 
@@ -67,8 +75,7 @@ class RankedOffer:
     fallback: bool
 
 
-@dataclass(frozen=True)
-class Excluded:
+class Excluded(NamedTuple):
     """A candidate that did not make it, with its reason code (see :data:`REASONS`)."""
 
     offer_id: str
@@ -214,10 +221,11 @@ def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence
     return out
 
 
-def _apply_mechanics(catalog: Catalog, cand: np.ndarray, codes: np.ndarray, mechanics: list) -> None:
-    kinds = np.array([catalog.offers[p].kind if p >= 0 else "" for p in cand], dtype=object)
+def _apply_mechanics(catalog: Catalog, cand: np.ndarray, codes: np.ndarray, mechanics: list[Mechanics]) -> None:
+    """Exclude challenge and retention offers for members the mechanic does not apply to."""
+    kinds = np.where(cand >= 0, catalog.kind[np.maximum(cand, 0)], -1)
     for kind, attr in ((CHALLENGE, "challenge_code"), (RETENTION, "retention_code")):
-        cols = np.flatnonzero(kinds == kind)
+        cols = np.flatnonzero(kinds == KIND_CODE[kind])
         if len(cols):
             member_code = np.array([getattr(mech, attr) for mech in mechanics], dtype=np.int64)[:, None]
             block = codes[:, cols]
@@ -226,7 +234,7 @@ def _apply_mechanics(catalog: Catalog, cand: np.ndarray, codes: np.ndarray, mech
 
 def _build(catalog: Catalog, member: MemberContext, i: int, ids: list[str], cand: np.ndarray, row: np.ndarray, cols: list[int],
            probs: list[float], explored: bool, policy: str, known: np.ndarray, p_row: np.ndarray,
-           priority: np.ndarray, face: np.ndarray, value_minor: np.ndarray, levers: np.ndarray, mech: object,
+           priority: np.ndarray, face: np.ndarray, value_minor: np.ndarray, levers: np.ndarray, mech: Mechanics,
            as_of: pd.Timestamp, channel: str | None, contrib: np.ndarray | None,
            feature_names: Sequence[str] | None, seed: int) -> Decision:
     program = catalog.program
@@ -251,16 +259,17 @@ def _build(catalog: Catalog, member: MemberContext, i: int, ids: list[str], cand
             reasons.append("EXPLORATION")
         offers.append(RankedOffer(
             offer_id=offer.offer_id, rank=r, kind=offer.kind, title=offer.title,
-            text=offer_text(program, offer, member, mech, float(face[col]), as_of),  # type: ignore[arg-type]
+            text=offer_text(program, offer, member, mech, float(face[col]), as_of),
             value=float(face[col]), value_minor=float(value_minor[col]), propensity=float(p_row[col]),
             priority=float(priority[col]), explored=explored, probability=prob, tier_promo=promo,
             reasons=tuple(reasons), requires_coupon=offer.requires_coupon, fallback=used_fallback))
         incs.extend(increments(catalog, p))
-    excluded = [Excluded(ids[j], REASONS[code]) for j, code in enumerate(row) if code]
+    bad = np.flatnonzero(row)
+    excluded = [Excluded(ids[j], REASONS[code]) for j, code in zip(bad.tolist(), row[bad].tolist(), strict=True)]
     if cols:
         full = saturated(catalog, np.maximum(cand, 0), cols) & (row == 0)
         full[cols] = False
-        excluded.extend(Excluded(ids[j], "DIVERSITY_LIMIT") for j in np.flatnonzero(full))
+        excluded.extend(Excluded(ids[j], "DIVERSITY_LIMIT") for j in np.flatnonzero(full).tolist())
     return Decision(member_id=member.member_id, offers=tuple(offers), excluded=tuple(excluded),
                     holdout=policy == "holdout", policy=policy, explored=explored, cold_start=policy == "cold_start",
                     fallback=any(o.fallback for o in offers), increments=tuple(incs), seed=seed)

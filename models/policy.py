@@ -72,7 +72,10 @@ def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.nda
     best = greedy(catalog, pos, eligible, rank, budget.copy(), n)
     explore = bool(rng.random() < share)
     thompson = exploration.method == "thompson"
-    noise = _thompson_scores(propensity, weight, exploration, rng) if thompson else None
+    elig = np.flatnonzero(eligible)
+    column = np.full(len(eligible), -1, dtype=np.int64)
+    column[elig] = np.arange(len(elig))
+    noise = _thompson_scores(propensity[elig], weight[elig], exploration, rng) if thompson else None
     slate = Slate(catalog, pos, eligible, budget)
     probs: list[float] = []
     on_greedy, explore_prob = True, 1.0
@@ -85,7 +88,7 @@ def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.nda
             q = np.full(len(cols), 1.0 / len(cols))
             pick = int(rng.integers(len(cols))) if explore else -1
         else:
-            q, pick = _thompson_slot(noise, cols, propensity, weight, exploration, rng, explore)
+            q, pick = _thompson_slot(noise, column[cols], propensity[cols], weight[cols], exploration, rng, explore)
         col = int(cols[pick]) if explore else best[i]
         k = pick if explore else int(np.searchsorted(cols, col))
         greedy_col = best[i] if i < len(best) else -1
@@ -109,12 +112,15 @@ def _thompson_scores(propensity: np.ndarray, weight: np.ndarray, exploration: Ex
 
 def _thompson_slot(scores: np.ndarray, cols: np.ndarray, propensity: np.ndarray, weight: np.ndarray,
                    exploration: Exploration, rng: np.random.Generator, explore: bool) -> tuple[np.ndarray, int]:
-    """Monte Carlo probability that each feasible column wins the slot, and the sampled pick."""
+    """Monte Carlo probability that each feasible column wins the slot, and the sampled pick.
+
+    ``cols`` index the columns of ``scores``; ``propensity`` and ``weight`` are theirs.
+    """
     winners = np.argmax(scores[:, cols], axis=1)
     counts = np.bincount(winners, minlength=len(cols)).astype(np.float64)
     if not explore:
         return counts / counts.sum(), -1
-    actual = _thompson_scores(propensity[cols], weight[cols], exploration.model_copy(update={"draws": 1}), rng)
+    actual = _thompson_scores(propensity, weight, exploration.model_copy(update={"draws": 1}), rng)
     pick = int(np.argmax(actual[0]))
     counts[pick] += 1
     return counts / counts.sum(), pick
