@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from service.requestid import request_id
+from service.validation import describe_pattern
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +151,19 @@ def field_errors(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list
     out = []
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "string_pattern_mismatch":
-            message = "does not have the expected format"
+            message = "must be " + describe_pattern(str(err.get("ctx", {}).get("pattern", "")))
         out.append(FieldError(code=err["type"], message=message,
                               pointer=json_pointer([*prefix, *loc])))
     return out
 
 
-def problem_body(status: int, slug: str, title: str, detail: str,
+def problem_body(status: int, type_uri: str, title: str, detail: str,
                  errors: Sequence[FieldError] = ()) -> dict[str, Any]:
     """The problem document for the current request."""
     body: dict[str, Any] = {
-        "type": f"/docs#problem-{slug}" if slug else "about:blank",
+        "type": type_uri,
         "title": title,
         "status": status,
         "detail": detail,
@@ -176,7 +177,7 @@ def problem_body(status: int, slug: str, title: str, detail: str,
 
 def problem_response(err: ServiceError) -> Response:
     """Render a ServiceError as an ``application/problem+json`` response."""
-    body = problem_body(err.status, err.slug, err.title, err.detail, err.errors)
+    body = problem_body(err.status, err.type, err.title, err.detail, err.errors)
     resp = Response(json.dumps(body), status=err.status, mimetype=PROBLEM_JSON)
     for name, value in err.headers.items():
         resp.headers[name] = value
@@ -205,9 +206,8 @@ def _from_http_exception(exc: HTTPException) -> Response:
         err = _HTTP_MAP[code](exc.description or exc.name)
     else:
         # Other werkzeug errors keep their status with a generic problem body.
-        resp = Response(json.dumps(problem_body(code, "", exc.name, exc.description or exc.name)),
-                        status=code, mimetype=PROBLEM_JSON)
-        return resp
+        body = problem_body(code, "about:blank", exc.name, exc.description or exc.name)
+        return Response(json.dumps(body), status=code, mimetype=PROBLEM_JSON)
     return problem_response(err)
 
 

@@ -7,9 +7,9 @@ read at import time: :func:`load_settings` reads the environment when it is call
 
 Variables (defaults in brackets)
 --------------------------------
-OFFERS_REGISTRY            model registry directory [unset]; must exist when set
-OFFERS_DATA                data directory [unset]; must exist when set
-OFFERS_PROGRAM             program config file [unset]; must exist when set
+OFFERS_REGISTRY            model registry directory [unset]; must be a directory when set
+OFFERS_DATA                data directory [unset]; must be a directory when set
+OFFERS_PROGRAM             program config file [unset]; must be a file when set
 OFFERS_REDIS_URL, REDIS_URL
                            Redis URL [unset: embedded in-process stores, one per worker]
 OFFERS_REDIS_PREFIX        prefix of every Redis key [ofr]
@@ -45,12 +45,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from redis.connection import parse_url
 
 from service.apikeys import ApiKey, parse_api_keys
 
 ENV_PREFIX = "OFFERS_"
 #: Settings read from a variable other than ``OFFERS_<FIELD>``, first match wins.
 ALIASES: dict[str, tuple[str, ...]] = {"redis_url": ("OFFERS_REDIS_URL", "REDIS_URL")}
+#: Settings whose values may hold secrets: errors never repeat them.
+SECRET_FIELDS = frozenset({"redis_url", "api_keys"})
 
 
 class SettingsError(ValueError):
@@ -120,20 +123,31 @@ class Settings(BaseSettings):
     def _parse_keys(cls, value: Any) -> Any:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("registry", "data", "program")
+    @field_validator("registry", "data")
     @classmethod
-    def _must_exist(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.exists():
-            raise ValueError(f"{value} does not exist")
+    def _must_be_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory" if value.exists() else f"{value} does not exist")
+        return value
+
+    @field_validator("program")
+    @classmethod
+    def _must_be_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file" if value.exists() else f"{value} does not exist")
         return value
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
             return None
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            parse_url(value)
+        except ValueError as exc:
+            raise ValueError(f"is not a valid Redis URL: {exc}") from None
         return value
 
     @field_validator("timezone")
@@ -187,8 +201,10 @@ def _error_message(exc: ValidationError, present: Mapping[str, Any]) -> str:
         names = env_names(field) if field in Settings.model_fields else (field,)
         names = tuple(n for n in names if n in present) or names
         shown = err.get("input")
-        got = f" (got {shown!r})" if isinstance(shown, str | int | float) else ""
-        lines.append(f"{' or '.join(names)}: {err['msg']}{got}")
+        got = (f" (got {shown!r})" if isinstance(shown, str | int | float)
+               and field not in SECRET_FIELDS else "")
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{' or '.join(names)}: {message}{got}")
     return "; ".join(lines)
 
 

@@ -1,11 +1,11 @@
 """Identifier formats, in one place: every id the API accepts is checked against these.
 
-Python-side checks use ``fullmatch`` (``$`` alone would accept a trailing newline).
 The patterns keep ids safe to embed in Redis keys, log lines and file names: ASCII
 letters and digits plus a few punctuation marks, never ``:``, braces, ``/`` or
 whitespace, starting with a letter or digit, and bounded in length. Each pattern has a
-pydantic type (``MemberId``...) for request models and a :func:`check` for path
-parameters.
+pydantic type (``MemberId``...) for request models, and :func:`is_valid` /
+:func:`check` for path parameters and other callers. Python-side checks use
+``fullmatch``: ``$`` alone would accept a trailing newline.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
                     "1-128 characters: letters, digits and . _ -, starting with a letter or digit"),
     "model_version": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"),
                       "1-64 characters: letters, digits and . _ @ + -"),
-    "budget_period": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"),
-                      "1-32 characters: letters, digits and . _ -"),
     # Loose shape of a coupon code as typed by a person (separators and any case);
     # service.coupons normalises it and verifies the check character.
     "coupon_code": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{3,62}[A-Za-z0-9]$"),
@@ -61,6 +59,14 @@ def is_valid(kind: str, value: object) -> bool:
 def describe(kind: str) -> str:
     """What a valid ``kind`` looks like, for error messages."""
     return PATTERNS[kind][1]
+
+
+def describe_pattern(pattern: str) -> str:
+    """The description of a pattern from :data:`PATTERNS`, else the pattern itself."""
+    for compiled, description in PATTERNS.values():
+        if compiled.pattern == pattern:
+            return description
+    return f"text matching {pattern}"
 
 
 def check(kind: str, value: object) -> str:

@@ -183,6 +183,8 @@ def test_a_bad_event_in_a_batch_is_named_by_pointer(client: FlaskClient, state: 
     (ev("e", channel="telepathy"), "/events/0/channel"),
     (ev("e", coupon_code="ABCDE-FGHJK"), "/events/0/coupon_code"),
     (ev("e", ts=(datetime.now(UTC) + timedelta(days=3)).isoformat()), "/events/0/ts"),
+    (ev("e", ts=1718452800), "/events/0/ts"),
+    (ev("e", member_id=1029), "/events/0/member_id"),
     ({"member_id": "m", "type": "click", "offer_id": "o", "ts": TS}, "/events/0/event_id"),
 ])
 def test_each_rule_names_its_field(client: FlaskClient, event: dict[str, Any], pointer: str) -> None:

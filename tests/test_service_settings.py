@@ -59,6 +59,14 @@ def test_bad_values_fail_naming_the_variable(env: dict[str, str], named: str) ->
     assert str(info.value).startswith(named + ":"), str(info.value)
 
 
+def test_errors_never_repeat_secrets() -> None:
+    for env in ({"OFFERS_API_KEYS": "tiny-secret:events"},
+                {"REDIS_URL": "redis://user:hunter2@host:badport/0"}):
+        with pytest.raises(SettingsError) as info:
+            load_settings(env)
+        assert "tiny-secret" not in str(info.value) and "hunter2" not in str(info.value)
+
+
 def test_explicit_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6379/0")
     monkeypatch.setenv("OFFERS_MAX_BODY_BYTES", "2048")

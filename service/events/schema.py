@@ -18,15 +18,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 from models.schema import CHANNELS
 from service.coupons import InvalidCouponCode, normalise
 from service.errors import FieldError, ValidationFailed, field_errors, json_pointer
 from service.validation import CouponCodeText, DecisionId, EventId, MemberId, OfferId
 
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("ts must be an RFC 3339 string such as 2024-06-15T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 EventType = Literal["impression", "click", "redeem", "dismiss", "transaction"]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 #: How far in the future an event's ts may be (client clock skew).
@@ -43,7 +59,7 @@ class Event(BaseModel):
     event_id: EventId = Field(description="Unique id chosen by the sender; duplicates are ignored.")
     member_id: MemberId
     type: EventType
-    ts: AwareDatetime = Field(description="When it happened, RFC 3339 with an offset.")
+    ts: Timestamp = Field(description="When it happened, RFC 3339 with an offset.")
     offer_id: OfferId | None = None
     decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
     amount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
