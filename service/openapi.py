@@ -92,10 +92,6 @@ class ApiDocument:
         self.add_schema(model.__name__, schema)
         return f"#/components/schemas/{model.__name__}"
 
-    @property
-    def paths(self) -> dict[str, Any]:
-        return dict(self._doc["paths"])
-
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self._doc)
 

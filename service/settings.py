@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -173,10 +172,6 @@ class Settings(BaseSettings):
     def embedded_stores(self) -> bool:
         """True when no Redis is configured: stores live in the worker's memory."""
         return self.redis_url is None
-
-    @property
-    def idempotency_ttl(self) -> timedelta:
-        return timedelta(seconds=self.idempotency_ttl_seconds)
 
 
 class _IsolatedSettings(Settings):

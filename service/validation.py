@@ -3,8 +3,8 @@
 The patterns keep ids safe to embed in Redis keys, log lines and file names: ASCII
 letters and digits plus a few punctuation marks, never ``:``, braces, ``/`` or
 whitespace, starting with a letter or digit, and bounded in length. Each pattern has a
-pydantic type (``MemberId``...) for request models, and :func:`is_valid` /
-:func:`check` for path parameters and other callers. Python-side checks use
+pydantic type (``MemberId``...) for request models, and :func:`is_valid` and
+:func:`describe` for path parameters and other callers. Python-side checks use
 ``fullmatch``: ``$`` alone would accept a trailing newline.
 """
 
@@ -67,10 +67,3 @@ def describe_pattern(pattern: str) -> str:
         if compiled.pattern == pattern:
             return description
     return f"text matching {pattern}"
-
-
-def check(kind: str, value: object) -> str:
-    """Return ``value`` when it is a valid ``kind``; raise ValueError describing the format."""
-    if not is_valid(kind, value):
-        raise ValueError(f"{kind} must be {describe(kind)}")
-    return str(value)

@@ -21,6 +21,7 @@ from service.stores import (
     StoredResponse,
     TTLs,
 )
+from service.stores.keys import KeySpace, build_key
 from service.stores.memory import MemoryStore
 from service.stores.redis_store import RedisStore
 from tests.service_helpers import RecordingObserver, all_store_keys, make_store
@@ -69,6 +70,30 @@ def offer_event(event_id: str, kind: str, offer: str = "o1", member: str = "m1",
                 ts: int = T0) -> StateEvent:
     return StateEvent(event_id=event_id, member_id=member, type=kind, ts=ts, offer_id=offer,
                       month="202406")
+
+
+# -- keys ---------------------------------------------------------------------------
+def test_keys_are_built_by_one_function_under_the_prefix() -> None:
+    assert build_key("ofr", "state", "1029") == "ofr:s:1029"
+    assert build_key("ofr", "budget", "supplier-x", "2024-06") == "ofr:b:supplier-x:2024-06"
+    keys = KeySpace("app2")
+    assert [keys.state("m"), keys.cache("m"), keys.event("e"), keys.budget("b", "p"),
+            keys.coupon("C0DE"), keys.idempotency("ab12")] == [
+        "app2:s:m", "app2:c:m", "app2:e:e", "app2:b:b:p", "app2:k:C0DE", "app2:i:ab12"]
+    assert keys.pattern() == "app2:*"
+
+
+@pytest.mark.parametrize("parts", [("a:b",), ("a b",), ("{m}",), ("",), ("a\n",), ()])
+def test_no_id_can_forge_another_key(parts: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError):
+        build_key("ofr", "state", *parts)
+
+
+def test_unknown_key_kinds_and_bad_prefixes_are_refused() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        build_key("ofr", "secrets", "x")
+    with pytest.raises(ValueError, match="prefix"):
+        KeySpace("has:colon")
 
 
 # -- state and events --------------------------------------------------------------
