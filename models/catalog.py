@@ -216,7 +216,7 @@ def _categories(offer_products: pd.DataFrame | None, products: pd.DataFrame | No
 
 def _opt(row: Mapping[str, object], name: str) -> object:
     value = row.get(name)
-    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value  # type: ignore[arg-type]
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
 def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[str, str]) -> list[Offer]:

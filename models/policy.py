@@ -66,8 +66,8 @@ def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.nda
     decision explored. ``exploration`` None (or share 0) means deterministic greedy."""
     share = 0.0 if exploration is None else exploration.share
     if share <= 0:
-        cols = greedy(catalog, pos, eligible, rank, budget, n)
-        return cols, [1.0] * len(cols), False
+        chosen = greedy(catalog, pos, eligible, rank, budget, n)
+        return chosen, [1.0] * len(chosen), False
     assert exploration is not None
     best = greedy(catalog, pos, eligible, rank, budget.copy(), n)
     explore = bool(rng.random() < share)

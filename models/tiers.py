@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,7 +121,7 @@ def member_tier_state(program: Program, purchased_at: np.ndarray, amount_minor: 
     joined = None if joined_at is None or pd.isna(joined_at) else np.array([pd.Timestamp(joined_at).value])
     arrays = _tier_arrays(program, codes, times, np.asarray(amount_minor, dtype=np.int64), 1,
                           _as_of_ns(program, as_of), joined)
-    cols = _columns(program, arrays)
+    cols: dict[str, Any] = _columns(program, arrays)
     return _state(**{name: cols[name][0] for name in COLUMNS})
 
 
@@ -131,10 +132,10 @@ def tier_state_from_row(row: pd.Series) -> TierState:
 
 def _state(**v: object) -> TierState:
     def ts(x: object) -> pd.Timestamp | None:
-        return None if x is None or pd.isna(x) else pd.Timestamp(x)  # type: ignore[arg-type]
+        return None if x is None or pd.isna(x) else pd.Timestamp(x)
 
     def opt(x: object) -> object:
-        return None if x is None or pd.isna(x) else x  # type: ignore[arg-type]
+        return None if x is None or pd.isna(x) else x
 
     dn = opt(v["delta_to_next"])
     return TierState(tier=str(v["tier"]), tier_rank=int(v["tier_rank"]), since=ts(v["since"]),  # type: ignore[call-overload]
@@ -346,9 +347,9 @@ def _calendar(program: Program, ev: _Events, m: np.ndarray, as_of: int, base_sin
     ev_year = ev.t.view("datetime64[ns]").astype("datetime64[Y]").astype(np.int64) + 1970
     y0 = int(min(ev_year.min(), year)) if len(ev_year) else year
     ny = year - y0 + 1
-    per_year = np.zeros(n * ny, dtype=np.int64)
-    np.add.at(per_year, ev.code * ny + (ev_year - y0), ev.u)
-    per_year = per_year.reshape(n, ny)
+    flat = np.zeros(n * ny, dtype=np.int64)
+    np.add.at(flat, ev.code * ny + (ev_year - y0), ev.u)
+    per_year = flat.reshape(n, ny)
     carry = np.zeros(n, dtype=np.int64)
     end_prev = np.zeros(n, dtype=np.int64)
     since_prev = base_since.copy()
