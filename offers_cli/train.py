@@ -48,14 +48,15 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True,
               help="Bootstrap resamples for confidence intervals (0 to skip).")
 @click.option("--promote/--no-promote", default=None, help="Make the new version champion (default: only if none).")
+@click.option("--censor-labels", is_flag=True, help="Count only redemptions known before --train-end as training labels.")
 def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | None, reps: int,
-          promote: bool | None) -> None:
+          promote: bool | None, censor_labels: bool) -> None:
     """Train, evaluate and register a propensity model."""
     from training.train import train_propensity
 
     try:
         result = train_propensity(data_dir, registry, train_end=train_end, config=config, bootstrap_reps=reps,
-                                  progress=True, promote=promote)
+                                  progress=True, promote=promote, censor_labels=censor_labels)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"version {result.version} ({result.metrics['selection']['chosen']}) -> {result.model_dir}")
@@ -111,7 +112,7 @@ def models() -> None:
     """List, inspect, promote and roll back registered models."""
 
 
-def _registry(path: Path):  # noqa: ANN202
+def _registry(path: Path):
     from models.registry import Registry
 
     try:

@@ -16,17 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.features import Catalog, History, channel_codes, to_seconds
+from models.features import FeatureCatalog, History, channel_codes, to_seconds
+from offerdata.loader import load_catalog, load_history
 from offerdata.tables import read_table, table_path
 from offerdata.validate import require_valid
 
 
 @dataclass
 class Dataset:
-    """Catalog, histories and labelled exposures of one data directory."""
+    """FeatureCatalog, histories and labelled exposures of one data directory."""
 
     data_dir: Path
-    catalog: Catalog
+    catalog: FeatureCatalog
     history: History
     exposures: pd.DataFrame  # member_id, offer_id, campaign_id, exposed_at, channel, redeemed_at, label, as_of (s), m, o, ch
     fingerprint: str
@@ -79,16 +80,9 @@ def load_dataset(data_dir: str | os.PathLike[str], validate: bool = True) -> Dat
     """Validate ``data_dir`` (raising on any problem) and load it for feature computation."""
     if validate:
         require_valid(data_dir)
-    products = read_table(data_dir, "products")
-    offers = read_table(data_dir, "offers")
-    offer_products = read_table(data_dir, "offer_products")
-    members = read_table(data_dir, "members", columns=["member_id", "joined_at"])
-    transactions = read_table(data_dir, "transactions", columns=[
-        "member_id", "purchased_at", "basket_id", "product_id", "amount_minor", "coupon_discount_minor"])
-    exposures = read_table(data_dir, "exposures", columns=["member_id", "offer_id", "exposed_at", "channel"])
-    redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
-    catalog = Catalog.from_frames(products, offers, offer_products)
-    history = History.from_frames(catalog, members, transactions, exposures, redemptions)
+    catalog = load_catalog(data_dir)
+    history, exposures, redemptions = load_history(data_dir, catalog)
+    offers = read_table(data_dir, "offers", columns=["offer_id", "campaign_id", "starts_at", "ends_at"])
     labelled = label_exposures(exposures, offers, redemptions)
     labelled["as_of"] = to_seconds(labelled["exposed_at"])
     labelled["m"] = history.member_index(labelled["member_id"])

@@ -123,8 +123,13 @@ def bootstrap(y: np.ndarray, score: np.ndarray, group: np.ndarray, member: np.nd
     # per member: number of positive groups and hits among them
     n_pos = np.bincount(group_member[pos], minlength=len(members)).astype(np.float64)
     n_hit = {k: np.bincount(group_member[pos & hit[k]], minlength=len(members)).astype(np.float64) for k in hit}
-    order = np.argsort(m_codes, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(m_codes, minlength=len(members)))])
+    # weighted rank-sum AUC: sort once, then each resample only changes row weights
+    by_score = np.argsort(np.asarray(score, dtype=np.float64), kind="stable")
+    s_sorted = np.asarray(score, dtype=np.float64)[by_score]
+    y_sorted = y[by_score].astype(bool)
+    tie_start = np.r_[0, np.flatnonzero(np.diff(s_sorted)) + 1]
+    tie_id = np.repeat(np.arange(len(tie_start)), np.diff(np.r_[tie_start, len(s_sorted)]))
+    member_sorted = m_codes[by_score]
     rng = np.random.default_rng(seed)
     stats: dict[str, list[float]] = {"roc_auc": [], "hit@1": [], "hit@3": []}
     for _ in range(reps):
@@ -133,9 +138,22 @@ def bootstrap(y: np.ndarray, score: np.ndarray, group: np.ndarray, member: np.nd
         for k in hit:
             denominator = (weight * n_pos).sum()
             stats[f"hit@{k}"].append(float((weight * n_hit[k]).sum() / denominator) if denominator else float("nan"))
-        idx = np.concatenate([order[bounds[i]:bounds[i + 1]] for i in pick])
-        stats["roc_auc"].append(_safe_auc(y[idx], score[idx]))
+        w = weight[member_sorted]
+        stats["roc_auc"].append(_weighted_auc(w, y_sorted, tie_id))
     return {name: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for name, v in stats.items()}
+
+
+def _weighted_auc(w: np.ndarray, positive: np.ndarray, tie_id: np.ndarray) -> float:
+    """ROC-AUC of rows sorted by score (ascending) with row weights; ties count one half."""
+    w_neg = np.where(positive, 0.0, w)
+    w_pos = np.where(positive, w, 0.0)
+    neg_per_tie = np.bincount(tie_id, weights=w_neg)
+    neg_below = np.cumsum(neg_per_tie) - neg_per_tie  # negatives with strictly lower scores
+    pos_per_tie = np.bincount(tie_id, weights=w_pos)
+    total_pos, total_neg = w_pos.sum(), w_neg.sum()
+    if total_pos == 0 or total_neg == 0:
+        return float("nan")
+    return float((pos_per_tie * (neg_below + 0.5 * neg_per_tie)).sum() / (total_pos * total_neg))
 
 
 def summarize(y: np.ndarray, score: np.ndarray, group: np.ndarray, member: np.ndarray,

@@ -17,7 +17,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 SCORERS = ("model", "product_spend", "member_redemption_rate", "popularity", "random")
 COLORS = {"model": "#1f5fbf", "product_spend": "#d9822b", "member_redemption_rate": "#2e9e5b",

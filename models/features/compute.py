@@ -1,7 +1,7 @@
 """The one feature definition for member x offer propensity, offline and online.
 
 :func:`compute_features` takes a :class:`~models.features.history.History` (any set of
-members), the :class:`~models.features.history.Catalog` and a batch of requests
+members), the :class:`~models.features.history.FeatureCatalog` and a batch of requests
 ``(member, offer, as_of, channel)`` and returns one float32 row per request, in the
 order of :data:`FEATURE_NAMES`. Every aggregate uses only events strictly before the
 request's ``as_of``. Training calls it on member partitions with many ``as_of`` values;
@@ -11,9 +11,10 @@ Features come in groups:
 
 * member activity: spend, baskets and lines in 7/30/90/365-day windows and overall,
   recency, tenure, average basket, coupon-discount share of spend, department shares;
-* member x offer affinity: spend, line count, recent spend and days since the last
-  purchase of the offer's own products, and the same for its categories, manufacturers
-  and brands; past exposures to and redemptions of offers sharing its products;
+* member x offer affinity: spend, line count, recent spend, days since the last
+  purchase, coupon discounts received and the discounted share of spend on the offer's
+  own products, and the same for its categories, manufacturers and brands; past
+  exposures to and redemptions of offers sharing its products;
 * past offer behaviour: exposures, redemptions, redemption rate (overall and for the
   offer's kind), days since the last redemption;
 * offer attributes: kind, value, cost, duration, number of products, campaign type;
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models.features.history import DAY, Catalog, History
+from models.features.history import DAY, FeatureCatalog, History
 from models.schema import CHANNELS, OFFER_KINDS
 
 WINDOWS = (7, 30, 90, 365)
@@ -50,7 +51,7 @@ AFFINITY_FEATURES = [
     name
     for level in AFFINITY_LEVELS
     for name in (f"{level}_spend", f"{level}_lines", f"{level}_spend_90d", f"{level}_days_since",
-                 f"{level}_share")
+                 f"{level}_share", f"{level}_coupon", f"{level}_discount_share")
 ] + ["overlap_exposures", "overlap_redemptions"]
 OFFER_FEATURES = ["offer_kind", "offer_value", "offer_cost", "offer_duration_days", "offer_n_products",
                   "campaign_type"]
@@ -79,7 +80,7 @@ def _days_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
 class _LevelMap:
     """Offer -> item incidence for one affinity level (products, categories, ...)."""
 
-    def __init__(self, catalog: Catalog, level: str):
+    def __init__(self, catalog: FeatureCatalog, level: str):
         incidence = catalog.offer_products
         if level == "product":
             self.item_of_product = np.arange(catalog.n_products, dtype=np.int64)
@@ -105,7 +106,7 @@ class _LevelMap:
 class _Engine:
     """Per-catalog precomputation shared by every call (level maps, department choice)."""
 
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: FeatureCatalog):
         self.catalog = catalog
         self.levels = {level: _LevelMap(catalog, level) for level in AFFINITY_LEVELS}
         counts = np.bincount(catalog.product_department, minlength=len(catalog.department_levels))
@@ -121,7 +122,7 @@ class _Engine:
 _ENGINES: dict[int, _Engine] = {}
 
 
-def _engine(catalog: Catalog) -> _Engine:
+def _engine(catalog: FeatureCatalog) -> _Engine:
     key = id(catalog)
     engine = _ENGINES.get(key)
     if engine is None or engine.catalog is not catalog:
@@ -142,7 +143,8 @@ def _pair_lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, fill:
 
 
 def _affinity(level: _LevelMap, members: np.ndarray, products: np.ndarray, amount: np.ndarray,
-              times: np.ndarray, as_of: int, n_offers: int, req_keys: np.ndarray) -> dict[str, np.ndarray]:
+              coupon: np.ndarray, discount: np.ndarray, times: np.ndarray, as_of: int, n_offers: int,
+              req_keys: np.ndarray) -> dict[str, np.ndarray]:
     """Member x offer aggregates at one level for the requested (member*n_offers + offer) keys."""
     items = level.item_of_product[products]
     pair = members.astype(np.int64) * level.n_items + items
@@ -150,6 +152,8 @@ def _affinity(level: _LevelMap, members: np.ndarray, products: np.ndarray, amoun
     spend = np.bincount(inv, weights=amount, minlength=len(uniq))
     lines = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
     recent = np.bincount(inv, weights=amount * (times >= as_of - 90 * DAY), minlength=len(uniq))
+    coupons = np.bincount(inv, weights=coupon, minlength=len(uniq))
+    discounts = np.bincount(inv, weights=discount, minlength=len(uniq))
     last = np.full(len(uniq), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last, inv, times)
     pm, pi = np.divmod(uniq, level.n_items)
@@ -165,6 +169,8 @@ def _affinity(level: _LevelMap, members: np.ndarray, products: np.ndarray, amoun
     out_spend = np.bincount(kinv, weights=spend[rep], minlength=len(ukey))
     out_lines = np.bincount(kinv, weights=lines[rep], minlength=len(ukey))
     out_recent = np.bincount(kinv, weights=recent[rep], minlength=len(ukey))
+    out_coupon = np.bincount(kinv, weights=coupons[rep], minlength=len(ukey))
+    out_discount = np.bincount(kinv, weights=discounts[rep], minlength=len(ukey))
     out_last = np.full(len(ukey), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(out_last, kinv, last[rep])
     last_req = _pair_lookup(ukey, out_last.astype(np.float64), req_keys, fill=np.nan)
@@ -173,6 +179,8 @@ def _affinity(level: _LevelMap, members: np.ndarray, products: np.ndarray, amoun
         "lines": _pair_lookup(ukey, out_lines, req_keys),
         "spend_90d": _pair_lookup(ukey, out_recent, req_keys),
         "days_since": np.where(np.isnan(last_req), np.nan, (as_of - last_req) / DAY),
+        "coupon": _pair_lookup(ukey, out_coupon, req_keys),
+        "discount": _pair_lookup(ukey, out_discount, req_keys),
     }
 
 
@@ -186,6 +194,7 @@ def _one_as_of(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, as_of:
     lm = (hist.line_time < as_of) & wanted[np.maximum(hist.line_member, 0)] & (hist.line_member >= 0)
     l_mem, l_time, l_amt = hist.line_member[lm], hist.line_time[lm], hist.line_amount[lm]
     l_basket, l_prod, l_coupon = hist.line_basket[lm], hist.line_product[lm], hist.line_coupon[lm]
+    l_disc = hist.line_discount[lm]
 
     def per_member(weights: np.ndarray | None, mask: np.ndarray | None = None) -> np.ndarray:
         idx = l_mem if mask is None else l_mem[mask]
@@ -255,13 +264,17 @@ def _one_as_of(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, as_of:
     req_keys = m.astype(np.int64) * n_off + o
     lk = known
     for level in AFFINITY_LEVELS:
-        agg = _affinity(eng.levels[level], l_mem[lk], l_prod[lk], l_amt[lk], l_time[lk], as_of, n_off, req_keys)
+        agg = _affinity(eng.levels[level], l_mem[lk], l_prod[lk], l_amt[lk], l_coupon[lk], l_disc[lk], l_time[lk],
+                        as_of, n_off, req_keys)
         out[f"{level}_spend"][rows] = agg["spend"]
         out[f"{level}_lines"][rows] = agg["lines"]
         out[f"{level}_spend_90d"][rows] = agg["spend_90d"]
         out[f"{level}_days_since"][rows] = agg["days_since"]
         tot = spend_all[m]
         out[f"{level}_share"][rows] = np.where(tot > 0, agg["spend"] / np.maximum(tot, 1e-9), np.nan)
+        out[f"{level}_coupon"][rows] = agg["coupon"]
+        gross = agg["spend"] + agg["discount"]
+        out[f"{level}_discount_share"][rows] = np.where(gross > 0, agg["discount"] / np.where(gross > 0, gross, 1), np.nan)
 
     # exposures to / redemptions of offers sharing products with the requested offer
     for name, mem_arr, off_arr in (("overlap_exposures", e_mem, e_off), ("overlap_redemptions", r_mem, r_off)):
@@ -273,7 +286,7 @@ def _one_as_of(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, as_of:
         out[name][rows] = np.asarray(reach[m, o]).ravel()
 
 
-def compute_features(hist: History, catalog: Catalog, member_idx: np.ndarray, offer_idx: np.ndarray,
+def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndarray, offer_idx: np.ndarray,
                      as_of: np.ndarray, channel: np.ndarray) -> np.ndarray:
     """Feature matrix (float32, ``len(member_idx)`` x ``len(FEATURE_NAMES)``) for the requests.
 

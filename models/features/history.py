@@ -2,7 +2,7 @@
 
 Features are computed from two containers:
 
-* :class:`Catalog`: products (category, department, brand and manufacturer codes) and
+* :class:`FeatureCatalog`: products (category, department, brand and manufacturer codes) and
   offers (attributes plus a sparse offer x product incidence matrix). One per data set
   or serving process.
 * :class:`History`: every member's purchase lines, exposures and redemptions as numpy
@@ -37,6 +37,13 @@ def to_seconds(values: pd.Series | np.ndarray | pd.DatetimeIndex) -> np.ndarray:
     return out
 
 
+def basket_codes_of(basket_ids: np.ndarray) -> np.ndarray:
+    """Stable int64 codes of basket ids (64-bit hash), identical offline and online."""
+    if len(basket_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return pd.util.hash_array(np.asarray(basket_ids, dtype=object)).view(np.int64)
+
+
 def _codes(values: pd.Series, levels: list[str]) -> np.ndarray:
     """Map values to positions in ``levels``; unknown/null values map to level 0 (UNKNOWN)."""
     index = {v: i for i, v in enumerate(levels)}
@@ -45,7 +52,7 @@ def _codes(values: pd.Series, levels: list[str]) -> np.ndarray:
 
 
 @dataclass
-class Catalog:
+class FeatureCatalog:
     """Products and offers, integer-coded, with the offer x product incidence matrix."""
 
     product_ids: np.ndarray            # str, position = product index
@@ -87,7 +94,7 @@ class Catalog:
         return np.asarray(lookup.get_indexer(pd.Index(np.asarray(product_ids, dtype=object))), dtype=np.int64)
 
     @classmethod
-    def from_frames(cls, products: pd.DataFrame, offers: pd.DataFrame, offer_products: pd.DataFrame) -> Catalog:
+    def from_frames(cls, products: pd.DataFrame, offers: pd.DataFrame, offer_products: pd.DataFrame) -> FeatureCatalog:
         """Build the catalog from the contract's products, offers and offer_products tables."""
         def levels(series: pd.Series) -> list[str]:
             return [UNKNOWN, *sorted(set(series.dropna().astype(str)) - {UNKNOWN})]
@@ -151,6 +158,7 @@ class History:
     line_product: np.ndarray      # int32 product index (-1 unknown)
     line_amount: np.ndarray       # float64 minor units paid
     line_coupon: np.ndarray       # float64 minor units of coupon discount
+    line_discount: np.ndarray     # float64 minor units of total discount (shelf, loyalty, coupons)
     exp_member: np.ndarray        # int32
     exp_time: np.ndarray          # int64 seconds
     exp_offer: np.ndarray         # int32 offer index (-1 unknown)
@@ -177,7 +185,7 @@ class History:
                           "joined_at": np.concatenate([self.joined_at, np.full(len(new), np.iinfo(np.int64).min)])})
 
     @classmethod
-    def from_frames(cls, catalog: Catalog, members: pd.DataFrame, transactions: pd.DataFrame,
+    def from_frames(cls, catalog: FeatureCatalog, members: pd.DataFrame, transactions: pd.DataFrame,
                     exposures: pd.DataFrame, redemptions: pd.DataFrame) -> History:
         """Build a history from contract frames (any subset of members, e.g. one partition)."""
         member_ids = members["member_id"].astype(str).to_numpy()
@@ -186,7 +194,7 @@ class History:
             len(members), np.iinfo(np.int64).min)
         coupon = (transactions["coupon_discount_minor"] if "coupon_discount_minor" in transactions
                   else pd.Series(np.zeros(len(transactions))))
-        basket_codes = pd.factorize(transactions["basket_id"].astype(str))[0] if len(transactions) else np.zeros(0)
+        basket_codes = basket_codes_of(transactions["basket_id"].astype(str).to_numpy(dtype=object))
         return cls(
             member_ids=member_ids,
             joined_at=joined,
@@ -196,6 +204,7 @@ class History:
             line_product=catalog.product_index(transactions["product_id"].astype(str)).astype(np.int32),
             line_amount=pd.to_numeric(transactions["amount_minor"]).to_numpy(dtype=np.float64),
             line_coupon=pd.to_numeric(coupon).fillna(0).to_numpy(dtype=np.float64),
+            line_discount=pd.to_numeric(transactions["discount_minor"]).fillna(0).to_numpy(dtype=np.float64),
             exp_member=m_index.get_indexer(exposures["member_id"].astype(str)).astype(np.int32),
             exp_time=to_seconds(exposures["exposed_at"]),
             exp_offer=catalog.offer_index(exposures["offer_id"].astype(str)).astype(np.int32),
