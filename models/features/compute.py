@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models.features.history import DAY, FeatureCatalog, History
+from models.features.history import FeatureCatalog, History
+from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
 from models.schema import CHANNELS, OFFER_KINDS
 
 WINDOWS = (7, 30, 90, 365)
@@ -78,14 +79,14 @@ def _days_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
 
 
 class _LevelMap:
-    """Offer -> item incidence for one affinity level (products, categories, ...)."""
+    """Offer <-> item incidence for one affinity level (products, categories, ...)."""
 
     def __init__(self, catalog: FeatureCatalog, level: str):
         incidence = catalog.offer_products
         if level == "product":
             self.item_of_product = np.arange(catalog.n_products, dtype=np.int64)
-            self.n_items = catalog.n_products
-            offer_item = incidence
+            self.n_items = max(catalog.n_products, 1)
+            offer_item = incidence.tocsr()
         else:
             codes = {"category": catalog.product_category, "manufacturer": catalog.product_manufacturer,
                      "brand": catalog.product_brand}[level].astype(np.int64)
@@ -93,18 +94,20 @@ class _LevelMap:
             self.n_items = int(codes.max()) + 1 if len(codes) else 1
             to_item = sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)),
                                         shape=(catalog.n_products, self.n_items))
-            offer_item = (incidence @ to_item).tocsr()
-            # the unknown level (code 0) says nothing about affinity
-            offer_item = offer_item.tolil()
-            offer_item[:, 0] = 0
-            offer_item = offer_item.tocsr()
+            # the unknown level (code 0) says nothing about affinity: drop that column
+            keep = np.ones(self.n_items, dtype=np.float32)
+            keep[0] = 0.0
+            offer_item = (incidence @ to_item @ sparse.diags(keep)).tocsr()
             offer_item.eliminate_zeros()
             offer_item.data[:] = 1.0
+        offer_item.sort_indices()
+        self.offer_items = offer_item            # offers x items
         self.item_offers = offer_item.T.tocsr()  # items x offers
+        self.item_offers.sort_indices()
 
 
 class _Engine:
-    """Per-catalog precomputation shared by every call (level maps, department choice)."""
+    """Per-catalog precomputation shared by every call (level maps, department choice, overlaps)."""
 
     def __init__(self, catalog: FeatureCatalog):
         self.catalog = catalog
@@ -113,10 +116,11 @@ class _Engine:
         counts[0] = -1  # never the unknown department
         self.departments = np.argsort(-counts, kind="stable")[:N_DEPARTMENTS]
         self.n_products = catalog.offer_products.getnnz(axis=1).astype(np.float64)
-        # offer -> offers sharing at least one product (for overlap features)
+        # offer -> offers sharing at least one product (for overlap features); symmetric
         inc = catalog.offer_products
         self.offer_overlap = (inc @ inc.T).tocsr()
         self.offer_overlap.data[:] = 1.0
+        self.offer_overlap.sort_indices()
 
 
 _ENGINES: dict[int, _Engine] = {}
@@ -132,158 +136,152 @@ def _engine(catalog: FeatureCatalog) -> _Engine:
     return engine
 
 
-def _pair_lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Values for ``wanted`` keys from sorted unique ``keys``; ``fill`` where absent."""
-    pos = np.searchsorted(keys, wanted)
-    pos = np.clip(pos, 0, max(len(keys) - 1, 0))
-    found = (len(keys) > 0) & (keys[pos] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
-    out = np.full(len(wanted), fill, dtype=np.float64)
-    out[found] = values[pos[found]]
+def _segment_max(owner: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Max of ``values`` per owner (owner sorted ascending); int64 min where an owner has none."""
+    out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    if len(owner):
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        out[owner[starts]] = np.maximum.reduceat(values, starts)
     return out
 
 
-def _affinity(level: _LevelMap, members: np.ndarray, products: np.ndarray, amount: np.ndarray,
-              coupon: np.ndarray, discount: np.ndarray, times: np.ndarray, as_of: int, n_offers: int,
-              req_keys: np.ndarray) -> dict[str, np.ndarray]:
-    """Member x offer aggregates at one level for the requested (member*n_offers + offer) keys."""
-    items = level.item_of_product[products]
-    pair = members.astype(np.int64) * level.n_items + items
-    uniq, inv = np.unique(pair, return_inverse=True)
-    spend = np.bincount(inv, weights=amount, minlength=len(uniq))
-    lines = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
-    recent = np.bincount(inv, weights=amount * (times >= as_of - 90 * DAY), minlength=len(uniq))
-    coupons = np.bincount(inv, weights=coupon, minlength=len(uniq))
-    discounts = np.bincount(inv, weights=discount, minlength=len(uniq))
-    last = np.full(len(uniq), np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, inv, times)
-    pm, pi = np.divmod(uniq, level.n_items)
-    # expand each (member, item) aggregate to the offers containing that item
-    indptr, offers_of = level.item_offers.indptr, level.item_offers.indices
-    per = indptr[pi + 1] - indptr[pi]
-    rep = np.repeat(np.arange(len(uniq)), per)
-    starts = np.repeat(indptr[pi], per)
-    within = np.arange(len(rep)) - np.repeat(np.cumsum(per) - per, per)
-    o = offers_of[starts + within]
-    key = pm[rep] * n_offers + o
-    ukey, kinv = np.unique(key, return_inverse=True)
-    out_spend = np.bincount(kinv, weights=spend[rep], minlength=len(ukey))
-    out_lines = np.bincount(kinv, weights=lines[rep], minlength=len(ukey))
-    out_recent = np.bincount(kinv, weights=recent[rep], minlength=len(ukey))
-    out_coupon = np.bincount(kinv, weights=coupons[rep], minlength=len(ukey))
-    out_discount = np.bincount(kinv, weights=discounts[rep], minlength=len(ukey))
-    out_last = np.full(len(ukey), np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(out_last, kinv, last[rep])
-    last_req = _pair_lookup(ukey, out_last.astype(np.float64), req_keys, fill=np.nan)
-    return {
-        "spend": _pair_lookup(ukey, out_spend, req_keys),
-        "lines": _pair_lookup(ukey, out_lines, req_keys),
-        "spend_90d": _pair_lookup(ukey, out_recent, req_keys),
-        "days_since": np.where(np.isnan(last_req), np.nan, (as_of - last_req) / DAY),
-        "coupon": _pair_lookup(ukey, out_coupon, req_keys),
-        "discount": _pair_lookup(ukey, out_discount, req_keys),
-    }
+def _pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.ndarray,
+               values: dict[str, np.ndarray], item_offers: sparse.csr_matrix, offer_items: sparse.csr_matrix,
+               n_items: int, n_offers: int, m: np.ndarray, o: np.ndarray, t: np.ndarray,
+               windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """Per request (m, o, t): sums over the member's events before t whose item belongs to offer o.
+
+    Returns each value's sum, ``count``, ``last`` (time of the latest such event) and
+    ``<value>_<w>d`` window sums. Expands events to offers or requests to items, whichever
+    makes fewer pairs; the results are identical because every value is an integer amount.
+    """
+    n = len(m)
+    cost_events = expansion_size(event_item, item_offers)
+    cost_requests = expansion_size(o, offer_items)
+    out: dict[str, np.ndarray] = {}
+    if cost_events <= cost_requests:
+        owner, offer = expand(event_item, item_offers)
+        keys = event_member[owner].astype(np.int64) * n_offers + offer
+        wanted = np.unique(m.astype(np.int64) * n_offers + o)
+        keep = np.isin(keys, wanted, assume_unique=False)
+        owner, keys = owner[keep], keys[keep]
+        idx = PrefixIndex(keys, event_time[owner], {k: v[owner] for k, v in values.items()})
+        qkeys = m.astype(np.int64) * n_offers + o
+        c = idx.cut(qkeys, t)
+        for k in values:
+            out[k] = idx.sum(k, c)
+        out["count"] = idx.count(c)
+        out["last"] = idx.last_time(c)
+        for w in windows:
+            since = idx.cut(qkeys, t - w * DAY)
+            for k in values:
+                out[f"{k}_{w}d"] = idx.sum(k, c, since)
+        return out
+    idx = PrefixIndex(event_member.astype(np.int64) * n_items + event_item, event_time, values)
+    owner, item = expand(o, offer_items)
+    qkeys = m[owner].astype(np.int64) * n_items + item
+    qt = t[owner]
+    c = idx.cut(qkeys, qt)
+    for k in values:
+        out[k] = np.bincount(owner, weights=idx.sum(k, c), minlength=n)
+    out["count"] = np.bincount(owner, weights=idx.count(c), minlength=n)
+    out["last"] = _segment_max(owner, idx.last_time(c), n)
+    for w in windows:
+        since = idx.cut(qkeys, qt - w * DAY)
+        for k in values:
+            out[f"{k}_{w}d"] = np.bincount(owner, weights=idx.sum(k, c, since), minlength=n)
+    return out
 
 
-def _one_as_of(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, as_of: int,
-               out: dict[str, np.ndarray], rows: np.ndarray) -> None:
-    """Fill ``out[name][rows]`` for requests (m, o) that share one ``as_of``."""
+def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
+                     out: dict[str, np.ndarray]) -> None:
+    """Activity, history and affinity features for requests (m, o, t), every as_of at once."""
     cat = eng.catalog
     n_m = hist.n_members
     wanted = np.zeros(n_m, dtype=bool)
     wanted[m] = True
-    lm = (hist.line_time < as_of) & wanted[np.maximum(hist.line_member, 0)] & (hist.line_member >= 0)
-    l_mem, l_time, l_amt = hist.line_member[lm], hist.line_time[lm], hist.line_amount[lm]
-    l_basket, l_prod, l_coupon = hist.line_basket[lm], hist.line_product[lm], hist.line_coupon[lm]
-    l_disc = hist.line_discount[lm]
-
-    def per_member(weights: np.ndarray | None, mask: np.ndarray | None = None) -> np.ndarray:
-        idx = l_mem if mask is None else l_mem[mask]
-        w = weights if mask is None or weights is None else weights[mask]
-        return np.bincount(idx, weights=w, minlength=n_m).astype(np.float64)
-
-    def baskets(mask: np.ndarray | None) -> np.ndarray:
-        b = l_basket if mask is None else l_basket[mask]
-        mem = l_mem if mask is None else l_mem[mask]
-        _, first = np.unique(b, return_index=True)
-        return np.bincount(mem[first], minlength=n_m).astype(np.float64)
-
-    spend_all = per_member(l_amt)
-    for w in WINDOWS:
-        win = l_time >= as_of - w * DAY
-        out[f"spend_{w}d"][rows] = per_member(l_amt, win)[m]
-        out[f"baskets_{w}d"][rows] = baskets(win)[m]
-    n_baskets = baskets(None)
-    out["spend_all"][rows] = spend_all[m]
-    out["baskets_all"][rows] = n_baskets[m]
-    out["lines_all"][rows] = per_member(None)[m]
-    last = np.full(n_m, np.iinfo(np.int64).min, dtype=np.int64)
-    first = np.full(n_m, np.iinfo(np.int64).max, dtype=np.int64)
-    np.maximum.at(last, l_mem, l_time)
-    np.minimum.at(first, l_mem, l_time)
-    first = np.where(first == np.iinfo(np.int64).max, np.iinfo(np.int64).min, first)
-    start = np.where(hist.joined_at != np.iinfo(np.int64).min, np.minimum(hist.joined_at, np.where(
-        first == np.iinfo(np.int64).min, np.iinfo(np.int64).max, first)), first)
-    start = np.where(start == np.iinfo(np.int64).max, np.iinfo(np.int64).min, start)
-    out["days_since_last_purchase"][rows] = _days_since(np.int64(as_of), last)[m]
-    out["tenure_days"][rows] = _days_since(np.int64(as_of), start)[m]
-    win365 = l_time >= as_of - 365 * DAY
-    b365 = baskets(win365)
-    s365 = per_member(l_amt, win365)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["avg_basket_365d"][rows] = np.where(b365 > 0, s365 / np.maximum(b365, 1), np.nan)[m]
-        coupons = per_member(l_coupon)
-        out["coupon_share"][rows] = np.where(spend_all + coupons > 0, coupons / (spend_all + coupons), np.nan)[m]
-    known = l_prod >= 0
-    dept = np.where(known, cat.product_department[np.maximum(l_prod, 0)], 0)
+    lm = (hist.line_member >= 0) & wanted[np.maximum(hist.line_member, 0)]
+    order = np.lexsort((hist.line_basket[lm], hist.line_time[lm], hist.line_member[lm]))
+    sel = np.flatnonzero(lm)[order]
+    l_mem, l_time, l_amt = hist.line_member[sel].astype(np.int64), hist.line_time[sel], hist.line_amount[sel]
+    l_basket, l_prod = hist.line_basket[sel], hist.line_product[sel]
+    l_coupon, l_disc = hist.line_coupon[sel], hist.line_discount[sel]
+    new_basket = np.r_[True, (l_mem[1:] != l_mem[:-1]) | (l_basket[1:] != l_basket[:-1])] if len(sel) else np.zeros(0, bool)
+    dept = np.where(l_prod >= 0, cat.product_department[np.maximum(l_prod, 0)], 0)
+    values = {"amount": l_amt, "coupon": l_coupon, "basket": new_basket.astype(np.float64)}
     for i, d in enumerate(eng.departments):
-        dspend = per_member(l_amt, dept == d)
-        out[f"dept_share_{i}"][rows] = np.where(spend_all > 0, dspend / np.maximum(spend_all, 1e-9), np.nan)[m]
+        values[f"dept{i}"] = l_amt * (dept == d)
+    idx = PrefixIndex(l_mem, l_time, values)
+    c = idx.cut(m, t)
+    spend_all = idx.sum("amount", c)
+    for w in WINDOWS:
+        since = idx.cut(m, t - w * DAY)
+        out[f"spend_{w}d"] = idx.sum("amount", c, since)
+        out[f"baskets_{w}d"] = idx.sum("basket", c, since)
+    out["spend_all"] = spend_all
+    out["baskets_all"] = idx.sum("basket", c)
+    out["lines_all"] = idx.count(c)
+    last = idx.last_time(c)
+    first = idx.first_time(c)
+    joined = hist.joined_at[m]
+    none = np.iinfo(np.int64).min
+    start = np.where(joined == none, first, np.where(first == none, joined, np.minimum(joined, first)))
+    out["days_since_last_purchase"] = _days_since(t, last)
+    out["tenure_days"] = _days_since(t, start)
+    b365, s365 = out["baskets_365d"], out["spend_365d"]
+    coupons = idx.sum("coupon", c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["avg_basket_365d"] = np.where(b365 > 0, s365 / np.maximum(b365, 1), np.nan)
+        out["coupon_share"] = np.where(spend_all + coupons > 0, coupons / (spend_all + coupons), np.nan)
+        for i in range(len(eng.departments)):
+            out[f"dept_share_{i}"] = np.where(spend_all > 0, idx.sum(f"dept{i}", c) / np.maximum(spend_all, 1e-9), np.nan)
 
-    # past offer behaviour (exposures and redemptions strictly before as_of)
-    em = (hist.exp_time < as_of) & (hist.exp_member >= 0) & (hist.exp_offer >= 0)
-    rm = (hist.red_time < as_of) & (hist.red_member >= 0) & (hist.red_offer >= 0)
-    e_mem, e_off = hist.exp_member[em], hist.exp_offer[em]
-    r_mem, r_off, r_time = hist.red_member[rm], hist.red_offer[rm], hist.red_time[rm]
-    n_exp = np.bincount(e_mem, minlength=n_m).astype(np.float64)
-    n_red = np.bincount(r_mem, minlength=n_m).astype(np.float64)
-    out["exposures_all"][rows] = n_exp[m]
-    out["redemptions_all"][rows] = n_red[m]
-    out["redemption_rate"][rows] = np.where(n_exp > 0, n_red / np.maximum(n_exp, 1), np.nan)[m]
-    last_red = np.full(n_m, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last_red, r_mem, r_time)
-    out["days_since_last_redemption"][rows] = _days_since(np.int64(as_of), last_red)[m]
+    # past offer behaviour: exposures and redemptions strictly before as_of
     n_kinds = len(OFFER_KINDS)
-    kind_exp = np.bincount(e_mem.astype(np.int64) * n_kinds + cat.offer_kind[e_off], minlength=n_m * n_kinds)
-    kind_red = np.bincount(r_mem.astype(np.int64) * n_kinds + cat.offer_kind[r_off], minlength=n_m * n_kinds)
-    kidx = m.astype(np.int64) * n_kinds + cat.offer_kind[o]
-    out["exposures_same_kind"][rows] = kind_exp[kidx]
-    out["redemption_rate_same_kind"][rows] = np.where(kind_exp[kidx] > 0, kind_red[kidx] / np.maximum(kind_exp[kidx], 1), np.nan)
+    kind = cat.offer_kind[o].astype(np.int64)
+    em = (hist.exp_member >= 0) & (hist.exp_offer >= 0) & wanted[np.maximum(hist.exp_member, 0)]
+    rm = (hist.red_member >= 0) & (hist.red_offer >= 0) & wanted[np.maximum(hist.red_member, 0)]
+    e_mem, e_off, e_time = hist.exp_member[em].astype(np.int64), hist.exp_offer[em].astype(np.int64), hist.exp_time[em]
+    r_mem, r_off, r_time = hist.red_member[rm].astype(np.int64), hist.red_offer[rm].astype(np.int64), hist.red_time[rm]
+    e_idx, r_idx = PrefixIndex(e_mem, e_time), PrefixIndex(r_mem, r_time)
+    ec, rc = e_idx.cut(m, t), r_idx.cut(m, t)
+    n_exp, n_red = e_idx.count(ec), r_idx.count(rc)
+    out["exposures_all"] = n_exp
+    out["redemptions_all"] = n_red
+    out["redemption_rate"] = np.where(n_exp > 0, n_red / np.maximum(n_exp, 1), np.nan)
+    out["days_since_last_redemption"] = _days_since(t, r_idx.last_time(rc))
+    ek = PrefixIndex(e_mem * n_kinds + cat.offer_kind[e_off], e_time)
+    rk = PrefixIndex(r_mem * n_kinds + cat.offer_kind[r_off], r_time)
+    qk = m.astype(np.int64) * n_kinds + kind
+    k_exp, k_red = ek.count(ek.cut(qk, t)), rk.count(rk.cut(qk, t))
+    out["exposures_same_kind"] = k_exp
+    out["redemption_rate_same_kind"] = np.where(k_exp > 0, k_red / np.maximum(k_exp, 1), np.nan)
 
     # member x offer affinity at every level
     n_off = cat.n_offers
-    req_keys = m.astype(np.int64) * n_off + o
-    lk = known
+    known = l_prod >= 0
     for level in AFFINITY_LEVELS:
-        agg = _affinity(eng.levels[level], l_mem[lk], l_prod[lk], l_amt[lk], l_coupon[lk], l_disc[lk], l_time[lk],
-                        as_of, n_off, req_keys)
-        out[f"{level}_spend"][rows] = agg["spend"]
-        out[f"{level}_lines"][rows] = agg["lines"]
-        out[f"{level}_spend_90d"][rows] = agg["spend_90d"]
-        out[f"{level}_days_since"][rows] = agg["days_since"]
-        tot = spend_all[m]
-        out[f"{level}_share"][rows] = np.where(tot > 0, agg["spend"] / np.maximum(tot, 1e-9), np.nan)
-        out[f"{level}_coupon"][rows] = agg["coupon"]
+        lmap = eng.levels[level]
+        item = lmap.item_of_product[np.maximum(l_prod, 0)]
+        keep = known & (item > 0 if level != "product" else True)
+        agg = _pair_sums(l_mem[keep], item[keep], l_time[keep],
+                         {"spend": l_amt[keep], "coupon": l_coupon[keep], "discount": l_disc[keep]},
+                         lmap.item_offers, lmap.offer_items, lmap.n_items, n_off, m, o, t, windows=(90,))
+        out[f"{level}_spend"] = agg["spend"]
+        out[f"{level}_lines"] = agg["count"]
+        out[f"{level}_spend_90d"] = agg["spend_90d"]
+        out[f"{level}_days_since"] = _days_since(t, agg["last"])
+        out[f"{level}_share"] = np.where(spend_all > 0, agg["spend"] / np.maximum(spend_all, 1e-9), np.nan)
+        out[f"{level}_coupon"] = agg["coupon"]
         gross = agg["spend"] + agg["discount"]
-        out[f"{level}_discount_share"][rows] = np.where(gross > 0, agg["discount"] / np.where(gross > 0, gross, 1), np.nan)
+        out[f"{level}_discount_share"] = np.where(gross > 0, agg["discount"] / np.where(gross > 0, gross, 1), np.nan)
 
     # exposures to / redemptions of offers sharing products with the requested offer
-    for name, mem_arr, off_arr in (("overlap_exposures", e_mem, e_off), ("overlap_redemptions", r_mem, r_off)):
-        if len(mem_arr) == 0:
-            out[name][rows] = 0.0
-            continue
-        mo = sparse.csr_matrix((np.ones(len(mem_arr)), (mem_arr, off_arr)), shape=(n_m, n_off))
-        reach = (mo @ eng.offer_overlap).tocsr()
-        out[name][rows] = np.asarray(reach[m, o]).ravel()
+    overlap = eng.offer_overlap
+    for name, mem_arr, off_arr, times in (("overlap_exposures", e_mem, e_off, e_time),
+                                         ("overlap_redemptions", r_mem, r_off, r_time)):
+        agg = _pair_sums(mem_arr, off_arr, times, {}, overlap, overlap, n_off, n_off, m, o, t)
+        out[name] = agg["count"]
 
 
 def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndarray, offer_idx: np.ndarray,
@@ -305,9 +303,7 @@ def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndar
         raise ValueError("compute_features needs known members and offers (index -1 found)")
     eng = _engine(catalog)
     out = {name: np.full(n, np.nan, dtype=np.float64) for name in FEATURE_NAMES}
-    for t in np.unique(as_of):
-        rows = np.flatnonzero(as_of == t)
-        _one_as_of(eng, hist, member_idx[rows], offer_idx[rows], int(t), out, rows)
+    _member_features(eng, hist, member_idx, offer_idx, as_of, out)
 
     out["offer_kind"][:] = catalog.offer_kind[offer_idx]
     out["offer_value"][:] = catalog.offer_value[offer_idx]
