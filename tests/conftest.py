@@ -128,3 +128,23 @@ def cj_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cj") / "data"
     write_completejourney(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def syn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic program (2,000 members), generated once per test session."""
+    from offerdata.synthetic import generate
+
+    out = tmp_path_factory.mktemp("syn") / "data"
+    generate(out, n_members=2000, seed=11)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory, syn_dir: Path) -> Path:
+    """A registry holding one model trained on :func:`syn_dir` (champion)."""
+    from training.train import train_propensity
+
+    registry = tmp_path_factory.mktemp("registry")
+    train_propensity(syn_dir, registry, bootstrap_reps=20)
+    return registry
