@@ -15,7 +15,11 @@ from service.stores import (
     MEMBER_CAP_REACHED,
     RECENT_LIMIT,
     BudgetCounter,
+    CacheWrite,
     CapRequest,
+    CouponWrite,
+    MemberProfile,
+    MemberWrite,
     StateEvent,
     Store,
     StoredResponse,
@@ -374,6 +378,96 @@ def test_idempotency_claim_finish_and_abort(store: Store) -> None:
     assert store.idempotency_begin("k2", "h", 30) is None
 
 
+# -- history records and profiles ---------------------------------------------------------
+PROFILE = MemberProfile(fingerprint="fp1", joined_at=1_400_000_000, segment="family", birth_month=3,
+                        channels=("app", "email"))
+
+
+def record_event(event_id: str, record: bytes, fingerprint: str = "fp1", member: str = "m1",
+                 kind: str = "transaction") -> StateEvent:
+    return StateEvent(event_id=event_id, member_id=member, type=kind, ts=T0, amount_minor=100,
+                      offer_id=None if kind == "transaction" else "o1", month="202406",
+                      record=record, fingerprint=fingerprint)
+
+
+def test_materialized_history_and_profile_come_back_in_the_one_read(store: Store) -> None:
+    store.put_scores("m1", "v1", [0.5])
+    store.put_members([MemberWrite("m1", b"r" * 36, PROFILE),
+                       MemberWrite("m2", b"", MemberProfile(fingerprint="fp1"))])
+    bundle = store.fetch_member("m1", "v1", budgets=[("b", "total")])
+    assert bundle.history == b"r" * 36 and bundle.history_length == 36
+    assert bundle.profile == PROFILE
+    assert bundle.scores is None  # re-materializing drops the cached scores
+    assert bundle.budgets == {("b", "total"): BudgetCounter()}
+    bare = store.fetch_members(["m2", "ghost"], "v1")
+    assert bare[0].profile == MemberProfile(fingerprint="fp1") and bare[0].history == b""
+    assert bare[1].profile is None and bare[1].history is None
+
+
+def test_events_append_records_under_the_same_fingerprint_only(store: Store) -> None:
+    store.put_members([MemberWrite("m1", b"a" * 4, PROFILE)])
+    store.apply_events([record_event("e1", b"b" * 4), record_event("e1", b"x" * 4),  # duplicate
+                        record_event("e2", b"c" * 4, fingerprint="other"),  # another catalog
+                        record_event("e3", b"", kind="click")])
+    assert store.fetch_member("m1").history == b"aaaabbbb"
+    # a member never materialized starts a history (and a profile) with their first event
+    store.apply_events([record_event("e4", b"d" * 4, member="new", kind="redeem")])
+    fresh = store.fetch_member("new")
+    assert fresh.history == b"dddd" and fresh.profile == MemberProfile(fingerprint="fp1")
+    assert fresh.state.counter("redeem", "o1").total == 1
+
+
+def test_a_commit_reserves_stores_coupons_and_caches_in_one_call(store: Store) -> None:
+    store.put_members([MemberWrite("m1", b"h" * 8, PROFILE)])
+    requests = [CapRequest("o1", member_limit=1), CapRequest("o2", budget_key="b", budget_count_limit=1)]
+    coupons = [CouponWrite("CODE1", b"rec1", 600), None]
+    cache = CacheWrite("v1|app|x", np.array([0.25, 0.5], dtype=np.float32), history_length=8)
+    first = store.commit_decision("m1", requests, coupons, T0, cache)
+    assert [c.granted for c in first.caps] == [True, True]
+    assert first.coupons_stored == [True, False] and first.cache_written
+    assert store.get_coupon("CODE1") == b"rec1"
+    got = store.fetch_member("m1", "v1|app|x").scores
+    assert got is not None and got.tolist() == [0.25, 0.5]
+    again = store.commit_decision("m1", requests, [CouponWrite("CODE2", b"rec2", 600), None], T0)
+    assert [c.reason for c in again.caps] == [MEMBER_CAP_REACHED, BUDGET_EXHAUSTED]
+    assert again.coupons_stored == [False, False] and store.get_coupon("CODE2") is None
+    assert store.fetch_member("m1").state.counter("issue", "o1").total == 1
+
+
+def test_a_commit_never_caches_scores_an_event_made_stale(store: Store) -> None:
+    store.put_members([MemberWrite("m1", b"h" * 8, PROFILE)])
+    read = store.fetch_member("m1", "v1")
+    store.apply_events([record_event("e1", b"n" * 4)])  # arrives between read and write
+    cache = CacheWrite("v1", np.array([0.5], dtype=np.float32), read.history_length)
+    assert not store.commit_decision("m1", [], [], T0, cache).cache_written
+    assert store.fetch_member("m1", "v1").scores is None
+
+
+def test_a_colliding_coupon_code_is_not_overwritten(store: Store) -> None:
+    assert store.put_coupon("TAKEN", b"first", 60)
+    result = store.commit_decision("m1", [CapRequest("o1")], [CouponWrite("TAKEN", b"second", 60)], T0)
+    assert result.caps[0].granted and result.coupons_stored == [False]
+    assert store.get_coupon("TAKEN") == b"first"
+
+
+def test_commits_for_many_members(store: Store) -> None:
+    members = [f"m{i}" for i in range(20)]
+    commits = [(m, [CapRequest("o1", budget_key="b", budget_count_limit=5)],
+                [CouponWrite(f"C{i}", b"r", 60)], CacheWrite("v1", np.array([i], dtype=np.float32), 0))
+               for i, m in enumerate(members)]
+    results = store.commit_many([*commits, ("idle", [], [], None)], T0)
+    assert sum(r.caps[0].granted for r in results[:20]) == 5 and results[20].caps == []
+    assert [r.coupons_stored[0] for r in results[:20]] == [r.caps[0].granted for r in results[:20]]
+    assert all(r.cache_written for r in results[:20])
+    assert store.fetch_member("m7", "v1").scores.tolist() == [7.0]  # type: ignore[union-attr]
+
+
+def test_side_records_round_trip(store: Store) -> None:
+    store.records_put({"d1": b"line-1", "d2": b"line-2"})
+    assert store.records_get(["d1", "nope", "d2"]) == [b"line-1", None, b"line-2"]
+    assert store.records_get([]) == []
+
+
 # -- every key has a TTL --------------------------------------------------------------------
 def test_every_key_written_has_a_ttl(store: Store) -> None:
     store.apply_events([txn("e1"), offer_event("e2", "impression")])
@@ -381,9 +475,14 @@ def test_every_key_written_has_a_ttl(store: Store) -> None:
     store.reserve("m3", [CapRequest("o1", member_limit=1, budget_key="b", budget_count_limit=9)], now=T0)
     store.put_coupon("CODE1", b"x", 3600)
     store.idempotency_begin("k", "h", 30)
+    store.put_members([MemberWrite("m4", b"r" * 36, PROFILE)])
+    store.apply_events([record_event("e3", b"s" * 36, member="m5")])
+    store.commit_decision("m6", [CapRequest("o1", budget_key="b2")], [CouponWrite("CODE2", b"x", 60)], T0,
+                          CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
+    store.records_put({"r": b"x"})
     keys = all_store_keys(store)  # type: ignore[arg-type]
     kinds = {k.split(":")[1] for k in keys}
-    assert kinds == {"s", "c", "e", "b", "k", "i"}
+    assert kinds == {"s", "c", "e", "b", "k", "i", "h", "m"}
     assert all(ttl is not None and ttl > 0 for ttl in keys.values()), keys
 
 

@@ -14,10 +14,15 @@ from service.stores.base import (
     RECENT_LIMIT,
     BudgetCounter,
     BudgetRef,
+    CacheWrite,
     CapRequest,
     CapResult,
+    CommitResult,
+    CouponWrite,
     MemberBundle,
+    MemberProfile,
     MemberState,
+    MemberWrite,
     OfferCounter,
     StateEvent,
     Store,
@@ -33,8 +38,9 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetCounter", "BudgetRef", "CapRequest",
-    "CapResult", "KeySpace", "MemberBundle", "MemberState", "OfferCounter", "StateEvent",
+    "BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetCounter", "BudgetRef", "CacheWrite",
+    "CapRequest", "CapResult", "CommitResult", "CouponWrite", "KeySpace", "MemberBundle", "MemberProfile",
+    "MemberState", "MemberWrite", "OfferCounter", "StateEvent",
     "Store", "StoreError", "StoreObserver", "StoreUnavailable", "StoredResponse", "TTLs",
     "build_key", "build_store",
 ]

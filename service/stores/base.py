@@ -4,6 +4,10 @@ One interface, :class:`Store`, covers everything the service keeps between reque
 
 * a member's online state (recency, spend, monthly spend for tier progress, and per-offer
   counters of impressions, clicks, issues, redemptions and dismissals);
+* a member's history as fixed-width binary records (:mod:`models.features.online`), which
+  events extend with an atomic append, and the member's profile (the catalog fingerprint
+  the records were written under, join date, segment, birth month, channels): what the
+  online features and eligibility read;
 * cached propensity vectors, keyed by member and model version;
 * event de-duplication, cap and budget reservations, coupon records and stored
   idempotent responses.
@@ -178,6 +182,24 @@ class BudgetCounter:
 
 
 @dataclass(frozen=True)
+class MemberProfile:
+    """What a member's history records need beside them, stored in the profile hash.
+
+    ``fingerprint`` is the :func:`models.features.online.catalog_fingerprint` of the
+    catalog the records were written under (they are only valid with it); the others
+    are the member attributes eligibility reads. ``joined_at`` is in local program
+    seconds, like the records' times. ``channels`` None means unknown (no channel is
+    ruled out), as in the data contract.
+    """
+
+    fingerprint: str
+    joined_at: int | None = None
+    segment: str | None = None
+    birth_month: int | None = None
+    channels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class MemberBundle:
     """Everything a real-time decision reads for one member, fetched in one round trip."""
 
@@ -187,10 +209,19 @@ class MemberBundle:
     scores: np.ndarray | None
     #: Consumption of each budget asked for (zero when the counter does not exist).
     budgets: Mapping[BudgetRef, BudgetCounter] = field(default_factory=dict)
+    #: The member's history records (:mod:`models.features.online`), None when absent.
+    history: bytes | None = None
+    #: The member's profile, None when absent (a member never materialized nor seen).
+    profile: MemberProfile | None = None
 
     @property
     def cache_hit(self) -> bool:
         return self.scores is not None
+
+    @property
+    def history_length(self) -> int:
+        """Bytes of history read: a cache write is only valid while it is unchanged."""
+        return len(self.history or b"")
 
 
 @dataclass(frozen=True)
@@ -206,6 +237,54 @@ class StateEvent:
     amount_minor: int = 0
     #: ``YYYYMM`` of ``ts`` in the program's time zone
     month: str = ""
+    #: History record bytes to append to the member's history (empty: none)
+    record: bytes = b""
+    #: Catalog fingerprint the record was encoded under; it is appended only when the
+    #: member's profile has this fingerprint (or the member has no profile yet)
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class MemberWrite:
+    """A member's materialized history and profile (``offers materialize``)."""
+
+    member_id: str
+    records: bytes
+    profile: MemberProfile
+
+
+@dataclass(frozen=True)
+class CacheWrite:
+    """Scores to cache with a decision's write, if the member's history is unchanged.
+
+    ``history_length`` is the length of the history the scores were computed from; the
+    store writes the vector only while the stored history still has that length, so an
+    event that arrived in between (and dropped the cache) is never overwritten with
+    scores that ignore it.
+    """
+
+    slot: str
+    scores: np.ndarray
+    history_length: int
+
+
+@dataclass(frozen=True)
+class CouponWrite:
+    """A coupon record to store (SET NX) when its offer's reservation is granted."""
+
+    code: str
+    record: bytes
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """Outcome of :meth:`Store.commit_decision`: per request the reservation and whether
+    its coupon was stored (False when none was asked for, refused, or the code collided)."""
+
+    caps: list[CapResult]
+    coupons_stored: list[bool]
+    cache_written: bool
 
 
 @dataclass(frozen=True)
@@ -321,6 +400,11 @@ class Store(ABC):
                       model_version: str | None = None) -> list[MemberBundle]:
         """Bundles (without budgets) for many members, in one round trip."""
 
+    # -- history and profile ---------------------------------------------------
+    @abstractmethod
+    def put_members(self, members: Sequence[MemberWrite]) -> None:
+        """Replace members' history and profile (and drop their cached scores), one round trip."""
+
     # -- score cache -----------------------------------------------------------
     @abstractmethod
     def put_scores(self, member_id: str, model_version: str, scores: Sequence[float] | np.ndarray) -> None:
@@ -358,6 +442,21 @@ class Store(ABC):
     def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         """Current budget consumption (zero when absent)."""
 
+    @abstractmethod
+    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
+                        coupons: Sequence[CouponWrite | None], now: int,
+                        cache: CacheWrite | None = None) -> CommitResult:
+        """A decision's whole write in one atomic round trip: reserve each request as
+        :meth:`reserve` does, store the coupon of each granted request (SET NX), and cache
+        the scores (see :class:`CacheWrite`). ``coupons`` is aligned with ``requests``."""
+
+    def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
+                                                  CacheWrite | None]],
+                    now: int) -> list[CommitResult]:
+        """:meth:`commit_decision` for many members (batch decisions); each member's commit
+        is atomic on its own. The Redis store sends them in one pipeline."""
+        return [self.commit_decision(m, r, c, now, cache) for m, r, c, cache in commits]
+
     # -- coupons ----------------------------------------------------------------
     @abstractmethod
     def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
@@ -379,6 +478,14 @@ class Store(ABC):
     @abstractmethod
     def idempotency_abort(self, key: str) -> None:
         """Release a claimed key without a response, so the client may retry."""
+
+    @abstractmethod
+    def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Idempotency side records (a batch's per-member lines) by digest, one round trip."""
+
+    @abstractmethod
+    def records_put(self, items: Mapping[str, bytes]) -> None:
+        """Store side records for the idempotency TTL, one round trip."""
 
     # -- operations -------------------------------------------------------------
     @abstractmethod

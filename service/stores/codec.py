@@ -11,8 +11,18 @@ Member state hash fields (values are ASCII integers unless noted)::
     <code>:<offer>   counter: little-endian uint32 total, then up to RECENT_LIMIT uint32
                      epoch seconds, oldest first (codes: imp clk iss red dis)
 
+Member profile hash fields (all optional but ``fp``)::
+
+    fp               catalog fingerprint the member's history records were written under
+    j                joined_at, local program seconds
+    sg               segment
+    bm               birth month 1-12
+    ch               channels opted in to, ``|``-separated ("" = none; absent = unknown)
+
+The history itself is a string of fixed-width records (:mod:`models.features.online`).
+
 Score vectors are little-endian float32 arrays (4 bytes per offer, no header); the
-order is the one the model version defines. The Lua scripts in :mod:`.lua` apply the
+order is the one the cache slot defines (model version, channel and candidate offers). The Lua scripts in :mod:`.lua` apply the
 same updates inside Redis; :func:`apply_event` and :func:`reserve_one` are their
 in-process twins, and the shared test suite keeps them in agreement.
 """
@@ -35,7 +45,11 @@ from service.stores.base import (
     RECENT_LIMIT,
     SUBJECT_CODES,
     BudgetCounter,
+    CacheWrite,
     CapRequest,
+    CapResult,
+    CouponWrite,
+    MemberProfile,
     MemberState,
     OfferCounter,
     StateEvent,
@@ -188,6 +202,59 @@ def release_one(fields: Fields, req: CapRequest, issued_at: int) -> None:
             fields.pop(name, None)
         else:
             fields[name] = blob
+
+
+# -- member profile and history -------------------------------------------------
+def encode_profile(profile: MemberProfile) -> dict[bytes, bytes]:
+    """The profile hash fields of a :class:`MemberProfile` (absent values are left out)."""
+    fields = {b"fp": profile.fingerprint.encode()}
+    if profile.joined_at is not None:
+        fields[b"j"] = str(int(profile.joined_at)).encode()
+    if profile.segment is not None:
+        fields[b"sg"] = profile.segment.encode()
+    if profile.birth_month is not None:
+        fields[b"bm"] = str(int(profile.birth_month)).encode()
+    if profile.channels is not None:
+        fields[b"ch"] = "|".join(profile.channels).encode()
+    return fields
+
+
+def decode_profile(fields: Mapping[bytes, bytes] | None) -> MemberProfile | None:
+    """A :class:`MemberProfile` from the raw profile hash, None when it does not exist."""
+    if not fields or b"fp" not in fields:
+        return None
+    channels = fields.get(b"ch")
+    return MemberProfile(
+        fingerprint=fields[b"fp"].decode(),
+        joined_at=_int(fields.get(b"j")),
+        segment=fields[b"sg"].decode() if b"sg" in fields else None,
+        birth_month=_int(fields.get(b"bm")),
+        channels=None if channels is None else tuple(c for c in channels.decode().split("|") if c),
+    )
+
+
+def append_allowed(profile_fields: Mapping[bytes, bytes] | None, fingerprint: str) -> bool:
+    """Whether an event's record may be appended: the member's records are under the same
+    catalog fingerprint, or the member has no profile yet (the twin of the Lua check)."""
+    current = (profile_fields or {}).get(b"fp")
+    return current is None or current.decode() == fingerprint
+
+
+def commit_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest, now: int,
+               coupon: CouponWrite | None, coupon_taken: bool) -> tuple[CapResult, bool]:
+    """One request of a decision's commit: reserve, then whether its coupon may be stored.
+
+    ``coupon_taken`` tells whether the coupon's code already exists; the twin of the Lua
+    ``COMMIT``. Returns the reservation and whether the coupon is to be stored.
+    """
+    granted, reason, after = reserve_one(fields, budget, req, now)
+    result = CapResult(request=req, granted=granted, reason=reason, issued_at=now, budget=after)
+    return result, granted and coupon is not None and not coupon_taken
+
+
+def cache_allowed(cache: CacheWrite | None, history: bytes | None) -> bool:
+    """Whether a decision's scores may be cached: the history they read is unchanged."""
+    return cache is not None and len(history or b"") == cache.history_length
 
 
 # -- score vectors -------------------------------------------------------------

@@ -8,6 +8,9 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:b:<budget_key>:<period>  hash    budget use: n issues, m minor units  TTL budget (set at first use)
     ofr:k:<coupon_code>          string  coupon record                  TTL until the coupon expires
     ofr:i:<digest>               string  idempotency record             TTL idempotency (48 h)
+    ofr:h:<member_id>            string  history records (APPEND-only)  TTL state (400 d, refreshed on write)
+    ofr:m:<member_id>            hash    member profile: catalog fingerprint, joined_at,
+                                         segment, birth month, channels TTL state (400 d, refreshed on write)
 
 docs/redis.md describes the values. Parts are checked so that no id can forge another
 key: they must be non-empty and free of ``:``, braces, whitespace and control characters
@@ -25,6 +28,8 @@ KINDS = {
     "budget": "b",
     "coupon": "k",
     "idempotency": "i",
+    "history": "h",
+    "profile": "m",
 }
 _PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
 
@@ -70,6 +75,12 @@ class KeySpace:
 
     def idempotency(self, digest: str) -> str:
         return build_key(self.prefix, "idempotency", digest)
+
+    def history(self, member_id: str) -> str:
+        return build_key(self.prefix, "history", member_id)
+
+    def profile(self, member_id: str) -> str:
+        return build_key(self.prefix, "profile", member_id)
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""

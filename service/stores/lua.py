@@ -37,9 +37,12 @@ local function bump(v, t, limit)
 end
 """
 
-#: KEYS: per event (dedup key, state key, cache key).
+#: KEYS: per event (dedup key, state key, cache key, history key, profile key).
 #: ARGV: dedup_ttl, state_ttl, recent_limit, month_cutoff, then per event
-#:       (type code, ts, offer_id or '', amount_minor, month).
+#:       (type code, ts, offer_id or '', amount_minor, month, history record or '',
+#:        catalog fingerprint of the record).
+#: A record is appended (APPEND: no read-modify-write) only when the member's profile has
+#: the record's fingerprint, or no profile exists yet (then one is created with it).
 #: Returns one 1 (applied) or 0 (duplicate) per event.
 APPLY_EVENTS = _COUNTER_HELPERS + r"""
 local dedup_ttl, state_ttl = ARGV[1], ARGV[2]
@@ -61,12 +64,28 @@ local function trim(key)
   end
 end
 
-for i = 0, #KEYS / 3 - 1 do
-  local kd, ks, kc = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
-  local a = 4 + 5 * i
+local function append(kh, kp, rec, fp)
+  local cur = redis.call('HGET', kp, 'fp')
+  if not cur then
+    redis.call('HSET', kp, 'fp', fp)
+    cur = fp
+  end
+  if cur == fp then
+    redis.call('APPEND', kh, rec)
+    redis.call('EXPIRE', kh, state_ttl)
+  end
+  redis.call('EXPIRE', kp, state_ttl)
+end
+
+for i = 0, #KEYS / 5 - 1 do
+  local kd, ks, kc = KEYS[5 * i + 1], KEYS[5 * i + 2], KEYS[5 * i + 3]
+  local kh, kp = KEYS[5 * i + 4], KEYS[5 * i + 5]
+  local a = 4 + 7 * i
   local code, t, offer = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
   local amount, month = tonumber(ARGV[a + 4]), ARGV[a + 5]
+  local rec, fp = ARGV[a + 6], ARGV[a + 7]
   if redis.call('SET', kd, '1', 'NX', 'EX', dedup_ttl) then
+    if rec ~= '' then append(kh, kp, rec, fp) end
     hmax(ks, 'ls', t)
     if code == 'txn' then
       redis.call('HINCRBY', ks, 'sp', amount)
@@ -92,22 +111,12 @@ end
 return out
 """
 
-#: KEYS[1]: member state key; KEYS[2..]: budget hashes (fields n = issues, m = minor units).
-#: ARGV: state_ttl, now, recent_limit, then per request
-#:       (offer_id, member_limit or -1, window or -1, budget key index or 0,
-#:        count limit or -1, minor limit or -1, charge_minor, budget_ttl, count_impression 0/1).
-#: Returns per request {granted 1/0, reason or '', budget n or -1, budget m or -1}.
-RESERVE = _COUNTER_HELPERS + r"""
-local ks = KEYS[1]
-local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-local granted_any = false
-for i = 0, (#ARGV - 3) / 9 - 1 do
-  local a = 3 + 9 * i
-  local offer = ARGV[a + 1]
-  local mlimit, window = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local bidx, climit, mnlimit = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
-  local charge, bttl, imp = tonumber(ARGV[a + 7]), ARGV[a + 8], ARGV[a + 9]
+_RESERVE_ONE = r"""
+-- Check-and-increment one request against the member hash ks and the budget hash kb
+-- (nil without a budget). Returns the refusal reason (nil when granted) and the budget's
+-- n and m after the reservation, or as found when it refused (-1, -1 without a budget or
+-- when the member cap refused first).
+local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp)
   local f = 'iss:' .. offer
   local v = redis.call('HGET', ks, f)
   local refused = nil
@@ -123,8 +132,7 @@ for i = 0, (#ARGV - 3) / 9 - 1 do
     end
     if used >= mlimit then refused = 'MEMBER_CAP_REACHED' end
   end
-  if not refused and bidx > 0 then
-    local kb = KEYS[bidx]
+  if not refused and kb then
     local cur = redis.call('HMGET', kb, 'n', 'm')
     bn, bm = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
     if (climit >= 0 and bn + 1 > climit) or (mnlimit >= 0 and bm + charge > mnlimit) then
@@ -135,20 +143,88 @@ for i = 0, (#ARGV - 3) / 9 - 1 do
       if redis.call('TTL', kb) < 0 then redis.call('EXPIRE', kb, bttl) end
     end
   end
-  if refused then
-    out[#out + 1] = {0, refused, bn, bm}
-  else
+  if not refused then
     redis.call('HSET', ks, f, bump(v, now, limit))
     if imp == '1' then
       local fi = 'imp:' .. offer
       redis.call('HSET', ks, fi, bump(redis.call('HGET', ks, fi), now, limit))
     end
+  end
+  return refused, bn, bm
+end
+
+-- The 9 arguments of one request starting after ARGV[a], and its budget key (or nil).
+local function request_at(a)
+  local bidx = tonumber(ARGV[a + 4])
+  local kb = nil
+  if bidx > 0 then kb = KEYS[bidx] end
+  return ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), kb,
+         tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), ARGV[a + 8], ARGV[a + 9]
+end
+"""
+
+#: KEYS[1]: member state key; KEYS[2..]: budget hashes (fields n = issues, m = minor units).
+#: ARGV: state_ttl, now, recent_limit, then per request
+#:       (offer_id, member_limit or -1, window or -1, budget key index or 0,
+#:        count limit or -1, minor limit or -1, charge_minor, budget_ttl, count_impression 0/1).
+#: Returns per request {granted 1/0, reason or '', budget n or -1, budget m or -1}.
+RESERVE = _COUNTER_HELPERS + _RESERVE_ONE + r"""
+local ks = KEYS[1]
+local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+local granted_any = false
+for i = 0, (#ARGV - 3) / 9 - 1 do
+  local offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp = request_at(3 + 9 * i)
+  local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,
+                                      charge, bttl, imp)
+  if refused then
+    out[#out + 1] = {0, refused, bn, bm}
+  else
     granted_any = true
     out[#out + 1] = {1, '', bn, bm}
   end
 end
 if granted_any then redis.call('EXPIRE', ks, state_ttl) end
 return out
+"""
+
+#: A decision's whole write in one call.
+#: KEYS[1]: member state key, KEYS[2]: cache key, KEYS[3]: history key, then budget hashes
+#:          and coupon keys (referred to by index).
+#: ARGV: state_ttl, now, recent_limit, cache slot ('' = no cache write), score bytes,
+#:       cache_ttl, history length the scores were computed from, then per request the 9
+#:       RESERVE arguments plus (coupon key index or 0, coupon record, coupon ttl).
+#: The scores are cached only while the history still has that length (no event came
+#: in between). Returns {cached 1/0, per request {granted, reason, n, m, coupon stored 1/0}}.
+COMMIT = _COUNTER_HELPERS + _RESERVE_ONE + r"""
+local ks, kc, kh = KEYS[1], KEYS[2], KEYS[3]
+local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local slot, vec, cttl, hlen = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local out = {}
+local granted_any = false
+for i = 0, (#ARGV - 7) / 12 - 1 do
+  local a = 7 + 12 * i
+  local offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp = request_at(a)
+  local cidx, crec, cttl_c = tonumber(ARGV[a + 10]), ARGV[a + 11], ARGV[a + 12]
+  local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,
+                                      charge, bttl, imp)
+  if refused then
+    out[#out + 1] = {0, refused, bn, bm, 0}
+  else
+    granted_any = true
+    local stored = 0
+    if cidx > 0 and redis.call('SET', KEYS[cidx], crec, 'NX', 'EX', cttl_c) then stored = 1 end
+    out[#out + 1] = {1, '', bn, bm, stored}
+  end
+end
+if granted_any then redis.call('EXPIRE', ks, state_ttl) end
+local cached = 0
+if slot ~= '' and redis.call('STRLEN', kh) == hlen then
+  redis.call('HSET', kc, slot, vec)
+  redis.call('EXPIRE', kc, cttl)
+  cached = 1
+end
+return {cached, out}
 """
 
 #: KEYS[1]: member state key; KEYS[2..]: budget hashes.

@@ -21,9 +21,13 @@ from service.stores import codec
 from service.stores.base import (
     BudgetCounter,
     BudgetRef,
+    CacheWrite,
     CapRequest,
     CapResult,
+    CommitResult,
+    CouponWrite,
     MemberBundle,
+    MemberWrite,
     NullObserver,
     StateEvent,
     Store,
@@ -98,10 +102,13 @@ class MemoryStore(Store):
         if model_version is not None:
             scores = codec.decode_scores((self._get(self.keys.cache(member_id)) or {}).get(model_version))
             self.observer.cache_lookup(scores is not None)
+        history = self._get(self.keys.history(member_id))
         return MemberBundle(
             state=codec.decode_state(member_id, fields), model_version=model_version,
             scores=scores,
-            budgets={ref: self._budget(ref) for ref in budgets})
+            budgets={ref: self._budget(ref) for ref in budgets},
+            history=None if history is None else bytes(history),
+            profile=codec.decode_profile(self._get(self.keys.profile(member_id))))
 
     def _budget(self, ref: BudgetRef) -> BudgetCounter:
         return self._get(self.keys.budget(*ref)) or BudgetCounter()
@@ -115,6 +122,26 @@ class MemoryStore(Store):
                       model_version: str | None = None) -> list[MemberBundle]:
         with self._lock:
             return [self._bundle(m, model_version) for m in member_ids]
+
+    # -- history and profile -------------------------------------------------------
+    def put_members(self, members: Sequence[MemberWrite]) -> None:
+        with self._lock:
+            for m in members:
+                self._set(self.keys.history(m.member_id), bytes(m.records), self.ttls.state)
+                self._set(self.keys.profile(m.member_id), codec.encode_profile(m.profile), self.ttls.state)
+                self._data.pop(self.keys.cache(m.member_id), None)
+
+    def _append(self, ev: StateEvent) -> None:
+        """Append an event's history record (call with the lock held); see the Lua twin."""
+        pkey, hkey = self.keys.profile(ev.member_id), self.keys.history(ev.member_id)
+        profile = self._get(pkey)
+        if not codec.append_allowed(profile, ev.fingerprint):
+            self._set(pkey, profile, self.ttls.state)
+            return
+        if profile is None:
+            profile = {b"fp": ev.fingerprint.encode()}
+        self._set(hkey, (self._get(hkey) or b"") + ev.record, self.ttls.state)
+        self._set(pkey, profile, self.ttls.state)
 
     # -- score cache ---------------------------------------------------------------
     def put_scores(self, member_id: str, model_version: str,
@@ -150,6 +177,8 @@ class MemoryStore(Store):
                     out.append(False)
                     continue
                 self._set(dedup, b"1", self.ttls.event_dedup)
+                if ev.record:
+                    self._append(ev)
                 key = self.keys.state(ev.member_id)
                 fields = dict(self._get(key) or {})
                 codec.apply_event(fields, ev, cutoff)
@@ -200,6 +229,39 @@ class MemoryStore(Store):
         with self._lock:
             return {ref: self._budget(ref) for ref in refs}
 
+    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
+                        coupons: Sequence[CouponWrite | None], now: int,
+                        cache: CacheWrite | None = None) -> CommitResult:
+        caps, stored = [], []
+        with self._lock:
+            key = self.keys.state(member_id)
+            fields = dict(self._get(key) or {})
+            granted_any = False
+            for req, coupon in zip(requests, coupons, strict=True):
+                budget = self._budget(req.budget) if req.budget is not None else None
+                taken = coupon is not None and self._get(self.keys.coupon(coupon.code)) is not None
+                result, store_coupon = codec.commit_one(fields, budget, req, now, coupon, taken)
+                if result.granted and req.budget is not None:
+                    bkey = self.keys.budget(*req.budget)
+                    if self._get(bkey) is None:
+                        self._set(bkey, result.budget, req.budget_ttl_seconds or self.ttls.budget)
+                    else:
+                        self._keep(bkey, result.budget)
+                if store_coupon and coupon is not None:
+                    self._set(self.keys.coupon(coupon.code), bytes(coupon.record), max(coupon.ttl_seconds, 1))
+                granted_any |= result.granted
+                caps.append(result)
+                stored.append(store_coupon)
+            if granted_any:
+                self._set(key, fields, self.ttls.state)
+            cached = codec.cache_allowed(cache, self._get(self.keys.history(member_id)))
+            if cached and cache is not None:
+                ckey = self.keys.cache(member_id)
+                current = dict(self._get(ckey) or {})
+                current[cache.slot] = codec.encode_scores(cache.scores)
+                self._set(ckey, current, self.ttls.cache)
+        return CommitResult(caps=caps, coupons_stored=stored, cache_written=cached)
+
     # -- coupons ---------------------------------------------------------------------------
     def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
         with self._lock:
@@ -233,6 +295,15 @@ class MemoryStore(Store):
     def idempotency_abort(self, key: str) -> None:
         with self._lock:
             self._data.pop(self.keys.idempotency(key), None)
+
+    def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
+        with self._lock:
+            return [self._get(self.keys.idempotency(k)) for k in keys]
+
+    def records_put(self, items: Mapping[str, bytes]) -> None:
+        with self._lock:
+            for key, value in items.items():
+                self._set(self.keys.idempotency(key), bytes(value), self.ttls.idempotency)
 
     # -- operations ------------------------------------------------------------------------------
     def ping(self) -> None:

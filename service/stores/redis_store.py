@@ -1,10 +1,11 @@
 """The :class:`~service.stores.base.Store` on Redis.
 
 Round trips: :meth:`RedisStore.fetch_member` is one pipeline (HGETALL state, HGET the
-cached vector, MGET budgets); :meth:`~RedisStore.fetch_members` and
-:meth:`~RedisStore.put_scores_many` are one pipeline for any number of members;
-:meth:`~RedisStore.apply_events`, :meth:`~RedisStore.reserve` and
-:meth:`~RedisStore.release` are one Lua script call each (atomic), whatever the batch.
+cached vector, HMGET budgets, GET history, HGETALL profile); :meth:`~RedisStore.fetch_members`,
+:meth:`~RedisStore.put_members` and :meth:`~RedisStore.put_scores_many` are one pipeline
+for any number of members; :meth:`~RedisStore.apply_events`, :meth:`~RedisStore.reserve`,
+:meth:`~RedisStore.release` and :meth:`~RedisStore.commit_decision` are one Lua script
+call each (atomic), whatever the batch.
 
 Failure: connection errors, timeouts and "the server cannot write now" replies
 (LOADING, READONLY, MISCONF, OOM) raise :class:`StoreUnavailable` after one immediate
@@ -32,9 +33,13 @@ from service.stores.base import (
     SUBJECT_CODES,
     BudgetCounter,
     BudgetRef,
+    CacheWrite,
     CapRequest,
     CapResult,
+    CommitResult,
+    CouponWrite,
     MemberBundle,
+    MemberWrite,
     NullObserver,
     StateEvent,
     Store,
@@ -96,6 +101,7 @@ class RedisStore(Store):
         self._apply = client.register_script(lua.APPLY_EVENTS)
         self._reserve = client.register_script(lua.RESERVE)
         self._release = client.register_script(lua.RELEASE)
+        self._commit = client.register_script(lua.COMMIT)
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -114,46 +120,64 @@ class RedisStore(Store):
             raise StoreError(f"redis {operation}: {exc}") from exc
 
     # -- reads ------------------------------------------------------------------
+    def _queue_member(self, pipe: redis.client.Pipeline, member_id: str, slot: str | None) -> None:
+        pipe.hgetall(self.keys.state(member_id))
+        if slot is not None:
+            pipe.hget(self.keys.cache(member_id), slot)
+        pipe.get(self.keys.history(member_id))
+        pipe.hgetall(self.keys.profile(member_id))
+
+    def _bundle(self, member_id: str, slot: str | None, replies: Sequence[object],
+                budgets: Mapping[BudgetRef, BudgetCounter] | None = None) -> MemberBundle:
+        it = iter(replies)
+        fields = next(it)
+        scores = codec.decode_scores(next(it)) if slot is not None else None  # type: ignore[arg-type]
+        history, profile = next(it), next(it)
+        if slot is not None:
+            self.observer.cache_lookup(scores is not None)
+        return MemberBundle(
+            state=codec.decode_state(member_id, fields),  # type: ignore[arg-type]
+            model_version=slot, scores=scores, budgets=dict(budgets or {}),
+            history=None if history is None else bytes(history),  # type: ignore[arg-type]
+            profile=codec.decode_profile(profile))  # type: ignore[arg-type]
+
     def fetch_member(self, member_id: str, model_version: str | None = None,
                      budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.keys.state(member_id))
-        if model_version is not None:
-            pipe.hget(self.keys.cache(member_id), model_version)
+        self._queue_member(pipe, member_id, model_version)
         for key, period in budgets:
             pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("fetch_member"):
             replies = pipe.execute()
-        fields = replies[0]
-        scores = codec.decode_scores(replies[1]) if model_version is not None else None
-        budget_replies = replies[len(replies) - len(budgets):]
-        if model_version is not None:
-            self.observer.cache_lookup(scores is not None)
-        return MemberBundle(
-            state=codec.decode_state(member_id, fields),
-            model_version=model_version,
-            scores=scores,
-            budgets={ref: _budget(r) for ref, r in zip(budgets, budget_replies, strict=True)},
-        )
+        head = len(replies) - len(budgets)
+        return self._bundle(member_id, model_version, replies[:head],
+                            {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)})
 
     def fetch_members(self, member_ids: Sequence[str],
                       model_version: str | None = None) -> list[MemberBundle]:
         pipe = self.client.pipeline(transaction=False)
         for member_id in member_ids:
-            pipe.hgetall(self.keys.state(member_id))
-            if model_version is not None:
-                pipe.hget(self.keys.cache(member_id), model_version)
+            self._queue_member(pipe, member_id, model_version)
         with self._guard("fetch_members"):
             replies = pipe.execute()
-        step = 2 if model_version is not None else 1
-        out = []
-        for i, member_id in enumerate(member_ids):
-            scores = codec.decode_scores(replies[i * step + 1]) if step == 2 else None
-            if model_version is not None:
-                self.observer.cache_lookup(scores is not None)
-            out.append(MemberBundle(state=codec.decode_state(member_id, replies[i * step]),
-                                    model_version=model_version, scores=scores))
-        return out
+        step = 4 if model_version is not None else 3
+        return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step])
+                for i, member_id in enumerate(member_ids)]
+
+    # -- history and profile ---------------------------------------------------
+    def put_members(self, members: Sequence[MemberWrite]) -> None:
+        if not members:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        ttl = self.ttls.state
+        for m in members:
+            profile_key = self.keys.profile(m.member_id)
+            pipe.set(self.keys.history(m.member_id), m.records, ex=ttl)
+            pipe.delete(profile_key, self.keys.cache(m.member_id))
+            pipe.hset(profile_key, mapping=codec.encode_profile(m.profile))  # type: ignore[arg-type]
+            pipe.expire(profile_key, ttl)
+        with self._guard("put_members"):
+            pipe.execute()
 
     # -- score cache ------------------------------------------------------------------
     def put_scores(self, member_id: str, model_version: str,
@@ -188,41 +212,100 @@ class RedisStore(Store):
         if not events:
             return []
         keys: list[str] = []
-        args: list[str | int] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
+        args: list[str | int | bytes] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
                                  codec.month_cutoff(self._wall_clock())]
         for ev in events:
             keys += [self.keys.event(ev.event_id), self.keys.state(ev.member_id),
                      self.keys.cache(ev.member_id)]
+            keys += [self.keys.history(ev.member_id), self.keys.profile(ev.member_id)]
             code = "txn" if ev.type == "transaction" else SUBJECT_CODES[ev.type]
-            args += [code, ev.ts, ev.offer_id or "", ev.amount_minor, ev.month]
+            args += [code, ev.ts, ev.offer_id or "", ev.amount_minor, ev.month, ev.record,
+                     ev.fingerprint]
         with self._guard("apply_events"):
             result = self._apply(keys=keys, args=args)
         return [bool(n) for n in result]
 
     # -- caps and budgets ------------------------------------------------------------
+    def _request_args(self, keys: list[str], req: CapRequest) -> list[str | int | bytes]:
+        """The 9 RESERVE arguments of one request (adding its budget key to ``keys``)."""
+        bidx = 0
+        if req.budget is not None:
+            keys.append(self.keys.budget(*req.budget))
+            bidx = len(keys)
+        return [req.offer_id, _or_minus(req.member_limit), _or_minus(req.member_window_seconds),
+                bidx, _or_minus(req.budget_count_limit), _or_minus(req.budget_minor_limit),
+                req.charge_minor, req.budget_ttl_seconds or self.ttls.budget, int(req.count_impression)]
+
+    @staticmethod
+    def _cap_result(req: CapRequest, reply: Sequence[object], now: int) -> CapResult:
+        granted, reason, n, m = reply[:4]
+        if isinstance(reason, bytes):
+            reason = reason.decode()
+        return CapResult(request=req, granted=bool(granted), reason=str(reason) if reason else None,
+                         issued_at=now,
+                         budget=None if n == -1 else BudgetCounter(int(n), int(m)))  # type: ignore[call-overload]
+
     def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
         if not requests:
             return []
         keys = [self.keys.state(member_id)]
-        args: list[str | int] = [self.ttls.state, now, RECENT_LIMIT]
+        args: list[str | int | bytes] = [self.ttls.state, now, RECENT_LIMIT]
         for req in requests:
-            bidx = 0
-            if req.budget is not None:
-                keys.append(self.keys.budget(*req.budget))
-                bidx = len(keys)
-            args += [req.offer_id, _or_minus(req.member_limit), _or_minus(req.member_window_seconds),
-                     bidx, _or_minus(req.budget_count_limit), _or_minus(req.budget_minor_limit),
-                     req.charge_minor, req.budget_ttl_seconds or self.ttls.budget,
-                     int(req.count_impression)]
+            args += self._request_args(keys, req)
         with self._guard("reserve"):
             replies = self._reserve(keys=keys, args=args)
-        out = []
-        for req, (granted, reason, n, m) in zip(requests, replies, strict=True):
-            if isinstance(reason, bytes):
-                reason = reason.decode()
-            out.append(CapResult(request=req, granted=bool(granted), reason=reason or None,
-                                 issued_at=now,
-                                 budget=None if n == -1 else BudgetCounter(int(n), int(m))))
+        return [self._cap_result(req, reply, now) for req, reply in zip(requests, replies, strict=True)]
+
+    def _commit_call(self, member_id: str, requests: Sequence[CapRequest],
+                     coupons: Sequence[CouponWrite | None], now: int,
+                     cache: CacheWrite | None) -> tuple[list[str], list[str | int | bytes]]:
+        keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id)]
+        args: list[str | int | bytes] = [
+            self.ttls.state, now, RECENT_LIMIT, "" if cache is None else cache.slot,
+            b"" if cache is None else codec.encode_scores(cache.scores), self.ttls.cache,
+            -1 if cache is None else cache.history_length]
+        for req, coupon in zip(requests, coupons, strict=True):
+            args += self._request_args(keys, req)
+            if coupon is None:
+                args += [0, b"", 0]
+            else:
+                keys.append(self.keys.coupon(coupon.code))
+                args += [len(keys), coupon.record, max(coupon.ttl_seconds, 1)]
+        return keys, args
+
+    @classmethod
+    def _commit_result(cls, requests: Sequence[CapRequest], reply: Sequence[object],
+                       now: int) -> CommitResult:
+        cached, rows = reply
+        rows = list(rows)  # type: ignore[call-overload]
+        return CommitResult(caps=[cls._cap_result(req, row, now) for req, row in zip(requests, rows, strict=True)],
+                            coupons_stored=[bool(row[4]) for row in rows], cache_written=bool(cached))
+
+    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
+                        coupons: Sequence[CouponWrite | None], now: int,
+                        cache: CacheWrite | None = None) -> CommitResult:
+        if not requests and cache is None:
+            return CommitResult([], [], False)
+        keys, args = self._commit_call(member_id, requests, coupons, now, cache)
+        with self._guard("commit_decision"):
+            reply = self._commit(keys=keys, args=args)
+        return self._commit_result(requests, reply, now)
+
+    def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
+                                                  CacheWrite | None]],
+                    now: int) -> list[CommitResult]:
+        todo = [(i, c) for i, c in enumerate(commits) if c[1] or c[3] is not None]
+        out = [CommitResult([], [], False) for _ in commits]
+        if not todo:
+            return out
+        pipe = self.client.pipeline(transaction=False)
+        for _, (member_id, requests, coupons, cache) in todo:
+            keys, args = self._commit_call(member_id, requests, coupons, now, cache)
+            self._commit(keys=keys, args=args, client=pipe)
+        with self._guard("commit_many"):
+            replies = pipe.execute()
+        for (i, (_, requests, _, _)), reply in zip(todo, replies, strict=True):
+            out[i] = self._commit_result(requests, reply, now)
         return out
 
     def release(self, member_id: str, results: Sequence[CapResult]) -> None:
@@ -278,6 +361,22 @@ class RedisStore(Store):
     def idempotency_abort(self, key: str) -> None:
         with self._guard("idempotency_abort"):
             self.client.delete(self.keys.idempotency(key))
+
+    def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._guard("records_get"):
+            values = self.client.mget([self.keys.idempotency(k) for k in keys])
+        return [None if v is None else bytes(v) for v in values]
+
+    def records_put(self, items: Mapping[str, bytes]) -> None:
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(self.keys.idempotency(key), value, ex=self.ttls.idempotency)
+        with self._guard("records_put"):
+            pipe.execute()
 
     # -- operations -----------------------------------------------------------------------
     def ping(self) -> None:
