@@ -17,6 +17,7 @@ from offerdata.synthetic import (
     TABLE_ORDER,
     TIER_NAMES,
     TIER_THRESHOLDS_MINOR,
+    TIER_WINDOW_DAYS,
     generate,
     generator,
     tier_of_spend,
@@ -268,3 +269,14 @@ def test_generate_refuses_sizes_out_of_range(tmp_path: Path, n: int) -> None:
     with pytest.raises(ValueError, match="n_members must lie between 1,000 and 10,000,000"):
         generate(tmp_path / "x", n_members=n)
     assert not (tmp_path / "x").exists()
+
+
+def test_example_program_config_uses_the_generator_tiers() -> None:
+    """examples/programs/synthetic.yaml must describe the tiers the generator assigns."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "examples" / "programs" / "synthetic.yaml").read_text())
+    tiers = config["tiers"]
+    assert [t["name"] for t in tiers] == list(TIER_NAMES)
+    assert [round(t["threshold"] * 100) for t in tiers] == list(TIER_THRESHOLDS_MINOR)
+    assert config["tier_policy"]["window"]["days"] == TIER_WINDOW_DAYS

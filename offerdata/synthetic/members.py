@@ -6,7 +6,7 @@ consequences are written (joined_at, birth_month, segment, home store, channel o
 * category preferences: a mix of the average shares and a Dirichlet draw around them,
   so each member leans towards a handful of categories;
 * a visit rhythm: mean days between visits, lognormal (median 27 days);
-* basket size: mean lines per basket, lognormal (median 2.7);
+* basket size: mean lines per basket, lognormal (median 2.95);
 * private-label propensity (Beta), deal proneness (Beta) and an engagement effect
   (normal) that raises shelf-discount use and offer redemption;
 * tenure: 15% joined during the simulated year, the rest earlier (exponential, mean 4 years).
@@ -40,9 +40,9 @@ PREFERENCE_WEIGHT = 0.8
 #: Dirichlet concentration (times the average shares): lower means more specialised members.
 PREFERENCE_CONCENTRATION = 8.0
 MEDIAN_GAP_DAYS = 27.0
-GAP_SIGMA = 0.6
-MEDIAN_BASKET_LINES = 2.7
-BASKET_SIGMA = 0.4
+GAP_SIGMA = 0.65
+MEDIAN_BASKET_LINES = 2.95
+BASKET_SIGMA = 0.45
 NEW_MEMBER_SHARE = 0.15
 TENURE_MEAN_YEARS = 4.0
 BIRTH_MONTH_MISSING = 0.08

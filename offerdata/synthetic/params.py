@@ -27,9 +27,9 @@ PROGRAM_LAUNCH = np.datetime64("2012-01-01T00:00:00", "s")
 #: Three tiers ranked 0, 1, 2 by trailing-12-month spend (see docs/synthetic.md).
 TIER_NAMES: tuple[str, ...] = ("Bronze", "Silver", "Gold")
 #: Minimum trailing-12-month qualifying spend per tier, in minor units (cents):
-#: Bronze from $0, Silver from $275, Gold from $600. Qualifying spend is the sum of
+#: Bronze from $0, Silver from $300, Gold from $700. Qualifying spend is the sum of
 #: ``transactions.amount_minor`` (paid, after every discount) over the last 365 days.
-TIER_THRESHOLDS_MINOR: tuple[int, ...] = (0, 27_500, 60_000)
+TIER_THRESHOLDS_MINOR: tuple[int, ...] = (0, 30_000, 70_000)
 #: Length of the tier qualification window, in days (rolling).
 TIER_WINDOW_DAYS = 365
 
