@@ -6,6 +6,7 @@ An artifact is a directory::
     metadata.json   feature names and order, categorical features, calibration, training
                     window, data fingerprint, metrics, library versions, program-config hash,
                     and the sha256 of model.txt
+    program.yaml    the program config the tier features were computed under (optional)
     report.html     the evaluation report (written by training, not needed to serve)
 
 :meth:`PropensityModel.load` refuses an artifact whose features differ from the code's
@@ -26,9 +27,11 @@ import lightgbm as lgb
 import numpy as np
 
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from models.program import Program, ProgramConfigError, load_program
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
+PROGRAM_FILE = "program.yaml"
 FORMAT_VERSION = 1
 
 
@@ -68,6 +71,8 @@ class PropensityModel:
     booster: lgb.Booster
     calibration: Calibration
     metadata: dict[str, Any] = field(default_factory=dict)
+    program: Program | None = None
+    program_text: str | None = None
 
     @property
     def version(self) -> str:
@@ -98,6 +103,8 @@ class PropensityModel:
         out.mkdir(parents=True, exist_ok=True)
         model_path = out / MODEL_FILE
         self.booster.save_model(str(model_path))
+        if self.program_text is not None:
+            (out / PROGRAM_FILE).write_text(self.program_text)
         meta = dict(self.metadata)
         meta.update({
             "format_version": FORMAT_VERSION,
@@ -146,9 +153,23 @@ class PropensityModel:
             raise ArtifactError(f"{model_path}: LightGBM cannot read the model ({exc})") from exc
         if booster.feature_name() != names:
             raise ArtifactError(f"{model_path}: the model's features differ from its metadata")
+        program, program_text = None, None
+        expected_program = meta.get("program_config_sha256")
+        if expected_program:
+            program_path = path / PROGRAM_FILE
+            if not program_path.is_file():
+                raise ArtifactError(f"{path.name}: trained under a program config, but {PROGRAM_FILE} is missing")
+            program_text = program_path.read_text()
+            if hashlib.sha256(program_text.encode()).hexdigest() != expected_program:
+                raise ArtifactError(f"{program_path}: checksum mismatch (not the program the model was trained under)")
+            try:
+                program = load_program(program_path)
+            except ProgramConfigError as exc:
+                raise ArtifactError(f"{program_path}: {exc}") from exc
         cal = meta.get("calibration") or {}
         try:
             calibration = Calibration(float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"{meta_path}: malformed calibration {cal!r}") from exc
-        return cls(booster=booster, calibration=calibration, metadata=meta)
+        return cls(booster=booster, calibration=calibration, metadata=meta, program=program,
+                   program_text=program_text)

@@ -23,6 +23,6 @@ def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     _, test = split(ds, cut)
     if test["label"].sum() == 0:
         raise TrainingError(f"no redemptions among exposures from {cut.date()}: nothing to evaluate")
-    metrics = evaluate_rows(ds, test, feature_matrix(ds, test), model, bootstrap_reps)
+    metrics = evaluate_rows(ds, test, feature_matrix(ds, test, model.program), model, bootstrap_reps)
     metrics.update({"version": model.version, "train_end": str(cut.date())})
     return metrics

@@ -56,7 +56,7 @@ def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[st
     channel = pairs["channel"] if "channel" in pairs else pd.Series(["app"] * len(pairs))
     rows = pd.DataFrame({"m": ds.history.member_index(pairs["member_id"]), "o": o,
                          "as_of": to_seconds(pairs["as_of"]), "ch": channel_codes(channel)})
-    X = feature_matrix(ds, rows, progress)
+    X = feature_matrix(ds, rows, model.program, progress)
     out = pairs.copy()
     out["propensity"] = model.predict(X) if len(X) else np.zeros(0)
     out["model_version"] = model.version

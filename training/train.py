@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, compute_features
 from models.model import Calibration, PropensityModel
+from models.program import Program, ProgramConfigError, load_program
 from models.registry import Registry
 from training.baselines import baseline_scores
 from training.dataset import Dataset, load_dataset
@@ -76,7 +77,8 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def feature_matrix(ds: Dataset, rows: pd.DataFrame, progress: bool = False) -> np.ndarray:
+def feature_matrix(ds: Dataset, rows: pd.DataFrame, program: Program | None = None,
+                   progress: bool = False) -> np.ndarray:
     """Point-in-time features for ``rows``, computed one member partition at a time."""
     out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float32)
     if rows.empty:
@@ -87,7 +89,7 @@ def feature_matrix(ds: Dataset, rows: pd.DataFrame, progress: bool = False) -> n
         sel = np.flatnonzero(part == p)
         r = rows.iloc[sel]
         out[sel] = compute_features(ds.history, ds.catalog, r["m"].to_numpy(), r["o"].to_numpy(),
-                                    r["as_of"].to_numpy(), r["ch"].to_numpy())
+                                    r["as_of"].to_numpy(), r["ch"].to_numpy(), program)
     return out
 
 
@@ -213,14 +215,18 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
         if "member_campaign" in metrics else {})
 
 
-def config_hash(config: str | os.PathLike[str] | None) -> str | None:
-    """sha256 of the program config file, so an artifact records which program it was built under."""
+def read_program(config: str | os.PathLike[str] | None) -> tuple[Program | None, str | None]:
+    """The program config (parsed, and its text for the artifact); errors name the key and line."""
     if config is None:
-        return None
+        return None, None
     path = Path(config)
     if not path.is_file():
         raise TrainingError(f"program config {str(config)!r} does not exist")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    text = path.read_text()
+    try:
+        return load_program(path), text
+    except ProgramConfigError as exc:
+        raise TrainingError(str(exc)) from exc
 
 
 def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str],
@@ -235,17 +241,18 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    cfg_hash = config_hash(config)
+    program, program_text = read_program(config)
     ds = load_dataset(data_dir)
     timings["load"] = time.perf_counter() - started
     cut = default_train_end(ds) if train_end is None else pd.Timestamp(train_end)
     train, test = split(ds, cut, censor_labels)
     t0 = time.perf_counter()
-    X_train = feature_matrix(ds, train, progress)
-    X_test = feature_matrix(ds, test, progress)
+    X_train = feature_matrix(ds, train, program, progress)
+    X_test = feature_matrix(ds, test, program, progress)
     timings["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     model, selection = fit_propensity(ds, train, X_train, progress)
+    model.program, model.program_text = program, program_text
     timings["fit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = evaluate_rows(ds, test, X_test, model, bootstrap_reps) if len(test) and test["label"].sum() else {}
@@ -259,7 +266,8 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
         "training_window": [str(ds.first_exposure), str(cut)],
         "data_dir": str(Path(data_dir).resolve()),
         "data_fingerprint": ds.fingerprint,
-        "program_config_sha256": cfg_hash,
+        "program_config_sha256": hashlib.sha256(program_text.encode()).hexdigest() if program_text else None,
+        "program_name": program.name if program is not None else None,
         "rows": {"train": len(train), "test": len(test), "train_positives": int(train["label"].sum()),
                  "test_positives": int(test["label"].sum())},
         "params": {k: v for k, v in BASE_PARAMS.items()},

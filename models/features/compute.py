@@ -17,6 +17,8 @@ Features come in groups:
   exposures to and redemptions of offers sharing its products;
 * past offer behaviour: exposures, redemptions, redemption rate (overall and for the
   offer's kind), days since the last redemption;
+* tier state under the program config (as of the start of the day): rank, metric,
+  distance to the next tier and to keeping the current one, at risk, days to period end;
 * offer attributes: kind, value, cost, duration, number of products, campaign type;
 * context: channel, day of week, days since the offer started and days left;
 * within-group position: the rank and relative size of the offer's own-product and
@@ -32,6 +34,8 @@ from scipy import sparse
 
 from models.features.history import FeatureCatalog, History
 from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
+from models.features.tiers import TIER_FEATURES, tier_features
+from models.program import Program
 from models.schema import CHANNELS, OFFER_KINDS
 
 WINDOWS = (7, 30, 90, 365)
@@ -60,8 +64,8 @@ CONTEXT_FEATURES = ["channel", "day_of_week", "days_since_offer_start", "days_to
 GROUP_FEATURES = ["group_size", "product_spend_rank", "product_spend_rel", "category_spend_rank",
                   "category_spend_rel", "manufacturer_spend_rank"]
 
-FEATURE_NAMES: list[str] = [*MEMBER_FEATURES, *HISTORY_FEATURES, *AFFINITY_FEATURES, *OFFER_FEATURES,
-                            *CONTEXT_FEATURES, *GROUP_FEATURES]
+FEATURE_NAMES: list[str] = [*MEMBER_FEATURES, *HISTORY_FEATURES, *AFFINITY_FEATURES, *TIER_FEATURES,
+                            *OFFER_FEATURES, *CONTEXT_FEATURES, *GROUP_FEATURES]
 #: Features LightGBM treats as categorical (integer codes).
 CATEGORICAL_FEATURES = ["offer_kind", "campaign_type", "channel"]
 CHANNEL_CODES = {c: i for i, c in enumerate(CHANNELS)}
@@ -194,7 +198,7 @@ def _pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.
 
 
 def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
-                     out: dict[str, np.ndarray]) -> None:
+                     out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history and affinity features for requests (m, o, t), every as_of at once."""
     cat = eng.catalog
     n_m = hist.n_members
@@ -213,6 +217,8 @@ def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, 
         values[f"dept{i}"] = l_amt * (dept == d)
     idx = PrefixIndex(l_mem, l_time, values)
     c = idx.cut(m, t)
+    if program is not None:
+        tier_features(program, l_mem, l_time, l_amt, hist.joined_at, m, t, out)
     spend_all = idx.sum("amount", c)
     for w in WINDOWS:
         since = idx.cut(m, t - w * DAY)
@@ -285,7 +291,7 @@ def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, 
 
 
 def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndarray, offer_idx: np.ndarray,
-                     as_of: np.ndarray, channel: np.ndarray) -> np.ndarray:
+                     as_of: np.ndarray, channel: np.ndarray, program: Program | None = None) -> np.ndarray:
     """Feature matrix (float32, ``len(member_idx)`` x ``len(FEATURE_NAMES)``) for the requests.
 
     Parameters
@@ -294,6 +300,7 @@ def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndar
     catalog : products and offers; ``offer_idx`` indexes ``catalog.offer_ids``.
     as_of : int64 seconds; every aggregate uses events strictly before it.
     channel : int32 channel codes (:func:`channel_codes`).
+    program : the loyalty program whose tier rules give the tier features; None leaves them NaN.
     """
     member_idx = np.asarray(member_idx, dtype=np.int64)
     offer_idx = np.asarray(offer_idx, dtype=np.int64)
@@ -303,7 +310,7 @@ def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndar
         raise ValueError("compute_features needs known members and offers (index -1 found)")
     eng = _engine(catalog)
     out = {name: np.full(n, np.nan, dtype=np.float64) for name in FEATURE_NAMES}
-    _member_features(eng, hist, member_idx, offer_idx, as_of, out)
+    _member_features(eng, hist, member_idx, offer_idx, as_of, out, program)
 
     out["offer_kind"][:] = catalog.offer_kind[offer_idx]
     out["offer_value"][:] = catalog.offer_value[offer_idx]
