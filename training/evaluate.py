@@ -10,7 +10,7 @@ import pandas as pd
 from models.model import PropensityModel
 from models.registry import Registry
 from training.dataset import load_dataset
-from training.train import TrainingError, evaluate_rows, feature_matrix, split
+from training.train import TrainingError, evaluate_rows, feature_matrix, sample_test_members, split
 
 
 def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], version: str = "champion",
@@ -21,6 +21,7 @@ def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     cut = pd.Timestamp(train_end or model.metadata.get("train_end"))
     ds = load_dataset(data_dir)
     _, test = split(ds, cut)
+    test = sample_test_members(test)
     if test["label"].sum() == 0:
         raise TrainingError(f"no redemptions among exposures from {cut.date()}: nothing to evaluate")
     metrics = evaluate_rows(ds, test, feature_matrix(ds, test, model.program), model, bootstrap_reps)

@@ -43,6 +43,8 @@ from training.dataset import Dataset, load_dataset
 from training.metrics import ranking, summarize
 
 PARTITION_MEMBERS = 20_000
+MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
+MAX_TEST_ROWS = 2_000_000   # above this, the test block is a sample of members (groups stay whole)
 REFIT_ROUNDS_FACTOR = 1.15  # the refit sees about a third more rows than the early-stopped fit
 
 #: Features whose effect on redemption must be non-decreasing (+1) or non-increasing (-1).
@@ -118,30 +120,58 @@ def split(ds: Dataset, train_end: pd.Timestamp, censor_labels: bool = False) -> 
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
+def sample_training_rows(train: pd.DataFrame, limit: int = MAX_TRAIN_ROWS, seed: int = 0) -> pd.DataFrame:
+    """Every positive and a uniform sample of negatives, weighted by the inverse sampling rate.
+
+    Keeps the fitted probabilities unbiased (the weights restore the base rate) while
+    bounding the feature matrix; below ``limit`` rows nothing is sampled (weight 1).
+    """
+    train = train.copy()
+    train["weight"] = 1.0
+    positives = train["label"] == 1
+    n_neg = int((~positives).sum())
+    if len(train) <= limit or n_neg == 0:
+        return train
+    rate = max(limit - int(positives.sum()), 1) / n_neg
+    keep = positives | (np.random.default_rng(seed).random(len(train)) < rate)
+    train = train[keep].copy()
+    train.loc[train["label"] == 0, "weight"] = 1.0 / rate
+    return train.reset_index(drop=True)
+
+
+def sample_test_members(test: pd.DataFrame, limit: int = MAX_TEST_ROWS) -> pd.DataFrame:
+    """The test rows of a hash-chosen share of members, so at most about ``limit`` rows remain."""
+    if len(test) <= limit:
+        return test
+    share = limit / len(test)
+    bucket = pd.util.hash_array(test["member_id"].to_numpy(dtype=object)) % 10_000
+    return test[bucket < int(share * 10_000)].reset_index(drop=True)
+
+
 def _groups(rows: pd.DataFrame) -> np.ndarray:
     return (rows["member_id"].astype(str) + "|" + rows["campaign_id"].astype(str)).to_numpy()
 
 
-def _fit(X: np.ndarray, y: np.ndarray, fit: np.ndarray, val: np.ndarray | None, monotone: bool,
+def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None, monotone: bool,
          rounds: int | None = None) -> lgb.Booster:
     """One LightGBM fit: early-stopped on ``val`` when given, else exactly ``rounds`` rounds."""
     params = dict(BASE_PARAMS, num_threads=os.cpu_count() or 1)
     if monotone:
         params["monotone_constraints"] = [MONOTONE.get(f, 0) for f in FEATURE_NAMES]
         params["monotone_constraints_method"] = "advanced"
-    train_set = lgb.Dataset(X[fit], y[fit], feature_name=FEATURE_NAMES, categorical_feature=CATEGORICAL_FEATURES,
-                            free_raw_data=False)
+    train_set = lgb.Dataset(X[fit], y[fit], weight=w[fit], feature_name=FEATURE_NAMES,
+                            categorical_feature=CATEGORICAL_FEATURES, free_raw_data=False)
     if val is None:
         return lgb.train(params, train_set, num_boost_round=rounds or 100)
-    valid_set = lgb.Dataset(X[val], y[val], reference=train_set)
+    valid_set = lgb.Dataset(X[val], y[val], weight=w[val], reference=train_set)
     return lgb.train(params, train_set, num_boost_round=2000, valid_sets=[valid_set],
                      callbacks=[lgb.early_stopping(100, verbose=False)])
 
 
-def _platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
+def _platt(raw: np.ndarray, y: np.ndarray, w: np.ndarray) -> Calibration:
     raw = np.clip(raw, 1e-7, 1 - 1e-7)
     z = np.log(raw / (1 - raw)).reshape(-1, 1)
-    lr = LogisticRegression(C=1e6).fit(z, y)
+    lr = LogisticRegression(C=1e6).fit(z, y, sample_weight=w)
     return Calibration(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
@@ -161,6 +191,7 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
                    progress: bool = False) -> tuple[PropensityModel, dict[str, Any]]:
     """Fit the candidates on the training rows, select and calibrate on the validation block."""
     y = train["label"].to_numpy()
+    w = train["weight"].to_numpy() if "weight" in train else np.ones(len(train))
     val_start = pd.Timestamp(train.loc[train["label"] == 1, "exposed_at"].quantile(0.75))
     val = (train["exposed_at"] >= val_start).to_numpy()
     if y[val].sum() == 0 or y[~val].sum() == 0:
@@ -168,7 +199,7 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
     groups = _groups(train)
     candidates: dict[str, dict[str, Any]] = {}
     for name, mono in tqdm([("binary_monotone", True), ("binary", False)], desc="fit", disable=not progress):
-        booster = _fit(X, y, ~val, val, mono)
+        booster = _fit(X, y, w, ~val, val, mono)
         raw = booster.predict(X[val], num_iteration=booster.best_iteration)
         candidates[name] = {"booster": booster, "raw_val": raw,
                             "val": ranking(y[val], raw, groups[val]) | {"best_iteration": booster.best_iteration}}
@@ -177,9 +208,9 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
     # Calibrate on the validation block (scores of a model that never saw it), then refit the
     # chosen variant on every training row for the validated number of rounds (scaled for the
     # larger sample): the validation block is the most recent data and too valuable to drop.
-    calibration = _platt(best["raw_val"], y[val])
+    calibration = _platt(best["raw_val"], y[val], w[val])
     rounds = max(1, round(best["booster"].best_iteration * REFIT_ROUNDS_FACTOR))
-    booster = _fit(X, y, np.ones(len(y), dtype=bool), None, chosen == "binary_monotone", rounds)
+    booster = _fit(X, y, w, np.ones(len(y), dtype=bool), None, chosen == "binary_monotone", rounds)
     selection = {"chosen": chosen, "validation_start": str(val_start.date()), "refit_rounds": rounds,
                  "candidates": {k: v["val"] for k, v in candidates.items()}}
     return PropensityModel(booster=booster, calibration=calibration), selection
@@ -246,6 +277,8 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     timings["load"] = time.perf_counter() - started
     cut = default_train_end(ds) if train_end is None else pd.Timestamp(train_end)
     train, test = split(ds, cut, censor_labels)
+    n_train_all, n_test_all = len(train), len(test)
+    train, test = sample_training_rows(train), sample_test_members(test)
     t0 = time.perf_counter()
     X_train = feature_matrix(ds, train, program, progress)
     X_test = feature_matrix(ds, test, program, progress)
@@ -269,7 +302,8 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
         "program_config_sha256": hashlib.sha256(program_text.encode()).hexdigest() if program_text else None,
         "program_name": program.name if program is not None else None,
         "rows": {"train": len(train), "test": len(test), "train_positives": int(train["label"].sum()),
-                 "test_positives": int(test["label"].sum())},
+                 "test_positives": int(test["label"].sum()), "train_before_sampling": n_train_all,
+                 "test_before_sampling": n_test_all},
         "params": {k: v for k, v in BASE_PARAMS.items()},
         "variant": selection["chosen"],
         "headline_metrics": heads,
