@@ -162,3 +162,20 @@ def test_api_refuses_unknown_config_and_unknown_versions(tmp_path: Path, syn_dir
         train_propensity(syn_dir, tmp_path / "r", config=tmp_path / "missing.yaml")
     with pytest.raises(RegistryError, match="unknown model version"):
         Registry(trained_registry).resolve("20990101-000000-abcdef")
+
+
+def test_negative_sampling_keeps_positives_and_restores_the_base_rate() -> None:
+    from training.train import sample_test_members, sample_training_rows
+
+    rng = pd.Series(range(100_000))
+    rows = pd.DataFrame({"label": (rng % 50 == 0).astype("int8"), "member_id": (rng // 20).astype(str)})
+    sampled = sample_training_rows(rows, limit=20_000, seed=3)
+    assert len(sampled) < 25_000
+    assert sampled["label"].sum() == rows["label"].sum()
+    weighted_negatives = sampled.loc[sampled["label"] == 0, "weight"].sum()
+    assert abs(weighted_negatives - (rows["label"] == 0).sum()) / (rows["label"] == 0).sum() < 0.03
+    assert (sample_training_rows(rows, limit=200_000)["weight"] == 1).all()
+    test = sample_test_members(rows, limit=30_000)
+    assert 20_000 < len(test) < 40_000
+    # whole members only: every sampled member keeps all 20 of its rows
+    assert (test.groupby("member_id").size() == 20).all()

@@ -1,0 +1,98 @@
+"""Training benchmark: wall time and peak memory of `offers train`, on The Complete Journey
+(features + training + evaluation, target under 60 s on 2 cores, with the model's test
+metrics against the product-spend heuristic) and on a synthetic program (default 1M members).
+
+Each run is a separate `offers train` process; its peak memory is read from
+`/usr/bin/time -v`-style rusage of the child. Results go to docs/BENCHMARKS.md.
+
+    python bench/bench_training.py                 # CJ + 1M synthetic
+    python bench/bench_training.py --members 100000 --skip-cj
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.report import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str]) -> tuple[float, float, str]:
+    """Run ``offers ARGS`` in a child; return (wall seconds, that child's peak RSS in MiB, stdout)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "offers_cli.main", *args], stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"offers {' '.join(args)} failed:\n{err.read().decode()[-3000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def trained(registry: Path) -> dict:
+    versions = sorted((registry / "versions").iterdir())
+    return json.loads((versions[-1] / "metadata.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--skip-cj", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        work = Path(tmp)
+        if not args.skip_cj:
+            run(["data", "completejourney", "--out", str(work / "cj")])
+            wall, peak, _ = run(["train", "--data", str(work / "cj"), "--registry", str(work / "reg-cj"),
+                                 "--train-end", "2017-08-01", "--config", "examples/programs/completejourney.yaml"])
+            meta = trained(work / "reg-cj")
+            m, h = meta["metrics"]["model"], meta["metrics"]["product_spend"]
+            t = meta["timings_s"]
+            rows.append(f"| The Complete Journey, `--train-end 2017-08-01` | {wall:.1f} s | {peak:,.0f} MiB | "
+                        f"load {t['load']} s, features {t['features']} s, fit {t['fit']} s, evaluate {t['evaluate']} s; "
+                        f"features + training + evaluation = {t['features'] + t['fit'] + t['evaluate']:.1f} s (target < 60 s) |")
+            quality = (
+                "| measure | model | product-spend heuristic | target |\n| --- | --- | --- | --- |\n"
+                f"| member x coupon ROC-AUC | {m['roc_auc']:.4f} [{m['ci95']['roc_auc'][0]:.3f}, {m['ci95']['roc_auc'][1]:.3f}] | {h['roc_auc']:.4f} | >= 0.92 |\n"
+                f"| hit@1 within member x campaign | {m['hit@1']:.4f} [{m['ci95']['hit@1'][0]:.3f}, {m['ci95']['hit@1'][1]:.3f}] | {h['hit@1']:.4f} | >= 0.45 |\n"
+                f"| hit@3 within member x campaign | {m['hit@3']:.4f} [{m['ci95']['hit@3'][0]:.3f}, {m['ci95']['hit@3'][1]:.3f}] | {h['hit@3']:.4f} | >= 0.72 |\n"
+                f"| NDCG@5 | {m['ndcg@5']:.4f} | {h['ndcg@5']:.4f} | |\n"
+                f"| ECE | {m['ece']:.5f} | | |\n"
+                f"| member x campaign ROC-AUC | {meta['metrics']['member_campaign']['roc_auc']:.4f} | | >= 0.85 |\n"
+                f"\nChosen variant: `{meta['variant']}`; 95% intervals from a bootstrap over members.\n")
+        if not args.skip_synthetic:
+            data = work / "syn"
+            run(["data", "synthetic", "--members", str(args.members), "--out", str(data)])
+            wall, peak, _ = run(["train", "--data", str(data), "--registry", str(work / "reg-syn"), "--bootstrap", "50"])
+            meta = trained(work / "reg-syn")
+            t = meta["timings_s"]
+            r = meta["rows"]
+            rows.append(f"| synthetic, {args.members:,} members | {wall:.1f} s | {peak:,.0f} MiB | "
+                        f"load {t['load']} s, features {t['features']} s, fit {t['fit']} s, evaluate {t['evaluate']} s; "
+                        f"{r['train_before_sampling']:,} training exposures sampled to {r['train']:,}, "
+                        f"test {r['test_before_sampling']:,} sampled to {r['test']:,}; "
+                        f"test AUC {meta['metrics']['model']['roc_auc']:.3f} |")
+    body = ("| data | wall time | peak memory | breakdown |\n| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+    if not args.skip_cj:
+        body += "\nModel quality on The Complete Journey (test = campaigns starting on or after 2017-08-01):\n\n" + quality
+    write_section("training", "Training", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
