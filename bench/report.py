@@ -49,7 +49,7 @@ def peak_rss_mib(children: bool = False) -> float:
 def write_section(name: str, title: str, body: str, command: str | None = None) -> None:
     """Replace (or append) the ``name`` section of docs/BENCHMARKS.md with ``body``."""
     command = command or "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"<!-- bench:{name} -->\n## {title}\n\n- machine: {machine()}\n- date: {stamp}\n"
                f"- command: `{command}`\n\n{body.strip()}\n<!-- /bench:{name} -->")
     DOC.parent.mkdir(parents=True, exist_ok=True)

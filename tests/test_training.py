@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from models.model import ArtifactError, PropensityModel
 from models.registry import Registry, RegistryError
 from offers_cli.main import cli
-from training.train import TrainingError, train_propensity
 from tests.factory import tiny_tables, write_tiny
+from training.train import TrainingError, train_propensity
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def test_corrupt_or_mismatched_artifacts_are_refused(tmp_path: Path, trained_reg
         match = "checksum mismatch"
     elif damage == "features":
         meta = json.loads((art / "metadata.json").read_text())
-        meta["feature_names"] = meta["feature_names"][:-1] + ["something_else"]
+        meta["feature_names"] = [*meta["feature_names"][:-1], "something_else"]
         (art / "metadata.json").write_text(json.dumps(meta))
         match = "do not match the code's"
     else:

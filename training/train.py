@@ -200,7 +200,7 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
     candidates: dict[str, dict[str, Any]] = {}
     for name, mono in tqdm([("binary_monotone", True), ("binary", False)], desc="fit", disable=not progress):
         booster = _fit(X, y, w, ~val, val, mono)
-        raw = booster.predict(X[val], num_iteration=booster.best_iteration)
+        raw = np.asarray(booster.predict(X[val], num_iteration=booster.best_iteration), dtype=np.float64)
         candidates[name] = {"booster": booster, "raw_val": raw,
                             "val": ranking(y[val], raw, groups[val]) | {"best_iteration": booster.best_iteration}}
     chosen = _select(candidates)

@@ -9,6 +9,7 @@ request that day. Without a program config these features are missing (NaN).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from models.features.prefix import DAY
 from models.program import Program
@@ -41,7 +42,7 @@ def tier_features(program: Program, line_member: np.ndarray, line_time: np.ndarr
         period_end = np.asarray(cols["period_end"], dtype="datetime64[ns]").view(np.int64)[pos]
         out["tier_rank"][rows] = np.asarray(cols["tier_rank"], dtype=np.float64)[pos]
         out["tier_metric"][rows] = np.asarray(cols["metric"], dtype=np.float64)[pos]
-        out["tier_delta_to_next"][rows] = np.asarray(cols["delta_to_next"].astype("float64"))[pos]
+        out["tier_delta_to_next"][rows] = pd.array(cols["delta_to_next"]).to_numpy(dtype=np.float64, na_value=np.nan)[pos]
         out["tier_delta_to_keep"][rows] = np.asarray(cols["delta_to_keep"], dtype=np.float64)[pos]
         out["tier_at_risk"][rows] = np.asarray(cols["at_risk"], dtype=np.float64)[pos]
         out["tier_days_to_period_end"][rows] = np.where(period_end == _NONE, np.nan,
