@@ -86,3 +86,14 @@ def test_online_vector_equals_offline_complete_journey(cj_dir: Path) -> None:
 def test_truncated_records_are_refused() -> None:
     with pytest.raises(ValueError, match="not a whole number of records"):
         history_from_records("m1", b"\x00" * 7)
+
+
+def test_member_partitions_give_the_same_features(syn_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.train as train_module
+    from training.dataset import load_dataset
+
+    ds = load_dataset(syn_dir, validate=False)
+    rows = ds.exposures.iloc[::7]
+    whole = train_module.feature_matrix(ds, rows)
+    monkeypatch.setattr(train_module, "PARTITION_MEMBERS", 97)
+    np.testing.assert_array_equal(train_module.feature_matrix(ds, rows), whole)

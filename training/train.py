@@ -81,16 +81,23 @@ class TrainResult:
 
 def feature_matrix(ds: Dataset, rows: pd.DataFrame, program: Program | None = None,
                    progress: bool = False) -> np.ndarray:
-    """Point-in-time features for ``rows``, computed one member partition at a time."""
+    """Point-in-time features for ``rows``, computed one member partition at a time.
+
+    Each partition (``PARTITION_MEMBERS`` consecutive member indices) gets its own slice of
+    the member-sorted history, so memory and work per partition stay bounded.
+    """
     out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float32)
     if rows.empty:
         return out
+    history = ds.history.sorted_by_member()
     part = rows["m"].to_numpy() // PARTITION_MEMBERS
     parts = np.unique(part)
     for p in tqdm(parts, desc="features", unit="partition", disable=not progress or len(parts) < 2):
         sel = np.flatnonzero(part == p)
         r = rows.iloc[sel]
-        out[sel] = compute_features(ds.history, ds.catalog, r["m"].to_numpy(), r["o"].to_numpy(),
+        lo = int(p) * PARTITION_MEMBERS
+        sub = history.partition(lo, min(lo + PARTITION_MEMBERS, history.n_members))
+        out[sel] = compute_features(sub, ds.catalog, r["m"].to_numpy() - lo, r["o"].to_numpy(),
                                     r["as_of"].to_numpy(), r["ch"].to_numpy(), program)
     return out
 

@@ -175,6 +175,35 @@ class History:
         return np.asarray(pd.Index(self.member_ids).get_indexer(pd.Index(np.asarray(member_ids, dtype=object))),
                           dtype=np.int64)
 
+    def sorted_by_member(self) -> History:
+        """A copy whose line, exposure and redemption arrays are ordered by member index.
+
+        Sorting once lets :meth:`partition` cut a member range out by binary search.
+        """
+        def take(prefix: str, order: np.ndarray) -> dict[str, np.ndarray]:
+            return {k: v[order] for k, v in self.__dict__.items() if k.startswith(prefix)}
+
+        return History(member_ids=self.member_ids, joined_at=self.joined_at,
+                       **take("line_", np.argsort(self.line_member, kind="stable")),
+                       **take("exp_", np.argsort(self.exp_member, kind="stable")),
+                       **take("red_", np.argsort(self.red_member, kind="stable")))
+
+    def partition(self, lo: int, hi: int) -> History:
+        """Members ``lo``..``hi``-1 as their own History (indices rebased to start at 0).
+
+        Needs :meth:`sorted_by_member` order; each partition is then an independent unit of
+        work (the shape a distributed engine's map over partitions needs).
+        """
+        def cut(prefix: str) -> dict[str, np.ndarray]:
+            members = self.__dict__[f"{prefix}member"]
+            a, b = np.searchsorted(members, [lo, hi], side="left")
+            part = {k: v[a:b] for k, v in self.__dict__.items() if k.startswith(prefix)}
+            part[f"{prefix}member"] = (part[f"{prefix}member"] - lo).astype(np.int32)
+            return part
+
+        return History(member_ids=self.member_ids[lo:hi], joined_at=self.joined_at[lo:hi],
+                       **cut("line_"), **cut("exp_"), **cut("red_"))
+
     def with_members(self, member_ids: np.ndarray | list[str]) -> History:
         """A copy that also holds ``member_ids`` it lacked, with empty histories (cold start)."""
         new = [m for m in pd.unique(np.asarray(member_ids, dtype=object)) if m not in set(self.member_ids)]

@@ -36,7 +36,7 @@ def catalog_fingerprint(catalog: FeatureCatalog) -> str:
 
 
 def basket_code(basket_id: str) -> int:
-    """The int64 code of one basket id, as training computes it."""
+    """An int64 code for an online event's basket id; only equality within one member matters."""
     return int(basket_codes_of(np.array([basket_id], dtype=object))[0])
 
 
@@ -87,3 +87,26 @@ def history_from_records(member_id: str, records: bytes | None, joined_at: int =
         exp_member=member(len(exps)), exp_time=exps["time"].astype(np.int64), exp_offer=exps["index"].astype(np.int32),
         red_member=member(len(reds)), red_time=reds["time"].astype(np.int64), red_offer=reds["index"].astype(np.int32),
     )
+
+
+def member_records(hist: History) -> list[bytes]:
+    """Every member's records (``records_from_history(hist, i)`` for each ``i``), in one pass.
+
+    Sorting each event kind by member once (stably, so a member's records keep their
+    order) makes materializing many members linear instead of one scan per member.
+    """
+    parts: list[list[bytes]] = [[] for _ in range(hist.n_members)]
+    for kind, members, columns in (
+            (LINE, hist.line_member, (hist.line_time, hist.line_product, hist.line_amount, hist.line_coupon,
+                                      hist.line_discount, hist.line_basket)),
+            (EXPOSURE, hist.exp_member, (hist.exp_time, hist.exp_offer)),
+            (REDEMPTION, hist.red_member, (hist.red_time, hist.red_offer))):
+        order = np.argsort(members, kind="stable")
+        sorted_members = members[order]
+        blob = encode(kind, *(c[order] for c in columns))
+        bounds = np.searchsorted(sorted_members, np.arange(hist.n_members + 1))
+        size = RECORD.itemsize
+        for m in range(hist.n_members):
+            lo, hi = bounds[m], bounds[m + 1]
+            parts[m].append(blob[lo * size:hi * size])
+    return [b"".join(p) for p in parts]
