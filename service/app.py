@@ -5,11 +5,11 @@ log, the OpenAPI document) is built here and kept on ``app.extensions["offers"]`
 :class:`~service.state.ServiceState`); nothing happens at import time, so tests build as
 many apps as they like and gunicorn builds one per worker after forking.
 
-Seams for the decision endpoints (added by :func:`create_app`'s callers or a later
-``init_decisions(app)``): register a blueprint, add readiness checks
-(``state.readiness.flag("model")``), document paths (``state.openapi.add_path``),
-read members with ``state.store.fetch_member``, issue with :func:`service.issuance.issue`,
-and count decisions with ``state.metrics.record_decision``.
+The decision endpoints are added by :func:`service.decisions.component.init_decisions`:
+with ``OFFERS_DATA`` set it loads the catalog, (without Redis) materializes the members
+into the in-process store and loads the champion model in a background thread, so this
+function returns at once; readiness checks ``decisions`` and ``model`` turn true when
+that is done.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from flask import Flask
 
 from service import admin, http, ops
 from service.apikeys import Keyring
+from service.decisions.component import init_decisions
 from service.errors import register_error_handlers
 from service.events import routes as events
 from service.events.log import EventLog, EventLogError
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(admin.bp)
+    init_decisions(app)
 
     if keyring.open:
         log.warning("OFFERS_API_KEYS is empty: decisions and events endpoints accept requests "

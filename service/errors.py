@@ -10,6 +10,7 @@ Exception tree (each class knows its HTTP status and problem type)::
     ├── NotFound                      404  unknown route or resource
     ├── MethodNotAllowed              405  route exists, method does not (Allow header)
     ├── Conflict                      409  a request with this Idempotency-Key is in flight
+    │   └── ArtifactRejected          409  the champion model cannot be served; the old one still is
     ├── PayloadTooLarge               413  body above OFFERS_MAX_BODY_BYTES
     ├── UnsupportedMediaType          415  body is not application/json
     ├── ValidationFailed              422  well-formed JSON, invalid content; ``errors`` name fields
@@ -111,6 +112,10 @@ class Conflict(ServiceError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class ArtifactRejected(Conflict):
+    slug, title = "model-rejected", "Model artifact rejected"
+
+
 class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -137,7 +142,7 @@ class ServiceUnavailable(ServiceError):
 #: Every problem class, for the docs page.
 PROBLEM_TYPES: tuple[type[ServiceError], ...] = (
     BadRequest, MalformedJSON, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-    PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
+    ArtifactRejected, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
     ServiceUnavailable, ServiceError)
 
 

@@ -6,6 +6,10 @@
 * No preload: LightGBM/OpenMP is not fork-safe, so every worker imports the app, and with
   it loads its model, after the fork. ``OMP_NUM_THREADS=1`` is set before any worker starts.
 * Graceful shutdown: SIGTERM lets requests in flight finish for up to 20 s.
+* Timeout: a sync worker cannot report its heartbeat while it answers, so a request may
+  run ``OFFERS_WORKER_TIMEOUT`` seconds (120) before gunicorn restarts the worker; a
+  streamed ``/v1/decisions/batch`` of 10,000 members must finish within it. The app
+  itself loads its catalog and model in a background thread, so start-up never counts.
 * Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is created (a temporary directory) when unset,
   wiped of stale files at start-up, and each dead worker is marked so its files stop
   counting as live.
@@ -52,7 +56,7 @@ bind = _settings.bind
 workers = _settings.workers or default_workers()
 worker_class = "sync"
 preload_app = False
-timeout = 30
+timeout = _settings.worker_timeout
 graceful_timeout = 20
 keepalive = 5
 # gunicorn >= 25 opens a control socket at one path per user; several servers on one

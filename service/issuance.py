@@ -1,6 +1,16 @@
 """Issuing offers: reserve caps and budgets atomically, then attach coupon codes.
 
-The decision endpoint calls :func:`issue` with the offers it is about to return. Each
+Two entry points:
+
+* :func:`commit` (the decision endpoints) does a decision's whole write in one atomic
+  store round trip: reservations, the coupons of granted offers (codes drawn before the
+  call, stored with SET NX) and the score cache (:class:`~service.stores.CacheWrite`).
+  A code that collides with an existing one (at 60 random bits, practically never) is
+  drawn again with :func:`~service.coupons.issue_coupon`. :func:`commit_many` does the
+  same for a batch of members in one pipeline.
+* :func:`issue` reserves first, then stores each coupon (one call per coupon).
+
+The decision endpoint calls :func:`commit` with the offers it is about to return. Each
 offer's member cap and budget are checked-and-incremented atomically in the store
 (:meth:`~service.stores.Store.reserve`); refused offers come back with their reason code
 (``MEMBER_CAP_REACHED``, ``BUDGET_EXHAUSTED``) for the response's ``excluded`` list.
@@ -15,8 +25,10 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.coupons import Coupon, issue_coupon
-from service.stores import CapRequest, CapResult, Store, StoreUnavailable
+from service.coupons import Coupon, display, generate, issue_coupon
+from service.stores import CacheWrite, CapRequest, CapResult, CouponWrite, Store, StoreUnavailable
+
+Offers = Sequence[tuple[CapRequest, "CouponSpec | None"]]
 
 
 @dataclass(frozen=True)
@@ -63,3 +75,60 @@ def issue(store: Store, member_id: str, offers: Sequence[tuple[CapRequest, Coupo
             store.release(member_id, caps)
         raise
     return out
+
+
+def _draw(member_id: str, request: CapRequest, spec: CouponSpec | None, now: int,
+          decision_id: str | None) -> tuple[Coupon | None, CouponWrite | None]:
+    if spec is None:
+        return None, None
+    code = generate(spec.prefix)
+    coupon = Coupon(code=code, display=display(code, spec.prefix), member_id=member_id,
+                    offer_id=request.offer_id, issued_at=now, expires_at=now + spec.ttl_seconds,
+                    decision_id=decision_id)
+    return coupon, CouponWrite(code, coupon.to_bytes(), spec.ttl_seconds)
+
+
+def _finish(store: Store, member_id: str, offers: Offers, caps: Sequence[CapResult],
+            stored: Sequence[bool], drawn: Sequence[Coupon | None], now: int,
+            decision_id: str | None) -> list[Issued]:
+    """Pair reservations with their coupons; draw again the (rare) codes that collided."""
+    out = []
+    try:
+        for (req, spec), cap, ok, coupon in zip(offers, caps, stored, drawn, strict=True):
+            if cap.granted and spec is not None and not ok:
+                coupon = issue_coupon(store, member_id, req.offer_id, now, now + spec.ttl_seconds,
+                                      spec.prefix, decision_id)
+            out.append(Issued(cap=cap, coupon=coupon if cap.granted and spec is not None else None))
+    except (StoreUnavailable, RuntimeError):
+        with contextlib.suppress(StoreUnavailable):
+            store.release(member_id, caps)
+        raise
+    return out
+
+
+def commit(store: Store, member_id: str, offers: Offers, now: int, decision_id: str | None = None,
+           cache: CacheWrite | None = None) -> tuple[list[Issued], bool]:
+    """Reserve, issue coupons and cache scores in one atomic round trip.
+
+    Returns the outcome per offer and whether the scores were cached.
+
+    Raises
+    ------
+    StoreUnavailable
+        When the store fails (nothing is reserved then, best effort).
+    """
+    drawn = [_draw(member_id, req, spec, now, decision_id) for req, spec in offers]
+    result = store.commit_decision(member_id, [req for req, _ in offers], [w for _, w in drawn], now, cache)
+    issued = _finish(store, member_id, offers, result.caps, result.coupons_stored, [c for c, _ in drawn],
+                     now, decision_id)
+    return issued, result.cache_written
+
+
+def commit_many(store: Store, commits: Sequence[tuple[str, Offers, str | None, CacheWrite | None]],
+                now: int) -> list[list[Issued]]:
+    """:func:`commit` for many members ``(member_id, offers, decision_id, cache)``, one pipeline."""
+    drawn = [[_draw(m, req, spec, now, d) for req, spec in offers] for m, offers, d, _ in commits]
+    results = store.commit_many([(m, [req for req, _ in offers], [w for _, w in dr], cache)
+                                 for (m, offers, _, cache), dr in zip(commits, drawn, strict=True)], now)
+    return [_finish(store, m, offers, r.caps, r.coupons_stored, [c for c, _ in dr], now, d)
+            for (m, offers, d, _), r, dr in zip(commits, results, drawn, strict=True)]

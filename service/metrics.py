@@ -10,6 +10,10 @@ Metrics (all prefixed ``offers_``):
 ``decisions_total{policy,holdout,model_version}``  decisions served (recorded by the
     decision endpoint through :meth:`Metrics.record_decision`)
 ``events_total{type,status}``  feedback events, ``status`` accepted or duplicate
+``decisions_degraded_total{reason}``  decisions served without the online store
+    (``store_unavailable``: no history, cache or counters read, or nothing reserved)
+``model_reloads_total{result}``  model loads by this worker: ``swapped``, ``unchanged``
+    or ``rejected`` (a bad artifact; the old model kept serving)
 
 Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` must be set before workers start
 (:mod:`service.gunicorn_conf` does it): each worker then writes its values to files in
@@ -61,6 +65,11 @@ class Metrics:
             registry=r)
         self.events = Counter(
             "offers_events", "Feedback events received.", ["type", "status"], registry=r)
+        self.degraded = Counter(
+            "offers_decisions_degraded", "Decisions served without the online store.", ["reason"],
+            registry=r)
+        self.model_reloads = Counter(
+            "offers_model_reloads", "Model loads by result.", ["result"], registry=r)
         for result in ("hit", "miss"):
             self.cache_lookups.labels(result)
 
@@ -78,6 +87,14 @@ class Metrics:
     def record_decision(self, policy: str, holdout: bool, model_version: str) -> None:
         """Count one decision; ``policy`` e.g. "model", "explore", "fallback"."""
         self.decisions.labels(policy, "true" if holdout else "false", model_version).inc()
+
+    def record_degraded(self, reason: str) -> None:
+        """Count one decision served in a degraded mode (e.g. ``store_unavailable``)."""
+        self.degraded.labels(reason).inc()
+
+    def record_model_load(self, result: str) -> None:
+        """Count one model load: ``swapped``, ``unchanged`` or ``rejected``."""
+        self.model_reloads.labels(result).inc()
 
     def record_event(self, event_type: str, status: str) -> None:
         self.events.labels(event_type, status).inc()

@@ -9,7 +9,9 @@ Variables (defaults in brackets)
 --------------------------------
 OFFERS_REGISTRY            model registry directory [unset]; must be a directory when set
 OFFERS_DATA                data directory [unset]; must be a directory when set
-OFFERS_PROGRAM             program config file [unset]; must be a file when set
+OFFERS_PROGRAM             program config file [unset: a one-tier default]; must be a file when set
+OFFERS_CLOCK               decision time: ``wall``, ``data`` (just after the latest transaction in
+                           OFFERS_DATA) or an ISO 8601 timestamp [wall]
 OFFERS_REDIS_URL, REDIS_URL
                            Redis URL [unset: embedded in-process stores, one per worker]
 OFFERS_REDIS_PREFIX        prefix of every Redis key [ofr]
@@ -32,12 +34,15 @@ OFFERS_CURRENCY_EXPONENT   minor-unit digits of the currency, for event ``value`
 OFFERS_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR [INFO]
 OFFERS_BIND                gunicorn bind address [127.0.0.1:8000]
 OFFERS_WORKERS             gunicorn workers [unset: 2 x cores + 1, at most 8]
+OFFERS_WORKER_TIMEOUT      seconds a request (a streamed batch included) may run before gunicorn
+                           restarts its worker [120]
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +64,22 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
+CLOCK_MODES = ("wall", "data")
+
+
+def check_clock_spec(spec: str) -> str:
+    """Normalise an ``OFFERS_CLOCK`` value: ``wall``, ``data`` or an ISO 8601 timestamp."""
+    text = spec.strip()
+    if text.lower() in CLOCK_MODES:
+        return text.lower()
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be 'wall', 'data' or an ISO 8601 timestamp such as "
+                         "2017-10-30T09:00:00-05:00") from None
+    return text
+
+
 def _default_event_log() -> Path:
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "offers" / "events"
@@ -78,6 +99,7 @@ class Settings(BaseSettings):
     registry: Path | None = None
     data: Path | None = None
     program: Path | None = None
+    clock: str = "wall"
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices(*ALIASES["redis_url"]))
     redis_prefix: str = Field(default="ofr", pattern=r"^[a-z][a-z0-9_]{0,15}$")
@@ -104,6 +126,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bind: str = Field(default="127.0.0.1:8000", min_length=1)
     workers: int | None = Field(default=None, ge=1, le=256)
+    worker_timeout: int = Field(default=120, ge=10, le=3600)
 
     @classmethod
     def settings_customise_sources(
@@ -148,6 +171,11 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"is not a valid Redis URL: {exc}") from None
         return value
+
+    @field_validator("clock")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        return check_clock_spec(value)
 
     @field_validator("timezone")
     @classmethod

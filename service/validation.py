@@ -25,6 +25,12 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
                  "1-128 characters: letters, digits and . _ -, starting with a letter or digit"),
     "decision_id": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
                     "1-128 characters: letters, digits and . _ -, starting with a letter or digit"),
+    "product_id": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+                   "1-64 characters: letters, digits and . _ -, starting with a letter or digit"),
+    "basket_id": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
+                  "1-128 characters: letters, digits and . _ -, starting with a letter or digit"),
+    "placement": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+                  "1-64 characters: letters, digits and . _ -, starting with a letter or digit"),
     "model_version": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"),
                       "1-64 characters: letters, digits and . _ @ + -"),
     # Loose shape of a coupon code as typed by a person (separators and any case);
@@ -48,6 +54,9 @@ OfferId = Annotated[str, StringConstraints(pattern=_pattern("offer_id"))]
 EventId = Annotated[str, StringConstraints(pattern=_pattern("event_id"))]
 DecisionId = Annotated[str, StringConstraints(pattern=_pattern("decision_id"))]
 ModelVersion = Annotated[str, StringConstraints(pattern=_pattern("model_version"))]
+ProductId = Annotated[str, StringConstraints(pattern=_pattern("product_id"))]
+BasketId = Annotated[str, StringConstraints(pattern=_pattern("basket_id"))]
+Placement = Annotated[str, StringConstraints(pattern=_pattern("placement"))]
 CouponCodeText = Annotated[str, StringConstraints(pattern=_pattern("coupon_code"))]
 
 

@@ -5,9 +5,11 @@ Order of work for one request (a batch is handled as a whole):
 1. duplicates inside the batch (same ``event_id`` twice) keep their first occurrence;
 2. one store round trip asks which ids were already applied; those are duplicates;
 3. the new events are appended to the durable log (and fsynced);
-4. one atomic store call marks them seen (SET NX with TTL), updates each member's state
-   and drops each member's cached scores, so the next read sees the event. An id that
-   a concurrent request applied in between comes back as a duplicate here.
+4. one atomic store call marks them seen (SET NX with TTL), updates each member's state,
+   appends each event's history record (when a decision engine is loaded: purchase
+   lines, exposures, redemptions; see :mod:`service.decisions.records`) and drops each
+   member's cached scores, so the next read sees the event. An id that a concurrent
+   request applied in between comes back as a duplicate here.
 
 If the store is down at 2 nothing is written and the caller answers 503; if it fails at
 4 the events are already in the log (at-least-once) and the client's retry applies them.
@@ -18,12 +20,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from service.coupons import normalise
 from service.events.log import FORMAT_VERSION, EventLog
 from service.events.schema import Event
 from service.stores import StateEvent, Store
+
+
+class Recorder(Protocol):
+    """Turns an event into history record bytes under a catalog fingerprint."""
+
+    fingerprint: str
+
+    def record(self, ev: Event, exponent: int) -> bytes: ...
+
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -54,12 +66,15 @@ def _rfc3339(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def to_state_event(ev: Event, zone: ZoneInfo, exponent: int) -> StateEvent:
-    """The part of an event the online state needs (epoch seconds, month in the program zone)."""
+def to_state_event(ev: Event, zone: ZoneInfo, exponent: int, recorder: Recorder | None = None) -> StateEvent:
+    """The part of an event the online state needs (epoch seconds, month in the program zone,
+    and its history record when a recorder is given)."""
     return StateEvent(event_id=ev.event_id, member_id=ev.member_id, type=ev.type,
                       ts=int(ev.ts.timestamp()), offer_id=ev.offer_id,
                       amount_minor=ev.amount(exponent),
-                      month=ev.ts.astimezone(zone).strftime("%Y%m"))
+                      month=ev.ts.astimezone(zone).strftime("%Y%m"),
+                      record=recorder.record(ev, exponent) if recorder is not None else b"",
+                      fingerprint=recorder.fingerprint if recorder is not None else "")
 
 
 def to_log_record(ev: Event, exponent: int, received_at: datetime,
@@ -79,6 +94,9 @@ def to_log_record(ev: Event, exponent: int, received_at: datetime,
             record[name] = getattr(ev, name)
     if ev.coupon_code is not None:
         record["coupon_code"] = normalise(ev.coupon_code)
+    for name in ("product_id", "basket_id", "discount_minor", "coupon_discount_minor"):
+        if getattr(ev, name) is not None:
+            record[name] = getattr(ev, name)
     record["received_at"] = _rfc3339(received_at)
     if request_id:
         record["request_id"] = request_id
@@ -86,8 +104,11 @@ def to_log_record(ev: Event, exponent: int, received_at: datetime,
 
 
 def ingest(events: Sequence[Event], store: Store, log: EventLog, zone: ZoneInfo, exponent: int,
-           request_id: str | None = None, now: datetime | None = None) -> IngestResult:
+           request_id: str | None = None, now: datetime | None = None,
+           recorder: Recorder | None = None) -> IngestResult:
     """Apply a validated batch (see the module for the order of work).
+
+    ``recorder`` (the decision engine's, once loaded) encodes each event's history record.
 
     Raises
     ------
@@ -106,7 +127,7 @@ def ingest(events: Sequence[Event], store: Store, log: EventLog, zone: ZoneInfo,
     new = [e for e in unique if not seen[e.event_id]]
     log.append([to_log_record(e, exponent, received_at, request_id) for e in new])
     applied = dict(zip((e.event_id for e in new),
-                       store.apply_events([to_state_event(e, zone, exponent) for e in new]),
+                       store.apply_events([to_state_event(e, zone, exponent, recorder) for e in new]),
                        strict=True))
     statuses = tuple(
         ACCEPTED if first[ev.event_id] == i and applied.get(ev.event_id, False) else DUPLICATE

@@ -37,7 +37,8 @@ def post_events() -> tuple[Response, int]:
     events = parse_events(read_json(), settings.max_events_per_request, settings.currency_exponent)
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
-                        settings.currency_exponent, request_id())
+                        settings.currency_exponent, request_id(),
+                        recorder=state.components.get("recorder"))
     except StoreUnavailable as exc:
         raise ServiceUnavailable("the online store is unavailable; retry with the same "
                                  "event_id values (duplicates are ignored)") from exc

@@ -5,8 +5,10 @@ event: ``event_id``, ``member_id``, ``type`` (impression, click, redeem, dismiss
 transaction), ``ts`` (RFC 3339 with an offset), and optionally ``offer_id``,
 ``decision_id``, ``amount_minor`` (integer minor units) or ``value`` (a decimal in major
 units, converted with ``OFFERS_CURRENCY_EXPONENT``), ``currency``, ``channel``,
-``coupon_code``. Impressions, clicks, redemptions and dismissals must name their
-``offer_id``; transactions must carry an amount. Unknown fields are rejected.
+``coupon_code``, and for transactions (one purchase line each) ``product_id``,
+``basket_id``, ``discount_minor`` and ``coupon_discount_minor``. Impressions, clicks,
+redemptions and dismissals must name their ``offer_id``; transactions must carry an
+amount. Unknown fields are rejected.
 
 Every problem is reported with a JSON pointer into the body as sent
 (``/events/3/ts`` for a batch object, ``/3/ts`` for a bare list, ``/ts`` for one event);
@@ -33,7 +35,15 @@ from pydantic import (
 from models.schema import CHANNELS
 from service.coupons import InvalidCouponCode, normalise
 from service.errors import FieldError, ValidationFailed, field_errors, json_pointer
-from service.validation import CouponCodeText, DecisionId, EventId, MemberId, OfferId
+from service.validation import (
+    BasketId,
+    CouponCodeText,
+    DecisionId,
+    EventId,
+    MemberId,
+    OfferId,
+    ProductId,
+)
 
 
 def _rfc3339_text(value: Any) -> Any:
@@ -69,6 +79,14 @@ class Event(BaseModel):
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     channel: Channel | None = None
     coupon_code: CouponCodeText | None = None
+    product_id: ProductId | None = Field(None, description="Transaction: the product of this purchase line.")
+    basket_id: BasketId | None = Field(None, description="Transaction: the basket (receipt) the line belongs "
+                                                         "to; default: the event is a basket of its own.")
+    discount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
+                                       description="Transaction: total discount on the line, minor units.")
+    coupon_discount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
+                                              description="Transaction: the part of the discount that came "
+                                                          "from coupons, minor units.")
 
     def amount(self, exponent: int) -> int:
         """The money of the event in minor units (0 when it has none)."""
@@ -101,6 +119,13 @@ def _rules(ev: Event, where: Sequence[str | int], exponent: int, now: datetime) 
         err("offer_id", "missing", f"a {ev.type} event must name its offer_id")
     if ev.type == "transaction" and ev.amount_minor is None and ev.value is None:
         err("amount_minor", "missing", "a transaction needs amount_minor (or value)")
+    if ev.type != "transaction":
+        for name in ("product_id", "basket_id", "discount_minor", "coupon_discount_minor"):
+            if getattr(ev, name) is not None:
+                err(name, "not_allowed", f"{name} belongs to transaction events only")
+    if (ev.coupon_discount_minor is not None and ev.discount_minor is not None
+            and ev.coupon_discount_minor > ev.discount_minor):
+        err("coupon_discount_minor", "too_large", "coupon_discount_minor is part of discount_minor")
     if ev.value is not None:
         exponent_of = ev.value.as_tuple().exponent
         if isinstance(exponent_of, int) and -exponent_of > exponent:

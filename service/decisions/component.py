@@ -1,0 +1,183 @@
+"""The decisions part of an app: loaded after the fork, in the background, then ready.
+
+:func:`init_decisions` (called by :func:`service.app.create_app`) registers the decision,
+batch and model endpoints and their OpenAPI documentation, and, when ``OFFERS_DATA`` is
+set, starts a :class:`DecisionService` that loads in a background thread, so the worker
+answers ``/healthz`` at once and gunicorn's heartbeat never waits on a slow start:
+
+1. the :class:`~service.decisions.engine.DecisionEngine` (catalogs, program, clock);
+2. without Redis, every member of ``OFFERS_DATA`` materialized into the in-process store;
+3. with ``OFFERS_REGISTRY``, the champion model, loaded and warmed on a real feature
+   matrix (:class:`~service.decisions.modelholder.ModelHolder`).
+
+Readiness checks ``decisions`` (steps 1-2) and ``model`` (step 3) turn true when done;
+until then the decision endpoints answer 503 with ``Retry-After``. Without a registry,
+decisions use the non-personalised fallback policy (popularity, then value) and report
+``model_version: null``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+from flask import Flask
+
+from models.features import History
+from models.features.online import history_from_records, records_from_history
+from models.model import PropensityModel
+from service.decisions.engine import DecisionEngine, Universe
+from service.decisions.materialize import load_members, materialize
+from service.decisions.modelholder import ModelHolder, ModelRejected, ServingModel
+from service.decisions.records import HistoryRecorder
+from service.decisions.runner import Decider
+from service.decisions.scoring import feature_rows
+from service.errors import ServiceUnavailable
+from service.state import EXTENSION, ServiceState
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "decisions"
+#: Offers scored when warming a model at a moment without valid offers.
+WARM_OFFERS = 64
+
+
+class DecisionService:
+    """Loads and owns one app's engine, model holder and decider (see the module docstring)."""
+
+    def __init__(self, state: ServiceState):
+        self.state = state
+        settings = state.settings
+        self.configured = settings.data is not None
+        self.engine: DecisionEngine | None = None
+        self.holder: ModelHolder | None = None
+        self.decider: Decider | None = None
+        self.error: str | None = None
+        self.materialized = 0
+        self._done = threading.Event()
+        self._sample: History | None = None
+        self._flag = state.readiness.flag(COMPONENT, detail="loading the offer catalog") if self.configured else None
+        self._model_flag = (state.readiness.flag("model", detail="loading the champion model")
+                            if self.configured and settings.registry is not None else None)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, background: bool = True) -> None:
+        """Load everything, in a daemon thread unless ``background`` is False."""
+        if not background:
+            self._load()
+            return
+        threading.Thread(target=self._load, name="offers-decisions-loader", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until loading finished (successfully or not); False on timeout."""
+        return self._done.wait(timeout)
+
+    def _load(self) -> None:
+        settings = self.state.settings
+        assert settings.data is not None and self._flag is not None
+        try:
+            engine = DecisionEngine.load(settings.data, settings.program, settings.clock)
+            self.engine = engine
+            self.state.components["recorder"] = HistoryRecorder(engine.features, engine.fingerprint, engine.zone)
+            if self.state.store.kind == "memory":
+                self._flag.set(False, "materializing OFFERS_DATA into the in-process store")
+                hist, profiles = load_members(engine, settings.data)
+                materialize(self.state.store, engine, hist, profiles)
+                self.materialized = hist.n_members
+                self._sample = _most_active(hist)
+            if settings.registry is not None:
+                self.holder = ModelHolder(settings.registry, warm=self._warm, on_swap=self._swapped,
+                                          on_reject=self._rejected)
+                try:
+                    self.holder.load()
+                except ModelRejected as exc:
+                    log.error("no model to serve yet: %s", exc.reason)
+            self.decider = Decider(engine, self.state.store, self.holder, self.state.metrics)
+            detail = (f"{len(engine.catalog)} offers, {engine.clock.describe()}"
+                      + (f", {self.materialized} members materialized" if self.materialized else ""))
+            self._flag.set(True, detail)
+            log.info("decisions ready: %s", detail)
+        except Exception as exc:  # reported by /readyz and every decision request
+            log.exception("loading the decision engine failed")
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._flag.set(False, f"loading failed: {self.error}")
+        finally:
+            self._done.set()
+
+    # -- the model ---------------------------------------------------------------------------
+    def _warm(self, model: PropensityModel) -> None:
+        """Score a real feature matrix once, so the first request does not pay for it."""
+        engine = self.engine
+        assert engine is not None
+        as_of = engine.local(engine.clock.now())
+        universe = engine.universe(as_of)
+        if not len(universe.scorable):
+            k = min(WARM_OFFERS, engine.features.n_offers)
+            ids = tuple(str(o) for o in engine.features.offer_ids[:k])
+            universe = Universe(ids, np.arange(k), np.arange(k), "warm")
+        hist = self._sample if self._sample is not None else history_from_records("warm-up", None)
+        X = feature_rows(engine, hist, np.zeros(1, dtype=np.int64), universe, as_of, "app", model.program)
+        model.predict(X)
+        model.contributions(X[:8])
+
+    def _swapped(self, serving: ServingModel) -> None:
+        self.state.metrics.record_model_load("swapped")
+        if self._model_flag is not None:
+            self._model_flag.set(True, f"serving {serving.version}")
+
+    def _rejected(self, version: str | None, reason: str) -> None:
+        self.state.metrics.record_model_load("rejected")
+        holder = self.holder
+        if self._model_flag is not None and (holder is None or holder.serving is None):
+            self._model_flag.set(False, f"no model can be served: {reason}")
+
+    # -- for the endpoints -------------------------------------------------------------------
+    def require(self) -> Decider:
+        """The decider, or a 503 problem saying why there is none yet."""
+        if self.decider is not None:
+            return self.decider
+        if not self.configured:
+            raise ServiceUnavailable("decisions are not configured: set OFFERS_DATA (and OFFERS_REGISTRY, "
+                                     "OFFERS_PROGRAM) and restart", retry_after=60)
+        if self.error is not None:
+            raise ServiceUnavailable(f"the decision engine failed to load: {self.error}", retry_after=60)
+        raise ServiceUnavailable("the decision engine is still loading; retry shortly")
+
+
+def _most_active(hist: History) -> History:
+    """The member with the most purchase lines, as a one-member History (the warm-up input)."""
+    if hist.n_members == 0:
+        return history_from_records("warm-up", None)
+    m = int(np.argmax(np.bincount(hist.line_member[hist.line_member >= 0], minlength=hist.n_members)))
+    return history_from_records(str(hist.member_ids[m]), records_from_history(hist, m), int(hist.joined_at[m]))
+
+
+def decision_service(state: ServiceState | None = None) -> DecisionService:
+    """The app's DecisionService (from the current app when ``state`` is None)."""
+    from service.state import current_state
+
+    service: DecisionService = (state or current_state()).components[COMPONENT]
+    return service
+
+
+def init_decisions(app: Flask, background: bool = True) -> DecisionService:
+    """Register the decision endpoints and start loading (see the module docstring)."""
+    from service.decisions import (  # they use decision_service()
+        batch,
+        model_routes,
+        openapi_doc,
+        routes,
+    )
+
+    state: ServiceState = app.extensions[EXTENSION]
+    service = DecisionService(state)
+    state.components[COMPONENT] = service
+    for bp in (routes.bp, batch.bp, model_routes.bp):
+        app.register_blueprint(bp)
+    openapi_doc.document(state.openapi)
+    if service.configured:
+        service.start(background)
+    elif state.settings.registry is not None or state.settings.program is not None:
+        log.warning("OFFERS_DATA is not set: the decision endpoints answer 503 until it is")
+    return service

@@ -1,0 +1,171 @@
+"""From a member's history and profile to what the decision core needs about them.
+
+:func:`member_inputs` turns a :class:`~models.features.History` (one member, as the
+service reads it from its store, or many, as batch jobs load them) into each member's
+:class:`~models.member.MemberContext` and :class:`~models.caps.CapCounters`. It is one
+vectorised function for every caller, so a member gets the same inputs from the
+real-time endpoint, the batch endpoint and ``offers batch``.
+
+Only events strictly before ``as_of`` count, like features:
+
+* tier state: the tier engine over the purchase lines (:func:`models.tiers.tier_states`);
+* typical basket: mean basket (sum of a basket's lines) over the last 365 days;
+* recent spend (``min_recent_spend``): spend over the last :data:`RECENT_DAYS` days;
+* has history: any purchase line; a member without one gets the cold-start policy;
+* bought products and categories: every product line (computed only when an offer
+  targets buyers);
+* segment, birth month, channels and join date: the member's profile.
+
+Cap counters merge two sources and take the larger count per offer, so nothing is
+counted twice: the history records (exposures and redemptions, which ``offers
+materialize`` loaded from the data and events extend) and the online state's counters
+(impressions, redemptions and decisions' issues, kept by events and reservations; the
+only source for the program's own offers, which have no records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.caps import CapCounters
+from models.features import History
+from models.features.history import UNKNOWN
+from models.member import MemberContext
+from models.tiers import TierState, member_tier_state, tier_state_from_row, tier_states
+from service.decisions.engine import DecisionEngine
+from service.stores import MemberProfile, MemberState
+
+RECENT_DAYS = 90
+BASKET_DAYS = 365
+DAY = 86_400
+NO_TIME = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class MemberInputs:
+    """One member's context and cap counters for the decision core."""
+
+    context: MemberContext
+    counters: CapCounters
+
+
+def member_inputs(engine: DecisionEngine, hist: History, as_of: pd.Timestamp,
+                  profiles: Sequence[MemberProfile | None] | None = None,
+                  states: Sequence[MemberState | None] | None = None) -> list[MemberInputs]:
+    """Inputs of every member of ``hist`` at ``as_of`` (naive local), in ``hist`` order.
+
+    ``profiles`` and ``states`` are aligned with ``hist.member_ids`` when given.
+    """
+    n = hist.n_members
+    t = engine.seconds(as_of)
+    ids = [str(m) for m in hist.member_ids]
+    lm = (hist.line_time < t) & (hist.line_member >= 0)
+    mem, times = hist.line_member[lm].astype(np.int64), hist.line_time[lm]
+    amounts, baskets, products = hist.line_amount[lm], hist.line_basket[lm], hist.line_product[lm]
+
+    tiers = _tiers(engine, ids, hist.joined_at, mem, times, amounts, as_of)
+    lines = np.bincount(mem, minlength=n)
+    recent = np.bincount(mem, weights=amounts * (times >= t - RECENT_DAYS * DAY), minlength=n)
+    basket = _typical_basket(n, mem, baskets, amounts, times >= t - BASKET_DAYS * DAY)
+    bought = _bought(engine, n, mem, products) if engine.catalog.needs_bought.any() else None
+    counters = _record_counts(engine, hist, t)
+    now = engine.epoch(as_of)
+    out = []
+    for i, member_id in enumerate(ids):
+        profile = profiles[i] if profiles is not None else None
+        joined = int(hist.joined_at[i])
+        context = MemberContext(
+            member_id=member_id, tier=tiers[i],
+            segment=profile.segment if profile else None,
+            birth_month=profile.birth_month if profile else None,
+            joined_at=None if joined == NO_TIME else pd.Timestamp(joined, unit="s"),
+            channels=frozenset(profile.channels) if profile and profile.channels is not None else None,
+            bought_products=bought[0][i] if bought else frozenset(),
+            bought_categories=bought[1][i] if bought else frozenset(),
+            typical_basket_minor=None if np.isnan(basket[i]) else round(basket[i]),
+            recent_spend_minor=round(recent[i]), has_history=bool(lines[i]))
+        state = states[i] if states is not None else None
+        out.append(MemberInputs(context, _merge_counters(engine, counters[i], state, now)))
+    return out
+
+
+def _tiers(engine: DecisionEngine, ids: list[str], joined_at: np.ndarray, mem: np.ndarray, times: np.ndarray,
+           amounts: np.ndarray, as_of: pd.Timestamp) -> list[TierState]:
+    """Tier states with the tier engine; one member takes its single-member entry point
+    (the same engine, documented to give identical values, without building frames)."""
+    if len(ids) == 1:
+        joined = None if joined_at[0] == NO_TIME else pd.Timestamp(int(joined_at[0]), unit="s")
+        return [member_tier_state(engine.program, times.astype("datetime64[s]"),
+                                  np.rint(amounts).astype(np.int64), as_of, joined)]
+    frame = pd.DataFrame({"member_id": np.asarray(ids, dtype=object)[mem],
+                          "purchased_at": times.astype("datetime64[s]").astype("datetime64[ns]"),
+                          "amount_minor": np.rint(amounts).astype(np.int64)})
+    joined = np.where(joined_at == NO_TIME, np.datetime64("NaT"), joined_at.astype("datetime64[s]"))
+    states = tier_states(engine.program, frame, as_of, members=ids,
+                         joined_at=pd.Series(joined.astype("datetime64[ns]"), index=ids))
+    return [tier_state_from_row(row) for _, row in states.iterrows()]
+
+
+def _typical_basket(n: int, mem: np.ndarray, baskets: np.ndarray, amounts: np.ndarray,
+                    window: np.ndarray) -> np.ndarray:
+    if not window.any():
+        return np.full(n, np.nan)
+    pairs, inverse = np.unique(np.stack([mem[window], baskets[window]], axis=1), axis=0, return_inverse=True)
+    totals = np.bincount(inverse.ravel(), weights=amounts[window], minlength=len(pairs))
+    count = np.bincount(pairs[:, 0], minlength=n)
+    spent = np.bincount(pairs[:, 0], weights=totals, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, spent / np.maximum(count, 1), np.nan)
+
+
+def _bought(engine: DecisionEngine, n: int, mem: np.ndarray,
+            products: np.ndarray) -> tuple[list[frozenset[str]], list[frozenset[str]]]:
+    fc = engine.features
+    known = products >= 0
+    pairs = np.unique(np.stack([mem[known], products[known].astype(np.int64)], axis=1), axis=0)
+    by_member: list[list[int]] = [[] for _ in range(n)]
+    for m, p in pairs.tolist():
+        by_member[m].append(p)
+    prods = [frozenset(str(fc.product_ids[p]) for p in ps) for ps in by_member]
+    cats = [frozenset(c for c in (fc.category_levels[fc.product_category[p]] for p in ps) if c != UNKNOWN)
+            for ps in by_member]
+    return prods, cats
+
+
+def _record_counts(engine: DecisionEngine, hist: History, t: int) -> list[dict[str, dict[str, int]]]:
+    """Per member, {subject: {offer_id: count}} of capped offers from history records."""
+    out: list[dict[str, dict[str, int]]] = [{"impression": {}, "redeem": {}} for _ in range(hist.n_members)]
+    ids = engine.features.offer_ids
+    for subject, members, offers, times in (("impression", hist.exp_member, hist.exp_offer, hist.exp_time),
+                                            ("redeem", hist.red_member, hist.red_offer, hist.red_time)):
+        windows = engine.record_windows[subject]
+        ok = (times < t) & (members >= 0) & (offers >= 0)
+        if not ok.any():
+            continue
+        w = windows[np.maximum(offers, 0)]
+        ok &= ~np.isnan(w) & (times >= t - np.where(np.isnan(w), 0, w))
+        keys, counts = np.unique(np.stack([members[ok], offers[ok]], axis=1).astype(np.int64), axis=0,
+                                 return_counts=True)
+        for (m, o), c in zip(keys.tolist(), counts.tolist(), strict=True):
+            out[m][subject][str(ids[o])] = c
+    return out
+
+
+def _merge_counters(engine: DecisionEngine, records: dict[str, dict[str, int]], state: MemberState | None,
+                    now: int) -> CapCounters:
+    counts: dict[str, dict[str, int]] = {"impression": dict(records["impression"]), "issue": {},
+                                         "redeem": dict(records["redeem"])}
+    if state is not None:
+        for (subject, offer_id), counter in state.counters.items():
+            windows = engine.cap_windows.get(subject)
+            if windows is None or offer_id not in windows:
+                continue
+            window = windows[offer_id]
+            n = counter.count_since(None if window is None else now - window)
+            if n > counts[subject].get(offer_id, 0):
+                counts[subject][offer_id] = n
+    return CapCounters(impressions=counts["impression"], issues=counts["issue"], redemptions=counts["redeem"])

@@ -1,0 +1,76 @@
+"""The model endpoints: what this worker serves, and a forced hot swap.
+
+``GET /v1/models`` (scope ``decisions``)
+    Registered versions with their aliases and headline metrics, and the version this
+    worker serves (with its process id: under gunicorn each worker answers for itself).
+``POST /v1/models/reload`` (scope ``admin``)
+    Load and warm the registry's current champion in this worker, then swap it in. A bad
+    artifact is refused (409 ``model-rejected``) and the old model keeps serving. Other
+    workers pick the new champion up by themselves within about a second of their next
+    request (:mod:`service.decisions.modelholder`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from models.registry import RegistryError
+from service.auth import require_scope
+from service.decisions.component import decision_service
+from service.decisions.modelholder import ModelHolder, ModelRejected, ServingModel
+from service.decisions.render import rfc3339
+from service.errors import ArtifactRejected, ServiceUnavailable
+
+bp = Blueprint("models", __name__)
+
+
+def serving_json(serving: ServingModel | None) -> dict[str, Any] | None:
+    if serving is None:
+        return None
+    return {"version": serving.version, "loaded_at": rfc3339(serving.loaded_at),
+            "load_ms": round(serving.load_ms, 1)}
+
+
+def _holder() -> ModelHolder:
+    service = decision_service()
+    if not service.configured or service.state.settings.registry is None:
+        raise ServiceUnavailable("no model registry is configured (OFFERS_REGISTRY)", retry_after=60)
+    service.require()
+    assert service.holder is not None
+    return service.holder
+
+
+@bp.get("/v1/models")
+@require_scope("decisions")
+def list_models() -> Response:
+    holder = _holder()
+    serving = holder.current()
+    try:
+        registry = holder.registry()
+        versions = [{"version": v.version, "created_at": v.created_at, "aliases": list(v.aliases),
+                     "train_end": v.train_end, "metrics": v.metrics} for v in registry.list()]
+        aliases = registry.aliases()
+    except RegistryError as exc:
+        raise ServiceUnavailable(f"the model registry cannot be read: {exc}") from exc
+    return jsonify({"serving": serving_json(serving), "worker": os.getpid(), "aliases": aliases,
+                    "versions": versions})
+
+
+@bp.post("/v1/models/reload")
+@require_scope("admin")
+def reload_model() -> Response:
+    holder = _holder()
+    try:
+        result = holder.load()
+    except ModelRejected as exc:  # counted by the holder's on_reject hook
+        serving = holder.serving
+        raise ArtifactRejected(
+            f"the champion {exc.version or '(none)'} cannot be served: {exc.reason}; still serving "
+            f"{serving.version if serving else 'no model'}") from exc
+    if not result.changed:
+        decision_service().state.metrics.record_model_load("unchanged")
+    return jsonify({"serving": serving_json(result.serving), "previous": result.previous,
+                    "changed": result.changed, "worker": os.getpid()})

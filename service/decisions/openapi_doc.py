@@ -1,0 +1,167 @@
+"""OpenAPI documentation of the decision, batch and model endpoints.
+
+Request schemas come from the pydantic models that validate them
+(:mod:`service.decisions.schema`); response schemas are written here next to the
+renderer they describe (:mod:`service.decisions.render`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.decisions.schema import MAX_BATCH, BatchBody, DecisionBody
+from service.openapi import JSON, PROBLEMS, ApiDocument
+
+_NULLABLE_STR = {"type": ["string", "null"]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+
+MEMBER_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "The member's tier state (local program time; the metric in its "
+                                     "unit: minor units for spend programs).",
+    "properties": {
+        "member_id": {"type": "string"},
+        "known": {"type": "boolean", "description": "Whether the member has purchase history (else cold start)."},
+        "tier": {"type": "string"}, "tier_rank": {"type": "integer"}, "since": _NULLABLE_STR,
+        "metric": {"type": "integer"}, "metric_display": {"type": "string"}, "next_tier": _NULLABLE_STR,
+        "delta_to_next": _NULLABLE_INT, "delta_to_keep": {"type": "integer"}, "period_end": _NULLABLE_STR,
+        "projected_tier": {"type": "string"}, "at_risk": {"type": "boolean"},
+        "progress": {"type": "number", "description": "Share of the next tier's threshold reached (1 at the top)."},
+    },
+}
+
+OFFER_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["offer_id", "rank", "kind", "title", "propensity", "priority", "probability"],
+    "properties": {
+        "offer_id": {"type": "string"}, "rank": {"type": "integer"}, "kind": {"type": "string"},
+        "title": {"type": "string"}, "text": _NULLABLE_STR,
+        "value": {"type": "number", "description": "Face value in the kind's unit (minor units for money)."},
+        "propensity": {"type": "number", "description": "Calibrated redemption probability (or the fallback's)."},
+        "priority": {"type": "number", "description": "Arbitration score: propensity x value x levers."},
+        "explored": {"type": "boolean"},
+        "probability": {"type": "number", "description": "Probability the policy chose this offer in its slot."},
+        "tier_promo": _NULLABLE_STR,
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "requires_coupon": {"type": "boolean"},
+        "coupon_code": {"type": "string", "description": "Canonical code, unique to this member (when issued)."},
+        "coupon_display": {"type": "string", "description": "The code grouped for people."},
+        "expires_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+DECISION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["decision_id", "model_version", "member", "offers", "holdout", "took_ms"],
+    "properties": {
+        "decision_id": {"type": "string", "description": "Send it back with feedback events."},
+        "model_version": _NULLABLE_STR, "as_of": {"type": "string", "format": "date-time"},
+        "placement": _NULLABLE_STR,
+        "member": {"$ref": "#/components/schemas/DecisionMember"},
+        "offers": {"type": "array", "items": {"$ref": "#/components/schemas/DecisionOffer"}},
+        "excluded": {"type": "array", "items": {"type": "object", "properties": {
+            "offer_id": {"type": "string"}, "reason": {"type": "string"}}}},
+        "holdout": {"type": "boolean"},
+        "policy": {"type": "string", "enum": ["personalised", "cold_start", "holdout"]},
+        "explored": {"type": "boolean"},
+        "scores": {"type": "string", "enum": ["cache", "computed", "none"]},
+        "history": {"type": "string", "enum": ["ok", "none", "stale"]},
+        "degraded": {"type": ["string", "null"], "description": "store_unavailable when Redis could not be "
+                                                                "used: no history, nothing reserved, no coupons."},
+        "took_ms": {"type": "number"},
+    },
+}
+
+SERVING_SCHEMA: dict[str, Any] = {"type": ["object", "null"], "properties": {
+    "version": {"type": "string"}, "loaded_at": {"type": "string", "format": "date-time"},
+    "load_ms": {"type": "number"}}}
+
+
+def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
+    return {**ok, **{c: PROBLEMS[c] for c in codes}}
+
+
+def _secured(scope: str) -> dict[str, Any]:
+    return {"security": [{"ApiKeyHeader": []}, {"ApiKeyAuthorization": []}], "x-scope": scope}
+
+
+def _json(description: str, ref: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": {"$ref": ref}}}}
+
+
+def document(doc: ApiDocument) -> None:
+    """Add the decision, batch and model paths to ``doc``."""
+    body_ref = doc.add_model(DecisionBody)
+    batch_ref = doc.add_model(BatchBody)
+    doc.add_schema("DecisionMember", MEMBER_SCHEMA)
+    doc.add_schema("DecisionOffer", OFFER_SCHEMA)
+    doc.add_schema("Decision", DECISION_SCHEMA)
+    doc.add_schema("ServingModel", SERVING_SCHEMA)
+    decision = "#/components/schemas/Decision"
+    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "Replays the first successful response (same decision, same coupon codes) for 24-72 h."}
+    doc.add_path("/v1/decisions", {"post": {
+        "summary": "Decide a member's next best offers",
+        "description": "Candidates are the offers valid at the decision time; eligibility, caps and budgets "
+                       "exclude some (each with a reason code), the model's propensities (cached per model "
+                       "version) and the program's arbitration rank the rest. Returned offers are reserved "
+                       "against member caps and budgets atomically and get coupon codes when they need one. "
+                       "Unknown members get a cold-start decision. Without Redis the decision is still made "
+                       "(degraded: no coupons).",
+        "tags": ["decisions"], **_secured("decisions"), "parameters": [idem],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": body_ref}}}},
+        "responses": _responses({"200": _json("The decision.", decision)},
+                                "400", "401", "403", "409", "413", "415", "422", "503"),
+    }})
+    query = [
+        {"name": "member_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "channel", "in": "query", "schema": {"type": "string", "default": "app"}},
+        {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50}},
+        {"name": "placement", "in": "query", "schema": {"type": "string"}},
+        {"name": "explain", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "as_of", "in": "query", "schema": {"type": "string", "format": "date-time"},
+         "description": "Replay at this moment (RFC 3339)."},
+        {"name": "exclude_offer_ids", "in": "query", "schema": {"type": "string"},
+         "description": "Comma-separated offer ids not to return."},
+    ]
+    doc.add_path("/v1/members/{member_id}/offers", {"get": {
+        "summary": "A member's next best offers (for apps)",
+        "description": "The same decision as POST /v1/decisions, from query parameters.",
+        "tags": ["decisions"], **_secured("decisions"), "parameters": query,
+        "responses": _responses({"200": _json("The decision.", decision)}, "401", "403", "422", "503"),
+    }})
+    doc.add_path("/v1/decisions/batch", {"post": {
+        "summary": f"Decide for up to {MAX_BATCH:,} members, streamed as NDJSON",
+        "description": "One line per member in request order (a decision document plus member_id), then "
+                       "{\"summary\": {...}}. Caps and budgets hold across the batch and against real-time "
+                       "traffic; every member gets coupon codes of their own. With an Idempotency-Key each "
+                       "member's line is stored as it is decided: a retry streams the same decisions and codes "
+                       "and decides only the members not reached before.",
+        "tags": ["decisions"], **_secured("decisions"), "parameters": [idem],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": batch_ref}}}},
+        "responses": _responses({"200": {"description": "NDJSON stream.", "content": {
+            "application/x-ndjson": {"schema": {"$ref": decision}}}}},
+            "400", "401", "403", "409", "413", "415", "422", "503"),
+    }})
+    doc.add_path("/v1/models", {"get": {
+        "summary": "Registered models and the one this worker serves",
+        "tags": ["models"], **_secured("decisions"),
+        "responses": _responses({"200": {"description": "Versions, aliases, serving model.", "content": {
+            JSON: {"schema": {"type": "object", "properties": {
+                "serving": {"$ref": "#/components/schemas/ServingModel"},
+                "worker": {"type": "integer", "description": "Process id of the answering worker."},
+                "aliases": {"type": "object", "additionalProperties": _NULLABLE_STR},
+                "versions": {"type": "array", "items": {"type": "object"}}}}}}}}, "401", "403", "503"),
+    }})
+    doc.add_path("/v1/models/reload", {"post": {
+        "summary": "Load the champion now and swap it in (this worker)",
+        "description": "Loads and warms the registry's champion, then swaps it in without dropping requests. "
+                       "A bad artifact is refused (409 model-rejected) and the old model keeps serving. Other "
+                       "workers converge by themselves: each checks the champion alias at most once a second "
+                       "and swaps in the background.",
+        "tags": ["models"], **_secured("admin"),
+        "responses": _responses({"200": {"description": "The serving model.", "content": {JSON: {"schema": {
+            "type": "object", "properties": {
+                "serving": {"$ref": "#/components/schemas/ServingModel"}, "previous": _NULLABLE_STR,
+                "changed": {"type": "boolean"}, "worker": {"type": "integer"}}}}}}},
+            "401", "403", "409", "503"),
+    }})

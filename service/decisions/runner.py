@@ -1,0 +1,361 @@
+"""A decision from request to committed outcome, for one member or a batch (no Flask here).
+
+:class:`Decider` runs the real-time flow::
+
+    request -> ONE read (state, cached scores, budgets, history records, profile)
+            -> cached scores for (model version, channel, candidates), else features from
+               the member's history records + model.predict (+ pred_contrib to explain)
+            -> decide() (models.decision)
+            -> ONE write (reservations, coupons, score cache: service.issuance.commit)
+
+and the same for a chunk of members (one pipelined read, one feature matrix, one model
+call, decide_batch, one pipelined write), for the batch endpoint.
+
+Failures of the store do not fail a decision: it is computed without the member's
+history, cache or counters (a cold-start decision), budgets that cannot be checked count
+as exhausted so nothing budgeted is over-spent, nothing is reserved and no coupon is
+issued; the outcome says ``degraded="store_unavailable"``. The next request simply
+tries the store again, so decisions recover by themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from models.caps import BudgetUsage
+from models.catalog import Offer
+from models.decision import Decision, Excluded, RankedOffer, decide, decide_batch
+from models.features import FEATURE_NAMES, History
+from models.features.online import NO_TIME, history_from_records
+from models.member import MemberContext
+from models.policy import seed_for
+from service.coupons import Coupon
+from service.decisions.engine import DecisionEngine, Universe
+from service.decisions.members import member_inputs
+from service.decisions.modelholder import ModelHolder, ServingModel
+from service.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
+from service.issuance import CouponSpec, Issued, commit, commit_many
+from service.metrics import Metrics
+from service.stores import (
+    CacheWrite,
+    CapRequest,
+    MemberBundle,
+    MemberProfile,
+    MemberState,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+#: Lifetime of a coupon for an offer without an end date.
+COUPON_DAYS = 30
+STORE_UNAVAILABLE = "store_unavailable"
+_BIG = np.iinfo(np.int64).max // 8
+
+
+class NotReady(Exception):
+    """The model (or the engine) is not loaded yet; the caller answers 503."""
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """What a caller asks for (validated by the HTTP layer)."""
+
+    member_id: str
+    channel: str
+    n: int | None = None
+    placement: str | None = None
+    #: ``context.as_of``: replay at this moment (no score cache then); None uses the clock
+    as_of: datetime | None = None
+    exclude: tuple[str, ...] = ()
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class IssuedOffer:
+    """A returned offer, its final rank and its coupon (when it needs one and was issued)."""
+
+    offer: RankedOffer
+    rank: int
+    coupon: Coupon | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A committed decision, ready to render."""
+
+    decision_id: str
+    member_id: str
+    as_of: datetime
+    model_version: str | None
+    decision: Decision
+    offers: tuple[IssuedOffer, ...]
+    excluded: tuple[Excluded, ...]
+    member: MemberContext
+    #: "cache", "computed", or "none" (no model, or a member without history)
+    scores: str
+    #: "ok", "none" (no records: a new member) or "stale" (records under another catalog)
+    history: str
+    degraded: str | None = None
+    placement: str | None = None
+    took_ms: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class _Member:
+    """One member's reads, turned into a history."""
+
+    member_id: str
+    hist: History
+    history: str
+    profile: MemberProfile | None
+    state: MemberState | None
+    bundle: MemberBundle | None
+
+
+class Decider:
+    """Runs decisions against an engine, a store and (optionally) a model holder."""
+
+    def __init__(self, engine: DecisionEngine, store: Store, holder: ModelHolder | None = None,
+                 metrics: Metrics | None = None):
+        self.engine = engine
+        self.store = store
+        self.holder = holder
+        self.metrics = metrics
+        self._budget_refs = [(key, "total") for key in engine.catalog.budget_keys]
+
+    # -- shared steps -------------------------------------------------------------------
+    def serving(self) -> ServingModel | None:
+        """The model to score with; NotReady while a configured registry has none loaded."""
+        if self.holder is None:
+            return None
+        current = self.holder.current()
+        if current is None:
+            raise NotReady("the model is not loaded yet")
+        return current
+
+    def _time(self, req: DecisionRequest) -> tuple[datetime, pd.Timestamp, int]:
+        when = req.as_of or self.engine.clock.now()
+        local = self.engine.local(when)
+        return when, local, self.engine.epoch(local)
+
+    def _candidates(self, universe: Universe, exclude: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        keep = np.ones(len(universe.offer_ids), dtype=bool)
+        if exclude:
+            drop = set(exclude)
+            keep = np.array([o not in drop for o in universe.offer_ids], dtype=bool)
+        return [o for o, k in zip(universe.offer_ids, keep, strict=True) if k], keep
+
+    def _member(self, member_id: str, bundle: MemberBundle | None) -> _Member:
+        profile = bundle.profile if bundle is not None else None
+        state = bundle.state if bundle is not None else None
+        status, records = "none", None
+        if profile is not None and profile.fingerprint != self.engine.fingerprint:
+            status = "stale"
+            log.warning("member %s has history records under another catalog (%s); re-run offers "
+                        "materialize", member_id, profile.fingerprint)
+        elif bundle is not None and bundle.history:
+            status, records = "ok", bundle.history
+        joined = profile.joined_at if profile is not None and profile.joined_at is not None else NO_TIME
+        try:
+            hist = history_from_records(member_id, records, joined)
+        except ValueError as exc:
+            log.error("unreadable history records of %s: %s", member_id, exc)
+            hist, status = history_from_records(member_id, None, joined), "stale"
+        return _Member(member_id, hist, status, profile, state, bundle)
+
+    def _usage(self, budgets: dict | None) -> BudgetUsage:
+        """Budget use as the core wants it; unknown (store down) counts as exhausted."""
+        keys = self.engine.catalog.budget_keys
+        if budgets is None:
+            return BudgetUsage(count=dict.fromkeys(keys, _BIG), minor=dict.fromkeys(keys, _BIG))
+        return BudgetUsage(count={k: budgets[(k, "total")].count for k in keys},
+                           minor={k: budgets[(k, "total")].minor for k in keys})
+
+    def _request_for(self, offer: Offer, now: int) -> tuple[CapRequest, CouponSpec | None]:
+        catalog = self.engine.catalog
+        caps = offer.caps
+        count_limit = minor_limit = None
+        if offer.budget_key is not None:
+            b = catalog.budget_keys.index(offer.budget_key)
+            big = np.iinfo(np.int64).max // 4
+            count_limit = int(catalog.budget_count_limit[b]) if catalog.budget_count_limit[b] < big else None
+            minor_limit = int(catalog.budget_minor_limit[b]) if catalog.budget_minor_limit[b] < big else None
+        request = CapRequest(
+            offer.offer_id, member_limit=caps.issues or None,
+            member_window_seconds=None if caps.window_days is None else int(caps.window_days) * 86_400,
+            budget_key=offer.budget_key, budget_count_limit=count_limit, budget_minor_limit=minor_limit,
+            charge_minor=offer.charge_minor)
+        spec = None
+        if offer.requires_coupon:
+            ends = self.engine.epoch(offer.ends_at) if offer.ends_at is not None else now + COUPON_DAYS * 86_400
+            spec = CouponSpec(ttl_seconds=max(ends - now, 60))
+        return request, spec
+
+    def _requests(self, decision: Decision, now: int) -> list[tuple[CapRequest, CouponSpec | None]]:
+        return [self._request_for(self.engine.catalog[o.offer_id], now) for o in decision.offers]
+
+    @staticmethod
+    def _apply(decision: Decision, issued: Sequence[Issued] | None) -> tuple[tuple[IssuedOffer, ...],
+                                                                            tuple[Excluded, ...]]:
+        """Offers whose reservation was granted (re-ranked), refused ones added to excluded."""
+        if issued is None:
+            return tuple(IssuedOffer(o, o.rank) for o in decision.offers), decision.excluded
+        kept, refused = [], []
+        for offer, result in zip(decision.offers, issued, strict=True):
+            if result.granted:
+                kept.append(IssuedOffer(offer, len(kept) + 1, result.coupon))
+            else:
+                refused.append(Excluded(offer.offer_id, result.cap.reason or "MEMBER_CAP_REACHED"))
+        return tuple(kept), (*decision.excluded, *refused)
+
+    def _record(self, outcome: Outcome) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.record_decision(outcome.decision.policy, outcome.decision.holdout,
+                                     outcome.model_version or "none")
+        if outcome.degraded:
+            self.metrics.record_degraded(outcome.degraded)
+
+    # -- one member --------------------------------------------------------------------------
+    def decide(self, req: DecisionRequest, decision_id: str) -> Outcome:
+        """Decide for one member (see the module docstring for the flow)."""
+        started = time.perf_counter()
+        serving = self.serving()
+        when, local, now = self._time(req)
+        universe = self.engine.universe(local)
+        candidates, keep = self._candidates(universe, req.exclude)
+        slot = (universe.slot(serving.version, req.channel)
+                if serving is not None and req.as_of is None and len(universe.scorable) else None)
+        degraded = None
+        try:
+            bundle: MemberBundle | None = self.store.fetch_member(req.member_id, slot, self._budget_refs)
+        except StoreUnavailable as exc:
+            log.warning("deciding without the store: %s", exc)
+            bundle, degraded = None, STORE_UNAVAILABLE
+        member = self._member(req.member_id, bundle)
+        inputs = member_inputs(self.engine, member.hist, local, [member.profile], [member.state])[0]
+
+        props = contrib = None
+        scores, cache = "none", None
+        if serving is not None and inputs.context.known_history and len(universe.scorable):
+            cached = bundle.scores if bundle is not None else None
+            if cached is not None and len(cached) == len(universe.scorable) and not req.explain:
+                row, scores = np.asarray(cached, dtype=np.float64), "cache"
+            else:
+                X = feature_rows(self.engine, member.hist, np.zeros(1, dtype=np.int64), universe, local, req.channel,
+                                 serving.model.program)
+                row, scores = predict(serving.model, X, 1)[0], "computed"
+                if req.explain:
+                    contrib = expand_contributions(universe, serving.model.contributions(X))[keep]
+                if slot is not None and bundle is not None:
+                    cache = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
+            props = expand(universe, row)[0][keep]
+
+        decision = decide(self.engine.catalog, inputs.context, candidates, props, as_of=local,
+                          channel=req.channel, counters=inputs.counters,
+                          budgets=self._usage(bundle.budgets if bundle is not None else None),
+                          contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
+                          seed=seed_for(decision_id), max_offers=req.n)
+        issued = None
+        if degraded is None:
+            try:
+                issued, _ = commit(self.store, req.member_id, self._requests(decision, now), now, decision_id,
+                                   cache)
+            except StoreUnavailable as exc:
+                log.warning("decision %s not committed: %s", decision_id, exc)
+                degraded = STORE_UNAVAILABLE
+        offers, excluded = self._apply(decision, issued)
+        outcome = Outcome(decision_id=decision_id, member_id=req.member_id, as_of=when,
+                          model_version=serving.version if serving else None, decision=decision, offers=offers,
+                          excluded=excluded, member=inputs.context, scores=scores, history=member.history,
+                          degraded=degraded, placement=req.placement,
+                          took_ms=(time.perf_counter() - started) * 1000)
+        self._record(outcome)
+        return outcome
+
+    # -- a chunk of members ---------------------------------------------------------------------
+    def decide_chunk(self, member_ids: Sequence[str], req: DecisionRequest, decision_ids: Sequence[str],
+                     seed: int = 0) -> list[Outcome]:
+        """Decide for several members at once (``req.member_id`` is ignored).
+
+        Budgets are consumed in member order across the chunk (and reserved atomically
+        against concurrent traffic when committed); each member's decision id is given.
+        """
+        started = time.perf_counter()
+        serving = self.serving()
+        when, local, now = self._time(req)
+        universe = self.engine.universe(local)
+        candidates, keep = self._candidates(universe, req.exclude)
+        slot = (universe.slot(serving.version, req.channel)
+                if serving is not None and req.as_of is None and len(universe.scorable) else None)
+        degraded = None
+        try:
+            bundles: list[MemberBundle | None] = list(self.store.fetch_members(member_ids, slot))
+            usage = self._usage(self.store.budget_usage(self._budget_refs))
+        except StoreUnavailable as exc:
+            log.warning("deciding a batch without the store: %s", exc)
+            bundles, usage, degraded = [None] * len(member_ids), self._usage(None), STORE_UNAVAILABLE
+        members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
+        hist = stack([m.hist for m in members])
+        inputs = member_inputs(self.engine, hist, local, [m.profile for m in members],
+                               [m.state for m in members])
+
+        n = len(members)
+        props = np.full((n, len(universe.offer_ids)), np.nan)
+        scores = ["none"] * n
+        caches: list[CacheWrite | None] = [None] * n
+        if serving is not None and len(universe.scorable):
+            todo = []
+            for i, (m, inp) in enumerate(zip(members, inputs, strict=True)):
+                if not inp.context.known_history:
+                    continue
+                cached = m.bundle.scores if m.bundle is not None else None
+                if cached is not None and len(cached) == len(universe.scorable):
+                    props[i] = expand(universe, np.asarray(cached, dtype=np.float64))[0]
+                    scores[i] = "cache"
+                else:
+                    todo.append(i)
+            if todo:
+                X = feature_rows(self.engine, hist, np.asarray(todo), universe, local, req.channel,
+                                 serving.model.program)
+                computed = predict(serving.model, X, len(todo))
+                props[todo] = expand(universe, computed)
+                for i, row in zip(todo, computed, strict=True):
+                    scores[i] = "computed"
+                    bundle = members[i].bundle
+                    if slot is not None and bundle is not None:
+                        caches[i] = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
+
+        decisions = decide_batch(self.engine.catalog, [i.context for i in inputs], candidates, props[:, keep],
+                                 as_of=local, channel=req.channel, counters=[i.counters for i in inputs],
+                                 budgets=usage, seed=seed, max_offers=req.n)
+        issued: list[list[Issued] | None] = [None] * n
+        if degraded is None:
+            try:
+                issued = list(commit_many(self.store, [
+                    (m.member_id, self._requests(d, now), did, cache)
+                    for m, d, did, cache in zip(members, decisions, decision_ids, caches, strict=True)], now))
+            except StoreUnavailable as exc:
+                log.warning("batch decisions not committed: %s", exc)
+                degraded = STORE_UNAVAILABLE
+        took = (time.perf_counter() - started) * 1000 / max(n, 1)
+        out = []
+        for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
+            offers, excluded = self._apply(d, issued[i])
+            outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=when,
+                              model_version=serving.version if serving else None, decision=d, offers=offers,
+                              excluded=excluded, member=inputs[i].context, scores=scores[i], history=m.history,
+                              degraded=degraded, placement=req.placement, took_ms=took)
+            self._record(outcome)
+            out.append(outcome)
+        return out

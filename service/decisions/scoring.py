@@ -1,0 +1,81 @@
+"""Propensities for members x candidate offers, computed the way training computes them.
+
+Features come from :func:`models.features.compute_features` (under the model's own
+program config, as in training) over a
+:class:`~models.features.History`: the one-member history a real-time decision decodes
+from its store records, or several members' histories stacked into one (batch
+decisions), so a batch computes one feature matrix and makes one model call per chunk.
+Only the candidates the model can score (the contract offers of the
+:class:`~service.decisions.engine.Universe`) get rows; the program's own offers get NaN
+(the decision core then falls back to popularity or the member's mean propensity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from models.features import History, channel_codes, compute_features
+from models.model import PropensityModel
+from models.program import Program
+from service.decisions.engine import DecisionEngine, Universe
+
+
+def stack(histories: Sequence[History]) -> History:
+    """One History holding every member of ``histories`` (member indices shifted)."""
+    if len(histories) == 1:
+        return histories[0]
+    offsets = np.cumsum([0, *(h.n_members for h in histories[:-1])])
+
+    def cat(name: str, shift: bool = False) -> np.ndarray:
+        parts = [getattr(h, name) + (off if shift else 0) for h, off in zip(histories, offsets, strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    return History(
+        member_ids=np.concatenate([h.member_ids for h in histories]).astype(object),
+        joined_at=cat("joined_at"),
+        line_member=cat("line_member", True).astype(np.int32), line_time=cat("line_time"),
+        line_basket=cat("line_basket"), line_product=cat("line_product"), line_amount=cat("line_amount"),
+        line_coupon=cat("line_coupon"), line_discount=cat("line_discount"),
+        exp_member=cat("exp_member", True).astype(np.int32), exp_time=cat("exp_time"), exp_offer=cat("exp_offer"),
+        red_member=cat("red_member", True).astype(np.int32), red_time=cat("red_time"), red_offer=cat("red_offer"),
+    )
+
+
+def feature_rows(engine: DecisionEngine, hist: History, members: np.ndarray, universe: Universe,
+                 as_of: pd.Timestamp, channel: str, program: Program | None = None) -> np.ndarray:
+    """Features of ``members`` (indices into ``hist``) x the scorable candidates, member-major.
+
+    ``program`` is the program the model was trained under (it travels in the artifact:
+    :attr:`models.model.PropensityModel.program`); its tier rules give the tier features.
+    """
+    offers = universe.feature_index[universe.scorable]
+    k = len(offers)
+    n = len(members) * k
+    return compute_features(hist, engine.features, np.repeat(np.asarray(members, dtype=np.int64), k),
+                            np.tile(offers, len(members)), np.full(n, engine.seconds(as_of), dtype=np.int64),
+                            channel_codes([channel] * n), program)
+
+
+def predict(model: PropensityModel, X: np.ndarray, n_members: int) -> np.ndarray:
+    """Calibrated propensities as an (members x scorable candidates) float64 array."""
+    if len(X) == 0:
+        return np.zeros((n_members, 0))
+    return model.predict(X).reshape(n_members, -1)
+
+
+def expand(universe: Universe, scorable: np.ndarray) -> np.ndarray:
+    """(members x scorable) scores as (members x candidates), NaN for offers without a score."""
+    scorable = np.atleast_2d(scorable)
+    out = np.full((scorable.shape[0], len(universe.offer_ids)), np.nan)
+    out[:, universe.scorable] = scorable
+    return out
+
+
+def expand_contributions(universe: Universe, contributions: np.ndarray) -> np.ndarray:
+    """One member's pred_contrib rows aligned with every candidate (zeros for unscored ones)."""
+    out = np.zeros((len(universe.offer_ids), contributions.shape[1]))
+    out[universe.scorable] = contributions
+    return out

@@ -1,0 +1,107 @@
+"""A decision test environment shared by the decision tests: data, program, registry.
+
+Built once per test process (it is cached here, so every test module's session fixture
+gets the same one): a synthetic program of 1,000 members (``offers data synthetic
+--members 1000 --seed 1``), the synthetic example program plus a budgeted, capped
+``flash_bonus`` offer that tops every slate, and a registry holding
+
+* ``v1``: a model trained on the data with :func:`training.train.train_propensity`
+  (the champion),
+* ``v2``: the same trees with another calibration (scores differ, so a swap shows),
+* ``bad``: ``v2`` with a truncated model file (refused when loaded).
+
+The service clock is fixed at :data:`CLOCK`, inside the data's campaigns.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.service_helpers import ALL_KEYS, make_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK = "2025-11-12T12:00:00+00:00"
+CHANNEL = "email"
+FLASH = "flash_bonus"
+FLASH_BUDGET = 10
+FLASH_OFFER = f"""
+  - id: {FLASH}
+    kind: bonus_points
+    title: Flash bonus
+    value: 500
+    cost: 2
+    budget: {{count: {FLASH_BUDGET}}}
+    caps: {{issues: 1}}
+    lever: 50
+    requires_coupon: true
+"""
+
+
+@dataclass(frozen=True)
+class DecisionEnv:
+    """Paths and versions of the shared environment."""
+
+    data: Path
+    program: Path
+    registry: Path
+    v1: str
+    v2: str
+    bad: str
+
+    def settings(self, tmp_path: Path, **overrides: Any) -> Any:
+        values: dict[str, Any] = {"data": self.data, "program": self.program, "registry": self.registry,
+                                  "clock": CLOCK, "api_keys": ALL_KEYS}
+        values.update(overrides)
+        return make_settings(tmp_path, **values)
+
+    def promote(self, version: str) -> None:
+        from models.registry import Registry
+
+        Registry(self.registry).promote(version)
+
+
+_BUILT: dict[str, DecisionEnv] = {}
+
+
+def _copy_version(registry: Path, source: str, stamp: datetime, edit: Any) -> str:
+    from models.registry import Registry
+
+    reg = Registry(registry)
+    with reg.staging() as staged:
+        shutil.copytree(reg.path(source), staged, dirs_exist_ok=True)
+        edit(staged)
+        return reg.register(staged, now=stamp)
+
+
+def build(base: Path) -> DecisionEnv:
+    """The environment (built under ``base`` the first time, then reused)."""
+    if "env" in _BUILT:
+        return _BUILT["env"]
+    from offerdata.synthetic import generate
+    from training.train import train_propensity
+
+    data = base / "data"
+    generate(data, n_members=1000, seed=1)
+    program = base / "program.yaml"
+    program.write_text((ROOT / "examples" / "programs" / "synthetic.yaml").read_text() + FLASH_OFFER)
+    registry = base / "registry"
+    v1 = train_propensity(data, registry, config=program, bootstrap_reps=0, promote=True).version
+
+    def recalibrate(path: Path) -> None:
+        meta = json.loads((path / "metadata.json").read_text())
+        meta["calibration"] = {"method": "platt", "a": 0.8, "b": 0.4}
+        (path / "metadata.json").write_text(json.dumps(meta))
+
+    def truncate(path: Path) -> None:
+        model = path / "model.txt"
+        model.write_text(model.read_text()[: 2000])
+
+    v2 = _copy_version(registry, v1, datetime(2030, 1, 1, tzinfo=UTC), recalibrate)
+    bad = _copy_version(registry, v2, datetime(2030, 1, 2, tzinfo=UTC), truncate)
+    _BUILT["env"] = DecisionEnv(data=data, program=program, registry=registry, v1=v1, v2=v2, bad=bad)
+    return _BUILT["env"]
