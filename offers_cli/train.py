@@ -37,7 +37,10 @@ def _print_metrics(metrics: dict) -> None:
         click.echo("model 95% intervals over members: " + ", ".join(f"{k} [{a:.3f}, {b:.3f}]" for k, (a, b) in ci.items()))
     if "member_campaign" in metrics:
         mc = metrics["member_campaign"]
-        click.echo(f"member x campaign ROC-AUC {mc['roc_auc']:.4f} over {mc['groups']:,} groups")
+        click.echo(f"member x campaign ROC-AUC {mc['roc_auc']:.4f} over {mc['groups']:,} groups (from the offer model)")
+    if "member_campaign_model" in metrics:
+        mm = metrics["member_campaign_model"]
+        click.echo(f"member x campaign model ROC-AUC {mm['roc_auc']:.4f} (PR-AUC {mm['pr_auc']:.4f}, base rate {mm['base_rate']:.3f})")
 
 
 @click.command()

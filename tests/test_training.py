@@ -39,6 +39,8 @@ def test_trained_model_beats_random_and_is_registered(trained_registry: Path) ->
     assert metrics["model"]["hit@1"] > metrics["random"]["hit@1"]
     assert metrics["model"]["log_loss"] < metrics["model"]["log_loss_prior"]
     assert 0 <= metrics["model"]["ece"] < 0.05
+    assert metrics["member_campaign_model"]["roc_auc"] > 0.6
+    assert metrics["member_campaign_model"]["groups"] == metrics["member_campaign"]["groups"]
     lo, hi = metrics["model"]["ci95"]["roc_auc"]
     assert lo <= metrics["model"]["roc_auc"] <= hi
     report = (reg.path(champion) / "report.html").read_text()

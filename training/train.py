@@ -250,7 +250,9 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
     m = metrics.get("model", {})
     return {k: round(float(m[k]), 4) for k in ("roc_auc", "pr_auc", "hit@1", "hit@3", "ndcg@5", "ece") if k in m} | (
         {"member_campaign_auc": round(float(metrics["member_campaign"]["roc_auc"]), 4)}
-        if "member_campaign" in metrics else {})
+        if "member_campaign" in metrics else {}) | (
+        {"member_campaign_model_auc": round(float(metrics["member_campaign_model"]["roc_auc"]), 4)}
+        if "member_campaign_model" in metrics else {})
 
 
 def read_program(config: str | os.PathLike[str] | None) -> tuple[Program | None, str | None]:
@@ -296,6 +298,10 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     timings["fit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = evaluate_rows(ds, test, X_test, model, bootstrap_reps) if len(test) and test["label"].sum() else {}
+    if metrics and len(train) == n_train_all:  # group-level rows need unsampled training groups
+        from training.campaign_model import fit_and_evaluate
+
+        metrics["member_campaign_model"] = fit_and_evaluate(train, X_train, test, X_test)
     timings["evaluate"] = time.perf_counter() - t0
     metrics["selection"] = selection
     heads = headline(metrics)
