@@ -26,9 +26,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm 
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /src/examples /app/examples
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 \
-    OFFERS_REGISTRY=/var/lib/offers/registry OFFERS_DATA=/var/lib/offers/data
+    OFFERS_REGISTRY=/var/lib/offers/registry OFFERS_DATA=/var/lib/offers/data \
+    OFFERS_EVENT_LOG=/var/lib/offers/events
 WORKDIR /app
-RUN mkdir -p /var/lib/offers && chown offers:offers /var/lib/offers
+RUN mkdir -p /var/lib/offers/registry /var/lib/offers/data /var/lib/offers/events \
+    && chown -R offers:offers /var/lib/offers
 USER offers
 EXPOSE 8000
 ENTRYPOINT ["gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app"]
