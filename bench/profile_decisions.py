@@ -1,0 +1,123 @@
+"""Where a decision's time goes: profile POST /v1/decisions in-process, cache cold and warm.
+
+Builds the service app (``service.app.create_app``) against the benchmark program
+(bench/program.py) and a private redis-server, loads it synchronously, and sends
+decision requests through Flask's test client (no HTTP server, no network) under
+pyinstrument (``pip install pyinstrument``) or cProfile. Cold: every request a different
+member with an empty score cache; warm: the same members again, now cached.
+
+    python bench/profile_decisions.py                    # pyinstrument trees, 300 decisions each
+    python bench/profile_decisions.py --cprofile         # cProfile, top functions by cumulative time
+    python bench/profile_decisions.py --html /tmp/prof   # also pyinstrument HTML pages
+
+It also prints the mean wall time per decision, in-process, without HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import API_KEY, RedisServer  # noqa: E402
+from bench.program import DEFAULT_WORKDIR, drop_cache, materialize_into, prepare, service_env  # noqa: E402
+
+
+def build_app(env: dict[str, str]) -> object:
+    """The service app with ``env`` as its settings, loaded synchronously."""
+    from service.app import create_app
+    from service.decisions.component import decision_service
+    from service.settings import load_settings
+    from service.state import EXTENSION
+
+    app = create_app(load_settings(env))
+    service = decision_service(app.extensions[EXTENSION])
+    if not service.wait(600):
+        raise RuntimeError("the decision engine did not load")
+    holder = service.holder
+    for _ in range(600):
+        if holder is None or holder.current() is not None:
+            break
+        time.sleep(0.5)
+    return app
+
+
+def profile(fn: Callable[[], None], use_cprofile: bool, html: Path | None, tag: str) -> str:
+    """Run ``fn`` under a profiler; return the text report."""
+    if use_cprofile:
+        prof = cProfile.Profile()
+        prof.enable()
+        fn()
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(45)
+        return out.getvalue()
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    fn()
+    profiler.stop()
+    if html is not None:
+        html.mkdir(parents=True, exist_ok=True)
+        (html / f"{tag}.html").write_text(profiler.output_html())
+    return profiler.output_text(unicode=False, color=False, show_all=False)
+
+
+def main() -> None:
+    """Profile cold then warm decisions and print the reports."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--decisions", type=int, default=300)
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cprofile", action="store_true", help="cProfile instead of pyinstrument")
+    parser.add_argument("--html", type=Path, default=None, help="directory for pyinstrument HTML reports")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    args = parser.parse_args()
+
+    bench = prepare(args.workdir, args.members, args.seed)
+    data_dir = bench.variant(args.candidates)
+    with RedisServer(args.workdir) as redis_server:
+        members, _ = materialize_into(redis_server.url(), data_dir, bench.program)
+        env = service_env(bench, data_dir, redis_server.url(), args.workdir / "profile-events",
+                          {"OFFERS_LOG_LEVEL": "WARNING"})
+        app = build_app(env)
+        client = app.test_client()  # type: ignore[attr-defined]
+        headers = {"X-API-Key": API_KEY}
+        for m in members[-50:]:  # warm-up
+            client.post("/v1/decisions", json={"member_id": m, "channel": "app"}, headers=headers)
+        sample = members[:args.decisions]
+        drop_cache(redis_server.url())
+
+        def decide_all() -> None:
+            for m in sample:
+                r = client.post("/v1/decisions", json={"member_id": m, "channel": "app"}, headers=headers)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{r.status_code}: {r.get_data()[:300]!r}")
+
+        for tag in ("cold", "warm"):  # cold fills the cache the warm pass reads
+            started = time.perf_counter()
+            report = profile(decide_all, args.cprofile, args.html, tag)
+            per = (time.perf_counter() - started) / len(sample) * 1000
+            print(f"===== {tag}: {len(sample)} decisions over {args.candidates} candidates, "
+                  f"{per:.2f} ms each under the profiler =====")
+            print(report)
+        for tag in ("warm", "cold"):
+            if tag == "cold":
+                drop_cache(redis_server.url())
+            started = time.perf_counter()
+            decide_all()
+            print(f"{tag}, no profiler: {(time.perf_counter() - started) / len(sample) * 1000:.2f} ms per decision")
+
+
+if __name__ == "__main__":
+    main()
