@@ -50,7 +50,7 @@ def duckdb_source(path: Path) -> str:
     return f"read_parquet('{quoted}')"
 
 
-def _coerce(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+def coerce(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """Cast columns to the contract's logical types (ids to str, money to int64, times to datetime)."""
     out = frame.copy()
     for col in table.columns:
@@ -94,7 +94,7 @@ def read_table(
     for col in table.columns:
         if col.name not in frame.columns and (wanted is None or col.name in wanted):
             frame[col.name] = pd.Series([None] * len(frame), dtype="object")
-    return _coerce(frame, table)
+    return coerce(frame, table)
 
 
 def write_table(frame: pd.DataFrame, data_dir: str | os.PathLike[str], name: str) -> Path:

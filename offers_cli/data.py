@@ -68,3 +68,29 @@ def synthetic_cmd(n_members: int, seed: int, out_dir: Path) -> None:
     for name, count in rows.items():
         click.echo(f"  {name:<15} {count:>12,} rows")
     click.echo(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")
+
+
+@data.command("events")
+@click.option("--log", "log_dir", required=True, type=click.Path(path_type=Path),
+              help="The service's durable event log directory (OFFERS_EVENT_LOG).")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="The data directory to extend.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Where to write the merged directory.")
+@click.option("--timezone", default="UTC", show_default=True, help="The program's IANA timezone (contract times are local).")
+def events_cmd(log_dir: Path, data_dir: Path, out_dir: Path, timezone: str) -> None:
+    """Merge the service's event log into a copy of DATA, then validate it (exit 1 on any problem)."""
+    from offerdata.events import merge_events
+    from offerdata.validate import validate
+
+    try:
+        summary = merge_events(data_dir, log_dir, out_dir, timezone)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"read {summary.events:,} events ({summary.duplicates:,} duplicates dropped)")
+    click.echo("added: " + ", ".join(f"{k} {v:,}" for k, v in summary.added.items()))
+    skipped = {k: v for k, v in summary.skipped.items() if v}
+    if skipped:
+        click.echo("not merged: " + ", ".join(f"{k} {v:,}" for k, v in skipped.items()))
+    report = validate(out_dir)
+    click.echo(report.render())
+    if not report.ok:
+        sys.exit(1)

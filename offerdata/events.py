@@ -1,0 +1,136 @@
+"""Turning the service's durable event log into contract rows, so training sees live feedback.
+
+The service appends every accepted event to NDJSON segments (docs/events.md). This
+module reads them (de-duplicating by ``event_id``, keeping the first, as the log is
+at-least-once) and merges them into a copy of a data directory:
+
+* ``transaction`` events with a ``product_id`` become purchase lines (quantity 1),
+* ``impression`` events become exposures (``exposure_id`` = ``event_id``),
+* ``redeem`` events become redemptions (``redemption_id`` = ``event_id``),
+* members seen only in events are added to ``members``.
+
+Clicks and dismissals have no place in the contract and are counted, not merged;
+transactions without a product are counted and skipped. Log times are UTC; they are
+converted to the program's local time (``timezone``), the contract's convention. The
+merged directory is written to a staging directory and moved into place, then it must
+pass validation like any other input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from models.schema import TABLES
+from offerdata.tables import DataDirError, coerce, read_table, write_table
+
+
+@dataclass
+class MergeSummary:
+    """What the merge read, added and skipped."""
+
+    events: int = 0
+    duplicates: int = 0
+    added: dict[str, int] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def read_log(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
+    """Every event in the log directory's segments, de-duplicated by event_id (first kept)."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise DataDirError(f"event log directory {str(directory)!r} does not exist")
+    records = []
+    for segment in sorted(path.glob("events-*.ndjson")):
+        with open(segment, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataDirError(f"{segment.name} line {number}: not JSON ({exc.msg})") from exc
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return frame, 0
+    before = len(frame)
+    frame = frame.drop_duplicates("event_id", keep="first").reset_index(drop=True)
+    return frame, before - len(frame)
+
+
+def _local(ts: pd.Series, timezone: str) -> pd.Series:
+    return pd.to_datetime(ts, utc=True).dt.tz_convert(timezone).dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _col(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name] if name in frame else pd.Series([None] * len(frame), index=frame.index)
+
+
+def event_rows(events: pd.DataFrame, timezone: str, summary: MergeSummary) -> dict[str, pd.DataFrame]:
+    """Contract rows (transactions, exposures, redemptions) from de-duplicated log events."""
+    if events.empty:
+        return {}
+    kind = events["type"]
+    for name in ("click", "dismiss"):
+        summary.skipped[name] = int((kind == name).sum())
+    tx = events[kind == "transaction"]
+    has_product = _col(tx, "product_id").notna()
+    summary.skipped["transaction without product_id"] = int((~has_product).sum())
+    tx = tx[has_product]
+    basket = _col(tx, "basket_id").fillna(tx["event_id"])
+    transactions = pd.DataFrame({
+        "member_id": tx["member_id"].astype(str), "purchased_at": _local(tx["ts"], timezone),
+        "basket_id": basket.astype(str), "product_id": _col(tx, "product_id").astype(str), "quantity": 1,
+        "amount_minor": pd.to_numeric(_col(tx, "amount_minor")).fillna(0).astype("int64"),
+        "discount_minor": pd.to_numeric(_col(tx, "discount_minor")).fillna(0).astype("int64"),
+        "coupon_discount_minor": pd.to_numeric(_col(tx, "coupon_discount_minor")).fillna(0).astype("int64"),
+    })
+    imp = events[kind == "impression"]
+    exposures = pd.DataFrame({
+        "exposure_id": imp["event_id"].astype(str), "member_id": imp["member_id"].astype(str),
+        "offer_id": _col(imp, "offer_id").astype(str), "exposed_at": _local(imp["ts"], timezone),
+        "channel": _col(imp, "channel").fillna("app").astype(str), "decision_id": _col(imp, "decision_id"),
+    })
+    red = events[kind == "redeem"]
+    redemptions = pd.DataFrame({
+        "redemption_id": red["event_id"].astype(str), "member_id": red["member_id"].astype(str),
+        "offer_id": _col(red, "offer_id").astype(str), "redeemed_at": _local(red["ts"], timezone),
+    })
+    return {"transactions": transactions, "exposures": exposures, "redemptions": redemptions}
+
+
+def merge_events(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                 timezone: str = "UTC") -> MergeSummary:
+    """Write ``data_dir`` plus the log's events into ``out_dir`` (atomically); return what was merged."""
+    events, duplicates = read_log(log_dir)
+    summary = MergeSummary(events=len(events), duplicates=duplicates)
+    rows = event_rows(events, timezone, summary)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".events-", dir=out.parent))
+    try:
+        members = read_table(data_dir, "members")
+        new_ids = sorted({m for f in rows.values() for m in f["member_id"]} - set(members["member_id"]))
+        if new_ids:
+            members = pd.concat([members, pd.DataFrame({"member_id": new_ids})], ignore_index=True)
+        summary.added["members"] = len(new_ids)
+        for name in TABLES:
+            frame = members if name == "members" else read_table(data_dir, name)
+            if name in rows and len(rows[name]):
+                extra = rows[name].reindex(columns=frame.columns.union(rows[name].columns, sort=False))
+                frame = pd.concat([frame, extra], ignore_index=True)
+                summary.added[name] = len(rows[name])
+            write_table(coerce(frame, TABLES[name]), staging, name)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            os.replace(staging / f"{name}.parquet", out / f"{name}.parquet")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
