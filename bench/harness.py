@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,11 +237,15 @@ class LoadResult:
 
 def wrk_run(base_url: str, path: str, bodies: Path | None, seconds: float, connections: int = 16,
             threads: int = 2, pace_ms: float = 0.0, timeout_s: int = 10) -> LoadResult:
-    """One bounded wrk run against ``base_url + path`` (POST lines of ``bodies``, GET if None)."""
+    """One bounded wrk run against ``base_url + path`` (POST lines of ``bodies``, GET if None).
+
+    ``{{n}}`` in a body becomes a value unique to the request and to this run.
+    """
     wrk = require_wrk()
     argv = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
             "--timeout", f"{timeout_s}s", "-s", str(LOAD_LUA), base_url, "--", path,
-            str(bodies) if bodies is not None else "-", f"{pace_ms:.0f}", str(threads), API_KEY]
+            str(bodies) if bodies is not None else "-", f"{pace_ms:.0f}", str(threads), API_KEY,
+            uuid.uuid4().hex[:8]]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout_s + 60, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:

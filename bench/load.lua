@@ -1,11 +1,11 @@
 -- wrk script shared by the bench/ load tests (bench/harness.py runs it).
 --
---   wrk -s bench/load.lua URL -- PATH BODIES_FILE PACE_MS THREADS API_KEY
+--   wrk -s bench/load.lua URL -- PATH BODIES_FILE PACE_MS THREADS API_KEY RUN_TAG
 --
 -- Every request POSTs one line of BODIES_FILE to PATH (GET when BODIES_FILE is "-").
 -- wrk thread t sends lines t, t+THREADS, t+2*THREADS, ... so threads never repeat
 -- each other's lines; "{{n}}" in a line is replaced by a value unique to the request
--- (event ids). PACE_MS > 0 waits a random 0.5-1.5 x PACE_MS before each request of a
+-- (RUN_TAG, the thread and a counter: event ids). PACE_MS > 0 waits a random 0.5-1.5 x PACE_MS before each request of a
 -- connection, which holds the offered load near CONNECTIONS x 1000 / (PACE_MS + latency)
 -- requests/s (a latency run below the maximum throughput). done() prints one line
 -- "WRKJSON {...}" with counts and latency percentiles in microseconds.
@@ -24,7 +24,7 @@ function init(args)
   step = tonumber(args[4]) or 1
   local key = args[5]
   local me = tid or 0
-  tid_text = tostring(me)
+  tid_text = (args[6] or "") .. tostring(me)
   i = me
   math.randomseed(me * 7919 + os.time())
   wrk.path = path

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "examples" / "programs" / "synthetic.yaml"
@@ -92,7 +94,8 @@ class BenchProgram:
         universe = base.universe(base.local(base.clock.now()))
         own = int((universe.feature_index < 0).sum())
         wanted = candidates - own
-        offers = pd.read_parquet(self.data / "offers.parquet")
+        table = pq.read_table(self.data / "offers.parquet")  # pyarrow keeps every column's type
+        offers = table.select(["starts_at", "ends_at"]).to_pandas()
         if not 0 < wanted <= len(offers):
             raise ValueError(f"cannot make {candidates} candidates from {len(offers)} offers + {own} of the program")
         at = self.moment()
@@ -100,16 +103,18 @@ class BenchProgram:
         chosen = np.zeros(len(offers), dtype=bool)
         chosen[order[:wanted]] = True
         ends = offers["ends_at"].copy()
-        ends[chosen] = ends[chosen].where(ends[chosen] > at + pd.Timedelta(days=EXTENSION_DAYS),
-                                          at + pd.Timedelta(days=EXTENSION_DAYS))
+        later = at + pd.Timedelta(days=EXTENSION_DAYS)
+        ends[chosen] = ends[chosen].where(ends[chosen] > later, later)
         valid_now = (offers["starts_at"] <= at) & (offers["ends_at"] >= at)
         ends[~chosen & valid_now] = at - pd.Timedelta(seconds=1)
-        offers["ends_at"] = ends
-        offers.to_parquet(out / "offers.parquet", index=False)
+        column = table.schema.get_field_index("ends_at")
+        table = table.set_column(column, table.schema.field(column), pa.array(ends, type=table.schema.field(column).type))
+        pq.write_table(table, out / "offers.parquet")
         engine = DecisionEngine.load(out, self.program, "data")
         got = len(engine.universe(engine.local(engine.clock.now())).offer_ids)
         if got != candidates:
             raise RuntimeError(f"variant has {got} candidates, wanted {candidates}")
+        _run(["data", "validate", str(out)], self.root / "prepare.log")
         (out / ".done").write_text(str(candidates))
         return out
 
