@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import click
 
+from offers_cli.batch import batch
 from offers_cli.data import data
 from offers_cli.demo import demo
+from offers_cli.materialize import materialize
 from offers_cli.serve import serve
 from offers_cli.train import evaluate, models, score, train
 
@@ -26,6 +28,8 @@ cli.add_command(demo)
 for command in (train, evaluate, score, models):
     cli.add_command(command)
 cli.add_command(serve)
+cli.add_command(materialize)
+cli.add_command(batch)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

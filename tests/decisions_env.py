@@ -105,3 +105,44 @@ def build(base: Path) -> DecisionEnv:
     bad = _copy_version(registry, v2, datetime(2030, 1, 2, tzinfo=UTC), truncate)
     _BUILT["env"] = DecisionEnv(data=data, program=program, registry=registry, v1=v1, v2=v2, bad=bad)
     return _BUILT["env"]
+
+
+# -- apps ------------------------------------------------------------------------------------
+def start_app(settings: Any, materialize_redis: bool = True) -> Any:
+    """A service app with decisions loaded (waits for the background loader).
+
+    Embedded stores materialize the data at start-up by themselves; a Redis-backed app
+    gets the data materialized here (as ``offers materialize`` would) unless told not to.
+    """
+    from service.app import create_app
+    from service.decisions.component import decision_service
+    from service.decisions.materialize import load_members, materialize
+
+    app = create_app(settings)
+    state = app.extensions["offers"]
+    service = decision_service(state)
+    assert service.wait(300), "the decision engine did not finish loading"
+    assert service.decider is not None, service.error
+    if materialize_redis and state.store.kind == "redis":
+        assert service.engine is not None
+        materialize(state.store, service.engine, *load_members(service.engine, settings.data))
+    return app
+
+
+def close_app(app: Any) -> None:
+    """Drop the app's Redis keys (their prefix is unique to the test) and close it."""
+    state = app.extensions["offers"]
+    store = state.store
+    if store.kind == "redis":
+        keys = list(store.client.scan_iter(match=store.keys.pattern(), count=1000))
+        for i in range(0, len(keys), 1000):
+            store.client.delete(*keys[i:i + 1000])
+    state.close()
+
+
+def offer_products(env: DecisionEnv) -> dict[str, list[str]]:
+    """Offer id -> its product ids, from the environment's data."""
+    import pandas as pd
+
+    frame = pd.read_parquet(env.data / "offer_products.parquet")
+    return {str(k): [str(p) for p in v] for k, v in frame.groupby("offer_id")["product_id"]}

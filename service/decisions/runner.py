@@ -12,10 +12,13 @@ and the same for a chunk of members (one pipelined read, one feature matrix, one
 call, decide_batch, one pipelined write), for the batch endpoint.
 
 Failures of the store do not fail a decision: it is computed without the member's
-history, cache or counters (a cold-start decision), budgets that cannot be checked count
-as exhausted so nothing budgeted is over-spent, nothing is reserved and no coupon is
-issued; the outcome says ``degraded="store_unavailable"``. The next request simply
-tries the store again, so decisions recover by themselves.
+history, cache or counters (a cold-start decision), nothing is reserved and no coupon is
+issued; the outcome says ``degraded="store_unavailable"``. Limits that cannot be
+checked count as reached, so nothing is over-issued: offers with a global budget are
+excluded as ``BUDGET_EXHAUSTED`` and offers with a member issue cap as
+``MEMBER_CAP_REACHED`` (when the read failed, the decision core excludes them and fills
+the slate with others; when only the write failed, they are dropped from the slate).
+The next request simply tries the store again, so decisions recover by themselves.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from models.caps import BudgetUsage
+from models.caps import BudgetUsage, CapCounters
 from models.catalog import Offer
 from models.decision import Decision, Excluded, RankedOffer, decide, decide_batch
 from models.features import FEATURE_NAMES, History
@@ -204,18 +207,40 @@ class Decider:
     def _requests(self, decision: Decision, now: int) -> list[tuple[CapRequest, CouponSpec | None]]:
         return [self._request_for(self.engine.catalog[o.offer_id], now) for o in decision.offers]
 
-    @staticmethod
-    def _apply(decision: Decision, issued: Sequence[Issued] | None) -> tuple[tuple[IssuedOffer, ...],
-                                                                            tuple[Excluded, ...]]:
-        """Offers whose reservation was granted (re-ranked), refused ones added to excluded."""
-        if issued is None:
-            return tuple(IssuedOffer(o, o.rank) for o in decision.offers), decision.excluded
+    def _unchecked(self, counters: CapCounters) -> CapCounters:
+        """Counters for a decision without the store: every member issue cap counts as reached."""
+        issues = {o: 10**9 for o in self.engine.cap_windows["issue"]}
+        return CapCounters(impressions=counters.impressions, issues=issues, redemptions=counters.redemptions)
+
+    def _limited(self, offer_id: str) -> str | None:
+        """The reason an offer cannot be returned unreserved (it has a budget or an issue cap)."""
+        offer = self.engine.catalog[offer_id]
+        if offer.budget_key is not None:
+            return "BUDGET_EXHAUSTED"
+        if offer.caps.issues:
+            return "MEMBER_CAP_REACHED"
+        return None
+
+    def _apply(self, decision: Decision, issued: Sequence[Issued] | None) -> tuple[tuple[IssuedOffer, ...],
+                                                                                  tuple[Excluded, ...]]:
+        """Offers whose reservation was granted (re-ranked), refused ones added to excluded.
+
+        ``issued`` None means nothing could be reserved: limited offers are refused.
+        """
         kept, refused = [], []
-        for offer, result in zip(decision.offers, issued, strict=True):
-            if result.granted:
-                kept.append(IssuedOffer(offer, len(kept) + 1, result.coupon))
+        for i, offer in enumerate(decision.offers):
+            reason = None
+            coupon = None
+            if issued is None:
+                reason = self._limited(offer.offer_id)
+            elif not issued[i].granted:
+                reason = issued[i].cap.reason or "MEMBER_CAP_REACHED"
             else:
-                refused.append(Excluded(offer.offer_id, result.cap.reason or "MEMBER_CAP_REACHED"))
+                coupon = issued[i].coupon
+            if reason is None:
+                kept.append(IssuedOffer(offer, len(kept) + 1, coupon))
+            else:
+                refused.append(Excluded(offer.offer_id, reason))
         return tuple(kept), (*decision.excluded, *refused)
 
     def _record(self, outcome: Outcome) -> None:
@@ -261,8 +286,9 @@ class Decider:
                     cache = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
             props = expand(universe, row)[0][keep]
 
+        counters = inputs.counters if bundle is not None else self._unchecked(inputs.counters)
         decision = decide(self.engine.catalog, inputs.context, candidates, props, as_of=local,
-                          channel=req.channel, counters=inputs.counters,
+                          channel=req.channel, counters=counters,
                           budgets=self._usage(bundle.budgets if bundle is not None else None),
                           contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
                           seed=seed_for(decision_id), max_offers=req.n)
@@ -337,7 +363,9 @@ class Decider:
                         caches[i] = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
 
         decisions = decide_batch(self.engine.catalog, [i.context for i in inputs], candidates, props[:, keep],
-                                 as_of=local, channel=req.channel, counters=[i.counters for i in inputs],
+                                 as_of=local, channel=req.channel,
+                                 counters=[i.counters if degraded is None else self._unchecked(i.counters)
+                                           for i in inputs],
                                  budgets=usage, seed=seed, max_offers=req.n)
         issued: list[list[Issued] | None] = [None] * n
         if degraded is None:

@@ -44,6 +44,26 @@ def stack(histories: Sequence[History]) -> History:
     )
 
 
+def subset(hist: History, members: np.ndarray) -> History:
+    """A History of only ``members`` (indices into ``hist``), renumbered 0..k-1 in that order."""
+    members = np.asarray(members, dtype=np.int64)
+    new = np.full(hist.n_members, -1, dtype=np.int64)
+    new[members] = np.arange(len(members))
+
+    def pick(member: np.ndarray, *columns: np.ndarray) -> list[np.ndarray]:
+        keep = (member >= 0) & (new[np.maximum(member, 0)] >= 0)
+        return [new[member[keep]].astype(np.int32), *(c[keep] for c in columns)]
+
+    lm, lt, lb, lp, la, lc, ld = pick(hist.line_member, hist.line_time, hist.line_basket, hist.line_product,
+                                      hist.line_amount, hist.line_coupon, hist.line_discount)
+    em, et, eo = pick(hist.exp_member, hist.exp_time, hist.exp_offer)
+    rm, rt, ro = pick(hist.red_member, hist.red_time, hist.red_offer)
+    return History(member_ids=hist.member_ids[members], joined_at=hist.joined_at[members],
+                   line_member=lm, line_time=lt, line_basket=lb, line_product=lp, line_amount=la, line_coupon=lc,
+                   line_discount=ld, exp_member=em, exp_time=et, exp_offer=eo, red_member=rm, red_time=rt,
+                   red_offer=ro)
+
+
 def feature_rows(engine: DecisionEngine, hist: History, members: np.ndarray, universe: Universe,
                  as_of: pd.Timestamp, channel: str, program: Program | None = None) -> np.ndarray:
     """Features of ``members`` (indices into ``hist``) x the scorable candidates, member-major.

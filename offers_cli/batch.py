@@ -1,0 +1,52 @@
+"""``offers batch``: an audience's decisions to Parquet or CSV (see service.decisions.audience)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from models.schema import CHANNELS
+
+
+@click.command("batch")
+@click.option("--registry", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Model registry (its champion scores).")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Contract data directory.")
+@click.option("--members", "members_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Audience: Parquet/CSV with a member_id column, or one id per line.")
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file, .parquet or .csv: one row per (member, offer).")
+@click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Program config.")
+@click.option("--as-of", default=None,
+              help="Decision time: wall, data or an ISO timestamp (default OFFERS_CLOCK, else wall).")
+@click.option("--channel", type=click.Choice(CHANNELS), default="email", show_default=True)
+@click.option("--n", "n", type=click.IntRange(1, 50), default=None, help="Slate size (default: the program's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of exploration draws.")
+@click.option("--version", default="champion", show_default=True, help="Model version or alias.")
+def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program: Path | None, as_of: str | None,
+          channel: str, n: int | None, seed: int, version: str) -> None:
+    """Decide for a whole audience (bounded memory, progress bar), without the online store."""
+    from tqdm.auto import tqdm
+
+    from models.model import ArtifactError
+    from models.registry import RegistryError
+    from offerdata.tables import DataDirError
+    from service.decisions.audience import AudienceError, read_members, run
+    from service.decisions.clock import ClockError
+
+    started = time.perf_counter()
+    try:
+        total = len(read_members(members_file))
+        with tqdm(total=total, unit="member", desc="decisions") as bar:
+            summary = run(data_dir, registry, members_file, out, program=program,
+                          as_of=as_of or os.environ.get("OFFERS_CLOCK", "wall"), channel=channel, n=n, seed=seed,
+                          version=version, progress=bar.update)
+    except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{summary.members:,} members ({summary.unknown:,} not in the data: cold starts), "
+               f"{summary.offers:,} offers, model {summary.model_version}, as of {summary.as_of} -> {summary.out} "
+               f"in {time.perf_counter() - started:.1f}s")

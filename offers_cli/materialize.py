@@ -1,0 +1,79 @@
+"""``offers materialize``: load a data directory into the online store (Redis) and warm it.
+
+Validates the data, writes every member's history records and profile in bounded
+pipelines (progress bar), then, with ``--registry``, scores every member with history
+against the offers valid at the clock's time and caches the vectors for the champion.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Contract data directory.")
+@click.option("--registry", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Model registry: warm the score cache for its champion.")
+@click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Program config (as the service uses: OFFERS_PROGRAM).")
+@click.option("--clock", default=None,
+              help="Decision time the cache is warmed for: wall, data or an ISO timestamp "
+                   "(default OFFERS_CLOCK, else wall).")
+@click.option("--channel", "channels", multiple=True,
+              help="Channel(s) to warm scores for (default: the channel most exposures used).")
+def materialize(data_dir: Path, registry: Path | None, program: Path | None, clock: str | None,
+                channels: tuple[str, ...]) -> None:
+    """Write every member's history and profile into Redis (REDIS_URL) and warm the score cache."""
+    from tqdm.auto import tqdm
+
+    from models.model import ArtifactError, PropensityModel
+    from models.registry import Registry, RegistryError
+    from offerdata.tables import DataDirError
+    from offerdata.validate import require_valid
+    from service.decisions.clock import ClockError
+    from service.decisions.engine import DecisionEngine
+    from service.decisions.materialize import default_channel, load_members, warm_cache
+    from service.decisions.materialize import materialize as write_members
+    from service.settings import SettingsError, load_settings
+    from service.stores import StoreUnavailable, build_store
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if settings.redis_url is None:
+        raise click.ClickException("offers materialize writes the online store: set REDIS_URL (without Redis the "
+                                   "service materializes OFFERS_DATA into each worker at start-up)")
+    started = time.perf_counter()
+    try:
+        require_valid(data_dir)
+        engine = DecisionEngine.load(data_dir, program, clock or os.environ.get("OFFERS_CLOCK", "wall"))
+        hist, profiles = load_members(engine, data_dir)
+        model = PropensityModel.load(Registry(registry).path("champion")) if registry is not None else None
+    except (DataDirError, ClockError, RegistryError, ArtifactError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    store = build_store(settings)
+    try:
+        store.ping()
+        with tqdm(total=hist.n_members, unit="member", desc="materialize") as bar:
+            summary = write_members(store, engine, hist, profiles, progress=bar.update)
+        click.echo(f"wrote {summary.members:,} members ({summary.records:,} records, "
+                   f"{summary.bytes / 1e6:.1f} MB of history) under catalog {engine.fingerprint}")
+        if model is not None:
+            as_of = engine.local(engine.clock.now())
+            chosen = list(channels) or [default_channel(data_dir)]
+            with tqdm(unit="member", desc="warm cache") as bar:
+                warmed = warm_cache(store, engine, model, hist, as_of, chosen, progress=bar.update)
+            click.echo(f"cached {warmed:,} score vectors for model {model.version}, channel(s) "
+                       f"{', '.join(chosen)}, as of {engine.clock.describe()} "
+                       f"({len(engine.universe(as_of).scorable)} scorable offers valid then)")
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"Redis is unavailable: {exc}") from exc
+    finally:
+        store.close()
+    click.echo(f"done in {time.perf_counter() - started:.1f}s")
