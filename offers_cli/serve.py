@@ -22,17 +22,18 @@ import click
               help="Data directory (OFFERS_DATA).")
 @click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Program config file (OFFERS_PROGRAM).")
+@click.option("--clock", help="Decision time: wall, data or an ISO timestamp (OFFERS_CLOCK, default wall).")
 @click.option("--bind", help="HOST:PORT to listen on (OFFERS_BIND, default 127.0.0.1:8000).")
 @click.option("--workers", type=click.IntRange(1, 256),
               help="Worker processes (OFFERS_WORKERS, default 2 x cores + 1, at most 8).")
 @click.option("--dry-run", is_flag=True, help="Print the gunicorn command and exit.")
-def serve(registry: Path | None, data_dir: Path | None, program: Path | None, bind: str | None,
-          workers: int | None, dry_run: bool) -> None:
+def serve(registry: Path | None, data_dir: Path | None, program: Path | None, clock: str | None,
+          bind: str | None, workers: int | None, dry_run: bool) -> None:
     """Serve the decision and feedback API with gunicorn (Redis from REDIS_URL, if set)."""
     from service.settings import SettingsError, load_settings
 
     given = {"OFFERS_REGISTRY": registry, "OFFERS_DATA": data_dir, "OFFERS_PROGRAM": program,
-             "OFFERS_BIND": bind, "OFFERS_WORKERS": workers}
+             "OFFERS_CLOCK": clock, "OFFERS_BIND": bind, "OFFERS_WORKERS": workers}
     for name, value in given.items():
         if value is not None:
             os.environ[name] = str(Path(value).resolve()) if isinstance(value, Path) else str(value)

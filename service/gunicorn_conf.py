@@ -8,8 +8,11 @@
 * Graceful shutdown: SIGTERM lets requests in flight finish for up to 20 s.
 * Timeout: a sync worker cannot report its heartbeat while it answers, so a request may
   run ``OFFERS_WORKER_TIMEOUT`` seconds (120) before gunicorn restarts the worker; a
-  streamed ``/v1/decisions/batch`` of 10,000 members must finish within it. The app
-  itself loads its catalog and model in a background thread, so start-up never counts.
+  streamed ``/v1/decisions/batch`` of 10,000 members must finish within it.
+* Start-up: the app loads its catalog, members (without Redis) and model in a background
+  thread; ``post_worker_init`` holds the worker's accept loop until that is done, telling
+  the arbiter it is alive every second, so a worker never takes requests it would answer
+  with 503 while loading, and a slow load is never mistaken for a hung worker.
 * Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is created (a temporary directory) when unset,
   wiped of stale files at start-up, and each dead worker is marked so its files stop
   counting as live.
@@ -93,7 +96,17 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    logging.getLogger("gunicorn.error").info("worker %s loaded the app", worker.pid)
+    """Wait for the app's background loading (see the module docstring) before serving."""
+    log = logging.getLogger("gunicorn.error")
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    state = extensions.get("offers")
+    service = state.components.get("decisions") if state is not None else None
+    if service is not None and service.configured:
+        while not service.wait(1.0):
+            worker.notify()
+        if service.error is not None:
+            log.error("worker %s: decisions failed to load: %s", worker.pid, service.error)
+    log.info("worker %s loaded the app", worker.pid)
 
 
 def child_exit(server: Any, worker: Any) -> None:

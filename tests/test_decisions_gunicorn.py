@@ -1,0 +1,155 @@
+"""Decisions from a real gunicorn with several workers, real Redis, real HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import RedisServer, free_port
+from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build
+from tests.service_helpers import (
+    ADMIN_KEY,
+    ALL_KEYS,
+    DECISIONS_KEY,
+    ROOT,
+    gunicorn_args,
+    service_env,
+    start_process,
+    stop_process,
+    wait_until_healthy,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+DECIDE = {"X-API-Key": DECISIONS_KEY}
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> DecisionEnv:
+    return build(tmp_path_factory.mktemp("decisions"))
+
+
+def wait_ready(base: str, deadline_seconds: float = 120) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if requests.get(base + "/readyz", timeout=5).status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(requests.get(base + "/readyz", timeout=5).text)
+
+
+@contextmanager
+def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2) -> Iterator[tuple[str, Any]]:
+    """Materialize into Redis with the CLI, then run gunicorn on the same key prefix."""
+    port = free_port()
+    environ = service_env(tmp_path, REDIS_URL=redis_url, OFFERS_API_KEYS=ALL_KEYS, OFFERS_WORKERS=str(workers),
+                          OFFERS_DATA=str(env.data), OFFERS_REGISTRY=str(env.registry),
+                          OFFERS_PROGRAM=str(env.program), OFFERS_CLOCK=CLOCK, OFFERS_LOG_LEVEL="WARNING")
+    subprocess.run([sys.executable, "-m", "offers_cli.main", "materialize", "--data", str(env.data),
+                    "--registry", str(env.registry), "--program", str(env.program), "--channel", CHANNEL],
+                   env=environ, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    log = tmp_path / "gunicorn.log"
+    proc = start_process(gunicorn_args(port), environ, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base, proc, log)
+        wait_ready(base)
+        yield base, proc
+    finally:
+        stop_process(proc)
+
+
+class Traffic:
+    """Threads posting decisions until stopped, recording (status, model_version, degraded)."""
+
+    def __init__(self, base: str, threads: int = 3):
+        self.base = base
+        self.seen: list[tuple[int, str | None, str | None]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, i: int) -> None:
+        session = requests.Session()
+        k = 0
+        while not self.stop.is_set():
+            member = f"M{(i * 300 + k) % 1000 + 1:08d}"
+            try:
+                resp = session.post(self.base + "/v1/decisions", json={"member_id": member, "channel": CHANNEL},
+                                    headers=DECIDE, timeout=30)
+                body = resp.json() if resp.headers.get("Content-Type", "").endswith("json") else {}
+                row = (resp.status_code, body.get("model_version"), body.get("degraded"))
+            except requests.RequestException as exc:
+                row = (0, None, repr(exc))
+            with self.lock:
+                self.seen.append(row)
+            k += 1
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def wait_for(self, predicate: Any, deadline_seconds: float = 120) -> None:
+        deadline = time.monotonic() + deadline_seconds
+        while not predicate(list(self.seen)):
+            assert time.monotonic() < deadline, f"traffic never reached the expected state: {self.seen[-5:]}"
+            time.sleep(0.05)
+
+
+def test_a_reload_under_load_converges_every_worker(env: DecisionEnv, tmp_path: Path, redis_url: str) -> None:
+    env.promote(env.v1)
+    try:
+        with serve(env, tmp_path, redis_url, workers=2) as (base, _), Traffic(base) as traffic:
+            traffic.wait_for(lambda seen: len(seen) >= 30)
+            env.promote(env.v2)
+            reload = requests.post(base + "/v1/models/reload", headers={"X-API-Key": ADMIN_KEY}, timeout=60)
+            assert reload.status_code == 200 and reload.json()["serving"]["version"] == env.v2
+            mark = len(traffic.seen)
+            # the other worker converges by itself: 60 decisions in a row from the new model
+            traffic.wait_for(lambda seen, mark=mark: len(seen) > mark + 60
+                             and all(v == env.v2 for _, v, _ in seen[-60:]))
+            traffic.stop.set()
+            # and each of the two workers says so itself
+            serving: dict[int, str] = {}
+            deadline = time.monotonic() + 60
+            while len(serving) < 2 and time.monotonic() < deadline:
+                listed = requests.get(base + "/v1/models", headers=DECIDE, timeout=10).json()
+                serving[listed["worker"]] = listed["serving"]["version"]
+            assert len(serving) == 2 and set(serving.values()) == {env.v2}
+        statuses = {s for s, _, _ in traffic.seen}
+        assert statuses == {200}, [row for row in traffic.seen if row[0] != 200][:5]
+        versions = [v for _, v, _ in traffic.seen]
+        assert versions[0] == env.v1 and versions[-1] == env.v2
+    finally:
+        env.promote(env.v1)
+
+
+def test_redis_restarting_under_gunicorn_fails_no_request(env: DecisionEnv, tmp_path: Path,
+                                                          private_redis: RedisServer) -> None:
+    env.promote(env.v1)
+    with serve(env, tmp_path, private_redis.url, workers=2) as (base, _):
+        with Traffic(base) as traffic:
+            traffic.wait_for(lambda seen: len(seen) >= 20)
+            private_redis.stop()
+            mark = len(traffic.seen)
+            traffic.wait_for(lambda seen, mark=mark: sum(d == "store_unavailable" for _, _, d in seen[mark:]) >= 20)
+            private_redis.start()
+            mark = len(traffic.seen)
+            traffic.wait_for(lambda seen, mark=mark: sum(d is None for _, _, d in seen[mark:]) >= 20)
+        assert {s for s, _, _ in traffic.seen} == {200}, [r for r in traffic.seen if r[0] != 200][:5]
+        metrics = requests.get(base + "/metrics", timeout=10).text
+        assert 'offers_decisions_degraded_total{reason="store_unavailable"}' in metrics
