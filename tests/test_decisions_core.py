@@ -202,3 +202,15 @@ def test_the_registry_path_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ModelRejected, match="does not exist"):
         holder.load()
     assert holder.current() is None
+
+
+def test_clock_and_worker_timeout_settings_are_validated_naming_the_variable() -> None:
+    from service.settings import SettingsError, load_settings
+
+    assert load_settings({"OFFERS_CLOCK": " Data "}).clock == "data"
+    assert load_settings({"OFFERS_CLOCK": "2017-10-30T09:00:00-05:00"}).clock == "2017-10-30T09:00:00-05:00"
+    assert load_settings({}).clock == "wall" and load_settings({}).worker_timeout == 120
+    with pytest.raises(SettingsError, match="OFFERS_CLOCK: must be 'wall', 'data' or an ISO 8601"):
+        load_settings({"OFFERS_CLOCK": "tomorrow"})
+    with pytest.raises(SettingsError, match="OFFERS_WORKER_TIMEOUT"):
+        load_settings({"OFFERS_WORKER_TIMEOUT": "1"})

@@ -122,8 +122,8 @@ def post_batch() -> Response:
 
     def generate() -> Iterator[bytes]:
         started = time.perf_counter()
-        counts = {"members": len(body.member_ids), "decided": 0, "replayed": 0, "offers": 0, "coupons": 0,
-                  "degraded": 0}
+        counts: dict[str, float] = {"members": len(body.member_ids), "decided": 0, "replayed": 0, "offers": 0,
+                                    "coupons": 0, "degraded": 0}
         finished = False
         try:
             for lo in range(0, len(body.member_ids), CHUNK):

@@ -11,6 +11,7 @@ One decision::
 
 Money in the member's tier state is in the metric's unit (minor units for spend
 programs); ``progress`` is the share of the next tier's threshold reached (1 at the top).
+Times are RFC 3339: decision times in UTC, tier dates with the program zone's offset.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ def rfc3339(when: datetime | pd.Timestamp | int) -> str:
     return pd.Timestamp(when).tz_convert(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _local(ts: pd.Timestamp | None) -> str | None:
-    return None if ts is None or pd.isna(ts) else pd.Timestamp(ts).isoformat()
+def _local(ts: pd.Timestamp | None, zone: str) -> str | None:
+    """A naive local program time as RFC 3339 with the zone's offset."""
+    if ts is None or pd.isna(ts):
+        return None
+    return pd.Timestamp(ts).tz_localize(zone, ambiguous=True, nonexistent="shift_forward").isoformat()
 
 
 def member_json(program: Program, member: MemberContext) -> dict[str, Any]:
-    """The member's tier state and progress (times are local program time)."""
+    """The member's tier state and progress."""
     out: dict[str, Any] = {"member_id": member.member_id, "known": member.known_history}
     tier = member.tier
     if tier is None:
@@ -48,11 +52,12 @@ def member_json(program: Program, member: MemberContext) -> dict[str, Any]:
         target = int(thresholds[tier.tier_rank + 1])
         progress = round(min(tier.metric / target, 1.0), 4) if target > 0 else 1.0
     out.update({
-        "tier": tier.tier, "tier_rank": tier.tier_rank, "since": _local(tier.since),
+        "tier": tier.tier, "tier_rank": tier.tier_rank, "since": _local(tier.since, program.timezone),
         "metric": int(tier.metric), "metric_display": program.format_metric(int(tier.metric)),
         "next_tier": tier.next_tier,
         "delta_to_next": None if tier.delta_to_next is None else int(tier.delta_to_next),
-        "delta_to_keep": int(tier.delta_to_keep), "period_end": _local(tier.period_end),
+        "delta_to_keep": int(tier.delta_to_keep),
+        "period_end": _local(tier.period_end, program.timezone),
         "projected_tier": tier.projected_tier, "at_risk": bool(tier.at_risk), "progress": progress,
     })
     return out

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -47,6 +47,8 @@ from service.decisions.scoring import expand, expand_contributions, feature_rows
 from service.issuance import CouponSpec, Issued, commit, commit_many
 from service.metrics import Metrics
 from service.stores import (
+    BudgetCounter,
+    BudgetRef,
     CacheWrite,
     CapRequest,
     MemberBundle,
@@ -176,7 +178,7 @@ class Decider:
             hist, status = history_from_records(member_id, None, joined), "stale"
         return _Member(member_id, hist, status, profile, state, bundle)
 
-    def _usage(self, budgets: dict | None) -> BudgetUsage:
+    def _usage(self, budgets: Mapping[BudgetRef, BudgetCounter] | None) -> BudgetUsage:
         """Budget use as the core wants it; unknown (store down) counts as exhausted."""
         keys = self.engine.catalog.budget_keys
         if budgets is None:
@@ -227,7 +229,8 @@ class Decider:
 
         ``issued`` None means nothing could be reserved: limited offers are refused.
         """
-        kept, refused = [], []
+        kept: list[IssuedOffer] = []
+        refused: list[Excluded] = []
         for i, offer in enumerate(decision.offers):
             reason = None
             coupon = None

@@ -138,7 +138,7 @@ class RedisStore(Store):
         return MemberBundle(
             state=codec.decode_state(member_id, fields),  # type: ignore[arg-type]
             model_version=slot, scores=scores, budgets=dict(budgets or {}),
-            history=None if history is None else bytes(history),  # type: ignore[arg-type]
+            history=None if history is None else cast(bytes, history),
             profile=codec.decode_profile(profile))  # type: ignore[arg-type]
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
@@ -367,7 +367,7 @@ class RedisStore(Store):
             return []
         with self._guard("records_get"):
             values = self.client.mget([self.keys.idempotency(k) for k in keys])
-        return [None if v is None else bytes(v) for v in values]
+        return [None if v is None else cast(bytes, v) for v in values]
 
     def records_put(self, items: Mapping[str, bytes]) -> None:
         if not items:
