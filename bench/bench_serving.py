@@ -34,6 +34,8 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +45,15 @@ from bench.harness import (  # noqa: E402
     Gunicorn,
     LoadResult,
     RedisServer,
+    cpu_seconds,
     effective_workers,
     fmt_ms,
     http,
     load_average,
-    max_then_half,
     metric_sum,
+    paced,
     require_wrk,
+    wrk_run,
 )
 from bench.program import (  # noqa: E402
     DEFAULT_WORKDIR,
@@ -93,13 +97,40 @@ class Counters:
                 "decisions": decisions}
 
 
-def decision_runs(base: str, bodies: Path, seconds: float, connections: int, drop: object | None,
-                  ) -> tuple[LoadResult, LoadResult, dict[str, float]]:
-    """Max throughput then half-load latency on POST /v1/decisions, with metric deltas."""
-    counters = Counters(base)
-    top, half = max_then_half(base, "/v1/decisions", bodies, seconds, connections,
-                              before_each=drop if callable(drop) else None)
-    return top, half, counters.delta()
+@dataclass(frozen=True)
+class Measured:
+    """A maximum-throughput run and the CPU the server and Redis spent per request in it."""
+
+    load: LoadResult
+    server_cpu_ms: float
+    redis_cpu_ms: float
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.server_cpu_ms + self.redis_cpu_ms
+
+
+def measured(server: Gunicorn, redis_server: RedisServer, run_once: Callable[[], LoadResult]) -> Measured:
+    """Run ``run_once`` and charge the server's and Redis' CPU time to its requests."""
+    procs, rpids = server.pids(), redis_server.pids()
+    a, b = cpu_seconds(procs), cpu_seconds(rpids)
+    load = run_once()
+    n = max(1, load.requests)
+    return Measured(load, (cpu_seconds(procs) - a) / n * 1000, (cpu_seconds(rpids) - b) / n * 1000)
+
+
+def decision_runs(svc: Gunicorn, redis_server: RedisServer, bodies: Path, seconds: float, connections: int,
+                  drop: Callable[[], None] | None) -> tuple[Measured, LoadResult, dict[str, float], LoadResult]:
+    """Max throughput (with CPU per request), half-load latency, metric deltas, one-connection latency."""
+    counters = Counters(svc.base)
+    if drop is not None:
+        drop()
+    top = measured(svc, redis_server, lambda: wrk_run(svc.base, "/v1/decisions", bodies, seconds, connections))
+    half = paced(svc.base, "/v1/decisions", bodies, top.load.rps / 2, seconds, connections, before_each=drop)
+    if drop is not None:
+        drop()
+    solo = wrk_run(svc.base, "/v1/decisions", bodies, seconds / 2, connections=1, threads=1)
+    return top, half, counters.delta(), solo
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -112,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     runs = work / f"serving-{time.strftime('%Y%m%d-%H%M%S')}"
     runs.mkdir()
     results: dict[str, object] = {"load_before": load_average(), "candidates": {}, "members": args.members,
-                                  "model": bench.champion()}
+                                  "model": bench.champion(), "workers": effective_workers(args.workers)}
     with RedisServer(runs) as redis_server:
         url = redis_server.url()
         members, secs = materialize_into(url, variants[args.candidates[0]], bench.program)
@@ -123,16 +154,23 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         warm_members = members[:args.warm_members]
         warm = write_bodies(runs / "warm.txt", warm_members)
 
-        def ceiling(tag: str) -> tuple[LoadResult, LoadResult]:
-            with Gunicorn("bench.trivial_app:app", {"OFFERS_EVENT_LOG": str(runs / "events-trivial")},
-                          runs / "trivial.log", workers=args.workers) as trivial:
-                top, half = max_then_half(trivial.base, "/echo", cold, args.seconds, args.connections)
-            print(f"trivial ({tag}): {top.rps:,.0f} req/s max; p50 {fmt_ms(half.p50_ms)} ms, "
-                  f"p99 {fmt_ms(half.p99_ms)} ms at {half.rps:,.0f} req/s")
-            return top, half
+        def ceiling(tag: str) -> dict[str, object]:
+            env = {"OFFERS_EVENT_LOG": str(runs / "events-trivial"), "BENCH_REDIS_URL": redis_server.url(1)}
+            with Gunicorn("bench.trivial_app:app", env, runs / "trivial.log", workers=args.workers) as trivial:
+                got: dict[str, object] = {}
+                for path in ("/echo", "/echo-redis", "/echo-redis2"):
+                    got[path] = measured(trivial, redis_server,
+                                         lambda p=path: wrk_run(trivial.base, p, cold, args.seconds, args.connections))
+                top = got["/echo"]
+                assert isinstance(top, Measured)
+                got["half"] = paced(trivial.base, "/echo", cold, top.load.rps / 2, args.seconds, args.connections)
+                got["solo"] = wrk_run(trivial.base, "/echo", cold, args.seconds / 2, connections=1, threads=1)
+            print(f"trivial ({tag}): " + "; ".join(
+                f"{k} {v.load.rps:,.0f} req/s, {v.cpu_ms:.2f} CPU ms/req" for k, v in got.items()
+                if isinstance(v, Measured)))
+            return got
 
         before = ceiling("before")
-        results["workers"] = effective_workers(args.workers)
         for n, data_dir in variants.items():
             env = service_env(bench, data_dir, url, runs / f"events-{n}")
             started = time.perf_counter()
@@ -147,17 +185,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 def drop() -> None:
                     drop_cache(url)
 
-                cold_top, cold_half, cold_m = decision_runs(svc.base, cold, args.seconds, args.connections, drop)
-                print(f"{n} candidates, cache cold: {cold_top.rps:,.0f} req/s max; p50 {fmt_ms(cold_half.p50_ms)} ms,"
-                      f" p99 {fmt_ms(cold_half.p99_ms)} ms at {cold_half.rps:,.0f} req/s; {cold_m}")
+                cold_run = decision_runs(svc, redis_server, cold, args.seconds, args.connections, drop)
                 drop_cache(url)
                 written, warm_secs = warm_cache_into(url, data_dir, bench.program, bench.model_dir(), warm_members)
-                warm_top, warm_half, warm_m = decision_runs(svc.base, warm, args.seconds, args.connections, None)
-                print(f"{n} candidates, cache warm: {warm_top.rps:,.0f} req/s max; p50 {fmt_ms(warm_half.p50_ms)} ms,"
-                      f" p99 {fmt_ms(warm_half.p99_ms)} ms at {warm_half.rps:,.0f} req/s; {warm_m}")
+                warm_run = decision_runs(svc, redis_server, warm, args.seconds, args.connections, None)
+            for kind, (top, half, m, solo) in (("cold", cold_run), ("warm", warm_run)):
+                print(f"{n} candidates, cache {kind}: {top.load.rps:,.0f} req/s max, {top.cpu_ms:.2f} CPU ms/req; "
+                      f"p50 {fmt_ms(half.p50_ms)} ms, p99 {fmt_ms(half.p99_ms)} ms at {half.rps:,.0f} req/s; "
+                      f"one connection p50 {fmt_ms(solo.p50_ms)} ms, p99 {fmt_ms(solo.p99_ms)} ms; {m}")
             results["candidates"][n] = {  # type: ignore[index]
-                "ready_s": ready, "cold": (cold_top, cold_half, cold_m), "warm": (warm_top, warm_half, warm_m),
-                "warmed": written, "warm_seconds": warm_secs}
+                "ready_s": ready, "cold": cold_run, "warm": warm_run, "warmed": written, "warm_seconds": warm_secs}
         after = ceiling("after")
     results["ceiling"] = (before, after)
     results["load_after"] = load_average()
@@ -174,8 +211,18 @@ def verdict(value: float, target: float, at_most: bool) -> str:
 def render(results: dict[str, object], args: argparse.Namespace) -> str:
     """The BENCHMARKS.md section body."""
     before, after = results["ceiling"]  # type: ignore[misc]
-    ceil_rps = (before[0].rps + after[0].rps) / 2
-    ceil_half = before[1] if before[1].p99_ms <= after[1].p99_ms else after[1]
+
+    def rps(path: str) -> float:
+        return float(before[path].load.rps + after[path].load.rps) / 2
+
+    def cpu(path: str) -> float:
+        return float(before[path].cpu_ms + after[path].cpu_ms) / 2
+
+    ceil_rps, ceil_cpu = rps("/echo"), cpu("/echo")
+    one_rps, one_cpu = rps("/echo-redis"), cpu("/echo-redis")
+    two_rps, two_cpu = rps("/echo-redis2"), cpu("/echo-redis2")
+    ceil_half = min(before["half"], after["half"], key=lambda r: r.p99_ms)
+    ceil_solo = min(before["solo"], after["solo"], key=lambda r: r.p99_ms)
     lines = [
         f"`POST /v1/decisions` through gunicorn with the service's own config "
         f"(`-c python:service.gunicorn_conf`: {results['workers']} sync workers, no preload, one LightGBM "
@@ -185,42 +232,54 @@ def render(results: dict[str, object], args: argparse.Namespace) -> str:
         f"{args.connections} connections, 2 threads, {args.seconds:.0f} s per run: maximum throughput unpaced, "
         f"then latency with the offered load paced to half of that maximum. Cache cold: a different member per "
         f"request and the score cache emptied before each run; warm: {args.warm_members:,} members' vectors "
-        f"cached first, requests cycle over them.",
+        f"cached first, requests cycle over them. CPU ms per request: user + system CPU of the gunicorn "
+        f"processes and of redis-server during the maximum-throughput run, divided by its requests; unlike "
+        f"requests/s it hardly moves with what else runs on the machine.",
         "",
-        f"**Ceiling** (same run, same gunicorn config): `bench.trivial_app` `POST /echo` (parse JSON, answer "
-        f"JSON): {before[0].rps:,.0f} req/s before and {after[0].rps:,.0f} req/s after the service runs, "
-        f"mean **{ceil_rps:,.0f} req/s**; at half load p50 {fmt_ms(ceil_half.p50_ms)} ms, "
-        f"p99 {fmt_ms(ceil_half.p99_ms)} ms.",
+        f"**Ceilings** (same run, same gunicorn config, same request bodies; mean of a run before and one after "
+        f"the service's): `bench.trivial_app` `POST /echo` (parse JSON, answer JSON) **{ceil_rps:,.0f} req/s**, "
+        f"{ceil_cpu:.2f} CPU ms per request; at half load p50 {fmt_ms(ceil_half.p50_ms)} ms, "
+        f"p99 {fmt_ms(ceil_half.p99_ms)} ms; one connection p50 {fmt_ms(ceil_solo.p50_ms)} ms, "
+        f"p99 {fmt_ms(ceil_solo.p99_ms)} ms. Plus one Redis `GET` of 1 KB: {one_rps:,.0f} req/s "
+        f"({one_rps / ceil_rps:.2f} of trivial), {one_cpu:.2f} CPU ms. Plus a `GET` and then an `EVALSHA` (two "
+        f"sequential round trips, as a decision makes: one pipelined read, one script call): {two_rps:,.0f} req/s "
+        f"({two_rps / ceil_rps:.2f} of trivial), {two_cpu:.2f} CPU ms.",
         "",
-        "| candidates | cache | max req/s | / trivial | offered load for latency | p50 ms | p99 ms | "
-        "p99 / trivial p99 | hit ratio | non-2xx / degraded |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| candidates | cache | max req/s | / trivial | CPU ms/req (server + Redis) | trivial CPU / this CPU | "
+        "offered load for latency | p50 ms | p99 ms | one connection: p50 / p99 ms | hit ratio | errors / degraded |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     verdicts = []
-    for n, res in results["candidates"].items():  # type: ignore[union-attr]
+    for n, res in results["candidates"].items():  # type: ignore[attr-defined]
         for kind in ("cold", "warm"):
-            top, half, m = res[kind]
-            errors = top.non_2xx + half.non_2xx + top.errors + half.errors
+            top, half, m, solo = res[kind]
+            errors = top.load.non_2xx + half.non_2xx + top.load.errors + half.errors + solo.non_2xx + solo.errors
             lines.append(
-                f"| {n} | {kind} | {top.rps:,.0f} | {top.rps / ceil_rps:.2f} | {half.rps:,.0f} req/s "
-                f"({half.rps / top.rps:.0%} of max) | {fmt_ms(half.p50_ms)} | {fmt_ms(half.p99_ms)} | "
-                f"{half.p99_ms / ceil_half.p99_ms:.1f}x | {m['hit_ratio']:.2f} | {errors} / {m['degraded']:.0f} |")
+                f"| {n} | {kind} | {top.load.rps:,.0f} | {top.load.rps / ceil_rps:.2f} | "
+                f"{top.server_cpu_ms:.1f} + {top.redis_cpu_ms:.2f} | {ceil_cpu / top.cpu_ms:.2f} | "
+                f"{half.rps:,.0f} req/s ({half.rps / top.load.rps:.0%} of max) | {fmt_ms(half.p50_ms)} | "
+                f"{fmt_ms(half.p99_ms)} | {fmt_ms(solo.p50_ms)} / {fmt_ms(solo.p99_ms)} | {m['hit_ratio']:.2f} | "
+                f"{errors} / {m['degraded']:.0f} |")
         if n == 100:
             cold_half = res["cold"][1]
             verdicts.append(
                 f"- uncached decision over 100 candidates, p99 at half of max throughput: "
                 f"**{fmt_ms(cold_half.p99_ms)} ms** (target <= {P99_TARGET_MS:.0f} ms: "
-                f"{verdict(cold_half.p99_ms, P99_TARGET_MS, True)})")
-        warm_ratio = res["warm"][0].rps / ceil_rps
+                f"{verdict(cold_half.p99_ms, P99_TARGET_MS, True)}); CPU per decision "
+                f"{res['cold'][0].cpu_ms:.1f} ms, itself {res['cold'][0].cpu_ms / P99_TARGET_MS:.1f}x the budget; "
+                f"p99 with one connection (no queueing) {fmt_ms(res['cold'][3].p99_ms)} ms")
+        warm_top = res["warm"][0]
+        warm_ratio = warm_top.load.rps / ceil_rps
         verdicts.append(f"- warm-cache decisions, {n} candidates: **{warm_ratio:.2f}** of the trivial endpoint's "
-                        f"req/s (target >= {WARM_RATIO_TARGET:.2f}: "
-                        f"{verdict(warm_ratio, WARM_RATIO_TARGET, False)})")
+                        f"req/s (target >= {WARM_RATIO_TARGET:.2f}: {verdict(warm_ratio, WARM_RATIO_TARGET, False)}); "
+                        f"by CPU per request {ceil_cpu / warm_top.cpu_ms:.2f}; the two-round-trip ceiling alone is "
+                        f"{two_rps / ceil_rps:.2f}")
     lines += ["", "Targets (issue 6, 2 cores):", *verdicts, "",
               f"Machine load average (1/5/15 min) before: {results['load_before']}, after: {results['load_after']}; "
               "other processes on the machine share the 2 cores with the server and wrk, so absolute figures "
-              "move between runs; the ratios to the same-run ceiling are what to compare. Latency is wrk's "
-              "(closed loop, paced per connection), measured from request sent to response read. "
-              "Where the time goes: [performance.md](performance.md)."]
+              "move between runs; the ratios to the same-run ceiling and the CPU per request are what to compare. "
+              "Latency is wrk's (closed loop, paced per connection), from request sent to response read. "
+              "Where the time goes and what it would take: [performance.md](performance.md)."]
     return "\n".join(lines)
 
 

@@ -52,6 +52,19 @@ def load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds consumed so far by the processes ``pids`` (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15)
+    return total
+
+
 def require_wrk() -> str:
     """The wrk binary, or exit with how to install it."""
     found = shutil.which("wrk")
@@ -93,6 +106,10 @@ def metric_sum(base_url: str, name: str, **labels: str) -> float:
 # -- Redis ---------------------------------------------------------------------------------------
 class RedisServer:
     """A private redis-server on a free loopback port, without persistence (context manager)."""
+
+    def pids(self) -> list[int]:
+        """The server's pid (for :func:`cpu_seconds`)."""
+        return [self.proc.pid] if self.proc is not None else []
 
     def __init__(self, workdir: Path, maxmemory_policy: str = "noeviction"):
         self.port = free_port()
@@ -174,6 +191,10 @@ class Gunicorn:
         except OSError:
             return []
         return [int(p) for p in text.split()]
+
+    def pids(self) -> list[int]:
+        """The master's and the workers' pids (for :func:`cpu_seconds`)."""
+        return ([self.proc.pid] if self.proc is not None else []) + self.worker_pids()
 
     def __enter__(self) -> Gunicorn:
         self.log.parent.mkdir(parents=True, exist_ok=True)

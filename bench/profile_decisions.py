@@ -9,6 +9,7 @@ member with an empty score cache; warm: the same members again, now cached.
     python bench/profile_decisions.py                    # pyinstrument trees, 300 decisions each
     python bench/profile_decisions.py --cprofile         # cProfile, top functions by cumulative time
     python bench/profile_decisions.py --html /tmp/prof   # also pyinstrument HTML pages
+    python bench/profile_decisions.py --batch 1000       # POST /v1/decisions/batch of 1,000 members instead
 
 It also prints the mean wall time per decision, in-process, without HTTP.
 """
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of pyinstrument")
     parser.add_argument("--html", type=Path, default=None, help="directory for pyinstrument HTML reports")
+    parser.add_argument("--batch", type=int, default=0, help="profile one /v1/decisions/batch of this many members")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args()
 
@@ -97,6 +99,25 @@ def main() -> None:
             client.post("/v1/decisions", json={"member_id": m, "channel": "app"}, headers=headers)
         sample = members[:args.decisions]
         drop_cache(redis_server.url())
+        if args.batch:
+            audience = members[:args.batch]
+
+            def batch() -> None:
+                r = client.post("/v1/decisions/batch", json={"member_ids": audience, "channel": "app"},
+                                headers=headers)
+                if r.status_code != 200 or b'"summary"' not in r.get_data():
+                    raise RuntimeError(f"{r.status_code}: {r.get_data()[-300:]!r}")
+
+            started = time.perf_counter()
+            report = profile(batch, args.cprofile, args.html, "batch")
+            print(f"===== batch of {len(audience):,} members over {args.candidates} candidates: "
+                  f"{time.perf_counter() - started:.1f} s under the profiler =====")
+            print(report)
+            drop_cache(redis_server.url())
+            started = time.perf_counter()
+            batch()
+            print(f"batch, no profiler: {(time.perf_counter() - started) / len(audience) * 1000:.2f} ms per member")
+            return
 
         def decide_all() -> None:
             for m in sample:
