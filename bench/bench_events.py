@@ -37,12 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
     Gunicorn,
-    LoadResult,
+    Measured,
     RedisServer,
     effective_workers,
     fmt_ms,
     http,
     load_average,
+    measured,
     metric_sum,
     require_wrk,
     wrk_run,
@@ -121,14 +122,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         with Gunicorn("bench.trivial_app:app", {"OFFERS_EVENT_LOG": str(runs / "log-trivial")},
                       runs / "trivial.log", workers=args.workers) as trivial:
             for b, path in bodies.items():
-                res = wrk_run(trivial.base, "/echo", path, args.seconds, args.connections)
+                res = measured(trivial, None, lambda p=path: wrk_run(trivial.base, "/echo", p, args.seconds,
+                                                                     args.connections))
                 out["trivial"][b] = res  # type: ignore[index]
-                print(f"trivial, {b} events/body: {res.rps:,.0f} req/s")
+                print(f"trivial, {b} events/body: {res.load.rps:,.0f} req/s, {res.cpu_ms:.2f} CPU ms/req")
 
-        def service_runs(fsync: str, batches: list[int]) -> dict[int, tuple[LoadResult, float]]:
+        def service_runs(fsync: str, batches: list[int]) -> dict[int, tuple[Measured, float]]:
             env = service_env(bench, data_dir, redis_server.url(), runs / f"log-{fsync}",
                               {"OFFERS_EVENT_LOG_FSYNC": fsync})
-            got: dict[int, tuple[LoadResult, float]] = {}
+            got: dict[int, tuple[Measured, float]] = {}
             with Gunicorn("service.wsgi:app", env, runs / f"service-{fsync}.log", workers=args.workers) as svc:
                 status, body = http("POST", svc.base + "/v1/events", {"event_id": "probe-1", "member_id": members[0],
                                                                       "type": "impression", "offer_id": offers[0],
@@ -137,12 +139,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     raise RuntimeError(f"an event was refused: {status} {body[:300]!r}")
                 for b in batches:
                     before = accepted(svc.base)
-                    res = wrk_run(svc.base, "/v1/events", bodies[b], args.seconds, args.connections)
+                    m = measured(svc, redis_server, lambda b=b: wrk_run(svc.base, "/v1/events", bodies[b],
+                                                                        args.seconds, args.connections))
+                    res = m.load
                     events = accepted(svc.base) - before
-                    got[b] = (res, events / res.seconds)
+                    got[b] = (m, events / res.seconds)
                     print(f"service (fsync={fsync}), {b} events/request: {res.rps:,.0f} req/s, "
-                          f"{events / res.seconds:,.0f} events/s accepted; p50 {fmt_ms(res.p50_ms)} ms, "
-                          f"p99 {fmt_ms(res.p99_ms)} ms; non-2xx {res.non_2xx}")
+                          f"{events / res.seconds:,.0f} events/s accepted, {m.cpu_ms:.2f} CPU ms/req; "
+                          f"p50 {fmt_ms(res.p50_ms)} ms, p99 {fmt_ms(res.p99_ms)} ms; non-2xx {res.non_2xx}")
             return got
 
         out["service"] = service_runs("request", args.batches)
@@ -161,23 +165,28 @@ def render(res: dict[str, object], args: argparse.Namespace) -> str:
         f"fsynced before every answer (`OFFERS_EVENT_LOG_FSYNC=request`, the default), API key on. wrk, "
         f"{args.connections} connections, {args.seconds:.0f} s per run, unpaced; each body is `{{\"events\": [...]}}` "
         f"with unique ids (60% impressions, 15% clicks, 5% dismissals, 20% purchase lines). Events/s counts "
-        f"accepted events (the service's `offers_events_total`).",
+        f"accepted events (the service's `offers_events_total`). CPU: user + system time of the gunicorn "
+        f"processes and redis-server during the run, per request (robust to other load on the machine).",
         "",
-        "| events per request | requests/s | **events/s** | p50 ms | p99 ms | non-2xx | trivial endpoint, same bodies (req/s) "
-        "| requests/s / trivial |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| events per request | requests/s | **events/s** | p50 ms | p99 ms | errors | CPU ms per request (server + Redis) "
+        "| CPU ms per event | trivial endpoint, same bodies: req/s, CPU ms/req | requests/s / trivial |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     best = 0.0
-    for b, (r, eps) in res["service"].items():  # type: ignore[union-attr]
-        t = res["trivial"][b]  # type: ignore[index]
+    for b, (m, eps) in res["service"].items():  # type: ignore[attr-defined]
+        r, t = m.load, res["trivial"][b]  # type: ignore[index]
         best = max(best, eps)
         lines.append(f"| {b} | {r.rps:,.0f} | **{eps:,.0f}** | {fmt_ms(r.p50_ms)} | {fmt_ms(r.p99_ms)} | "
-                     f"{r.non_2xx + r.errors} | {t.rps:,.0f} | {r.rps / t.rps:.2f} |")
+                     f"{r.non_2xx + r.errors} | {m.server_cpu_ms:.2f} + {m.redis_cpu_ms:.2f} | {m.cpu_ms / b:.2f} | "
+                     f"{t.load.rps:,.0f}, {t.cpu_ms:.2f} | {r.rps / t.load.rps:.2f} |")
     if res["nofsync"]:
         lines += ["", "Without the fsync (`OFFERS_EVENT_LOG_FSYNC=none`, same run):", "",
-                  "| events per request | requests/s | events/s | p50 ms | p99 ms |", "| ---: | ---: | ---: | ---: | ---: |"]
-        for b, (r, eps) in res["nofsync"].items():  # type: ignore[union-attr]
-            lines.append(f"| {b} | {r.rps:,.0f} | {eps:,.0f} | {fmt_ms(r.p50_ms)} | {fmt_ms(r.p99_ms)} |")
+                  "| events per request | requests/s | events/s | p50 ms | p99 ms | CPU ms per event |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for b, (m, eps) in res["nofsync"].items():  # type: ignore[attr-defined]
+            r = m.load
+            lines.append(f"| {b} | {r.rps:,.0f} | {eps:,.0f} | {fmt_ms(r.p50_ms)} | {fmt_ms(r.p99_ms)} | "
+                         f"{m.cpu_ms / b:.2f} |")
     verdict = "holds" if best >= TARGET_EVENTS_PER_S else f"MISSED by {TARGET_EVENTS_PER_S / best:.1f}x"
     lines += ["", f"Raw append+fsync of a 300-byte line on the log's disk, same run: "
                   f"{res['fsync_per_s']:,.0f} per second (one per request with `fsync=request`).",

@@ -35,7 +35,6 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +43,13 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     Gunicorn,
     LoadResult,
+    Measured,
     RedisServer,
-    cpu_seconds,
     effective_workers,
     fmt_ms,
     http,
     load_average,
+    measured,
     metric_sum,
     paced,
     require_wrk,
@@ -95,28 +95,6 @@ class Counters:
         hit, miss, degraded, decisions = (b - a for a, b in zip(self.start, now, strict=True))
         return {"hit_ratio": hit / (hit + miss) if hit + miss else float("nan"), "degraded": degraded,
                 "decisions": decisions}
-
-
-@dataclass(frozen=True)
-class Measured:
-    """A maximum-throughput run and the CPU the server and Redis spent per request in it."""
-
-    load: LoadResult
-    server_cpu_ms: float
-    redis_cpu_ms: float
-
-    @property
-    def cpu_ms(self) -> float:
-        return self.server_cpu_ms + self.redis_cpu_ms
-
-
-def measured(server: Gunicorn, redis_server: RedisServer, run_once: Callable[[], LoadResult]) -> Measured:
-    """Run ``run_once`` and charge the server's and Redis' CPU time to its requests."""
-    procs, rpids = server.pids(), redis_server.pids()
-    a, b = cpu_seconds(procs), cpu_seconds(rpids)
-    load = run_once()
-    n = max(1, load.requests)
-    return Measured(load, (cpu_seconds(procs) - a) / n * 1000, (cpu_seconds(rpids) - b) / n * 1000)
 
 
 def decision_runs(svc: Gunicorn, redis_server: RedisServer, bodies: Path, seconds: float, connections: int,

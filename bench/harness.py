@@ -280,6 +280,28 @@ def wrk_run(base_url: str, path: str, bodies: Path | None, seconds: float, conne
                       pace_ms=pace_ms)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A load run and the CPU the server and Redis spent per request in it."""
+
+    load: LoadResult
+    server_cpu_ms: float
+    redis_cpu_ms: float
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.server_cpu_ms + self.redis_cpu_ms
+
+
+def measured(server: Gunicorn, redis_server: RedisServer | None, run_once: Callable[[], LoadResult]) -> Measured:
+    """Run ``run_once`` and charge the server's (and Redis') user + system CPU time to its requests."""
+    procs, rpids = server.pids(), (redis_server.pids() if redis_server is not None else [])
+    a, b = cpu_seconds(procs), cpu_seconds(rpids)
+    load = run_once()
+    n = max(1, load.requests)
+    return Measured(load, (cpu_seconds(procs) - a) / n * 1000, (cpu_seconds(rpids) - b) / n * 1000)
+
+
 def paced(base_url: str, path: str, bodies: Path | None, target_rps: float, seconds: float,
           connections: int = 16, threads: int = 2, before_each: Callable[[], None] | None = None) -> LoadResult:
     """A run held near ``target_rps``: a short calibration run, then the measured one.
