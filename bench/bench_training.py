@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
         if not args.skip_cj:
@@ -87,7 +88,11 @@ def main() -> None:
                         f"{r['train_before_sampling']:,} training exposures sampled to {r['train']:,}, "
                         f"test {r['test_before_sampling']:,} sampled to {r['test']:,}; "
                         f"test AUC {meta['metrics']['model']['roc_auc']:.3f} |")
-    body = ("| data | wall time | peak memory | breakdown |\n| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+    load_after = os.getloadavg()
+    body = ("| data | wall time | peak memory | breakdown |\n| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
+            f"\nMachine load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}, after: "
+            f"{' / '.join(f'{x:.2f}' for x in load_after)}. LightGBM's OpenMP threads slow down far more than "
+            "proportionally when other processes share the 2 cores; compare runs made on a quiet machine.\n")
     if not args.skip_cj:
         body += "\nModel quality on The Complete Journey (test = campaigns starting on or after 2017-08-01):\n\n" + quality
     write_section("training", "Training", body)
