@@ -458,3 +458,24 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
     assert not any(s[2] for s in seen if s[1] == "store_unavailable")  # no coupons while degraded
     metrics_seen = [s for s in seen if s[1] == "store_unavailable"]
     assert metrics_seen
+
+
+def test_transaction_line_fields_are_validated_and_logged(memory_app: Flask) -> None:
+    from service.events.log import read_segments
+
+    client = memory_app.test_client()
+    bad = client.post("/v1/events", json=[
+        {"event_id": "x1", "member_id": "m1", "type": "click", "offer_id": "o1", "ts": BEFORE, "product_id": "p1"},
+        {"event_id": "x2", "member_id": "m1", "type": "transaction", "ts": BEFORE, "amount_minor": 100,
+         "discount_minor": 5, "coupon_discount_minor": 9}], headers=EVENTS)
+    problem = assert_problem(bad, 422, "validation-failed")
+    assert {e["pointer"] for e in problem["errors"]} == {"/0/product_id", "/1/coupon_discount_minor"}
+    line = {"event_id": "x3", "member_id": "m1", "type": "transaction", "ts": BEFORE, "amount_minor": 100,
+            "product_id": "P000001", "basket_id": "b9", "discount_minor": 9, "coupon_discount_minor": 5}
+    assert client.post("/v1/events", json=line, headers=EVENTS).get_json()["accepted"] == 1
+    state: ServiceState = memory_app.extensions["offers"]
+    logged = [r for r in read_segments(state.settings.event_log) if r["event_id"] == "x3"]
+    assert logged and {k: logged[0][k] for k in ("product_id", "basket_id", "discount_minor",
+                                                 "coupon_discount_minor")} == {
+        "product_id": "P000001", "basket_id": "b9", "discount_minor": 9, "coupon_discount_minor": 5}
+    assert state.store.fetch_member("m1").history_length == RECORD.itemsize

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +91,7 @@ class DecisionEngine:
         self.fingerprint = catalog_fingerprint(features)
         self._feature_pos = features.offer_index([o.offer_id for o in catalog.offers])
         self._universes: OrderedDict[bytes, Universe] = OrderedDict()
+        self._lock = threading.Lock()  # a model swap thread may ask while a request does
         self.cap_windows = cap_windows(catalog)
         self.record_windows = {subject: self._by_feature_index(self.cap_windows[subject])
                                for subject in ("impression", "redeem")}
@@ -148,19 +150,21 @@ class DecisionEngine:
         now = pd.Timestamp(as_of).value
         valid = (self.catalog.starts <= now) & (now <= self.catalog.ends)
         key = np.packbits(valid).tobytes()
-        found = self._universes.get(key)
-        if found is not None:
-            self._universes.move_to_end(key)
-            return found
+        with self._lock:
+            found = self._universes.get(key)
+            if found is not None:
+                self._universes.move_to_end(key)
+                return found
         positions = np.flatnonzero(valid)
         ids = tuple(self.catalog.offers[p].offer_id for p in positions)
         feature_index = self._feature_pos[positions]
         universe = Universe(offer_ids=ids, feature_index=feature_index,
                             scorable=np.flatnonzero(feature_index >= 0),
                             digest=hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:12])
-        self._universes[key] = universe
-        if len(self._universes) > _UNIVERSES_KEPT:
-            self._universes.popitem(last=False)
+        with self._lock:
+            self._universes[key] = universe
+            if len(self._universes) > _UNIVERSES_KEPT:
+                self._universes.popitem(last=False)
         return universe
 
 

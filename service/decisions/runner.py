@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -112,7 +112,6 @@ class Outcome:
     degraded: str | None = None
     placement: str | None = None
     took_ms: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
