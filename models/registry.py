@@ -104,7 +104,7 @@ class Registry:
         """Move a complete staged artifact into ``versions/`` under a new version id."""
         if not (staged / MODEL_FILE).is_file() or not (staged / METADATA_FILE).is_file():
             raise RegistryError(f"{staged} is not a complete model artifact")
-        stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
         version = f"{stamp}-{sha256_file(staged / MODEL_FILE)[:6]}"
         meta = json.loads((staged / METADATA_FILE).read_text())
         meta["version"] = version
@@ -169,7 +169,7 @@ class Registry:
                 return version
             state["aliases"][alias] = version
             state["history"].append({"alias": alias, "from": previous, "to": version,
-                                     "at": dt.datetime.now(dt.timezone.utc).isoformat()})
+                                     "at": dt.datetime.now(dt.UTC).isoformat()})
             self._write_aliases(state)
         return version
 
@@ -188,6 +188,6 @@ class Registry:
             state["aliases"][alias] = last["from"]
             last["rolled_back"] = True
             state["history"].append({"alias": alias, "from": last["to"], "to": last["from"], "rollback": True,
-                                     "rolled_back": True, "at": dt.datetime.now(dt.timezone.utc).isoformat()})
+                                     "rolled_back": True, "at": dt.datetime.now(dt.UTC).isoformat()})
             self._write_aliases(state)
             return str(last["from"])
