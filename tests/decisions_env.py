@@ -16,7 +16,10 @@ The service clock is fixed at :data:`CLOCK`, inside the data's campaigns.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,15 +85,18 @@ def build(base: Path) -> DecisionEnv:
     """The environment (built under ``base`` the first time, then reused)."""
     if "env" in _BUILT:
         return _BUILT["env"]
-    from offerdata.synthetic import generate
-    from training.train import train_propensity
-
-    data = base / "data"
-    generate(data, n_members=1000, seed=1)
-    program = base / "program.yaml"
+    data, program, registry = base / "data", base / "program.yaml", base / "registry"
     program.write_text((ROOT / "examples" / "programs" / "synthetic.yaml").read_text() + FLASH_OFFER)
-    registry = base / "registry"
-    v1 = train_propensity(data, registry, config=program, bootstrap_reps=0, promote=True).version
+    # Generate and train in a child process with one OpenMP thread: LightGBM's threads
+    # spin-wait, which makes a small fit many times slower on a busy machine.
+    script = ("import sys; from offerdata.synthetic import generate; from training.train import train_propensity; "
+              "generate(sys.argv[1], n_members=1000, seed=1); "
+              "print(train_propensity(sys.argv[1], sys.argv[2], config=sys.argv[3], bootstrap_reps=0, "
+              "promote=True).version)")
+    done = subprocess.run([sys.executable, "-c", script, str(data), str(registry), str(program)], cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    v1 = done.stdout.strip().splitlines()[-1]
 
     def recalibrate(path: Path) -> None:
         meta = json.loads((path / "metadata.json").read_text())
