@@ -82,6 +82,7 @@ def load_dataset(data_dir: str | os.PathLike[str], validate: bool = True) -> Dat
         require_valid(data_dir)
     catalog = load_catalog(data_dir)
     history, exposures, redemptions = load_history(data_dir, catalog)
+    history = history.sorted_by_member()  # once, so feature partitions are slices
     offers = read_table(data_dir, "offers", columns=["offer_id", "campaign_id", "starts_at", "ends_at"])
     labelled = label_exposures(exposures, offers, redemptions)
     labelled["as_of"] = to_seconds(labelled["exposed_at"])

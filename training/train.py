@@ -89,7 +89,7 @@ def feature_matrix(ds: Dataset, rows: pd.DataFrame, program: Program | None = No
     out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float32)
     if rows.empty:
         return out
-    history = ds.history.sorted_by_member()
+    history = ds.history if ds.history.is_sorted_by_member else ds.history.sorted_by_member()
     part = rows["m"].to_numpy() // PARTITION_MEMBERS
     parts = np.unique(part)
     for p in tqdm(parts, desc="features", unit="partition", disable=not progress or len(parts) < 2):

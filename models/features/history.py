@@ -22,10 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models.schema import OFFER_KINDS, split_list
+from models.schema import OFFER_KINDS
 
-SECOND = np.int64(1)
-DAY = np.int64(86_400)
 UNKNOWN = "<unknown>"
 
 
@@ -188,6 +186,11 @@ class History:
                        **take("exp_", np.argsort(self.exp_member, kind="stable")),
                        **take("red_", np.argsort(self.red_member, kind="stable")))
 
+    @property
+    def is_sorted_by_member(self) -> bool:
+        """Whether every event array is ordered by member index (what :meth:`partition` needs)."""
+        return all(bool((np.diff(a) >= 0).all()) for a in (self.line_member, self.exp_member, self.red_member))
+
     def partition(self, lo: int, hi: int) -> History:
         """Members ``lo``..``hi``-1 as their own History (indices rebased to start at 0).
 
@@ -242,7 +245,3 @@ class History:
             red_offer=catalog.offer_index(redemptions["offer_id"].astype(str)).astype(np.int32),
         )
 
-
-def parse_channels(value: object) -> tuple[str, ...]:
-    """Channels of a `|`-separated list value (re-exported for callers building requests)."""
-    return split_list(value)
