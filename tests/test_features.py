@@ -97,3 +97,37 @@ def test_member_partitions_give_the_same_features(syn_dir: Path, monkeypatch: py
     whole = train_module.feature_matrix(ds, rows)
     monkeypatch.setattr(train_module, "PARTITION_MEMBERS", 97)
     np.testing.assert_array_equal(train_module.feature_matrix(ds, rows), whole)
+
+
+def _group_reference(out: dict[str, np.ndarray], m: np.ndarray, c: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """The within-group features as the pandas group-by definition gives them."""
+    frame = pd.DataFrame({"m": m, "c": c, "t": t, "p": out["product_spend"], "k": out["category_spend"],
+                          "f": out["manufacturer_spend"]})
+    groups = frame.groupby(["m", "c", "t"], sort=False)
+    ref = {"group_size": groups["p"].transform("size").to_numpy(dtype=float)}
+    for col, rank_name, rel_name in (("p", "product_spend_rank", "product_spend_rel"),
+                                     ("k", "category_spend_rank", "category_spend_rel"),
+                                     ("f", "manufacturer_spend_rank", None)):
+        ref[rank_name] = groups[col].rank(method="min", ascending=False).to_numpy(dtype=float)
+        if rel_name is not None:
+            top = groups[col].transform("max").to_numpy(dtype=float)
+            ref[rel_name] = np.where(top > 0, frame[col].to_numpy() / np.where(top > 0, top, 1), 0.0)
+    return ref
+
+
+def test_group_features_match_the_pandas_group_by_definition() -> None:
+    """The numpy within-group ranks equal pandas' rank(method="min", descending), ties included."""
+    from models.features.compute import _group_features
+
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n = int(rng.integers(1, 300))
+        m, c = rng.integers(0, 5, n), rng.integers(0, 4, n)
+        t = rng.integers(0, 3, n).astype(np.int64) * 86_400
+        out = {name: np.full(n, np.nan) for name in FEATURE_NAMES}
+        for col in ("product_spend", "category_spend", "manufacturer_spend"):
+            out[col] = np.where(rng.random(n) < 0.5, 0.0, rng.integers(0, 5, n) * 1.5)  # many ties and zeros
+        ref = _group_reference(out, m, c, t)
+        _group_features(out, m, c, t)
+        for name, expected in ref.items():
+            np.testing.assert_allclose(out[name], expected, err_msg=name)
