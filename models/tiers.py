@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,8 +120,16 @@ def member_tier_state(program: Program, purchased_at: np.ndarray, amount_minor: 
     joined = None if joined_at is None or pd.isna(joined_at) else np.array([pd.Timestamp(joined_at).value])
     arrays = _tier_arrays(program, codes, times, np.asarray(amount_minor, dtype=np.int64), 1,
                           _as_of_ns(program, as_of), joined)
-    cols: dict[str, Any] = _columns(program, arrays)
-    return _state(**{name: cols[name][0] for name in COLUMNS})
+    v = tier_numbers(program, arrays)
+    names = program.tier_names
+    rank, projected, dn = int(v["rank"][0]), int(v["projected"][0]), int(v["delta_to_next"][0])
+    since, period_end = int(v["since"][0]), int(v["period_end"][0])
+    return TierState(tier=str(names[rank]), tier_rank=rank,
+                     since=None if since == NAT else pd.Timestamp(since, unit="ns"),
+                     metric=int(v["metric"][0]), next_tier=str(names[rank + 1]) if dn >= 0 else None,
+                     delta_to_next=dn if dn >= 0 else None, delta_to_keep=int(v["delta_to_keep"][0]),
+                     period_end=None if period_end == NAT else pd.Timestamp(period_end, unit="ns"),
+                     projected_tier=str(names[projected]), at_risk=projected < rank)
 
 
 def tier_state_from_row(row: pd.Series) -> TierState:
@@ -156,28 +163,47 @@ def _as_of_ns(program: Program, as_of: pd.Timestamp) -> int:
     return int(ts.as_unit("ns").value)
 
 
-def _columns(program: Program, a: dict[str, np.ndarray]) -> dict[str, object]:
-    """Turn engine arrays (ranks, units, ns) into the public columns."""
-    names = np.asarray(program.tier_names, dtype=object)
-    top = len(names) - 1
-    rank, proj = a["rank"], np.minimum(a["projected"], top)
+def tier_numbers(program: Program, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The engine's arrays as plain numbers, without pandas (for features and serving).
+
+    ``rank`` and ``projected`` are tier ranks, ``metric``, ``delta_to_next`` (-1 at the top
+    tier) and ``delta_to_keep`` are in the metric's unit, ``since`` and ``period_end`` are
+    int64 nanoseconds (:data:`NAT` when unknown).
+    """
+    top = len(program.tier_names) - 1
+    rank = a["rank"].astype(np.int64)
     metric = program.metric_from_units(a["metric_units"])
     thr = program.threshold_metric
     has_next = rank < top
     nxt = np.minimum(rank + 1, top)
     keep_base = program.metric_from_units(np.maximum(a["keep_base"], 0))
-    to_keep = np.where(a["keep_base"] >= 0, np.maximum(thr[rank] - keep_base, 0), 0)
+    return {
+        "rank": rank,
+        "metric": metric,
+        "delta_to_next": np.where(has_next, np.maximum(thr[nxt] - metric, 0), -1),
+        "delta_to_keep": np.where(a["keep_base"] >= 0, np.maximum(thr[rank] - keep_base, 0), 0).astype(np.int64),
+        "projected": np.minimum(a["projected"], top).astype(np.int64),
+        "since": a["since"].astype(np.int64),
+        "period_end": a["period_end"].astype(np.int64),
+    }
+
+
+def _columns(program: Program, a: dict[str, np.ndarray]) -> dict[str, object]:
+    """Turn engine arrays (ranks, units, ns) into the public columns."""
+    names = np.asarray(program.tier_names, dtype=object)
+    v = tier_numbers(program, a)
+    rank, has_next = v["rank"], v["delta_to_next"] >= 0
     return {
         "tier": names[rank],
-        "tier_rank": rank.astype(np.int64),
-        "since": pd.to_datetime(a["since"].view("datetime64[ns]")),
-        "metric": metric,
-        "next_tier": np.where(has_next, names[nxt], None),
-        "delta_to_next": _masked(np.maximum(thr[nxt] - metric, 0), has_next),
-        "delta_to_keep": to_keep.astype(np.int64),
-        "period_end": pd.to_datetime(a["period_end"].view("datetime64[ns]")),
-        "projected_tier": names[proj],
-        "at_risk": proj < rank,
+        "tier_rank": rank,
+        "since": pd.to_datetime(v["since"].view("datetime64[ns]")),
+        "metric": v["metric"],
+        "next_tier": np.where(has_next, names[np.minimum(rank + 1, len(names) - 1)], None),
+        "delta_to_next": _masked(v["delta_to_next"], has_next),
+        "delta_to_keep": v["delta_to_keep"],
+        "period_end": pd.to_datetime(v["period_end"].view("datetime64[ns]")),
+        "projected_tier": names[v["projected"]],
+        "at_risk": v["projected"] < rank,
     }
 
 

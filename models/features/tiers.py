@@ -9,16 +9,14 @@ request that day. Without a program config these features are missing (NaN).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from models.features.prefix import DAY
 from models.program import Program
-from models.tiers import _columns, _tier_arrays
+from models.tiers import NAT, _tier_arrays, tier_numbers
 
 TIER_FEATURES = ["tier_rank", "tier_metric", "tier_delta_to_next", "tier_delta_to_keep", "tier_at_risk",
                  "tier_days_to_period_end"]
 _NS = np.int64(1_000_000_000)
-_NONE = np.iinfo(np.int64).min
 
 
 def tier_features(program: Program, line_member: np.ndarray, line_time: np.ndarray, line_amount: np.ndarray,
@@ -34,16 +32,16 @@ def tier_features(program: Program, line_member: np.ndarray, line_time: np.ndarr
         sel = in_day[line_member]
         codes = np.searchsorted(members, line_member[sel]).astype(np.int64)
         joined = joined_at[members]
-        joined_ns = np.where(joined == _NONE, _NONE, joined * _NS)
+        joined_ns = np.where(joined == NAT, NAT, joined * _NS)
         arrays = _tier_arrays(program, codes, line_time[sel] * _NS, line_amount[sel].astype(np.int64),
                               len(members), int(d * _NS), joined_ns)
-        cols = _columns(program, arrays)
+        v = tier_numbers(program, arrays)
         pos = np.searchsorted(members, m[rows])
-        period_end = np.asarray(cols["period_end"], dtype="datetime64[ns]").view(np.int64)[pos]
-        out["tier_rank"][rows] = np.asarray(cols["tier_rank"], dtype=np.float64)[pos]
-        out["tier_metric"][rows] = np.asarray(cols["metric"], dtype=np.float64)[pos]
-        out["tier_delta_to_next"][rows] = pd.array(cols["delta_to_next"]).to_numpy(dtype=np.float64, na_value=np.nan)[pos]
-        out["tier_delta_to_keep"][rows] = np.asarray(cols["delta_to_keep"], dtype=np.float64)[pos]
-        out["tier_at_risk"][rows] = np.asarray(cols["at_risk"], dtype=np.float64)[pos]
-        out["tier_days_to_period_end"][rows] = np.where(period_end == _NONE, np.nan,
-                                                        (period_end / _NS - d) / DAY)
+        period_end = v["period_end"][pos]
+        out["tier_rank"][rows] = v["rank"][pos]
+        out["tier_metric"][rows] = v["metric"][pos]
+        dn = v["delta_to_next"][pos]
+        out["tier_delta_to_next"][rows] = np.where(dn >= 0, dn, np.nan)
+        out["tier_delta_to_keep"][rows] = v["delta_to_keep"][pos]
+        out["tier_at_risk"][rows] = v["projected"][pos] < v["rank"][pos]
+        out["tier_days_to_period_end"][rows] = np.where(period_end == NAT, np.nan, (period_end / _NS - d) / DAY)
