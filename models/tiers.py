@@ -116,20 +116,35 @@ def member_tier_state(program: Program, purchased_at: np.ndarray, amount_minor: 
     """Tier state of one member from their purchase times and amounts (same engine as
     :func:`tier_states`, so both give identical values)."""
     times = _ns(np.asarray(purchased_at))
-    codes = np.zeros(len(times), dtype=np.int64)
     joined = None if joined_at is None or pd.isna(joined_at) else np.array([pd.Timestamp(joined_at).value])
-    arrays = _tier_arrays(program, codes, times, np.asarray(amount_minor, dtype=np.int64), 1,
-                          _as_of_ns(program, as_of), joined)
+    return tier_state_list(program, np.zeros(len(times), dtype=np.int64), times,
+                           np.asarray(amount_minor, dtype=np.int64), 1, as_of, joined)[0]
+
+
+def tier_state_list(program: Program, codes: np.ndarray, times_ns: np.ndarray, amount_minor: np.ndarray,
+                    n: int, as_of: pd.Timestamp, joined_ns: np.ndarray | None = None) -> list[TierState]:
+    """Tier states of members ``0..n-1`` as :class:`TierState` objects, without a DataFrame.
+
+    ``codes`` gives each purchase's member, ``times_ns`` its int64 nanoseconds (naive
+    local), ``joined_ns`` each member's join date (:data:`NAT` when unknown). The same
+    engine as :func:`tier_states`; batch decisions use it to avoid a row per member.
+    """
+    arrays = _tier_arrays(program, np.asarray(codes, dtype=np.int64), np.asarray(times_ns, dtype=np.int64),
+                          np.asarray(amount_minor, dtype=np.int64), n, _as_of_ns(program, as_of), joined_ns)
     v = tier_numbers(program, arrays)
     names = program.tier_names
-    rank, projected, dn = int(v["rank"][0]), int(v["projected"][0]), int(v["delta_to_next"][0])
-    since, period_end = int(v["since"][0]), int(v["period_end"][0])
-    return TierState(tier=str(names[rank]), tier_rank=rank,
-                     since=None if since == NAT else pd.Timestamp(since, unit="ns"),
-                     metric=int(v["metric"][0]), next_tier=str(names[rank + 1]) if dn >= 0 else None,
-                     delta_to_next=dn if dn >= 0 else None, delta_to_keep=int(v["delta_to_keep"][0]),
-                     period_end=None if period_end == NAT else pd.Timestamp(period_end, unit="ns"),
-                     projected_tier=str(names[projected]), at_risk=projected < rank)
+
+    def moment(ns: int) -> pd.Timestamp | None:
+        return None if ns == NAT else pd.Timestamp(ns, unit="ns")
+
+    return [TierState(tier=str(names[rank]), tier_rank=rank, since=moment(since), metric=metric,
+                      next_tier=str(names[rank + 1]) if dn >= 0 else None, delta_to_next=dn if dn >= 0 else None,
+                      delta_to_keep=keep, period_end=moment(end), projected_tier=str(names[proj]),
+                      at_risk=proj < rank)
+            for rank, since, metric, dn, keep, end, proj in zip(
+                v["rank"].tolist(), v["since"].tolist(), np.asarray(v["metric"]).astype(np.int64).tolist(),
+                np.asarray(v["delta_to_next"]).astype(np.int64).tolist(), v["delta_to_keep"].tolist(),
+                v["period_end"].tolist(), v["projected"].tolist(), strict=True)]
 
 
 def tier_state_from_row(row: pd.Series) -> TierState:

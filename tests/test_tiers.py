@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.program import parse_program
-from models.tiers import member_tier_state, tier_state_from_row, tier_states
+from models.tiers import member_tier_state, tier_state_from_row, tier_state_list, tier_states
 
 DAY = pd.Timedelta(days=1)
 T0 = pd.Timestamp("2024-01-01")
@@ -233,6 +233,10 @@ def test_batch_and_single_member_states_are_identical(rows: list[tuple[str, int,
         mine = tx[tx["member_id"] == m]
         single = member_tier_state(p, mine["purchased_at"].to_numpy(), mine["amount_minor"].to_numpy(), cutoff)
         assert tier_state_from_row(batch.loc[m]) == single
+    codes = pd.Categorical(tx["member_id"], categories=members).codes.astype(np.int64)
+    listed = tier_state_list(p, codes, tx["purchased_at"].to_numpy().astype("datetime64[ns]").view(np.int64),
+                             tx["amount_minor"].to_numpy(), len(members), cutoff)
+    assert listed == [tier_state_from_row(batch.loc[m]) for m in members]
 
 
 def test_visit_based_points_count_distinct_purchase_moments() -> None:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from models.catalog import Catalog, build_catalog
-from models.features import FeatureCatalog, to_seconds
+from models.features import FeatureCatalog
 from models.features.online import catalog_fingerprint
 from models.program import Program, load_program
 from offerdata.loader import load_catalog
@@ -138,7 +138,7 @@ class DecisionEngine:
 
     def seconds(self, local: pd.Timestamp) -> int:
         """Local program time as the int64 seconds history records and features use."""
-        return int(to_seconds(pd.Series([local]))[0])
+        return int(np.datetime64(pd.Timestamp(local).as_unit("ns").value, "ns").astype("datetime64[s]").astype(np.int64))
 
     def epoch(self, local: pd.Timestamp) -> int:
         """Local program time as UTC epoch seconds (the stores' clock)."""

@@ -35,7 +35,7 @@ from models.caps import CapCounters
 from models.features import History
 from models.features.history import UNKNOWN
 from models.member import MemberContext
-from models.tiers import TierState, member_tier_state, tier_state_from_row, tier_states
+from models.tiers import NAT, TierState, tier_state_list
 from service.decisions.engine import DecisionEngine
 from service.stores import MemberProfile, MemberState
 
@@ -67,7 +67,7 @@ def member_inputs(engine: DecisionEngine, hist: History, as_of: pd.Timestamp,
     mem, times = hist.line_member[lm].astype(np.int64), hist.line_time[lm]
     amounts, baskets, products = hist.line_amount[lm], hist.line_basket[lm], hist.line_product[lm]
 
-    tiers = _tiers(engine, ids, hist.joined_at, mem, times, amounts, as_of)
+    tiers = _tiers(engine, hist.joined_at, mem, times, amounts, as_of)
     lines = np.bincount(mem, minlength=n)
     recent = np.bincount(mem, weights=amounts * (times >= t - RECENT_DAYS * DAY), minlength=n)
     basket = _typical_basket(n, mem, baskets, amounts, times >= t - BASKET_DAYS * DAY)
@@ -93,21 +93,12 @@ def member_inputs(engine: DecisionEngine, hist: History, as_of: pd.Timestamp,
     return out
 
 
-def _tiers(engine: DecisionEngine, ids: list[str], joined_at: np.ndarray, mem: np.ndarray, times: np.ndarray,
+def _tiers(engine: DecisionEngine, joined_at: np.ndarray, mem: np.ndarray, times: np.ndarray,
            amounts: np.ndarray, as_of: pd.Timestamp) -> list[TierState]:
-    """Tier states with the tier engine; one member takes its single-member entry point
-    (the same engine, documented to give identical values, without building frames)."""
-    if len(ids) == 1:
-        joined = None if joined_at[0] == NO_TIME else pd.Timestamp(int(joined_at[0]), unit="s")
-        return [member_tier_state(engine.program, times.astype("datetime64[s]"),
-                                  np.rint(amounts).astype(np.int64), as_of, joined)]
-    frame = pd.DataFrame({"member_id": np.asarray(ids, dtype=object)[mem],
-                          "purchased_at": times.astype("datetime64[s]").astype("datetime64[ns]"),
-                          "amount_minor": np.rint(amounts).astype(np.int64)})
-    joined = np.where(joined_at == NO_TIME, np.datetime64("NaT"), joined_at.astype("datetime64[s]"))
-    states = tier_states(engine.program, frame, as_of, members=ids,
-                         joined_at=pd.Series(joined.astype("datetime64[ns]"), index=ids))
-    return [tier_state_from_row(row) for _, row in states.iterrows()]
+    """Tier states with the tier engine, straight from the arrays (no frame per member)."""
+    joined = np.where(joined_at == NO_TIME, NAT, joined_at * 1_000_000_000)
+    return tier_state_list(engine.program, mem, times * 1_000_000_000, np.rint(amounts).astype(np.int64),
+                           len(joined_at), as_of, joined)
 
 
 def _typical_basket(n: int, mem: np.ndarray, baskets: np.ndarray, amounts: np.ndarray,
