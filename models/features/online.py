@@ -219,12 +219,13 @@ def history_from_records(member_id: str, records: bytes | None, joined_at: int =
     def both(key: str, rows: np.ndarray, field: str, dtype: type) -> np.ndarray:
         """The base's column ``key`` followed by the tail's ``field``."""
         head = cols.get(key)
-        out = rows[field].astype(dtype)
+        out: np.ndarray = rows[field].astype(dtype)
         return out if head is None else np.concatenate([np.asarray(head).astype(dtype), out])
 
     def money(key: str, field: str) -> np.ndarray:
+        """Money column ``key`` of the base followed by the tail lines' ``field``."""
         head = cols.get(key)
-        out = lines[field].astype(np.float64)
+        out: np.ndarray = lines[field].astype(np.float64)
         return out if head is None else np.concatenate([_f32(head), out])
 
     line_time = both("lt", lines, "time", np.int64)
