@@ -69,6 +69,9 @@ FEATURE_NAMES: list[str] = [*MEMBER_FEATURES, *HISTORY_FEATURES, *AFFINITY_FEATU
 #: Features LightGBM treats as categorical (integer codes).
 CATEGORICAL_FEATURES = ["offer_kind", "campaign_type", "channel"]
 CHANNEL_CODES = {c: i for i, c in enumerate(CHANNELS)}
+#: Requests that all share one as_of (every serving call) take :mod:`models.features.snapshot`,
+#: which gives identical values with plain group sums; False forces the general path (tests).
+SNAPSHOT = True
 
 
 def channel_codes(channels: pd.Series | np.ndarray | list[str]) -> np.ndarray:
@@ -310,7 +313,12 @@ def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndar
         raise ValueError("compute_features needs known members and offers (index -1 found)")
     eng = _engine(catalog)
     out = {name: np.full(n, np.nan, dtype=np.float64) for name in FEATURE_NAMES}
-    _member_features(eng, hist, member_idx, offer_idx, as_of, out, program)
+    if SNAPSHOT and n and (as_of == as_of[0]).all():
+        from models.features.snapshot import member_features_at
+
+        member_features_at(eng, hist, member_idx, offer_idx, int(as_of[0]), out, program)
+    else:
+        _member_features(eng, hist, member_idx, offer_idx, as_of, out, program)
 
     out["offer_kind"][:] = catalog.offer_kind[offer_idx]
     out["offer_value"][:] = catalog.offer_value[offer_idx]
