@@ -21,14 +21,17 @@ Member profile hash fields (all optional but ``fp``)::
 
 The history itself is a string of fixed-width records (:mod:`models.features.online`).
 
-Score vectors are little-endian float32 arrays (4 bytes per offer, no header); the
-order is the one the cache slot defines (model version, channel and candidate offers). The Lua scripts in :mod:`.lua` apply the
+Score vectors are one layout byte, then 3-byte log-scale codes of probabilities
+(:func:`encode_scores`; 3 bytes per offer) or float32; the order is the one the cache
+slot defines (model version, channel and candidate offers), and the hash field is a
+digest of the slot (:func:`cache_field`). The Lua scripts in :mod:`.lua` apply the
 same updates inside Redis; :func:`apply_event` and :func:`reserve_one` are their
 in-process twins, and the shared test suite keeps them in agreement.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import time
@@ -258,19 +261,63 @@ def cache_allowed(cache: CacheWrite | None, history: bytes | None) -> bool:
 
 
 # -- score vectors -------------------------------------------------------------
+#: Score vector layouts (first byte): log-scale 24-bit codes for probabilities, float32 otherwise.
+SCORES_LOG24, SCORES_FLOAT32 = b"L", b"F"
+#: Smallest probability the log scale resolves; smaller ones are stored as 0 or as this.
+LOG_FLOOR = 1e-7
+_LOG_TOP = (1 << 24) - 1  # the code of probability 1
+_LOG_STEP = float(np.log(1 / LOG_FLOOR)) / (_LOG_TOP - 1)  # codes 1.._LOG_TOP span [LOG_FLOOR, 1]
+#: Largest relative error of a probability >= LOG_FLOOR after a round trip: half a step,
+#: plus the float32 rounding of the decoded value (5.4e-7 in all).
+LOG_MAX_RELATIVE_ERROR = float(np.expm1(_LOG_STEP / 2)) + 2.0**-24
+
+
 def encode_scores(scores: Sequence[float] | np.ndarray) -> bytes:
-    """Little-endian float32 bytes of a score vector."""
-    arr = np.asarray(scores, dtype="<f4")
+    """A score vector as bytes: probabilities as 3-byte log-scale codes, anything else as float32.
+
+    Probabilities (every value finite and in [0, 1]): code 0 is 0, code k >= 1 is
+    ``exp((k - 2**24 + 1) * step)`` with 2**24 - 2 steps from :data:`LOG_FLOOR` (1e-7) to 1,
+    so every probability >= 1e-7 comes back within :data:`LOG_MAX_RELATIVE_ERROR` (5.4e-7,
+    a few float32 ulps) of itself, 0 and 1 exactly, values below 1e-7 within 1e-7
+    absolute, and the order of values is kept (the scale is monotone). 3 bytes per offer
+    instead of 4; a uint16 code would halve it but errs by 1.2e-4 relative, enough to tie
+    offers whose propensities the model tells apart. Other vectors keep float32 exactly.
+    """
+    arr = np.asarray(scores, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"a score vector is one-dimensional (got shape {arr.shape})")
-    return arr.tobytes()
+    if not (np.all(np.isfinite(arr)) and np.all((arr >= 0) & (arr <= 1))):
+        return SCORES_FLOAT32 + arr.astype("<f4").tobytes()
+    p = arr.astype(np.float32).astype(np.float64)  # what the float32 vector held
+    codes = np.zeros(len(p), dtype="<u4")
+    positive = p > LOG_FLOOR / 2
+    if positive.any():
+        steps = np.log(np.maximum(p[positive], LOG_FLOOR)) / _LOG_STEP
+        codes[positive] = np.clip(np.rint(steps) + _LOG_TOP, 1, _LOG_TOP).astype("<u4")
+    return SCORES_LOG24 + codes.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
 def decode_scores(blob: bytes | None) -> np.ndarray | None:
-    """A read-only float32 array from :func:`encode_scores` bytes, or None."""
-    if blob is None:
+    """A float32 array from :func:`encode_scores` bytes, or None (absent, or a layout not known)."""
+    if not blob:
         return None
-    return np.frombuffer(blob, dtype="<f4")
+    head, body = blob[:1], blob[1:]
+    if head == SCORES_FLOAT32 and len(body) % 4 == 0:
+        return np.frombuffer(body, dtype="<f4")
+    if head == SCORES_LOG24 and len(body) % 3 == 0:
+        wide = np.zeros((len(body) // 3, 4), dtype=np.uint8)
+        wide[:, :3] = np.frombuffer(body, dtype=np.uint8).reshape(-1, 3)
+        codes = wide.view("<u4")[:, 0]
+        out = np.exp((codes.astype(np.float64) - _LOG_TOP) * _LOG_STEP).astype(np.float32)
+        out[codes == 0] = 0
+        return out
+    return None
+
+
+def cache_field(slot: str) -> bytes:
+    """The score-cache hash field of a cache slot: a 12-byte digest instead of the ~50-byte
+    slot text (model version, channel, candidate digest), kept apart by 96 bits."""
+    return hashlib.blake2b(slot.encode(), digest_size=12).digest()
 
 
 # -- idempotency records ----------------------------------------------------------

@@ -100,7 +100,7 @@ class MemoryStore(Store):
         fields = self._get(self.keys.state(member_id)) or {}
         scores = None
         if model_version is not None:
-            scores = codec.decode_scores((self._get(self.keys.cache(member_id)) or {}).get(model_version))
+            scores = codec.decode_scores((self._get(self.keys.cache(member_id)) or {}).get(codec.cache_field(model_version)))
             self.observer.cache_lookup(scores is not None)
         history = self._get(self.keys.history(member_id))
         return MemberBundle(
@@ -155,7 +155,7 @@ class MemoryStore(Store):
             for member_id, blob in encoded.items():
                 key = self.keys.cache(member_id)
                 current = dict(self._get(key) or {})
-                current[model_version] = blob
+                current[codec.cache_field(model_version)] = blob
                 self._set(key, current, self.ttls.cache)
 
     def invalidate(self, member_id: str) -> None:
@@ -258,7 +258,7 @@ class MemoryStore(Store):
             if cached and cache is not None:
                 ckey = self.keys.cache(member_id)
                 current = dict(self._get(ckey) or {})
-                current[cache.slot] = codec.encode_scores(cache.scores)
+                current[codec.cache_field(cache.slot)] = codec.encode_scores(cache.scores)
                 self._set(ckey, current, self.ttls.cache)
         return CommitResult(caps=caps, coupons_stored=stored, cache_written=cached)
 

@@ -123,7 +123,7 @@ class RedisStore(Store):
     def _queue_member(self, pipe: redis.client.Pipeline, member_id: str, slot: str | None) -> None:
         pipe.hgetall(self.keys.state(member_id))
         if slot is not None:
-            pipe.hget(self.keys.cache(member_id), slot)
+            pipe.hget(self.keys.cache(member_id), codec.cache_field(slot))
         pipe.get(self.keys.history(member_id))
         pipe.hgetall(self.keys.profile(member_id))
 
@@ -189,7 +189,7 @@ class RedisStore(Store):
         pipe = self.client.pipeline(transaction=False)
         for member_id, scores in items.items():
             key = self.keys.cache(member_id)
-            pipe.hset(key, model_version, codec.encode_scores(scores))
+            pipe.hset(key, codec.cache_field(model_version), codec.encode_scores(scores))
             pipe.expire(key, self.ttls.cache)
         with self._guard("put_scores"):
             pipe.execute()
@@ -261,7 +261,7 @@ class RedisStore(Store):
                      cache: CacheWrite | None) -> tuple[list[str], list[str | int | bytes]]:
         keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id)]
         args: list[str | int | bytes] = [
-            self.ttls.state, now, RECENT_LIMIT, "" if cache is None else cache.slot,
+            self.ttls.state, now, RECENT_LIMIT, b"" if cache is None else codec.cache_field(cache.slot),
             b"" if cache is None else codec.encode_scores(cache.scores), self.ttls.cache,
             -1 if cache is None else cache.history_length]
         for req, coupon in zip(requests, coupons, strict=True):
