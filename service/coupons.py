@@ -66,7 +66,8 @@ def generate(prefix: str = "", length: int = DEFAULT_LENGTH) -> str:
     _check_prefix(prefix)
     if not 10 <= length <= 32:
         raise ValueError("the random part is 10-32 characters (50-160 bits)")
-    payload = prefix + "".join(secrets.choice(ALPHABET) for _ in range(length))
+    # one read of the OS random source; 256 is a multiple of the 32 letters, so b & 31 is uniform
+    payload = prefix + "".join([ALPHABET[b & 31] for b in secrets.token_bytes(length)])
     return payload + check_character(payload)
 
 

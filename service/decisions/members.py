@@ -105,10 +105,12 @@ def _typical_basket(n: int, mem: np.ndarray, baskets: np.ndarray, amounts: np.nd
                     window: np.ndarray) -> np.ndarray:
     if not window.any():
         return np.full(n, np.nan)
-    pairs, inverse = np.unique(np.stack([mem[window], baskets[window]], axis=1), axis=0, return_inverse=True)
-    totals = np.bincount(inverse.ravel(), weights=amounts[window], minlength=len(pairs))
-    count = np.bincount(pairs[:, 0], minlength=n)
-    spent = np.bincount(pairs[:, 0], weights=totals, minlength=n)
+    mem, baskets = mem[window], baskets[window]
+    order = np.lexsort((baskets, mem))
+    m, b = mem[order], baskets[order]
+    first = np.r_[True, (m[1:] != m[:-1]) | (b[1:] != b[:-1])]  # a member's basket starts here
+    count = np.bincount(m[first], minlength=n)
+    spent = np.bincount(mem, weights=amounts[window], minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, spent / np.maximum(count, 1), np.nan)
 
@@ -139,10 +141,10 @@ def _record_counts(engine: DecisionEngine, hist: History, t: int) -> list[dict[s
             continue
         w = windows[np.maximum(offers, 0)]
         ok &= ~np.isnan(w) & (times >= t - np.where(np.isnan(w), 0, w))
-        keys, counts = np.unique(np.stack([members[ok], offers[ok]], axis=1).astype(np.int64), axis=0,
-                                 return_counts=True)
-        for (m, o), c in zip(keys.tolist(), counts.tolist(), strict=True):
-            out[m][subject][str(ids[o])] = c
+        n_offers = len(ids)
+        keys, counts = np.unique(members[ok].astype(np.int64) * n_offers + offers[ok], return_counts=True)
+        for key, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            out[key // n_offers][subject][str(ids[key % n_offers])] = c
     return out
 
 
