@@ -39,9 +39,10 @@ RECENT_LIMIT = 8
 MONTHS_KEPT = 25
 
 Subject = Literal["impression", "click", "issue", "redeem", "dismiss"]
-#: Subject -> the short code used in stored field names.
+#: Subject -> the one-letter code that starts its counters' field names (``<code><offer id>``;
+#: upper case, so never confused with the lower-case scalar and month fields).
 SUBJECT_CODES: dict[str, str] = {
-    "impression": "imp", "click": "clk", "issue": "iss", "redeem": "red", "dismiss": "dis"}
+    "impression": "I", "click": "C", "issue": "S", "redeem": "R", "dismiss": "D"}
 CODE_SUBJECTS: dict[str, str] = {v: k for k, v in SUBJECT_CODES.items()}
 
 MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"

@@ -8,8 +8,10 @@ Member state hash fields (values are ASCII integers unless noted)::
     np               number of purchases since the state was created
     s:YYYYMM         spend in that month (program time zone); the last MONTHS_KEPT months
     p:YYYYMM         purchases in that month
-    <code>:<offer>   counter: little-endian uint32 total, then up to RECENT_LIMIT uint32
-                     epoch seconds, oldest first (codes: imp clk iss red dis)
+    <code><offer>    counter (codes I C S R D: impression, click, issue, redeem, dismiss):
+                     unsigned LEB128 varints: the total, then up to RECENT_LIMIT epoch
+                     seconds, the oldest as is and each next as its gap to the previous
+                     (:func:`encode_counter`)
 
 Member profile hash fields (all optional but ``fp``)::
 
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
@@ -63,15 +64,51 @@ Fields = MutableMapping[bytes, bytes]
 
 
 # -- counters ----------------------------------------------------------------
+def _varints(values: Sequence[int]) -> bytes:
+    """Unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the last."""
+    out = bytearray()
+    for v in values:
+        if v < 0:
+            raise ValueError(f"counters hold non-negative integers (got {v})")
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def _unvarints(blob: bytes) -> list[int]:
+    """The integers :func:`_varints` wrote (an unfinished last one is dropped)."""
+    out, value, shift = [], 0, 0
+    for byte in blob:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            out.append(value)
+            value, shift = 0, 0
+    return out
+
+
 def encode_counter(total: int, recent: Sequence[int]) -> bytes:
-    return struct.pack(f"<{1 + len(recent)}I", total, *recent)
+    """Varints: the total, then the oldest kept timestamp, then each next one's gap to it.
+
+    A year-old timestamp takes 5 bytes, gaps of minutes to days 1-3, a total under 128
+    one: an impression counter with three timestamps is ~11 bytes instead of 16.
+    """
+    gaps = [b - a for a, b in zip((0, *recent), recent, strict=False)]
+    return _varints([total, *gaps])
 
 
 def decode_counter(blob: bytes | None) -> OfferCounter:
+    """An :class:`OfferCounter` from :func:`encode_counter` bytes (empty: zero)."""
     if not blob:
         return OfferCounter()
-    values = struct.unpack(f"<{len(blob) // 4}I", blob)
-    return OfferCounter(total=values[0], recent=tuple(values[1:]))
+    values = _unvarints(blob)
+    recent, t = [], 0
+    for gap in values[1:]:
+        t += gap
+        recent.append(t)
+    return OfferCounter(total=values[0], recent=tuple(recent))
 
 
 def bump_counter(blob: bytes | None, ts: int, limit: int) -> bytes:
@@ -103,15 +140,14 @@ def decode_state(member_id: str, fields: Mapping[bytes, bytes]) -> MemberState:
     counters: dict[tuple[str, str], OfferCounter] = {}
     for raw_name, value in fields.items():
         name = raw_name.decode()
-        head, sep, rest = name.partition(":")
-        if not sep:
+        if name[:1] in CODE_SUBJECTS:
+            counters[(CODE_SUBJECTS[name[:1]], name[1:])] = decode_counter(value)
             continue
-        if head == "s":
+        head, sep, rest = name.partition(":")
+        if head == "s" and sep:
             monthly_spend[rest] = int(value)
-        elif head == "p":
+        elif head == "p" and sep:
             monthly_purchases[rest] = int(value)
-        elif head in CODE_SUBJECTS:
-            counters[(CODE_SUBJECTS[head], rest)] = decode_counter(value)
     return MemberState(
         member_id=member_id,
         last_seen=_int(fields.get(b"ls")),
@@ -147,7 +183,7 @@ def apply_event(fields: Fields, ev: StateEvent, month_cutoff: str) -> None:
             _incr(fields, spend_field, ev.amount_minor)
             _incr(fields, f"p:{ev.month}".encode(), 1)
     elif ev.offer_id:
-        name = f"{SUBJECT_CODES[ev.type]}:{ev.offer_id}".encode()
+        name = f"{SUBJECT_CODES[ev.type]}{ev.offer_id}".encode()
         fields[name] = bump_counter(fields.get(name), ev.ts, RECENT_LIMIT)
 
 
@@ -174,7 +210,7 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
     refused; None when the member cap refused first); the twin of the Lua ``RESERVE``.
     ``fields`` is updated in place when granted.
     """
-    name = f"iss:{req.offer_id}".encode()
+    name = f"{SUBJECT_CODES['issue']}{req.offer_id}".encode()
     counter = decode_counter(fields.get(name))
     if req.member_limit is not None:
         since = None if req.member_window_seconds is None else now - req.member_window_seconds
@@ -190,16 +226,16 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
         after = BudgetCounter(current.count + 1, current.minor + req.charge_minor)
     fields[name] = bump_counter(fields.get(name), now, RECENT_LIMIT)
     if req.count_impression:
-        imp = f"imp:{req.offer_id}".encode()
+        imp = f"{SUBJECT_CODES['impression']}{req.offer_id}".encode()
         fields[imp] = bump_counter(fields.get(imp), now, RECENT_LIMIT)
     return True, None, after
 
 
 def release_one(fields: Fields, req: CapRequest, issued_at: int) -> None:
     """Undo a granted reservation's member counters; the twin of the Lua ``RELEASE``."""
-    subjects = ("iss", "imp") if req.count_impression else ("iss",)
-    for code in subjects:
-        name = f"{code}:{req.offer_id}".encode()
+    subjects = ("issue", "impression") if req.count_impression else ("issue",)
+    for subject in subjects:
+        name = f"{SUBJECT_CODES[subject]}{req.offer_id}".encode()
         blob = unbump_counter(fields.get(name), issued_at)
         if blob is None:
             fields.pop(name, None)

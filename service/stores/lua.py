@@ -2,29 +2,57 @@
 
 Each script is the twin of a function in :mod:`.codec` (same field names, same
 encodings); the store behaviour suite runs both implementations against the same
-expectations. Counters are packed with Redis' bundled ``struct`` library as
-little-endian uint32 (total, then up to ``recent_limit`` epoch seconds, oldest first).
+expectations. Counters are varints (total, then up to ``recent_limit`` epoch seconds as
+the oldest and the gaps between them), in fields named by a one-letter subject code and
+the offer id (``S<offer>`` issues, ``I<offer>`` impressions, ...).
 """
 
 from __future__ import annotations
 
 _COUNTER_HELPERS = r"""
+-- Counters: unsigned LEB128 varints, the total, then the oldest kept timestamp, then each
+-- next timestamp's gap to the previous one (codec.encode_counter). Lua numbers are doubles:
+-- exact for these integers.
 local function decode(v)
   if not v then return 0, {} end
-  local total = struct.unpack('<I4', v, 1)
+  local vals = {}
+  local n, scale = 0, 1
+  for i = 1, #v do
+    local b = string.byte(v, i)
+    if b >= 128 then
+      n = n + (b - 128) * scale
+      scale = scale * 128
+    else
+      vals[#vals + 1] = n + b * scale
+      n, scale = 0, 1
+    end
+  end
   local ts = {}
-  local pos = 5
-  while pos + 3 <= #v do
-    local t
-    t, pos = struct.unpack('<I4', v, pos)
+  local t = 0
+  for i = 2, #vals do
+    t = t + vals[i]
     ts[#ts + 1] = t
   end
-  return total, ts
+  return vals[1] or 0, ts
+end
+
+local function varint(n)
+  local out = {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
 end
 
 local function encode(total, ts)
-  local parts = {struct.pack('<I4', total)}
-  for i = 1, #ts do parts[#parts + 1] = struct.pack('<I4', ts[i]) end
+  local parts = {varint(total)}
+  local prev = 0
+  for i = 1, #ts do
+    parts[#parts + 1] = varint(ts[i] - prev)
+    prev = ts[i]
+  end
   return table.concat(parts)
 end
 
@@ -98,7 +126,7 @@ for i = 0, #KEYS / 5 - 1 do
         redis.call('HINCRBY', ks, 'p:' .. month, 1)
       end
     elseif offer ~= '' then
-      local f = code .. ':' .. offer
+      local f = code .. offer
       redis.call('HSET', ks, f, bump(redis.call('HGET', ks, f), t, limit))
     end
     redis.call('EXPIRE', ks, state_ttl)
@@ -117,7 +145,7 @@ _RESERVE_ONE = r"""
 -- n and m after the reservation, or as found when it refused (-1, -1 without a budget or
 -- when the member cap refused first).
 local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp)
-  local f = 'iss:' .. offer
+  local f = 'S' .. offer
   local v = redis.call('HGET', ks, f)
   local refused = nil
   local bn, bm = -1, -1
@@ -146,7 +174,7 @@ local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mn
   if not refused then
     redis.call('HSET', ks, f, bump(v, now, limit))
     if imp == '1' then
-      local fi = 'imp:' .. offer
+      local fi = 'I' .. offer
       redis.call('HSET', ks, fi, bump(redis.call('HGET', ks, fi), now, limit))
     end
   end
@@ -250,8 +278,8 @@ for i = 0, #ARGV / 5 - 1 do
   local a = 5 * i
   local offer, t = ARGV[a + 1], tonumber(ARGV[a + 2])
   local bidx, charge, imp = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
-  unbump('iss:' .. offer, t)
-  if imp == '1' then unbump('imp:' .. offer, t) end
+  unbump('S' .. offer, t)
+  if imp == '1' then unbump('I' .. offer, t) end
   if bidx > 0 and redis.call('EXISTS', KEYS[bidx]) == 1 then
     local cur = redis.call('HMGET', KEYS[bidx], 'n', 'm')
     redis.call('HINCRBY', KEYS[bidx], 'n', -math.min(1, tonumber(cur[1] or '0')))
