@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -181,3 +182,21 @@ def test_negative_sampling_keeps_positives_and_restores_the_base_rate() -> None:
     assert 20_000 < len(test) < 40_000
     # whole members only: every sampled member keeps all 20 of its rows
     assert (test.groupby("member_id").size() == 20).all()
+
+
+def test_bootstrap_auc_table_equals_the_pass_over_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The members table that makes bootstrap AUCs a matrix product gives the row-by-row values."""
+    import training.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    member = rng.integers(0, 60, 4000)
+    y = (rng.random(4000) < 0.05 + 0.05 * (member % 2)).astype(int)
+    score = np.round(rng.random(4000) + 0.3 * y, 2)  # many ties
+    group = member * 10 + rng.integers(0, 4, 4000)
+    table = metrics.bootstrap(y, score, group, member, reps=50)
+    monkeypatch.setattr(metrics, "_PAIR_TABLE_LIMIT", 0)
+    rows = metrics.bootstrap(y, score, group, member, reps=50)
+    assert table.keys() == rows.keys()
+    for name in table:
+        np.testing.assert_allclose(table[name], rows[name], rtol=1e-12)
+    assert table["roc_auc"][0] < metrics.pooled(y, score, False)["roc_auc"] < table["roc_auc"][1]

@@ -131,16 +131,53 @@ def bootstrap(y: np.ndarray, score: np.ndarray, group: np.ndarray, member: np.nd
     tie_id = np.repeat(np.arange(len(tie_start)), np.diff(np.r_[tie_start, len(s_sorted)]))
     member_sorted = m_codes[by_score]
     rng = np.random.default_rng(seed)
-    stats: dict[str, list[float]] = {"roc_auc": [], "hit@1": [], "hit@3": []}
-    for _ in range(reps):
-        pick = rng.integers(0, len(members), len(members))
-        weight = np.bincount(pick, minlength=len(members)).astype(np.float64)
-        for k in hit:
-            denominator = (weight * n_pos).sum()
-            stats[f"hit@{k}"].append(float((weight * n_hit[k]).sum() / denominator) if denominator else float("nan"))
-        w = weight[member_sorted]
-        stats["roc_auc"].append(_weighted_auc(w, y_sorted, tie_id))
+    weights = np.stack([np.bincount(rng.integers(0, len(members), len(members)), minlength=len(members))
+                        for _ in range(reps)], axis=1).astype(np.float64)  # members x reps
+    stats: dict[str, np.ndarray] = {}
+    for k in hit:
+        denominator = n_pos @ weights
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats[f"hit@{k}"] = np.where(denominator > 0, (n_hit[k] @ weights) / denominator, np.nan)
+    if int(y_sorted.sum()) * len(members) <= _PAIR_TABLE_LIMIT:
+        stats["roc_auc"] = _auc_by_member_table(weights, y_sorted, tie_id, member_sorted, len(members))
+    else:
+        stats["roc_auc"] = np.array([_weighted_auc(weights[member_sorted, r], y_sorted, tie_id) for r in range(reps)])
     return {name: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for name, v in stats.items()}
+
+
+#: Largest positives x members table :func:`_auc_by_member_table` builds (float64 entries, twice).
+_PAIR_TABLE_LIMIT = 10_000_000
+
+
+def _auc_by_member_table(weights: np.ndarray, positive: np.ndarray, tie_id: np.ndarray, member: np.ndarray,
+                         n_members: int) -> np.ndarray:
+    """Weighted ROC-AUC for every column of ``weights`` (members x reps) at once.
+
+    Rows are sorted by score. A resample only reweights members, so the negatives a
+    positive outranks are, per member, fixed counts: a positives x members table of
+    negatives strictly below (and tied with) each positive turns every replicate into a
+    matrix product instead of a pass over all rows, with the same value as
+    :func:`_weighted_auc`.
+    """
+    pos_rows = np.flatnonzero(positive)
+    tie_start = np.searchsorted(tie_id, tie_id[pos_rows], "left")
+    tie_end = np.searchsorted(tie_id, tie_id[pos_rows], "right")
+    neg_rows = np.flatnonzero(~positive)
+    by_member = np.lexsort((neg_rows, member[neg_rows]))
+    neg_sorted, neg_member = neg_rows[by_member], member[neg_rows][by_member]
+    bounds = np.searchsorted(neg_member, np.arange(n_members + 1))
+    below = np.zeros((len(pos_rows), n_members))
+    tied = np.zeros((len(pos_rows), n_members))
+    for m in np.flatnonzero(np.diff(bounds)):
+        rows = neg_sorted[bounds[m]:bounds[m + 1]]
+        lo, hi = np.searchsorted(rows, tie_start), np.searchsorted(rows, tie_end)
+        below[:, m], tied[:, m] = lo, hi - lo
+    w_pos = weights[member[pos_rows]]                       # positives x reps
+    outranked = below @ weights + 0.5 * (tied @ weights)
+    n_neg = np.bincount(neg_member, minlength=n_members).astype(np.float64)
+    total = w_pos.sum(axis=0) * (n_neg @ weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (w_pos * outranked).sum(axis=0) / total, np.nan)
 
 
 def _weighted_auc(w: np.ndarray, positive: np.ndarray, tie_id: np.ndarray) -> float:
