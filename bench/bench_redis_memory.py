@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         sample = rng.sample(members, min(args.sample, len(members)))
         res["h"] = sample_usage(client, "h", sample)
         res["m"] = sample_usage(client, "m", sample)
-        blobs = [client.get(f"{PREFIX}:h:{m}") or b"" for m in sample]
+        blobs = [bytes(client.get(f"{PREFIX}:h:{m}") or b"") for m in sample]  # type: ignore[arg-type]
         stored = sum(len(b) for b in blobs)
         n_records = 0
         for m, b in zip(sample, blobs, strict=True):

@@ -4,7 +4,7 @@ One interface, :class:`Store`, covers everything the service keeps between reque
 
 * a member's online state (recency, spend, monthly spend for tier progress, and per-offer
   counters of impressions, clicks, issues, redemptions and dismissals);
-* a member's history as fixed-width binary records (:mod:`models.features.online`), which
+* a member's history as a compressed base plus fixed-width records (:mod:`models.features.online`), which
   events extend with an atomic append, and the member's profile (the catalog fingerprint
   the records were written under, join date, segment, birth month, channels): what the
   online features and eligibility read;

@@ -21,7 +21,7 @@ Member profile hash fields (all optional but ``fp``)::
     bm               birth month 1-12
     ch               channels opted in to, ``|``-separated ("" = none; absent = unknown)
 
-The history itself is a string of fixed-width records (:mod:`models.features.online`).
+The history itself is a compressed base plus appended fixed-width records (:mod:`models.features.online`).
 
 Score vectors are one layout byte, then 3-byte log-scale codes of probabilities
 (:func:`encode_scores`; 3 bytes per offer) or float32; the order is the one the cache
