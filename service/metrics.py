@@ -70,15 +70,15 @@ class Metrics:
             registry=r)
         self.model_reloads = Counter(
             "offers_model_reloads", "Model loads by result.", ["result"], registry=r)
-        for result in ("hit", "miss"):
-            self.cache_lookups.labels(result)
+        # labelled children resolved once: .labels() takes a lock and builds a key on every call
+        self._lookup = {hit: self.cache_lookups.labels("hit" if hit else "miss") for hit in (True, False)}
 
     # -- StoreObserver ------------------------------------------------------------
     def store_error(self, operation: str) -> None:
         self.redis_errors.labels(operation).inc()
 
     def cache_lookup(self, hit: bool) -> None:
-        self.cache_lookups.labels("hit" if hit else "miss").inc()
+        self._lookup[hit].inc()
 
     # -- recorders ------------------------------------------------------------------
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
