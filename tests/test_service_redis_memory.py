@@ -14,5 +14,5 @@ def test_a_realistic_member_stays_compact(redis_client: object) -> None:
     # a year of activity: 4 scalars, 24 month counters, 56 offer counters
     assert fp.state_fields == 84
     assert fp.state_encoding == "listpack"  # compact: below hash-max-listpack-entries (128)
-    assert fp.cache_bytes < 100 * 4 + 400  # 400 bytes of float32 plus key overhead
+    assert fp.cache_bytes < 100 * 4 + 400  # 100 offers at 3 bytes (log-scale codes) plus key overhead
     assert fp.total < 4096, fp
