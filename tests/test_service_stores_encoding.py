@@ -1,5 +1,5 @@
 """Compact encodings of the online store: byte-for-byte agreement of Redis (Lua) and the
-in-process twins, and the layouts' round trips (counters, score vectors)."""
+in-process twins, and the layouts' round trips (counters, offer fields, months, score vectors)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.stores import CapRequest, StateEvent, codec
-from service.stores.base import RECENT_LIMIT, OfferCounter
+from service.stores.base import OFFER_VALUE_MAX, RECENT_LIMIT, OfferCounter
 from service.stores.memory import MemoryStore
 from service.stores.redis_store import RedisStore
 from tests.service_helpers import make_store
@@ -40,10 +40,80 @@ def test_lua_and_python_write_the_same_bytes(redis_url: str) -> None:
         key = redis_store.keys.state("m1")
         raw = redis_store.client.hgetall(key)
         assert raw == memory._get(memory.keys.state("m1"))
-        assert codec.decode_counter(raw[b"Io1"]).total >= 12 and len(codec.decode_counter(raw[b"Io1"]).recent) == 8
+        impressions = codec.decode_counter(codec.get_counter(raw, "I", "o1"))
+        assert impressions.total >= 12 and len(impressions.recent) == 8
+        assert set(codec.split_offer(raw[b"oo1"])) == {"I", "C", "S"}  # one field per offer
+        assert codec.decode_month(raw[b"m202406"]) == (1234, 1)  # one field per month
         assert redis_store.client.object("encoding", key) == b"listpack"
     finally:
         redis_store.close()
+
+
+def _crowded(store: MemoryStore | RedisStore) -> None:
+    """Every subject of one offer with 8 timestamps a day apart: too much for one field."""
+    events = [StateEvent(f"b{code}{k}", "m1", kind, T0 - 86_400 * (40 * i + k), "big")
+              for i, (code, kind) in enumerate([("I", "impression"), ("C", "click"), ("R", "redeem"),
+                                                 ("D", "dismiss")])
+              for k in range(RECENT_LIMIT + 1)]
+    events += [StateEvent(f"t{k}", "m1", "transaction", T0 - k, None, amount, month)
+               for k, (amount, month) in enumerate([(2**40, "202406"), (-5, "202405"), (3, "202405")])]
+    store.apply_events(events)
+    granted = store.reserve("m1", [CapRequest("big", count_impression=True)], T0 + 1)
+    store.reserve("m1", [CapRequest("big")], T0 + 2)
+    store.release("m1", granted)
+
+
+@pytest.mark.redis
+def test_a_crowded_offer_spills_counters_to_their_own_fields_alike(redis_url: str) -> None:
+    redis_store = make_store("redis", redis_url, wall_clock=lambda: float(T0))
+    memory = make_store("memory", wall_clock=lambda: float(T0))
+    assert isinstance(redis_store, RedisStore) and isinstance(memory, MemoryStore)
+    try:
+        _crowded(redis_store)
+        _crowded(memory)
+        key = redis_store.keys.state("m1")
+        raw = redis_store.client.hgetall(key)
+        assert raw == memory._get(memory.keys.state("m1"))
+        assert all(len(v) <= OFFER_VALUE_MAX for v in raw.values())
+        assert redis_store.client.object("encoding", key) == b"listpack"
+        spilled = {n for n in raw if n[:1].isupper()}
+        assert spilled and all(n.endswith(b"big") for n in spilled)
+        state = redis_store.fetch_member("m1").state
+        for subject in ("impression", "click", "redeem", "dismiss"):
+            assert state.counter(subject, "big").total == RECENT_LIMIT + 1
+            # the released reservation's impression took its timestamp with it
+            assert len(state.counter(subject, "big").recent) == RECENT_LIMIT - (subject == "impression")
+        assert state.counter("issue", "big").total == 1 and state.counter("issue", "big").recent == (T0 + 2,)
+        assert state.monthly_spend == {"202406": 2**40, "202405": -2}
+        assert state.monthly_purchases == {"202406": 1, "202405": 2}
+        assert state == memory.fetch_member("m1").state
+    finally:
+        redis_store.close()
+
+
+def test_offer_fields_and_months_round_trip() -> None:
+    parts = {"I": codec.encode_counter(3, (T0, T0 + 60, T0 + 3600)), "S": codec.encode_counter(1, (T0,)),
+             "D": codec.encode_counter(2, ())}
+    blob = codec.join_offer(parts)
+    assert len(blob) == sum(len(b) for b in parts.values()) + 3  # a tag byte per subject
+    assert codec.split_offer(blob) == parts and codec.split_offer(None) == {}
+    for spend, n in [(0, 0), (2537, 2), (-1, 1), (2**45, 10**6)]:
+        assert codec.decode_month(codec.encode_month(spend, n)) == (spend, n)
+    assert codec.decode_month(None) == (0, 0)
+
+
+def test_the_previous_layout_reads_on_and_moves_when_written() -> None:
+    fields: dict[bytes, bytes] = {b"Io1": codec.encode_counter(2, (T0, T0 + 1)), b"s:202406": b"700",
+                                  b"p:202406": b"2", b"s:202001": b"5", b"p:202001": b"1"}
+    state = codec.decode_state("m1", fields)
+    assert state.counter("impression", "o1") == OfferCounter(2, (T0, T0 + 1))
+    assert state.monthly_spend == {"202406": 700, "202001": 5}
+    codec.apply_event(fields, StateEvent("e1", "m1", "impression", T0 + 2, "o1"), "202206")
+    codec.apply_event(fields, StateEvent("e2", "m1", "transaction", T0, None, 300, "202406"), "202206")
+    assert b"Io1" not in fields and b"s:202001" not in fields  # moved to o<offer>; trimmed
+    state = codec.decode_state("m1", fields)
+    assert state.counter("impression", "o1") == OfferCounter(3, (T0, T0 + 1, T0 + 2))
+    assert state.monthly_spend == {"202406": 1000} and state.monthly_purchases == {"202406": 3}
 
 
 @pytest.mark.parametrize("total, recent", [(0, ()), (1, (T0,)), (300, (T0, T0, T0 + 1, T0 + 2**21)),
@@ -76,6 +146,6 @@ def test_a_release_counts_down_what_a_reservation_counted() -> None:
     fields: dict[bytes, bytes] = {}
     req = CapRequest("o1", count_impression=True)
     granted, _, _ = codec.reserve_one(fields, None, req, T0)
-    assert granted and set(fields) == {b"So1", b"Io1"}
+    assert granted and set(fields) == {b"oo1"} and set(codec.split_offer(fields[b"oo1"])) == {"I", "S"}
     codec.release_one(fields, req, T0)
     assert fields == {}

@@ -44,6 +44,11 @@ Subject = Literal["impression", "click", "issue", "redeem", "dismiss"]
 SUBJECT_CODES: dict[str, str] = {
     "impression": "I", "click": "C", "issue": "S", "redeem": "R", "dismiss": "D"}
 CODE_SUBJECTS: dict[str, str] = {v: k for k, v in SUBJECT_CODES.items()}
+#: Subject codes in the order an offer's counters are kept in its one state field (``o<offer>``).
+SUBJECT_ORDER: tuple[str, ...] = tuple(SUBJECT_CODES.values())
+#: Longest ``o<offer>`` value: a counter that would make it longer gets a field of its own,
+#: so no value reaches Redis' ``hash-max-listpack-value`` (64) and the hash stays a listpack.
+OFFER_VALUE_MAX = 63
 
 MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"
 BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"

@@ -6,12 +6,21 @@ Member state hash fields (values are ASCII integers unless noted)::
     lp               last purchase, epoch seconds
     sp               spend in minor units since the state was created
     np               number of purchases since the state was created
-    s:YYYYMM         spend in that month (program time zone); the last MONTHS_KEPT months
-    p:YYYYMM         purchases in that month
-    <code><offer>    counter (codes I C S R D: impression, click, issue, redeem, dismiss):
-                     unsigned LEB128 varints: the total, then up to RECENT_LIMIT epoch
-                     seconds, the oldest as is and each next as its gap to the previous
-                     (:func:`encode_counter`)
+    mYYYYMM          one month (program time zone; the last MONTHS_KEPT months): unsigned
+                     LEB128 varints of the zigzag-coded spend in minor units, then the
+                     number of purchases (:func:`encode_month`)
+    o<offer>         all counters of one offer (:func:`join_offer`): per subject, in the
+                     order I C S R D (impression, click, issue, redeem, dismiss), a tag byte
+                     16 * subject index + number of varints, then the counter
+                     (:func:`encode_counter`: unsigned LEB128 varints, the total, then up to
+                     RECENT_LIMIT epoch seconds, the oldest as is and each next as its gap
+                     to the previous)
+    <code><offer>    one counter (codes I C S R D) that did not fit: a subject whose record
+                     would make ``o<offer>`` longer than OFFER_VALUE_MAX bytes (so the hash
+                     stays a listpack) is kept alone in the counter encoding; also where the
+                     previous layout kept every counter, so its data reads on
+    s:YYYYMM, p:YYYYMM  spend and purchases of a month in the previous layout: read (added
+                     to the month's) and trimmed, never written
 
 Member profile hash fields (all optional but ``fp``)::
 
@@ -46,8 +55,10 @@ from service.stores.base import (
     CODE_SUBJECTS,
     MEMBER_CAP_REACHED,
     MONTHS_KEPT,
+    OFFER_VALUE_MAX,
     RECENT_LIMIT,
     SUBJECT_CODES,
+    SUBJECT_ORDER,
     BudgetCounter,
     CacheWrite,
     CapRequest,
@@ -128,6 +139,89 @@ def unbump_counter(blob: bytes | None, ts: int) -> bytes | None:
     return encode_counter(total, recent) if total or recent else None
 
 
+def split_offer(blob: bytes | None) -> dict[str, bytes]:
+    """Subject code -> counter bytes of an ``o<offer>`` value (:func:`join_offer`)."""
+    out: dict[str, bytes] = {}
+    pos = 0
+    data = blob or b""
+    while pos < len(data):
+        tag = data[pos]
+        start = pos = pos + 1
+        left = tag % 16
+        while left and pos < len(data):
+            if data[pos] < 0x80:
+                left -= 1
+            pos += 1
+        out[SUBJECT_ORDER[tag // 16]] = data[start:pos]
+    return out
+
+
+def join_offer(parts: Mapping[str, bytes]) -> bytes:
+    """One offer's counters in one value: per subject present, in :data:`SUBJECT_ORDER`, a tag
+    byte (16 * index + number of varints, at most 1 + RECENT_LIMIT) and the counter bytes.
+
+    One field per offer instead of one per (subject, offer) saves a field name (the offer
+    id again) and the listpack entry headers for every subject after the first."""
+    out = bytearray()
+    for i, code in enumerate(SUBJECT_ORDER):
+        blob = parts.get(code)
+        if blob is not None:
+            out.append(16 * i + sum(1 for b in blob if b < 0x80))
+            out += blob
+    return bytes(out)
+
+
+def get_counter(fields: Mapping[bytes, bytes], code: str, offer_id: str) -> bytes | None:
+    """The counter bytes of (subject code, offer): in ``o<offer>``, else in its own field."""
+    found = split_offer(fields.get(f"o{offer_id}".encode())).get(code)
+    return found if found is not None else fields.get(f"{code}{offer_id}".encode())
+
+
+def put_counter(fields: Fields, code: str, offer_id: str, blob: bytes | None) -> None:
+    """Store (or, with None, drop) the counter of (subject code, offer).
+
+    It goes into ``o<offer>`` while that value stays within :data:`OFFER_VALUE_MAX` bytes
+    (so the hash keeps its listpack encoding), else into its own field ``<code><offer>``;
+    the other place is cleared. The Lua ``put`` makes the same choice."""
+    name, alone = f"o{offer_id}".encode(), f"{code}{offer_id}".encode()
+    parts = split_offer(fields.get(name))
+    parts.pop(code, None)
+    spilled = None
+    if blob is not None:
+        if len(join_offer({**parts, code: blob})) <= OFFER_VALUE_MAX:
+            parts[code] = blob
+        else:
+            spilled = blob
+    joined = join_offer(parts)
+    if joined:
+        fields[name] = joined
+    else:
+        fields.pop(name, None)
+    if spilled is not None:
+        fields[alone] = spilled
+    else:
+        fields.pop(alone, None)
+
+
+def _zigzag(n: int) -> int:
+    return n << 1 if n >= 0 else ((-n) << 1) - 1
+
+
+def _unzigzag(z: int) -> int:
+    return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
+
+
+def encode_month(spend: int, purchases: int) -> bytes:
+    """A month's value: varints of the zigzag-coded spend (may be negative) and the purchases."""
+    return _varints([_zigzag(spend), purchases])
+
+
+def decode_month(blob: bytes | None) -> tuple[int, int]:
+    """(spend, purchases) of an :func:`encode_month` value (absent: zero)."""
+    values = [*_unvarints(blob or b""), 0, 0]
+    return _unzigzag(values[0]), values[1]
+
+
 # -- member state --------------------------------------------------------------
 def _int(v: bytes | None) -> int | None:
     return int(v) if v is not None else None
@@ -140,14 +234,19 @@ def decode_state(member_id: str, fields: Mapping[bytes, bytes]) -> MemberState:
     counters: dict[tuple[str, str], OfferCounter] = {}
     for raw_name, value in fields.items():
         name = raw_name.decode()
-        if name[:1] in CODE_SUBJECTS:
-            counters[(CODE_SUBJECTS[name[:1]], name[1:])] = decode_counter(value)
-            continue
-        head, sep, rest = name.partition(":")
-        if head == "s" and sep:
-            monthly_spend[rest] = int(value)
-        elif head == "p" and sep:
-            monthly_purchases[rest] = int(value)
+        head = name[:1]
+        if head == "o":
+            for code, blob in split_offer(value).items():
+                counters[(CODE_SUBJECTS[code], name[1:])] = decode_counter(blob)
+        elif head in CODE_SUBJECTS:
+            counters[(CODE_SUBJECTS[head], name[1:])] = decode_counter(value)
+        elif head == "m":
+            spend, purchases = decode_month(value)
+            monthly_spend[name[1:]] = monthly_spend.get(name[1:], 0) + spend
+            monthly_purchases[name[1:]] = monthly_purchases.get(name[1:], 0) + purchases
+        elif name[1:2] == ":" and head in "sp":  # the previous layout's month fields
+            months = monthly_spend if head == "s" else monthly_purchases
+            months[name[2:]] = months.get(name[2:], 0) + int(value)
     return MemberState(
         member_id=member_id,
         last_seen=_int(fields.get(b"ls")),
@@ -177,14 +276,15 @@ def apply_event(fields: Fields, ev: StateEvent, month_cutoff: str) -> None:
         _incr(fields, b"np", 1)
         _max(fields, b"lp", ev.ts)
         if ev.month >= month_cutoff:
-            spend_field = f"s:{ev.month}".encode()
-            if spend_field not in fields:
+            name = f"m{ev.month}".encode()
+            if name not in fields:
                 trim_months(fields, month_cutoff)
-            _incr(fields, spend_field, ev.amount_minor)
-            _incr(fields, f"p:{ev.month}".encode(), 1)
+            spend, purchases = decode_month(fields.get(name))
+            fields[name] = encode_month(spend + ev.amount_minor, purchases + 1)
     elif ev.offer_id:
-        name = f"{SUBJECT_CODES[ev.type]}{ev.offer_id}".encode()
-        fields[name] = bump_counter(fields.get(name), ev.ts, RECENT_LIMIT)
+        code = SUBJECT_CODES[ev.type]
+        put_counter(fields, code, ev.offer_id,
+                    bump_counter(get_counter(fields, code, ev.offer_id), ev.ts, RECENT_LIMIT))
 
 
 def month_cutoff(now: float | None = None, months: int = MONTHS_KEPT) -> str:
@@ -196,8 +296,11 @@ def month_cutoff(now: float | None = None, months: int = MONTHS_KEPT) -> str:
 
 
 def trim_months(fields: Fields, month_cutoff: str) -> None:
-    """Drop monthly counters older than ``month_cutoff`` (``YYYYMM``)."""
-    for name in [n for n in fields if n[:2] in (b"s:", b"p:") and n[2:].decode() < month_cutoff]:
+    """Drop month fields older than ``month_cutoff`` (``YYYYMM``), the previous layout's too."""
+    old = [n for n in fields
+           if (n[:1] == b"m" and n[1:].decode() < month_cutoff)
+           or (n[:2] in (b"s:", b"p:") and n[2:].decode() < month_cutoff)]
+    for name in old:
         del fields[name]
 
 
@@ -210,8 +313,9 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
     refused; None when the member cap refused first); the twin of the Lua ``RESERVE``.
     ``fields`` is updated in place when granted.
     """
-    name = f"{SUBJECT_CODES['issue']}{req.offer_id}".encode()
-    counter = decode_counter(fields.get(name))
+    code = SUBJECT_CODES["issue"]
+    issued = get_counter(fields, code, req.offer_id)
+    counter = decode_counter(issued)
     if req.member_limit is not None:
         since = None if req.member_window_seconds is None else now - req.member_window_seconds
         if counter.reached(req.member_limit, since):
@@ -224,10 +328,11 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
                     and current.minor + req.charge_minor > req.budget_minor_limit)):
             return False, BUDGET_EXHAUSTED, current
         after = BudgetCounter(current.count + 1, current.minor + req.charge_minor)
-    fields[name] = bump_counter(fields.get(name), now, RECENT_LIMIT)
+    put_counter(fields, code, req.offer_id, bump_counter(issued, now, RECENT_LIMIT))
     if req.count_impression:
-        imp = f"{SUBJECT_CODES['impression']}{req.offer_id}".encode()
-        fields[imp] = bump_counter(fields.get(imp), now, RECENT_LIMIT)
+        imp = SUBJECT_CODES["impression"]
+        put_counter(fields, imp, req.offer_id,
+                    bump_counter(get_counter(fields, imp, req.offer_id), now, RECENT_LIMIT))
     return True, None, after
 
 
@@ -235,12 +340,9 @@ def release_one(fields: Fields, req: CapRequest, issued_at: int) -> None:
     """Undo a granted reservation's member counters; the twin of the Lua ``RELEASE``."""
     subjects = ("issue", "impression") if req.count_impression else ("issue",)
     for subject in subjects:
-        name = f"{SUBJECT_CODES[subject]}{req.offer_id}".encode()
-        blob = unbump_counter(fields.get(name), issued_at)
-        if blob is None:
-            fields.pop(name, None)
-        else:
-            fields[name] = blob
+        code = SUBJECT_CODES[subject]
+        put_counter(fields, code, req.offer_id,
+                    unbump_counter(get_counter(fields, code, req.offer_id), issued_at))
 
 
 # -- member profile and history -------------------------------------------------

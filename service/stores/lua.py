@@ -3,19 +3,23 @@
 Each script is the twin of a function in :mod:`.codec` (same field names, same
 encodings); the store behaviour suite runs both implementations against the same
 expectations. Counters are varints (total, then up to ``recent_limit`` epoch seconds as
-the oldest and the gaps between them), in fields named by a one-letter subject code and
-the offer id (``S<offer>`` issues, ``I<offer>`` impressions, ...).
+the oldest and the gaps between them); all of one offer's counters share the field
+``o<offer>`` (a tag byte per subject), and one that would make it 64 bytes or longer gets a
+field named by its one-letter subject code and the offer id (``S<offer>`` issues,
+``I<offer>`` impressions, ...). A month's spend and purchases share the field ``mYYYYMM``.
 """
 
 from __future__ import annotations
+
+from service.stores.base import OFFER_VALUE_MAX, SUBJECT_ORDER
 
 _COUNTER_HELPERS = r"""
 -- Counters: unsigned LEB128 varints, the total, then the oldest kept timestamp, then each
 -- next timestamp's gap to the previous one (codec.encode_counter). Lua numbers are doubles:
 -- exact for these integers.
-local function decode(v)
-  if not v then return 0, {} end
+local function unvarints(v)
   local vals = {}
+  if not v then return vals end
   local n, scale = 0, 1
   for i = 1, #v do
     local b = string.byte(v, i)
@@ -27,6 +31,11 @@ local function decode(v)
       n, scale = 0, 1
     end
   end
+  return vals
+end
+
+local function decode(v)
+  local vals = unvarints(v)
   local ts = {}
   local t = 0
   for i = 2, #vals do
@@ -63,7 +72,70 @@ local function bump(v, t, limit)
   while #ts > limit do table.remove(ts, 1) end
   return encode(total + 1, ts)
 end
-"""
+
+-- All counters of an offer live in one field o<offer> (codec.join_offer): per subject, in
+-- the order of ORDER, a tag byte 16 * (position - 1) + number of varints, then the counter.
+-- A counter that would make that value longer than OFFER_MAX bytes is kept in a field of its
+-- own, <code><offer> (codec.put_counter), so the hash stays a listpack.
+local ORDER, OFFER_MAX = '@ORDER@', @OFFER_VALUE_MAX@
+
+local function split(v)
+  local parts = {}
+  if not v then return parts end
+  local pos, len = 1, #v
+  while pos <= len do
+    local tag = string.byte(v, pos)
+    pos = pos + 1
+    local start, left = pos, tag % 16
+    while left > 0 and pos <= len do
+      if string.byte(v, pos) < 128 then left = left - 1 end
+      pos = pos + 1
+    end
+    local i = math.floor(tag / 16) + 1
+    parts[string.sub(ORDER, i, i)] = string.sub(v, start, pos - 1)
+  end
+  return parts
+end
+
+local function join(parts)
+  local out = {}
+  for i = 1, #ORDER do
+    local b = parts[string.sub(ORDER, i, i)]
+    if b then
+      local n = 0
+      for j = 1, #b do if string.byte(b, j) < 128 then n = n + 1 end end
+      out[#out + 1] = string.char(16 * (i - 1) + n)
+      out[#out + 1] = b
+    end
+  end
+  return table.concat(out)
+end
+
+-- The counter bytes of (code, offer) in hash key, or false.
+local function get_counter(key, code, offer)
+  local b = split(redis.call('HGET', key, 'o' .. offer))[code]
+  if b then return b end
+  return redis.call('HGET', key, code .. offer)
+end
+
+-- Store (blob) or drop (nil) the counter of (code, offer).
+local function put_counter(key, code, offer, blob)
+  local name, alone = 'o' .. offer, code .. offer
+  local parts = split(redis.call('HGET', key, name))
+  parts[code] = nil
+  local spilled = nil
+  if blob then
+    parts[code] = blob
+    if #join(parts) > OFFER_MAX then
+      parts[code] = nil
+      spilled = blob
+    end
+  end
+  local joined = join(parts)
+  if joined ~= '' then redis.call('HSET', key, name, joined) else redis.call('HDEL', key, name) end
+  if spilled then redis.call('HSET', key, alone, spilled) else redis.call('HDEL', key, alone) end
+end
+""".replace("@ORDER@", "".join(SUBJECT_ORDER)).replace("@OFFER_VALUE_MAX@", str(OFFER_VALUE_MAX))
 
 #: KEYS: per event (dedup key, state key, cache key, history key, profile key).
 #: ARGV: dedup_ttl, state_ttl, recent_limit, month_cutoff, then per event
@@ -86,7 +158,8 @@ local function trim(key)
   local names = redis.call('HKEYS', key)
   for _, name in ipairs(names) do
     local head = string.sub(name, 1, 2)
-    if (head == 's:' or head == 'p:') and string.sub(name, 3) < cutoff then
+    if (string.sub(name, 1, 1) == 'm' and string.sub(name, 2) < cutoff)
+        or ((head == 's:' or head == 'p:') and string.sub(name, 3) < cutoff) then
       redis.call('HDEL', key, name)
     end
   end
@@ -120,14 +193,20 @@ for i = 0, #KEYS / 5 - 1 do
       redis.call('HINCRBY', ks, 'np', 1)
       hmax(ks, 'lp', t)
       if month >= cutoff then
-        local sf = 's:' .. month
-        if redis.call('HEXISTS', ks, sf) == 0 then trim(ks) end
-        redis.call('HINCRBY', ks, sf, amount)
-        redis.call('HINCRBY', ks, 'p:' .. month, 1)
+        -- one field per month: varints of the zigzag-coded spend and the purchases (codec.encode_month)
+        local mf = 'm' .. month
+        local cur = redis.call('HGET', ks, mf)
+        if not cur then trim(ks) end
+        local vals = unvarints(cur)
+        local z = vals[1] or 0
+        local spend = z / 2
+        if z % 2 == 1 then spend = -(z + 1) / 2 end
+        spend = spend + amount
+        if spend >= 0 then z = spend * 2 else z = -spend * 2 - 1 end
+        redis.call('HSET', ks, mf, varint(z) .. varint((vals[2] or 0) + 1))
       end
     elseif offer ~= '' then
-      local f = code .. offer
-      redis.call('HSET', ks, f, bump(redis.call('HGET', ks, f), t, limit))
+      put_counter(ks, code, offer, bump(get_counter(ks, code, offer), t, limit))
     end
     redis.call('EXPIRE', ks, state_ttl)
     redis.call('DEL', kc)
@@ -145,8 +224,7 @@ _RESERVE_ONE = r"""
 -- n and m after the reservation, or as found when it refused (-1, -1 without a budget or
 -- when the member cap refused first).
 local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp)
-  local f = 'S' .. offer
-  local v = redis.call('HGET', ks, f)
+  local v = get_counter(ks, 'S', offer)
   local refused = nil
   local bn, bm = -1, -1
   if mlimit >= 0 then
@@ -172,10 +250,9 @@ local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mn
     end
   end
   if not refused then
-    redis.call('HSET', ks, f, bump(v, now, limit))
+    put_counter(ks, 'S', offer, bump(v, now, limit))
     if imp == '1' then
-      local fi = 'I' .. offer
-      redis.call('HSET', ks, fi, bump(redis.call('HGET', ks, fi), now, limit))
+      put_counter(ks, 'I', offer, bump(get_counter(ks, 'I', offer), now, limit))
     end
   end
   return refused, bn, bm
@@ -261,16 +338,16 @@ return {cached, out}
 RELEASE = _COUNTER_HELPERS + r"""
 local ks = KEYS[1]
 
-local function unbump(f, t)
-  local total, ts = decode(redis.call('HGET', ks, f))
+local function unbump(code, offer, t)
+  local total, ts = decode(get_counter(ks, code, offer))
   for j = 1, #ts do
     if ts[j] == t then table.remove(ts, j) break end
   end
   total = math.max(total - 1, 0)
   if total > 0 or #ts > 0 then
-    redis.call('HSET', ks, f, encode(total, ts))
+    put_counter(ks, code, offer, encode(total, ts))
   else
-    redis.call('HDEL', ks, f)
+    put_counter(ks, code, offer, nil)
   end
 end
 
@@ -278,8 +355,8 @@ for i = 0, #ARGV / 5 - 1 do
   local a = 5 * i
   local offer, t = ARGV[a + 1], tonumber(ARGV[a + 2])
   local bidx, charge, imp = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
-  unbump('S' .. offer, t)
-  if imp == '1' then unbump('I' .. offer, t) end
+  unbump('S', offer, t)
+  if imp == '1' then unbump('I', offer, t) end
   if bidx > 0 and redis.call('EXISTS', KEYS[bidx]) == 1 then
     local cur = redis.call('HMGET', KEYS[bidx], 'n', 'm')
     redis.call('HINCRBY', KEYS[bidx], 'n', -math.min(1, tonumber(cur[1] or '0')))
