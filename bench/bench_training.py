@@ -89,14 +89,20 @@ def main() -> None:
                         f"test {r['test_before_sampling']:,} sampled to {r['test']:,}; "
                         f"test AUC {meta['metrics']['model']['roc_auc']:.3f} |")
     load_after = os.getloadavg()
-    body = ("| data | wall time | peak memory | breakdown |\n| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
-            f"\nMachine load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}, after: "
+    table = "| data | wall time | peak memory | breakdown |\n| --- | --- | --- | --- |\n"
+    load = (f"\nMachine load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}, after: "
             f"{' / '.join(f'{x:.2f}' for x in load_after)}. LightGBM's OpenMP threads slow down far more than "
             "proportionally when other processes share the 2 cores; compare runs made on a quiet machine.\n")
+    # one section per data set, so a run of one keeps the other's latest figures
     if not args.skip_cj:
-        body += "\nModel quality on The Complete Journey (test = campaigns starting on or after 2017-08-01):\n\n" + quality
-    write_section("training", "Training", body)
-    print(body)
+        body = (table + rows[0] + "\n" + load + "\nModel quality on The Complete Journey "
+                "(test = campaigns starting on or after 2017-08-01):\n\n" + quality)
+        write_section("training", "Training: The Complete Journey", body)
+        print(body)
+    if not args.skip_synthetic:
+        body = table + rows[-1] + "\n" + load
+        write_section("training-synthetic", "Training: synthetic members at scale", body)
+        print(body)
 
 
 if __name__ == "__main__":
