@@ -28,6 +28,8 @@ Features come in groups:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -79,7 +81,7 @@ def channel_codes(channels: pd.Series | np.ndarray | list[str]) -> np.ndarray:
     return np.array([CHANNEL_CODES.get(str(c), -1) for c in channels], dtype=np.int32)
 
 
-def _days_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
+def _days_since(now: np.ndarray | int, then: np.ndarray) -> np.ndarray:
     """Days from ``then`` to ``now``; NaN where ``then`` is missing (int64 min)."""
     out = (now - then) / DAY
     return np.where(then == np.iinfo(np.int64).min, np.nan, out)
@@ -266,16 +268,29 @@ def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, 
     out["exposures_same_kind"] = k_exp
     out["redemption_rate_same_kind"] = np.where(k_exp > 0, k_red / np.maximum(k_exp, 1), np.nan)
 
-    # member x offer affinity at every level
-    n_off = cat.n_offers
+    _affinity(eng, l_mem, l_time, l_amt, l_prod, l_coupon, l_disc, (e_mem, e_off, e_time), (r_mem, r_off, r_time),
+              m, o, t, spend_all, out, _pair_sums)
+
+
+def _affinity(eng: _Engine, l_mem: np.ndarray, l_time: np.ndarray, l_amt: np.ndarray, l_prod: np.ndarray,
+              l_coupon: np.ndarray, l_disc: np.ndarray, exposures: tuple[np.ndarray, ...],
+              redemptions: tuple[np.ndarray, ...], m: np.ndarray, o: np.ndarray, t: np.ndarray | int,
+              spend_all: np.ndarray, out: dict[str, np.ndarray], pair_sums: Callable[..., dict[str, np.ndarray]]) -> None:
+    """Member x offer affinity at every level, and overlap with past exposures and redemptions.
+
+    ``pair_sums`` is :func:`_pair_sums` (per-request as_of) or
+    :func:`models.features.snapshot.pair_sums_at` (one as_of, events already before it);
+    both return the same sums, so the definitions here serve both paths.
+    """
+    n_off = eng.catalog.n_offers
     known = l_prod >= 0
     for level in AFFINITY_LEVELS:
         lmap = eng.levels[level]
         item = lmap.item_of_product[np.maximum(l_prod, 0)]
         keep = known & (item > 0 if level != "product" else True)
-        agg = _pair_sums(l_mem[keep], item[keep], l_time[keep],
-                         {"spend": l_amt[keep], "coupon": l_coupon[keep], "discount": l_disc[keep]},
-                         lmap.item_offers, lmap.offer_items, lmap.n_items, n_off, m, o, t, windows=(90,))
+        agg = pair_sums(l_mem[keep], item[keep], l_time[keep],
+                        {"spend": l_amt[keep], "coupon": l_coupon[keep], "discount": l_disc[keep]},
+                        lmap.item_offers, lmap.offer_items, lmap.n_items, n_off, m, o, t, windows=(90,))
         out[f"{level}_spend"] = agg["spend"]
         out[f"{level}_lines"] = agg["count"]
         out[f"{level}_spend_90d"] = agg["spend_90d"]
@@ -287,10 +302,8 @@ def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, 
 
     # exposures to / redemptions of offers sharing products with the requested offer
     overlap = eng.offer_overlap
-    for name, mem_arr, off_arr, times in (("overlap_exposures", e_mem, e_off, e_time),
-                                         ("overlap_redemptions", r_mem, r_off, r_time)):
-        agg = _pair_sums(mem_arr, off_arr, times, {}, overlap, overlap, n_off, n_off, m, o, t)
-        out[name] = agg["count"]
+    for name, (mem_arr, off_arr, times) in (("overlap_exposures", exposures), ("overlap_redemptions", redemptions)):
+        out[name] = pair_sums(mem_arr, off_arr, times, {}, overlap, overlap, n_off, n_off, m, o, t)["count"]
 
 
 def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndarray, offer_idx: np.ndarray,

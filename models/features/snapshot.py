@@ -24,11 +24,6 @@ from models.schema import OFFER_KINDS
 _NONE = np.iinfo(np.int64).min
 
 
-def _days_since(now: int, then: np.ndarray) -> np.ndarray:
-    """Days from ``then`` to ``now``; NaN where ``then`` is missing (int64 min)."""
-    return np.where(then == _NONE, np.nan, (now - then) / DAY)
-
-
 def _max_by(owner: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Largest of ``values`` per owner in ``0..n-1``; int64 min where an owner has none."""
     out = np.full(n, _NONE, dtype=np.int64)
@@ -83,7 +78,7 @@ def pair_sums_at(event_member: np.ndarray, event_item: np.ndarray, event_time: n
 def member_features_at(eng: object, hist: History, m: np.ndarray, o: np.ndarray, t: int,
                        out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history, tier and affinity features for requests (m, o), all at as_of ``t``."""
-    from models.features.compute import AFFINITY_LEVELS, WINDOWS
+    from models.features.compute import WINDOWS, _affinity, _days_since
 
     cat = eng.catalog  # type: ignore[attr-defined]
     n_m = hist.n_members
@@ -149,26 +144,5 @@ def member_features_at(eng: object, hist: History, m: np.ndarray, o: np.ndarray,
     out["exposures_same_kind"] = k_exp
     out["redemption_rate_same_kind"] = np.where(k_exp > 0, k_red / np.maximum(k_exp, 1), np.nan)
 
-    # member x offer affinity at every level
-    n_off = cat.n_offers
-    known = l_prod >= 0
-    for level in AFFINITY_LEVELS:
-        lmap = eng.levels[level]  # type: ignore[attr-defined]
-        item = lmap.item_of_product[np.maximum(l_prod, 0)]
-        keep = known & (item > 0 if level != "product" else True)
-        agg = pair_sums_at(l_mem[keep], item[keep], l_time[keep],
-                           {"spend": l_amt[keep], "coupon": l_coupon[keep], "discount": l_disc[keep]},
-                           lmap.item_offers, lmap.offer_items, lmap.n_items, n_off, m, o, t, windows=(90,))
-        out[f"{level}_spend"] = agg["spend"]
-        out[f"{level}_lines"] = agg["count"]
-        out[f"{level}_spend_90d"] = agg["spend_90d"]
-        out[f"{level}_days_since"] = _days_since(t, agg["last"])
-        out[f"{level}_share"] = np.where(spend_all > 0, agg["spend"] / np.maximum(spend_all, 1e-9), np.nan)
-        out[f"{level}_coupon"] = agg["coupon"]
-        gross = agg["spend"] + agg["discount"]
-        out[f"{level}_discount_share"] = np.where(gross > 0, agg["discount"] / np.where(gross > 0, gross, 1), np.nan)
-
-    overlap = eng.offer_overlap  # type: ignore[attr-defined]
-    for name, mem_arr, off_arr, times in (("overlap_exposures", e_mem, e_off, e_time),
-                                         ("overlap_redemptions", r_mem, r_off, r_time)):
-        out[name] = pair_sums_at(mem_arr, off_arr, times, {}, overlap, overlap, n_off, n_off, m, o, t)["count"]
+    _affinity(eng, l_mem, l_time, l_amt, l_prod, l_coupon, l_disc, (e_mem, e_off, e_time),  # type: ignore[arg-type]
+              (r_mem, r_off, r_time), m, o, t, spend_all, out, pair_sums_at)
