@@ -202,16 +202,21 @@ def _pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.
     return out
 
 
+def member_lines(hist: History, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which members are requested (a mask) and their purchase lines' positions, sorted by
+    (member, time, basket): the order basket counting and per-member runs rely on."""
+    wanted = np.zeros(hist.n_members, dtype=bool)
+    wanted[m] = True
+    lm = (hist.line_member >= 0) & wanted[np.maximum(hist.line_member, 0)]
+    order = np.lexsort((hist.line_basket[lm], hist.line_time[lm], hist.line_member[lm]))
+    return wanted, np.flatnonzero(lm)[order]
+
+
 def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
                      out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history and affinity features for requests (m, o, t), every as_of at once."""
     cat = eng.catalog
-    n_m = hist.n_members
-    wanted = np.zeros(n_m, dtype=bool)
-    wanted[m] = True
-    lm = (hist.line_member >= 0) & wanted[np.maximum(hist.line_member, 0)]
-    order = np.lexsort((hist.line_basket[lm], hist.line_time[lm], hist.line_member[lm]))
-    sel = np.flatnonzero(lm)[order]
+    wanted, sel = member_lines(hist, m)
     l_mem, l_time, l_amt = hist.line_member[sel].astype(np.int64), hist.line_time[sel], hist.line_amount[sel]
     l_basket, l_prod = hist.line_basket[sel], hist.line_product[sel]
     l_coupon, l_disc = hist.line_coupon[sel], hist.line_discount[sel]

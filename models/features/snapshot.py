@@ -78,16 +78,12 @@ def pair_sums_at(event_member: np.ndarray, event_item: np.ndarray, event_time: n
 def member_features_at(eng: object, hist: History, m: np.ndarray, o: np.ndarray, t: int,
                        out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history, tier and affinity features for requests (m, o), all at as_of ``t``."""
-    from models.features.compute import WINDOWS, _affinity, _days_since
+    from models.features.compute import WINDOWS, _affinity, _days_since, member_lines
 
     cat = eng.catalog  # type: ignore[attr-defined]
     n_m = hist.n_members
     t_all = np.full(len(m), t, dtype=np.int64)
-    wanted = np.zeros(n_m, dtype=bool)
-    wanted[m] = True
-    lm = (hist.line_member >= 0) & wanted[np.maximum(hist.line_member, 0)]
-    order = np.lexsort((hist.line_basket[lm], hist.line_time[lm], hist.line_member[lm]))
-    sel = np.flatnonzero(lm)[order]
+    wanted, sel = member_lines(hist, m)
     l_mem, l_time, l_amt = hist.line_member[sel].astype(np.int64), hist.line_time[sel], hist.line_amount[sel]
     if program is not None:
         tier_features(program, l_mem, l_time, l_amt, hist.joined_at, m, t_all, out)
