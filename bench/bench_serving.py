@@ -8,7 +8,7 @@ What runs (all on loopback, every load run bounded in time):
    it with the service's own materialization code;
 3. the ceiling: ``bench.trivial_app:app`` (parse the JSON body, answer a small JSON
    document) under ``gunicorn -c python:service.gunicorn_conf``, the service's own config
-   (sync workers, 2 x cores + 1 of them), driven by wrk exactly like the service;
+   (sync workers, cores + 1 of them), driven by wrk exactly like the service;
    measured before and after the service runs, the mean is the ceiling;
 4. for each candidate count, the service (``service.wsgi:app``, Redis store, API key,
    ``OFFERS_CLOCK=data``) under the same config, and ``POST /v1/decisions`` with

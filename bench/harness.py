@@ -150,8 +150,8 @@ class RedisServer:
 
 
 def effective_workers(workers: int | None) -> int:
-    """``workers``, else what service.gunicorn_conf starts by default (2 x cores + 1, at most 8)."""
-    return workers or min(2 * (os.cpu_count() or 1) + 1, 8)
+    """``workers``, else what service.gunicorn_conf starts by default (cores + 1, at most 8)."""
+    return workers or min((os.cpu_count() or 1) + 1, 8)
 
 
 # -- gunicorn --------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class Gunicorn:
     """``gunicorn -c python:service.gunicorn_conf APP`` on a free loopback port (context manager).
 
     ``env`` adds ``OFFERS_*`` settings; the worker count is the configuration's default
-    (2 x cores + 1) unless ``workers`` is given. The server's log goes to ``log``.
+    (cores + 1) unless ``workers`` is given. The server's log goes to ``log``.
     """
 
     def __init__(self, app: str, env: Mapping[str, str], log: Path, workers: int | None = None,

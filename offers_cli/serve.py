@@ -25,7 +25,7 @@ import click
 @click.option("--clock", help="Decision time: wall, data or an ISO timestamp (OFFERS_CLOCK, default wall).")
 @click.option("--bind", help="HOST:PORT to listen on (OFFERS_BIND, default 127.0.0.1:8000).")
 @click.option("--workers", type=click.IntRange(1, 256),
-              help="Worker processes (OFFERS_WORKERS, default 2 x cores + 1, at most 8).")
+              help="Worker processes (OFFERS_WORKERS, default cores + 1, at most 8).")
 @click.option("--dry-run", is_flag=True, help="Print the gunicorn command and exit.")
 def serve(registry: Path | None, data_dir: Path | None, program: Path | None, clock: str | None,
           bind: str | None, workers: int | None, dry_run: bool) -> None:

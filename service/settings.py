@@ -33,7 +33,7 @@ OFFERS_TIMEZONE            IANA zone deciding calendar months of spend counters 
 OFFERS_CURRENCY_EXPONENT   minor-unit digits of the currency, for event ``value`` [2]
 OFFERS_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR [INFO]
 OFFERS_BIND                gunicorn bind address [127.0.0.1:8000]
-OFFERS_WORKERS             gunicorn workers [unset: 2 x cores + 1, at most 8]
+OFFERS_WORKERS             gunicorn workers [unset: cores + 1, at most 8]
 OFFERS_WORKER_TIMEOUT      seconds a request (a streamed batch included) may run before gunicorn
                            restarts its worker [120]
 """

@@ -134,7 +134,7 @@ def test_gunicorn_config_sizes_workers_and_never_preloads(tmp_path: Path) -> Non
                          capture_output=True, text=True, timeout=60, check=True).stdout
     conf = json.loads(out.splitlines()[-1])
     assert conf["preload"] is False and conf["omp"] == "1" and conf["prom"]
-    assert conf["default"] == [3, 5, 8, 8] and conf["graceful"] > 0
+    assert conf["default"] == [2, 3, 5, 8] and conf["graceful"] > 0
     env = service_env(tmp_path, OFFERS_WORKERS="3")
     out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True).stdout
