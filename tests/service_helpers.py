@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 import requests
 
+from offers_cli.demo import stop_server
 from service.settings import Settings, settings_for
 from service.stores.keys import KeySpace
 from service.stores.memory import MemoryStore
@@ -109,14 +109,8 @@ def wait_until_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: P
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM the server (gunicorn shuts down gracefully) and wait; kill if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    """Stop the server the way ``offers demo`` does (SIGTERM, SIGKILL if it hangs); its exit code."""
+    stop_server(proc)
     return proc.returncode
 
 

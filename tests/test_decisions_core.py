@@ -214,3 +214,17 @@ def test_clock_and_worker_timeout_settings_are_validated_naming_the_variable() -
         load_settings({"OFFERS_CLOCK": "tomorrow"})
     with pytest.raises(SettingsError, match="OFFERS_WORKER_TIMEOUT"):
         load_settings({"OFFERS_WORKER_TIMEOUT": "1"})
+
+
+def test_typical_basket_is_the_mean_basket_total_per_member_in_the_window() -> None:
+    """Baskets are per member (the same basket code for two members is two baskets), and
+    lines outside the window do not count."""
+    from service.decisions.members import _typical_basket
+
+    mem = np.array([0, 0, 0, 1, 1])
+    baskets = np.array([7, 7, 9, 7, 3])
+    amounts = np.array([100.0, 50.0, 30.0, 20.0, 40.0])
+    window = np.array([True, True, True, True, False])
+    got = _typical_basket(3, mem, baskets, amounts, window)
+    np.testing.assert_array_equal(got[:2], [90.0, 20.0])  # (150 + 30) / 2 baskets; 20 / 1
+    assert np.isnan(got[2])

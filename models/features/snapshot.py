@@ -12,6 +12,8 @@ evaluation strategy of the one feature definition, not a second definition.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import sparse
 
@@ -20,6 +22,9 @@ from models.features.prefix import DAY, expand, expansion_size
 from models.features.tiers import tier_features
 from models.program import Program
 from models.schema import OFFER_KINDS
+
+if TYPE_CHECKING:  # compute imports this module lazily; at run time the import goes the other way
+    from models.features.compute import _Engine
 
 _NONE = np.iinfo(np.int64).min
 
@@ -75,12 +80,12 @@ def pair_sums_at(event_member: np.ndarray, event_item: np.ndarray, event_time: n
     return out
 
 
-def member_features_at(eng: object, hist: History, m: np.ndarray, o: np.ndarray, t: int,
+def member_features_at(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, t: int,
                        out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history, tier and affinity features for requests (m, o), all at as_of ``t``."""
     from models.features.compute import WINDOWS, _affinity, _days_since, member_lines
 
-    cat = eng.catalog  # type: ignore[attr-defined]
+    cat = eng.catalog
     n_m = hist.n_members
     t_all = np.full(len(m), t, dtype=np.int64)
     wanted, sel = member_lines(hist, m)
@@ -118,7 +123,7 @@ def member_features_at(eng: object, hist: History, m: np.ndarray, o: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         out["avg_basket_365d"] = np.where(b365 > 0, s365 / np.maximum(b365, 1), np.nan)
         out["coupon_share"] = np.where(spend_all + coupons > 0, coupons / (spend_all + coupons), np.nan)
-        for i, d in enumerate(eng.departments):  # type: ignore[attr-defined]
+        for i, d in enumerate(eng.departments):
             out[f"dept_share_{i}"] = np.where(spend_all > 0, per_member(l_amt * (dept == d))
                                               / np.maximum(spend_all, 1e-9), np.nan)
 
@@ -140,5 +145,5 @@ def member_features_at(eng: object, hist: History, m: np.ndarray, o: np.ndarray,
     out["exposures_same_kind"] = k_exp
     out["redemption_rate_same_kind"] = np.where(k_exp > 0, k_red / np.maximum(k_exp, 1), np.nan)
 
-    _affinity(eng, l_mem, l_time, l_amt, l_prod, l_coupon, l_disc, (e_mem, e_off, e_time),  # type: ignore[arg-type]
+    _affinity(eng, l_mem, l_time, l_amt, l_prod, l_coupon, l_disc, (e_mem, e_off, e_time),
               (r_mem, r_off, r_time), m, o, t, spend_all, out, pair_sums_at)
