@@ -27,9 +27,9 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /src/examples /app/examples
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 \
     OFFERS_REGISTRY=/var/lib/offers/registry OFFERS_DATA=/var/lib/offers/data \
-    OFFERS_EVENT_LOG=/var/lib/offers/events
+    OFFERS_EVENT_LOG=/var/lib/offers/events OFFERS_MODEL_CACHE_DIR=/var/lib/offers/compiled
 WORKDIR /app
-RUN mkdir -p /var/lib/offers/registry /var/lib/offers/data /var/lib/offers/events \
+RUN mkdir -p /var/lib/offers/registry /var/lib/offers/data /var/lib/offers/events /var/lib/offers/compiled \
     && chown -R offers:offers /var/lib/offers
 USER offers
 EXPOSE 8000

@@ -26,6 +26,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from models.compiled import CompiledForest, CompileError, compile_forest
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 from models.program import Program, ProgramConfigError, load_program
 
@@ -73,6 +74,34 @@ class PropensityModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     program: Program | None = None
     program_text: str | None = None
+    model_file: Path | None = None  # the artifact's model.txt, when loaded from one
+    compiled: CompiledForest | None = None  # set by :meth:`compile`; scores instead of the booster
+
+    @property
+    def predictor(self) -> str:
+        """What scores rows: ``lleaves`` (compiled trees) or ``lightgbm`` (Booster.predict)."""
+        return "lleaves" if self.compiled is not None else "lightgbm"
+
+    def compile(self, cache_dir: Path | None = None) -> CompiledForest:
+        """Score with lleaves-compiled trees from now on, once they reproduce the booster.
+
+        Raises :class:`~models.compiled.CompileError` (and keeps ``Booster.predict``) when
+        lleaves is missing, compiling fails or the compiled trees disagree with LightGBM.
+        """
+        if self.model_file is None:
+            raise CompileError("only a model loaded from an artifact can be compiled")
+        self.compiled = compile_forest(self.booster, self.model_file,
+                                       str(self.metadata.get("model_sha256") or sha256_file(self.model_file)),
+                                       cache_dir)
+        return self.compiled
+
+    def try_compile(self, cache_dir: Path | None = None) -> str | None:
+        """:meth:`compile`, but a failure is returned (why) instead of raised: scores stay the same."""
+        try:
+            self.compile(cache_dir)
+        except CompileError as exc:
+            return str(exc)
+        return None
 
     @property
     def version(self) -> str:
@@ -84,6 +113,8 @@ class PropensityModel:
 
     def raw_score(self, features: np.ndarray) -> np.ndarray:
         """Uncalibrated model output (probability scale), single-threaded."""
+        if self.compiled is not None:
+            return self.compiled.predict(features)
         return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -172,4 +203,4 @@ class PropensityModel:
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"{meta_path}: malformed calibration {cal!r}") from exc
         return cls(booster=booster, calibration=calibration, metadata=meta, program=program,
-                   program_text=program_text)
+                   program_text=program_text, model_file=model_path)

@@ -36,6 +36,9 @@ OFFERS_BIND                gunicorn bind address [127.0.0.1:8000]
 OFFERS_WORKERS             gunicorn workers [unset: cores + 1, at most 8]
 OFFERS_WORKER_TIMEOUT      seconds a request (a streamed batch included) may run before gunicorn
                            restarts its worker [120]
+OFFERS_COMPILE_MODEL       score with the model's trees compiled by lleaves, once they reproduce
+                           LightGBM on a probe; ``false`` keeps Booster.predict [true]
+OFFERS_MODEL_CACHE_DIR     where compiled trees are cached [$XDG_CACHE_HOME/loyalty-offers/compiled]
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from redis.connection import parse_url
 
+from models.compiled import default_cache_dir
 from service.apikeys import ApiKey, parse_api_keys
 
 ENV_PREFIX = "OFFERS_"
@@ -127,6 +131,8 @@ class Settings(BaseSettings):
     bind: str = Field(default="127.0.0.1:8000", min_length=1)
     workers: int | None = Field(default=None, ge=1, le=256)
     worker_timeout: int = Field(default=120, ge=10, le=3600)
+    compile_model: bool = True
+    model_cache_dir: Path = Field(default_factory=default_cache_dir)
 
     @classmethod
     def settings_customise_sources(

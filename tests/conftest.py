@@ -148,3 +148,15 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory, syn_dir: Path) ->
     registry = tmp_path_factory.mktemp("registry")
     train_propensity(syn_dir, registry, bootstrap_reps=20)
     return registry
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Compiled trees (models/compiled.py) go to a session directory, not the user's ~/.cache."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

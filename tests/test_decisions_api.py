@@ -355,11 +355,37 @@ def test_a_registry_without_a_usable_champion_is_not_ready(env: DecisionEnv, tmp
         close_app(app)
 
 
+MEMBERS = [f"M{i:08d}" for i in range(2, 12)]
+
+
+def test_the_same_decisions_come_from_compiled_trees_and_from_lightgbm(env: DecisionEnv, tmp_path: Path) -> None:
+    """OFFERS_COMPILE_MODEL=false serves Booster.predict; every propensity is the same either way.
+
+    (Which offers are returned may differ: the exploration policy draws at random per request.)
+    """
+    env.promote(env.v1)
+    outcomes: dict[bool, dict[tuple[str, str], float]] = {}
+    for compiled in (True, False):
+        app = start_app(env.settings(tmp_path / str(compiled), compile_model=compiled))
+        try:
+            client = app.test_client()
+            assert client.get("/v1/models", headers=DECIDE).get_json()["serving"]["predictor"] == (
+                "lleaves" if compiled else "lightgbm")
+            outcomes[compiled] = {(m, o["offer_id"]): o["propensity"] for m in MEMBERS
+                                  for _ in range(3) for o in decide(client, m)["offers"]}
+        finally:
+            close_app(app)
+    common = outcomes[True].keys() & outcomes[False].keys()
+    assert len(common) >= 10
+    assert {k: outcomes[True][k] for k in common} == {k: outcomes[False][k] for k in common}
+
+
 # -- models: list, reload, refuse a bad one, swap under load -----------------------------------------
 def test_models_are_listed_and_reloaded_and_a_bad_one_is_refused(memory_app: Flask, env: DecisionEnv) -> None:
     client = memory_app.test_client()
     listed = client.get("/v1/models", headers=DECIDE).get_json()
     assert listed["serving"]["version"] == env.v1 and listed["aliases"]["champion"] == env.v1
+    assert listed["serving"]["predictor"] == "lleaves"  # compiled trees, verified against LightGBM
     assert {v["version"] for v in listed["versions"]} >= {env.v1, env.v2, env.bad}
     assert client.post("/v1/models/reload", headers=ADMIN).get_json()["changed"] is False
     env.promote(env.v2)

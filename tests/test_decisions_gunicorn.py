@@ -125,11 +125,14 @@ def test_a_reload_under_load_converges_every_worker(env: DecisionEnv, tmp_path: 
             traffic.stop.set()
             # and each of the two workers says so itself
             serving: dict[int, str] = {}
+            predictors: set[str] = set()
             deadline = time.monotonic() + 60
             while len(serving) < 2 and time.monotonic() < deadline:
                 listed = requests.get(base + "/v1/models", headers=DECIDE, timeout=10).json()
                 serving[listed["worker"]] = listed["serving"]["version"]
+                predictors.add(listed["serving"]["predictor"])
             assert len(serving) == 2 and set(serving.values()) == {env.v2}
+            assert predictors == {"lleaves"}, "both workers compiled the trees after the fork (one shared cache)"
         statuses = {s for s, _, _ in traffic.seen}
         assert statuses == {200}, [row for row in traffic.seen if row[0] != 200][:5]
         versions = [v for _, v, _ in traffic.seen]

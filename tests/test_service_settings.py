@@ -25,7 +25,10 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
     s = load_settings({"OFFERS_MAX_BODY_BYTES": "4096", "OFFERS_CACHE_TTL_SECONDS": "60",
                        "OFFERS_EVENT_LOG": str(tmp_path), "OFFERS_LOG_LEVEL": "debug",
                        "OFFERS_DATA": str(tmp_path), "OFFERS_WORKERS": "3",
-                       "OFFERS_TIMEZONE": "Europe/London"})
+                       "OFFERS_TIMEZONE": "Europe/London", "OFFERS_COMPILE_MODEL": "false",
+                       "OFFERS_MODEL_CACHE_DIR": str(tmp_path / "trees")})
+    assert s.compile_model is False and s.model_cache_dir == tmp_path / "trees"
+    assert load_settings({}).compile_model is True
     assert s.max_body_bytes == 4096 and s.cache_ttl_seconds == 60
     assert s.event_log == tmp_path and s.data == tmp_path and s.log_level == "DEBUG"
     assert s.workers == 3 and s.zone.key == "Europe/London"
@@ -52,6 +55,7 @@ def test_redis_url_is_read_from_either_variable() -> None:
     ({"OFFERS_LOG_LEVEL": "chatty"}, "OFFERS_LOG_LEVEL"),
     ({"OFFERS_EVENT_LOG_FSYNC": "sometimes"}, "OFFERS_EVENT_LOG_FSYNC"),
     ({"OFFERS_REDIS_TIMEOUT_MS": "0"}, "OFFERS_REDIS_TIMEOUT_MS"),
+    ({"OFFERS_COMPILE_MODEL": "maybe"}, "OFFERS_COMPILE_MODEL"),
 ])
 def test_bad_values_fail_naming_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError) as info:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.caps import BudgetState
+from models.compiled import default_cache_dir
 from models.decision import decide_batch, decisions_frame
 from models.model import PropensityModel
 from models.registry import Registry
@@ -124,6 +125,7 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     require_valid(data_dir)
     engine = DecisionEngine.load(data_dir, program, as_of)
     model = PropensityModel.load(Registry(registry).path(version))
+    model.try_compile(default_cache_dir())  # same scores either way; compiled trees are faster
     wanted = read_members(members_file)
     hist, loaded = load_members(engine, data_dir, wanted)
     hist = hist.with_members(np.asarray(wanted, dtype=object))  # members the data lacks: cold starts

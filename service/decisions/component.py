@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import numpy as np
 from flask import Flask
@@ -118,8 +119,26 @@ class DecisionService:
             universe = Universe(ids, np.arange(k), np.arange(k), "warm")
         hist = self._sample if self._sample is not None else history_from_records("warm-up", None)
         X = feature_rows(engine, hist, np.zeros(1, dtype=np.int64), universe, as_of, "app", model.program)
+        self._compile(model)
         model.predict(X)
         model.contributions(X[:8])
+
+    def _compile(self, model: PropensityModel) -> None:
+        """Switch ``model`` to lleaves-compiled trees (OFFERS_COMPILE_MODEL); on failure keep LightGBM.
+
+        A failure is logged, not raised: Booster.predict gives the same scores, only slower.
+        """
+        settings = self.state.settings
+        if not settings.compile_model:
+            return
+        started = time.perf_counter()
+        failure = model.try_compile(settings.model_cache_dir)
+        if failure is not None:
+            log.warning("model %s is served with Booster.predict: %s", model.version, failure)
+            return
+        assert model.compiled is not None
+        log.info("model %s scores with compiled trees (%s in %.0f ms)", model.version, model.compiled.source,
+                 (time.perf_counter() - started) * 1000)
 
     def _swapped(self, serving: ServingModel) -> None:
         self.state.metrics.record_model_load("swapped")

@@ -31,7 +31,7 @@ def serving_json(serving: ServingModel | None) -> dict[str, Any] | None:
     if serving is None:
         return None
     return {"version": serving.version, "loaded_at": rfc3339(serving.loaded_at),
-            "load_ms": round(serving.load_ms, 1)}
+            "load_ms": round(serving.load_ms, 1), "predictor": serving.model.predictor}
 
 
 def _holder() -> ModelHolder:
