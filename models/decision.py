@@ -17,18 +17,27 @@ Policies (``Decision.policy``):
 * ``cold_start``: a member without history or without any score: popularity where
   known, else ``decisions.fallback_prior`` (so offers rank by value).
 * ``holdout``: the control group, always the same non-personalised fallback.
+
+Objects only where they are read: the arbitration leaves, per member, arrays (the
+candidates' reason codes and the chosen columns). A :class:`RankedOffer` is built for
+each *returned* offer only; ``Decision.excluded`` and ``Decision.increments`` are built
+from the arrays the first time they are read. Most callers never read them (batch lines
+without ``include_excluded``, audience files, the service's commit), and over 100
+candidates a member has dozens of exclusions: allocating a tuple for each was a large
+share of a batch's decision time (much of it in the garbage collections they trigger).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from models.arbitration import member_values, order, saturated, weights
+from models.arbitration import member_values, saturated, weights
 from models.caps import (
     NO_COUNTERS,
     BudgetState,
@@ -82,20 +91,85 @@ class Excluded(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class _Arrays:
+    """What the arbitration left for one member, kept as arrays until someone asks.
+
+    ``ids`` and ``pos`` (candidate ids and their catalog positions, 0 for unknown ids) are
+    shared by every member of a call; ``codes`` is this member's reason code per candidate
+    (0: eligible) and ``chosen`` the returned columns in rank order.
+    """
+
+    catalog: Catalog
+    ids: Sequence[str]
+    pos: np.ndarray
+    codes: np.ndarray
+    chosen: tuple[int, ...]
+
+    def excluded(self) -> tuple[Excluded, ...]:
+        """The candidates that failed a check, in candidate order, then those an eligible
+        candidate lost to the diversity limits (a full category or stacking group)."""
+        bad = np.flatnonzero(self.codes)
+        ids = self.ids
+        out = [Excluded(ids[j], REASONS[code]) for j, code in zip(bad.tolist(), self.codes[bad].tolist(), strict=True)]
+        if self.chosen:
+            chosen = list(self.chosen)
+            full = saturated(self.catalog, self.pos, chosen) & (self.codes == 0)
+            full[chosen] = False
+            out.extend(Excluded(ids[j], "DIVERSITY_LIMIT") for j in np.flatnonzero(full).tolist())
+        return tuple(out)
+
+    def increments(self) -> tuple[CounterIncrement, ...]:
+        """The counters the returned offers increment, offer by offer in rank order."""
+        return tuple(inc for col in self.chosen for inc in increments(self.catalog, int(self.pos[col])))
+
+
+_FIELDS = ("member_id", "offers", "excluded", "holdout", "policy", "explored", "cold_start", "fallback",
+           "increments", "seed")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Decision:
-    """The outcome for one member: offers in rank order, exclusions, flags and increments."""
+    """The outcome for one member: offers in rank order, exclusions, flags and increments.
+
+    ``excluded`` and ``increments`` are built on first read (see the module docstring);
+    equality, hashing and ``repr`` cover them as if they were fields.
+    """
 
     member_id: str
     offers: tuple[RankedOffer, ...]
-    excluded: tuple[Excluded, ...]
     holdout: bool
     policy: str
     explored: bool
     cold_start: bool
     fallback: bool
-    increments: tuple[CounterIncrement, ...]
     seed: int
+    _arrays: _Arrays
+
+    @cached_property
+    def excluded(self) -> tuple[Excluded, ...]:
+        """Candidates that did not make it, each with its reason code."""
+        return self._arrays.excluded()
+
+    @cached_property
+    def increments(self) -> tuple[CounterIncrement, ...]:
+        """The counters returning these offers increments."""
+        return self._arrays.increments()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Decision)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"Decision({', '.join(f'{name}={getattr(self, name)!r}' for name in _FIELDS)})"
 
 
 def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], propensities: object = None, *,
@@ -168,13 +242,57 @@ def decisions_frame(decisions: Sequence[Decision]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+@dataclass(frozen=True, eq=False)
+class _Call:
+    """What every member of one call shares, and their (members x candidates) arrays."""
+
+    catalog: Catalog
+    ids: list[str]
+    cand: np.ndarray  # catalog position per candidate, -1 for ids the catalog lacks
+    pos: np.ndarray  # the same with 0 for unknown ids (safe to index with)
+    as_of: pd.Timestamp
+    channel: str | None
+    codes: np.ndarray  # static reason codes (0: eligible so far)
+    mechanics: list[Mechanics]
+    policies: list[str]
+    props: np.ndarray  # propensity per member and candidate under each member's policy
+    known: np.ndarray  # whether the model scored it
+    priority: np.ndarray
+    rank: np.ndarray  # rank position under the deterministic tie-breaking, per member
+    face: np.ndarray
+    value_minor: np.ndarray
+    levers: np.ndarray
+    weight: np.ndarray
+    contrib: np.ndarray | None
+    feature_names: Sequence[str] | None
+
+
 def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
             as_of: pd.Timestamp, channel: str | None, counters: list[CapCounters], budget: BudgetState,
             contrib: np.ndarray | None, feature_names: Sequence[str] | None, seeds: list[int],
             max_offers: int | None) -> list[Decision]:
+    """Decide for ``members`` in order: array work for all at once, then each member's
+    caps, budgets and slate (budgets are consumed member after member)."""
+    call = _prepare(catalog, members, candidates, props, pd.Timestamp(as_of), channel, contrib, feature_names)
+    settings = catalog.program.decisions
+    n_slots = max_offers or settings.max_offers
+    out = []
+    for i, member in enumerate(members):
+        row = _member_codes(call, i, counters[i], budget)
+        policy = call.policies[i]
+        exploration = settings.exploration if policy == "personalised" else None
+        cols, probs, explored = choose(catalog, call.pos, row == 0, call.rank[i], budget, n_slots, exploration,
+                                       np.random.default_rng(seeds[i]), call.props[i], call.weight[i])
+        out.append(_decision(call, i, member, row, cols, probs, explored, seeds[i]))
+    return out
+
+
+def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
+             as_of: pd.Timestamp, channel: str | None, contrib: np.ndarray | None,
+             feature_names: Sequence[str] | None) -> _Call:
+    """Everything that does not depend on budgets consumed by earlier members, for all
+    members at once: static eligibility, tier mechanics, values, policies, priorities, ranks."""
     program = catalog.program
-    settings = program.decisions
-    as_of = pd.Timestamp(as_of)
     ids = list(candidates)
     cand = catalog.positions(ids)
     pos = np.maximum(cand, 0)
@@ -189,36 +307,64 @@ def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence
     _apply_mechanics(catalog, cand, codes, mechanics)
     face, value_minor = member_values(catalog, pos, ma)
     levers, weight = weights(catalog, pos, ma, value_minor)
-    pop = catalog.popularity[pos]
     known = ~np.isnan(props)
+    policies = _policies(catalog, members, known.any(axis=1))
+    used = _policy_propensities(catalog, pos, props, known, policies)
+    priority = used * weight
+    return _Call(catalog=catalog, ids=ids, cand=cand, pos=pos, as_of=as_of, channel=channel, codes=codes,
+                 mechanics=mechanics, policies=policies, props=used, known=known, priority=priority,
+                 rank=_ranks(catalog, pos, priority, value_minor), face=face, value_minor=value_minor,
+                 levers=levers, weight=weight, contrib=contrib, feature_names=feature_names)
+
+
+def _policies(catalog: Catalog, members: list[MemberContext], scored: np.ndarray) -> list[str]:
+    """Each member's policy: the holdout group, cold start (no history or no score), or personalised."""
+    holdout = catalog.program.decisions.holdout
+    return ["holdout" if in_holdout(mem.member_id, holdout.salt, holdout.share)
+            else "cold_start" if not mem.known_history or not scored[i] else "personalised"
+            for i, mem in enumerate(members)]
+
+
+def _policy_propensities(catalog: Catalog, pos: np.ndarray, props: np.ndarray, known: np.ndarray,
+                         policies: list[str]) -> np.ndarray:
+    """The propensities each member's policy ranks by (members x candidates).
+
+    Personalised: the model's, else the offer's popularity, else the member's mean over
+    scored offers. Cold start and holdout: popularity, else ``decisions.fallback_prior``.
+    """
+    pop = catalog.popularity[pos]
     n_known = known.sum(axis=1)
     mean_known = np.where(n_known > 0, np.where(known, props, 0.0).sum(axis=1) / np.maximum(n_known, 1), np.nan)
     filled = np.where(known, props, np.where(np.isnan(pop)[None, :], mean_known[:, None], pop[None, :]))
-    fallback_props = np.where(np.isnan(pop), settings.fallback_prior, pop)
-    n_slots = max_offers or settings.max_offers
-    out = []
-    for i, member in enumerate(members):
-        holdout = in_holdout(member.member_id, settings.holdout.salt, settings.holdout.share)
-        cold = not member.known_history or n_known[i] == 0
-        policy = "holdout" if holdout else "cold_start" if cold else "personalised"
-        p_row = fallback_props if policy != "personalised" else filled[i]
-        row = codes[i].copy()
-        freq, capped = member_cap_flags(catalog, pos, counters[i])
-        np.putmask(row, (row == 0) & freq, CODE["FREQUENCY_CAPPED"])
-        np.putmask(row, (row == 0) & capped, CODE["MEMBER_CAP_REACHED"])
-        if catalog.budget_keys:
-            np.putmask(row, (row == 0) & ~budget.affordable(pos), CODE["BUDGET_EXHAUSTED"])
-        eligible = row == 0
-        priority = p_row * weight[i]
-        rank = order(catalog, pos, priority, value_minor[i])
-        rng = np.random.default_rng(seeds[i])
-        exploration = settings.exploration if policy == "personalised" else None
-        cols, probs, explored = choose(catalog, pos, eligible, rank, budget, n_slots, exploration, rng,
-                                       p_row, weight[i])
-        out.append(_build(catalog, member, i, ids, cand, row, cols, probs, explored, policy, known[i], p_row, priority,
-                          face[i], value_minor[i], levers[i], mechanics[i], as_of, channel, contrib, feature_names,
-                          seeds[i]))
+    fallback = np.where(np.isnan(pop), catalog.program.decisions.fallback_prior, pop)
+    personalised = np.array([p == "personalised" for p in policies], dtype=bool)
+    return np.where(personalised[:, None], filled, fallback[None, :])
+
+
+def _ranks(catalog: Catalog, pos: np.ndarray, priority: np.ndarray, value_minor: np.ndarray) -> np.ndarray:
+    """Rank position of each candidate per member (0 is best): :func:`models.arbitration.order`
+    row by row (same keys, same stable sort), in one sort for all members of a batch."""
+    m, c = priority.shape
+    shape = (m, c)
+    keys = (np.broadcast_to(catalog.id_rank[pos], shape), -value_minor,
+            np.broadcast_to(-catalog.priority[pos], shape), -priority)
+    ranked = np.lexsort(keys, axis=-1)
+    out = np.empty(shape, dtype=np.int64)
+    out[np.arange(m)[:, None], ranked] = np.arange(c)
     return out
+
+
+def _member_codes(call: _Call, i: int, counters: CapCounters, budget: BudgetState) -> np.ndarray:
+    """Member ``i``'s reason code per candidate: the static checks, then frequency and
+    member caps, then the global budgets as far as earlier members left them."""
+    catalog, pos = call.catalog, call.pos
+    row = call.codes[i].copy()
+    freq, capped = member_cap_flags(catalog, pos, counters)
+    np.putmask(row, (row == 0) & freq, CODE["FREQUENCY_CAPPED"])
+    np.putmask(row, (row == 0) & capped, CODE["MEMBER_CAP_REACHED"])
+    if catalog.budget_keys:
+        np.putmask(row, (row == 0) & ~budget.affordable(pos), CODE["BUDGET_EXHAUSTED"])
+    return row
 
 
 def _apply_mechanics(catalog: Catalog, cand: np.ndarray, codes: np.ndarray, mechanics: list[Mechanics]) -> None:
@@ -232,47 +378,57 @@ def _apply_mechanics(catalog: Catalog, cand: np.ndarray, codes: np.ndarray, mech
             codes[:, cols] = np.where(block == 0, member_code, block)
 
 
-def _build(catalog: Catalog, member: MemberContext, i: int, ids: list[str], cand: np.ndarray, row: np.ndarray, cols: list[int],
-           probs: list[float], explored: bool, policy: str, known: np.ndarray, p_row: np.ndarray,
-           priority: np.ndarray, face: np.ndarray, value_minor: np.ndarray, levers: np.ndarray, mech: Mechanics,
-           as_of: pd.Timestamp, channel: str | None, contrib: np.ndarray | None,
-           feature_names: Sequence[str] | None, seed: int) -> Decision:
-    program = catalog.program
-    tier_rank = member.tier.tier_rank if member.tier is not None else 0
-    offers, incs = [], []
-    for r, (col, prob) in enumerate(zip(cols, probs, strict=True), start=1):
-        p = int(cand[col])
-        offer = catalog.offers[p]
-        used_fallback = policy != "personalised" or not known[col]
-        reasons = passed_reasons(offer, member, channel)
-        promo = tier_promo(offer, program, tier_rank)
-        if promo:
-            reasons.append(f"TIER_MECHANIC:{promo}")
-        reasons.append(_score_reason(policy, used_fallback, catalog, p))
-        if levers[col] != 1.0:
-            reasons.append(f"LEVER:x{levers[col]:.2f}")
-        if offer.funder and offer.cost_share:
-            reasons.append(f"FUNDED_BY:{offer.funder}:{offer.cost_share:.0%}")
-        if not used_fallback and contrib is not None and feature_names is not None:
-            reasons.extend(_top_features(contrib[i][col], feature_names))
-        if explored:
-            reasons.append("EXPLORATION")
-        offers.append(RankedOffer(
-            offer_id=offer.offer_id, rank=r, kind=offer.kind, title=offer.title,
-            text=offer_text(program, offer, member, mech, float(face[col]), as_of),
-            value=float(face[col]), value_minor=float(value_minor[col]), propensity=float(p_row[col]),
-            priority=float(priority[col]), explored=explored, probability=prob, tier_promo=promo,
-            reasons=tuple(reasons), requires_coupon=offer.requires_coupon, fallback=used_fallback))
-        incs.extend(increments(catalog, p))
-    bad = np.flatnonzero(row)
-    excluded = [Excluded(ids[j], REASONS[code]) for j, code in zip(bad.tolist(), row[bad].tolist(), strict=True)]
-    if cols:
-        full = saturated(catalog, np.maximum(cand, 0), cols) & (row == 0)
-        full[cols] = False
-        excluded.extend(Excluded(ids[j], "DIVERSITY_LIMIT") for j in np.flatnonzero(full).tolist())
-    return Decision(member_id=member.member_id, offers=tuple(offers), excluded=tuple(excluded),
-                    holdout=policy == "holdout", policy=policy, explored=explored, cold_start=policy == "cold_start",
-                    fallback=any(o.fallback for o in offers), increments=tuple(incs), seed=seed)
+def _decision(call: _Call, i: int, member: MemberContext, row: np.ndarray, cols: list[int], probs: list[float],
+              explored: bool, seed: int) -> Decision:
+    """Member ``i``'s decision: an object per returned offer; the exclusions and
+    increments stay arrays until read."""
+    policy = call.policies[i]
+    offers = tuple(_ranked_offer(call, i, member, col, rank, prob, explored)
+                   for rank, (col, prob) in enumerate(zip(cols, probs, strict=True), start=1))
+    return Decision(member_id=member.member_id, offers=offers, holdout=policy == "holdout", policy=policy,
+                    explored=explored, cold_start=policy == "cold_start", fallback=any(o.fallback for o in offers),
+                    seed=seed, _arrays=_Arrays(call.catalog, call.ids, call.pos, row, tuple(cols)))
+
+
+def _ranked_offer(call: _Call, i: int, member: MemberContext, col: int, rank: int, prob: float,
+                  explored: bool) -> RankedOffer:
+    """The returned offer in column ``col`` of member ``i``, with its text and reasons."""
+    catalog, program = call.catalog, call.catalog.program
+    policy = call.policies[i]
+    p = int(call.cand[col])
+    offer = catalog.offers[p]
+    used_fallback = policy != "personalised" or not call.known[i, col]
+    promo = tier_promo(offer, program, member.tier.tier_rank if member.tier is not None else 0)
+    face = float(call.face[i, col])
+    return RankedOffer(
+        offer_id=offer.offer_id, rank=rank, kind=offer.kind, title=offer.title,
+        text=offer_text(program, offer, member, call.mechanics[i], face, call.as_of),
+        value=face, value_minor=float(call.value_minor[i, col]), propensity=float(call.props[i, col]),
+        priority=float(call.priority[i, col]), explored=explored, probability=prob, tier_promo=promo,
+        reasons=_reasons(call, i, member, col, promo, used_fallback, explored), requires_coupon=offer.requires_coupon,
+        fallback=used_fallback)
+
+
+def _reasons(call: _Call, i: int, member: MemberContext, col: int, promo: str | None, used_fallback: bool,
+             explored: bool) -> tuple[str, ...]:
+    """Why a returned offer was eligible, how it was scored and what shaped its priority."""
+    catalog = call.catalog
+    p = int(call.cand[col])
+    offer = catalog.offers[p]
+    reasons = passed_reasons(offer, member, call.channel)
+    if promo:
+        reasons.append(f"TIER_MECHANIC:{promo}")
+    reasons.append(_score_reason(call.policies[i], used_fallback, catalog, p))
+    lever = call.levers[i, col]
+    if lever != 1.0:
+        reasons.append(f"LEVER:x{lever:.2f}")
+    if offer.funder and offer.cost_share:
+        reasons.append(f"FUNDED_BY:{offer.funder}:{offer.cost_share:.0%}")
+    if not used_fallback and call.contrib is not None and call.feature_names is not None:
+        reasons.extend(_top_features(call.contrib[i][col], call.feature_names))
+    if explored:
+        reasons.append("EXPLORATION")
+    return tuple(reasons)
 
 
 def _score_reason(policy: str, used_fallback: bool, catalog: Catalog, p: int) -> str:

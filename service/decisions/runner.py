@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -95,7 +96,11 @@ class IssuedOffer:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A committed decision, ready to render."""
+    """A committed decision, ready to render.
+
+    ``excluded`` (the decision's exclusions, then the offers whose reservation was refused)
+    is built on first read: batch lines without ``include_excluded`` never build it.
+    """
 
     decision_id: str
     member_id: str
@@ -103,7 +108,8 @@ class Outcome:
     model_version: str | None
     decision: Decision
     offers: tuple[IssuedOffer, ...]
-    excluded: tuple[Excluded, ...]
+    #: returned offers dropped because their reservation was refused (or could not be made)
+    refused: tuple[Excluded, ...]
     member: MemberContext
     #: "cache", "computed", or "none" (no model, or a member without history)
     scores: str
@@ -112,6 +118,11 @@ class Outcome:
     degraded: str | None = None
     placement: str | None = None
     took_ms: float = 0.0
+
+    @cached_property
+    def excluded(self) -> tuple[Excluded, ...]:
+        """Every candidate not returned, with its reason: the decision's, then the refused."""
+        return (*self.decision.excluded, *self.refused)
 
 
 @dataclass
@@ -224,7 +235,7 @@ class Decider:
 
     def _apply(self, decision: Decision, issued: Sequence[Issued] | None) -> tuple[tuple[IssuedOffer, ...],
                                                                                   tuple[Excluded, ...]]:
-        """Offers whose reservation was granted (re-ranked), refused ones added to excluded.
+        """Offers whose reservation was granted (re-ranked), and the refused ones.
 
         ``issued`` None means nothing could be reserved: limited offers are refused.
         """
@@ -243,7 +254,7 @@ class Decider:
                 kept.append(IssuedOffer(offer, len(kept) + 1, coupon))
             else:
                 refused.append(Excluded(offer.offer_id, reason))
-        return tuple(kept), (*decision.excluded, *refused)
+        return tuple(kept), tuple(refused)
 
     def _record(self, outcome: Outcome) -> None:
         if self.metrics is None:
@@ -302,10 +313,10 @@ class Decider:
             except StoreUnavailable as exc:
                 log.warning("decision %s not committed: %s", decision_id, exc)
                 degraded = STORE_UNAVAILABLE
-        offers, excluded = self._apply(decision, issued)
+        offers, refused = self._apply(decision, issued)
         outcome = Outcome(decision_id=decision_id, member_id=req.member_id, as_of=when,
                           model_version=serving.version if serving else None, decision=decision, offers=offers,
-                          excluded=excluded, member=inputs.context, scores=scores, history=member.history,
+                          refused=refused, member=inputs.context, scores=scores, history=member.history,
                           degraded=degraded, placement=req.placement,
                           took_ms=(time.perf_counter() - started) * 1000)
         self._record(outcome)
@@ -381,10 +392,10 @@ class Decider:
         took = (time.perf_counter() - started) * 1000 / max(n, 1)
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
-            offers, excluded = self._apply(d, issued[i])
+            offers, refused = self._apply(d, issued[i])
             outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=when,
                               model_version=serving.version if serving else None, decision=d, offers=offers,
-                              excluded=excluded, member=inputs[i].context, scores=scores[i], history=m.history,
+                              refused=refused, member=inputs[i].context, scores=scores[i], history=m.history,
                               degraded=degraded, placement=req.placement, took_ms=took)
             self._record(outcome)
             out.append(outcome)
