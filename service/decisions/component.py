@@ -18,6 +18,7 @@ decisions use the non-personalised fallback policy (popularity, then value) and 
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -97,6 +98,9 @@ class DecisionService:
             self.decider = Decider(engine, self.state.store, self.holder, self.state.metrics)
             detail = (f"{len(engine.catalog)} offers, {engine.clock.describe()}"
                       + (f", {self.materialized} members materialized" if self.materialized else ""))
+            # Everything loaded so far lives as long as the worker: move it out of the cyclic
+            # collector's generations, so full collections stop re-scanning the catalog and model.
+            gc.freeze()
             self._flag.set(True, detail)
             log.info("decisions ready: %s", detail)
         except Exception as exc:  # reported by /readyz and every decision request
