@@ -71,7 +71,7 @@ def fit_and_evaluate(train_rows: pd.DataFrame, X_train: np.ndarray, test_rows: p
                         callbacks=[lgb.early_stopping(100, verbose=False)])
     rounds = max(1, round(booster.best_iteration * 1.15))
     final = lgb.train(params, lgb.Dataset(train[cols], y, categorical_feature=["campaign_type", "channel"]), rounds)
-    score = final.predict(test[cols], num_threads=1)
+    score = np.asarray(final.predict(test[cols], num_threads=1), dtype=np.float64)
     out = pooled(test["label"].to_numpy(), score, probabilistic=False)
     out.update({"groups": len(test), "train_groups": len(train), "rounds": rounds})
     return out
