@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: Largest absolute difference from Booster.predict accepted on the probe (probability scale).
 TOLERANCE = 1e-9
@@ -89,13 +93,25 @@ def _digest(path: Path) -> str:
 
 
 def _compile(model_file: Path, model_sha256: str, cache_dir: Path | None) -> CompiledForest:
-    """Load the object code from the cache when it is intact, else compile (and cache) it."""
+    """Compile ``model_file``, through the cache in ``cache_dir`` when it is usable.
+
+    A cache directory that cannot be created, locked or written only costs the cache: the
+    trees are then compiled in memory (and a warning says why).
+    """
     import lleaves
 
+    if cache_dir is not None:
+        try:
+            return _compile_cached(lleaves.Model(model_file=str(model_file)), model_sha256, cache_dir)
+        except OSError as exc:
+            log.warning("compiled-trees cache %s is unusable (%s); compiling in memory", cache_dir, exc)
     model = lleaves.Model(model_file=str(model_file))
-    if cache_dir is None:
-        model.compile()
-        return CompiledForest(model, "compiled")
+    model.compile()
+    return CompiledForest(model, "compiled")
+
+
+def _compile_cached(model: Any, model_sha256: str, cache_dir: Path) -> CompiledForest:
+    """Load the object code from the cache when it is intact, else compile it and cache it."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(model_sha256)
     obj, sidecar = cache_dir / f"{key}.o", cache_dir / f"{key}.sha256"
@@ -104,15 +120,16 @@ def _compile(model_file: Path, model_sha256: str, cache_dir: Path | None) -> Com
             model.compile(cache=str(obj))
             return CompiledForest(model, "cache")
         tmp = cache_dir / f"{key}.{os.getpid()}.tmp.o"
+        sidecar_tmp = cache_dir / f"{key}.{os.getpid()}.tmp.sha256"
         tmp.unlink(missing_ok=True)
         try:
             model.compile(cache=str(tmp))  # compiles, then writes the object code to tmp
-            sidecar_tmp = cache_dir / f"{key}.{os.getpid()}.tmp.sha256"
             sidecar_tmp.write_text(_digest(tmp))
             os.replace(tmp, obj)
             os.replace(sidecar_tmp, sidecar)
         finally:
             tmp.unlink(missing_ok=True)
+            sidecar_tmp.unlink(missing_ok=True)
         return CompiledForest(model, "compiled")
 
 

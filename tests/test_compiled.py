@@ -92,3 +92,13 @@ def test_a_model_not_loaded_from_an_artifact_is_not_compiled(model_file: Path) -
     model = PropensityModel(booster=_booster(model_file), calibration=Calibration())
     assert "artifact" in (model.try_compile() or "")
     assert model.predictor == "lightgbm"
+
+
+def test_an_unusable_cache_directory_only_costs_the_cache(model_file: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    booster = _booster(model_file)
+    forest = compile_forest(booster, model_file, sha256_file(model_file), blocker / "compiled")
+    assert forest.source == "compiled"
+    probe = probe_matrix(booster)
+    np.testing.assert_allclose(forest.predict(probe), booster.predict(probe, num_threads=1), rtol=0, atol=1e-12)
