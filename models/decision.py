@@ -31,24 +31,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from models.arbitration import member_values, saturated, weights
+from models.arbitration import member_values, weights
 from models.caps import (
     NO_COUNTERS,
     BudgetState,
     BudgetUsage,
     CapCounters,
-    CounterIncrement,
-    increments,
     member_cap_flags,
 )
 from models.catalog import KIND_CODE, Catalog
-from models.eligibility import CODE, REASONS, member_arrays, passed_reasons, static_reasons
+from models.decision_result import (
+    ArbitrationArrays,
+    Decision,
+    Excluded,
+    RankedOffer,
+    decisions_frame,
+)
+from models.eligibility import CODE, member_arrays, passed_reasons, static_reasons
 from models.member import MemberContext
 from models.policy import choose, in_holdout, seed_for
 from models.promotions import (
@@ -62,114 +65,7 @@ from models.promotions import (
 
 TOP_FEATURES = 3
 
-
-@dataclass(frozen=True)
-class RankedOffer:
-    """One offer in a decision, with how it was scored, chosen and why."""
-
-    offer_id: str
-    rank: int
-    kind: str
-    title: str
-    text: str | None
-    value: float
-    value_minor: float
-    propensity: float
-    priority: float
-    explored: bool
-    probability: float
-    tier_promo: str | None
-    reasons: tuple[str, ...]
-    requires_coupon: bool
-    fallback: bool
-
-
-class Excluded(NamedTuple):
-    """A candidate that did not make it, with its reason code (see :data:`REASONS`)."""
-
-    offer_id: str
-    reason: str
-
-
-@dataclass(frozen=True, eq=False)
-class _Arrays:
-    """What the arbitration left for one member, kept as arrays until someone asks.
-
-    ``ids`` and ``pos`` (candidate ids and their catalog positions, 0 for unknown ids) are
-    shared by every member of a call; ``codes`` is this member's reason code per candidate
-    (0: eligible) and ``chosen`` the returned columns in rank order.
-    """
-
-    catalog: Catalog
-    ids: Sequence[str]
-    pos: np.ndarray
-    codes: np.ndarray
-    chosen: tuple[int, ...]
-
-    def excluded(self) -> tuple[Excluded, ...]:
-        """The candidates that failed a check, in candidate order, then those an eligible
-        candidate lost to the diversity limits (a full category or stacking group)."""
-        bad = np.flatnonzero(self.codes)
-        ids = self.ids
-        out = [Excluded(ids[j], REASONS[code]) for j, code in zip(bad.tolist(), self.codes[bad].tolist(), strict=True)]
-        if self.chosen:
-            chosen = list(self.chosen)
-            full = saturated(self.catalog, self.pos, chosen) & (self.codes == 0)
-            full[chosen] = False
-            out.extend(Excluded(ids[j], "DIVERSITY_LIMIT") for j in np.flatnonzero(full).tolist())
-        return tuple(out)
-
-    def increments(self) -> tuple[CounterIncrement, ...]:
-        """The counters the returned offers increment, offer by offer in rank order."""
-        return tuple(inc for col in self.chosen for inc in increments(self.catalog, int(self.pos[col])))
-
-
-_FIELDS = ("member_id", "offers", "excluded", "holdout", "policy", "explored", "cold_start", "fallback",
-           "increments", "seed")
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Decision:
-    """The outcome for one member: offers in rank order, exclusions, flags and increments.
-
-    ``excluded`` and ``increments`` are built on first read (see the module docstring);
-    equality, hashing and ``repr`` cover them as if they were fields.
-    """
-
-    member_id: str
-    offers: tuple[RankedOffer, ...]
-    holdout: bool
-    policy: str
-    explored: bool
-    cold_start: bool
-    fallback: bool
-    seed: int
-    _arrays: _Arrays
-
-    @cached_property
-    def excluded(self) -> tuple[Excluded, ...]:
-        """Candidates that did not make it, each with its reason code."""
-        return self._arrays.excluded()
-
-    @cached_property
-    def increments(self) -> tuple[CounterIncrement, ...]:
-        """The counters returning these offers increments."""
-        return self._arrays.increments()
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Decision)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return f"Decision({', '.join(f'{name}={getattr(self, name)!r}' for name in _FIELDS)})"
+__all__ = ["Decision", "Excluded", "RankedOffer", "decide", "decide_batch", "decisions_frame"]
 
 
 def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], propensities: object = None, *,
@@ -228,18 +124,6 @@ def decide_batch(catalog: Catalog, members: Sequence[MemberContext], candidates:
     return _decide(catalog, list(members), candidates, props, as_of, channel,
                    list(counters) if counters is not None else [NO_COUNTERS] * len(members), state,
                    None if contributions is None else np.asarray(contributions), feature_names, seeds, max_offers)
-
-
-def decisions_frame(decisions: Sequence[Decision]) -> pd.DataFrame:
-    """A tidy frame: one row per returned offer (for campaign exports and analysis)."""
-    rows = [{"member_id": d.member_id, "rank": o.rank, "offer_id": o.offer_id, "kind": o.kind, "text": o.text,
-             "priority": o.priority, "propensity": o.propensity, "probability": o.probability,
-             "explored": o.explored, "tier_promo": o.tier_promo, "fallback": o.fallback,
-             "holdout": d.holdout, "policy": d.policy}
-            for d in decisions for o in d.offers]
-    columns = ["member_id", "rank", "offer_id", "kind", "text", "priority", "propensity", "probability",
-               "explored", "tier_promo", "fallback", "holdout", "policy"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -387,7 +271,7 @@ def _decision(call: _Call, i: int, member: MemberContext, row: np.ndarray, cols:
                    for rank, (col, prob) in enumerate(zip(cols, probs, strict=True), start=1))
     return Decision(member_id=member.member_id, offers=offers, holdout=policy == "holdout", policy=policy,
                     explored=explored, cold_start=policy == "cold_start", fallback=any(o.fallback for o in offers),
-                    seed=seed, _arrays=_Arrays(call.catalog, call.ids, call.pos, row, tuple(cols)))
+                    seed=seed, _arrays=ArbitrationArrays(call.catalog, call.ids, call.pos, row, tuple(cols)))
 
 
 def _ranked_offer(call: _Call, i: int, member: MemberContext, col: int, rank: int, prob: float,
