@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from models.features.history import History
+from models.features.history import History, basket_codes_of
 from models.features.online import (
     BASE_MAGIC,
     EXPOSURE,
@@ -14,6 +16,7 @@ from models.features.online import (
     NO_TIME,
     RECORD,
     REDEMPTION,
+    basket_code,
     compact,
     encode,
     history_from_records,
@@ -98,3 +101,10 @@ def test_no_history_is_empty_bytes() -> None:
 def test_bytes_of_another_layout_are_refused(blob: bytes) -> None:
     with pytest.raises(ValueError):
         history_from_records("m", blob)
+
+
+@given(st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=20))
+def test_an_online_basket_code_is_the_offline_one(basket_ids: list[str]) -> None:
+    """Events hash one basket id at a time; training hashes whole columns (with repeats)."""
+    bulk = basket_codes_of(np.array(basket_ids + basket_ids, dtype=object))
+    assert [basket_code(b) for b in basket_ids + basket_ids] == bulk.tolist()

@@ -34,8 +34,9 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
-from models.features.history import FeatureCatalog, History, basket_codes_of
+from models.features.history import FeatureCatalog, History
 
 LINE, EXPOSURE, REDEMPTION = 0, 1, 2
 #: Version of the byte layout below, part of :func:`catalog_fingerprint`.
@@ -63,8 +64,13 @@ def catalog_fingerprint(catalog: FeatureCatalog) -> str:
 
 
 def basket_code(basket_id: str) -> int:
-    """An int64 code for an online event's basket id; only equality within one member matters."""
-    return int(basket_codes_of(np.array([basket_id], dtype=object))[0])
+    """An int64 code for an online event's basket id, the one :func:`basket_codes_of` gives.
+
+    Hashes the one value directly (``categorize=False``: pandas documents the same hashes,
+    and factorizing first only pays off for arrays with repeated values), about 10x faster
+    per event than going through the bulk path.
+    """
+    return int(pd.util.hash_array(np.array([basket_id], dtype=object), categorize=False).view(np.int64)[0])
 
 
 # -- tail records ----------------------------------------------------------------------
