@@ -63,10 +63,18 @@ def weights(catalog: Catalog, pos: np.ndarray, ma: MemberArrays, value_minor: np
 
 
 def order(catalog: Catalog, pos: np.ndarray, priority: np.ndarray, value_minor: np.ndarray) -> np.ndarray:
-    """Rank position of each candidate (0 is best) under the deterministic tie-breaking."""
-    ranked = np.lexsort((catalog.id_rank[pos], -value_minor, -catalog.priority[pos], -priority))
-    out = np.empty(len(pos), dtype=np.int64)
-    out[ranked] = np.arange(len(pos))
+    """Rank position of each candidate (0 is best) under the deterministic tie-breaking.
+
+    ``priority`` and ``value_minor`` are one member's (candidates,) or a batch's
+    (members, candidates); ranks run along the last axis, so a batch is ranked in one
+    stable sort with the same keys as member by member.
+    """
+    shape = np.broadcast_shapes(np.shape(priority), np.shape(value_minor), np.shape(pos))
+    keys = tuple(np.broadcast_to(k, shape) for k in
+                 (catalog.id_rank[pos], -np.asarray(value_minor), -catalog.priority[pos], -np.asarray(priority)))
+    ranked = np.lexsort(keys, axis=-1)
+    out = np.empty(shape, dtype=np.int64)
+    np.put_along_axis(out, ranked, np.broadcast_to(np.arange(shape[-1]), shape), axis=-1)
     return out
 
 

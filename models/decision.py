@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.arbitration import member_values, weights
+from models.arbitration import member_values, order, weights
 from models.caps import (
     NO_COUNTERS,
     BudgetState,
@@ -197,7 +197,7 @@ def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequenc
     priority = used * weight
     return _Call(catalog=catalog, ids=ids, cand=cand, pos=pos, as_of=as_of, channel=channel, codes=codes,
                  mechanics=mechanics, policies=policies, props=used, known=known, priority=priority,
-                 rank=_ranks(catalog, pos, priority, value_minor), face=face, value_minor=value_minor,
+                 rank=order(catalog, pos, priority, value_minor), face=face, value_minor=value_minor,
                  levers=levers, weight=weight, contrib=contrib, feature_names=feature_names)
 
 
@@ -223,19 +223,6 @@ def _policy_propensities(catalog: Catalog, pos: np.ndarray, props: np.ndarray, k
     fallback = np.where(np.isnan(pop), catalog.program.decisions.fallback_prior, pop)
     personalised = np.array([p == "personalised" for p in policies], dtype=bool)
     return np.where(personalised[:, None], filled, fallback[None, :])
-
-
-def _ranks(catalog: Catalog, pos: np.ndarray, priority: np.ndarray, value_minor: np.ndarray) -> np.ndarray:
-    """Rank position of each candidate per member (0 is best): :func:`models.arbitration.order`
-    row by row (same keys, same stable sort), in one sort for all members of a batch."""
-    m, c = priority.shape
-    shape = (m, c)
-    keys = (np.broadcast_to(catalog.id_rank[pos], shape), -value_minor,
-            np.broadcast_to(-catalog.priority[pos], shape), -priority)
-    ranked = np.lexsort(keys, axis=-1)
-    out = np.empty(shape, dtype=np.int64)
-    out[np.arange(m)[:, None], ranked] = np.arange(c)
-    return out
 
 
 def _member_codes(call: _Call, i: int, counters: CapCounters, budget: BudgetState) -> np.ndarray:

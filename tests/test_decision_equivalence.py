@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from models.arbitration import order
 from models.caps import BudgetState, BudgetUsage, CapCounters
 from models.catalog import Catalog, Offer, OfferCaps
-from models.decision import _ranks, decide, decide_batch
+from models.decision import decide, decide_batch
 from models.member import MemberContext
 from models.policy import seed_for
 from models.program import load_program
@@ -206,7 +206,7 @@ def test_ranks_for_a_batch_are_order_row_by_row(seed: int, m: int, c: int) -> No
     pos = rng.integers(0, max(c, 1), c)
     priority = np.round(rng.random((m, c)), 1)  # many ties
     value = np.round(rng.random((m, c)), 1)
-    ranks = _ranks(cat, pos, priority, value)
+    ranks = order(cat, pos, priority, value)
     assert ranks.shape == (m, c)
     for i in range(m):
         assert ranks[i].tolist() == order(cat, pos, priority[i], value[i]).tolist()
