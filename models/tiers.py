@@ -140,11 +140,11 @@ def tier_state_list(program: Program, codes: np.ndarray, times_ns: np.ndarray, a
     return [TierState(tier=str(names[rank]), tier_rank=rank, since=moment(since), metric=metric,
                       next_tier=str(names[rank + 1]) if dn >= 0 else None, delta_to_next=dn if dn >= 0 else None,
                       delta_to_keep=keep, period_end=moment(end), projected_tier=str(names[proj]),
-                      at_risk=proj < rank)
-            for rank, since, metric, dn, keep, end, proj in zip(
+                      at_risk=risk)
+            for rank, since, metric, dn, keep, end, proj, risk in zip(
                 v["rank"].tolist(), v["since"].tolist(), np.asarray(v["metric"]).astype(np.int64).tolist(),
                 np.asarray(v["delta_to_next"]).astype(np.int64).tolist(), v["delta_to_keep"].tolist(),
-                v["period_end"].tolist(), v["projected"].tolist(), strict=True)]
+                v["period_end"].tolist(), v["projected"].tolist(), v["at_risk"].tolist(), strict=True)]
 
 
 def tier_state_from_row(row: pd.Series) -> TierState:
@@ -181,7 +181,7 @@ def _as_of_ns(program: Program, as_of: pd.Timestamp) -> int:
 def tier_numbers(program: Program, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The engine's arrays as plain numbers, without pandas (for features and serving).
 
-    ``rank`` and ``projected`` are tier ranks, ``metric``, ``delta_to_next`` (-1 at the top
+    ``rank`` and ``projected`` are tier ranks (``at_risk``: projected below rank), ``metric``, ``delta_to_next`` (-1 at the top
     tier) and ``delta_to_keep`` are in the metric's unit, ``since`` and ``period_end`` are
     int64 nanoseconds (:data:`NAT` when unknown).
     """
@@ -192,12 +192,14 @@ def tier_numbers(program: Program, a: dict[str, np.ndarray]) -> dict[str, np.nda
     has_next = rank < top
     nxt = np.minimum(rank + 1, top)
     keep_base = program.metric_from_units(np.maximum(a["keep_base"], 0))
+    projected = np.minimum(a["projected"], top).astype(np.int64)
     return {
         "rank": rank,
         "metric": metric,
         "delta_to_next": np.where(has_next, np.maximum(thr[nxt] - metric, 0), -1),
         "delta_to_keep": np.where(a["keep_base"] >= 0, np.maximum(thr[rank] - keep_base, 0), 0).astype(np.int64),
-        "projected": np.minimum(a["projected"], top).astype(np.int64),
+        "projected": projected,
+        "at_risk": projected < rank,
         "since": a["since"].astype(np.int64),
         "period_end": a["period_end"].astype(np.int64),
     }
@@ -218,7 +220,7 @@ def _columns(program: Program, a: dict[str, np.ndarray]) -> dict[str, object]:
         "delta_to_keep": v["delta_to_keep"],
         "period_end": pd.to_datetime(v["period_end"].view("datetime64[ns]")),
         "projected_tier": names[v["projected"]],
-        "at_risk": v["projected"] < rank,
+        "at_risk": v["at_risk"],
     }
 
 

@@ -43,5 +43,5 @@ def tier_features(program: Program, line_member: np.ndarray, line_time: np.ndarr
         dn = v["delta_to_next"][pos]
         out["tier_delta_to_next"][rows] = np.where(dn >= 0, dn, np.nan)
         out["tier_delta_to_keep"][rows] = v["delta_to_keep"][pos]
-        out["tier_at_risk"][rows] = v["projected"][pos] < v["rank"][pos]
+        out["tier_at_risk"][rows] = v["at_risk"][pos]
         out["tier_days_to_period_end"][rows] = np.where(period_end == NAT, np.nan, (period_end / _NS - d) / DAY)

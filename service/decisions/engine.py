@@ -138,7 +138,7 @@ class DecisionEngine:
 
     def seconds(self, local: pd.Timestamp) -> int:
         """Local program time as the int64 seconds history records and features use."""
-        return int(np.datetime64(pd.Timestamp(local).as_unit("ns").value, "ns").astype("datetime64[s]").astype(np.int64))
+        return pd.Timestamp(local).as_unit("ns").value // 1_000_000_000  # floored, as to_seconds does
 
     def epoch(self, local: pd.Timestamp) -> int:
         """Local program time as UTC epoch seconds (the stores' clock)."""
