@@ -3,7 +3,10 @@ in-process twins, and the layouts' round trips (counters, offer fields, months, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,24 +32,33 @@ def _activity(store: MemoryStore | RedisStore) -> None:
     store.release("m1", granted[1:])
 
 
-@pytest.mark.redis
-def test_lua_and_python_write_the_same_bytes(redis_url: str) -> None:
+@contextmanager
+def _twins(redis_url: str, activity: Callable[[MemoryStore | RedisStore], None]
+           ) -> Iterator[tuple[RedisStore, MemoryStore, str, dict[Any, Any]]]:
+    """Run ``activity`` on a Redis store and on the in-process twin; check both wrote the
+    same state hash for m1, and give (redis store, twin, state key, raw hash)."""
     redis_store = make_store("redis", redis_url, wall_clock=lambda: float(T0))
     memory = make_store("memory", wall_clock=lambda: float(T0))
     assert isinstance(redis_store, RedisStore) and isinstance(memory, MemoryStore)
     try:
-        _activity(redis_store)
-        _activity(memory)
+        activity(redis_store)
+        activity(memory)
         key = redis_store.keys.state("m1")
         raw = redis_store.client.hgetall(key)
         assert raw == memory._get(memory.keys.state("m1"))
+        yield redis_store, memory, key, raw
+    finally:
+        redis_store.close()
+
+
+@pytest.mark.redis
+def test_lua_and_python_write_the_same_bytes(redis_url: str) -> None:
+    with _twins(redis_url, _activity) as (redis_store, _, key, raw):
         impressions = codec.decode_counter(codec.get_counter(raw, "I", "o1"))
         assert impressions.total >= 12 and len(impressions.recent) == 8
         assert set(codec.split_offer(raw[b"oo1"])) == {"I", "C", "S"}  # one field per offer
         assert codec.decode_month(raw[b"m202406"]) == (1234, 1)  # one field per month
         assert redis_store.client.object("encoding", key) == b"listpack"
-    finally:
-        redis_store.close()
 
 
 def _crowded(store: MemoryStore | RedisStore) -> None:
@@ -65,15 +77,7 @@ def _crowded(store: MemoryStore | RedisStore) -> None:
 
 @pytest.mark.redis
 def test_a_crowded_offer_spills_counters_to_their_own_fields_alike(redis_url: str) -> None:
-    redis_store = make_store("redis", redis_url, wall_clock=lambda: float(T0))
-    memory = make_store("memory", wall_clock=lambda: float(T0))
-    assert isinstance(redis_store, RedisStore) and isinstance(memory, MemoryStore)
-    try:
-        _crowded(redis_store)
-        _crowded(memory)
-        key = redis_store.keys.state("m1")
-        raw = redis_store.client.hgetall(key)
-        assert raw == memory._get(memory.keys.state("m1"))
+    with _twins(redis_url, _crowded) as (redis_store, memory, key, raw):
         assert all(len(v) <= OFFER_VALUE_MAX for v in raw.values())
         assert redis_store.client.object("encoding", key) == b"listpack"
         spilled = {n for n in raw if n[:1].isupper()}
@@ -87,8 +91,6 @@ def test_a_crowded_offer_spills_counters_to_their_own_fields_alike(redis_url: st
         assert state.monthly_spend == {"202406": 2**40, "202405": -2}
         assert state.monthly_purchases == {"202406": 1, "202405": 2}
         assert state == memory.fetch_member("m1").state
-    finally:
-        redis_store.close()
 
 
 def test_offer_fields_and_months_round_trip() -> None:

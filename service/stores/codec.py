@@ -268,6 +268,12 @@ def _max(fields: Fields, name: bytes, ts: int) -> None:
         fields[name] = str(ts).encode()
 
 
+def bump(fields: Fields, subject: str, offer_id: str, ts: int) -> None:
+    """Count one occurrence of ``subject`` (impression, click, ...) of ``offer_id`` at ``ts``."""
+    code = SUBJECT_CODES[subject]
+    put_counter(fields, code, offer_id, bump_counter(get_counter(fields, code, offer_id), ts, RECENT_LIMIT))
+
+
 def apply_event(fields: Fields, ev: StateEvent, month_cutoff: str) -> None:
     """Apply one (new) event to a member's hash; the twin of the Lua ``APPLY_EVENTS``."""
     _max(fields, b"ls", ev.ts)
@@ -282,9 +288,7 @@ def apply_event(fields: Fields, ev: StateEvent, month_cutoff: str) -> None:
             spend, purchases = decode_month(fields.get(name))
             fields[name] = encode_month(spend + ev.amount_minor, purchases + 1)
     elif ev.offer_id:
-        code = SUBJECT_CODES[ev.type]
-        put_counter(fields, code, ev.offer_id,
-                    bump_counter(get_counter(fields, code, ev.offer_id), ev.ts, RECENT_LIMIT))
+        bump(fields, ev.type, ev.offer_id, ev.ts)
 
 
 def month_cutoff(now: float | None = None, months: int = MONTHS_KEPT) -> str:
@@ -313,9 +317,7 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
     refused; None when the member cap refused first); the twin of the Lua ``RESERVE``.
     ``fields`` is updated in place when granted.
     """
-    code = SUBJECT_CODES["issue"]
-    issued = get_counter(fields, code, req.offer_id)
-    counter = decode_counter(issued)
+    counter = decode_counter(get_counter(fields, SUBJECT_CODES["issue"], req.offer_id))
     if req.member_limit is not None:
         since = None if req.member_window_seconds is None else now - req.member_window_seconds
         if counter.reached(req.member_limit, since):
@@ -328,11 +330,9 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
                     and current.minor + req.charge_minor > req.budget_minor_limit)):
             return False, BUDGET_EXHAUSTED, current
         after = BudgetCounter(current.count + 1, current.minor + req.charge_minor)
-    put_counter(fields, code, req.offer_id, bump_counter(issued, now, RECENT_LIMIT))
+    bump(fields, "issue", req.offer_id, now)
     if req.count_impression:
-        imp = SUBJECT_CODES["impression"]
-        put_counter(fields, imp, req.offer_id,
-                    bump_counter(get_counter(fields, imp, req.offer_id), now, RECENT_LIMIT))
+        bump(fields, "impression", req.offer_id, now)
     return True, None, after
 
 
