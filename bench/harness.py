@@ -151,7 +151,9 @@ class RedisServer:
 
 def effective_workers(workers: int | None) -> int:
     """``workers``, else what service.gunicorn_conf starts by default (cores + 1, at most 8)."""
-    return workers or min((os.cpu_count() or 1) + 1, 8)
+    from service.settings import default_workers
+
+    return workers or default_workers()
 
 
 # -- gunicorn --------------------------------------------------------------------------------------

@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import glob
 import logging
-import multiprocessing
 import os
 import shutil
 import tempfile
 from typing import Any
 
-from service.settings import SettingsError, load_settings
+from service.settings import SettingsError, default_workers, load_settings
 
 try:
     _settings = load_settings()
@@ -48,14 +47,6 @@ _OWN_PROM_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _OWN_PROM_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="offers-prometheus-")
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-
-MAX_DEFAULT_WORKERS = 8
-
-
-def default_workers(cores: int | None = None) -> int:
-    """cores + 1, capped at :data:`MAX_DEFAULT_WORKERS` (scoring is CPU-bound)."""
-    cores = cores or multiprocessing.cpu_count()
-    return min(cores + 1, MAX_DEFAULT_WORKERS)
 
 
 bind = _settings.bind

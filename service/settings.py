@@ -94,6 +94,20 @@ def env_names(field: str) -> tuple[str, ...]:
     return ALIASES.get(field, (ENV_PREFIX + field.upper(),))
 
 
+#: Most gunicorn workers started without ``OFFERS_WORKERS``.
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers(cores: int | None = None) -> int:
+    """Workers without ``OFFERS_WORKERS``: cores + 1, capped at :data:`MAX_DEFAULT_WORKERS`.
+
+    Scoring is CPU-bound: one worker per core keeps the cores busy and the spare one covers a
+    worker waiting on Redis (gunicorn's 2 x cores + 1 is for I/O-bound apps).
+    """
+    cores = cores or os.cpu_count() or 1
+    return min(cores + 1, MAX_DEFAULT_WORKERS)
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment, validated at start-up."""
 
