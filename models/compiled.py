@@ -60,7 +60,10 @@ class CompiledForest:
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/loyalty-offers/compiled`` (``~/.cache`` when unset)."""
+    """``$OFFERS_MODEL_CACHE_DIR`` when set (so the CLI shares the service's cache), else
+    ``$XDG_CACHE_HOME/loyalty-offers/compiled`` (``~/.cache`` when unset)."""
+    if os.environ.get("OFFERS_MODEL_CACHE_DIR"):
+        return Path(os.environ["OFFERS_MODEL_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "loyalty-offers" / "compiled"
 

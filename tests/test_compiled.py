@@ -102,3 +102,14 @@ def test_an_unusable_cache_directory_only_costs_the_cache(model_file: Path, tmp_
     assert forest.source == "compiled"
     probe = probe_matrix(booster)
     np.testing.assert_allclose(forest.predict(probe), booster.predict(probe, num_threads=1), rtol=0, atol=1e-12)
+
+
+def test_the_cli_and_the_service_share_one_cache_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from models.compiled import default_cache_dir
+    from service.settings import load_settings
+
+    monkeypatch.delenv("OFFERS_MODEL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "loyalty-offers" / "compiled"
+    monkeypatch.setenv("OFFERS_MODEL_CACHE_DIR", str(tmp_path / "shared"))
+    assert default_cache_dir() == tmp_path / "shared" == load_settings().model_cache_dir
