@@ -323,7 +323,7 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     if metrics and len(train) == n_train_all:  # group-level rows need unsampled training groups
         from training.campaign_model import fit_and_evaluate
 
-        metrics["member_campaign_model"] = fit_and_evaluate(train, X_train, test, X_test)
+        metrics["member_campaign_model"] = fit_and_evaluate(train, X_train, test, X_test, history=ds.history)
     timings["evaluate"] = time.perf_counter() - t0
     metrics["selection"] = selection
     heads = headline(metrics)
