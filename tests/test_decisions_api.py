@@ -76,6 +76,16 @@ def decide(client: FlaskClient, member: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
+def greedy_decision(client: FlaskClient, member: str, tries: int = 30, **extra: Any) -> dict[str, Any]:
+    """A decision that did not explore (each explores with the program's small share, drawn per
+    decision id), so its slate is the model's greedy choice."""
+    for _ in range(tries):
+        body = decide(client, member, **extra)
+        if body["offers"] and not any(o["explored"] for o in body["offers"]):
+            return body
+    raise AssertionError(f"{tries} decisions in a row explored")
+
+
 def personalised_member(client: FlaskClient, env: DecisionEnv, skip: int = 0) -> str:
     """A member with history who gets a personalised decision (not in the holdout group)."""
     import pandas as pd
@@ -193,21 +203,22 @@ def test_a_redemption_caps_the_offer_in_the_next_decision(app: Flask, env: Decis
 def test_a_transaction_changes_the_features_and_scores(app: Flask, env: DecisionEnv) -> None:
     client = app.test_client()
     member = personalised_member(client, env)
-    first = decide(client, member, n=10, exclude_offer_ids=[FLASH])
+    first = greedy_decision(client, member, n=10, exclude_offer_ids=[FLASH])
     assert decide(client, member, n=10, exclude_offer_ids=[FLASH])["scores"] == "cache"
-    # the best-scored offer the model chose (not an exploration draw, which varies per request)
-    target = max((o for o in first["offers"] if not o["explored"]), key=lambda o: o["propensity"])
+    # the best-scored offer of a greedy slate (an exploring one is drawn at random per request)
+    target = max(first["offers"], key=lambda o: o["propensity"])
     product = offer_products(env)[target["offer_id"]][0]
     event = {"event_id": "t-" + uuid.uuid4().hex, "member_id": member, "type": "transaction", "ts": BEFORE,
              "amount_minor": 25_000, "product_id": product, "basket_id": "bk-1", "discount_minor": 500}
     assert client.post("/v1/events", json=event, headers=EVENTS).get_json()["accepted"] == 1
-    after = decide(client, member, n=10, exclude_offer_ids=[FLASH])
-    assert after["scores"] == "computed"
+    assert decide(client, member, n=10, exclude_offer_ids=[FLASH])["scores"] == "computed"
+    after = greedy_decision(client, member, n=10, exclude_offer_ids=[FLASH])
     before_p = {o["offer_id"]: o["propensity"] for o in first["offers"]}
     after_p = {o["offer_id"]: o["propensity"] for o in after["offers"]}
     assert after_p != before_p
-    # spend on an offer's own product never lowers its propensity (a monotone constraint in training)
-    assert after_p.get(target["offer_id"], 1.0) >= before_p[target["offer_id"]]
+    # spend on an offer's own product never lowers its propensity (a monotone constraint in training),
+    # so the greedy slate keeps it (1e-5: either side may come through the score cache's 3-byte codes)
+    assert after_p[target["offer_id"]] >= before_p[target["offer_id"]] * (1 - 1e-5)
 
 
 def test_duplicate_events_are_applied_once(app: Flask, env: DecisionEnv) -> None:
