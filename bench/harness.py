@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,10 +111,12 @@ class RedisServer:
         """The server's pid (for :func:`cpu_seconds`)."""
         return [self.proc.pid] if self.proc is not None else []
 
-    def __init__(self, workdir: Path, maxmemory_policy: str = "noeviction"):
+    def __init__(self, workdir: Path, maxmemory_policy: str = "noeviction", config: Sequence[str] = ()):
+        """``config``: extra redis-server arguments, e.g. ``("--hash-max-listpack-value", "512")``."""
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="redis-", dir=workdir))
         self.policy = maxmemory_policy
+        self.config = tuple(config)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -126,7 +128,7 @@ class RedisServer:
             sys.exit("redis-server is not installed: apt-get install redis-server")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), "--maxmemory-policy", self.policy, "--protected-mode", "yes"],
+             "--dir", str(self.dir), "--maxmemory-policy", self.policy, "--protected-mode", "yes", *self.config],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
