@@ -7,13 +7,16 @@ Protocol (see docs/training.md):
 1. Split by time at ``train_end``: exposures before it train, exposures at or after it
    test, features cut at each exposure's time. Optionally (``censor_labels``) training
    labels are censored at ``train_end``, as a model trained that day would have seen them.
-2. The last quarter of the training positives (by exposure time) form the validation
-   block: early stopping, model selection and calibration use it, never the test block.
+2. Expanding-window validation folds over the training period (:mod:`training.selection`):
+   the last block is the latest quarter of the training positives (by exposure time), each
+   earlier block the latest quarter of those before it, each fold fit on everything before
+   its block. The test block is never used to choose anything.
 3. Candidates: LightGBM binary with monotone constraints on affinity features (the
-   default), and without; the other wins only if its validation hit@1 within member x
-   campaign is better by more than one standard error.
-4. Platt calibration on the validation block's out-of-sample scores; the chosen variant
-   is refit on all training rows for the validated number of rounds.
+   default), and without, early-stopped on each fold; the other wins only if its hit@1
+   within member x campaign, pooled over the folds' blocks, is better by more than one
+   standard error.
+4. Platt calibration on the latest block's out-of-sample scores; the chosen variant is
+   refit on all training rows for the rounds validated on that block.
 5. Every metric on the test block next to the baselines on the same rows.
 """
 
@@ -41,6 +44,7 @@ from models.registry import Registry
 from training.baselines import baseline_scores
 from training.dataset import Dataset, load_dataset
 from training.metrics import ranking, summarize
+from training.selection import pooled_ranking, select, validation_folds
 
 PARTITION_MEMBERS = 20_000
 MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
@@ -187,18 +191,6 @@ def _platt(raw: np.ndarray, y: np.ndarray, w: np.ndarray) -> Calibration:
     return Calibration(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
-def _select(candidates: dict[str, dict[str, Any]], default: str = "binary_monotone") -> str:
-    """The default (constrained) variant unless another beats its validation hit@1 by over one standard error.
-
-    With a few hundred validation groups hit@1 moves by about 0.03 from noise alone, so a
-    smaller win is not evidence; the constrained model is the better prior on little data.
-    """
-    base = candidates[default]["val"]
-    se = float(np.sqrt(max(base["hit@1"] * (1 - base["hit@1"]), 1e-9) / max(base["groups"], 1)))
-    best = max(candidates, key=lambda k: candidates[k]["val"]["hit@1"])
-    return best if candidates[best]["val"]["hit@1"] > base["hit@1"] + se else default
-
-
 def _search_rows(fit: np.ndarray, limit: int = SEARCH_ROWS, seed: int = 0) -> np.ndarray:
     """The training rows candidate fits use: all of ``fit``, or a uniform sample of ``limit`` of them.
 
@@ -216,32 +208,45 @@ def _search_rows(fit: np.ndarray, limit: int = SEARCH_ROWS, seed: int = 0) -> np
 
 def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
                    progress: bool = False) -> tuple[PropensityModel, dict[str, Any]]:
-    """Fit the candidates on the training rows, select and calibrate on the validation block."""
+    """Fit the candidates on expanding-window folds, select, calibrate on the latest block, refit."""
     y = train["label"].to_numpy()
     w = train["weight"].to_numpy() if "weight" in train else np.ones(len(train))
-    val_start = pd.Timestamp(train.loc[train["label"] == 1, "exposed_at"].quantile(0.75))
-    val = (train["exposed_at"] >= val_start).to_numpy()
-    if y[val].sum() == 0 or y[~val].sum() == 0:
+    folds = validation_folds(train["exposed_at"], y)
+    if not folds:
         raise TrainingError("the validation block needs redemptions on both sides of its start")
+    last = folds[-1]
+    val = last.validation
     groups = _groups(train)
-    search = _search_rows(~val)
+    variants = [("binary_monotone", True), ("binary", False)]
     candidates: dict[str, dict[str, Any]] = {}
-    for name, mono in tqdm([("binary_monotone", True), ("binary", False)], desc="fit", disable=not progress):
-        booster = _fit(X, y, w, search, val, mono)
-        raw = np.asarray(booster.predict(X[val], num_iteration=booster.best_iteration), dtype=np.float64)
-        candidates[name] = {"booster": booster, "raw_val": raw,
-                            "val": ranking(y[val], raw, groups[val]) | {"best_iteration": booster.best_iteration}}
-    chosen = _select(candidates)
+    with tqdm(total=len(variants) * len(folds), desc="fit", disable=not progress) as bar:
+        for name, mono in variants:
+            fold_scores, fold_stats = [], []
+            for fold in folds:
+                booster = _fit(X, y, w, _search_rows(fold.fit), fold.validation, mono)
+                raw = np.asarray(booster.predict(X[fold.validation], num_iteration=booster.best_iteration),
+                                 dtype=np.float64)
+                fold_scores.append(raw)
+                fold_stats.append({"validation_start": str(fold.start.date()), "best_iteration": booster.best_iteration,
+                                   "fit_positives": int(y[fold.fit].sum()),
+                                   "validation_positives": int(y[fold.validation].sum()),
+                                   **ranking(y[fold.validation], raw, groups[fold.validation])})
+                bar.update()
+            pooled = ranking(*pooled_ranking(folds, y, groups, fold_scores))
+            candidates[name] = {"booster": booster, "raw_val": fold_scores[-1], "folds": fold_stats,
+                                "val": pooled | {"best_iteration": booster.best_iteration}}
+    chosen = select(candidates)
     best = candidates[chosen]
-    # Calibrate on the validation block (scores of a model that never saw it), then refit the
-    # chosen variant on every training row for the validated number of rounds (scaled for the
-    # larger sample): the validation block is the most recent data and too valuable to drop.
+    # Calibrate on the latest block (scores of a model that never saw it), then refit the
+    # chosen variant on every training row for the rounds validated on that block (scaled for
+    # the larger sample): the latest block is the most recent data and too valuable to drop.
     calibration = _platt(best["raw_val"], y[val], w[val])
     rounds = max(1, round(best["booster"].best_iteration * REFIT_ROUNDS_FACTOR))
     booster = _fit(X, y, w, np.ones(len(y), dtype=bool), None, chosen == "binary_monotone", rounds)
-    selection = {"chosen": chosen, "validation_start": str(val_start.date()), "refit_rounds": rounds,
-                 "search_rows": int(search.sum()), "refit_rows": len(y),
-                 "candidates": {k: v["val"] for k, v in candidates.items()}}
+    selection = {"chosen": chosen, "validation_start": str(last.start.date()), "refit_rounds": rounds,
+                 "search_rows": int(_search_rows(last.fit).sum()), "refit_rows": len(y),
+                 "candidates": {k: v["val"] for k, v in candidates.items()},
+                 "folds": {k: v["folds"] for k, v in candidates.items()}}
     return PropensityModel(booster=booster, calibration=calibration), selection
 
 
