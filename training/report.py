@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,11 @@ def write_report(path: Path, metadata: dict[str, Any]) -> Path:
     parts.append(f'<h2>Features</h2><img src="{_importance_plot(metadata.get("feature_importance", {}))}">')
     sel = metrics.get("selection")
     if sel:
-        parts.append(f"<h2>Model selection (validation block from {html.escape(str(sel['validation_start']))})</h2>"
-                     f"<pre>{html.escape(str(sel['candidates']))}</pre>")
+        parts.append(f"<h2>Model selection (chosen: {html.escape(str(sel['chosen']))}; latest validation block from "
+                     f"{html.escape(str(sel['validation_start']))})</h2>"
+                     f"<p>Pooled over the expanding-window folds:</p><pre>{html.escape(str(sel['candidates']))}</pre>")
+        if sel.get("folds"):
+            parts.append(f"<p>Per fold:</p><pre>{html.escape(json.dumps(sel['folds'], indent=1, default=str))}</pre>")
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}.row img{margin-right:8px}")
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Model report</title>"
