@@ -20,7 +20,7 @@ import pandas as pd
 from models.arbitration import member_values, order, saturated, weights
 from models.caps import NO_COUNTERS, BudgetState, CapCounters, increments, member_cap_flags
 from models.catalog import KIND_CODE, Catalog
-from models.decision import Decision
+from models.decision import Decision, _score_reason
 from models.eligibility import CODE, REASONS, member_arrays, passed_reasons, static_reasons
 from models.member import MemberContext
 from models.policy import choose, in_holdout
@@ -124,13 +124,3 @@ def reference(catalog: Catalog, members: Sequence[MemberContext], candidates: Se
         out.append((member.member_id, tuple(offers), tuple(excluded), policy == "holdout", policy, explored,
                     policy == "cold_start", any(o[-1] for o in offers), tuple(incs), seeds[i]))
     return out
-
-
-def _score_reason(policy: str, used_fallback: bool, catalog: Catalog, p: int) -> str:
-    if policy == "holdout":
-        return "HOLDOUT_FALLBACK"
-    if not used_fallback:
-        return "MODEL_PROPENSITY"
-    source = "POPULARITY" if not np.isnan(catalog.popularity[p]) else (
-        "VALUE" if policy == "cold_start" else "MEMBER_MEAN")
-    return f"{'COLD_START' if policy == 'cold_start' else 'NEW_OFFER'}_FALLBACK:{source}"
