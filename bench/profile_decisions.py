@@ -10,6 +10,7 @@ member with an empty score cache; warm: the same members again, now cached.
     python bench/profile_decisions.py --cprofile         # cProfile, top functions by cumulative time
     python bench/profile_decisions.py --html /tmp/prof   # also pyinstrument HTML pages
     python bench/profile_decisions.py --batch 1000       # POST /v1/decisions/batch of 1,000 members instead
+    python bench/profile_decisions.py --steps            # no profiler: mean wall ms of each step, cold then warm
 
 It also prints the mean wall time per decision, in-process, without HTTP.
 """
@@ -73,6 +74,36 @@ def profile(fn: Callable[[], None], use_cprofile: bool, html: Path | None, tag: 
     return profiler.output_text(unicode=False, color=False, show_all=False)
 
 
+#: The steps of ``Decider.decide`` that ``--steps`` times: (module, attribute) pairs it looks up at call time.
+STEPS = (("service.decisions.runner", "history_from_records"), ("service.decisions.runner", "member_inputs"),
+         ("service.decisions.runner", "feature_rows"), ("service.decisions.runner", "predict"),
+         ("service.decisions.runner", "decide"), ("service.decisions.runner", "commit"),
+         ("service.decisions.routes", "outcome_json"))
+
+
+def timed_steps(totals: dict[str, float]) -> None:
+    """Wrap each of :data:`STEPS` and ``RedisStore.fetch_member`` so their wall time adds up in ``totals``."""
+    import importlib
+
+    from service.stores.redis_store import RedisStore
+
+    def wrap(owner: object, name: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed(*args: object, **kwargs: object) -> object:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                totals[name] = totals.get(name, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, timed)
+
+    for module, name in STEPS:
+        wrap(importlib.import_module(module), name)
+    wrap(RedisStore, "fetch_member")
+
+
 def main() -> None:
     """Profile cold then warm decisions and print the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +114,8 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of pyinstrument")
     parser.add_argument("--html", type=Path, default=None, help="directory for pyinstrument HTML reports")
     parser.add_argument("--batch", type=int, default=0, help="profile one /v1/decisions/batch of this many members")
+    parser.add_argument("--steps", action="store_true",
+                        help="no profiler: time each step of a decision (mean wall ms), cold then warm")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args()
 
@@ -124,6 +157,19 @@ def main() -> None:
                 r = client.post("/v1/decisions", json={"member_id": m, "channel": "app"}, headers=headers)
                 if r.status_code != 200:
                     raise RuntimeError(f"{r.status_code}: {r.get_data()[:300]!r}")
+
+        if args.steps:
+            totals: dict[str, float] = {}
+            timed_steps(totals)
+            drop_cache(redis_server.url())
+            for tag in ("cold", "warm"):  # cold fills the cache the warm pass reads
+                totals.clear()
+                started = time.perf_counter()
+                decide_all()
+                per = (time.perf_counter() - started) / len(sample) * 1000
+                steps = ", ".join(f"{k} {v / len(sample) * 1000:.2f}" for k, v in totals.items())
+                print(f"{tag}: {per:.2f} ms per decision in-process; steps (ms): {steps}")
+            return
 
         for tag in ("cold", "warm"):  # cold fills the cache the warm pass reads
             started = time.perf_counter()
