@@ -15,6 +15,8 @@ that is done.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask
@@ -48,13 +50,17 @@ def _stores_check(store: Store) -> bool:
     return True
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None,
+               wall_clock: Callable[[], float] = time.time) -> Flask:
     """Build the service app.
 
     Parameters
     ----------
     settings
         The settings to use; None reads them from the environment (``OFFERS_*``).
+    wall_clock
+        The machine's clock in epoch seconds; tests pass a fixed one so that nothing
+        depends on today's date. ``OFFERS_CLOCK`` overrides it when it is not ``wall``.
 
     Raises
     ------
@@ -75,15 +81,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise SettingsError(f"OFFERS_EVENT_LOG: {exc}") from None
 
     metrics = Metrics()
-    store = build_store(settings, observer=metrics)
+    state_ref: list[ServiceState] = []
+    # the stores read the service's present (OFFERS_CLOCK or the wall clock) for their windows
+    store = build_store(settings, observer=metrics, clock=lambda: state_ref[0].epoch_now())
     keyring = Keyring(settings.api_keys)
     readiness = Readiness()
     readiness.register("stores", lambda: _stores_check(store))
 
     app = Flask(__name__)
-    app.extensions[EXTENSION] = ServiceState(
+    state = ServiceState(
         settings=settings, store=store, keyring=keyring, metrics=metrics, readiness=readiness,
-        event_log=event_log, openapi=build_document(_version()))
+        event_log=event_log, openapi=build_document(_version()), wall_clock=wall_clock)
+    state_ref.append(state)
+    app.extensions[EXTENSION] = state
 
     register_error_handlers(app)
     http.install(app)

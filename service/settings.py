@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -215,6 +215,19 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The program's time zone as a ZoneInfo."""
         return ZoneInfo(self.timezone)
+
+    def fixed_clock(self) -> datetime | None:
+        """``OFFERS_CLOCK``'s moment (aware, UTC) when it is a timestamp, else None.
+
+        A timestamp without an offset is local time in ``OFFERS_TIMEZONE``; once the catalog
+        has loaded, the decision engine's clock (in the program's zone) takes over.
+        """
+        if self.clock in CLOCK_MODES:
+            return None
+        moment = datetime.fromisoformat(self.clock)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.zone)
+        return moment.astimezone(UTC)
 
     @property
     def embedded_stores(self) -> bool:

@@ -94,7 +94,7 @@ def build(base: Path) -> DecisionEnv:
               "print(train_propensity(sys.argv[1], sys.argv[2], config=sys.argv[3], bootstrap_reps=0, "
               "promote=True).version)")
     done = subprocess.run([sys.executable, "-c", script, str(data), str(registry), str(program)], cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=540)  # within pytest-timeout's 600 s
     assert done.returncode == 0, done.stderr[-3000:]
     v1 = done.stdout.strip().splitlines()[-1]
 

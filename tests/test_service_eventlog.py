@@ -63,11 +63,11 @@ def test_readers_drop_duplicates(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_log_is_a_503_and_leaves_the_state_alone(tmp_path: Path) -> None:
-    app = create_app(make_settings(tmp_path))
+    ts = datetime(2026, 5, 15, 12, tzinfo=UTC).isoformat()
+    app = create_app(make_settings(tmp_path, clock=ts))
     state: ServiceState = app.extensions["offers"]
     client = app.test_client()
-    event = {"event_id": "e1", "member_id": "m1", "type": "click", "offer_id": "o1",
-             "ts": datetime.now(UTC).isoformat()}
+    event = {"event_id": "e1", "member_id": "m1", "type": "click", "offer_id": "o1", "ts": ts}
     assert client.post("/v1/events", json=event).status_code == 200
     state.event_log.close()
     shutil.rmtree(state.settings.event_log)

@@ -22,9 +22,10 @@ from tests.service_helpers import EVENTS_KEY, make_settings
 
 KEY = {"X-API-Key": EVENTS_KEY}
 NEW_YORK = ZoneInfo("America/New_York")
-#: A recent mid-month noon (spend months are kept for the last two years only).
-BASE = (datetime.now(UTC) - timedelta(days=62)).replace(day=15, hour=12, minute=0, second=0,
-                                                          microsecond=0)
+#: A mid-month noon two months before the service's present (spend months are kept for the
+#: last two years only). Both are fixed: the service runs on OFFERS_CLOCK=NOW, never today.
+BASE = datetime(2026, 3, 15, 12, tzinfo=UTC)
+NOW = BASE + timedelta(days=62)
 TS = BASE.isoformat().replace("+00:00", "Z")
 T = int(BASE.timestamp())
 MONTH = BASE.strftime("%Y%m")
@@ -44,7 +45,7 @@ def ev(event_id: str, type_: str = "impression", member: str = "m1", **extra: An
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    app = create_app(make_settings(tmp_path, redis_url=redis_url,
+    app = create_app(make_settings(tmp_path, redis_url=redis_url, clock=NOW.isoformat(),
                                    api_keys=f"{EVENTS_KEY}:events", max_events_per_request=50))
     yield app
     state: ServiceState = app.extensions["offers"]
@@ -114,7 +115,7 @@ def test_an_event_updates_the_state_the_next_read_sees(client: FlaskClient, stat
 
 
 def test_months_follow_the_program_time_zone(tmp_path: Path) -> None:
-    app = create_app(make_settings(tmp_path, timezone="America/New_York"))
+    app = create_app(make_settings(tmp_path, timezone="America/New_York", clock=NOW.isoformat()))
     app.test_client().post("/v1/events", json=ev("t", "transaction", ts=FIRST.isoformat()))
     state: ServiceState = app.extensions["offers"]
     previous = FIRST.astimezone(NEW_YORK).strftime("%Y%m")
@@ -182,7 +183,7 @@ def test_a_bad_event_in_a_batch_is_named_by_pointer(client: FlaskClient, state: 
     (ev("e", currency="usd"), "/events/0/currency"),
     (ev("e", channel="telepathy"), "/events/0/channel"),
     (ev("e", coupon_code="ABCDE-FGHJK"), "/events/0/coupon_code"),
-    (ev("e", ts=(datetime.now(UTC) + timedelta(days=3)).isoformat()), "/events/0/ts"),
+    (ev("e", ts=(NOW + timedelta(days=3)).isoformat()), "/events/0/ts"),
     (ev("e", ts=1718452800), "/events/0/ts"),
     (ev("e", member_id=1029), "/events/0/member_id"),
     ({"member_id": "m", "type": "click", "offer_id": "o", "ts": TS}, "/events/0/event_id"),

@@ -27,7 +27,8 @@ from tests.service_helpers import (
     wait_until_healthy,
 )
 
-TS = datetime.now(UTC).replace(microsecond=0).isoformat()
+#: The service runs on OFFERS_CLOCK=TS (a fixed moment), so no test depends on today's date.
+TS = datetime(2026, 5, 15, 12, tzinfo=UTC).isoformat()
 
 
 def event(event_id: str) -> dict[str, str]:
@@ -38,6 +39,7 @@ def event(event_id: str) -> dict[str, str]:
 def gunicorn_redis(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     port = free_port()
     env = service_env(tmp_path, REDIS_URL=redis_url, OFFERS_API_KEYS=ALL_KEYS, OFFERS_WORKERS="2",
+                      OFFERS_CLOCK=TS,
                       OFFERS_MAX_BODY_BYTES="4096")
     log = tmp_path / "gunicorn.log"
     proc = start_process(gunicorn_args(port), env, log)

@@ -20,7 +20,8 @@ from tests.service_helpers import ADMIN_KEY, EVENTS_KEY, make_settings
 
 pytestmark = pytest.mark.redis
 
-TS = datetime.now(UTC).replace(microsecond=0).isoformat()
+#: The service runs on OFFERS_CLOCK=TS (a fixed moment), so no test depends on today's date.
+TS = datetime(2026, 5, 15, 12, tzinfo=UTC).isoformat()
 
 
 def event(event_id: str) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def event(event_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 def app(private_redis: RedisServer, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(make_settings(tmp_path, redis_url=private_redis.url,
+    app = create_app(make_settings(tmp_path, redis_url=private_redis.url, clock=TS,
                                    api_keys=f"{EVENTS_KEY}:events;{ADMIN_KEY}:admin"))
     yield app
     app.extensions["offers"].close()

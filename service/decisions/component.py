@@ -79,8 +79,10 @@ class DecisionService:
         settings = self.state.settings
         assert settings.data is not None and self._flag is not None
         try:
-            engine = DecisionEngine.load(settings.data, settings.program, settings.clock)
+            engine = DecisionEngine.load(settings.data, settings.program, settings.clock,
+                                         wall=self.state.wall_clock)
             self.engine = engine
+            self.state.decision_clock = engine.clock
             self.state.components["recorder"] = HistoryRecorder(engine.features, engine.fingerprint, engine.zone)
             if self.state.store.kind == "memory":
                 self._flag.set(False, "materializing OFFERS_DATA into the in-process store")

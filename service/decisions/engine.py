@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,8 +110,11 @@ class DecisionEngine:
     # -- loading --------------------------------------------------------------------
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str], program: str | os.PathLike[str] | None = None,
-             clock: str = "wall") -> DecisionEngine:
+             clock: str = "wall", wall: Callable[[], float] = time.time) -> DecisionEngine:
         """Load the catalogs of a (validated) data directory under a program config.
+
+        ``clock`` is an ``OFFERS_CLOCK`` value; ``wall`` the machine clock it reads in
+        ``wall`` mode (tests inject a fixed one).
 
         Popularity (the cold-start fallback) is each offer's redemptions per exposure,
         for offers whose validity ended before the clock's time at loading (complete
@@ -120,7 +125,7 @@ class DecisionEngine:
         zone = ZoneInfo(prog.timezone)
         purchased = read_table(data_dir, "transactions", columns=["purchased_at"])["purchased_at"]
         latest = aware(purchased.max(), zone) if len(purchased) and pd.notna(purchased.max()) else None
-        service_clock = ServiceClock(clock, zone, latest)
+        service_clock = ServiceClock(clock, zone, latest, wall=wall)
         features = load_catalog(data_dir)
         offers = read_table(data_dir, "offers")
         offer_products = read_table(data_dir, "offer_products")

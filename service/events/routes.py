@@ -34,7 +34,8 @@ def post_events() -> tuple[Response, int]:
     """Validate, de-duplicate, log and apply feedback events."""
     state = current_state()
     settings = state.settings
-    events = parse_events(read_json(), settings.max_events_per_request, settings.currency_exponent)
+    events = parse_events(read_json(), settings.max_events_per_request, settings.currency_exponent,
+                          now=state.now())
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
                         settings.currency_exponent, request_id(),

@@ -6,6 +6,8 @@ Use :func:`build_store` to get the store the settings ask for: Redis when
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from service.stores.base import (
@@ -53,15 +55,20 @@ def ttls_from(settings: Settings) -> TTLs:
                 idempotency=settings.idempotency_ttl_seconds, budget=settings.budget_ttl_seconds)
 
 
-def build_store(settings: Settings, observer: StoreObserver | None = None) -> Store:
-    """A RedisStore when a Redis URL is set, else a MemoryStore; no connection is opened yet."""
+def build_store(settings: Settings, observer: StoreObserver | None = None,
+                clock: Callable[[], float] = time.time) -> Store:
+    """A RedisStore when a Redis URL is set, else a MemoryStore; no connection is opened yet.
+
+    ``clock`` (epoch seconds) decides which spend months are old enough to drop.
+    """
     keys = KeySpace(settings.redis_prefix)
     if settings.redis_url is None:
         from service.stores.memory import MemoryStore
 
-        return MemoryStore(keys=keys, ttls=ttls_from(settings), observer=observer)
+        return MemoryStore(keys=keys, ttls=ttls_from(settings), observer=observer, wall_clock=clock)
     from service.stores.redis_store import RedisStore, connect
 
     client = connect(settings.redis_url, settings.redis_timeout_ms,
                      settings.redis_connect_timeout_ms, settings.redis_max_connections)
-    return RedisStore(client, keys=keys, ttls=ttls_from(settings), observer=observer)
+    return RedisStore(client, keys=keys, ttls=ttls_from(settings), observer=observer,
+                      wall_clock=clock)

@@ -35,11 +35,27 @@ class Footprint:
         return self.state_bytes + self.cache_bytes
 
 
+#: The moment the footprint is measured at: a fixed date, so the figure never depends on
+#: today's (spreading purchases back from the wall clock counted 13 months early in a month).
+MEASURED_AT = datetime(2024, 6, 15, 12, tzinfo=UTC)
+
+
+def _months_back(now: datetime, k: int, day: int) -> int:
+    """Epoch seconds of ``day`` (1-28) at noon, ``k`` calendar months before ``now``'s month."""
+    index = now.year * 12 + now.month - 1 - k
+    return int(datetime(index // 12, index % 12 + 1, day, 12, tzinfo=UTC).timestamp())
+
+
 def realistic_member(store: RedisStore, member_id: str, offers: int = 100,
-                     profile: str = "active") -> None:
-    """Write a member's activity (see the module docstring) and a cached score vector."""
-    now = int(datetime.now(UTC).timestamp())
+                     profile: str = "active", now: datetime = MEASURED_AT) -> None:
+    """Write a member's activity (see the module docstring) and a cached score vector.
+
+    Purchases fall on the 1st and the 15th of each of the last 12 (or 3) calendar months
+    up to ``now``'s month, so the member spans exactly that many spend months whatever
+    day ``now`` is; the store must be built with a clock at ``now``.
+    """
     events: list[StateEvent] = []
+    at = int(now.timestamp())
     n = 0
     active = profile == "active"
 
@@ -50,28 +66,29 @@ def realistic_member(store: RedisStore, member_id: str, offers: int = 100,
         events.append(StateEvent(f"{member_id}-{n}", member_id, kind, ts, offer, amount, month))
 
     for i in range(24 if active else 6):  # two purchases a month
-        add("transaction", None, now - i * 15 * 86400, 2500 + 37 * i)
+        when = _months_back(now, i // 2, 1 + 14 * (i % 2))
+        add("transaction", None, min(when, at), 2500 + 37 * i)
     for o in range(30 if active else 5):
         for k in range(3 if active else 2):
-            add("impression", f"offer-{o:04d}", now - (o * 3 + k) * 3600)
+            add("impression", f"offer-{o:04d}", at - (o * 3 + k) * 3600)
     for o in range(8 if active else 1):
-        add("click", f"offer-{o:04d}", now - o * 7200)
+        add("click", f"offer-{o:04d}", at - o * 7200)
     if active:
         for o in range(3):
-            add("redeem", f"offer-{o:04d}", now - o * 86400)
+            add("redeem", f"offer-{o:04d}", at - o * 86400)
         for o in range(5):
-            add("dismiss", f"offer-{o + 10:04d}", now - o * 86400)
+            add("dismiss", f"offer-{o + 10:04d}", at - o * 86400)
     store.apply_events(events)
-    store.reserve(member_id, [CapRequest(f"offer-{o:04d}") for o in range(10 if active else 1)], now)
+    store.reserve(member_id, [CapRequest(f"offer-{o:04d}") for o in range(10 if active else 1)], at)
     store.put_scores(member_id, "model-2024-06-01", np.random.default_rng(0).random(offers))
 
 
-def measure(client: redis.Redis, profile: str = "active") -> Footprint:
-    """Write one member of ``profile`` under a fresh prefix, measure it, delete it."""
+def measure(client: redis.Redis, profile: str = "active", now: datetime = MEASURED_AT) -> Footprint:
+    """Write one member of ``profile`` as of ``now`` under a fresh prefix, measure it, delete it."""
     keys = KeySpace("fp" + uuid.uuid4().hex[:6])
-    store = RedisStore(client, keys=keys)
+    store = RedisStore(client, keys=keys, wall_clock=now.timestamp)
     member = "100234567"
-    realistic_member(store, member, profile=profile)
+    realistic_member(store, member, profile=profile, now=now)
     try:
         state_key, cache_key = keys.state(member), keys.cache(member)
         return Footprint(
