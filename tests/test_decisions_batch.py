@@ -86,6 +86,9 @@ def test_the_same_idempotency_key_streams_the_same_codes(app: Flask, members: li
     again = lines(client.post("/v1/decisions/batch", json=body, headers=headers))
     assert again[:-1] == first[:-1] and codes(first[:-1])
     assert again[-1]["summary"]["replayed"] == 40 and again[-1]["summary"]["decided"] == 0
+    # the replay's summary counts what it streamed (it once said 0 offers and 0 coupons)
+    for count in ("offers", "coupons"):
+        assert again[-1]["summary"][count] == first[-1]["summary"][count] > 0, count
     reused = client.post("/v1/decisions/batch", json={**body, "n": 2}, headers=headers)
     assert reused.status_code == 422 and reused.get_json()["type"] == "/docs#problem-idempotency-key-reused"
     fresh = lines(client.post("/v1/decisions/batch", json=body, headers=DECIDE))

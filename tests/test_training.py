@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,10 @@ def test_trained_model_beats_random_and_is_registered(trained_registry: Path) ->
     assert lo <= metrics["model"]["roc_auc"] <= hi
     report = (reg.path(champion) / "report.html").read_text()
     assert report.count("data:image/png;base64,") >= 5 and "product_spend" in report
+    # a document, not a dump: tables, no Python dicts, JSON or 16-digit floats
+    assert "<pre>" not in report and "{'" not in report and '{"' not in report
+    assert not re.search(r"\d\.\d{6,}", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", report))
+    assert "<th>hit@1</th>" in report and "<th>exposures</th>" in report
 
 
 def test_cli_train_evaluate_score_and_models(tmp_path: Path, syn_dir: Path) -> None:

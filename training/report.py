@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +102,52 @@ def _table(metrics: dict[str, Any]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>{prior}"
 
 
+def _cell(value: Any) -> str:
+    """One table cell's text: integers with thousands separators, fractions to 4 digits."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def _grid(rows: list[dict[str, Any]], columns: list[str], first: str) -> str:
+    """An HTML table of ``rows`` (dicts) over ``columns``; ``first`` names the label column."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in [first, *columns])
+    body = "".join("<tr><th>" + html.escape(str(r["_label"])) + "</th>"
+                   + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _rows_table(rows: dict[str, Any]) -> str:
+    """The training and test row counts (exposures) as a small table."""
+    table = [{"_label": part, "exposures": rows.get(part), "redeemed": rows.get(f"{part}_positives"),
+              "before sampling": rows.get(f"{part}_before_sampling")} for part in ("train", "test")
+             if part in rows]
+    return _grid(table, ["exposures", "redeemed", "before sampling"], "split")
+
+
+SELECTION_COLUMNS = ["hit@1", "hit@3", "hit@5", "ndcg@5", "groups", "best_iteration"]
+
+
+def _selection_tables(sel: dict[str, Any]) -> str:
+    """The model-selection candidates (pooled over folds) and each fold, as tables."""
+    pooled = [{"_label": name + (" (chosen)" if name == sel.get("chosen") else ""), **vals}
+              for name, vals in sel.get("candidates", {}).items()]
+    out = ["<p>Pooled over the expanding-window validation folds:</p>",
+           _grid(pooled, SELECTION_COLUMNS, "candidate")]
+    folds = sel.get("folds") or {}
+    if folds:
+        per_fold = [{"_label": f"{name}, fold {k + 1}", **fold} for name, items in folds.items()
+                    for k, fold in enumerate(items)]
+        out += ["<p>Per fold (each fits on the rows before its validation block):</p>",
+                _grid(per_fold, ["validation_start", "fit_positives", "validation_positives",
+                                 *SELECTION_COLUMNS], "candidate, fold")]
+    return "".join(out)
+
+
 def write_report(path: Path, metadata: dict[str, Any]) -> Path:
     """Render the report for a model's metadata (with its test metrics) to ``path``."""
     metrics = metadata.get("metrics", {})
@@ -110,7 +155,7 @@ def write_report(path: Path, metadata: dict[str, Any]) -> Path:
              f"<p>Trained on exposures before <b>{html.escape(str(metadata.get('train_end')))}</b>; "
              f"variant <b>{html.escape(str(metadata.get('variant')))}</b> chosen on the validation block; "
              f"data fingerprint {html.escape(str(metadata.get('data_fingerprint')))}.</p>",
-             f"<p>Rows: {html.escape(str(metadata.get('rows')))}</p>"]
+             "<h2>Rows</h2>", _rows_table(metadata.get("rows") or {})]
     if metrics.get("model"):
         mc = metrics.get("member_campaign", {})
         parts += ["<h2>Test block: model against baselines (95% bootstrap intervals over members)</h2>",
@@ -128,12 +173,10 @@ def write_report(path: Path, metadata: dict[str, Any]) -> Path:
     sel = metrics.get("selection")
     if sel:
         parts.append(f"<h2>Model selection (chosen: {html.escape(str(sel['chosen']))}; latest validation block from "
-                     f"{html.escape(str(sel['validation_start']))})</h2>"
-                     f"<p>Pooled over the expanding-window folds:</p><pre>{html.escape(str(sel['candidates']))}</pre>")
-        if sel.get("folds"):
-            parts.append(f"<p>Per fold:</p><pre>{html.escape(json.dumps(sel['folds'], indent=1, default=str))}</pre>")
+                     f"{html.escape(str(sel.get('validation_start')))})</h2>" + _selection_tables(sel))
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}.row img{margin-right:8px}")
+             "td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}th{text-align:left}"
+             "table{margin:.5em 0 1em;font-variant-numeric:tabular-nums}.row img{margin-right:8px}")
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Model report</title>"
                     f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
     return path

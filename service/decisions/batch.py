@@ -99,6 +99,12 @@ def _claim(store: Store) -> tuple[str | None, str, bool]:
     return header, body_hash, False
 
 
+def _offers_and_coupons(line: bytes) -> tuple[int, int]:
+    """How many offers and coupon codes a stored (replayed) NDJSON line carries."""
+    offers = json.loads(line).get("offers") or []
+    return len(offers), sum(1 for o in offers if o.get("coupon_code"))
+
+
 @bp.post("/v1/decisions/batch")
 @require_scope("decisions")
 def post_batch() -> Response:
@@ -154,6 +160,11 @@ def post_batch() -> Response:
                         except StoreUnavailable:
                             log.warning("batch %s: could not store lines for replay", batch_id)
                 counts["replayed"] += len(chunk) - len(todo)
+                for line in stored:
+                    if line is not None:  # a replayed line counts its offers and coupons too
+                        offers, coupons = _offers_and_coupons(line)
+                        counts["offers"] += offers
+                        counts["coupons"] += coupons
                 for m, s in zip(chunk, stored, strict=True):
                     yield s if s is not None else fresh[m]
             counts["took_ms"] = round((time.perf_counter() - started) * 1000, 1)
