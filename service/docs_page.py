@@ -8,6 +8,8 @@ as a table of properties, and the problem types that error bodies point to
 
 from __future__ import annotations
 
+import json
+import re
 from html import escape
 from typing import Any
 
@@ -22,7 +24,28 @@ th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:
 th{background:#f7f7f7}.method{font-weight:bold;text-transform:uppercase;margin-right:.5rem}
 .get{color:#0a6}.post{color:#06c}.delete{color:#c30}.put,.patch{color:#a60}
 nav a{margin-right:1rem}.muted{color:#666}
+pre{background:#f6f8fa;padding:.6rem;border-radius:4px;overflow-x:auto;font-size:13px}
 """
+
+
+_LITERAL = re.compile(r"``(.+?)``|`([^`]+)`")
+
+
+def _prose(text: str) -> str:
+    """Escape a description and render its inline literals (RST ````x```` and Markdown
+    ```x```) as code, so docstring text reads as a document rather than raw markup."""
+    return _LITERAL.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>", escape(text))
+
+
+def _example(content: dict[str, Any]) -> str:
+    """A media type's ``example`` (or first of ``examples``) as pretty-printed JSON."""
+    value = content.get("example")
+    if value is None and content.get("examples"):
+        value = next(iter(content["examples"].values())).get("value")
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return f"<details open><summary>Example</summary><pre>{escape(text)}</pre></details>"
 
 
 def _type(schema: dict[str, Any]) -> str:
@@ -56,8 +79,8 @@ def _schema_table(name: str, schema: dict[str, Any]) -> str:
     for prop, sub in schema.get("properties", {}).items():
         rows.append(f"<tr><td><code>{escape(prop)}</code></td><td>{_type(sub)}</td>"
                     f"<td>{'yes' if prop in required else ''}</td>"
-                    f"<td>{escape(sub.get('description', ''))}</td></tr>")
-    desc = escape(schema.get("description", ""))
+                    f"<td>{_prose(sub.get('description', ''))}</td></tr>")
+    desc = _prose(schema.get("description", ""))
     body = ("<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>"
             + "".join(rows) + "</table>") if rows else f"<p>{_type(schema)}</p>"
     return f'<h3 id="schema-{escape(name)}">{escape(name)}</h3><p>{desc}</p>{body}'
@@ -66,8 +89,8 @@ def _schema_table(name: str, schema: dict[str, Any]) -> str:
 def _operation(path: str, method: str, op: dict[str, Any]) -> str:
     parts = [f'<h3><span class="method {escape(method)}">{escape(method)}</span>'
              f"<code>{escape(path)}</code></h3>",
-             f"<p><strong>{escape(op.get('summary', ''))}</strong> "
-             f"{escape(op.get('description', ''))}</p>"]
+             f"<p><strong>{_prose(op.get('summary', ''))}</strong> "
+             f"{_prose(op.get('description', ''))}</p>"]
     if "x-scope" in op:
         parts.append(f"<p>API key scope: <code>{escape(op['x-scope'])}</code></p>")
     params = op.get("parameters", [])
@@ -75,21 +98,23 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> str:
         parts.append("<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>"
                      + "".join(f"<tr><td><code>{escape(p['name'])}</code></td><td>{escape(p['in'])}</td>"
                                f"<td>{_type(p.get('schema', {}))}</td>"
-                               f"<td>{escape(p.get('description', ''))}</td></tr>" for p in params)
+                               f"<td>{_prose(p.get('description', ''))}</td></tr>" for p in params)
                      + "</table>")
     body = op.get("requestBody")
     if body:
         for media, content in body.get("content", {}).items():
             parts.append(f"<p>Request body (<code>{escape(media)}</code>): "
-                         f"{_type(content.get('schema', {}))}</p>")
-    rows = []
+                         f"{_type(content.get('schema', {}))}</p>{_example(content)}")
+    rows, examples = [], []
     for status, resp in op.get("responses", {}).items():
         media = ", ".join(f"<code>{escape(m)}</code> {_type(c.get('schema', {}))}"
                           for m, c in resp.get("content", {}).items())
-        rows.append(f"<tr><td>{escape(status)}</td><td>{escape(resp.get('description', ''))}</td>"
+        rows.append(f"<tr><td>{escape(status)}</td><td>{_prose(resp.get('description', ''))}</td>"
                     f"<td>{media}</td></tr>")
+        examples += [f"<p>Response {escape(status)}:</p>{ex}" for c in resp.get("content", {}).values()
+                     if (ex := _example(c))]
     parts.append("<table><tr><th>status</th><th>meaning</th><th>body</th></tr>"
-                 + "".join(rows) + "</table>")
+                 + "".join(rows) + "</table>" + "".join(examples))
     return "".join(parts)
 
 
@@ -108,7 +133,7 @@ def render(doc: dict[str, Any]) -> str:
         f"<h1>{escape(info.get('title', 'API'))}</h1>"
         f"<p class=muted>version {escape(str(info.get('version', '')))} · "
         '<a href="/openapi.json">openapi.json</a></p>'
-        f"<p>{escape(info.get('description', ''))}</p>"
+        f"<p>{_prose(info.get('description', ''))}</p>"
         '<nav><a href="#operations">Operations</a><a href="#schemas">Schemas</a>'
         '<a href="#problems">Problem types</a></nav>'
         '<h2 id="operations">Operations</h2>' + "".join(ops)

@@ -132,6 +132,9 @@ def test_a_decision_returns_ranked_offers_with_coupons_and_the_tier(app: Flask, 
         assert set(o) >= {"offer_id", "kind", "title", "value", "propensity", "priority", "explored",
                           "probability", "tier_promo", "reasons"}
         assert o["requires_coupon"] == ("coupon_code" in o) and ("expires_at" in o) == o["requires_coupon"]
+        # a value always says its unit (money in minor units, percent, multiplier or points)
+        assert o["value_unit"] in ("currency_minor", "percent", "multiplier", "points")
+        assert (o["value_display"] is None) == (not o["value"])
     assert all(e["reason"] for e in body["excluded"])
     again = decide(client, member, n=3)
     assert again["scores"] == "cache" and again["decision_id"] != body["decision_id"]

@@ -228,3 +228,16 @@ def test_typical_basket_is_the_mean_basket_total_per_member_in_the_window() -> N
     got = _typical_basket(3, mem, baskets, amounts, window)
     np.testing.assert_array_equal(got[:2], [90.0, 20.0])  # (150 + 30) / 2 baskets; 20 / 1
     assert np.isnan(got[2])
+
+
+def test_offer_values_carry_their_unit() -> None:
+    from models.program import load_program
+    from service.decisions.render import value_display, value_unit
+
+    program = load_program(Path(__file__).parents[1] / "examples" / "programs" / "starbucks.yaml")
+    assert (value_unit("amount_off"), value_display(program, "amount_off", 150.0)) == ("currency_minor", "$1.50")
+    assert (value_unit("percent_off"), value_display(program, "percent_off", 20.0)) == ("percent", "20%")
+    assert (value_unit("points_multiplier"), value_display(program, "points_multiplier", 2.0)) == ("multiplier", "2x")
+    assert value_unit("bonus_points") == "points"
+    assert value_display(program, "bonus_points", 1500.0) == f"1,500 {program.currency.name}"
+    assert value_display(program, "amount_off", 0.0) is None  # a coupon without a known face value

@@ -334,6 +334,7 @@ def test_docs_page_is_self_contained_html(client: FlaskClient) -> None:
         assert path in page
     assert 'id="schema-Event"' in page and 'id="problem-validation-failed"' in page
     assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "``" not in page  # docstring literals render as <code>, not raw RST markup
 
 
 def test_openapi_accepts_paths_from_other_parts(app: Flask, client: FlaskClient) -> None:

@@ -34,7 +34,13 @@ OFFER_SCHEMA: dict[str, Any] = {
     "properties": {
         "offer_id": {"type": "string"}, "rank": {"type": "integer"}, "kind": {"type": "string"},
         "title": {"type": "string"}, "text": _NULLABLE_STR,
-        "value": {"type": "number", "description": "Face value in the kind's unit (minor units for money)."},
+        "value": {"type": "number", "description": "Face value in the unit `value_unit` names."},
+        "value_unit": {"type": "string", "enum": ["currency_minor", "percent", "multiplier", "points"],
+                       "description": "Unit of `value`: minor units of the program's money (cents for "
+                                      "USD), a percentage, a points multiplier, or points."},
+        "value_display": {"type": ["string", "null"],
+                          "description": "`value` as a member reads it (\"$1.50\", \"20%\", \"2x\", "
+                                         "\"500 stars\"); null when the face value is unknown."},
         "propensity": {"type": "number", "description": "Calibrated redemption probability (or the fallback's)."},
         "priority": {"type": "number", "description": "Arbitration score: propensity x value x levers."},
         "explored": {"type": "boolean"},

@@ -3,14 +3,17 @@
 One decision::
 
     {"decision_id", "model_version", "as_of", "placement", "member": {tier state, progress},
-     "offers": [{offer_id, rank, kind, title, text, value, propensity, priority, explored,
+     "offers": [{offer_id, rank, kind, title, text, value, value_unit, value_display,
+                 propensity, priority, explored,
                  probability, tier_promo, reasons, requires_coupon, coupon_code?,
                  coupon_display?, expires_at?}],
      "excluded": [{offer_id, reason}], "holdout", "policy", "scores", "history",
      "degraded", "took_ms"}
 
-Money in the member's tier state is in the metric's unit (minor units for spend
-programs); ``progress`` is the share of the next tier's threshold reached (1 at the top).
+An offer's ``value`` is in the unit ``value_unit`` names (``currency_minor``: minor units
+of the program's money; ``percent``; ``multiplier``; ``points``), and ``value_display`` is
+the same for people. Money in the member's tier state is in the metric's unit (minor units
+for spend programs, with ``metric_display`` beside it); ``progress`` is the share of the next tier's threshold reached (1 at the top).
 Times are RFC 3339: decision times in UTC, tier dates with the program zone's offset.
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from models.catalog import MULTIPLIER_KINDS, PERCENT_KINDS, POINT_KINDS
 from models.member import MemberContext
 from models.program import Program
 from service.decisions.runner import IssuedOffer, Outcome
@@ -63,11 +67,42 @@ def member_json(program: Program, member: MemberContext) -> dict[str, Any]:
     return out
 
 
-def offer_json(item: IssuedOffer) -> dict[str, Any]:
+def value_unit(kind: str) -> str:
+    """The unit of an offer kind's ``value``: ``percent``, ``multiplier``, ``points`` or
+    ``currency_minor`` (minor units of the program's money, e.g. cents)."""
+    if kind in PERCENT_KINDS:
+        return "percent"
+    if kind in MULTIPLIER_KINDS:
+        return "multiplier"
+    if kind in POINT_KINDS:
+        return "points"
+    return "currency_minor"
+
+
+def value_display(program: Program, kind: str, value: float) -> str | None:
+    """An offer's value as a member reads it ("$1.50", "20%", "2x", "500 stars"); None
+    when the value is unknown (0, as for catalog coupons without a face value)."""
+    if not value:
+        return None
+    unit = value_unit(kind)
+    if unit == "percent":
+        return f"{value:g}%"
+    if unit == "multiplier":
+        return f"{value:g}x"
+    if unit == "points":
+        return f"{value:,.0f} {program.currency.name}"
+    per = program.currency.minor_units
+    digits = len(str(per)) - 1 if per > 1 else 0
+    return f"{program.currency.symbol}{value / per:,.{digits}f}"
+
+
+def offer_json(program: Program, item: IssuedOffer) -> dict[str, Any]:
+    """One ranked offer with its value's unit and display text, and its coupon if issued."""
     o = item.offer
     out: dict[str, Any] = {
         "offer_id": o.offer_id, "rank": item.rank, "kind": o.kind, "title": o.title, "text": o.text,
-        "value": o.value, "propensity": round(o.propensity, 6), "priority": round(o.priority, 6),
+        "value": o.value, "value_unit": value_unit(o.kind),
+        "value_display": value_display(program, o.kind, o.value), "propensity": round(o.propensity, 6), "priority": round(o.priority, 6),
         "explored": o.explored, "probability": round(o.probability, 6), "tier_promo": o.tier_promo,
         "reasons": list(o.reasons), "requires_coupon": o.requires_coupon,
     }
@@ -85,7 +120,7 @@ def outcome_json(program: Program, outcome: Outcome, include_excluded: bool = Tr
         "decision_id": outcome.decision_id, "model_version": outcome.model_version,
         "as_of": rfc3339(outcome.as_of), "placement": outcome.placement,
         "member": member_json(program, outcome.member),
-        "offers": [offer_json(o) for o in outcome.offers],
+        "offers": [offer_json(program, o) for o in outcome.offers],
     }
     if include_excluded:
         out["excluded"] = [{"offer_id": e.offer_id, "reason": e.reason} for e in outcome.excluded]
