@@ -97,7 +97,7 @@ def decide(app: Any, member: str) -> dict[str, Any]:
 def test_adding_an_offer_serves_every_member_with_their_history(env: DecisionEnv, tmp_path: Path,
                                                                  private_redis: RedisServer) -> None:
     env.promote(env.v1)
-    before_app = start_app(env.settings(tmp_path / "a", redis_url=private_redis.url))
+    before_app = start_app(env.settings(tmp_path / "a", redis_url=private_redis.url, redis_prefix="cat"))
     try:
         before = {m: decide(before_app, m) for m in MEMBERS}
         old_fp = decision_service(before_app.extensions["offers"]).engine.fingerprint  # type: ignore[union-attr]
@@ -107,14 +107,15 @@ def test_adding_an_offer_serves_every_member_with_their_history(env: DecisionEnv
 
     changed = with_a_new_offer(env, tmp_path / "changed")
     # the new catalog's service, without re-materializing
-    app = start_app(env.settings(tmp_path / "b", redis_url=private_redis.url, data=changed), materialize_redis=False)
+    app = start_app(env.settings(tmp_path / "b", redis_url=private_redis.url, redis_prefix="cat", data=changed),
+                    materialize_redis=False)
     try:
         service = decision_service(app.extensions["offers"])
         assert service.engine is not None and service.engine.fingerprint != old_fp
         after = {m: decide(app, m) for m in MEMBERS}
         # figure for the issue: members served cold (or as stale) after the catalog change
         cold = [m for m, b in after.items() if b["history"] != "ok" or b["policy"] != before[m]["policy"]]
-        assert cold == []
+        assert cold == [], [(after[m]["history"], after[m]["policy"], after[m]["degraded"]) for m in cold[:3]]
         assert {m: b["member"]["tier"] for m, b in after.items()} == {m: b["member"]["tier"] for m, b in
                                                                       before.items()}
         assert {m: b["member"]["metric"] for m, b in after.items()} == {m: b["member"]["metric"] for m, b in

@@ -93,8 +93,6 @@ def test_a_wiped_redis_withholds_capped_offers_until_offers_materialize(
     assert not [o["offer_id"] for b in after for o in b["offers"] if o["offer_id"] in capped]
     reasons = {e["reason"] for b in after for e in b["excluded"] if e["offer_id"] == FLASH}
     assert reasons <= {"BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED"} and reasons
-    # uncapped offers are still served and their coupons issued: Redis itself works
-    assert any(o.get("coupon_code") for b in after for o in b["offers"])
     assert state.store.budget_usage([(FLASH, "total")])[(FLASH, "total")].count == 0
     # the log line says what to run, once, not once per decision
     lines = [r.getMessage() for r in caplog.records if "generation marker" in r.getMessage()]
