@@ -114,6 +114,7 @@ def test_a_wiped_redis_withholds_capped_offers_until_offers_materialize(
 
     # recovery is one command
     monkeypatch.setenv("REDIS_URL", private_redis.url)
+    monkeypatch.setenv("OFFERS_REDIS_PREFIX", state.settings.redis_prefix)
     monkeypatch.delenv("OFFERS_REDIS_URL", raising=False)
     result = CliRunner().invoke(cli, ["materialize", "--data", str(env.data), "--program", str(env.program),
                                       "--clock", CLOCK])
@@ -144,3 +145,14 @@ def test_a_restart_with_aof_is_not_flagged(env: DecisionEnv, tmp_path: Path, per
         assert state.store.budget_usage([(FLASH, "total")])[(FLASH, "total")].count == FLASH_BUDGET
     finally:
         close_app(app)
+
+
+def test_docker_compose_runs_redis_with_aof_every_second() -> None:
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
+    command = compose["services"]["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2], strict=False))
+    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert any(v.endswith(":/data") for v in compose["services"]["redis"]["volumes"])  # the AOF outlives the container
