@@ -63,7 +63,8 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
         with tqdm(total=hist.n_members, unit="member", desc="materialize") as bar:
             summary = write_members(store, engine, hist, profiles, progress=bar.update)
         click.echo(f"wrote {summary.members:,} members ({summary.records:,} records, "
-                   f"{summary.bytes / 1e6:.1f} MB of history) under catalog {engine.fingerprint}")
+                   f"{summary.bytes / 1e6:.1f} MB of history) under catalog {engine.fingerprint}; "
+                   f"generation {summary.generation}")
         if model is not None:
             as_of = engine.local(engine.clock.now())
             chosen = list(channels) or [default_channel(data_dir)]

@@ -44,11 +44,17 @@ def _answers(url: str) -> bool:
 
 
 class RedisServer:
-    """A private redis-server process the test owns: it can be stopped and started again."""
+    """A private redis-server process the test owns: it can be stopped and started again.
 
-    def __init__(self, port: int, workdir: Path):
+    Without persistence (the default) a restart comes back empty, like a Redis that lost its
+    data; ``persistent=True`` runs it with AOF (``appendonly yes``, ``appendfsync everysec``, as
+    docker-compose.yml does), so a clean restart keeps every key.
+    """
+
+    def __init__(self, port: int, workdir: Path, persistent: bool = False):
         self.port = port
         self.workdir = workdir
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,7 +66,8 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "everysec",
              "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not _answers(self.url):
@@ -109,6 +116,20 @@ def redis_client(redis_url: str) -> Iterator[object]:
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, for stopping and restarting mid-test."""
     server = RedisServer(free_port(), tmp_path)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server with AOF persistence: a restart keeps its data."""
+    server = RedisServer(free_port(), tmp_path, persistent=True)
     try:
         server.start()
     except RuntimeError as exc:

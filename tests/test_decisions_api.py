@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 
 from models.features.online import RECORD
 from service.app import create_app
+from service.decisions.component import decision_service
+from service.decisions.materialize import load_members, materialize
 from service.state import ServiceState
 from tests.decisions_env import (
     CHANNEL,
@@ -487,7 +489,12 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
         private_redis.stop()
         mark = len(seen)
         wait_for(lambda: sum(1 for s in seen[mark:] if s[1] == "store_unavailable") >= 10)
-        private_redis.start()  # empty: members come back as cold starts until re-materialized
+        private_redis.start()  # empty: flagged as lost (capped offers withheld) until re-materialized
+        mark = len(seen)
+        wait_for(lambda: sum(1 for s in seen[mark:] if s[1] == "store_data_lost") >= 10)
+        service = decision_service(app.extensions["offers"])
+        assert service.engine is not None
+        materialize(app.extensions["offers"].store, service.engine, *load_members(service.engine, env.data))
         mark = len(seen)
         wait_for(lambda: sum(1 for s in seen[mark:] if s[1] is None and s[2]) >= 10)
     finally:

@@ -490,10 +490,25 @@ def test_every_key_written_has_a_ttl(store: Store) -> None:
     store.commit_decision("m6", [CapRequest("o1", budget_key="b2")], [CouponWrite("CODE2", b"x", 60)], T0,
                           CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
     store.records_put({"r": b"x"})
+    store.put_generation("g1")
     keys = all_store_keys(store)  # type: ignore[arg-type]
     kinds = {k.split(":")[1] for k in keys}
-    assert kinds == {"s", "c", "e", "b", "k", "i", "h", "m"}
+    assert kinds == {"s", "c", "e", "b", "k", "i", "h", "m", "g"}
     assert all(ttl is not None and ttl > 0 for ttl in keys.values()), keys
+
+
+def test_the_generation_marker_comes_back_with_every_member_read(store: Store) -> None:
+    # a store that never got a marker (or lost it) says so in the same read as the member
+    assert store.fetch_member("m1").generation is None
+    assert all(b.generation is None for b in store.fetch_members(["m1", "m2"], "v1"))
+    assert store.generation() is None
+    store.put_generation("fp-1")
+    assert store.fetch_member("m1", "v1", [("b", "total")]).generation == "fp-1"
+    assert [b.generation for b in store.fetch_members(["m1", "m2"], "v1")] == ["fp-1", "fp-1"]
+    assert [b.generation for b in store.fetch_members(["m1"])] == ["fp-1"]
+    assert store.generation(renew=True) == "fp-1"
+    store.put_generation("fp-2")  # a new materialization replaces it
+    assert store.fetch_member("m1").generation == "fp-2"
 
 
 def test_memory_store_is_the_in_process_kind() -> None:

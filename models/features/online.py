@@ -28,6 +28,7 @@ under an earlier layout read as stale (re-materialize), never as garbage.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import struct
 import zlib
@@ -267,3 +268,55 @@ def member_records(hist: History) -> list[bytes]:
         parts = [[c[b[m]:b[m + 1]] for c in cols] for cols, b in kinds]
         out.append(_base(*parts) if any(len(p[0]) for p in parts) else b"")
     return out
+
+
+# -- catalog changes -------------------------------------------------------------------------
+def catalog_ids(catalog: FeatureCatalog) -> bytes:
+    """The product and offer ids, in index order, of the catalog a history's indices refer to.
+
+    Stored beside the histories under the catalog's :func:`catalog_fingerprint`, so a history
+    written under an earlier catalog can be read under a new one (:func:`remap`): ids do not
+    change when offers are added or retired, positions do.
+    """
+    text = "\x1f".join(map(str, catalog.product_ids)) + "\x1e" + "\x1f".join(map(str, catalog.offer_ids))
+    return zlib.compress(f"layout {LAYOUT}\x1d{text}".encode(), _ZLIB_LEVEL)
+
+
+def ids_from_catalog_ids(blob: bytes, fingerprint: str) -> tuple[np.ndarray, np.ndarray]:
+    """(product ids, offer ids) of :func:`catalog_ids` bytes, checked against ``fingerprint``.
+
+    Raises ValueError when the bytes are not that catalog's (another layout, corrupt).
+    """
+    try:
+        head, _, text = zlib.decompress(blob).decode().partition("\x1d")
+    except (zlib.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"catalog {fingerprint}: unreadable ids ({exc})") from exc
+    products, _, offers = text.partition("\x1e")
+    p = np.array(products.split("\x1f") if products else [], dtype=object)
+    o = np.array(offers.split("\x1f") if offers else [], dtype=object)
+    digest = hashlib.sha256()
+    digest.update(f"{head}\x1d".encode())
+    digest.update(products.encode() + b"\x1e" + offers.encode())
+    if head != f"layout {LAYOUT}" or digest.hexdigest()[:16] != fingerprint:
+        raise ValueError(f"catalog {fingerprint}: the stored ids do not match its fingerprint")
+    return p, o
+
+
+def remap(hist: History, old_products: np.ndarray, old_offers: np.ndarray, catalog: FeatureCatalog) -> History:
+    """``hist`` (indices under the catalog of ``old_products``/``old_offers``) with indices under ``catalog``.
+
+    Products and offers are matched by id; one the new catalog no longer has (retired)
+    becomes -1 (unknown), which features, tiers and caps already ignore. Purchases, times,
+    money and baskets are untouched, so tiers and spend are exactly as before.
+    """
+    def translate(index: np.ndarray, old_ids: np.ndarray, new_index: np.ndarray) -> np.ndarray:
+        table = np.append(new_index, -1).astype(np.int32)  # position -1 (unknown) stays unknown
+        idx = np.asarray(index, dtype=np.int64)
+        return table[np.where((idx >= 0) & (idx < len(old_ids)), idx, -1)]
+
+    products = catalog.product_index(old_products) if len(old_products) else np.zeros(0, dtype=np.int64)
+    offers = catalog.offer_index(old_offers) if len(old_offers) else np.zeros(0, dtype=np.int64)
+    return dataclasses.replace(
+        hist, line_product=translate(hist.line_product, old_products, products),
+        exp_offer=translate(hist.exp_offer, old_offers, offers),
+        red_offer=translate(hist.red_offer, old_offers, offers))

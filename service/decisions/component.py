@@ -11,6 +11,9 @@ answers ``/healthz`` at once and gunicorn's heartbeat never waits on a slow star
    matrix (:class:`~service.decisions.modelholder.ModelHolder`).
 
 Readiness checks ``decisions`` (steps 1-2) and ``model`` (step 3) turn true when done;
+with Redis, ``store_data`` is false while Redis holds no generation marker (it lost its
+data, or ``offers materialize`` never ran; the detail says what to run) and renews the
+marker's TTL while it is there;
 until then the decision endpoints answer 503 with ``Retry-After``. Without a registry,
 decisions use the non-personalised fallback policy (popularity, then value) and report
 ``model_version: null``.
@@ -33,10 +36,11 @@ from service.decisions.engine import DecisionEngine, Universe
 from service.decisions.materialize import load_members, materialize
 from service.decisions.modelholder import ModelHolder, ModelRejected, ServingModel
 from service.decisions.records import HistoryRecorder
-from service.decisions.runner import Decider
+from service.decisions.runner import RECOVERY_HINT, Decider
 from service.decisions.scoring import feature_rows
 from service.errors import ServiceUnavailable
 from service.state import EXTENSION, ServiceState
+from service.stores import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,15 @@ class DecisionService:
         self._flag = state.readiness.flag(COMPONENT, detail="loading the offer catalog") if self.configured else None
         self._model_flag = (state.readiness.flag("model", detail="loading the champion model")
                             if self.configured and settings.registry is not None else None)
+        if self.configured and state.store.kind == "redis":
+            state.readiness.register("store_data", self._store_data)
+
+    def _store_data(self) -> bool:
+        """Readiness: Redis still holds the data ``offers materialize`` wrote (its generation
+        marker, whose TTL this renews); raises with what to run when it does not."""
+        if self.state.store.generation(renew=True) is None:
+            raise RuntimeError(RECOVERY_HINT)
+        return True
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -98,6 +111,10 @@ class DecisionService:
                 except ModelRejected as exc:
                     log.error("no model to serve yet: %s", exc.reason)
             self.decider = Decider(engine, self.state.store, self.holder, self.state.metrics)
+            try:  # histories written under this catalog can be read under the next one
+                self.decider.upgrader.publish()
+            except StoreError as exc:
+                log.warning("catalog ids not stored (Redis unavailable): %s", exc)
             detail = (f"{len(engine.catalog)} offers, {engine.clock.describe()}"
                       + (f", {self.materialized} members materialized" if self.materialized else ""))
             # Everything loaded so far lives as long as the worker: move it out of the cyclic

@@ -5,7 +5,9 @@ records (:mod:`models.features.online`) and the profile (catalog fingerprint, jo
 date, segment, birth month, channels) the service's features and eligibility read.
 Writes go in pipelines of :data:`CHUNK` members, so memory and round trips stay bounded.
 Re-running it replaces each member's history (events appended since are lost unless the
-data holds them) and drops their cached scores.
+data holds them) and drops their cached scores. Last, it writes a new generation marker
+(:meth:`Store.put_generation`): decisions read it with every member, and its absence tells
+the service that the store lost its data (docs/redis.md, "Failures").
 
 :func:`warm_cache` then scores each member with history against the offers valid at the
 clock's time and caches the vectors under the model version's cache slot, so the first
@@ -16,6 +18,7 @@ real-time decisions are cache hits. ``offers materialize`` runs both; the servic
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import History
-from models.features.online import member_records
+from models.features.online import catalog_ids, member_records
 from models.model import PropensityModel
 from models.schema import split_list
 from offerdata.loader import load_history
@@ -44,6 +47,8 @@ class MaterializeSummary:
     members: int
     records: int
     bytes: int
+    #: The generation marker written after the members
+    generation: str = ""
 
 
 def _opt_int(value: object) -> int | None:
@@ -77,9 +82,12 @@ def load_members(engine: DecisionEngine, data_dir: str | os.PathLike[str],
 
 def materialize(store: Store, engine: DecisionEngine, hist: History, member_profiles: Sequence[MemberProfile],
                 chunk: int = CHUNK, progress: Progress | None = None) -> MaterializeSummary:
-    """Write every member's records and profile, :data:`CHUNK` members per pipeline."""
+    """Write every member's records and profile, :data:`CHUNK` members per pipeline, then a new
+    generation marker (only once every member is written, so an interrupted run leaves a wiped
+    store flagged as such)."""
     records = member_records(hist)
     ids = hist.member_ids.astype(str)
+    store.put_catalog(engine.fingerprint, catalog_ids(engine.features))
     total = 0
     for lo in range(0, hist.n_members, chunk):
         hi = min(lo + chunk, hist.n_members)
@@ -88,7 +96,9 @@ def materialize(store: Store, engine: DecisionEngine, hist: History, member_prof
         if progress is not None:
             progress(hi - lo)
     n_records = len(hist.line_time) + len(hist.exp_time) + len(hist.red_time)
-    return MaterializeSummary(members=hist.n_members, records=n_records, bytes=total)
+    generation = f"{engine.fingerprint}-{uuid.uuid4().hex[:12]}"
+    store.put_generation(generation)
+    return MaterializeSummary(members=hist.n_members, records=n_records, bytes=total, generation=generation)
 
 
 def members_with_history(engine: DecisionEngine, hist: History, as_of: pd.Timestamp) -> np.ndarray:

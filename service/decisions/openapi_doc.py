@@ -70,8 +70,11 @@ DECISION_SCHEMA: dict[str, Any] = {
         "explored": {"type": "boolean"},
         "scores": {"type": "string", "enum": ["cache", "computed", "none"]},
         "history": {"type": "string", "enum": ["ok", "none", "stale"]},
-        "degraded": {"type": ["string", "null"], "description": "store_unavailable when Redis could not be "
-                                                                "used: no history, nothing reserved, no coupons."},
+        "degraded": {"type": ["string", "null"], "enum": ["store_unavailable", "store_data_lost", None],
+                     "description": "store_unavailable when Redis could not be used: no history, nothing "
+                                    "reserved, no coupons. store_data_lost when Redis answered without its "
+                                    "generation marker (it lost its data): offers with a cap or a budget "
+                                    "are withheld until offers materialize runs again."},
         "took_ms": {"type": "number"},
     },
 }

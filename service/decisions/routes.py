@@ -10,7 +10,8 @@
 
 An unknown member gets a cold-start decision, never an error. When Redis is away the
 decision is still made (``degraded: "store_unavailable"``: no history, cache or
-counters read, nothing reserved, no coupon issued).
+counters read, nothing reserved, no coupon issued). When Redis answers but lost its data
+(``degraded: "store_data_lost"``), offers with a cap or a budget are withheld.
 """
 
 from __future__ import annotations

@@ -19,6 +19,13 @@ excluded as ``BUDGET_EXHAUSTED`` and offers with a member issue cap as
 ``MEMBER_CAP_REACHED`` (when the read failed, the decision core excludes them and fills
 the slate with others; when only the write failed, they are dropped from the slate).
 The next request simply tries the store again, so decisions recover by themselves.
+
+A store that answers but lost its data (Redis restarted empty, a failover to an empty
+replica) is told apart by its generation marker, read in the same round trip as the
+member: without it, every cap and budget counter may have been reset, so offers with any
+member cap or a budget are excluded (``MEMBER_CAP_REACHED``, ``FREQUENCY_CAPPED``,
+``BUDGET_EXHAUSTED``) while the others are still issued with coupons, and the outcome says
+``degraded="store_data_lost"`` until ``offers materialize`` writes a new marker.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from models.features.online import NO_TIME, history_from_records
 from models.member import MemberContext
 from models.policy import seed_for
 from service.coupons import Coupon
+from service.decisions.catalog_change import CatalogUpgrader
 from service.decisions.engine import DecisionEngine, Universe
 from service.decisions.members import member_inputs
 from service.decisions.modelholder import ModelHolder, ServingModel
@@ -64,6 +72,12 @@ log = logging.getLogger(__name__)
 #: Lifetime of a coupon for an offer without an end date.
 COUPON_DAYS = 30
 STORE_UNAVAILABLE = "store_unavailable"
+STORE_DATA_LOST = "store_data_lost"
+#: What the log and /readyz tell an operator to run when the store lost its data.
+RECOVERY_HINT = ("the online store has no generation marker: Redis lost its data (restarted without "
+                 "persistence, or failed over to an empty replica) or was never loaded. Capped and "
+                 "budgeted offers are withheld until you run `offers materialize --data DIR [--registry REG] "
+                 "[--program P] [--clock C]` against this REDIS_URL (docs/redis.md, Recovery)")
 _BIG = np.iinfo(np.int64).max // 8
 
 
@@ -147,6 +161,10 @@ class Decider:
         self.holder = holder
         self.metrics = metrics
         self._budget_refs = [(key, "total") for key in engine.catalog.budget_keys]
+        #: translates and upgrades histories written under an earlier catalog
+        self.upgrader = CatalogUpgrader(engine, store)
+        #: whether the last read found the store without its generation marker (logged on change)
+        self.data_lost = False
 
     # -- shared steps -------------------------------------------------------------------
     def serving(self) -> ServingModel | None:
@@ -171,14 +189,12 @@ class Decider:
         return [o for o, k in zip(universe.offer_ids, keep, strict=True) if k], keep
 
     def _member(self, member_id: str, bundle: MemberBundle | None) -> _Member:
+        """One member's history from their bundle; a history written under an earlier catalog
+        is translated by product and offer id and upgraded in the background (catalog_change)."""
         profile = bundle.profile if bundle is not None else None
         state = bundle.state if bundle is not None else None
         status, records = "none", None
-        if profile is not None and profile.fingerprint != self.engine.fingerprint:
-            status = "stale"
-            log.warning("member %s has history records under another catalog (%s); re-run offers "
-                        "materialize", member_id, profile.fingerprint)
-        elif bundle is not None and bundle.history:
+        if bundle is not None and bundle.history:
             status, records = "ok", bundle.history
         joined = profile.joined_at if profile is not None and profile.joined_at is not None else NO_TIME
         try:
@@ -186,6 +202,16 @@ class Decider:
         except ValueError as exc:
             log.error("unreadable history records of %s: %s", member_id, exc)
             hist, status = history_from_records(member_id, None, joined), "stale"
+        if bundle is not None and profile is not None and profile.fingerprint != self.engine.fingerprint \
+                and status != "stale":
+            moved = self.upgrader.translate(hist, profile)
+            if moved is None:
+                status, hist = "stale", history_from_records(member_id, None, joined)
+                log.warning("member %s has history records under catalog %s, whose ids are not stored; re-run "
+                            "offers materialize", member_id, profile.fingerprint)
+            else:
+                hist = moved
+                self.upgrader.schedule(member_id, moved, profile, bundle.history_length)
         return _Member(member_id, hist, status, profile, state, bundle)
 
     def _usage(self, budgets: Mapping[BudgetRef, BudgetCounter] | None) -> BudgetUsage:
@@ -223,6 +249,32 @@ class Decider:
         """Counters for a decision without the store: every member issue cap counts as reached."""
         issues = {o: 10**9 for o in self.engine.cap_windows["issue"]}
         return CapCounters(impressions=counters.impressions, issues=issues, redemptions=counters.redemptions)
+
+    def _untrusted(self) -> CapCounters:
+        """Counters for a store that lost its data: every member cap of every offer counts as reached."""
+        caps = self.engine.cap_windows
+        return CapCounters(impressions=dict.fromkeys(caps["impression"], 10**9),
+                           issues=dict.fromkeys(caps["issue"], 10**9),
+                           redemptions=dict.fromkeys(caps["redeem"], 10**9))
+
+    def _check_generation(self, bundles: Sequence[MemberBundle | None]) -> str | None:
+        """``STORE_DATA_LOST`` when the store answered without its generation marker, else None.
+
+        Logs an error saying what to run when the store is first found without it, and once
+        more when a marker is back, so a wipe is loud but not one line per decision.
+        """
+        read = next((b for b in bundles if b is not None), None)
+        if read is None:
+            return None
+        lost = read.generation is None
+        if lost != self.data_lost:
+            self.data_lost = lost
+            if lost:
+                log.error("%s", RECOVERY_HINT)
+            else:
+                log.warning("the online store has a generation marker again (%s): caps and budgets are "
+                            "trusted again", read.generation)
+        return STORE_DATA_LOST if lost else None
 
     def _limited(self, offer_id: str) -> str | None:
         """The reason an offer cannot be returned unreserved (it has a budget or an issue cap)."""
@@ -280,6 +332,7 @@ class Decider:
         except StoreUnavailable as exc:
             log.warning("deciding without the store: %s", exc)
             bundle, degraded = None, STORE_UNAVAILABLE
+        degraded = self._check_generation([bundle]) or degraded
         member = self._member(req.member_id, bundle)
         inputs = member_inputs(self.engine, member.hist, local, [member.profile], [member.state])[0]
 
@@ -299,14 +352,16 @@ class Decider:
                     cache = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
             props = expand(universe, row)[0][keep]
 
-        counters = inputs.counters if bundle is not None else self._unchecked(inputs.counters)
+        trusted = bundle is not None and degraded is None
+        counters = (inputs.counters if trusted else self._untrusted() if bundle is not None
+                    else self._unchecked(inputs.counters))
         decision = decide(self.engine.catalog, inputs.context, candidates, props, as_of=local,
                           channel=req.channel, counters=counters,
-                          budgets=self._usage(bundle.budgets if bundle is not None else None),
+                          budgets=self._usage(bundle.budgets if trusted and bundle is not None else None),
                           contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
                           seed=seed_for(decision_id), max_offers=req.n)
         issued = None
-        if degraded is None:
+        if bundle is not None:
             try:
                 issued, _ = commit(self.store, req.member_id, self._requests(decision, now), now, decision_id,
                                    cache)
@@ -344,6 +399,8 @@ class Decider:
         except StoreUnavailable as exc:
             log.warning("deciding a batch without the store: %s", exc)
             bundles, usage, degraded = [None] * len(member_ids), self._usage(None), STORE_UNAVAILABLE
+        if self._check_generation(bundles[:1]) is not None:
+            usage, degraded = self._usage(None), STORE_DATA_LOST
         members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
         hist = stack([m.hist for m in members])
         inputs = member_inputs(self.engine, hist, local, [m.profile for m in members],
@@ -377,11 +434,12 @@ class Decider:
 
         decisions = decide_batch(self.engine.catalog, [i.context for i in inputs], candidates, props[:, keep],
                                  as_of=local, channel=req.channel,
-                                 counters=[i.counters if degraded is None else self._unchecked(i.counters)
-                                           for i in inputs],
+                                 counters=[i.counters if degraded is None
+                                           else self._untrusted() if degraded == STORE_DATA_LOST
+                                           else self._unchecked(i.counters) for i in inputs],
                                  budgets=usage, seed=seed, max_offers=req.n)
         issued: list[list[Issued] | None] = [None] * n
-        if degraded is None:
+        if degraded != STORE_UNAVAILABLE:
             try:
                 issued = list(commit_many(self.store, [
                     (m.member_id, self._requests(d, now), did, cache)

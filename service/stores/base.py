@@ -219,6 +219,10 @@ class MemberBundle:
     history: bytes | None = None
     #: The member's profile, None when absent (a member never materialized nor seen).
     profile: MemberProfile | None = None
+    #: The store's generation marker, read in the same round trip (:meth:`Store.generation`);
+    #: None means the store lost its data (or was never materialized): caps and budgets in it
+    #: cannot be trusted.
+    generation: str | None = None
 
     @property
     def cache_hit(self) -> bool:
@@ -492,6 +496,35 @@ class Store(ABC):
     @abstractmethod
     def records_put(self, items: Mapping[str, bytes]) -> None:
         """Store side records for the idempotency TTL, one round trip."""
+
+    # -- catalog changes ----------------------------------------------------------------
+    @abstractmethod
+    def put_catalog(self, fingerprint: str, ids: bytes) -> None:
+        """Store the ids of a catalog (:func:`models.features.online.catalog_ids`) under its fingerprint."""
+
+    @abstractmethod
+    def get_catalog(self, fingerprint: str) -> bytes | None:
+        """The ids stored for ``fingerprint``, None when absent."""
+
+    @abstractmethod
+    def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
+        """Replace a member's history and profile with ``write`` only if the stored history still
+        has ``history_length`` bytes under profile ``fingerprint`` (atomic; no event is lost to a
+        race). Returns whether it was replaced. Cached scores are left alone."""
+
+    # -- generation marker ----------------------------------------------------------
+    @abstractmethod
+    def put_generation(self, generation: str) -> None:
+        """Write the generation marker (``offers materialize`` does, after writing every member).
+
+        Every read of a member returns the marker too (:attr:`MemberBundle.generation`), so a
+        store that lost its data (a Redis restarted without persistence, a failover to an
+        empty replica) is noticed by the next decision without an extra round trip.
+        """
+
+    @abstractmethod
+    def generation(self, renew: bool = False) -> str | None:
+        """The generation marker, None when absent; ``renew`` also restarts its TTL."""
 
     # -- operations -------------------------------------------------------------
     @abstractmethod

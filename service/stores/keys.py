@@ -11,6 +11,9 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:h:<member_id>            string  history records (APPEND-only)  TTL state (400 d, refreshed on write)
     ofr:m:<member_id>            hash    member profile: catalog fingerprint, joined_at,
                                          segment, birth month, channels TTL state (400 d, refreshed on write)
+    ofr:d:<fingerprint>          string  product and offer ids a history's indices refer to  TTL state
+    ofr:g:data                   string  generation marker of the materialized data  TTL state (renewed by
+                                         offers materialize and /readyz); absent = Redis lost its data
 
 docs/redis.md describes the values. Parts are checked so that no id can forge another
 key: they must be non-empty and free of ``:``, braces, whitespace and control characters
@@ -30,6 +33,8 @@ KINDS = {
     "idempotency": "i",
     "history": "h",
     "profile": "m",
+    "generation": "g",
+    "catalog": "d",
 }
 _PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
 
@@ -81,6 +86,14 @@ class KeySpace:
 
     def profile(self, member_id: str) -> str:
         return build_key(self.prefix, "profile", member_id)
+
+    def generation(self) -> str:
+        """The generation marker ``offers materialize`` writes (one key per prefix)."""
+        return build_key(self.prefix, "generation", "data")
+
+    def catalog(self, fingerprint: str) -> str:
+        """The ids of the catalog with ``fingerprint`` (content-addressed: never rewritten differently)."""
+        return build_key(self.prefix, "catalog", fingerprint)
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""

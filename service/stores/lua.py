@@ -365,3 +365,17 @@ for i = 0, #ARGV / 5 - 1 do
 end
 return 1
 """
+
+
+#: Replace a member's history and profile only while neither changed (Store.upgrade_member).
+#: KEYS: history, profile. ARGV: expected history length, expected profile fp, new history,
+#: TTL, then the new profile's field/value pairs.
+UPGRADE_MEMBER = r"""
+if redis.call('STRLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
+if redis.call('HGET', KEYS[2], 'fp') ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""

@@ -108,7 +108,8 @@ class MemoryStore(Store):
             scores=scores,
             budgets={ref: self._budget(ref) for ref in budgets},
             history=None if history is None else bytes(history),
-            profile=codec.decode_profile(self._get(self.keys.profile(member_id))))
+            profile=codec.decode_profile(self._get(self.keys.profile(member_id))),
+            generation=self._get(self.keys.generation()))
 
     def _budget(self, ref: BudgetRef) -> BudgetCounter:
         return self._get(self.keys.budget(*ref)) or BudgetCounter()
@@ -306,5 +307,37 @@ class MemoryStore(Store):
                 self._set(self.keys.idempotency(key), bytes(value), self.ttls.idempotency)
 
     # -- operations ------------------------------------------------------------------------------
+    # -- catalog changes ----------------------------------------------------------------
+    def put_catalog(self, fingerprint: str, ids: bytes) -> None:
+        with self._lock:
+            self._set(self.keys.catalog(fingerprint), bytes(ids), self.ttls.state)
+
+    def get_catalog(self, fingerprint: str) -> bytes | None:
+        with self._lock:
+            value = self._get(self.keys.catalog(fingerprint))
+        return None if value is None else bytes(value)
+
+    def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
+        with self._lock:
+            hkey, pkey = self.keys.history(write.member_id), self.keys.profile(write.member_id)
+            profile = self._get(pkey) or {}
+            if len(self._get(hkey) or b"") != history_length or profile.get(b"fp") != fingerprint.encode():
+                return False
+            self._set(hkey, bytes(write.records), self.ttls.state)
+            self._set(pkey, codec.encode_profile(write.profile), self.ttls.state)
+            return True
+
+    # -- generation marker -------------------------------------------------------------
+    def put_generation(self, generation: str) -> None:
+        with self._lock:
+            self._set(self.keys.generation(), generation, self.ttls.state)
+
+    def generation(self, renew: bool = False) -> str | None:
+        with self._lock:
+            value = self._get(self.keys.generation())
+            if value is not None and renew:
+                self._set(self.keys.generation(), value, self.ttls.state)
+            return None if value is None else str(value)
+
     def ping(self) -> None:
         """Always answers: the store is this process."""

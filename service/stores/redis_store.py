@@ -80,6 +80,11 @@ def _or_minus(value: int | None) -> int:
     return -1 if value is None else value
 
 
+def _text(value: object) -> str | None:
+    """A Redis string reply as text (None stays None)."""
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
+
+
 def _budget(reply: Sequence[bytes | None]) -> BudgetCounter:
     n, m = reply
     return BudgetCounter(int(n or 0), int(m or 0))
@@ -102,6 +107,7 @@ class RedisStore(Store):
         self._reserve = client.register_script(lua.RESERVE)
         self._release = client.register_script(lua.RELEASE)
         self._commit = client.register_script(lua.COMMIT)
+        self._upgrade = client.register_script(lua.UPGRADE_MEMBER)
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -128,7 +134,8 @@ class RedisStore(Store):
         pipe.hgetall(self.keys.profile(member_id))
 
     def _bundle(self, member_id: str, slot: str | None, replies: Sequence[object],
-                budgets: Mapping[BudgetRef, BudgetCounter] | None = None) -> MemberBundle:
+                budgets: Mapping[BudgetRef, BudgetCounter] | None = None,
+                generation: object = None) -> MemberBundle:
         it = iter(replies)
         fields = next(it)
         scores = codec.decode_scores(next(it)) if slot is not None else None  # type: ignore[arg-type]
@@ -139,29 +146,33 @@ class RedisStore(Store):
             state=codec.decode_state(member_id, fields),  # type: ignore[arg-type]
             model_version=slot, scores=scores, budgets=dict(budgets or {}),
             history=None if history is None else cast(bytes, history),
-            profile=codec.decode_profile(profile))  # type: ignore[arg-type]
+            profile=codec.decode_profile(profile),  # type: ignore[arg-type]
+            generation=_text(generation))
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
                      budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
         pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.generation())
         self._queue_member(pipe, member_id, model_version)
         for key, period in budgets:
             pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("fetch_member"):
-            replies = pipe.execute()
+            generation, *replies = pipe.execute()
         head = len(replies) - len(budgets)
         return self._bundle(member_id, model_version, replies[:head],
-                            {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)})
+                            {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)},
+                            generation)
 
     def fetch_members(self, member_ids: Sequence[str],
                       model_version: str | None = None) -> list[MemberBundle]:
         pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.generation())
         for member_id in member_ids:
             self._queue_member(pipe, member_id, model_version)
         with self._guard("fetch_members"):
-            replies = pipe.execute()
+            generation, *replies = pipe.execute()
         step = 4 if model_version is not None else 3
-        return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step])
+        return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step], generation=generation)
                 for i, member_id in enumerate(member_ids)]
 
     # -- history and profile ---------------------------------------------------
@@ -376,6 +387,36 @@ class RedisStore(Store):
             pipe.set(self.keys.idempotency(key), value, ex=self.ttls.idempotency)
         with self._guard("records_put"):
             pipe.execute()
+
+    # -- catalog changes ----------------------------------------------------------------
+    def put_catalog(self, fingerprint: str, ids: bytes) -> None:
+        with self._guard("put_catalog"):
+            self.client.set(self.keys.catalog(fingerprint), ids, ex=self.ttls.state)
+
+    def get_catalog(self, fingerprint: str) -> bytes | None:
+        with self._guard("get_catalog"):
+            value = self.client.get(self.keys.catalog(fingerprint))
+        return None if value is None else cast(bytes, value)
+
+    def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
+        args: list[str | int | bytes] = [history_length, fingerprint, write.records, self.ttls.state]
+        for name, value in codec.encode_profile(write.profile).items():
+            args += [name, value]
+        with self._guard("upgrade_member"):
+            done = self._upgrade(keys=[self.keys.history(write.member_id), self.keys.profile(write.member_id)],
+                                 args=args)
+        return bool(done)
+
+    # -- generation marker ---------------------------------------------------------------
+    def put_generation(self, generation: str) -> None:
+        with self._guard("put_generation"):
+            self.client.set(self.keys.generation(), generation, ex=self.ttls.state)
+
+    def generation(self, renew: bool = False) -> str | None:
+        key = self.keys.generation()
+        with self._guard("generation"):
+            value = self.client.getex(key, ex=self.ttls.state) if renew else self.client.get(key)
+        return _text(value)
 
     # -- operations -----------------------------------------------------------------------
     def ping(self) -> None:
