@@ -96,7 +96,9 @@ class DecisionService:
                 try:
                     self.holder.load()
                 except ModelRejected as exc:
-                    log.error("no model to serve yet: %s", exc.reason)
+                    serving = self.holder.serving
+                    log.error("the champion cannot be served (%s); %s", exc.reason,
+                              f"serving the last-known-good {serving.version}" if serving else "no model to serve yet")
             self.decider = Decider(engine, self.state.store, self.holder, self.state.metrics)
             detail = (f"{len(engine.catalog)} offers, {engine.clock.describe()}"
                       + (f", {self.materialized} members materialized" if self.materialized else ""))
@@ -147,9 +149,13 @@ class DecisionService:
                  (time.perf_counter() - started) * 1000)
 
     def _swapped(self, serving: ServingModel) -> None:
-        self.state.metrics.record_model_load("swapped")
+        metrics = self.state.metrics
+        metrics.record_model_load("last_known_good" if serving.stands_in_for else "swapped")
+        metrics.record_last_known_good(serving.stands_in_for is not None)
         if self._model_flag is not None:
-            self._model_flag.set(True, f"serving {serving.version}")
+            self._model_flag.set(True, f"serving {serving.version}" + (
+                f" (last-known-good: the champion {serving.stands_in_for} cannot be served)"
+                if serving.stands_in_for else ""))
 
     def _rejected(self, version: str | None, reason: str) -> None:
         self.state.metrics.record_model_load("rejected")
