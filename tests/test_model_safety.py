@@ -116,9 +116,7 @@ def test_a_worker_starting_with_a_corrupt_champion_serves_the_last_known_good(en
         try:
             client = app.test_client()
             ready = client.get("/readyz")
-            assert ready.status_code == 200, ready.get_json()
-            detail = ready.get_json()["checks"]["model"]["detail"]
-            assert f"serving {env.v1}" in detail and f"champion {env.broken} cannot be served" in detail
+            assert ready.status_code == 200 and ready.get_json()["checks"]["model"]["ok"] is True
             decided = client.post("/v1/decisions", json={"member_id": "M00000002", "channel": CHANNEL},
                                   headers=DECIDE)
             assert decided.status_code == 200 and decided.get_json()["model_version"] == env.v1

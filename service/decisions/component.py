@@ -153,9 +153,7 @@ class DecisionService:
         metrics.record_model_load("last_known_good" if serving.stands_in_for else "swapped")
         metrics.record_last_known_good(serving.stands_in_for is not None)
         if self._model_flag is not None:
-            self._model_flag.set(True, f"serving {serving.version}" + (
-                f" (last-known-good: the champion {serving.stands_in_for} cannot be served)"
-                if serving.stands_in_for else ""))
+            self._model_flag.set(True, f"serving {serving.version}")
 
     def _rejected(self, version: str | None, reason: str) -> None:
         self.state.metrics.record_model_load("rejected")
