@@ -11,7 +11,10 @@ An artifact is a directory::
 
 :meth:`PropensityModel.load` refuses an artifact whose features differ from the code's
 feature definition, whose model file is truncated or corrupt, or whose metadata is
-missing or malformed, with an :class:`ArtifactError` that says which.
+missing or malformed, with an :class:`ArtifactError` that says which. The model file is
+proven loadable before this process lets LightGBM parse it (LightGBM aborts the process
+on a malformed file): its checksum, a structural check of the text
+(:mod:`models.modelfile`) and a first load in a child process (:mod:`models.model_probe`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import numpy as np
 
 from models.compiled import CompiledForest, CompileError, compile_forest
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from models.model_probe import ProbeFailed, probe_model
+from models.modelfile import ModelFileError, check_model_text
 from models.program import Program, ProgramConfigError, load_program
 
 MODEL_FILE = "model.txt"
@@ -47,6 +52,31 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _load_booster(model_path: Path, expected_sha256: object, names: list[str]) -> lgb.Booster:
+    """The booster of ``model_path``, loaded only once it is proven loadable.
+
+    LightGBM aborts the process on a malformed model file, so the bytes are read once and
+    must match the recorded sha256, pass the structural check (:mod:`models.modelfile`)
+    and load in a child process (:mod:`models.model_probe`) before this process parses
+    those same bytes.
+    """
+    try:
+        data = model_path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{model_path}: cannot be read ({exc})") from exc
+    if expected_sha256 != hashlib.sha256(data).hexdigest():
+        raise ArtifactError(f"{model_path}: checksum mismatch (truncated or corrupt model file)")
+    try:
+        check_model_text(data, names)
+        probe_model(data, len(names))
+    except (ModelFileError, ProbeFailed) as exc:
+        raise ArtifactError(f"{model_path}: not a loadable LightGBM model: {exc}") from exc
+    try:
+        return lgb.Booster(model_str=data.decode("ascii"))
+    except (lgb.basic.LightGBMError, ValueError) as exc:
+        raise ArtifactError(f"{model_path}: LightGBM cannot read the model ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -174,14 +204,7 @@ class PropensityModel:
                 f"{path.name}: the artifact's {len(names or [])} features do not match the code's "
                 f"{len(FEATURE_NAMES)} (missing {missing[:5]}, unexpected {extra[:5]}"
                 f"{', or a different order' if not missing and not extra else ''}); retrain the model")
-        expected = meta.get("model_sha256")
-        actual = sha256_file(model_path)
-        if expected != actual:
-            raise ArtifactError(f"{model_path}: checksum mismatch (truncated or corrupt model file)")
-        try:
-            booster = lgb.Booster(model_file=str(model_path))
-        except lgb.basic.LightGBMError as exc:
-            raise ArtifactError(f"{model_path}: LightGBM cannot read the model ({exc})") from exc
+        booster = _load_booster(model_path, meta.get("model_sha256"), names)
         if booster.feature_name() != names:
             raise ArtifactError(f"{model_path}: the model's features differ from its metadata")
         program, program_text = None, None

@@ -9,12 +9,16 @@ Layout::
 
 Every change is atomic: a new version is built in a staging directory inside REG and
 renamed into ``versions/``; aliases.json is written to a temporary file, fsynced and
-renamed over the old one. ``promote`` records the alias's previous target in the
-history so ``rollback`` can restore it. Training writes; the service only reads.
+renamed over the old one. ``promote`` refuses a version whose artifact cannot be served
+(a corrupt or truncated model file is proven unloadable without loading it here) and
+records the alias's previous target in the history so ``rollback`` can restore it; the
+service reads that history to find its last-known-good model. Training writes; the
+service only reads.
 """
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import fcntl
 import json
@@ -156,11 +160,47 @@ class Registry:
         """Current alias targets."""
         return dict(self._read_aliases()["aliases"])
 
+    def earlier(self, alias: str = "champion") -> builtins.list[str]:
+        """The versions ``alias`` pointed at before its current target, most recent first, once each."""
+        state = self._read_aliases()
+        current = state["aliases"].get(alias)
+        out: builtins.list[str] = []
+        for entry in reversed(state.get("history", [])):
+            if entry.get("alias") != alias:
+                continue
+            for version in (entry.get("to"), entry.get("from")):
+                if version and version != current and version not in out and version in self.versions():
+                    out.append(str(version))
+        return out
+
     # -- aliases ----------------------------------------------------------------------------
-    def promote(self, ref: str, alias: str = "champion") -> str:
-        """Point ``alias`` at the version ``ref`` names, remembering the previous target."""
+    def verify(self, ref: str) -> str:
+        """The version ``ref`` names, once its artifact is proven servable; RegistryError otherwise.
+
+        Loads it as a server would (:meth:`models.model.PropensityModel.load`: checksum,
+        structural check of the model text, a first load in a child process, features),
+        so a corrupt model never becomes an alias, and this process never parses it
+        before it is proven loadable.
+        """
+        from models.model import ArtifactError, PropensityModel
+
+        version = self.resolve(ref)
+        try:
+            PropensityModel.load(self.root / "versions" / version)
+        except ArtifactError as exc:
+            raise RegistryError(f"version {version} cannot be served, so it is not promoted: {exc}") from exc
+        return version
+
+    def promote(self, ref: str, alias: str = "champion", check: bool = True) -> str:
+        """Point ``alias`` at the version ``ref`` names, remembering the previous target.
+
+        The version is first proven servable (:meth:`verify`); ``check=False`` skips that
+        (tests use it to stage a champion that went bad after its promotion).
+        """
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; expected one of {', '.join(ALIASES)}")
+        if check:
+            self.verify(ref)
         with self._locked():
             version = self.resolve(ref)
             state = self._read_aliases()

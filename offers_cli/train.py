@@ -159,13 +159,10 @@ def show_cmd(registry: Path, version: str) -> None:
 @click.option("--alias", type=click.Choice(["champion", "challenger"]), default="champion", show_default=True)
 @click.argument("version")
 def promote_cmd(registry: Path, alias: str, version: str) -> None:
-    """Point an alias at a version (atomically)."""
-    from models.model import PropensityModel
-
+    """Point an alias at a version (atomically), once its artifact is proven servable."""
     reg = _registry(registry)
     try:
-        PropensityModel.load(reg.path(version))  # never promote an artifact that cannot serve
-        target = reg.promote(version, alias)
+        target = reg.promote(version, alias)  # never promotes an artifact that cannot serve
     except (RegistryError, ArtifactError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{alias} -> {target}")

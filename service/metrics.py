@@ -14,6 +14,8 @@ Metrics (all prefixed ``offers_``):
     (``store_unavailable``: no history, cache or counters read, or nothing reserved)
 ``model_reloads_total{result}``  model loads by this worker: ``swapped``, ``unchanged``
     or ``rejected`` (a bad artifact; the old model kept serving)
+``model_last_known_good``  1 while a worker serves an earlier champion because the
+    champion cannot be served (max over live workers), else 0
 
 Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` must be set before workers start
 (:mod:`service.gunicorn_conf` does it): each worker then writes its values to files in
@@ -30,6 +32,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -70,6 +73,10 @@ class Metrics:
             registry=r)
         self.model_reloads = Counter(
             "offers_model_reloads", "Model loads by result.", ["result"], registry=r)
+        self.last_known_good = Gauge(
+            "offers_model_last_known_good",
+            "1 while this worker serves an earlier champion because the champion cannot be served.",
+            registry=r, multiprocess_mode="livemax")
         # labelled children resolved once: .labels() takes a lock and builds a key on every call
         self._lookup = {hit: self.cache_lookups.labels("hit" if hit else "miss") for hit in (True, False)}
 
@@ -95,6 +102,10 @@ class Metrics:
     def record_model_load(self, result: str) -> None:
         """Count one model load: ``swapped``, ``unchanged`` or ``rejected``."""
         self.model_reloads.labels(result).inc()
+
+    def record_last_known_good(self, active: bool) -> None:
+        """Whether this worker serves a last-known-good model instead of the champion."""
+        self.last_known_good.set(1 if active else 0)
 
     def record_event(self, event_type: str, status: str) -> None:
         self.events.labels(event_type, status).inc()

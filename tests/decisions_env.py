@@ -8,13 +8,19 @@ gets the same one): a synthetic program of 1,000 members (``offers data syntheti
 * ``v1``: a model trained on the data with :func:`training.train.train_propensity`
   (the champion),
 * ``v2``: the same trees with another calibration (scores differ, so a swap shows),
-* ``bad``: ``v2`` with a truncated model file (refused when loaded).
+* ``bad``: ``v2`` with a truncated model file (refused when loaded: checksum mismatch),
+* ``broken``: ``v1`` with its model file cut to half its length and that half's sha256
+  recorded in its metadata (the checksum passes; LightGBM itself aborts on it).
+
+Versions are promoted here without the registry's check (:meth:`DecisionEnv.promote`),
+as if a champion went bad after its promotion.
 
 The service clock is fixed at :data:`CLOCK`, inside the data's campaigns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +61,7 @@ class DecisionEnv:
     v1: str
     v2: str
     bad: str
+    broken: str
 
     def settings(self, tmp_path: Path, **overrides: Any) -> Any:
         values: dict[str, Any] = {"data": self.data, "program": self.program, "registry": self.registry,
@@ -63,9 +70,10 @@ class DecisionEnv:
         return make_settings(tmp_path, **values)
 
     def promote(self, version: str) -> None:
+        """Make ``version`` champion, even a bad one (without the registry's check)."""
         from models.registry import Registry
 
-        Registry(self.registry).promote(version)
+        Registry(self.registry).promote(version, check=False)
 
 
 _BUILT: dict[str, DecisionEnv] = {}
@@ -107,9 +115,19 @@ def build(base: Path) -> DecisionEnv:
         model = path / "model.txt"
         model.write_text(model.read_text()[: 2000])
 
+    def halve(path: Path) -> None:
+        model = path / "model.txt"
+        data = model.read_bytes()
+        model.write_bytes(data[: len(data) // 2])
+        meta = json.loads((path / "metadata.json").read_text())
+        meta["model_sha256"] = hashlib.sha256(data[: len(data) // 2]).hexdigest()
+        (path / "metadata.json").write_text(json.dumps(meta))
+
     v2 = _copy_version(registry, v1, datetime(2030, 1, 1, tzinfo=UTC), recalibrate)
     bad = _copy_version(registry, v2, datetime(2030, 1, 2, tzinfo=UTC), truncate)
-    _BUILT["env"] = DecisionEnv(data=data, program=program, registry=registry, v1=v1, v2=v2, bad=bad)
+    broken = _copy_version(registry, v1, datetime(2030, 1, 3, tzinfo=UTC), halve)
+    _BUILT["env"] = DecisionEnv(data=data, program=program, registry=registry, v1=v1, v2=v2, bad=bad,
+                                broken=broken)
     return _BUILT["env"]
 
 

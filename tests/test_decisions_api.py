@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -348,11 +349,14 @@ def test_every_other_error_path_is_a_problem(memory_app: Flask, env: DecisionEnv
 
 
 def test_a_registry_without_a_usable_champion_is_not_ready(env: DecisionEnv, tmp_path: Path) -> None:
-    env.promote(env.bad)
-    try:
-        app = start_app(env.settings(tmp_path))
-    finally:
-        env.promote(env.v1)
+    """No champion was ever good (an earlier good one would serve: tests/test_model_safety.py)."""
+    from models.registry import Registry
+
+    registry = tmp_path / "registry"
+    for version in (env.bad, env.v1):
+        shutil.copytree(env.registry / "versions" / version, registry / "versions" / version)
+    Registry(registry).promote(env.bad, check=False)
+    app = start_app(env.settings(tmp_path, registry=registry))
     try:
         client = app.test_client()
         ready = client.get("/readyz").get_json()
@@ -362,6 +366,7 @@ def test_a_registry_without_a_usable_champion_is_not_ready(env: DecisionEnv, tmp
                                              headers=DECIDE), 503)
         assert "not loaded" in problem["detail"]
         # the champion is fine again: the next request's check loads it in the background
+        Registry(registry).promote(env.v1)
         service = app.extensions["offers"].components["decisions"]
         service.holder.check_interval = 0.0
         client.post("/v1/decisions", json={"member_id": "m1", "channel": "email"}, headers=DECIDE)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,15 +49,21 @@ def wait_ready(base: str, deadline_seconds: float = 120) -> None:
 
 
 @contextmanager
-def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2) -> Iterator[tuple[str, Any]]:
-    """Materialize into Redis with the CLI, then run gunicorn on the same key prefix."""
+def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2, log_level: str = "WARNING",
+          before_start: Callable[[], None] | None = None) -> Iterator[tuple[str, Any]]:
+    """Materialize into Redis with the CLI, then run gunicorn on the same key prefix.
+
+    ``before_start`` runs between the two (e.g. to make the champion a corrupt version).
+    """
     port = free_port()
     environ = service_env(tmp_path, REDIS_URL=redis_url, OFFERS_API_KEYS=ALL_KEYS, OFFERS_WORKERS=str(workers),
                           OFFERS_DATA=str(env.data), OFFERS_REGISTRY=str(env.registry),
-                          OFFERS_PROGRAM=str(env.program), OFFERS_CLOCK=CLOCK, OFFERS_LOG_LEVEL="WARNING")
+                          OFFERS_PROGRAM=str(env.program), OFFERS_CLOCK=CLOCK, OFFERS_LOG_LEVEL=log_level)
     subprocess.run([sys.executable, "-m", "offers_cli.main", "materialize", "--data", str(env.data),
                     "--registry", str(env.registry), "--program", str(env.program), "--channel", CHANNEL],
                    env=environ, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    if before_start is not None:
+        before_start()
     log = tmp_path / "gunicorn.log"
     proc = start_process(gunicorn_args(port), environ, log)
     base = f"http://127.0.0.1:{port}"
@@ -156,3 +164,45 @@ def test_redis_restarting_under_gunicorn_fails_no_request(env: DecisionEnv, tmp_
         assert {s for s, _, _ in traffic.seen} == {200}, [r for r in traffic.seen if r[0] != 200][:5]
         metrics = requests.get(base + "/metrics", timeout=10).text
         assert 'offers_decisions_degraded_total{reason="store_unavailable"}' in metrics
+
+
+def test_workers_whose_champion_is_corrupt_serve_the_last_known_good(env: DecisionEnv, tmp_path: Path,
+                                                                     redis_url: str) -> None:
+    """The issue's crash loop: a champion LightGBM aborts on, workers starting and restarting.
+
+    Every worker (the two first ones, and the one that replaces a killed worker) serves the
+    previous champion, no decision fails, /readyz stays 200 and no worker dies by itself.
+    """
+    env.promote(env.v1)
+    try:
+        with serve(env, tmp_path, redis_url, workers=2, log_level="INFO",
+                   before_start=lambda: env.promote(env.broken)) as (base, _):
+            def two_workers() -> dict[int, dict[str, Any]]:
+                """Worker pid -> what it serves, once two workers answered /v1/models."""
+                seen: dict[int, dict[str, Any]] = {}
+                deadline = time.monotonic() + 120
+                while len(seen) < 2 and time.monotonic() < deadline:
+                    listed = requests.get(base + "/v1/models", headers=DECIDE, timeout=10).json()
+                    seen[listed["worker"]] = listed["serving"]
+                assert len(seen) == 2, seen
+                return seen
+
+            first = two_workers()
+            killed = next(iter(first))
+            os.kill(killed, signal.SIGKILL)  # a restart while the champion is still corrupt
+            after = two_workers()
+            assert killed not in after  # the replacement answers
+            for serving in [*first.values(), *after.values()]:
+                assert serving["version"] == env.v1 and serving["last_known_good_for"] == env.broken, serving
+            with Traffic(base) as traffic:
+                traffic.wait_for(lambda seen: len(seen) >= 60)
+            assert requests.get(base + "/readyz", timeout=10).status_code == 200
+            metrics = requests.get(base + "/metrics", timeout=10).text
+            assert "offers_model_last_known_good 1.0" in metrics
+        assert {s for s, _, _ in traffic.seen} == {200}, [r for r in traffic.seen if r[0] != 200][:5]
+        assert {v for _, v, _ in traffic.seen} == {env.v1}
+        log = (tmp_path / "gunicorn.log").read_text()
+        assert log.count("Booting worker") == 3, "two workers and one replacement: no crash loop"
+        assert log.count("LAST-KNOWN-GOOD") >= 3 and "SIGABRT" not in log
+    finally:
+        env.promote(env.v1)

@@ -109,7 +109,9 @@ class DecisionService:
                 try:
                     self.holder.load()
                 except ModelRejected as exc:
-                    log.error("no model to serve yet: %s", exc.reason)
+                    serving = self.holder.serving
+                    log.error("the champion cannot be served (%s); %s", exc.reason,
+                              f"serving the last-known-good {serving.version}" if serving else "no model to serve yet")
             self.decider = Decider(engine, self.state.store, self.holder, self.state.metrics)
             try:  # histories written under this catalog can be read under the next one
                 self.decider.upgrader.publish()
@@ -164,7 +166,9 @@ class DecisionService:
                  (time.perf_counter() - started) * 1000)
 
     def _swapped(self, serving: ServingModel) -> None:
-        self.state.metrics.record_model_load("swapped")
+        metrics = self.state.metrics
+        metrics.record_model_load("last_known_good" if serving.stands_in_for else "swapped")
+        metrics.record_last_known_good(serving.stands_in_for is not None)
         if self._model_flag is not None:
             self._model_flag.set(True, f"serving {serving.version}")
 

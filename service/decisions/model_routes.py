@@ -2,7 +2,9 @@
 
 ``GET /v1/models`` (scope ``decisions``)
     Registered versions with their aliases and headline metrics, and the version this
-    worker serves (with its process id: under gunicorn each worker answers for itself).
+    worker serves (with its process id: under gunicorn each worker answers for itself);
+    ``serving.last_known_good_for`` names the champion it stands in for when the champion
+    cannot be served (:mod:`service.decisions.modelholder`), else null.
 ``POST /v1/models/reload`` (scope ``admin``)
     Load and warm the registry's current champion in this worker, then swap it in. A bad
     artifact is refused (409 ``model-rejected``) and the old model keeps serving. Other
@@ -31,7 +33,8 @@ def serving_json(serving: ServingModel | None) -> dict[str, Any] | None:
     if serving is None:
         return None
     return {"version": serving.version, "loaded_at": rfc3339(serving.loaded_at),
-            "load_ms": round(serving.load_ms, 1), "predictor": serving.model.predictor}
+            "load_ms": round(serving.load_ms, 1), "predictor": serving.model.predictor,
+            "last_known_good_for": serving.stands_in_for}
 
 
 def _holder() -> ModelHolder:

@@ -23,6 +23,14 @@ Converging across workers
     another version, the worker loads and warms it in a background thread and swaps it
     in; until then it keeps serving the old one. A version that failed to load is not
     retried until the alias changes again or a reload is forced.
+
+Last-known-good
+    A worker that starts (or restarts) while the champion cannot be served does not go
+    without a model: it serves the most recent earlier champion that it can prove
+    loadable (the alias history, :meth:`models.registry.Registry.earlier`; every
+    candidate goes through the same checks), logs it as an error and says so in
+    :attr:`ServingModel.stands_in_for`, which the service exports as a metric and in
+    ``/readyz``. When the alias names a good version again, it is swapped in as usual.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from models.registry import Registry, RegistryError
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
+#: Earlier champions tried, most recent first, when the champion cannot be served.
+MAX_LAST_GOOD = 5
 
 
 class ModelRejected(Exception):
@@ -61,6 +71,8 @@ class ServingModel:
     version: str
     loaded_at: datetime
     load_ms: float
+    #: The champion this version stands in for (last-known-good), None when it is the champion.
+    stands_in_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,9 +141,14 @@ class ModelHolder:
         old = self._serving
         self._serving = new
         self._rejected.pop(new.version, None)
-        log.info("serving model %s (was %s), loaded and warmed in %.0f ms", new.version,
-                 old.version if old else None, new.load_ms,
-                 extra={"model_version": new.version, "pid": os.getpid()})
+        if new.stands_in_for is not None:
+            log.error("serving LAST-KNOWN-GOOD model %s because the champion %s cannot be served: %s",
+                      new.version, new.stands_in_for, self._rejected.get(new.stands_in_for, "no champion"),
+                      extra={"model_version": new.version, "pid": os.getpid()})
+        else:
+            log.info("serving model %s (was %s), loaded and warmed in %.0f ms", new.version,
+                     old.version if old else None, new.load_ms,
+                     extra={"model_version": new.version, "pid": os.getpid()})
         if self._on_swap is not None:
             self._on_swap(new)
 
@@ -154,9 +171,35 @@ class ModelHolder:
                 raise ModelRejected(None, str(exc)) from exc
             if previous is not None and previous.version == version:
                 return ReloadResult(previous, previous.version, False)
-            new = self._load(version)
+            try:
+                new = self._load(version)
+            except ModelRejected:
+                if self._serving is None:
+                    self._fall_back(version)
+                raise
             self._swap(new)
             return ReloadResult(new, previous.version if previous else None, True)
+
+    def _fall_back(self, champion: str) -> ServingModel | None:
+        """Serve the most recent earlier champion that loads, while ``champion`` cannot (see the module docstring).
+
+        Called with the load lock held and nothing serving; None when no earlier version loads.
+        """
+        try:
+            candidates = self.registry().earlier("champion")
+        except RegistryError:
+            return None
+        for version in [v for v in candidates if v not in self._rejected][:MAX_LAST_GOOD]:
+            try:
+                loaded = self._load(version)
+            except ModelRejected:
+                continue
+            new = ServingModel(model=loaded.model, version=loaded.version, loaded_at=loaded.loaded_at,
+                               load_ms=loaded.load_ms, stands_in_for=champion)
+            self._swap(new)
+            return new
+        log.error("the champion %s cannot be served and no earlier champion loads: no model to serve", champion)
+        return None
 
     # -- converging -------------------------------------------------------------------------
     def poll(self) -> None:
@@ -199,6 +242,8 @@ class ModelHolder:
                 except ModelRejected as exc:
                     log.error("champion %s cannot be served, keeping %s: %s", version,
                               serving.version if serving else None, exc.reason)
+                    if serving is None:
+                        self._fall_back(version)
         finally:
             with self._state_lock:
                 self._pending = None

@@ -81,7 +81,10 @@ DECISION_SCHEMA: dict[str, Any] = {
 
 SERVING_SCHEMA: dict[str, Any] = {"type": ["object", "null"], "properties": {
     "version": {"type": "string"}, "loaded_at": {"type": "string", "format": "date-time"},
-    "load_ms": {"type": "number"}}}
+    "load_ms": {"type": "number"}, "predictor": {"type": "string", "enum": ["lleaves", "lightgbm"]},
+    "last_known_good_for": {"type": ["string", "null"],
+                            "description": "The champion this earlier version stands in for because the champion "
+                                           "cannot be served (last-known-good); null when it is the champion."}}}
 
 
 def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
