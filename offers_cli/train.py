@@ -47,7 +47,8 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Contract data directory.")
 @click.option("--registry", required=True, type=click.Path(path_type=Path), help="Model registry directory.")
 @click.option("--train-end", default=None, help="Train on exposures before this date (default: 75% of exposures).")
-@click.option("--config", type=click.Path(path_type=Path), default=None, help="Program config YAML.")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Program config YAML (default: DATA/program.yaml when present).")
 @click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True,
               help="Bootstrap resamples for confidence intervals (0 to skip).")
 @click.option("--promote/--no-promote", default=None, help="Make the new version champion (default: only if none).")
