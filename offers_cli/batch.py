@@ -35,8 +35,8 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
     from tqdm.auto import tqdm
 
     from models.model import ArtifactError
-    from offerdata.directory import decision_moment, default_program
     from models.registry import RegistryError
+    from offerdata.directory import decision_moment, default_program
     from offerdata.tables import DataDirError
     from service.decisions.audience import AudienceError, read_members, run
     from service.decisions.clock import ClockError

@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offerdata.experiments.contract import Experiment, ExperimentOffer, program_yaml, write_experiment
+from offerdata.experiments.contract import (
+    Experiment,
+    ExperimentOffer,
+    program_yaml,
+    write_experiment,
+)
 from offerdata.experiments.source import SourceUnavailable, open_zip
 
 ARMS = {"Mens E-Mail": "mens_email", "Womens E-Mail": "womens_email", "No E-Mail": None}
@@ -70,7 +75,7 @@ def experiment(frame: pd.DataFrame, rows: np.ndarray, train: np.ndarray) -> Expe
     offers = []
     for offer_id in ("mens_email", "womens_email"):
         arm = train & (units["offer"] == offer_id).to_numpy() & units["outcome"].to_numpy()
-        value = int(round(units.loc[arm, "amount_minor"].mean())) if arm.any() else 0
+        value = round(float(units.loc[arm, "amount_minor"].mean())) if arm.any() else 0
         offers.append(ExperimentOffer(offer_id, TITLES[offer_id], SEND_COST_MINOR, value))
     return Experiment("hillstrom", units.loc[rows].reset_index(drop=True), tuple(offers), START, 14,
                       {"treatment": 1 / 3, "control": 1 / 3}, program_yaml("hillstrom"))

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from offerdata.experiments.contract import Experiment, ExperimentOffer, program_yaml, write_experiment
+from offerdata.experiments.contract import (
+    Experiment,
+    ExperimentOffer,
+    program_yaml,
+    write_experiment,
+)
 from offerdata.experiments.source import SourceUnavailable, open_zip
 
 OFFER_ID = "promotion"
