@@ -164,6 +164,9 @@ class PropensityModel:
             raise ArtifactError(f"{meta_path}: metadata is not valid JSON ({exc})") from exc
         if not isinstance(meta, dict):
             raise ArtifactError(f"{meta_path}: metadata must be a JSON object")
+        if meta.get("objective") == "uplift":
+            raise ArtifactError(f"{path.name} is an uplift model (per-offer incremental effects), not a propensity "
+                                "model; load it with training.uplift.artifact.load_uplift (offers score / evaluate)")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ArtifactError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
         names = meta.get("feature_names")
