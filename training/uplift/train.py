@@ -74,7 +74,7 @@ def cross_validate(X: np.ndarray, t: np.ndarray, y: np.ndarray, names: list[str]
 
 
 def train_uplift(data_dir: str | Path, registry: str | Path, folds: int = 4, seed: int = 0,
-                 promote: bool | None = None, candidates=CANDIDATES, now: dt.datetime | None = None
+                 promote: bool | None = None, candidates=None, now: dt.datetime | None = None
                  ) -> UpliftTrainResult:
     """Choose, fit and register one uplift learner per offer of ``data_dir`` (training split only)."""
     units = load_units(data_dir, "transactions")
@@ -94,7 +94,7 @@ def train_uplift(data_dir: str | Path, registry: str | Path, folds: int = 4, see
         if y.sum() == 0:
             raise UpliftTrainingError(f"offer {offer.offer_id!r} has no outcomes in its window to learn from")
         X = features.reindex(u["member_id"].to_numpy()).to_numpy(dtype=np.float64)
-        table = cross_validate(X, t, y, names, categorical, folds, seed, candidates)
+        table = cross_validate(X, t, y, names, categorical, folds, seed, candidates or CANDIDATES)
         best = max(table, key=lambda r: r["qini"])
         learners[offer.offer_id] = UpliftLearner.fit(best["method"], X, t, y, names, categorical,
                                                      best["num_leaves"], best["rounds"])
