@@ -11,7 +11,12 @@ from click.testing import CliRunner
 
 from models.model import ArtifactError, PropensityModel
 from models.registry import Registry
-from offerdata.experiments.contract import Experiment, ExperimentOffer, program_yaml, write_experiment
+from offerdata.experiments.contract import (
+    Experiment,
+    ExperimentOffer,
+    program_yaml,
+    write_experiment,
+)
 from offers_cli.main import cli
 from training.uplift.metrics import auuc, qini, qini_curve, targeted_value, uplift_at_k
 
@@ -82,7 +87,8 @@ def test_uplift_model_finds_the_responders_on_held_out_data(trained: tuple[Path,
     # the true uplift is 0.25 for x > 0 and 0 otherwise: the model's top 30% beat random's
     assert m["ranking"]["model"]["uplift@30%"] > 0.15 > m["ranking"]["random"]["uplift@30%"]
     assert m["ranking"]["model"]["qini"] > m["ranking"]["random"]["qini"]
-    assert m["policy"]["model"]["net_value"] > m["policy"]["treat_everyone"]["net_value"]
+    assert m["policy"]["model"]["net_value"] > m["policy"]["random"]["net_value"]
+    assert m["policy"]["model"]["irr"] > m["policy"]["treat_everyone"]["irr"]
     assert m["policy"]["treat_no_one"]["nir"] == 0.0
     lo, hi = m["ci95"]["uplift@30%"]
     assert lo <= m["ranking"]["model"]["uplift@30%"] <= hi
