@@ -54,7 +54,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_booster(model_path: Path, expected_sha256: object, names: list[str]) -> lgb.Booster:
+def load_checked_booster(model_path: Path, expected_sha256: object, names: list[str]) -> lgb.Booster:
     """The booster of ``model_path``, loaded only once it is proven loadable.
 
     LightGBM aborts the process on a malformed model file, so the bytes are read once and
@@ -194,6 +194,9 @@ class PropensityModel:
             raise ArtifactError(f"{meta_path}: metadata is not valid JSON ({exc})") from exc
         if not isinstance(meta, dict):
             raise ArtifactError(f"{meta_path}: metadata must be a JSON object")
+        if meta.get("objective") == "uplift":
+            raise ArtifactError(f"{path.name} is an uplift model (per-offer incremental effects), not a propensity "
+                                "model; load it with training.uplift.artifact.load_uplift (offers score / evaluate)")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ArtifactError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
         names = meta.get("feature_names")
@@ -204,7 +207,7 @@ class PropensityModel:
                 f"{path.name}: the artifact's {len(names or [])} features do not match the code's "
                 f"{len(FEATURE_NAMES)} (missing {missing[:5]}, unexpected {extra[:5]}"
                 f"{', or a different order' if not missing and not extra else ''}); retrain the model")
-        booster = _load_booster(model_path, meta.get("model_sha256"), names)
+        booster = load_checked_booster(model_path, meta.get("model_sha256"), names)
         if booster.feature_name() != names:
             raise ArtifactError(f"{model_path}: the model's features differ from its metadata")
         program, program_text = None, None

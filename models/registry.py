@@ -182,13 +182,24 @@ class Registry:
         so a corrupt model never becomes an alias, and this process never parses it
         before it is proven loadable.
         """
-        from models.model import ArtifactError, PropensityModel
+        from models.model import ArtifactError, PropensityModel, load_checked_booster
 
         version = self.resolve(ref)
+        path = self.root / "versions" / version
         try:
-            PropensityModel.load(self.root / "versions" / version)
+            meta = json.loads((path / "metadata.json").read_text())
+            if isinstance(meta, dict) and meta.get("objective") == "uplift":
+                # an uplift version (training.uplift) holds one or two boosters per offer
+                for spec in meta.get("offers", {}).values():
+                    for entry in spec.get("boosters", {}).values():
+                        load_checked_booster(path / entry["file"], entry["sha256"], list(meta["feature_names"]))
+            else:
+                PropensityModel.load(path)
         except ArtifactError as exc:
             raise RegistryError(f"version {version} cannot be served, so it is not promoted: {exc}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"version {version} cannot be served, so it is not promoted: "
+                                f"unreadable metadata ({exc})") from exc
         return version
 
     def promote(self, ref: str, alias: str = "champion", check: bool = True) -> str:

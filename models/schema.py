@@ -11,7 +11,10 @@ Conventions
 * Money is integer minor units of the program's currency (cents for USD), never floats.
 * Timestamps without a zone are local time in the program's timezone.
 * List-valued columns (``channels``, ``tiers``, ``segments``) are ``|``-separated strings.
-* Members may carry any number of free-form ``attr_<name>`` string columns.
+* Members may carry any number of typed ``attr_<name>`` attribute columns (string, int,
+  float, bool or timestamp, from the Parquet type; see :mod:`offerdata.attributes`).
+* Exposures carry an experiment ``arm``: ``treatment`` (sent; the default when null) or
+  ``control`` (assigned to the offer's control group and deliberately not sent).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ CHANNELS: tuple[str, ...] = ("app", "web", "email", "push", "sms", "mail", "pos"
 
 LIST_SEPARATOR = "|"
 ATTRIBUTE_PREFIX = "attr_"
+#: Pattern an attribute column's name must match: ``attr_`` then lower-case letters, digits, ``_``.
+ATTRIBUTE_NAME_RE = r"^attr_[a-z0-9_]+$"
+#: Experiment arms an exposure may name; null means ``treatment``.
+ARMS: tuple[str, ...] = ("treatment", "control")
+TREATMENT, CONTROL = ARMS
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,8 @@ OFFERS = Table(
         Column("campaign_type", "string", True, "Campaign type (for example the Complete Journey's Type A/B/C).", required=False),
         Column("value", "float", True, "Face value in the kind's unit: percent for percent_off, minor units for amount_off, multiplier, points.", required=False),
         Column("cost_minor", "int", True, "Expected cost to the business per redemption, in minor units.", required=False),
+        Column("send_cost_minor", "int", True, "Cost of one send (an exposure in the treatment arm), in minor units; null means 0.", required=False),
+        Column("value_minor", "int", True, "Margin the business makes per conversion (the outcome an uplift model predicts), in minor units.", required=False),
         Column("channels", "string", True, "Channels the offer may be shown on, `|`-separated; null means all.", required=False),
         Column("tiers", "string", True, "Tiers the offer is restricted to, `|`-separated; null means all.", required=False),
         Column("segments", "string", True, "Segments the offer is restricted to, `|`-separated; null means all.", required=False),
@@ -180,6 +190,8 @@ EXPOSURES = Table(
         Column("exposed_at", "timestamp", False, "When the offer was shown or delivered."),
         Column("channel", "string", False, "Channel of the exposure: " + ", ".join(CHANNELS) + "."),
         Column("decision_id", "string", True, "Decision that produced the exposure, when it came from this service.", required=False),
+        Column("arm", "string", True, "Experiment arm: treatment (the offer was sent) or control (assigned to the offer's control group, not sent); null means treatment.", required=False),
+        Column("arm_probability", "float", True, "Probability with which the member was assigned this arm, in (0, 1], when known.", required=False),
     ),
 )
 
@@ -206,6 +218,18 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in (MEMBERS, PRODUCTS, TRANSACTIONS, OFFERS, OFFER_PRODUCTS, EXPOSURES, REDEMPTIONS)
 }
+
+HOLDOUT_TRANSACTIONS = Table(
+    name="holdout_transactions",
+    description=("Optional. The outcomes of a held-out experiment split, kept apart from `transactions`: "
+                 "training, features and decisions never read them; only evaluation does. Same columns as `transactions`."),
+    key=(),
+    references=TRANSACTIONS.references,
+    columns=TRANSACTIONS.columns,
+)
+
+#: Tables a directory may hold but need not: validated when present.
+OPTIONAL_TABLES: dict[str, Table] = {HOLDOUT_TRANSACTIONS.name: HOLDOUT_TRANSACTIONS}
 
 
 def split_list(value: object) -> tuple[str, ...]:

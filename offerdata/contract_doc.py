@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from models.schema import TABLES
+from models.schema import OPTIONAL_TABLES, TABLES
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "data.md"
 BEGIN, END = "<!-- contract:begin -->", "<!-- contract:end -->"
@@ -20,7 +20,7 @@ BEGIN, END = "<!-- contract:begin -->", "<!-- contract:end -->"
 def render() -> str:
     """One Markdown section per table: description, key, references and a column table."""
     parts: list[str] = []
-    for table in TABLES.values():
+    for table in (*TABLES.values(), *OPTIONAL_TABLES.values()):
         parts.append(f"### `{table.name}`\n\n{table.description}\n")
         if table.key:
             parts.append(f"Key: {', '.join(f'`{k}`' for k in table.key)} (unique).\n")

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from models.features import FeatureCatalog, History, to_seconds
+from models.schema import CONTROL
 from offerdata.tables import read_table, table_path
 
 TRANSACTION_COLUMNS = ["member_id", "purchased_at", "basket_id", "product_id", "amount_minor", "discount_minor",
@@ -29,6 +30,17 @@ def load_catalog(data_dir: str | os.PathLike[str]) -> FeatureCatalog:
     """Products, offers and offer_products of ``data_dir`` as a :class:`FeatureCatalog`."""
     return FeatureCatalog.from_frames(read_table(data_dir, "products"), read_table(data_dir, "offers"),
                                       read_table(data_dir, "offer_products"))
+
+
+def read_sent_exposures(data_dir: str | os.PathLike[str], columns: list[str]) -> pd.DataFrame:
+    """The exposures that were actually sent: every row but control-arm assignments.
+
+    A control assignment records that a member was deliberately *not* sent an offer; it must
+    count neither as an exposure in features nor as a training row of a propensity model.
+    """
+    frame = read_table(data_dir, "exposures", columns=[*columns, "arm"])
+    sent = frame["arm"].isna() | (frame["arm"].astype("string") != CONTROL)
+    return frame.loc[sent.to_numpy(dtype=bool), columns].reset_index(drop=True)
 
 
 def _arrow_codes(column: pa.ChunkedArray, index: pd.Index) -> np.ndarray:
@@ -70,14 +82,14 @@ def load_history(data_dir: str | os.PathLike[str], catalog: FeatureCatalog,
     member_frame = read_table(data_dir, "members", columns=["member_id", "joined_at"])
     path = table_path(data_dir, "transactions")
     if members is None and path is not None and path.suffix == ".parquet":
-        exposures = read_table(data_dir, "exposures", columns=["member_id", "offer_id", "exposed_at", "channel"])
+        exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"])
         redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
         empty = History.from_frames(catalog, member_frame, pd.DataFrame(columns=TRANSACTION_COLUMNS),
                                     exposures, redemptions)
         lines = _parquet_lines(path, pd.Index(empty.member_ids, dtype=object), catalog)
         return replace(empty, **lines), exposures, redemptions
     transactions = read_table(data_dir, "transactions", columns=TRANSACTION_COLUMNS)
-    exposures = read_table(data_dir, "exposures", columns=["member_id", "offer_id", "exposed_at", "channel"])
+    exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"])
     redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
     if members is not None:
         wanted = set(members)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.schema import TABLES, Table
+from models.schema import OPTIONAL_TABLES, TABLES, Table
 
 
 class DataDirError(Exception):
@@ -78,7 +78,7 @@ def read_table(
     Optional columns the file lacks are added as nulls, so callers can rely on every
     contract column being present.
     """
-    table = TABLES[name]
+    table = TABLES[name] if name in TABLES else OPTIONAL_TABLES[name]
     path = require_table(data_dir, name)
     wanted = list(columns) if columns is not None else None
     if path.suffix == ".csv":

@@ -17,20 +17,37 @@ the column unusable:
 6. ``dangling``: a reference to a row that does not exist (unknown member, product,
    offer; a redemption of an offer never exposed to that member).
 7. Domain rules: ``negative`` quantities and money, ``window_inverted`` offers,
-   ``unknown_value`` kinds and channels, ``out_of_range`` birth months and cost shares,
-   ``before_exposure`` and ``outside_window`` redemptions.
+   ``unknown_value`` kinds, channels and experiment arms, ``out_of_range`` birth months, cost
+   shares and arm probabilities, ``bad_name`` / ``wrong_type`` member attribute columns,
+   ``control_redemption``, ``before_exposure`` and ``outside_window`` redemptions.
+
+The optional ``holdout_transactions`` table (an experiment's held-out outcomes) gets the same
+checks as ``transactions`` when it is present.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from models.schema import CHANNELS, LIST_SEPARATOR, OFFER_KINDS, TABLES, Column, Table
+from models.schema import (
+    ARMS,
+    ATTRIBUTE_NAME_RE,
+    ATTRIBUTE_PREFIX,
+    CHANNELS,
+    CONTROL,
+    LIST_SEPARATOR,
+    OFFER_KINDS,
+    OPTIONAL_TABLES,
+    TABLES,
+    Column,
+    Table,
+)
 from offerdata.tables import DataDirError, duckdb_source, table_path
 
 _SQL_TYPE = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMP", "bool": "BOOLEAN"}
@@ -129,9 +146,11 @@ class _Validator:
         return tuple(row)
 
     # -- structure -------------------------------------------------------------------------
-    def load(self, table: Table) -> None:
+    def load(self, table: Table, optional: bool = False) -> None:
         """Register raw and typed views for ``table`` and run the structural checks."""
         path = table_path(self.data_dir, table.name)
+        if path is None and optional:
+            return
         if path is None:
             self.add(table.name, None, "missing_table", 0, None,
                      f"no {table.name}.parquet or {table.name}.csv in the directory")
@@ -157,8 +176,25 @@ class _Validator:
                 usable.add(col.name)
                 select.append(self._cast(col, types[col.name]))
         self.usable[table.name] = usable
+        if table.name == "members":
+            self._attributes(raw, types, path.suffix == ".csv")
         body = ", ".join(select) if select else "NULL AS _empty"
         self.con.execute(f"CREATE TEMP VIEW v_{table.name} AS SELECT {body} FROM {raw}")
+
+    def _attributes(self, raw: str, types: dict[str, str], is_csv: bool) -> None:
+        """Check members' ``attr_*`` columns: a well-formed name and a scalar type (see offerdata.attributes)."""
+        for name, actual in types.items():
+            if not name.startswith(ATTRIBUTE_PREFIX):
+                continue
+            if not re.match(ATTRIBUTE_NAME_RE, name):
+                self.add("members", name, "bad_name", self.row_counts["members"], name,
+                         "attribute columns are named attr_ then lower-case letters, digits or _")
+                continue
+            base = actual.split("(")[0]
+            scalar = set().union(*_ACCEPTED.values()) | {'"NULL"', "NULL"}
+            if not is_csv and base not in scalar and not base.startswith("DECIMAL"):
+                self.add("members", name, "wrong_type", self.row_counts["members"], None,
+                         f"attribute column has type {actual}; expected string, int, float, bool or timestamp")
 
     @staticmethod
     def _cast(col: Column, actual: str) -> str:
@@ -256,7 +292,7 @@ class _Validator:
         kinds = ", ".join(_lit(k) for k in OFFER_KINDS)
         self.rule("offers", "kind", "unknown_value", ("kind",), f"kind NOT IN ({kinds})", "kind",
                   "unknown offer kind; expected one of " + ", ".join(OFFER_KINDS))
-        for col in ("value", "cost_minor", "min_spend_minor"):
+        for col in ("value", "cost_minor", "min_spend_minor", "send_cost_minor", "value_minor"):
             self.rule("offers", col, "negative", (col,), f"{col} < 0", col, f"{col} is negative")
         self.rule("offers", "cost_share", "out_of_range", ("cost_share",),
                   "cost_share < 0 OR cost_share > 1", "cost_share", "cost_share must lie in [0, 1]")
@@ -267,11 +303,27 @@ class _Validator:
                   f"trim(channels) <> '' AND NOT list_has_all([{channels}], string_split("
                   f"trim(regexp_replace(channels, '\\s*\\|\\s*', '|', 'g'), ' |'), {_lit(LIST_SEPARATOR)}))",
                   "channels", "unknown channel in the list; expected items from " + ", ".join(CHANNELS))
+        arms = ", ".join(_lit(a) for a in ARMS)
+        self.rule("exposures", "arm", "unknown_value", ("arm",), f"arm NOT IN ({arms})", "arm",
+                  "unknown experiment arm; expected one of " + ", ".join(ARMS))
+        self.rule("exposures", "arm_probability", "out_of_range", ("arm_probability",),
+                  "arm_probability <= 0 OR arm_probability > 1", "arm_probability",
+                  "arm_probability must lie in (0, 1]")
+        for col in ("quantity", "amount_minor", "discount_minor", "coupon_discount_minor"):
+            self.rule("holdout_transactions", col, "negative", (col,), f"{col} < 0", col, f"{col} is negative")
         self.rule("members", "birth_month", "out_of_range", ("birth_month",),
                   "birth_month < 1 OR birth_month > 12", "birth_month", "birth_month must lie in 1-12")
         self._redemption_timing()
 
     def _redemption_timing(self) -> None:
+        if self.has("redemptions", "member_id", "offer_id") and self.has("exposures", "member_id", "offer_id", "arm"):
+            count, example = self.scalar(
+                "SELECT count(*), any_value(r.redemption_id) FROM v_redemptions r WHERE NOT EXISTS ("
+                "SELECT 1 FROM v_exposures e WHERE e.member_id = r.member_id AND e.offer_id = r.offer_id "
+                f"AND coalesce(e.arm, '') <> {_lit(CONTROL)})")
+            if count:
+                self.add("redemptions", "member_id+offer_id", "control_redemption", count, example,
+                         "redemption of an offer the member was only assigned to as control (never sent)")
         if self.has("redemptions", "member_id", "offer_id", "redeemed_at") and self.has(
                 "exposures", "member_id", "offer_id", "exposed_at"):
             count, example = self.scalar(
@@ -300,9 +352,12 @@ def validate(data_dir: str | os.PathLike[str]) -> Report:
         v = _Validator(path, con)
         for table in TABLES.values():
             v.load(table)
-        for table in TABLES.values():
+        for table in OPTIONAL_TABLES.values():
+            v.load(table, optional=True)
+        everything = [*TABLES.values(), *OPTIONAL_TABLES.values()]
+        for table in everything:
             v.keys(table)
-        for table in TABLES.values():
+        for table in everything:
             v.references(table)
         v.domain_rules()
         return Report(str(path), v.problems, v.row_counts)

@@ -20,9 +20,11 @@ from models.schema import CHANNELS
               help="Audience: Parquet/CSV with a member_id column, or one id per line.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Output file, .parquet or .csv: one row per (member, offer).")
-@click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Program config.")
+@click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Program config (default: DATA/program.yaml when present).")
 @click.option("--as-of", default=None,
-              help="Decision time: wall, data or an ISO timestamp (default OFFERS_CLOCK, else wall).")
+              help="Decision time: wall, data or an ISO timestamp (default OFFERS_CLOCK, else "
+                   "DATA/decision_moment.txt, else wall).")
 @click.option("--channel", type=click.Choice(CHANNELS), default="email", show_default=True)
 @click.option("--n", "n", type=click.IntRange(1, 50), default=None, help="Slate size (default: the program's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of exploration draws.")
@@ -34,16 +36,20 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
 
     from models.model import ArtifactError
     from models.registry import RegistryError
+    from offerdata.directory import decision_moment, default_program
     from offerdata.tables import DataDirError
     from service.decisions.audience import AudienceError, read_members, run
     from service.decisions.clock import ClockError
 
     started = time.perf_counter()
     try:
+        program = program or default_program(data_dir)
+        moment = decision_moment(data_dir)
+        as_of = as_of or os.environ.get("OFFERS_CLOCK") or (moment.isoformat() if moment is not None else "wall")
         total = len(read_members(members_file))
         with tqdm(total=total, unit="member", desc="decisions") as bar:
             summary = run(data_dir, registry, members_file, out, program=program,
-                          as_of=as_of or os.environ.get("OFFERS_CLOCK", "wall"), channel=channel, n=n, seed=seed,
+                          as_of=as_of, channel=channel, n=n, seed=seed,
                           version=version, progress=bar.update)
     except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError) as exc:
         raise click.ClickException(str(exc)) from exc

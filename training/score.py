@@ -47,10 +47,55 @@ def read_pairs(path: str | os.PathLike[str]) -> pd.DataFrame:
 COMPILE_ROWS = 200_000
 
 
+def all_pairs(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every member x every offer of ``data_dir`` at its decision moment (``decision_moment.txt``)."""
+    from offerdata.directory import decision_moment
+    from offerdata.tables import read_table
+
+    moment = decision_moment(data_dir)
+    if moment is None:
+        raise TrainingError(f"{data_dir} has no decision_moment.txt: pass --pairs with an as_of per pair")
+    members = read_table(data_dir, "members", columns=["member_id"])["member_id"].astype(str).to_numpy()
+    offers = read_table(data_dir, "offers", columns=["offer_id"])["offer_id"].astype(str).to_numpy()
+    return pd.DataFrame({"member_id": np.repeat(members, len(offers)), "offer_id": np.tile(offers, len(members)),
+                         "as_of": pd.Timestamp(moment).tz_localize(None)}).astype({"as_of": "datetime64[ns]"})
+
+
+def score_uplift_pairs(data_dir: str | os.PathLike[str], path: Path, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` plus ``propensity`` (treated-arm outcome probability) and ``uplift`` from an uplift model.
+
+    Uplift models read members' attributes, which have no history: ``as_of`` does not change them.
+    """
+    from offerdata.attributes import read_attributes
+    from offerdata.validate import require_valid
+    from training.uplift.artifact import load_uplift
+
+    model = load_uplift(path)
+    require_valid(data_dir)
+    unknown = sorted(set(pairs["offer_id"]) - set(model.learners))
+    if unknown:
+        raise TrainingError(f"{len(unknown)} offer id(s) in the pairs have no uplift model "
+                            f"(e.g. {', '.join(map(repr, unknown[:3]))})")
+    features = model.features(read_attributes(data_dir))
+    out = pairs.copy()
+    out["propensity"], out["uplift"] = np.nan, np.nan
+    for offer_id, rows in out.groupby("offer_id").groups.items():
+        X = features.reindex(out.loc[rows, "member_id"].to_numpy()).to_numpy(dtype=np.float64)
+        uplift, propensity = model.predict(str(offer_id), X)
+        out.loc[rows, "propensity"], out.loc[rows, "uplift"] = propensity, uplift
+    out["model_version"] = model.version
+    return out
+
+
 def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], pairs: pd.DataFrame,
                 version: str = "champion", progress: bool = False) -> pd.DataFrame:
-    """``pairs`` plus a ``propensity`` column from the model ``version`` names."""
-    model = PropensityModel.load(Registry(registry).path(version))
+    """``pairs`` plus a ``propensity`` column (and ``uplift`` for uplift models) from the model ``version`` names."""
+    from training.uplift.artifact import is_uplift
+
+    path = Registry(registry).path(version)
+    if is_uplift(path):
+        return score_uplift_pairs(data_dir, path, pairs)
+    model = PropensityModel.load(path)
     ds = load_dataset(data_dir)
     o = ds.catalog.offer_index(pairs["offer_id"])
     if (o < 0).any():
