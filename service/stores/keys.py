@@ -11,6 +11,8 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:h:<member_id>            string  history records (APPEND-only)  TTL state (400 d, refreshed on write)
     ofr:m:<member_id>            hash    member profile: catalog fingerprint, joined_at,
                                          segment, birth month, channels TTL state (400 d, refreshed on write)
+    ofr:w:<member_id>            hash    the member's held (issued, unredeemed) coupons:
+                                         field = offer id, value = coupon record  TTL the longest coupon's
 
 docs/redis.md describes the values. Parts are checked so that no id can forge another
 key: they must be non-empty and free of ``:``, braces, whitespace and control characters
@@ -30,6 +32,7 @@ KINDS = {
     "idempotency": "i",
     "history": "h",
     "profile": "m",
+    "wallet": "w",
 }
 _PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
 
@@ -81,6 +84,9 @@ class KeySpace:
 
     def profile(self, member_id: str) -> str:
         return build_key(self.prefix, "profile", member_id)
+
+    def wallet(self, member_id: str) -> str:
+        return build_key(self.prefix, "wallet", member_id)
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""
