@@ -554,25 +554,28 @@ def test_redemptions_are_all_or_nothing_and_can_be_undone(store: Store) -> None:
     assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == "C1"
 
 
-def test_two_concurrent_redemptions_of_one_code_give_one_success(make: object) -> None:
-    store: Store = make()  # type: ignore[operator]
-    store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C1")], T0)
+def race_redemptions(store: Store, code: str) -> list[str]:
+    """Two threads redeem one code at once (different events); the statuses they got."""
+    start = threading.Barrier(2)
+    got: list[str] = []
+
+    def redeem(event: str) -> None:
+        start.wait()
+        got.append(store.redeem_coupons([claim(code, event=event, offer=code)])[0].status)
+
+    threads = [threading.Thread(target=redeem, args=(e,)) for e in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
+def test_two_concurrent_redemptions_of_one_code_give_one_success(store: Store) -> None:
     for round_ in range(20):
         code = f"R{round_}"
         store.commit_decision("m1", [CapRequest(code)], [coupon_write(code, offer=code)], T0)
-        start = threading.Barrier(2)
-        got: list[str] = []
-
-        def redeem(event: str, code: str = code) -> None:
-            start.wait()
-            got.append(store.redeem_coupons([claim(code, event=event, offer=code)])[0].status)
-
-        threads = [threading.Thread(target=redeem, args=(e,)) for e in ("a", "b")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(got) == [CLAIM_OK, CLAIM_REDEEMED], got
+        assert sorted(race_redemptions(store, code)) == [CLAIM_OK, CLAIM_REDEEMED]
 
 
 def test_side_records_round_trip(store: Store) -> None:
