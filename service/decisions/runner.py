@@ -289,7 +289,6 @@ class Decider:
         serving = self.serving()
         when, local, now = self._time(req)
         universe = self.engine.universe(local)
-        candidates, keep = self._candidates(universe, req.exclude)
         slot = (universe.slot(serving.version, req.channel)
                 if serving is not None and req.as_of is None and len(universe.scorable) else None)
         degraded = None
@@ -298,6 +297,10 @@ class Decider:
         except StoreUnavailable as exc:
             log.warning("deciding without the store: %s", exc)
             bundle, degraded = None, STORE_UNAVAILABLE
+        withheld = self._withheld(bundle)
+        # coupon offers withheld from an unknown member leave the candidates, so others fill the slate
+        no_coupons = tuple(o for o in universe.offer_ids if self.engine.catalog[o].requires_coupon) if withheld else ()
+        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
         member = self._member(req.member_id, bundle)
         inputs = member_inputs(self.engine, member.hist, local, [member.profile], [member.state])[0]
 
@@ -324,7 +327,6 @@ class Decider:
                           contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
                           seed=seed_for(decision_id), max_offers=req.n)
         issued = None
-        withheld = self._withheld(bundle)
         if degraded is None:
             try:
                 issued, _ = commit(self.store, req.member_id, self._requests(decision, now, withheld), now,
@@ -333,6 +335,8 @@ class Decider:
                 log.warning("decision %s not committed: %s", decision_id, exc)
                 degraded = STORE_UNAVAILABLE
         offers, refused = self._apply(decision, issued, withheld)
+        excluded = set(req.exclude)
+        refused = (*refused, *(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded))
         outcome = Outcome(decision_id=decision_id, member_id=req.member_id, as_of=when,
                           model_version=serving.version if serving else None, decision=decision, offers=offers,
                           refused=refused, member=inputs.context, scores=scores, history=member.history,
