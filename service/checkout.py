@@ -11,7 +11,7 @@ Answers 200 ``{"status": "redeemed", "event_id", "redeemed_at", "coupon"}``. A s
 redemption is 409 ``coupon-already-redeemed`` whose ``redeemed_at`` is the first one's
 time; retrying with the ``event_id`` that redeemed it answers 200 again, and so does an
 ``Idempotency-Key`` retry (replayed). An expired coupon is 409 ``coupon-expired``, an
-unknown code 404, a code of another member or offer 422 (pointer ``/member_id`` or
+unknown code 404, an ``event_id`` another event already used 409, a code of another member or offer 422 (pointer ``/member_id`` or
 ``/offer_id``), a malformed code 422 (parameter ``code``).
 """
 
@@ -26,7 +26,7 @@ from service import redemption
 from service.auth import require_scope
 from service.coupons import Coupon, InvalidCouponCode, find_coupon, normalise
 from service.decisions.schema import parse_body
-from service.errors import FieldError, ServiceUnavailable, ValidationFailed
+from service.errors import Conflict, FieldError, ServiceUnavailable, ValidationFailed
 from service.events.ingest import ingest
 from service.events.log import EventLogError
 from service.events.schema import Channel, Event
@@ -92,6 +92,10 @@ def redeem(code: str) -> tuple[Response, int]:
         raise ServiceUnavailable("the online store is unavailable; retry with the same event_id") from exc
     except EventLogError as exc:
         raise ServiceUnavailable("the event log cannot be written; retry shortly") from exc
+    if coupon is None or coupon.redeemed_event_id != event.event_id:
+        # the event id was taken by an earlier event that did not redeem this coupon
+        raise Conflict(f"event_id {event.event_id} was already used by another event", [FieldError(
+            code="event_id_taken", pointer="/event_id", message="use a new event_id for this redemption")])
     state.metrics.record_event("redeem", result.statuses[0])
     return jsonify(_answer(event.event_id, coupon)), 200
 

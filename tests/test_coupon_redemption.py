@@ -117,6 +117,10 @@ def test_checkout_retries_answer_the_first_redemption(app: Flask) -> None:
     again = checkout(app, coupon.code, event_id=first.get_json()["event_id"])
     assert again.status_code == 200 and again.get_json()["redeemed_at"] == first.get_json()["redeemed_at"]
     assert redemptions(app) == 1
+    # an event id another event already used is not taken for a redemption
+    other = issue(app, offer="o2")
+    assert checkout(app, other.code, offer="o2", event_id=first.get_json()["event_id"]).status_code == 409
+    assert not Coupon.from_bytes(state_of(app).store.get_coupon(other.code) or b"").redeemed
 
 
 def race_checkouts(app: Flask, code: str) -> list[int]:
