@@ -508,6 +508,11 @@ def test_a_member_holding_a_live_coupon_gets_it_again_without_a_new_reservation(
     assert store.commit_decision("m2", [request], [coupon_write("C3", member="m2")], T0).coupons_stored == [True]
     late = store.commit_decision("m1", [request], [coupon_write("C4")], T0 + 600)
     assert late.coupons_stored == [True] and late.coupons_reused == [None]
+    # a held code never makes an offer whose issue cap is reached come back
+    capped = CapRequest("o9", member_limit=1)
+    assert store.commit_decision("m1", [capped], [coupon_write("C5", offer="o9")], T0).coupons_stored == [True]
+    refused = store.commit_decision("m1", [capped], [coupon_write("C6", offer="o9")], T0 + 1)
+    assert refused.caps[0].reason == MEMBER_CAP_REACHED and refused.coupons_reused == [None]
 
 
 def test_a_redeemed_coupon_is_not_handed_out_again(store: Store) -> None:

@@ -223,21 +223,25 @@ _RESERVE_ONE = r"""
 -- (nil without a budget). Returns the refusal reason (nil when granted) and the budget's
 -- n and m after the reservation, or as found when it refused (-1, -1 without a budget or
 -- when the member cap refused first).
+-- Whether the member's issue cap of the offer is reached (issue counter bytes v).
+local function cap_reached(v, now, limit, mlimit, window)
+  if mlimit < 0 then return false end
+  local total, ts = decode(v)
+  local used = total
+  if window >= 0 then
+    used = 0
+    for _, t in ipairs(ts) do if t >= now - window then used = used + 1 end end
+    -- every kept timestamp inside the window: there may be more; count conservatively
+    if #ts >= limit and ts[1] >= now - window then used = math.max(used, total) end
+  end
+  return used >= mlimit
+end
+
 local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp)
   local v = get_counter(ks, 'S', offer)
   local refused = nil
   local bn, bm = -1, -1
-  if mlimit >= 0 then
-    local total, ts = decode(v)
-    local used = total
-    if window >= 0 then
-      used = 0
-      for _, t in ipairs(ts) do if t >= now - window then used = used + 1 end end
-      -- every kept timestamp inside the window: there may be more; count conservatively
-      if #ts >= limit and ts[1] >= now - window then used = math.max(used, total) end
-    end
-    if used >= mlimit then refused = 'MEMBER_CAP_REACHED' end
-  end
+  if cap_reached(v, now, limit, mlimit, window) then refused = 'MEMBER_CAP_REACHED' end
   if not refused and kb then
     local cur = redis.call('HMGET', kb, 'n', 'm')
     bn, bm = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
@@ -301,7 +305,9 @@ return out
 #:       cache_ttl, history length the scores were computed from, then per request the 9
 #:       RESERVE arguments plus (coupon key index or 0, coupon record, coupon ttl).
 #: A request that wants a coupon while the member holds a live, unredeemed one for the offer
-#: gets that coupon again and reserves nothing (no issue, no budget). Otherwise it is
+#: gets that coupon again and reserves nothing (no issue, no budget), unless the member's
+#: issue cap is reached (then it is refused as MEMBER_CAP_REACHED, as a decision reading the
+#: counter would have excluded it: a held code never makes a capped offer reappear). Otherwise it is
 #: reserved, and when granted its coupon is stored (SET NX) and added to the wallet.
 #: The scores are cached only while the history still has that length (no event came
 #: in between). Returns {cached 1/0, per request {granted, reason, n, m,
@@ -330,7 +336,9 @@ for i = 0, (#ARGV - 7) / 12 - 1 do
   local cidx, crec, cttl_c = tonumber(ARGV[a + 10]), ARGV[a + 11], ARGV[a + 12]
   local again = nil
   if cidx > 0 then again = held(offer) end
-  if again then
+  if again and cap_reached(get_counter(ks, 'S', offer), now, limit, mlimit, window) then
+    out[#out + 1] = {0, 'MEMBER_CAP_REACHED', -1, -1, 0, ''}
+  elseif again then
     out[#out + 1] = {1, '', -1, -1, 2, again}
   else
     local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,

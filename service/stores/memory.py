@@ -21,6 +21,7 @@ from service.stores import codec, coupon_records
 from service.stores.base import (
     CLAIM_AGAIN,
     CLAIM_OK,
+    MEMBER_CAP_REACHED,
     BudgetCounter,
     BudgetRef,
     CacheWrite,
@@ -236,13 +237,20 @@ class MemoryStore(Store):
     def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
                         coupons: Sequence[CouponWrite | None], now: int,
                         cache: CacheWrite | None = None) -> CommitResult:
-        caps, stored, reused = [], [], []
+        caps: list[CapResult] = []
+        stored: list[bool] = []
+        reused: list[bytes | None] = []
         with self._lock:
             key, wkey = self.keys.state(member_id), self.keys.wallet(member_id)
             fields = dict(self._get(key) or {})
             granted_any = False
             for req, coupon in zip(requests, coupons, strict=True):
                 held = (self._get(wkey) or {}).get(req.offer_id) if coupon is not None else None
+                if coupon_records.live_unredeemed(held, now) and codec.cap_reached(fields, req, now):
+                    caps.append(CapResult(request=req, granted=False, reason=MEMBER_CAP_REACHED, issued_at=now))
+                    stored.append(False)
+                    reused.append(None)
+                    continue
                 if coupon_records.live_unredeemed(held, now):
                     caps.append(CapResult(request=req, granted=True, reason=None, issued_at=now, reserved=False))
                     stored.append(False)
