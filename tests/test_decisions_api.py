@@ -486,6 +486,11 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
         wait_for(lambda: sum(1 for s in seen[mark:] if s[1] == "store_unavailable") >= 10)
         private_redis.start()  # empty: members come back as cold starts until re-materialized
         mark = len(seen)
+        wait_for(lambda: sum(1 for s in seen[mark:] if s[1] is None) >= 10)
+        # the store knows nobody now: no codes for unknown members (coupons.unknown_members is off)
+        assert not any(s[2] for s in seen[mark:] if s[1] is None)
+        materialize_into(app, env)  # what an operator runs after a wipe: codes come back
+        mark = len(seen)
         wait_for(lambda: sum(1 for s in seen[mark:] if s[1] is None and s[2]) >= 10)
     finally:
         stop.set()
@@ -496,6 +501,16 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
     assert not any(s[2] for s in seen if s[1] == "store_unavailable")  # no coupons while degraded
     metrics_seen = [s for s in seen if s[1] == "store_unavailable"]
     assert metrics_seen
+
+
+def materialize_into(app: Flask, env: DecisionEnv) -> None:
+    """``offers materialize`` into the app's store (the members' history and profiles)."""
+    from service.decisions.component import decision_service
+    from service.decisions.materialize import load_members, materialize
+
+    engine = decision_service(app.extensions["offers"]).engine
+    assert engine is not None
+    materialize(app.extensions["offers"].store, engine, *load_members(engine, env.data))
 
 
 def test_transaction_line_fields_are_validated_and_logged(memory_app: Flask) -> None:
