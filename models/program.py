@@ -230,6 +230,14 @@ class Promotions(_Strict):
     retention_nudge: RetentionNudge = RetentionNudge()
 
 
+class CouponSettings(_Strict):
+    """Who may be issued coupon codes."""
+
+    #: Issue codes to member ids the online store knows nothing about (no state, history
+    #: or profile). Off by default: a mistyped id then gets no real codes.
+    unknown_members: bool = False
+
+
 class Program(_Strict):
     """A validated loyalty program. Build it with :func:`load_program`."""
 
@@ -240,6 +248,7 @@ class Program(_Strict):
     tiers: tuple[TierDef, ...] = Field(min_length=1)
     decisions: DecisionSettings = DecisionSettings()
     promotions: Promotions = Promotions()
+    coupons: CouponSettings = CouponSettings()
     offer_defaults: dict[OfferKind, OfferDefault] = {}
     offers: tuple[OfferSpec, ...] = ()
 

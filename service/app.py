@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask
 
-from service import admin, http, ops
+from service import admin, checkout, http, ops
 from service.apikeys import Keyring
 from service.decisions.component import init_decisions
 from service.errors import register_error_handlers
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None,
     app.register_blueprint(ops.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(checkout.bp)
     init_decisions(app)
 
     if keyring.open:

@@ -93,7 +93,8 @@ def normalise(text: str) -> str:
 
 @dataclass(frozen=True)
 class Coupon:
-    """An issued coupon: the canonical code, who holds it, for which offer, until when."""
+    """An issued coupon: the canonical code, who holds it, for which offer, until when,
+    and (once redeemed) when and by which event."""
 
     code: str
     display: str
@@ -102,13 +103,27 @@ class Coupon:
     issued_at: int
     expires_at: int
     decision_id: str | None = None
+    redeemed_at: int | None = None
+    redeemed_event_id: str | None = None
+
+    @property
+    def redeemed(self) -> bool:
+        return self.redeemed_event_id is not None
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """The stored record: JSON, without the redemption fields while unredeemed."""
+        fields = {k: v for k, v in asdict(self).items()
+                  if v is not None or k not in ("redeemed_at", "redeemed_event_id")}
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Coupon:
-        return cls(**json.loads(blob))
+        """A coupon from its record (Python's or the Lua scripts' JSON; numbers may be floats)."""
+        fields = json.loads(blob)
+        for name in ("issued_at", "expires_at", "redeemed_at"):
+            if fields.get(name) is not None:
+                fields[name] = int(fields[name])
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -10,7 +10,9 @@ Exception tree (each class knows its HTTP status and problem type)::
     ├── NotFound                      404  unknown route or resource
     ├── MethodNotAllowed              405  route exists, method does not (Allow header)
     ├── Conflict                      409  a request with this Idempotency-Key is in flight
-    │   └── ArtifactRejected          409  the champion model cannot be served; the old one still is
+    │   ├── ArtifactRejected          409  the champion model cannot be served; the old one still is
+    │   ├── CouponAlreadyRedeemed     409  the coupon was redeemed before (``redeemed_at`` says when)
+    │   └── CouponExpired             409  the coupon expired before this redemption
     ├── PayloadTooLarge               413  body above OFFERS_MAX_BODY_BYTES
     ├── UnsupportedMediaType          415  body is not application/json
     ├── ValidationFailed              422  well-formed JSON, invalid content; ``errors`` name fields
@@ -20,7 +22,9 @@ Exception tree (each class knows its HTTP status and problem type)::
 Every response body has ``type, title, status, detail, instance, request_id`` and, for
 field problems, ``errors: [{pointer, code, message}]`` where ``pointer`` is an RFC 6901
 JSON pointer into the request body (``/events/3/ts``). Problems with a path or query
-parameter or a header carry ``parameter`` or ``header`` instead of ``pointer``.
+parameter or a header carry ``parameter`` or ``header`` instead of ``pointer``. A problem
+type may add members of its own (RFC 9457 extensions, ``extensions``), such as
+``redeemed_at``.
 
 :func:`register_error_handlers` maps werkzeug's HTTP errors (404, 405, 413, 415...) onto
 the same shape; anything else is a bug, logged with its traceback and rendered as a
@@ -74,6 +78,8 @@ class ServiceError(Exception):
         self.detail = detail
         self.errors = tuple(errors)
         self.headers = dict(headers or {})
+        #: Extension members of the problem document (never overriding the standard ones).
+        self.extensions: dict[str, Any] = {}
 
     @property
     def type(self) -> str:
@@ -116,6 +122,14 @@ class ArtifactRejected(Conflict):
     slug, title = "model-rejected", "Model artifact rejected"
 
 
+class CouponAlreadyRedeemed(Conflict):
+    slug, title = "coupon-already-redeemed", "Coupon already redeemed"
+
+
+class CouponExpired(Conflict):
+    slug, title = "coupon-expired", "Coupon expired"
+
+
 class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -142,7 +156,7 @@ class ServiceUnavailable(ServiceError):
 #: Every problem class, for the docs page.
 PROBLEM_TYPES: tuple[type[ServiceError], ...] = (
     BadRequest, MalformedJSON, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-    ArtifactRejected, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
+    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
     ServiceUnavailable, ServiceError)
 
 
@@ -183,6 +197,7 @@ def problem_body(status: int, type_uri: str, title: str, detail: str,
 def problem_response(err: ServiceError) -> Response:
     """Render a ServiceError as an ``application/problem+json`` response."""
     body = problem_body(err.status, err.type, err.title, err.detail, err.errors)
+    body.update({k: v for k, v in err.extensions.items() if k not in body})
     resp = Response(json.dumps(body), status=err.status, mimetype=PROBLEM_JSON)
     for name, value in err.headers.items():
         resp.headers[name] = value

@@ -6,7 +6,9 @@ Two entry points:
   store round trip: reservations, the coupons of granted offers (codes drawn before the
   call, stored with SET NX) and the score cache (:class:`~service.stores.CacheWrite`).
   A code that collides with an existing one (at 60 random bits, practically never) is
-  drawn again with :func:`~service.coupons.issue_coupon`. :func:`commit_many` does the
+  drawn again with :func:`~service.coupons.issue_coupon`. A member who still holds a
+  live, unredeemed code for an offer gets that code again, and nothing is reserved for it
+  (the same script checks the member's wallet). :func:`commit_many` does the
   same for a batch of members in one pipeline.
 * :func:`issue` reserves first, then stores each coupon (one call per coupon).
 
@@ -26,7 +28,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.coupons import Coupon, display, generate, issue_coupon
-from service.stores import CacheWrite, CapRequest, CapResult, CouponWrite, Store, StoreUnavailable
+from service.stores import (
+    CacheWrite,
+    CapRequest,
+    CapResult,
+    CommitResult,
+    CouponWrite,
+    Store,
+    StoreUnavailable,
+)
 
 Offers = Sequence[tuple[CapRequest, "CouponSpec | None"]]
 
@@ -88,14 +98,19 @@ def _draw(member_id: str, request: CapRequest, spec: CouponSpec | None, now: int
     return coupon, CouponWrite(code, coupon.to_bytes(), spec.ttl_seconds)
 
 
-def _finish(store: Store, member_id: str, offers: Offers, caps: Sequence[CapResult],
-            stored: Sequence[bool], drawn: Sequence[Coupon | None], now: int,
-            decision_id: str | None) -> list[Issued]:
-    """Pair reservations with their coupons; draw again the (rare) codes that collided."""
+def _finish(store: Store, member_id: str, offers: Offers, result: CommitResult,
+            drawn: Sequence[Coupon | None], now: int, decision_id: str | None) -> list[Issued]:
+    """Pair reservations with their coupons: the drawn one, the member's held one handed out
+    again, or (for the rare codes that collided) one drawn again."""
     out = []
+    caps = result.caps
+    reused = result.coupons_reused or [None] * len(caps)
     try:
-        for (req, spec), cap, ok, coupon in zip(offers, caps, stored, drawn, strict=True):
-            if cap.granted and spec is not None and not ok:
+        for (req, spec), cap, ok, again, coupon in zip(offers, caps, result.coupons_stored, reused, drawn,
+                                                        strict=True):
+            if again is not None:
+                coupon = Coupon.from_bytes(again)
+            elif cap.granted and spec is not None and not ok:
                 coupon = issue_coupon(store, member_id, req.offer_id, now, now + spec.ttl_seconds,
                                       spec.prefix, decision_id)
             out.append(Issued(cap=cap, coupon=coupon if cap.granted and spec is not None else None))
@@ -119,8 +134,7 @@ def commit(store: Store, member_id: str, offers: Offers, now: int, decision_id: 
     """
     drawn = [_draw(member_id, req, spec, now, decision_id) for req, spec in offers]
     result = store.commit_decision(member_id, [req for req, _ in offers], [w for _, w in drawn], now, cache)
-    issued = _finish(store, member_id, offers, result.caps, result.coupons_stored, [c for c, _ in drawn],
-                     now, decision_id)
+    issued = _finish(store, member_id, offers, result, [c for c, _ in drawn], now, decision_id)
     return issued, result.cache_written
 
 
@@ -130,5 +144,5 @@ def commit_many(store: Store, commits: Sequence[tuple[str, Offers, str | None, C
     drawn = [[_draw(m, req, spec, now, d) for req, spec in offers] for m, offers, d, _ in commits]
     results = store.commit_many([(m, [req for req, _ in offers], [w for _, w in dr], cache)
                                  for (m, offers, _, cache), dr in zip(commits, drawn, strict=True)], now)
-    return [_finish(store, m, offers, r.caps, r.coupons_stored, [c for c, _ in dr], now, d)
+    return [_finish(store, m, offers, r, [c for c, _ in dr], now, d)
             for (m, offers, d, _), r, dr in zip(commits, results, drawn, strict=True)]

@@ -140,7 +140,11 @@ def build_document(version: str) -> ApiDocument:
         "code": {"type": "string"}, "display": {"type": "string"},
         "member_id": {"type": "string"}, "offer_id": {"type": "string"},
         "issued_at": {"type": "integer"}, "expires_at": {"type": "integer"},
-        "decision_id": {"type": ["string", "null"]}}})
+        "decision_id": {"type": ["string", "null"]}, "redeemed_at": {"type": ["integer", "null"]},
+        "redeemed_event_id": {"type": ["string", "null"]}}})
+    from service.checkout import RedeemBody
+
+    redeem_ref = doc.add_model(RedeemBody)
 
     idem = {"name": "Idempotency-Key", "in": "header", "required": False,
             "schema": {"type": "string", "maxLength": 255},
@@ -176,6 +180,20 @@ def build_document(version: str) -> ApiDocument:
         "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": _responses({"200": _json("The coupon.", {"$ref": "#/components/schemas/Coupon"})},
                                 "401", "403", "404", "422", "503"),
+    }})
+    doc.add_path("/v1/coupons/{code}/redeem", {"post": {
+        "summary": "Redeem a coupon at checkout",
+        "description": "Checks the code, its member, its offer and its expiry, redeems it exactly "
+                       "once and records the redeem event. A second redemption is 409 "
+                       "coupon-already-redeemed with the first one's redeemed_at.",
+        "tags": ["events"], **_secured("events"),
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}, idem],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref}}}},
+        "responses": _responses({"200": _json("Redeemed.", {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["redeemed"]}, "event_id": {"type": "string"},
+            "redeemed_at": {"type": ["string", "null"]},
+            "coupon": {"$ref": "#/components/schemas/Coupon"}}})},
+            "400", "401", "403", "404", "409", "413", "415", "422", "503"),
     }})
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     doc.add_path("/healthz", {"get": {"summary": "Liveness", "tags": ["operations"],

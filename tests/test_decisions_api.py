@@ -15,8 +15,6 @@ from flask.testing import FlaskClient
 
 from models.features.online import RECORD
 from service.app import create_app
-from service.decisions.component import decision_service
-from service.decisions.materialize import load_members, materialize
 from service.state import ServiceState
 from tests.decisions_env import (
     CHANNEL,
@@ -497,9 +495,9 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
         private_redis.start()  # empty: flagged as lost (capped offers withheld) until re-materialized
         mark = len(seen)
         wait_for(lambda: sum(1 for s in seen[mark:] if s[1] == "store_data_lost") >= 10)
-        service = decision_service(app.extensions["offers"])
-        assert service.engine is not None
-        materialize(app.extensions["offers"].store, service.engine, *load_members(service.engine, env.data))
+        # the emptied store knows nobody: no codes (coupons.unknown_members is off, caps untrusted)
+        assert not any(s[2] for s in seen[mark:] if s[1] == "store_data_lost")
+        materialize_into(app, env)  # what an operator runs after a wipe: normal decisions and codes
         mark = len(seen)
         wait_for(lambda: sum(1 for s in seen[mark:] if s[1] is None and s[2]) >= 10)
     finally:
@@ -511,6 +509,16 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
     assert not any(s[2] for s in seen if s[1] == "store_unavailable")  # no coupons while degraded
     metrics_seen = [s for s in seen if s[1] == "store_unavailable"]
     assert metrics_seen
+
+
+def materialize_into(app: Flask, env: DecisionEnv) -> None:
+    """``offers materialize`` into the app's store (the members' history and profiles)."""
+    from service.decisions.component import decision_service
+    from service.decisions.materialize import load_members, materialize
+
+    engine = decision_service(app.extensions["offers"]).engine
+    assert engine is not None
+    materialize(app.extensions["offers"].store, engine, *load_members(engine, env.data))
 
 
 def test_transaction_line_fields_are_validated_and_logged(memory_app: Flask) -> None:
@@ -532,3 +540,45 @@ def test_transaction_line_fields_are_validated_and_logged(memory_app: Flask) -> 
                                                  "coupon_discount_minor")} == {
         "product_id": "P000001", "basket_id": "b9", "discount_minor": 9, "coupon_discount_minor": 5}
     assert state.store.fetch_member("m1").history_length == RECORD.itemsize
+
+
+# -- coupons: the same code while it is held, none for unknown members ------------------------------------
+def coupon_codes(body: dict[str, Any]) -> dict[str, str]:
+    return {o["offer_id"]: o["coupon_code"] for o in body["offers"] if "coupon_code" in o}
+
+
+def test_asking_again_returns_the_code_the_member_still_holds(app: Flask, env: DecisionEnv) -> None:
+    client = app.test_client()
+    member = personalised_member(client, env)
+    first = coupon_codes(decide(client, member, n=10, exclude_offer_ids=[FLASH]))
+    assert first
+    seen: dict[str, set[str]] = {o: {c} for o, c in first.items()}
+    for _ in range(5):
+        for offer, code in coupon_codes(decide(client, member, n=10, exclude_offer_ids=[FLASH])).items():
+            seen.setdefault(offer, set()).add(code)
+    assert all(len(codes) == 1 for codes in seen.values()), seen
+    # once redeemed, the code is used up: redeeming it again is refused
+    offer, code = next(iter(first.items()))
+    resp = client.post(f"/v1/coupons/{code}/redeem", json={"member_id": member, "offer_id": offer}, headers=EVENTS)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert client.post(f"/v1/coupons/{code}/redeem", json={"member_id": member, "offer_id": offer},
+                       headers=EVENTS).status_code == 409
+
+
+def test_unknown_members_get_no_codes_unless_the_program_allows(app: Flask, env: DecisionEnv,
+                                                                tmp_path: Path) -> None:
+    unknown = "typo-" + uuid.uuid4().hex[:8]
+    body = decide(app.test_client(), unknown, n=10)
+    assert body["member"]["known"] is False and body["offers"]
+    assert not coupon_codes(body) and not any(o["requires_coupon"] for o in body["offers"])
+    assert any(e["reason"] == "UNKNOWN_MEMBER" for e in body["excluded"])
+    assert "UNKNOWN_MEMBER" not in {e["reason"] for e in decide(app.test_client(), personalised_member(
+        app.test_client(), env), n=10)["excluded"]}
+    # the program setting turns codes for unknown members on
+    program = tmp_path / "program.yaml"
+    program.write_text(env.program.read_text() + "\ncoupons:\n  unknown_members: true\n")
+    allowed = start_app(env.settings(tmp_path / "allowed", program=program))
+    try:
+        assert coupon_codes(decide(allowed.test_client(), unknown, n=10))
+    finally:
+        close_app(allowed)

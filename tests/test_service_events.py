@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from service.coupons import generate
+from service.coupons import issue_coupon
 from service.events.log import read_segments
 from service.state import ServiceState
 from tests.service_helpers import EVENTS_KEY, make_settings
@@ -134,7 +134,8 @@ def test_an_event_invalidates_cached_scores(client: FlaskClient, state: ServiceS
 
 
 def test_accepted_events_are_appended_to_the_durable_log(client: FlaskClient, state: ServiceState) -> None:
-    code = generate("SPR")
+    # a redeem event quoting a code redeems it: the code must be m1's for o1 (docs/events.md)
+    code = issue_coupon(state.store, "m1", "o1", 1_700_000_000, 4_000_000_000, prefix="SPR").code
     post(client, [ev("t1", "transaction", currency="USD", channel="pos"),
                   ev("r1", "redeem", decision_id="d-1", coupon_code=code.lower())],
          **{"X-Request-ID": "req-42"})

@@ -10,13 +10,22 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from service.coupons import Coupon
 from service.stores import (
     BUDGET_EXHAUSTED,
+    CLAIM_AGAIN,
+    CLAIM_EXPIRED,
+    CLAIM_MEMBER,
+    CLAIM_MISSING,
+    CLAIM_OFFER,
+    CLAIM_OK,
+    CLAIM_REDEEMED,
     MEMBER_CAP_REACHED,
     RECENT_LIMIT,
     BudgetCounter,
     CacheWrite,
     CapRequest,
+    CouponClaim,
     CouponWrite,
     MemberProfile,
     MemberWrite,
@@ -430,15 +439,15 @@ def test_events_append_records_under_the_same_fingerprint_only(store: Store) -> 
 def test_a_commit_reserves_stores_coupons_and_caches_in_one_call(store: Store) -> None:
     store.put_members([MemberWrite("m1", b"h" * 8, PROFILE)])
     requests = [CapRequest("o1", member_limit=1), CapRequest("o2", budget_key="b", budget_count_limit=1)]
-    coupons = [CouponWrite("CODE1", b"rec1", 600), None]
+    coupons = [coupon_write("CODE1"), None]
     cache = CacheWrite("v1|app|x", np.array([0.25, 0.5], dtype=np.float32), history_length=8)
     first = store.commit_decision("m1", requests, coupons, T0, cache)
     assert [c.granted for c in first.caps] == [True, True]
     assert first.coupons_stored == [True, False] and first.cache_written
-    assert store.get_coupon("CODE1") == b"rec1"
+    assert store.get_coupon("CODE1") == coupons[0].record  # type: ignore[union-attr]
     got = store.fetch_member("m1", "v1|app|x").scores
     assert got is not None and got.tolist() == pytest.approx([0.25, 0.5], rel=codec.LOG_MAX_RELATIVE_ERROR)
-    again = store.commit_decision("m1", requests, [CouponWrite("CODE2", b"rec2", 600), None], T0)
+    again = store.commit_decision("m1", requests, [None, coupon_write("CODE2", offer="o2")], T0)
     assert [c.reason for c in again.caps] == [MEMBER_CAP_REACHED, BUDGET_EXHAUSTED]
     assert again.coupons_stored == [False, False] and store.get_coupon("CODE2") is None
     assert store.fetch_member("m1").state.counter("issue", "o1").total == 1
@@ -472,6 +481,108 @@ def test_commits_for_many_members(store: Store) -> None:
     assert store.fetch_member("m7", "v1").scores.tolist() == [7.0]  # type: ignore[union-attr]
 
 
+# -- held coupons and redemptions -------------------------------------------------------------
+def coupon_write(code: str, member: str = "m1", offer: str = "o1", ttl: int = 600) -> CouponWrite:
+    record = Coupon(code=code, display=code, member_id=member, offer_id=offer, issued_at=T0,
+                    expires_at=T0 + ttl).to_bytes()
+    return CouponWrite(code, record, ttl)
+
+
+def claim(code: str, event: str = "r1", member: str = "m1", offer: str = "o1", at: int = T0 + 1) -> CouponClaim:
+    return CouponClaim(code=code, member_id=member, offer_id=offer, at=at, event_id=event)
+
+
+def test_a_member_holding_a_live_coupon_gets_it_again_without_a_new_reservation(store: Store) -> None:
+    request = CapRequest("o1", budget_key="b", budget_count_limit=5)
+    first = store.commit_decision("m1", [request], [coupon_write("C1")], T0)
+    assert first.coupons_stored == [True] and first.coupons_reused == [None]
+    again = store.commit_decision("m1", [request], [coupon_write("C2")], T0 + 60)
+    assert again.caps[0].granted and not again.caps[0].reserved
+    assert again.coupons_stored == [False] and store.get_coupon("C2") is None
+    assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == "C1"
+    # nothing was counted for the second one, and releasing it undoes nothing
+    store.release("m1", again.caps)
+    assert store.fetch_member("m1").state.counter("issue", "o1").total == 1
+    assert store.budget_usage([("b", "total")])[("b", "total")].count == 1
+    # another member, or a coupon past its expiry, gets a new code
+    assert store.commit_decision("m2", [request], [coupon_write("C3", member="m2")], T0).coupons_stored == [True]
+    late = store.commit_decision("m1", [request], [coupon_write("C4")], T0 + 600)
+    assert late.coupons_stored == [True] and late.coupons_reused == [None]
+    # a held code never makes an offer whose issue cap is reached come back
+    capped = CapRequest("o9", member_limit=1)
+    assert store.commit_decision("m1", [capped], [coupon_write("C5", offer="o9")], T0).coupons_stored == [True]
+    refused = store.commit_decision("m1", [capped], [coupon_write("C6", offer="o9")], T0 + 1)
+    assert refused.caps[0].reason == MEMBER_CAP_REACHED and refused.coupons_reused == [None]
+
+
+def test_a_redeemed_coupon_is_not_handed_out_again(store: Store) -> None:
+    store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C1")], T0)
+    [result] = store.redeem_coupons([claim("C1")])
+    assert result.status == CLAIM_OK and result.ok
+    redeemed = Coupon.from_bytes(store.get_coupon("C1") or b"")
+    assert redeemed.redeemed_at == T0 + 1 and redeemed.redeemed_event_id == "r1"
+    after = store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C2")], T0 + 2)
+    assert after.coupons_stored == [True] and after.coupons_reused == [None]
+
+
+def test_redemptions_check_member_offer_expiry_and_first_use(store: Store) -> None:
+    store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C1", ttl=600)], T0)
+    def status(c: CouponClaim) -> str:
+        return store.redeem_coupons([c])[0].status
+    assert status(claim("NOPE")) == CLAIM_MISSING
+    assert status(claim("C1", member="m2")) == CLAIM_MEMBER
+    assert status(claim("C1", offer="o2")) == CLAIM_OFFER
+    assert status(claim("C1", at=T0 + 600)) == CLAIM_EXPIRED
+    assert status(claim("C1", event="r1")) == CLAIM_OK
+    assert status(claim("C1", event="r1")) == CLAIM_AGAIN  # the same event again: a retry
+    second = store.redeem_coupons([claim("C1", event="r2", at=T0 + 5)])[0]
+    assert second.status == CLAIM_REDEEMED and Coupon.from_bytes(second.record or b"").redeemed_at == T0 + 1
+
+
+def test_redemptions_are_all_or_nothing_and_can_be_undone(store: Store) -> None:
+    for code in ("C1", "C2"):
+        store.commit_decision("m1", [CapRequest(code)], [coupon_write(code, offer=code)], T0)
+    mixed = store.redeem_coupons([claim("C1", offer="C1"), claim("C2", offer="C2", member="m9")])
+    assert [r.status for r in mixed] == [CLAIM_OK, CLAIM_MEMBER]
+    assert Coupon.from_bytes(store.get_coupon("C1") or b"").redeemed_at is None  # nothing written
+    # one code twice in a call by two events: the second is refused
+    twice = store.redeem_coupons([claim("C1", offer="C1", event="a"), claim("C1", offer="C1", event="b")])
+    assert [r.status for r in twice] == [CLAIM_OK, CLAIM_REDEEMED]
+    done = store.redeem_coupons([claim("C1", offer="C1", event="a")])
+    assert done[0].status == CLAIM_OK
+    store.unredeem_coupons([claim("C1", offer="C1", event="other")])  # not the redeeming event: no-op
+    assert Coupon.from_bytes(store.get_coupon("C1") or b"").redeemed
+    store.unredeem_coupons([claim("C1", offer="C1", event="a")])
+    assert not Coupon.from_bytes(store.get_coupon("C1") or b"").redeemed
+    # back in the wallet: the next decision hands it out again
+    again = store.commit_decision("m1", [CapRequest("C1")], [coupon_write("C9", offer="C1")], T0 + 2)
+    assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == "C1"
+
+
+def race_redemptions(store: Store, code: str) -> list[str]:
+    """Two threads redeem one code at once (different events); the statuses they got."""
+    start = threading.Barrier(2)
+    got: list[str] = []
+
+    def redeem(event: str) -> None:
+        start.wait()
+        got.append(store.redeem_coupons([claim(code, event=event, offer=code)])[0].status)
+
+    threads = [threading.Thread(target=redeem, args=(e,)) for e in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
+def test_two_concurrent_redemptions_of_one_code_give_one_success(store: Store) -> None:
+    for round_ in range(20):
+        code = f"R{round_}"
+        store.commit_decision("m1", [CapRequest(code)], [coupon_write(code, offer=code)], T0)
+        assert sorted(race_redemptions(store, code)) == [CLAIM_OK, CLAIM_REDEEMED]
+
+
 def test_side_records_round_trip(store: Store) -> None:
     store.records_put({"d1": b"line-1", "d2": b"line-2"})
     assert store.records_get(["d1", "nope", "d2"]) == [b"line-1", None, b"line-2"]
@@ -491,9 +602,12 @@ def test_every_key_written_has_a_ttl(store: Store) -> None:
                           CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
     store.records_put({"r": b"x"})
     store.put_generation("g1")
+    store.commit_decision("m7", [CapRequest("o1")], [coupon_write("CODE3", member="m7")], T0)
+    store.redeem_coupons([claim("CODE3", member="m7")])
+    store.unredeem_coupons([claim("CODE3", member="m7")])
     keys = all_store_keys(store)  # type: ignore[arg-type]
     kinds = {k.split(":")[1] for k in keys}
-    assert kinds == {"s", "c", "e", "b", "k", "i", "h", "m", "g"}
+    assert kinds == {"s", "c", "e", "b", "k", "i", "h", "m", "g", "w"}
     assert all(ttl is not None and ttl > 0 for ttl in keys.values()), keys
 
 

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: Lifetime of a coupon for an offer without an end date.
 COUPON_DAYS = 30
+#: Why a coupon offer left an unknown member's slate (program ``coupons.unknown_members`` off).
+UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
 STORE_UNAVAILABLE = "store_unavailable"
 STORE_DATA_LOST = "store_data_lost"
 #: What the log and /readyz tell an operator to run when the store lost its data.
@@ -242,8 +244,19 @@ class Decider:
             spec = CouponSpec(ttl_seconds=max(ends - now, 60))
         return request, spec
 
-    def _requests(self, decision: Decision, now: int) -> list[tuple[CapRequest, CouponSpec | None]]:
-        return [self._request_for(self.engine.catalog[o.offer_id], now) for o in decision.offers]
+    def _requests(self, decision: Decision, now: int,
+                  withheld: bool = False) -> list[tuple[CapRequest, CouponSpec | None]]:
+        """What to reserve for the returned offers (the withheld coupon offers left out)."""
+        return [self._request_for(self.engine.catalog[o.offer_id], now) for o in decision.offers
+                if not (withheld and o.requires_coupon)]
+
+    def _withheld(self, bundle: MemberBundle | None) -> bool:
+        """Whether coupon offers are withheld from this member: the store knows nothing of them
+        (no event, history nor profile: a typo, or a member not materialized yet; the issue
+        counters of earlier decisions do not count) and the program's
+        ``coupons.unknown_members`` is off, so such ids never get real codes."""
+        return (bundle is not None and not self.engine.program.coupons.unknown_members
+                and bundle.profile is None and not bundle.history and bundle.state.last_seen is None)
 
     def _unchecked(self, counters: CapCounters) -> CapCounters:
         """Counters for a decision without the store: every member issue cap counts as reached."""
@@ -285,23 +298,28 @@ class Decider:
             return "MEMBER_CAP_REACHED"
         return None
 
-    def _apply(self, decision: Decision, issued: Sequence[Issued] | None) -> tuple[tuple[IssuedOffer, ...],
-                                                                                  tuple[Excluded, ...]]:
+    def _apply(self, decision: Decision, issued: Sequence[Issued] | None,
+               withheld: bool = False) -> tuple[tuple[IssuedOffer, ...], tuple[Excluded, ...]]:
         """Offers whose reservation was granted (re-ranked), and the refused ones.
 
         ``issued`` None means nothing could be reserved: limited offers are refused.
+        ``withheld``: coupon offers are refused as ``UNKNOWN_MEMBER`` (``issued`` has no
+        entry for them).
         """
         kept: list[IssuedOffer] = []
         refused: list[Excluded] = []
-        for i, offer in enumerate(decision.offers):
+        results = iter(issued or ())
+        for offer in decision.offers:
             reason = None
             coupon = None
-            if issued is None:
+            if withheld and offer.requires_coupon:
+                reason = UNKNOWN_MEMBER
+            elif issued is None:
                 reason = self._limited(offer.offer_id)
-            elif not issued[i].granted:
-                reason = issued[i].cap.reason or "MEMBER_CAP_REACHED"
+            elif not (result := next(results)).granted:
+                reason = result.cap.reason or "MEMBER_CAP_REACHED"
             else:
-                coupon = issued[i].coupon
+                coupon = result.coupon
             if reason is None:
                 kept.append(IssuedOffer(offer, len(kept) + 1, coupon))
             else:
@@ -323,7 +341,6 @@ class Decider:
         serving = self.serving()
         when, local, now = self._time(req)
         universe = self.engine.universe(local)
-        candidates, keep = self._candidates(universe, req.exclude)
         slot = (universe.slot(serving.version, req.channel)
                 if serving is not None and req.as_of is None and len(universe.scorable) else None)
         degraded = None
@@ -333,6 +350,10 @@ class Decider:
             log.warning("deciding without the store: %s", exc)
             bundle, degraded = None, STORE_UNAVAILABLE
         degraded = self._check_generation([bundle]) or degraded
+        withheld = self._withheld(bundle)
+        # coupon offers withheld from an unknown member leave the candidates, so others fill the slate
+        no_coupons = tuple(o for o in universe.offer_ids if self.engine.catalog[o].requires_coupon) if withheld else ()
+        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
         member = self._member(req.member_id, bundle)
         inputs = member_inputs(self.engine, member.hist, local, [member.profile], [member.state])[0]
 
@@ -363,12 +384,14 @@ class Decider:
         issued = None
         if bundle is not None:
             try:
-                issued, _ = commit(self.store, req.member_id, self._requests(decision, now), now, decision_id,
-                                   cache)
+                issued, _ = commit(self.store, req.member_id, self._requests(decision, now, withheld), now,
+                                   decision_id, cache)
             except StoreUnavailable as exc:
                 log.warning("decision %s not committed: %s", decision_id, exc)
                 degraded = STORE_UNAVAILABLE
-        offers, refused = self._apply(decision, issued)
+        offers, refused = self._apply(decision, issued, withheld)
+        excluded = set(req.exclude)
+        refused = (*refused, *(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded))
         outcome = Outcome(decision_id=decision_id, member_id=req.member_id, as_of=when,
                           model_version=serving.version if serving else None, decision=decision, offers=offers,
                           refused=refused, member=inputs.context, scores=scores, history=member.history,
@@ -439,18 +462,20 @@ class Decider:
                                            else self._unchecked(i.counters) for i in inputs],
                                  budgets=usage, seed=seed, max_offers=req.n)
         issued: list[list[Issued] | None] = [None] * n
+        withheld = [self._withheld(m.bundle) for m in members]
         if degraded != STORE_UNAVAILABLE:
             try:
                 issued = list(commit_many(self.store, [
-                    (m.member_id, self._requests(d, now), did, cache)
-                    for m, d, did, cache in zip(members, decisions, decision_ids, caches, strict=True)], now))
+                    (m.member_id, self._requests(d, now, w), did, cache)
+                    for m, d, did, cache, w in zip(members, decisions, decision_ids, caches, withheld, strict=True)],
+                    now))
             except StoreUnavailable as exc:
                 log.warning("batch decisions not committed: %s", exc)
                 degraded = STORE_UNAVAILABLE
         took = (time.perf_counter() - started) * 1000 / max(n, 1)
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
-            offers, refused = self._apply(d, issued[i])
+            offers, refused = self._apply(d, issued[i], withheld[i])
             outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=when,
                               model_version=serving.version if serving else None, decision=d, offers=offers,
                               refused=refused, member=inputs[i].context, scores=scores[i], history=m.history,

@@ -5,6 +5,10 @@ Order of work for one request (a batch is handled as a whole):
 1. duplicates inside the batch (same ``event_id`` twice) keep their first occurrence;
 2. one store round trip asks which ids were already applied; those are duplicates;
 3. the new events are appended to the durable log (and fsynced);
+3a. before that, ``redeem`` events quoting a ``coupon_code`` claim their coupons in one
+   atomic store call, all or none (:mod:`service.redemption`): a refusal raises
+   :class:`~service.redemption.CouponsRefused` and nothing is logged or applied; a log
+   failure undoes the claims;
 4. one atomic store call marks them seen (SET NX with TTL), updates each member's state,
    appends each event's history record (when a decision engine is loaded: purchase
    lines, exposures, redemptions; see :mod:`service.decisions.records`) and drops each
@@ -23,8 +27,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from service import redemption
 from service.coupons import normalise
-from service.events.log import FORMAT_VERSION, EventLog
+from service.events.log import FORMAT_VERSION, EventLog, EventLogError
 from service.events.schema import Event
 from service.stores import StateEvent, Store
 
@@ -112,10 +117,12 @@ def ingest(events: Sequence[Event], store: Store, log: EventLog, zone: ZoneInfo,
 
     Raises
     ------
+    CouponsRefused
+        A redeem event's coupon cannot be redeemed (indices into ``events``); nothing done.
     StoreUnavailable
         The store cannot be reached (before or after the log write).
     EventLogError
-        The log cannot be written; the state was not touched.
+        The log cannot be written; the state was not touched (coupon claims undone).
     """
     received_at = now or datetime.now(UTC)
     first: dict[str, int] = {}
@@ -125,7 +132,13 @@ def ingest(events: Sequence[Event], store: Store, log: EventLog, zone: ZoneInfo,
     seen = dict(zip((e.event_id for e in unique), store.events_seen([e.event_id for e in unique]),
                     strict=True))
     new = [e for e in unique if not seen[e.event_id]]
-    log.append([to_log_record(e, exponent, received_at, request_id) for e in new])
+    made = redemption.claim(store, redemption.claims_for(
+        [(i, events[i]) for i in sorted(first.values()) if not seen[events[i].event_id]]))
+    try:
+        log.append([to_log_record(e, exponent, received_at, request_id) for e in new])
+    except EventLogError:
+        redemption.undo(store, made)
+        raise
     applied = dict(zip((e.event_id for e in new),
                        store.apply_events([to_state_event(e, zone, exponent, recorder) for e in new]),
                        strict=True))

@@ -2,18 +2,22 @@
 
 Answers 200 with ``{accepted, duplicates, results: [{event_id, status}]}`` where status
 is ``accepted`` or ``duplicate`` (already received: ignored). Invalid events are 422
-with a pointer per bad field and nothing is applied; 503 when the store or the log is
+with a pointer per bad field and nothing is applied; so is a ``redeem`` event whose
+``coupon_code`` is unknown or belongs to another member or offer (409 when the coupon is
+expired or already redeemed: :mod:`service.redemption`); 503 when the store or the log is
 unavailable (retry with the same ``event_id`` values: nothing is applied twice).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from service import redemption
 from service.auth import require_scope
-from service.errors import ServiceUnavailable
+from service.errors import FieldError, ServiceUnavailable, json_pointer
 from service.events.ingest import ingest
 from service.events.log import EventLogError
 from service.events.schema import parse_events
@@ -34,12 +38,16 @@ def post_events() -> tuple[Response, int]:
     """Validate, de-duplicate, log and apply feedback events."""
     state = current_state()
     settings = state.settings
-    events = parse_events(read_json(), settings.max_events_per_request, settings.currency_exponent,
+    body = read_json()
+    events = parse_events(body, settings.max_events_per_request, settings.currency_exponent,
                           now=state.now())
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
                         settings.currency_exponent, request_id(),
                         recorder=state.components.get("recorder"))
+    except redemption.CouponsRefused as exc:
+        raise redemption.problem(exc, lambda i, name, code, message: FieldError(
+            code=code, message=message, pointer=_pointer(body, i, name))) from None
     except StoreUnavailable as exc:
         raise ServiceUnavailable("the online store is unavailable; retry with the same "
                                  "event_id values (duplicates are ignored)") from exc
@@ -49,3 +57,12 @@ def post_events() -> tuple[Response, int]:
     for ev, status in zip(events, result.statuses, strict=True):
         state.metrics.record_event(ev.type, status)
     return jsonify(result.to_dict()), 200
+
+
+def _pointer(body: Any, index: int, name: str) -> str:
+    """The JSON pointer of field ``name`` of the ``index``-th event in the body as sent."""
+    if isinstance(body, list):
+        return json_pointer([index, name])
+    if isinstance(body, dict) and "events" in body:
+        return json_pointer(["events", index, name])
+    return json_pointer([name])

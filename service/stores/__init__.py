@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING
 
 from service.stores.base import (
     BUDGET_EXHAUSTED,
+    CLAIM_AGAIN,
+    CLAIM_EXPIRED,
+    CLAIM_MEMBER,
+    CLAIM_MISSING,
+    CLAIM_OFFER,
+    CLAIM_OK,
+    CLAIM_REDEEMED,
     MEMBER_CAP_REACHED,
     RECENT_LIMIT,
     BudgetCounter,
@@ -19,7 +26,9 @@ from service.stores.base import (
     CacheWrite,
     CapRequest,
     CapResult,
+    ClaimResult,
     CommitResult,
+    CouponClaim,
     CouponWrite,
     MemberBundle,
     MemberProfile,
@@ -40,8 +49,9 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetCounter", "BudgetRef", "CacheWrite",
-    "CapRequest", "CapResult", "CommitResult", "CouponWrite", "KeySpace", "MemberBundle", "MemberProfile",
+    "BUDGET_EXHAUSTED", "CLAIM_AGAIN", "CLAIM_EXPIRED", "CLAIM_MEMBER", "CLAIM_MISSING", "CLAIM_OFFER",
+    "CLAIM_OK", "CLAIM_REDEEMED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetCounter", "BudgetRef", "CacheWrite",
+    "CapRequest", "CapResult", "ClaimResult", "CommitResult", "CouponClaim", "CouponWrite", "KeySpace", "MemberBundle", "MemberProfile",
     "MemberState", "MemberWrite", "OfferCounter", "StateEvent",
     "Store", "StoreError", "StoreObserver", "StoreUnavailable", "StoredResponse", "TTLs",
     "build_key", "build_store",

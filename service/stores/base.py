@@ -290,11 +290,53 @@ class CouponWrite:
 @dataclass(frozen=True)
 class CommitResult:
     """Outcome of :meth:`Store.commit_decision`: per request the reservation and whether
-    its coupon was stored (False when none was asked for, refused, or the code collided)."""
+    its coupon was stored (False when none was asked for, refused, or the code collided).
+
+    ``coupons_reused`` holds, per request, the record of the member's live, unredeemed
+    coupon for the offer when one was handed out again instead of a new code (nothing
+    was reserved for it then), else None.
+    """
 
     caps: list[CapResult]
     coupons_stored: list[bool]
     cache_written: bool
+    coupons_reused: list[bytes | None] = field(default_factory=list)
+
+
+#: Outcomes of a coupon claim (:meth:`Store.redeem_coupons`).
+CLAIM_OK = "ok"              # redeemed now
+CLAIM_AGAIN = "again"        # already redeemed by this very event (a retry)
+CLAIM_MISSING = "missing"    # no such code (never issued, or expired and dropped)
+CLAIM_MEMBER = "member"      # the coupon belongs to another member
+CLAIM_OFFER = "offer"        # the coupon is for another offer
+CLAIM_EXPIRED = "expired"    # the claim's time is at or after the coupon's expiry
+CLAIM_REDEEMED = "redeemed"  # already redeemed by another event
+
+
+@dataclass(frozen=True)
+class CouponClaim:
+    """Redeem coupon ``code`` (normalised) for ``member_id`` and ``offer_id`` at ``at``
+    (epoch s), as event ``event_id`` (a retry with the same event id is not a second use)."""
+
+    code: str
+    member_id: str
+    offer_id: str
+    at: int
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim's outcome (one of the ``CLAIM_*`` values) and the coupon record as it stands
+    after the call (None when the code is unknown)."""
+
+    status: str
+    record: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The coupon is redeemed by this claim's event (now or by an earlier attempt)."""
+        return self.status in (CLAIM_OK, CLAIM_AGAIN)
 
 
 @dataclass(frozen=True)
@@ -365,6 +407,9 @@ class CapResult:
     #: The budget after the reservation, or as found when the budget refused;
     #: None without a budget or when the member cap refused first.
     budget: BudgetCounter | None = None
+    #: False when granted without counting anything (a held coupon handed out again):
+    #: there is nothing to release then.
+    reserved: bool = True
 
 
 @dataclass(frozen=True)
@@ -475,6 +520,22 @@ class Store(ABC):
     @abstractmethod
     def get_coupon(self, code: str) -> bytes | None:
         """The record of a normalised code, or None."""
+
+    @abstractmethod
+    def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
+        """Check and redeem coupons atomically, all or none, in one round trip.
+
+        Each claim is checked (the code exists, belongs to the member and the offer, is
+        not redeemed by another event, has not expired at the claim's time; a code claimed
+        twice in the call by different events counts as redeemed the second time). Only
+        when every claim passes are the new ones written: ``redeemed_at`` and
+        ``redeemed_event_id`` in the record (its TTL kept) and the coupon dropped from the
+        member's held coupons, so the next decision draws a new code.
+        """
+
+    @abstractmethod
+    def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
+        """Undo claims this call's events made (when what follows the claim failed)."""
 
     # -- idempotency --------------------------------------------------------------
     @abstractmethod

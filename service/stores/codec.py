@@ -308,6 +308,15 @@ def trim_months(fields: Fields, month_cutoff: str) -> None:
         del fields[name]
 
 
+def cap_reached(fields: Mapping[bytes, bytes], req: CapRequest, now: int) -> bool:
+    """Whether the member's issue cap of the request's offer is reached (the Lua ``cap_reached``)."""
+    if req.member_limit is None:
+        return False
+    counter = decode_counter(get_counter(fields, SUBJECT_CODES["issue"], req.offer_id))
+    since = None if req.member_window_seconds is None else now - req.member_window_seconds
+    return counter.reached(req.member_limit, since)
+
+
 def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
                 now: int) -> tuple[bool, str | None, BudgetCounter | None]:
     """Check-and-increment one request against a member hash and its budget's counter.
@@ -317,11 +326,8 @@ def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
     refused; None when the member cap refused first); the twin of the Lua ``RESERVE``.
     ``fields`` is updated in place when granted.
     """
-    counter = decode_counter(get_counter(fields, SUBJECT_CODES["issue"], req.offer_id))
-    if req.member_limit is not None:
-        since = None if req.member_window_seconds is None else now - req.member_window_seconds
-        if counter.reached(req.member_limit, since):
-            return False, MEMBER_CAP_REACHED, None
+    if cap_reached(fields, req, now):
+        return False, MEMBER_CAP_REACHED, None
     after = budget
     if req.budget_key is not None:
         current = budget or BudgetCounter()

@@ -14,6 +14,8 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:d:<fingerprint>          string  product and offer ids a history's indices refer to  TTL state
     ofr:g:data                   string  generation marker of the materialized data  TTL state (renewed by
                                          offers materialize and /readyz); absent = Redis lost its data
+    ofr:w:<member_id>            hash    the member's held (issued, unredeemed) coupons:
+                                         field = offer id, value = coupon record  TTL the longest coupon's
 
 docs/redis.md describes the values. Parts are checked so that no id can forge another
 key: they must be non-empty and free of ``:``, braces, whitespace and control characters
@@ -35,6 +37,7 @@ KINDS = {
     "profile": "m",
     "generation": "g",
     "catalog": "d",
+    "wallet": "w",
 }
 _PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
 
@@ -94,6 +97,8 @@ class KeySpace:
     def catalog(self, fingerprint: str) -> str:
         """The ids of the catalog with ``fingerprint`` (content-addressed: never rewritten differently)."""
         return build_key(self.prefix, "catalog", fingerprint)
+    def wallet(self, member_id: str) -> str:
+        return build_key(self.prefix, "wallet", member_id)
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""

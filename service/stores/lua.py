@@ -223,21 +223,25 @@ _RESERVE_ONE = r"""
 -- (nil without a budget). Returns the refusal reason (nil when granted) and the budget's
 -- n and m after the reservation, or as found when it refused (-1, -1 without a budget or
 -- when the member cap refused first).
+-- Whether the member's issue cap of the offer is reached (issue counter bytes v).
+local function cap_reached(v, now, limit, mlimit, window)
+  if mlimit < 0 then return false end
+  local total, ts = decode(v)
+  local used = total
+  if window >= 0 then
+    used = 0
+    for _, t in ipairs(ts) do if t >= now - window then used = used + 1 end end
+    -- every kept timestamp inside the window: there may be more; count conservatively
+    if #ts >= limit and ts[1] >= now - window then used = math.max(used, total) end
+  end
+  return used >= mlimit
+end
+
 local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp)
   local v = get_counter(ks, 'S', offer)
   local refused = nil
   local bn, bm = -1, -1
-  if mlimit >= 0 then
-    local total, ts = decode(v)
-    local used = total
-    if window >= 0 then
-      used = 0
-      for _, t in ipairs(ts) do if t >= now - window then used = used + 1 end end
-      -- every kept timestamp inside the window: there may be more; count conservatively
-      if #ts >= limit and ts[1] >= now - window then used = math.max(used, total) end
-    end
-    if used >= mlimit then refused = 'MEMBER_CAP_REACHED' end
-  end
+  if cap_reached(v, now, limit, mlimit, window) then refused = 'MEMBER_CAP_REACHED' end
   if not refused and kb then
     local cur = redis.call('HMGET', kb, 'n', 'm')
     bn, bm = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
@@ -294,32 +298,63 @@ return out
 """
 
 #: A decision's whole write in one call.
-#: KEYS[1]: member state key, KEYS[2]: cache key, KEYS[3]: history key, then budget hashes
-#:          and coupon keys (referred to by index).
+#: KEYS[1]: member state key, KEYS[2]: cache key, KEYS[3]: history key, KEYS[4]: the member's
+#:          held coupons (wallet hash: offer id -> coupon record), then budget hashes and coupon
+#:          keys (referred to by index).
 #: ARGV: state_ttl, now, recent_limit, cache slot ('' = no cache write), score bytes,
 #:       cache_ttl, history length the scores were computed from, then per request the 9
 #:       RESERVE arguments plus (coupon key index or 0, coupon record, coupon ttl).
+#: A request that wants a coupon while the member holds a live, unredeemed one for the offer
+#: gets that coupon again and reserves nothing (no issue, no budget), unless the member's
+#: issue cap is reached (then it is refused as MEMBER_CAP_REACHED, as a decision reading the
+#: counter would have excluded it: a held code never makes a capped offer reappear). Otherwise it is
+#: reserved, and when granted its coupon is stored (SET NX) and added to the wallet.
 #: The scores are cached only while the history still has that length (no event came
-#: in between). Returns {cached 1/0, per request {granted, reason, n, m, coupon stored 1/0}}.
+#: in between). Returns {cached 1/0, per request {granted, reason, n, m,
+#: coupon stored 1/0 or 2 when reused, the reused record or ''}}.
 COMMIT = _COUNTER_HELPERS + _RESERVE_ONE + r"""
-local ks, kc, kh = KEYS[1], KEYS[2], KEYS[3]
+local ks, kc, kh, kw = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot, vec, cttl, hlen = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 local out = {}
 local granted_any = false
+
+-- The member's live, unredeemed coupon for the offer (its record), or nil.
+local function held(offer)
+  local rec = redis.call('HGET', kw, offer)
+  if not rec then return nil end
+  local c = cjson.decode(rec)
+  if (c.redeemed_event_id == nil or c.redeemed_event_id == cjson.null) and tonumber(c.expires_at) > now then
+    return rec
+  end
+  return nil
+end
+
 for i = 0, (#ARGV - 7) / 12 - 1 do
   local a = 7 + 12 * i
   local offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp = request_at(a)
   local cidx, crec, cttl_c = tonumber(ARGV[a + 10]), ARGV[a + 11], ARGV[a + 12]
-  local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,
-                                      charge, bttl, imp)
-  if refused then
-    out[#out + 1] = {0, refused, bn, bm, 0}
+  local again = nil
+  if cidx > 0 then again = held(offer) end
+  if again and cap_reached(get_counter(ks, 'S', offer), now, limit, mlimit, window) then
+    out[#out + 1] = {0, 'MEMBER_CAP_REACHED', -1, -1, 0, ''}
+  elseif again then
+    out[#out + 1] = {1, '', -1, -1, 2, again}
   else
-    granted_any = true
-    local stored = 0
-    if cidx > 0 and redis.call('SET', KEYS[cidx], crec, 'NX', 'EX', cttl_c) then stored = 1 end
-    out[#out + 1] = {1, '', bn, bm, stored}
+    local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,
+                                        charge, bttl, imp)
+    if refused then
+      out[#out + 1] = {0, refused, bn, bm, 0, ''}
+    else
+      granted_any = true
+      local stored = 0
+      if cidx > 0 and redis.call('SET', KEYS[cidx], crec, 'NX', 'EX', cttl_c) then
+        stored = 1
+        redis.call('HSET', kw, offer, crec)
+        if redis.call('TTL', kw) < tonumber(cttl_c) then redis.call('EXPIRE', kw, cttl_c) end
+      end
+      out[#out + 1] = {1, '', bn, bm, stored, ''}
+    end
   end
 end
 if granted_any then redis.call('EXPIRE', ks, state_ttl) end
@@ -377,5 +412,78 @@ redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+_CLAIM_HELPERS = r"""
+local function is_null(v) return v == nil or v == cjson.null end
+"""
+
+#: Check and redeem coupons, all or none (coupon_records.check_claim is the twin).
+#: KEYS: per claim (coupon key, the claiming member's wallet key).
+#: ARGV: per claim (member_id, offer_id, at, event_id).
+#: Returns per claim {status, the record after the call or ''}.
+REDEEM = _CLAIM_HELPERS + r"""
+local n = #KEYS / 2
+local status, recs, blobs, claimed = {}, {}, {}, {}
+local failed = false
+for i = 1, n do
+  local kc = KEYS[2 * i - 1]
+  local member, offer, at, ev = ARGV[4 * i - 3], ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1]), ARGV[4 * i]
+  local blob = redis.call('GET', kc)
+  local s = 'ok'
+  if not blob then
+    s = 'missing'
+  else
+    local c = cjson.decode(blob)
+    recs[i] = c
+    if c.member_id ~= member then s = 'member'
+    elseif c.offer_id ~= offer then s = 'offer'
+    elseif not is_null(c.redeemed_event_id) then
+      if c.redeemed_event_id == ev then s = 'again' else s = 'redeemed' end
+    elseif claimed[kc] and claimed[kc] ~= ev then s = 'redeemed'
+    elseif at >= tonumber(c.expires_at) then s = 'expired'
+    else claimed[kc] = ev end
+  end
+  status[i], blobs[i] = s, blob or ''
+  if s ~= 'ok' and s ~= 'again' then failed = true end
+end
+if not failed then
+  for i = 1, n do
+    if status[i] == 'ok' then
+      local c = recs[i]
+      c.redeemed_at = tonumber(ARGV[4 * i - 1])
+      c.redeemed_event_id = ARGV[4 * i]
+      blobs[i] = cjson.encode(c)
+      redis.call('SET', KEYS[2 * i - 1], blobs[i], 'KEEPTTL')
+      redis.call('HDEL', KEYS[2 * i], c.offer_id)
+    end
+  end
+end
+local out = {}
+for i = 1, n do out[i] = {status[i], blobs[i]} end
+return out
+"""
+
+#: Undo redemptions (coupon_records.unredeemed is the twin).
+#: KEYS: per claim (coupon key, wallet key); ARGV: per claim the event id that redeemed it.
+#: The coupon goes back into the wallet (whose TTL is raised to the coupon's if shorter).
+UNREDEEM = _CLAIM_HELPERS + r"""
+for i = 1, #KEYS / 2 do
+  local kc, kw = KEYS[2 * i - 1], KEYS[2 * i]
+  local blob = redis.call('GET', kc)
+  if blob then
+    local c = cjson.decode(blob)
+    if not is_null(c.redeemed_event_id) and c.redeemed_event_id == ARGV[i] then
+      c.redeemed_at = nil
+      c.redeemed_event_id = nil
+      local rec = cjson.encode(c)
+      redis.call('SET', kc, rec, 'KEEPTTL')
+      redis.call('HSET', kw, c.offer_id, rec)
+      local ttl = redis.call('TTL', kc)
+      if ttl > 0 and redis.call('TTL', kw) < ttl then redis.call('EXPIRE', kw, ttl) end
+    end
+  end
+end
 return 1
 """

@@ -17,14 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from service.stores import codec
+from service.stores import codec, coupon_records
 from service.stores.base import (
+    CLAIM_AGAIN,
+    CLAIM_OK,
+    MEMBER_CAP_REACHED,
     BudgetCounter,
     BudgetRef,
     CacheWrite,
     CapRequest,
     CapResult,
+    ClaimResult,
     CommitResult,
+    CouponClaim,
     CouponWrite,
     MemberBundle,
     MemberWrite,
@@ -215,7 +220,7 @@ class MemoryStore(Store):
         with self._lock:
             fields = self._get(self.keys.state(member_id))
             for r in results:
-                if not r.granted:
+                if not (r.granted and r.reserved):
                     continue
                 if fields is not None:
                     codec.release_one(fields, r.request, r.issued_at)
@@ -233,12 +238,25 @@ class MemoryStore(Store):
     def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
                         coupons: Sequence[CouponWrite | None], now: int,
                         cache: CacheWrite | None = None) -> CommitResult:
-        caps, stored = [], []
+        caps: list[CapResult] = []
+        stored: list[bool] = []
+        reused: list[bytes | None] = []
         with self._lock:
-            key = self.keys.state(member_id)
+            key, wkey = self.keys.state(member_id), self.keys.wallet(member_id)
             fields = dict(self._get(key) or {})
             granted_any = False
             for req, coupon in zip(requests, coupons, strict=True):
+                held = (self._get(wkey) or {}).get(req.offer_id) if coupon is not None else None
+                if coupon_records.live_unredeemed(held, now) and codec.cap_reached(fields, req, now):
+                    caps.append(CapResult(request=req, granted=False, reason=MEMBER_CAP_REACHED, issued_at=now))
+                    stored.append(False)
+                    reused.append(None)
+                    continue
+                if coupon_records.live_unredeemed(held, now):
+                    caps.append(CapResult(request=req, granted=True, reason=None, issued_at=now, reserved=False))
+                    stored.append(False)
+                    reused.append(held)
+                    continue
                 budget = self._budget(req.budget) if req.budget is not None else None
                 taken = coupon is not None and self._get(self.keys.coupon(coupon.code)) is not None
                 result, store_coupon = codec.commit_one(fields, budget, req, now, coupon, taken)
@@ -250,9 +268,11 @@ class MemoryStore(Store):
                         self._keep(bkey, result.budget)
                 if store_coupon and coupon is not None:
                     self._set(self.keys.coupon(coupon.code), bytes(coupon.record), max(coupon.ttl_seconds, 1))
+                    self._hold(wkey, req.offer_id, bytes(coupon.record), max(coupon.ttl_seconds, 1))
                 granted_any |= result.granted
                 caps.append(result)
                 stored.append(store_coupon)
+                reused.append(None)
             if granted_any:
                 self._set(key, fields, self.ttls.state)
             cached = codec.cache_allowed(cache, self._get(self.keys.history(member_id)))
@@ -261,7 +281,15 @@ class MemoryStore(Store):
                 current = dict(self._get(ckey) or {})
                 current[codec.cache_field(cache.slot)] = codec.encode_scores(cache.scores)
                 self._set(ckey, current, self.ttls.cache)
-        return CommitResult(caps=caps, coupons_stored=stored, cache_written=cached)
+        return CommitResult(caps=caps, coupons_stored=stored, cache_written=cached, coupons_reused=reused)
+
+    def _hold(self, wkey: str, offer_id: str, record: bytes, ttl: float) -> None:
+        """Put a coupon in a member's wallet (lock held); the wallet lives as long as its
+        longest-lived coupon, like the Lua ``EXPIRE`` when the TTL is shorter."""
+        wallet = dict(self._get(wkey) or {})
+        wallet[offer_id] = record
+        left = self._data[wkey][0] - self._clock() if wkey in self._data else 0.0
+        self._set(wkey, wallet, max(ttl, left))
 
     # -- coupons ---------------------------------------------------------------------------
     def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
@@ -276,6 +304,33 @@ class MemoryStore(Store):
         with self._lock:
             value = self._get(self.keys.coupon(code))
             return None if value is None else bytes(value)
+
+    def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
+        with self._lock:
+            claimed: dict[str, tuple[str, int]] = {}
+            records = [self._get(self.keys.coupon(c.code)) for c in claims]
+            statuses = [coupon_records.check_claim(r, c, claimed) for r, c in zip(records, claims, strict=True)]
+            if all(s in (CLAIM_OK, CLAIM_AGAIN) for s in statuses):
+                for i, (c, status) in enumerate(zip(claims, statuses, strict=True)):
+                    if status == CLAIM_OK:
+                        records[i] = coupon_records.redeemed(records[i], c)
+                        self._keep(self.keys.coupon(c.code), records[i])
+                        wallet = self._get(self.keys.wallet(c.member_id))
+                        if wallet is not None:
+                            self._keep(self.keys.wallet(c.member_id),
+                                       {k: v for k, v in wallet.items() if k != c.offer_id})
+            return [ClaimResult(s, None if r is None else bytes(r)) for s, r in zip(statuses, records, strict=True)]
+
+    def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
+        with self._lock:
+            for c in claims:
+                key = self.keys.coupon(c.code)
+                record = self._get(key)
+                undone = None if record is None else coupon_records.unredeemed(record, c.event_id)
+                if undone is not None:
+                    self._keep(key, undone)
+                    left = self._data[key][0] - self._clock()
+                    self._hold(self.keys.wallet(c.member_id), coupon_records.offer_of(undone), undone, left)
 
     # -- idempotency -------------------------------------------------------------------------
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:

@@ -36,7 +36,9 @@ from service.stores.base import (
     CacheWrite,
     CapRequest,
     CapResult,
+    ClaimResult,
     CommitResult,
+    CouponClaim,
     CouponWrite,
     MemberBundle,
     MemberWrite,
@@ -108,6 +110,8 @@ class RedisStore(Store):
         self._release = client.register_script(lua.RELEASE)
         self._commit = client.register_script(lua.COMMIT)
         self._upgrade = client.register_script(lua.UPGRADE_MEMBER)
+        self._redeem = client.register_script(lua.REDEEM)
+        self._unredeem = client.register_script(lua.UNREDEEM)
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -247,13 +251,14 @@ class RedisStore(Store):
                 req.charge_minor, req.budget_ttl_seconds or self.ttls.budget, int(req.count_impression)]
 
     @staticmethod
-    def _cap_result(req: CapRequest, reply: Sequence[object], now: int) -> CapResult:
+    def _cap_result(req: CapRequest, reply: Sequence[object], now: int, reserved: bool = True) -> CapResult:
         granted, reason, n, m = reply[:4]
         if isinstance(reason, bytes):
             reason = reason.decode()
         return CapResult(request=req, granted=bool(granted), reason=str(reason) if reason else None,
                          issued_at=now,
-                         budget=None if n == -1 else BudgetCounter(int(n), int(m)))  # type: ignore[call-overload]
+                         budget=None if n == -1 else BudgetCounter(int(n), int(m)),  # type: ignore[call-overload]
+                         reserved=reserved)
 
     def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
         if not requests:
@@ -269,7 +274,8 @@ class RedisStore(Store):
     def _commit_call(self, member_id: str, requests: Sequence[CapRequest],
                      coupons: Sequence[CouponWrite | None], now: int,
                      cache: CacheWrite | None) -> tuple[list[str], list[str | int | bytes]]:
-        keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id)]
+        keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id),
+                self.keys.wallet(member_id)]
         args: list[str | int | bytes] = [
             self.ttls.state, now, RECENT_LIMIT, b"" if cache is None else codec.cache_field(cache.slot),
             b"" if cache is None else codec.encode_scores(cache.scores), self.ttls.cache,
@@ -288,8 +294,10 @@ class RedisStore(Store):
                        now: int) -> CommitResult:
         cached, rows = reply
         rows = list(rows)  # type: ignore[call-overload]
-        return CommitResult(caps=[cls._cap_result(req, row, now) for req, row in zip(requests, rows, strict=True)],
-                            coupons_stored=[bool(row[4]) for row in rows], cache_written=bool(cached))
+        return CommitResult(caps=[cls._cap_result(req, row, now, reserved=row[4] != 2)
+                                  for req, row in zip(requests, rows, strict=True)],
+                            coupons_stored=[row[4] == 1 for row in rows], cache_written=bool(cached),
+                            coupons_reused=[bytes(row[5]) if row[4] == 2 else None for row in rows])
 
     def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
                         coupons: Sequence[CouponWrite | None], now: int,
@@ -319,7 +327,7 @@ class RedisStore(Store):
         return out
 
     def release(self, member_id: str, results: Sequence[CapResult]) -> None:
-        granted = [r for r in results if r.granted]
+        granted = [r for r in results if r.granted and r.reserved]
         if not granted:
             return
         keys = [self.keys.state(member_id)]
@@ -353,6 +361,27 @@ class RedisStore(Store):
         with self._guard("get_coupon"):
             value = self.client.get(self.keys.coupon(code))
         return None if value is None else cast(bytes, value)
+
+    def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
+        if not claims:
+            return []
+        keys: list[str] = []
+        args: list[str | int] = []
+        for c in claims:
+            keys += [self.keys.coupon(c.code), self.keys.wallet(c.member_id)]
+            args += [c.member_id, c.offer_id, c.at, c.event_id]
+        with self._guard("redeem_coupons"):
+            replies = self._redeem(keys=keys, args=args)
+        return [ClaimResult(status=status.decode(), record=bytes(record) or None) for status, record in replies]
+
+    def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
+        if not claims:
+            return
+        keys: list[str] = []
+        for c in claims:
+            keys += [self.keys.coupon(c.code), self.keys.wallet(c.member_id)]
+        with self._guard("unredeem_coupons"):
+            self._unredeem(keys=keys, args=[c.event_id for c in claims])
 
     # -- idempotency -----------------------------------------------------------------------
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
