@@ -68,11 +68,38 @@ def _conform(body: Any, latest: str) -> Any:
     return body
 
 
+def _send(case: Any, positive: bool, headers: dict[str, str], number: int) -> None:
+    """Send one generated case and run every check on the answer."""
+    key = (case.headers or {}).get("Idempotency-Key")
+    if positive and isinstance(key, str):
+        # a key names one request: another body under the same key is 422 by design
+        case.headers["Idempotency-Key"] = f"{number}-{key}"[:255]
+    if positive and case.operation.path == "/v1/events":
+        case.body = _conform(case.body, LATEST_TS)
+    if positive and case.operation.path == "/v1/admin/coupons/{code}":
+        case.path_parameters["code"] = _valid_code(case.path_parameters["code"])
+    case.call_and_validate(headers=headers)
+
+
+def _fuzz_one(operation: Any, mode: GenerationMode, headers: dict[str, str], examples: int,
+              counter: list[int]) -> None:
+    """Run ``examples`` cases of one operation in one mode; raise schemathesis' failure report."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=examples, phases=[Phase.explicit, Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+    def run(case: Any) -> None:
+        counter[0] += 1
+        _send(case, mode is GenerationMode.POSITIVE, headers, counter[0])
+
+    run()
+
+
 def fuzz(app: Flask, examples: int, budget_seconds: float) -> tuple[int, list[str]]:
     """Fuzz every operation of the app's document; (requests sent, failures found)."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     deadline = time.monotonic() + budget_seconds
-    calls = 0
+    counter = [0]
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -82,30 +109,13 @@ def fuzz(app: Flask, examples: int, budget_seconds: float) -> tuple[int, list[st
             if time.monotonic() > deadline:
                 failures.append(f"{operation.label} ({mode.value}): not fuzzed within {budget_seconds} s")
                 continue
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=examples, phases=[Phase.explicit, Phase.generate], deadline=None,
-                      suppress_health_check=list(HealthCheck), database=None, derandomize=True)
-            def run(case: Any) -> None:
-                nonlocal calls
-                calls += 1
-                key = (case.headers or {}).get("Idempotency-Key")
-                if mode is GenerationMode.POSITIVE and isinstance(key, str):
-                    # a key names one request: another body under it is 422 by design
-                    case.headers["Idempotency-Key"] = f"{calls}-{key}"[:255]
-                if mode is GenerationMode.POSITIVE and operation.path == "/v1/events":
-                    case.body = _conform(case.body, LATEST_TS)
-                if mode is GenerationMode.POSITIVE and operation.path == "/v1/admin/coupons/{code}":
-                    case.path_parameters["code"] = _valid_code(case.path_parameters["code"])
-                case.call_and_validate(headers=headers)
-
             try:
-                run()
+                _fuzz_one(operation, mode, headers, examples, counter)
             except Unsatisfiable:  # nothing to break in this mode (no parameters, no body)
                 continue
             except (Exception, FailureGroup) as exc:  # one report per operation and mode
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
-    return calls, failures
+    return counter[0], failures
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,14 @@ from typing import Any
 from models.schema import CHANNELS
 from models.timerange import DESCRIPTION
 from service.decisions.schema import MAX_BATCH, MAX_EXCLUDED, MAX_OFFERS, BatchBody, DecisionBody
-from service.openapi import IDEMPOTENCY_HEADER, JSON, PROBLEMS, ApiDocument, id_schema, timestamp_schema
+from service.openapi import (
+    IDEMPOTENCY_HEADER,
+    JSON,
+    PROBLEMS,
+    ApiDocument,
+    id_schema,
+    timestamp_schema,
+)
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}

@@ -8,20 +8,21 @@ JSON pointer (bodies) or as a ``parameter`` (queries).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
 from models.schema import CHANNELS
 from models.timerange import DESCRIPTION
 from service.errors import FieldError, ValidationFailed, field_errors
-from service.events.schema import Timestamp, integer
+from service.events.schema import Timestamp, json_integer
 from service.validation import MemberId, OfferId, Placement
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 #: Largest slate a request may ask for.
 MAX_OFFERS = 50
-SlateSize = integer(1, MAX_OFFERS)
+#: The slate size under strict validation: a JSON integer, never "5" or true.
+SlateSize = Annotated[int, Field(ge=1, le=MAX_OFFERS), Strict(False), BeforeValidator(json_integer)]
 #: Most offer ids a request may exclude.
 MAX_EXCLUDED = 500
 #: Most members in one batch request.

@@ -50,7 +50,6 @@ from service.validation import (
     ProductId,
 )
 
-
 #: How far in the future an event's ts may be (client clock skew).
 MAX_FUTURE = timedelta(hours=24)
 #: Largest amount accepted on one event, in minor units.
@@ -83,7 +82,7 @@ def _json_number(value: Any) -> Any:
     return Decimal(value)
 
 
-def _json_integer(value: Any) -> Any:
+def json_integer(value: Any) -> Any:
     """An integer as JSON Schema means it (``5`` or ``5.0``); a string or a boolean is not one."""
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
@@ -92,13 +91,8 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-def integer(low: int, high: int) -> Any:
-    """An integer field from ``low`` to ``high`` under strict validation: JSON integers only,
-    never ``"5"`` or ``true``."""
-    return Annotated[int, Field(ge=low, le=high), Strict(False), BeforeValidator(_json_integer)]
-
-
-Amount = integer(0, MAX_AMOUNT_MINOR)
+#: Minor units of money under strict validation: JSON integers only, never ``"5"`` or ``true``.
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR), Strict(False), BeforeValidator(json_integer)]
 #: A timestamp field: RFC 3339 text with an offset, inside the supported range.
 Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_rfc3339_text), AfterValidator(_supported),
                       WithJsonSchema({"type": "string", "format": "date-time", "pattern": YEAR_PATTERN,
