@@ -51,3 +51,16 @@ def in_range(moment: datetime) -> bool:
     except OutOfRange:
         return False
     return True
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 date or timestamp inside the range; naive values are read as UTC.
+
+    For command-line options (``--train-end``, ``--as-of``): raises OutOfRange naming the
+    problem, which the CLI turns into a message and a non-zero exit.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise OutOfRange(f"{text!r} is not an ISO 8601 date or timestamp such as 2017-08-01") from None
+    return check_moment(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
