@@ -14,6 +14,10 @@ transactions without a product are counted and skipped. Log times are UTC; they 
 converted to the program's local time (``timezone``), the contract's convention. The
 merged directory is written to a staging directory and moved into place, then it must
 pass validation like any other input.
+
+A log line that cannot be merged (not JSON, no id, a ``ts`` outside the supported time
+range of :mod:`models.timerange`) is skipped and reported with its segment and line
+number; the merge goes on with the other lines.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from models.schema import TABLES
+from models.timerange import DESCRIPTION, in_range
 from offerdata.tables import DataDirError, coerce, read_table, write_table
 
 
@@ -38,31 +44,64 @@ class MergeSummary:
 
     events: int = 0
     duplicates: int = 0
+    #: "<segment> line <n>: <problem>" for every line skipped as unusable
+    rejected: list[str] = field(default_factory=list)
     added: dict[str, int] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def read_log(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
-    """Every event in the log directory's segments, de-duplicated by event_id (first kept)."""
+def _problem(record: object) -> str | None:
+    """Why a log line cannot be merged (None when it can): not an object, no id, bad ``ts``."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key in ("event_id", "member_id", "type"):
+        if not isinstance(record.get(key), str):
+            return f"{key} is missing"
+    ts = record.get("ts")
+    try:
+        moment = datetime.fromisoformat(ts) if isinstance(ts, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        return f"ts {ts!r} is not an RFC 3339 timestamp with an offset"
+    if not in_range(moment):
+        return f"ts {ts!r} is outside the supported range ({DESCRIPTION})"
+    return None
+
+
+def read_log(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int, list[str]]:
+    """Every usable event in the log directory's segments, de-duplicated by event_id (first kept).
+
+    Returns (events, duplicates dropped, rejected lines). A line that is not JSON, lacks an
+    id or has a ``ts`` outside models.timerange's range is skipped and reported as
+    ``"<segment> line <n>: <problem>"``; it never stops the merge.
+    """
     path = Path(directory)
     if not path.is_dir():
         raise DataDirError(f"event log directory {str(directory)!r} does not exist")
     records = []
+    rejected: list[str] = []
     for segment in sorted(path.glob("events-*.ndjson")):
-        with open(segment, encoding="utf-8") as fh:
+        with open(segment, encoding="utf-8", errors="replace") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataDirError(f"{segment.name} line {number}: not JSON ({exc.msg})") from exc
+                    rejected.append(f"{segment.name} line {number}: not JSON ({exc.msg})")
+                    continue
+                problem = _problem(record)
+                if problem is not None:
+                    rejected.append(f"{segment.name} line {number}: {problem}")
+                    continue
+                records.append(record)
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
-        return frame, 0
+        return frame, 0, rejected
     before = len(frame)
     frame = frame.drop_duplicates("event_id", keep="first").reset_index(drop=True)
-    return frame, before - len(frame)
+    return frame, before - len(frame), rejected
 
 
 def _local(ts: pd.Series, timezone: str) -> pd.Series:
@@ -109,8 +148,8 @@ def event_rows(events: pd.DataFrame, timezone: str, summary: MergeSummary) -> di
 def merge_events(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  timezone: str = "UTC") -> MergeSummary:
     """Write ``data_dir`` plus the log's events into ``out_dir`` (atomically); return what was merged."""
-    events, duplicates = read_log(log_dir)
-    summary = MergeSummary(events=len(events), duplicates=duplicates)
+    events, duplicates, rejected = read_log(log_dir)
+    summary = MergeSummary(events=len(events), duplicates=duplicates, rejected=rejected)
     rows = event_rows(events, timezone, summary)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,10 @@ def events_cmd(log_dir: Path, data_dir: Path, out_dir: Path, timezone: str) -> N
         summary = merge_events(data_dir, log_dir, out_dir, timezone)
     except DataDirError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"read {summary.events:,} events ({summary.duplicates:,} duplicates dropped)")
+    for problem in summary.rejected:
+        click.echo(f"skipped {problem}", err=True)
+    skipped_lines = f", {len(summary.rejected):,} unusable lines skipped" if summary.rejected else ""
+    click.echo(f"read {summary.events:,} events ({summary.duplicates:,} duplicates dropped{skipped_lines})")
     click.echo("added: " + ", ".join(f"{k} {v:,}" for k, v in summary.added.items()))
     skipped = {k: v for k, v in summary.skipped.items() if v}
     if skipped:

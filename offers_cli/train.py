@@ -44,10 +44,24 @@ def _print_metrics(metrics: dict) -> None:
         click.echo(f"member x campaign model ROC-AUC {mm['roc_auc']:.4f} (PR-AUC {mm['pr_auc']:.4f}, base rate {mm['base_rate']:.3f})")
 
 
+def _moment_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a time option outside models.timerange's supported range (a usage error, exit 2)."""
+    if value is None:
+        return None
+    from models.timerange import OutOfRange, parse_moment
+
+    try:
+        parse_moment(value)
+    except OutOfRange as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Contract data directory.")
 @click.option("--registry", required=True, type=click.Path(path_type=Path), help="Model registry directory.")
-@click.option("--train-end", default=None, help="Train on exposures before this date (default: 75% of exposures).")
+@click.option("--train-end", default=None, callback=_moment_option,
+              help="Train on exposures before this date (default: 75% of exposures).")
 @click.option("--config", type=click.Path(path_type=Path), default=None,
               help="Program config YAML (default: DATA/program.yaml when present).")
 @click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True,
@@ -112,7 +126,7 @@ def _print_uplift(metrics: dict) -> None:
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--registry", required=True, type=click.Path(path_type=Path))
 @click.option("--version", "version", default="champion", show_default=True, help="Version id or alias.")
-@click.option("--train-end", default=None, help="Test on exposures from this date (default: the model's cut-off).")
+@click.option("--train-end", default=None, callback=_moment_option, help="Test on exposures from this date (default: the model's cut-off).")
 @click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
 def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool) -> None:

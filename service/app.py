@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None,
     app = Flask(__name__)
     state = ServiceState(
         settings=settings, store=store, keyring=keyring, metrics=metrics, readiness=readiness,
-        event_log=event_log, openapi=build_document(_version()), wall_clock=wall_clock)
+        event_log=event_log, openapi=build_document(_version(), settings.max_events_per_request), wall_clock=wall_clock)
     state_ref.append(state)
     app.extensions[EXTENSION] = state
 

@@ -246,6 +246,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        from service.http import logged_path  # service.http imports this module
+
+        log.exception("unhandled error on %s %s", request.method, logged_path())
         return problem_response(ServiceError(
             "the service failed to handle this request; the error is logged under its request_id"))

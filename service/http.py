@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,28 @@ def _before() -> None:
         raise PayloadTooLarge(f"the body has {request.content_length} bytes; the limit is {limit}")
 
 
+#: Path variables that are secrets (coupon codes): logs show them masked.
+SECRET_PATH_VARIABLES = frozenset({"code"})
+MASK = "***"
+
+
+def logged_path() -> str:
+    """The request path for logs, with secret path variables (coupon codes) masked.
+
+    Why: access logs are kept and shipped widely; a coupon code in them could be redeemed
+    by anyone who reads them.
+    """
+    rule = request.url_rule
+    args = request.view_args or {}
+    if rule is None or not SECRET_PATH_VARIABLES & args.keys():
+        return request.path
+    path = rule.rule
+    for name, value in args.items():
+        shown = MASK if name in SECRET_PATH_VARIABLES else str(value)
+        path = re.sub(r"<(?:[^:<>]+:)?" + re.escape(name) + ">", shown.replace("\\", "\\\\"), path)
+    return path
+
+
 def _after(response: Response) -> Response:
     rid = request_id()
     if rid:
@@ -76,8 +99,9 @@ def _after(response: Response) -> Response:
     seconds = time.perf_counter() - started if started is not None else 0.0
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     current_state().metrics.observe_request(endpoint, request.method, response.status_code, seconds)
-    access_log.info("%s %s %s", request.method, request.path, response.status_code, extra={
-        "method": request.method, "path": request.path, "status": response.status_code,
+    path = logged_path()
+    access_log.info("%s %s %s", request.method, path, response.status_code, extra={
+        "method": request.method, "path": path, "status": response.status_code,
         "duration_ms": round(seconds * 1000, 3), "remote_addr": request.remote_addr,
         "endpoint": endpoint})
     return response

@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from models.timerange import DESCRIPTION, YEAR_PATTERN
 from service.errors import PROBLEM_JSON
+from service.validation import IDEMPOTENCY_KEY, PATTERNS, describe
 
 JSON = "application/json"
 
@@ -61,6 +63,24 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                 "message": {"type": "string"}}}},
     },
 }
+
+
+#: The Idempotency-Key header parameter (service.validation.IDEMPOTENCY_KEY).
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": "^" + IDEMPOTENCY_KEY.pattern + "$"},
+    "description": "1-255 printable ASCII characters without spaces (a UUID is recommended)."}
+
+
+def id_schema(kind: str) -> dict[str, Any]:
+    """The JSON schema of an identifier (service.validation.PATTERNS), for path and query parameters."""
+    return {"type": "string", "pattern": PATTERNS[kind][0].pattern, "description": describe(kind)}
+
+
+def timestamp_schema() -> dict[str, Any]:
+    """The JSON schema of a timestamp parameter (RFC 3339 with an offset, in the supported range)."""
+    return {"type": "string", "format": "date-time", "pattern": YEAR_PATTERN,
+            "description": f"RFC 3339 with an offset, {DESCRIPTION}."}
 
 
 class ApiDocument:
@@ -109,8 +129,11 @@ def _secured(scope: str) -> dict[str, Any]:
             "x-scope": scope}
 
 
-def build_document(version: str) -> ApiDocument:
-    """The document for the infrastructure endpoints (events, operations, admin)."""
+def build_document(version: str, max_events: int = 1000) -> ApiDocument:
+    """The document for the infrastructure endpoints (events, operations, admin).
+
+    ``max_events`` is OFFERS_MAX_EVENTS_PER_REQUEST, so the document states the limit enforced.
+    """
     from service.events.schema import Event, EventBatch
 
     doc = ApiDocument(
@@ -119,6 +142,10 @@ def build_document(version: str) -> ApiDocument:
         "Errors are RFC 9457 problem+json; POSTs accept an Idempotency-Key header.")
     event_ref = doc.add_model(Event)
     batch_ref = doc.add_model(EventBatch)
+    batch_schema = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    batch_schema.pop("$defs", None)
+    batch_schema["properties"]["events"]["maxItems"] = max_events
+    doc.add_schema("EventBatch", batch_schema)
     doc.add_schema("EventsResult", {"type": "object", "properties": {
         "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
         "results": {"type": "array", "items": {"type": "object", "properties": {
@@ -146,9 +173,7 @@ def build_document(version: str) -> ApiDocument:
 
     redeem_ref = doc.add_model(RedeemBody)
 
-    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
-            "schema": {"type": "string", "maxLength": 255},
-            "description": "Replays the first successful response for 24-72 h."}
+    idem = {**IDEMPOTENCY_HEADER, "description": "Replays the first successful response for 24-72 h."}
     doc.add_path("/v1/events", {"post": {
         "summary": "Record feedback events",
         "description": "One event, {\"events\": [...]}, or a list. Duplicated event_id values "
@@ -157,12 +182,12 @@ def build_document(version: str) -> ApiDocument:
         "tags": ["events"], **_secured("events"), "parameters": [idem],
         "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
             {"$ref": event_ref}, {"$ref": batch_ref},
-            {"type": "array", "items": {"$ref": event_ref}}]}}}},
+            {"type": "array", "minItems": 1, "maxItems": max_events, "items": {"$ref": event_ref}}]}}}},
         "responses": _responses({"200": _json("Per-event outcome.",
                                               {"$ref": "#/components/schemas/EventsResult"})},
                                 "400", "401", "403", "409", "413", "415", "422", "503"),
     }})
-    member = {"name": "member_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    member = {"name": "member_id", "in": "path", "required": True, "schema": id_schema("member_id")}
     doc.add_path("/v1/admin/members/{member_id}/state", {"get": {
         "summary": "A member's online state", "tags": ["admin"], **_secured("admin"),
         "parameters": [member],
@@ -177,7 +202,7 @@ def build_document(version: str) -> ApiDocument:
     doc.add_path("/v1/admin/coupons/{code}", {"get": {
         "summary": "Look up a coupon code (normalised first)", "tags": ["admin"],
         **_secured("admin"),
-        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": id_schema("coupon_code")}],
         "responses": _responses({"200": _json("The coupon.", {"$ref": "#/components/schemas/Coupon"})},
                                 "401", "403", "404", "422", "503"),
     }})

@@ -6,6 +6,8 @@ balancers, Prometheus and developers on the private network.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, jsonify
 
 from service.docs_page import render
@@ -20,12 +22,21 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+#: An absolute filesystem path in a readiness detail (a registry, a data directory...).
+_PATH = re.compile(r"(?<![\w.:/])/[^\s'\",;:]+")
+
+
+def public_detail(detail: str) -> str:
+    """A readiness detail without filesystem paths: /readyz needs no key, the log keeps them."""
+    return _PATH.sub("<path>", detail)
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Readiness: 200 when every registered check passes, else 503 listing the failures."""
     ready, results = current_state().readiness.evaluate()
     body = {"status": "ready" if ready else "not ready",
-            "checks": {n: {"ok": r.ok, "detail": r.detail} for n, r in results.items()}}
+            "checks": {n: {"ok": r.ok, "detail": public_detail(r.detail)} for n, r in results.items()}}
     return jsonify(body), 200 if ready else 503
 
 

@@ -55,6 +55,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from redis.connection import parse_url
 
 from models.compiled import default_cache_dir
+from models.timerange import OutOfRange, check_moment
 from service.apikeys import ApiKey, parse_api_keys
 
 ENV_PREFIX = "OFFERS_"
@@ -77,10 +78,15 @@ def check_clock_spec(spec: str) -> str:
     if text.lower() in CLOCK_MODES:
         return text.lower()
     try:
-        datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError("must be 'wall', 'data' or an ISO 8601 timestamp such as "
                          "2017-10-30T09:00:00-05:00") from None
+    # a local time is checked as UTC here; the clock checks it again once its zone is known
+    try:
+        check_moment(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+    except OutOfRange as exc:
+        raise ValueError(str(exc)) from None
     return text
 
 

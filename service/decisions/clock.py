@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from models.timerange import DESCRIPTION, in_range
 from service.settings import check_clock_spec
 
 
@@ -61,6 +62,8 @@ class ServiceClock:
             self.fixed = pd.Timestamp(latest_transaction).to_pydatetime() + pd.Timedelta(seconds=1)
         elif self.spec != "wall":
             self.fixed = aware(self.spec, zone)
+            if not in_range(self.fixed):
+                raise ClockError(f"OFFERS_CLOCK must be {DESCRIPTION} (got {spec!r})")
 
     @property
     def mode(self) -> str:

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.decisions.schema import MAX_BATCH, BatchBody, DecisionBody
-from service.openapi import JSON, PROBLEMS, ApiDocument
+from models.schema import CHANNELS
+from models.timerange import DESCRIPTION
+from service.decisions.schema import MAX_BATCH, MAX_EXCLUDED, MAX_OFFERS, BatchBody, DecisionBody
+from service.openapi import (
+    IDEMPOTENCY_HEADER,
+    JSON,
+    PROBLEMS,
+    ApiDocument,
+    id_schema,
+    timestamp_schema,
+)
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -108,8 +117,7 @@ def document(doc: ApiDocument) -> None:
     doc.add_schema("Decision", DECISION_SCHEMA)
     doc.add_schema("ServingModel", SERVING_SCHEMA)
     decision = "#/components/schemas/Decision"
-    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
-            "schema": {"type": "string", "maxLength": 255},
+    idem = {**IDEMPOTENCY_HEADER,
             "description": "Replays the first successful response (same decision, same coupon codes) for 24-72 h."}
     doc.add_path("/v1/decisions", {"post": {
         "summary": "Decide a member's next best offers",
@@ -125,14 +133,15 @@ def document(doc: ApiDocument) -> None:
                                 "400", "401", "403", "409", "413", "415", "422", "503"),
     }})
     query = [
-        {"name": "member_id", "in": "path", "required": True, "schema": {"type": "string"}},
-        {"name": "channel", "in": "query", "schema": {"type": "string", "default": "app"}},
-        {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50}},
-        {"name": "placement", "in": "query", "schema": {"type": "string"}},
+        {"name": "member_id", "in": "path", "required": True, "schema": id_schema("member_id")},
+        {"name": "channel", "in": "query", "schema": {"type": "string", "enum": list(CHANNELS), "default": "app"}},
+        {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_OFFERS}},
+        {"name": "placement", "in": "query", "schema": id_schema("placement")},
         {"name": "explain", "in": "query", "schema": {"type": "boolean"}},
-        {"name": "as_of", "in": "query", "schema": {"type": "string", "format": "date-time"},
-         "description": "Replay at this moment (RFC 3339)."},
-        {"name": "exclude_offer_ids", "in": "query", "schema": {"type": "string"},
+        {"name": "as_of", "in": "query", "schema": timestamp_schema(),
+         "description": "Replay at this moment (RFC 3339 with an offset, " + DESCRIPTION + ")."},
+        {"name": "exclude_offer_ids", "in": "query", "style": "form", "explode": False,
+         "schema": {"type": "array", "maxItems": MAX_EXCLUDED, "items": id_schema("offer_id")},
          "description": "Comma-separated offer ids not to return."},
     ]
     doc.add_path("/v1/members/{member_id}/offers", {"get": {

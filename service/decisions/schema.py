@@ -8,18 +8,21 @@ JSON pointer (bodies) or as a ``parameter`` (queries).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
 from models.schema import CHANNELS
+from models.timerange import DESCRIPTION
 from service.errors import FieldError, ValidationFailed, field_errors
-from service.events.schema import Timestamp
+from service.events.schema import Timestamp, json_integer
 from service.validation import MemberId, OfferId, Placement
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 #: Largest slate a request may ask for.
 MAX_OFFERS = 50
+#: The slate size under strict validation: a JSON integer, never "5" or true.
+SlateSize = Annotated[int, Field(ge=1, le=MAX_OFFERS), Strict(False), BeforeValidator(json_integer)]
 #: Most offer ids a request may exclude.
 MAX_EXCLUDED = 500
 #: Most members in one batch request.
@@ -29,22 +32,22 @@ MAX_BATCH = 10_000
 class DecisionContext(BaseModel):
     """Context of a decision."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     as_of: Timestamp | None = Field(None, description=(
-        "Decide as of this moment (RFC 3339 with an offset) instead of the service clock, "
+        f"Decide as of this moment (RFC 3339 with an offset, {DESCRIPTION}) instead of the service clock, "
         "e.g. to replay a past decision; features and tiers use only events strictly before it. "
         "Replays neither read nor write the score cache."))
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a string is not a number and a boolean is not an integer
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     channel: Channel = Field(description="Where the offers will be shown: " + ", ".join(CHANNELS) + ".")
     placement: Placement | None = Field(None, description="Where in the channel (a label such as "
                                                           "home_banner); echoed back and logged.")
-    n: int | None = Field(None, ge=1, le=MAX_OFFERS,
-                          description="Slate size; default the program's decisions.max_offers.")
+    n: SlateSize | None = Field(None, description="Slate size; default the program's decisions.max_offers.")
     context: DecisionContext | None = None
     exclude_offer_ids: list[OfferId] = Field(default_factory=list, max_length=MAX_EXCLUDED,
                                              description="Offers not to return (e.g. already on screen).")
@@ -62,6 +65,7 @@ class BatchBody(_Common):
     """``POST /v1/decisions/batch``: decisions for a list of members, streamed as NDJSON."""
 
     member_ids: list[MemberId] = Field(min_length=1, max_length=MAX_BATCH,
+                                       json_schema_extra={"uniqueItems": True},
                                        description=f"1-{MAX_BATCH:,} distinct member ids.")
     include_excluded: bool = Field(False, description="Also list each member's excluded offers "
                                                       "(large: every candidate that did not make it).")
@@ -103,7 +107,8 @@ def parse_query(member_id: str, args: Any) -> DecisionBody:
               for name in args if name not in known]
     values: dict[str, Any] = {"member_id": member_id, "channel": args.get("channel", "app")}
     if "n" in args:
-        values["n"] = args["n"]
+        text = args["n"]
+        values["n"] = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text
     if "placement" in args:
         values["placement"] = args["placement"]
     if "explain" in args:

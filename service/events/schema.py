@@ -17,22 +17,27 @@ a batch is accepted whole or not at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from models.schema import CHANNELS
+from models.timerange import DESCRIPTION, YEAR_PATTERN, OutOfRange, check_moment
 from service.coupons import InvalidCouponCode, normalise
 from service.errors import FieldError, ValidationFailed, field_errors, json_pointer
 from service.validation import (
@@ -45,36 +50,85 @@ from service.validation import (
     ProductId,
 )
 
-
-def _rfc3339_text(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError("ts must be an RFC 3339 string such as 2024-06-15T12:00:00Z")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
-EventType = Literal["impression", "click", "redeem", "dismiss", "transaction"]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 #: How far in the future an event's ts may be (client clock skew).
 MAX_FUTURE = timedelta(hours=24)
 #: Largest amount accepted on one event, in minor units.
 MAX_AMOUNT_MINOR = 10**12
+#: RFC 3339 date-time with an offset (``T`` or a space between date and time).
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """Accept only RFC 3339 text: pydantic alone would read ``"1509271200"`` as epoch seconds."""
+    if not isinstance(value, str) or RFC3339.fullmatch(value) is None:
+        raise ValueError("must be an RFC 3339 string with an offset such as 2024-06-15T12:00:00Z")
+    return value
+
+
+def _supported(value: datetime) -> datetime:
+    """Refuse moments outside models.timerange's range (they would crash pandas or Redis)."""
+    try:
+        return check_moment(value)
+    except OutOfRange as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _json_number(value: Any) -> Any:
+    """Money as a JSON number only (a string or a boolean is not a number), 0 to MAX_AMOUNT_MINOR."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError("must be a JSON number such as 12.50")
+    if not 0 <= value <= MAX_AMOUNT_MINOR:
+        raise ValueError(f"must be between 0 and {MAX_AMOUNT_MINOR}")
+    return Decimal(value)
+
+
+def json_integer(value: Any) -> Any:
+    """An integer as JSON Schema means it (``5`` or ``5.0``); a string or a boolean is not one."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+#: Minor units of money under strict validation: JSON integers only, never ``"5"`` or ``true``.
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR), Strict(False), BeforeValidator(json_integer)]
+#: A timestamp field: RFC 3339 text with an offset, inside the supported range.
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_rfc3339_text), AfterValidator(_supported),
+                      WithJsonSchema({"type": "string", "format": "date-time", "pattern": YEAR_PATTERN,
+                                      "description": f"RFC 3339 with an offset, {DESCRIPTION}."})]
+#: Money as a decimal JSON number (the body's fractions are parsed as Decimal).
+Money = Annotated[Decimal, Strict(False), BeforeValidator(_json_number),
+                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": MAX_AMOUNT_MINOR})]
+EventType = Literal["impression", "click", "redeem", "dismiss", "transaction"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+_TRANSACTION_ONLY = ("product_id", "basket_id", "discount_minor", "coupon_discount_minor")
+#: The rules across fields that JSON Schema can state, for the API document (``_rules`` checks them).
+EVENT_CONDITIONS: dict[str, Any] = {"allOf": [{
+    "if": {"properties": {"type": {"const": "transaction"}}, "required": ["type"]},
+    "then": {"anyOf": [{"required": ["amount_minor"], "properties": {"amount_minor": {"type": "integer"}}},
+                       {"required": ["value"], "properties": {"value": {"type": "number"}}}]},
+    "else": {"required": ["offer_id"], "properties": {
+        "offer_id": {"type": "string"}, **{name: {"type": "null"} for name in _TRANSACTION_ONLY}}},
+}]}
 
 
 class Event(BaseModel):
     """One feedback event as the API accepts it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra=EVENT_CONDITIONS)
 
     event_id: EventId = Field(description="Unique id chosen by the sender; duplicates are ignored.")
     member_id: MemberId
     type: EventType
-    ts: Timestamp = Field(description="When it happened, RFC 3339 with an offset.")
+    ts: Timestamp = Field(description=f"When it happened, RFC 3339 with an offset, {DESCRIPTION}.")
     offer_id: OfferId | None = None
     decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
-    amount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
+    amount_minor: Amount | None = Field(None,
                                      description="Money in integer minor units (cents).")
-    value: Decimal | None = Field(None, ge=0, le=Decimal(MAX_AMOUNT_MINOR),
+    value: Money | None = Field(None,
                                   description="Money as a decimal in major units; alternative to amount_minor.")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     channel: Channel | None = None
@@ -82,9 +136,9 @@ class Event(BaseModel):
     product_id: ProductId | None = Field(None, description="Transaction: the product of this purchase line.")
     basket_id: BasketId | None = Field(None, description="Transaction: the basket (receipt) the line belongs "
                                                          "to; default: the event is a basket of its own.")
-    discount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
+    discount_minor: Amount | None = Field(None,
                                        description="Transaction: total discount on the line, minor units.")
-    coupon_discount_minor: int | None = Field(None, ge=0, le=MAX_AMOUNT_MINOR,
+    coupon_discount_minor: Amount | None = Field(None,
                                               description="Transaction: the part of the discount that came "
                                                           "from coupons, minor units.")
 
@@ -100,7 +154,7 @@ class Event(BaseModel):
 class EventBatch(BaseModel):
     """The ``{"events": [...]}`` form of a request body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     events: list[Event] = Field(min_length=1)
 
@@ -120,7 +174,7 @@ def _rules(ev: Event, where: Sequence[str | int], exponent: int, now: datetime) 
     if ev.type == "transaction" and ev.amount_minor is None and ev.value is None:
         err("amount_minor", "missing", "a transaction needs amount_minor (or value)")
     if ev.type != "transaction":
-        for name in ("product_id", "basket_id", "discount_minor", "coupon_discount_minor"):
+        for name in _TRANSACTION_ONLY:
             if getattr(ev, name) is not None:
                 err(name, "not_allowed", f"{name} belongs to transaction events only")
     if (ev.coupon_discount_minor is not None and ev.discount_minor is not None
