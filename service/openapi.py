@@ -212,7 +212,8 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
                        "once and records the redeem event. A second redemption is 409 "
                        "coupon-already-redeemed with the first one's redeemed_at.",
         "tags": ["events"], **_secured("events"),
-        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}, idem],
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": id_schema("coupon_code")},
+                       idem],
         "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref}}}},
         "responses": _responses({"200": _json("Redeemed.", {"type": "object", "properties": {
             "status": {"type": "string", "enum": ["redeemed"]}, "event_id": {"type": "string"},
