@@ -76,7 +76,7 @@ def _send(case: Any, positive: bool, headers: dict[str, str], number: int) -> No
         case.headers["Idempotency-Key"] = f"{number}-{key}"[:255]
     if positive and case.operation.path == "/v1/events":
         case.body = _conform(case.body, LATEST_TS)
-    if positive and case.operation.path == "/v1/admin/coupons/{code}":
+    if positive and case.operation.path in ("/v1/admin/coupons/{code}", "/v1/coupons/{code}/redeem"):
         case.path_parameters["code"] = _valid_code(case.path_parameters["code"])
     case.call_and_validate(headers=headers)
 
