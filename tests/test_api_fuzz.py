@@ -6,13 +6,14 @@ examples valid under the document (which must be accepted: any 2xx, or a 4xx the
 document allows for reasons outside the schema such as an unknown member) and examples
 that break it (which must be refused with a 4xx), and every schemathesis check: no 5xx,
 responses, status codes, content types and headers as documented. Bounded by
-:data:`EXAMPLES` examples per operation and mode, without shrinking, and by
-:data:`BUDGET_SECONDS` of fuzzing (operations not reached in time fail the test).
+:data:`EXAMPLES` examples per operation and mode (``OFFERS_FUZZ_EXAMPLES`` overrides it
+for a deeper run), without shrinking; no clock is involved, so a slow machine only takes
+longer.
 """
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,9 +32,7 @@ from tests.service_helpers import ADMIN_KEY, DECISIONS_KEY, EVENTS_KEY
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 #: Examples per operation and generation mode (the issue's run used 200 per operation).
-EXAMPLES = 50
-#: Upper bound on the fuzzing time; each operation's share is far below it.
-BUDGET_SECONDS = 150
+EXAMPLES = int(os.environ.get("OFFERS_FUZZ_EXAMPLES", "50"))
 #: Latest event time the service accepts: its clock (tests.decisions_env.CLOCK) plus 24 h.
 LATEST_TS = "2025-11-13T12:00:00Z"
 KEYS = {"decisions": DECISIONS_KEY, "events": EVENTS_KEY, "admin": ADMIN_KEY}
@@ -95,10 +94,9 @@ def _fuzz_one(operation: Any, mode: GenerationMode, headers: dict[str, str], exa
     run()
 
 
-def fuzz(app: Flask, examples: int, budget_seconds: float) -> tuple[int, list[str]]:
+def fuzz(app: Flask, examples: int) -> tuple[int, list[str]]:
     """Fuzz every operation of the app's document; (requests sent, failures found)."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    deadline = time.monotonic() + budget_seconds
     counter = [0]
     failures: list[str] = []
     for result in schema.get_all_operations():
@@ -106,9 +104,6 @@ def fuzz(app: Flask, examples: int, budget_seconds: float) -> tuple[int, list[st
         scope = operation.definition.raw.get("x-scope")
         headers = {"X-API-Key": KEYS[scope]} if scope else {}
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if time.monotonic() > deadline:
-                failures.append(f"{operation.label} ({mode.value}): not fuzzed within {budget_seconds} s")
-                continue
             try:
                 _fuzz_one(operation, mode, headers, examples, counter)
             except Unsatisfiable:  # nothing to break in this mode (no parameters, no body)
@@ -128,6 +123,6 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterat
 
 
 def test_every_operation_agrees_with_the_document(fuzz_app: Flask) -> None:
-    calls, failures = fuzz(fuzz_app, EXAMPLES, BUDGET_SECONDS)
+    calls, failures = fuzz(fuzz_app, EXAMPLES)
     print(f"schemathesis: {calls} requests, {len(failures)} failures")
     assert not failures, "\n\n".join(failures)
