@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from models.timerange import DESCRIPTION, YEAR_PATTERN
+from service import openapi_examples as examples
 from service.errors import PROBLEM_JSON
 from service.stores.base import MONTHS_KEPT, RECENT_LIMIT
 from service.validation import IDEMPOTENCY_KEY, PATTERNS, describe
@@ -185,8 +186,18 @@ def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
     return {**ok, **{c: PROBLEMS[c] for c in codes}}
 
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
+def _json(description: str, schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    """A JSON response: its description, schema and (optionally) an example body."""
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"description": description, "content": {JSON: media}}
+
+
+def problem_example(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """A problem response with an example body (the shared :data:`PROBLEMS` have none)."""
+    return {"description": description,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": example}}}
 
 
 def _secured(scope: str) -> dict[str, Any]:
@@ -228,9 +239,11 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
         "tags": ["events"], **_secured("events"), "parameters": [idem],
         "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
             {"$ref": event_ref}, {"$ref": batch_ref},
-            {"type": "array", "minItems": 1, "maxItems": max_events, "items": {"$ref": event_ref}}]}}}},
+            {"type": "array", "minItems": 1, "maxItems": max_events, "items": {"$ref": event_ref}}]},
+            "example": examples.EVENTS_REQUEST}}},
         "responses": _responses({"200": _json("Per-event outcome.",
-                                              {"$ref": "#/components/schemas/EventsResult"})},
+                                              {"$ref": "#/components/schemas/EventsResult"},
+                                              examples.EVENTS_RESULT)},
                                 "400", "401", "403", "409", "413", "415", "422", "503"),
     }})
     member = {"name": "member_id", "in": "path", "required": True, "schema": id_schema("member_id")}
@@ -258,14 +271,17 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
                        "once and records the redeem event. A second redemption is 409 "
                        "coupon-already-redeemed with the first one's redeemed_at.",
         "tags": ["events"], **_secured("events"),
-        "parameters": [{"name": "code", "in": "path", "required": True, "schema": id_schema("coupon_code")}, idem],
-        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref}}}},
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": id_schema("coupon_code"),
+                        "description": "The code as typed (case, '-' and spaces do not matter).",
+                        "example": examples.COUPON_CODE}, idem],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref},
+                                                             "example": examples.REDEEM_REQUEST}}},
         "responses": _responses({"200": _json("Redeemed.", {"type": "object", "properties": {
             "status": {"type": "string", "enum": ["redeemed"], "description": "Always redeemed."},
             "event_id": {"type": "string", "description": "The redeem event recorded (the body's event_id, "
                                                           "else a generated cr-... id)."},
             "redeemed_at": {"type": ["string", "null"], "description": "When it was redeemed, RFC 3339 UTC."},
-            "coupon": {"$ref": "#/components/schemas/Coupon"}}})},
+            "coupon": {"$ref": "#/components/schemas/Coupon"}}}, examples.REDEEM_RESPONSE)},
             "400", "401", "403", "404", "409", "413", "415", "422", "503"),
     }})
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}

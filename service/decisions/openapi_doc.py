@@ -11,6 +11,7 @@ from typing import Any
 
 from models.schema import CHANNELS, OFFER_KINDS
 from models.timerange import DESCRIPTION
+from service import openapi_examples as examples
 from service.decisions.schema import MAX_BATCH, MAX_EXCLUDED, MAX_OFFERS, BatchBody, DecisionBody
 from service.openapi import (
     IDEMPOTENCY_HEADER,
@@ -18,6 +19,7 @@ from service.openapi import (
     PROBLEMS,
     ApiDocument,
     id_schema,
+    problem_example,
     timestamp_schema,
 )
 
@@ -146,8 +148,9 @@ def _secured(scope: str) -> dict[str, Any]:
     return {"security": [{"ApiKeyHeader": []}, {"ApiKeyAuthorization": []}], "x-scope": scope}
 
 
-def _json(description: str, ref: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": {"$ref": ref}}}}
+def _json(description: str, ref: str, example: dict[str, Any]) -> dict[str, Any]:
+    """A JSON response: its description, schema reference and an example body."""
+    return {"description": description, "content": {JSON: {"schema": {"$ref": ref}, "example": example}}}
 
 
 def document(doc: ApiDocument) -> None:
@@ -170,9 +173,11 @@ def document(doc: ApiDocument) -> None:
                        "Unknown members get a cold-start decision. Without Redis the decision is still made "
                        "(degraded: no coupons).",
         "tags": ["decisions"], **_secured("decisions"), "parameters": [idem],
-        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": body_ref}}}},
-        "responses": _responses({"200": _json("The decision.", decision)},
-                                "400", "401", "403", "409", "413", "415", "422", "503"),
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": body_ref},
+                                                             "example": examples.DECISION_REQUEST}}},
+        "responses": {**_responses({"200": _json("The decision.", decision, examples.DECISION)},
+                                   "400", "401", "403", "409", "413", "415", "422", "503"),
+                      "422": problem_example(PROBLEMS["422"]["description"], examples.PROBLEM_422)},
     }})
     query = [
         {"name": "member_id", "in": "path", "required": True, "schema": id_schema("member_id")},
@@ -190,7 +195,8 @@ def document(doc: ApiDocument) -> None:
         "summary": "A member's next best offers (for apps)",
         "description": "The same decision as POST /v1/decisions, from query parameters.",
         "tags": ["decisions"], **_secured("decisions"), "parameters": query,
-        "responses": _responses({"200": _json("The decision.", decision)}, "401", "403", "422", "503"),
+        "responses": _responses({"200": _json("The decision.", decision, examples.MEMBER_OFFERS)},
+                                "401", "403", "422", "503"),
     }})
     doc.add_path("/v1/decisions/batch", {"post": {
         "summary": f"Decide for up to {MAX_BATCH:,} members, streamed as NDJSON",
@@ -200,9 +206,15 @@ def document(doc: ApiDocument) -> None:
                        "member's line is stored as it is decided: a retry streams the same decisions and codes "
                        "and decides only the members not reached before.",
         "tags": ["decisions"], **_secured("decisions"), "parameters": [idem],
-        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": batch_ref}}}},
-        "responses": _responses({"200": {"description": "NDJSON stream.", "content": {
-            "application/x-ndjson": {"schema": {"$ref": decision}}}}},
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": batch_ref},
+                                                             "example": examples.BATCH_REQUEST}}},
+        "responses": _responses({"200": {"description": "NDJSON stream: each line but the last is a Decision "
+                                                        "plus member_id; the last is {\"summary\": {batch_id, "
+                                                        "members, decided, replayed, offers, coupons, degraded, "
+                                                        "took_ms (milliseconds)}}. No summary: the stream was "
+                                                        "cut off, retry with the same Idempotency-Key.",
+                                         "content": {"application/x-ndjson": {"schema": {"$ref": decision},
+                                                                              "example": examples.BATCH_NDJSON}}}},
             "400", "401", "403", "409", "413", "415", "422", "503"),
     }})
     doc.add_path("/v1/models", {"get": {
