@@ -276,13 +276,19 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
                         "example": examples.COUPON_CODE}, idem],
         "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref},
                                                              "example": examples.REDEEM_REQUEST}}},
-        "responses": _responses({"200": _json("Redeemed.", {"type": "object", "properties": {
+        "responses": dict(sorted(_responses({"200": _json("Redeemed.", {"type": "object", "properties": {
             "status": {"type": "string", "enum": ["redeemed"], "description": "Always redeemed."},
             "event_id": {"type": "string", "description": "The redeem event recorded (the body's event_id, "
                                                           "else a generated cr-... id)."},
             "redeemed_at": {"type": ["string", "null"], "description": "When it was redeemed, RFC 3339 UTC."},
-            "coupon": {"$ref": "#/components/schemas/Coupon"}}}, examples.REDEEM_RESPONSE)},
-            "400", "401", "403", "404", "409", "413", "415", "422", "503"),
+            "coupon": {"$ref": "#/components/schemas/Coupon"}}}, examples.REDEEM_RESPONSE),
+            "404": _problem("Unknown coupon code."),
+            "409": _problem("Already redeemed (coupon-already-redeemed, with the first redeemed_at), expired "
+                            "(coupon-expired), event_id used by another event, or a request with this "
+                            "Idempotency-Key in flight."),
+            "422": _problem("Malformed code (parameter code), a code of another member or offer (pointer "
+                            "/member_id or /offer_id), or invalid body fields.")},
+            "400", "401", "403", "413", "415", "503").items())),
     }})
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     doc.add_path("/healthz", {"get": {"summary": "Liveness", "tags": ["operations"],
