@@ -224,18 +224,35 @@ class Registry:
             self._write_aliases(state)
         return version
 
-    def rollback(self, alias: str = "champion") -> str:
-        """Restore ``alias`` to the version it pointed at before its last promotion."""
+    @staticmethod
+    def _rollback_target(state: dict[str, Any], alias: str) -> str:
+        """The version a rollback of ``alias`` would restore; RegistryError when there is none."""
+        entries = [h for h in state["history"] if h["alias"] == alias and not h.get("rolled_back")]
+        if not entries:
+            raise RegistryError(f"{alias} has no earlier version to roll back to")
+        if not entries[-1]["from"]:
+            raise RegistryError(f"{alias} had no version before {entries[-1]['to']}; nothing to roll back to")
+        return str(entries[-1]["from"])
+
+    def rollback(self, alias: str = "champion", check: bool = True) -> str:
+        """Restore ``alias`` to the version it pointed at before its last promotion.
+
+        Like :meth:`promote`, the version restored is first proven servable (an artifact can
+        go bad on disk after it served); ``check=False`` skips that.
+        """
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; expected one of {', '.join(ALIASES)}")
+        if check:
+            target = self._rollback_target(self._read_aliases(), alias)
+            try:
+                self.verify(target)
+            except RegistryError as exc:
+                raise RegistryError(f"{alias} is not rolled back: {exc}") from None
         with self._locked():
             state = self._read_aliases()
             entries = [i for i, h in enumerate(state["history"]) if h["alias"] == alias and not h.get("rolled_back")]
-            if not entries:
-                raise RegistryError(f"{alias} has no earlier version to roll back to")
+            self._rollback_target(state, alias)
             last = state["history"][entries[-1]]
-            if not last["from"]:
-                raise RegistryError(f"{alias} had no version before {last['to']}; nothing to roll back to")
             state["aliases"][alias] = last["from"]
             last["rolled_back"] = True
             state["history"].append({"alias": alias, "from": last["to"], "to": last["from"], "rollback": True,

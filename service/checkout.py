@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service import redemption
 from service.auth import require_scope
@@ -45,11 +45,13 @@ class RedeemBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    member_id: MemberId
-    offer_id: OfferId
-    event_id: EventId | None = None
-    decision_id: DecisionId | None = None
-    channel: Channel | None = None
+    member_id: MemberId = Field(description="The member redeeming: must be the coupon's holder.")
+    offer_id: OfferId = Field(description="The offer redeemed: must be the coupon's offer.")
+    event_id: EventId | None = Field(None, description="Id of the redeem event to record; default a new "
+                                                       "unique id. Retrying with the id that redeemed the "
+                                                       "coupon answers 200 again.")
+    decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
+    channel: Channel | None = Field(None, description="Where it was redeemed (e.g. pos).")
 
 
 def _code(text: str) -> str:

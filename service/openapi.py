@@ -18,7 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from models.timerange import DESCRIPTION, YEAR_PATTERN
+from service import openapi_examples as examples
 from service.errors import PROBLEM_JSON
+from service.stores.base import MONTHS_KEPT, RECENT_LIMIT
 from service.validation import IDEMPOTENCY_KEY, PATTERNS, describe
 
 JSON = "application/json"
@@ -48,21 +50,85 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "required": ["type", "title", "status", "detail", "instance", "request_id"],
     "properties": {
         "type": {"type": "string", "description": "Problem type URI (see /docs#problems)."},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
+        "title": {"type": "string", "description": "Short summary of the problem type (the same for every "
+                                                    "problem of this type)."},
+        "status": {"type": "integer", "description": "The HTTP status code, repeated."},
+        "detail": {"type": "string", "description": "What went wrong with this request, for people."},
         "instance": {"type": "string", "description": "The request path."},
-        "request_id": {"type": "string"},
-        "errors": {"type": "array", "items": {
+        "request_id": {"type": "string", "description": "The request's id (the caller's well-formed "
+                                                         "X-Request-ID, else a generated one); logs carry it too."},
+        "errors": {"type": "array", "description": "One entry per offending field (validation problems).",
+                   "items": {
             "type": "object", "required": ["code", "message"],
             "properties": {
                 "pointer": {"type": "string", "description": "RFC 6901 pointer into the body."},
                 "parameter": {"type": "string", "description": "Path or query parameter."},
-                "header": {"type": "string"},
-                "code": {"type": "string"},
-                "message": {"type": "string"}}}},
+                "header": {"type": "string", "description": "Request header (e.g. Idempotency-Key)."},
+                "code": {"type": "string", "description": "Machine-readable reason, e.g. missing, "
+                                                          "string_pattern_mismatch, in_future."},
+                "message": {"type": "string", "description": "The reason for people."}}}},
     },
 }
+
+EVENTS_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "What became of each event of a POST /v1/events request.",
+    "properties": {
+        "accepted": {"type": "integer", "description": "Events applied now (state updated, logged)."},
+        "duplicates": {"type": "integer", "description": "Events ignored because their event_id was already "
+                                                         "seen (earlier, or twice in this request)."},
+        "results": {"type": "array", "description": "One entry per event, in request order.",
+                    "items": {"type": "object", "properties": {
+                        "event_id": {"type": "string", "description": "The event's id as sent."},
+                        "status": {"type": "string", "enum": ["accepted", "duplicate"],
+                                   "description": "accepted, or duplicate (ignored)."}}}}}}
+
+READINESS_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "Readiness: ready when at least one check is registered and all pass.",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "not ready"], "description": "ready (200) or not ready (503)."},
+        "checks": {"type": "object", "description": "Each registered check by name (stores, catalog, model...).",
+                   "additionalProperties": {"type": "object", "properties": {
+                       "ok": {"type": "boolean", "description": "Whether the check passes."},
+                       "detail": {"type": "string", "description": "Why not, or what it found (filesystem "
+                                                                   "paths shown as <path>)."}}}}}}
+
+_MONTHS = f"Keyed by month, YYYYMM in the program's time zone (the last {MONTHS_KEPT} months)"
+MEMBER_STATE_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "A member's online state: what events told the service since the state was "
+                                     "created (it expires OFFERS_STATE_TTL_SECONDS after its last write).",
+    "properties": {
+        "member_id": {"type": "string", "description": "The member."},
+        "last_seen": {"type": ["integer", "null"], "description": "Last event of any type, epoch seconds; "
+                                                                  "null when none."},
+        "last_purchase": {"type": ["integer", "null"], "description": "Last transaction, epoch seconds; "
+                                                                      "null when none."},
+        "spend_minor": {"type": "integer", "description": "Spend since the state was created, minor units."},
+        "purchases": {"type": "integer", "description": "Purchases since the state was created."},
+        "monthly_spend": {"type": "object", "additionalProperties": {"type": "integer"},
+                          "description": _MONTHS + ": spend in minor units."},
+        "monthly_purchases": {"type": "object", "additionalProperties": {"type": "integer"},
+                              "description": _MONTHS + ": number of purchases."},
+        "counters": {"type": "array", "description": "Per (subject, offer): subject is impression, click, issue, "
+                                                     "redeem or dismiss; total occurrences and the epoch seconds "
+                                                     f"of the last {RECENT_LIMIT} (recent, oldest first).",
+                     "items": {"type": "object"}}}}
+
+COUPON_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "An issued coupon: its code, holder, offer, validity and redemption.",
+    "properties": {
+        "code": {"type": "string", "description": "Canonical code: upper-case letters and digits, the last a "
+                                                  "check character."},
+        "display": {"type": "string", "description": "The code grouped in fours with '-' for people."},
+        "member_id": {"type": "string", "description": "The only member who may redeem it."},
+        "offer_id": {"type": "string", "description": "The offer it was issued for."},
+        "issued_at": {"type": "integer", "description": "When it was issued, epoch seconds."},
+        "expires_at": {"type": "integer", "description": "Last moment it can be redeemed, epoch seconds."},
+        "decision_id": {"type": ["string", "null"], "description": "The decision that issued it; null when "
+                                                                   "none was recorded."},
+        "redeemed_at": {"type": ["integer", "null"], "description": "When it was redeemed, epoch seconds; null "
+                                                                    "until then."},
+        "redeemed_event_id": {"type": ["string", "null"], "description": "The redeem event that used it; null "
+                                                                         "until redeemed."}}}
 
 
 #: The Idempotency-Key header parameter (service.validation.IDEMPOTENCY_KEY).
@@ -120,8 +186,18 @@ def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
     return {**ok, **{c: PROBLEMS[c] for c in codes}}
 
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
+def _json(description: str, schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    """A JSON response: its description, schema and (optionally) an example body."""
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"description": description, "content": {JSON: media}}
+
+
+def problem_example(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """A problem response with an example body (the shared :data:`PROBLEMS` have none)."""
+    return {"description": description,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": example}}}
 
 
 def _secured(scope: str) -> dict[str, Any]:
@@ -146,29 +222,10 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
     batch_schema.pop("$defs", None)
     batch_schema["properties"]["events"]["maxItems"] = max_events
     doc.add_schema("EventBatch", batch_schema)
-    doc.add_schema("EventsResult", {"type": "object", "properties": {
-        "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
-        "results": {"type": "array", "items": {"type": "object", "properties": {
-            "event_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["accepted", "duplicate"]}}}}}})
-    doc.add_schema("Readiness", {"type": "object", "properties": {
-        "status": {"type": "string", "enum": ["ready", "not ready"]},
-        "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {
-            "ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}})
-    doc.add_schema("MemberState", {"type": "object", "description": "A member's online state.",
-                                   "properties": {
-        "member_id": {"type": "string"}, "last_seen": {"type": ["integer", "null"]},
-        "last_purchase": {"type": ["integer", "null"]}, "spend_minor": {"type": "integer"},
-        "purchases": {"type": "integer"},
-        "monthly_spend": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "monthly_purchases": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "counters": {"type": "array", "items": {"type": "object"}}}})
-    doc.add_schema("Coupon", {"type": "object", "properties": {
-        "code": {"type": "string"}, "display": {"type": "string"},
-        "member_id": {"type": "string"}, "offer_id": {"type": "string"},
-        "issued_at": {"type": "integer"}, "expires_at": {"type": "integer"},
-        "decision_id": {"type": ["string", "null"]}, "redeemed_at": {"type": ["integer", "null"]},
-        "redeemed_event_id": {"type": ["string", "null"]}}})
+    doc.add_schema("EventsResult", EVENTS_RESULT_SCHEMA)
+    doc.add_schema("Readiness", READINESS_SCHEMA)
+    doc.add_schema("MemberState", MEMBER_STATE_SCHEMA)
+    doc.add_schema("Coupon", COUPON_SCHEMA)
     from service.checkout import RedeemBody
 
     redeem_ref = doc.add_model(RedeemBody)
@@ -182,9 +239,11 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
         "tags": ["events"], **_secured("events"), "parameters": [idem],
         "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
             {"$ref": event_ref}, {"$ref": batch_ref},
-            {"type": "array", "minItems": 1, "maxItems": max_events, "items": {"$ref": event_ref}}]}}}},
+            {"type": "array", "minItems": 1, "maxItems": max_events, "items": {"$ref": event_ref}}]},
+            "example": examples.EVENTS_REQUEST}}},
         "responses": _responses({"200": _json("Per-event outcome.",
-                                              {"$ref": "#/components/schemas/EventsResult"})},
+                                              {"$ref": "#/components/schemas/EventsResult"},
+                                              examples.EVENTS_RESULT)},
                                 "400", "401", "403", "409", "413", "415", "422", "503"),
     }})
     member = {"name": "member_id", "in": "path", "required": True, "schema": id_schema("member_id")}
@@ -212,14 +271,24 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
                        "once and records the redeem event. A second redemption is 409 "
                        "coupon-already-redeemed with the first one's redeemed_at.",
         "tags": ["events"], **_secured("events"),
-        "parameters": [{"name": "code", "in": "path", "required": True, "schema": id_schema("coupon_code")},
-                       idem],
-        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref}}}},
-        "responses": _responses({"200": _json("Redeemed.", {"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["redeemed"]}, "event_id": {"type": "string"},
-            "redeemed_at": {"type": ["string", "null"]},
-            "coupon": {"$ref": "#/components/schemas/Coupon"}}})},
-            "400", "401", "403", "404", "409", "413", "415", "422", "503"),
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": id_schema("coupon_code"),
+                        "description": "The code as typed (case, '-' and spaces do not matter).",
+                        "example": examples.COUPON_CODE}, idem],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref},
+                                                             "example": examples.REDEEM_REQUEST}}},
+        "responses": dict(sorted(_responses({"200": _json("Redeemed.", {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["redeemed"], "description": "Always redeemed."},
+            "event_id": {"type": "string", "description": "The redeem event recorded (the body's event_id, "
+                                                          "else a generated cr-... id)."},
+            "redeemed_at": {"type": ["string", "null"], "description": "When it was redeemed, RFC 3339 UTC."},
+            "coupon": {"$ref": "#/components/schemas/Coupon"}}}, examples.REDEEM_RESPONSE),
+            "404": _problem("Unknown coupon code."),
+            "409": _problem("Already redeemed (coupon-already-redeemed, with the first redeemed_at), expired "
+                            "(coupon-expired), event_id used by another event, or a request with this "
+                            "Idempotency-Key in flight."),
+            "422": _problem("Malformed code (parameter code), a code of another member or offer (pointer "
+                            "/member_id or /offer_id), or invalid body fields.")},
+            "400", "401", "403", "413", "415", "503").items())),
     }})
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     doc.add_path("/healthz", {"get": {"summary": "Liveness", "tags": ["operations"],

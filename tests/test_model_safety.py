@@ -86,6 +86,21 @@ def test_offers_models_promote_refuses_a_corrupt_model(env: DecisionEnv, tmp_pat
     assert Registry(registry).promote(env.v2) == env.v2  # a good one still is
 
 
+def test_offers_models_rollback_refuses_to_restore_a_corrupt_model(env: DecisionEnv, tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(env.registry, registry)
+    reg = Registry(registry)
+    reg.promote(env.broken, check=False)  # served once, went bad on disk since
+    reg.promote(env.v2)
+    run = subprocess.run([sys.executable, "-m", "offers_cli.main", "models", "rollback", "--registry", str(registry)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, (run.returncode, run.stderr)
+    assert "champion is not rolled back" in run.stderr and "Traceback" not in run.stderr
+    assert Registry(registry).aliases()["champion"] == env.v2
+    reg.promote(env.v1)
+    assert reg.rollback() == env.v2  # a good earlier version is restored
+
+
 # -- the service -------------------------------------------------------------------------------------
 def test_a_reload_refuses_a_corrupt_champion_and_the_old_model_keeps_serving(env: DecisionEnv,
                                                                              tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.schema import CHANNELS
+from models.schema import CHANNELS, OFFER_KINDS
 from models.timerange import DESCRIPTION
+from service import openapi_examples as examples
 from service.decisions.schema import MAX_BATCH, MAX_EXCLUDED, MAX_OFFERS, BatchBody, DecisionBody
 from service.openapi import (
     IDEMPOTENCY_HEADER,
@@ -18,6 +19,7 @@ from service.openapi import (
     PROBLEMS,
     ApiDocument,
     id_schema,
+    problem_example,
     timestamp_schema,
 )
 
@@ -28,12 +30,26 @@ MEMBER_SCHEMA: dict[str, Any] = {
     "type": "object", "description": "The member's tier state (local program time; the metric in its "
                                      "unit: minor units for spend programs).",
     "properties": {
-        "member_id": {"type": "string"},
+        "member_id": {"type": "string", "description": "The member decided for."},
         "known": {"type": "boolean", "description": "Whether the member has purchase history (else cold start)."},
-        "tier": {"type": "string"}, "tier_rank": {"type": "integer"}, "since": _NULLABLE_STR,
-        "metric": {"type": "integer"}, "metric_display": {"type": "string"}, "next_tier": _NULLABLE_STR,
-        "delta_to_next": _NULLABLE_INT, "delta_to_keep": {"type": "integer"}, "period_end": _NULLABLE_STR,
-        "projected_tier": {"type": "string"}, "at_risk": {"type": "boolean"},
+        "tier": {"type": "string", "description": "The tier held at the decision time (absent, like every "
+                                                  "field below, when the program has no tier state)."},
+        "tier_rank": {"type": "integer", "description": "Its rank: 0 for the entry tier, 1 for the next..."},
+        "since": {**_NULLABLE_STR, "description": "When the member last entered the tier, RFC 3339 with the "
+                                                  "program zone's offset; null when unknown."},
+        "metric": {"type": "integer", "description": "The tier metric over the tier window: qualifying spend in "
+                                                    "minor units, or points for points programs."},
+        "metric_display": {"type": "string", "description": "The metric as a member reads it (\"$7,082\")."},
+        "next_tier": {**_NULLABLE_STR, "description": "The tier above; null at the top."},
+        "delta_to_next": {**_NULLABLE_INT, "description": "Metric still needed for the next tier, in the "
+                                                          "metric's unit; null at the top."},
+        "delta_to_keep": {"type": "integer", "description": "Metric to add before period_end to keep the tier, "
+                                                            "in the metric's unit (0: already kept)."},
+        "period_end": {**_NULLABLE_STR, "description": "Last moment the tier is held if the member buys nothing "
+                                                       "more, RFC 3339 with the program zone's offset; null when "
+                                                       "not applicable."},
+        "projected_tier": {"type": "string", "description": "The tier the member's pace leads to at period_end."},
+        "at_risk": {"type": "boolean", "description": "Whether projected_tier is lower than tier."},
         "progress": {"type": "number", "description": "Share of the next tier's threshold reached (1 at the top)."},
     },
 }
@@ -41,8 +57,12 @@ MEMBER_SCHEMA: dict[str, Any] = {
 OFFER_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["offer_id", "rank", "kind", "title", "propensity", "priority", "probability"],
     "properties": {
-        "offer_id": {"type": "string"}, "rank": {"type": "integer"}, "kind": {"type": "string"},
-        "title": {"type": "string"}, "text": _NULLABLE_STR,
+        "offer_id": {"type": "string", "description": "The offer (catalog id)."},
+        "rank": {"type": "integer", "description": "Position in the slate, 1 first."},
+        "kind": {"type": "string", "description": "Offer kind from the catalog: " + ", ".join(OFFER_KINDS) + "."},
+        "title": {"type": "string", "description": "The catalog's title."},
+        "text": {**_NULLABLE_STR, "description": "Member-specific text (\"Spend $42 by 31 Dec to reach Gold\"); "
+                                                 "null when the offer has none."},
         "value": {"type": "number", "description": "Face value in the unit `value_unit` names."},
         "value_unit": {"type": "string", "enum": ["currency_minor", "percent", "multiplier", "points"],
                        "description": "Unit of `value`: minor units of the program's money (cents for "
@@ -52,14 +72,19 @@ OFFER_SCHEMA: dict[str, Any] = {
                                          "\"500 stars\"); null when the face value is unknown."},
         "propensity": {"type": "number", "description": "Calibrated redemption probability (or the fallback's)."},
         "priority": {"type": "number", "description": "Arbitration score: propensity x value x levers."},
-        "explored": {"type": "boolean"},
+        "explored": {"type": "boolean", "description": "Whether exploration (not the greedy rank) chose it."},
         "probability": {"type": "number", "description": "Probability the policy chose this offer in its slot."},
-        "tier_promo": _NULLABLE_STR,
-        "reasons": {"type": "array", "items": {"type": "string"}},
-        "requires_coupon": {"type": "boolean"},
+        "tier_promo": {**_NULLABLE_STR, "description": "The tier mechanic the offer applies for this member: "
+                                                       "upgrade_challenge, retention_nudge, tier_value or "
+                                                       "tier_restricted; null for none."},
+        "reasons": {"type": "array", "items": {"type": "string"},
+                    "description": "Reason codes: eligibility, how it was scored and, with explain, the top "
+                                   "feature contributions (FEATURE:name=+0.123)."},
+        "requires_coupon": {"type": "boolean", "description": "Whether redeeming it needs a coupon code."},
         "coupon_code": {"type": "string", "description": "Canonical code, unique to this member (when issued)."},
         "coupon_display": {"type": "string", "description": "The code grouped for people."},
-        "expires_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time",
+                       "description": "Last moment the coupon can be redeemed, RFC 3339 UTC (when issued)."},
     },
 }
 
@@ -68,29 +93,48 @@ DECISION_SCHEMA: dict[str, Any] = {
     "required": ["decision_id", "model_version", "member", "offers", "holdout", "took_ms"],
     "properties": {
         "decision_id": {"type": "string", "description": "Send it back with feedback events."},
-        "model_version": _NULLABLE_STR, "as_of": {"type": "string", "format": "date-time"},
-        "placement": _NULLABLE_STR,
-        "member": {"$ref": "#/components/schemas/DecisionMember"},
-        "offers": {"type": "array", "items": {"$ref": "#/components/schemas/DecisionOffer"}},
-        "excluded": {"type": "array", "items": {"type": "object", "properties": {
-            "offer_id": {"type": "string"}, "reason": {"type": "string"}}}},
-        "holdout": {"type": "boolean"},
-        "policy": {"type": "string", "enum": ["personalised", "cold_start", "holdout"]},
-        "explored": {"type": "boolean"},
-        "scores": {"type": "string", "enum": ["cache", "computed", "none"]},
-        "history": {"type": "string", "enum": ["ok", "none", "stale"]},
+        "model_version": {**_NULLABLE_STR, "description": "The model version that scored it; null without a "
+                                                          "model (fallback policy)."},
+        "as_of": {"type": "string", "format": "date-time", "description": "The decision time, RFC 3339 UTC (the "
+                                                                         "service clock, or context.as_of)."},
+        "placement": {**_NULLABLE_STR, "description": "The request's placement, echoed; null when none."},
+        "member": {"$ref": "#/components/schemas/DecisionMember", "description": "The member's tier state."},
+        "offers": {"type": "array", "items": {"$ref": "#/components/schemas/DecisionOffer"},
+                   "description": "The slate, best first (may be shorter than n, or empty)."},
+        "excluded": {"type": "array", "description": "Candidates not returned, each with its reason code (batch "
+                                                     "lines only with include_excluded).",
+                     "items": {"type": "object", "properties": {
+                         "offer_id": {"type": "string", "description": "The offer left out."},
+                         "reason": {"type": "string", "description": "Why, e.g. CHANNEL_NOT_ELIGIBLE, "
+                                                                     "MEMBER_CAP_REACHED, DIVERSITY_LIMIT."}}}},
+        "holdout": {"type": "boolean", "description": "Whether the member is in the control group (policy "
+                                                      "holdout)."},
+        "policy": {"type": "string", "enum": ["personalised", "cold_start", "holdout"],
+                   "description": "personalised: model propensities; cold_start: a member without history or "
+                                  "scores, ranked by popularity; holdout: the control group's fallback."},
+        "explored": {"type": "boolean", "description": "Whether exploration chose any offer of the slate."},
+        "scores": {"type": "string", "enum": ["cache", "computed", "none"],
+                   "description": "Where the propensities came from: the score cache, computed now, or none "
+                                  "(no model, or a member without history)."},
+        "history": {"type": "string", "enum": ["ok", "none", "stale"],
+                    "description": "The member's history records: ok, none (a new member) or stale (kept under "
+                                   "another catalog, so not used)."},
         "degraded": {"type": ["string", "null"], "enum": ["store_unavailable", "store_data_lost", None],
                      "description": "store_unavailable when Redis could not be used: no history, nothing "
                                     "reserved, no coupons. store_data_lost when Redis answered without its "
                                     "generation marker (it lost its data): offers with a cap or a budget "
                                     "are withheld until offers materialize runs again."},
-        "took_ms": {"type": "number"},
+        "took_ms": {"type": "number", "description": "Time the service spent deciding, milliseconds."},
     },
 }
 
 SERVING_SCHEMA: dict[str, Any] = {"type": ["object", "null"], "properties": {
-    "version": {"type": "string"}, "loaded_at": {"type": "string", "format": "date-time"},
-    "load_ms": {"type": "number"}, "predictor": {"type": "string", "enum": ["lleaves", "lightgbm"]},
+    "version": {"type": "string", "description": "The registry version served."},
+    "loaded_at": {"type": "string", "format": "date-time", "description": "When this worker loaded it, RFC 3339 "
+                                                                          "UTC."},
+    "load_ms": {"type": "number", "description": "Time to load and warm it, milliseconds."},
+    "predictor": {"type": "string", "enum": ["lleaves", "lightgbm"],
+                  "description": "What evaluates the trees: lleaves (compiled) or lightgbm."},
     "last_known_good_for": {"type": ["string", "null"],
                             "description": "The champion this earlier version stands in for because the champion "
                                            "cannot be served (last-known-good); null when it is the champion."}}}
@@ -104,8 +148,9 @@ def _secured(scope: str) -> dict[str, Any]:
     return {"security": [{"ApiKeyHeader": []}, {"ApiKeyAuthorization": []}], "x-scope": scope}
 
 
-def _json(description: str, ref: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": {"$ref": ref}}}}
+def _json(description: str, ref: str, example: dict[str, Any]) -> dict[str, Any]:
+    """A JSON response: its description, schema reference and an example body."""
+    return {"description": description, "content": {JSON: {"schema": {"$ref": ref}, "example": example}}}
 
 
 def document(doc: ApiDocument) -> None:
@@ -128,9 +173,11 @@ def document(doc: ApiDocument) -> None:
                        "Unknown members get a cold-start decision. Without Redis the decision is still made "
                        "(degraded: no coupons).",
         "tags": ["decisions"], **_secured("decisions"), "parameters": [idem],
-        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": body_ref}}}},
-        "responses": _responses({"200": _json("The decision.", decision)},
-                                "400", "401", "403", "409", "413", "415", "422", "503"),
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": body_ref},
+                                                             "example": examples.DECISION_REQUEST}}},
+        "responses": {**_responses({"200": _json("The decision.", decision, examples.DECISION)},
+                                   "400", "401", "403", "409", "413", "415", "422", "503"),
+                      "422": problem_example(PROBLEMS["422"]["description"], examples.PROBLEM_422)},
     }})
     query = [
         {"name": "member_id", "in": "path", "required": True, "schema": id_schema("member_id")},
@@ -148,7 +195,8 @@ def document(doc: ApiDocument) -> None:
         "summary": "A member's next best offers (for apps)",
         "description": "The same decision as POST /v1/decisions, from query parameters.",
         "tags": ["decisions"], **_secured("decisions"), "parameters": query,
-        "responses": _responses({"200": _json("The decision.", decision)}, "401", "403", "422", "503"),
+        "responses": _responses({"200": _json("The decision.", decision, examples.MEMBER_OFFERS)},
+                                "401", "403", "422", "503"),
     }})
     doc.add_path("/v1/decisions/batch", {"post": {
         "summary": f"Decide for up to {MAX_BATCH:,} members, streamed as NDJSON",
@@ -158,9 +206,15 @@ def document(doc: ApiDocument) -> None:
                        "member's line is stored as it is decided: a retry streams the same decisions and codes "
                        "and decides only the members not reached before.",
         "tags": ["decisions"], **_secured("decisions"), "parameters": [idem],
-        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": batch_ref}}}},
-        "responses": _responses({"200": {"description": "NDJSON stream.", "content": {
-            "application/x-ndjson": {"schema": {"$ref": decision}}}}},
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": batch_ref},
+                                                             "example": examples.BATCH_REQUEST}}},
+        "responses": _responses({"200": {"description": "NDJSON stream: each line but the last is a Decision "
+                                                        "plus member_id; the last is {\"summary\": {batch_id, "
+                                                        "members, decided, replayed, offers, coupons, degraded, "
+                                                        "took_ms (milliseconds)}}. No summary: the stream was "
+                                                        "cut off, retry with the same Idempotency-Key.",
+                                         "content": {"application/x-ndjson": {"schema": {"$ref": decision},
+                                                                              "example": examples.BATCH_NDJSON}}}},
             "400", "401", "403", "409", "413", "415", "422", "503"),
     }})
     doc.add_path("/v1/models", {"get": {

@@ -48,7 +48,8 @@ class _Common(BaseModel):
     placement: Placement | None = Field(None, description="Where in the channel (a label such as "
                                                           "home_banner); echoed back and logged.")
     n: SlateSize | None = Field(None, description="Slate size; default the program's decisions.max_offers.")
-    context: DecisionContext | None = None
+    context: DecisionContext | None = Field(None, description="Optional context, e.g. as_of to replay a past "
+                                                              "moment.")
     exclude_offer_ids: list[OfferId] = Field(default_factory=list, max_length=MAX_EXCLUDED,
                                              description="Offers not to return (e.g. already on screen).")
 
@@ -56,7 +57,8 @@ class _Common(BaseModel):
 class DecisionBody(_Common):
     """``POST /v1/decisions``: one member's next best offers."""
 
-    member_id: MemberId
+    member_id: MemberId = Field(description="The member to decide for; an unknown member gets a cold-start "
+                                            "decision, never an error.")
     explain: bool = Field(False, description="Add the top LightGBM feature contributions of each "
                                              "personalised offer to its reasons (computes fresh scores).")
 

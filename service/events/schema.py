@@ -121,18 +121,22 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra=EVENT_CONDITIONS)
 
     event_id: EventId = Field(description="Unique id chosen by the sender; duplicates are ignored.")
-    member_id: MemberId
-    type: EventType
+    member_id: MemberId = Field(description="The member it happened to.")
+    type: EventType = Field(description="impression (an offer was shown), click, redeem (an offer was used), "
+                                        "dismiss, or transaction (one purchase line).")
     ts: Timestamp = Field(description=f"When it happened, RFC 3339 with an offset, {DESCRIPTION}.")
-    offer_id: OfferId | None = None
+    offer_id: OfferId | None = Field(None, description="The offer; required unless type is transaction.")
     decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
     amount_minor: Amount | None = Field(None,
                                      description="Money in integer minor units (cents).")
     value: Money | None = Field(None,
                                   description="Money as a decimal in major units; alternative to amount_minor.")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
-    channel: Channel | None = None
-    coupon_code: CouponCodeText | None = None
+    channel: Channel | None = Field(None, description="Where it happened: " + ", ".join(CHANNELS) + ".")
+    coupon_code: CouponCodeText | None = Field(None, description="The coupon used, as typed (case and '-' or "
+                                                                 "spaces do not matter; the check character "
+                                                                 "must be right). A redeem with a code redeems "
+                                                                 "that coupon once.")
     product_id: ProductId | None = Field(None, description="Transaction: the product of this purchase line.")
     basket_id: BasketId | None = Field(None, description="Transaction: the basket (receipt) the line belongs "
                                                          "to; default: the event is a basket of its own.")
@@ -156,7 +160,7 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    events: list[Event] = Field(min_length=1)
+    events: list[Event] = Field(min_length=1, description="The events, accepted or refused together.")
 
 
 _EVENT_LIST = TypeAdapter(list[Event])
