@@ -51,7 +51,8 @@ def wait_ready(base: str, deadline_seconds: float = 120) -> None:
 @contextmanager
 def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2, log_level: str = "WARNING",
           before_start: Callable[[], None] | None = None) -> Iterator[tuple[str, Any]]:
-    """Materialize into Redis with the CLI, then run gunicorn on the same key prefix.
+    """Materialize into Redis with the CLI, then run gunicorn on the same key prefix; yields the
+    base URL and the servers' environment.
 
     ``before_start`` runs between the two (e.g. to make the champion a corrupt version).
     """
@@ -59,9 +60,7 @@ def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2, lo
     environ = service_env(tmp_path, REDIS_URL=redis_url, OFFERS_API_KEYS=ALL_KEYS, OFFERS_WORKERS=str(workers),
                           OFFERS_DATA=str(env.data), OFFERS_REGISTRY=str(env.registry),
                           OFFERS_PROGRAM=str(env.program), OFFERS_CLOCK=CLOCK, OFFERS_LOG_LEVEL=log_level)
-    subprocess.run([sys.executable, "-m", "offers_cli.main", "materialize", "--data", str(env.data),
-                    "--registry", str(env.registry), "--program", str(env.program), "--channel", CHANNEL],
-                   env=environ, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    materialize_cli(env, environ)
     if before_start is not None:
         before_start()
     log = tmp_path / "gunicorn.log"
@@ -70,9 +69,16 @@ def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2, lo
     try:
         wait_until_healthy(base, proc, log)
         wait_ready(base)
-        yield base, proc
+        yield base, environ
     finally:
         stop_process(proc)
+
+
+def materialize_cli(env: DecisionEnv, environ: dict[str, str]) -> None:
+    """``offers materialize`` (the real CLI) into the Redis and key prefix of ``environ``."""
+    subprocess.run([sys.executable, "-m", "offers_cli.main", "materialize", "--data", str(env.data),
+                    "--registry", str(env.registry), "--program", str(env.program), "--channel", CHANNEL],
+                   env=environ, cwd=ROOT, check=True, capture_output=True, timeout=300)
 
 
 class Traffic:
@@ -152,13 +158,16 @@ def test_a_reload_under_load_converges_every_worker(env: DecisionEnv, tmp_path: 
 def test_redis_restarting_under_gunicorn_fails_no_request(env: DecisionEnv, tmp_path: Path,
                                                           private_redis: RedisServer) -> None:
     env.promote(env.v1)
-    with serve(env, tmp_path, private_redis.url, workers=2) as (base, _):
+    with serve(env, tmp_path, private_redis.url, workers=2) as (base, environ):
         with Traffic(base) as traffic:
             traffic.wait_for(lambda seen: len(seen) >= 20)
             private_redis.stop()
             mark = len(traffic.seen)
             traffic.wait_for(lambda seen, mark=mark: sum(d == "store_unavailable" for _, _, d in seen[mark:]) >= 20)
-            private_redis.start()
+            private_redis.start()  # empty: every worker sees the lost data (issue 12.3)
+            mark = len(traffic.seen)
+            traffic.wait_for(lambda seen, mark=mark: sum(d == "store_data_lost" for _, _, d in seen[mark:]) >= 20)
+            materialize_cli(env, environ)  # the documented recovery: one command
             mark = len(traffic.seen)
             traffic.wait_for(lambda seen, mark=mark: sum(d is None for _, _, d in seen[mark:]) >= 20)
         assert {s for s, _, _ in traffic.seen} == {200}, [r for r in traffic.seen if r[0] != 200][:5]
