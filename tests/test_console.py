@@ -235,3 +235,28 @@ def test_logout_ends_the_session(app: Flask) -> None:
     home = client.get("/console/")
     assert client.post("/console/logout", data={"csrf_token": token(home.text)}).status_code == 303
     assert client.get("/console/").status_code == 302
+
+
+@pytest.mark.redis
+def test_a_decision_without_commit_writes_nothing_to_redis(env: DecisionEnv, tmp_path: Path, redis_url: str) -> None:
+    """The console's dry run on the real Redis store: the same offers as a committed decision
+    (same decision id, so the same exploration draw), no key written; the commit then writes."""
+    from service.decisions.component import decision_service
+    from service.decisions.runner import DecisionRequest
+
+    env.promote(env.v1)
+    app = start_app(env.settings(tmp_path, redis_url=redis_url))
+    try:
+        decider = decision_service(app.extensions["offers"]).require()
+        store = app.extensions["offers"].store
+        request = DecisionRequest(member_id=MEMBER, channel=CHANNEL, explain=True)
+        before = set(all_store_keys(store)), store.budget_usage([(FLASH, "total")])
+        preview = decider.decide_without_commit(request, "d-console-test")
+        assert (set(all_store_keys(store)), store.budget_usage([(FLASH, "total")])) == before
+        assert all(o.coupon is None for o in preview.offers)
+        committed = decider.decide(request, "d-console-test")
+        assert [o.offer.offer_id for o in committed.offers] == [o.offer.offer_id for o in preview.offers]
+        assert any(o.coupon is not None for o in committed.offers)
+        assert store.budget_usage([(FLASH, "total")]) != before[1]
+    finally:
+        close_app(app)
