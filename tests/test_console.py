@@ -260,3 +260,15 @@ def test_a_decision_without_commit_writes_nothing_to_redis(env: DecisionEnv, tmp
         assert store.budget_usage([(FLASH, "total")]) != before[1]
     finally:
         close_app(app)
+
+
+def test_pages_without_decisions_or_registry_say_why_instead_of_failing(tmp_path: Path) -> None:
+    """A service without OFFERS_DATA or OFFERS_REGISTRY: each page is a 503 page saying what to set."""
+    from service.app import create_app
+
+    client = create_app(make_settings(tmp_path, api_keys=KEYS)).test_client()
+    sign_in(client, ADMIN_KEY)
+    for url, text in [(f"/console/members?q={MEMBER}", "OFFERS_DATA"), ("/console/offers", "OFFERS_DATA"),
+                      ("/console/models", "OFFERS_REGISTRY"), ("/console/models/v1/report", "OFFERS_REGISTRY")]:
+        answer = client.get(url)
+        assert answer.status_code == 503 and answer.mimetype == "text/html" and text in answer.text, url

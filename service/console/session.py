@@ -124,7 +124,7 @@ def csrf_valid(session: ConsoleSession) -> bool:
 
 def closed_page() -> tuple[str, int]:
     """The page every console URL shows when no key may sign in: closed, not open."""
-    return render_template("console/closed.html"), 403
+    return render_template("console/closed.html", session=None), 403
 
 
 def signed_in(admin: bool = False) -> Callable[[F], F]:
