@@ -5,8 +5,9 @@ Format of ``OFFERS_API_KEYS``::
     <key>:<scope>[,<scope>...][;<key>:<scope>[,<scope>...]...]
 
 for example ``"k7Qd...x2:decisions,events;Zp9...4f:admin"``. Scopes are ``decisions``,
-``events`` and ``admin``; a scope grants exactly its endpoints (``admin`` does not
-imply the others). Keys are at least 16 characters of printable ASCII without
+``events``, ``admin`` and ``support``; a scope grants exactly its endpoints (``admin`` does not
+imply the others). ``support`` grants only the read-only operator console (:mod:`service.console`);
+``admin`` grants the whole console as well as the admin endpoints. Keys are at least 16 characters of printable ASCII without
 whitespace, ``:``, ``;`` or ``,``. Whitespace around entries is ignored, so the value can
 be spread over lines.
 
@@ -23,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Scope = Literal["decisions", "events", "admin"]
+Scope = Literal["decisions", "events", "admin", "support"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 MIN_KEY_LENGTH = 16
 _KEY_RE = re.compile(r"^[!-~]+$")
@@ -95,6 +96,16 @@ class Keyring:
     def admin_enabled(self) -> bool:
         """True when some key carries the admin scope; otherwise admin endpoints refuse everyone."""
         return any("admin" in k.scopes for k in self.keys)
+
+    @property
+    def console_enabled(self) -> bool:
+        """True when some key may sign in to the operator console (scope admin or support);
+        otherwise the console is closed to everyone rather than open."""
+        return any(k.scopes & {"admin", "support"} for k in self.keys)
+
+    def find(self, key_id: str) -> ApiKey | None:
+        """The configured key with this public id (a console session names its key so)."""
+        return next((k for k in self.keys if k.key_id == key_id), None)
 
     def match(self, presented: str) -> ApiKey | None:
         """The configured key equal to ``presented``, compared in constant time; else None."""

@@ -23,6 +23,7 @@ from flask import Flask
 
 from service import admin, checkout, http, ops
 from service.apikeys import Keyring
+from service.console import init_console
 from service.decisions.component import init_decisions
 from service.errors import register_error_handlers
 from service.events import routes as events
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None,
     app.register_blueprint(admin.bp)
     app.register_blueprint(checkout.bp)
     init_decisions(app)
+    init_console(app)
 
     if keyring.open:
         log.warning("OFFERS_API_KEYS is empty: decisions and events endpoints accept requests "

@@ -19,6 +19,11 @@ OFFERS_REDIS_TIMEOUT_MS    socket read/write timeout [100]
 OFFERS_REDIS_CONNECT_TIMEOUT_MS  connect timeout [100]
 OFFERS_REDIS_MAX_CONNECTIONS     pool size per worker [16]
 OFFERS_API_KEYS            ``key:scope,scope;key:scope`` (see :mod:`service.auth`) [unset]
+OFFERS_CONSOLE_SECRET      key signing the operator console's session cookies (at least 32 characters)
+                           [unset: a random one per process, so console sessions end at a restart
+                           and each gunicorn worker knows only its own; set one shared value when
+                           running several workers]
+OFFERS_CONSOLE_SESSION_SECONDS   lifetime of a console session [28800, 8 hours]
 OFFERS_MAX_BODY_BYTES      largest request body accepted [1048576]
 OFFERS_MAX_EVENTS_PER_REQUEST    largest event batch [1000]
 OFFERS_CACHE_TTL_SECONDS   lifetime of cached propensity vectors [3600]
@@ -50,7 +55,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from redis.connection import parse_url
 
@@ -62,7 +67,7 @@ ENV_PREFIX = "OFFERS_"
 #: Settings read from a variable other than ``OFFERS_<FIELD>``, first match wins.
 ALIASES: dict[str, tuple[str, ...]] = {"redis_url": ("OFFERS_REDIS_URL", "REDIS_URL")}
 #: Settings whose values may hold secrets: errors never repeat them.
-SECRET_FIELDS = frozenset({"redis_url", "api_keys"})
+SECRET_FIELDS = frozenset({"redis_url", "api_keys", "console_secret"})
 
 
 class SettingsError(ValueError):
@@ -132,6 +137,8 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=16, ge=1, le=1024)
 
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
+    console_secret: SecretStr | None = Field(default=None, min_length=32)
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
     max_events_per_request: int = Field(default=1000, ge=1, le=100_000)

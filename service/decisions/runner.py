@@ -60,6 +60,7 @@ from service.stores import (
     BudgetRef,
     CacheWrite,
     CapRequest,
+    CapResult,
     MemberBundle,
     MemberProfile,
     MemberState,
@@ -337,6 +338,21 @@ class Decider:
     # -- one member --------------------------------------------------------------------------
     def decide(self, req: DecisionRequest, decision_id: str) -> Outcome:
         """Decide for one member (see the module docstring for the flow)."""
+        return self._decide(req, decision_id, commit_it=True)
+
+    def decide_without_commit(self, req: DecisionRequest, decision_id: str) -> Outcome:
+        """The decision :meth:`decide` would make now, without its write: nothing reserved,
+        no coupon issued, no score cache written, no decision counted in the metrics.
+
+        Why: the operator console shows a member's current decision to support staff; looking
+        a member up must not spend their caps, the program's budgets or real coupon codes.
+        Offers keep the rank they would get when every reservation is granted; coupon offers
+        show no code (none was issued).
+        """
+        return self._decide(req, decision_id, commit_it=False)
+
+    def _decide(self, req: DecisionRequest, decision_id: str, commit_it: bool) -> Outcome:
+        """:meth:`decide`, committing the reservations only when ``commit_it``."""
         started = time.perf_counter()
         serving = self.serving()
         when, local, now = self._time(req)
@@ -381,8 +397,10 @@ class Decider:
                           budgets=self._usage(bundle.budgets if trusted and bundle is not None else None),
                           contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
                           seed=seed_for(decision_id), max_offers=req.n)
-        issued = None
-        if bundle is not None:
+        issued: Sequence[Issued] | None = None
+        if not commit_it:
+            issued = self._granted_unreserved(decision, now, withheld) if bundle is not None else None
+        elif bundle is not None:
             try:
                 issued, _ = commit(self.store, req.member_id, self._requests(decision, now, withheld), now,
                                    decision_id, cache)
@@ -397,8 +415,16 @@ class Decider:
                           refused=refused, member=inputs.context, scores=scores, history=member.history,
                           degraded=degraded, placement=req.placement,
                           took_ms=(time.perf_counter() - started) * 1000)
-        self._record(outcome)
+        if commit_it:
+            self._record(outcome)
         return outcome
+
+    def _granted_unreserved(self, decision: Decision, now: int, withheld: bool) -> list[Issued]:
+        """Every reservation of ``decision`` as granted without touching the store and without a
+        coupon: the decision core already excluded the offers whose caps or budgets the read
+        showed reached, so this is what a commit grants unless another request races it."""
+        return [Issued(CapResult(request, granted=True, reason=None, issued_at=now))
+                for request, _ in self._requests(decision, now, withheld)]
 
     # -- a chunk of members ---------------------------------------------------------------------
     def decide_chunk(self, member_ids: Sequence[str], req: DecisionRequest, decision_ids: Sequence[str],

@@ -1,0 +1,25 @@
+"""The operator console: server-rendered pages under ``/console`` for marketers and support.
+
+:func:`init_console` (called by :func:`service.app.create_app`) registers the blueprint and
+the session secret. Pages: sign-in (:mod:`.auth_views`), a member's current decision
+(:mod:`.member_page`), the offer catalog with budget burn (:mod:`.offers_page`) and the
+models with promote and rollback (:mod:`.model_page`). Sign-in and CSRF: :mod:`.session`.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask
+
+from service.console import auth_views, member_page, model_page, offers_page  # noqa: F401  (routes)
+from service.console.blueprint import bp
+from service.console.session import CONFIG
+
+
+def init_console(app: Flask) -> None:
+    """Register the console on ``app`` with its signing secret (``OFFERS_CONSOLE_SECRET``, or a
+    random one for this process when unset)."""
+    secret = app.extensions["offers"].settings.console_secret
+    app.config[CONFIG] = secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32)
+    app.register_blueprint(bp)

@@ -1,0 +1,62 @@
+"""The offers page: the catalog with each offer's status at the service's clock, its caps, and
+every budget's burn (issues and money reserved against its limit) as a server-rendered chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, render_template
+
+from service.console.blueprint import bp
+from service.console.charts import bar_chart
+from service.console.session import signed_in
+from service.decisions.component import decision_service
+from service.state import current_state
+from service.stores import StoreUnavailable
+
+
+def status(offer: Any, now: Any) -> str:
+    """``upcoming``, ``active`` or ``ended`` at the (local, naive) moment ``now``."""
+    if offer.starts_at is not None and offer.starts_at > now:
+        return "upcoming"
+    if offer.ends_at is not None and offer.ends_at <= now:
+        return "ended"
+    return "active"
+
+
+def budgets(offers: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Each budget's limits and use from the store (one read), and an error when it is away."""
+    limits: dict[str, dict[str, Any]] = {}
+    for o in offers:
+        if o.budget_key is not None:
+            entry = limits.setdefault(o.budget_key, {"key": o.budget_key, "count_limit": o.budget_count,
+                                                     "minor_limit": o.budget_minor, "offers": []})
+            entry["offers"].append(o.offer_id)
+    try:
+        usage = current_state().store.budget_usage([(k, "total") for k in limits])
+    except StoreUnavailable:
+        return list(limits.values()), "the online store is unavailable: budget use is unknown"
+    for key, entry in limits.items():
+        used = usage[(key, "total")]
+        entry["count"], entry["minor"] = used.count, used.minor
+        share = [used.count / entry["count_limit"] if entry["count_limit"] else None,
+                 used.minor / entry["minor_limit"] if entry["minor_limit"] else None]
+        entry["burn"] = max((s for s in share if s is not None), default=None)
+    return list(limits.values()), None
+
+
+@bp.get("/offers")
+@signed_in()
+def offers() -> str:
+    """The catalog and budget burn (see the module docstring)."""
+    engine = decision_service().require().engine
+    now = engine.local(engine.clock.now())
+    catalog = engine.catalog.offers
+    rows = [{"offer": o, "status": status(o, now)} for o in catalog]
+    found, error = budgets(catalog)
+    chart = bar_chart("Budget burn: share of each budget's limit reserved so far",
+                      [(b["key"], b["burn"], f"{b['burn']:.0%}") for b in found if b.get("burn") is not None],
+                      maximum=1.0) if found and error is None else None
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("active", "upcoming", "ended")}
+    return render_template("console/offers.html", session=g.console, rows=rows, budgets=found,
+                           budget_error=error, chart=chart, now=now, counts=counts)

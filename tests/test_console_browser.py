@@ -1,0 +1,167 @@
+"""The operator console in a real browser: Debian's chromium driven by Playwright.
+
+The service runs in a werkzeug server thread on a free port (decisions loaded, fixed clock).
+The tests sign in, look a member up, check that the offers shown are the ones
+``POST /v1/decisions`` returns for the same member and moment, that nothing is reachable
+without signing in, that no page logs a browser console error, and that the keyboard
+reaches the content. Every page is saved as a screenshot under ``OFFERS_TEST_ARTIFACTS``
+(when set) or the test's temporary directory.
+
+Skipped when chromium or Playwright is missing, except under CI (``CI`` set), where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from werkzeug.serving import make_server
+
+from tests.decisions_env import CHANNEL, DecisionEnv, build, close_app, start_app
+from tests.service_helpers import ADMIN_KEY, ALL_KEYS, DECISIONS_KEY
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("OFFERS_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 "--disable-sync"]
+SUPPORT_KEY = "support-key-0123456789"
+MEMBER = "M00000002"
+
+
+def _missing(reason: str) -> None:
+    """Fail under CI, skip elsewhere: a laptop without chromium still runs the rest."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (needed under CI: .ci/run installs Debian's chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        _missing(f"no chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip extra [test])")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> DecisionEnv:
+    return build(tmp_path_factory.mktemp("decisions"))
+
+
+@pytest.fixture
+def server(env: DecisionEnv, tmp_path: Path) -> Iterator[str]:
+    """The service app behind a real HTTP server on a free port; yields its base URL."""
+    env.promote(env.v1)
+    app: Flask = start_app(env.settings(tmp_path, api_keys=f"{ALL_KEYS};{SUPPORT_KEY}:support"))
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join()
+    close_app(app)
+    env.promote(env.v1)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: OFFERS_TEST_ARTIFACTS when set, else the test's directory."""
+    base = Path(os.environ.get("OFFERS_TEST_ARTIFACTS") or tmp_path) / "console"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page that records console errors and page errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def nav(page: Any, name: str) -> Any:
+    """A link of the console's navigation bar."""
+    return page.get_by_role("navigation", name="Console pages").get_by_role("link", name=name)
+
+
+def sign_in(page: Any, base: str, key: str) -> None:
+    page.goto(f"{base}/console/")
+    assert "/console/login" in page.url
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/console/")
+
+
+def test_nothing_is_reachable_without_signing_in(page: Any, server: str) -> None:
+    for path in ["/console/", f"/console/members?q={MEMBER}", "/console/offers", "/console/models"]:
+        page.goto(server + path)
+        assert "/console/login" in page.url, path
+        assert page.get_by_label("API key").is_visible()
+    assert page.errors == []
+
+
+def test_signed_in_pages_match_the_api_and_are_saved(page: Any, server: str, artifacts: Path) -> None:
+    page.goto(f"{server}/console/login")
+    page.screenshot(path=str(artifacts / "login.png"), full_page=True)
+    sign_in(page, server, ADMIN_KEY)
+    page.screenshot(path=str(artifacts / "home.png"), full_page=True)
+
+    nav(page, "Members").click()
+    page.get_by_label("Member id or coupon code").fill(MEMBER)
+    page.get_by_label("Channel").select_option(CHANNEL)
+    page.get_by_role("button", name="Look up").click()
+    page.wait_for_selector("#decision-offers")
+    shown = page.locator("#decision-offers tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.offerId)")
+    page.screenshot(path=str(artifacts / "member.png"), full_page=True)
+
+    answer = requests.post(f"{server}/v1/decisions", json={"member_id": MEMBER, "channel": CHANNEL},
+                           headers={"X-API-Key": DECISIONS_KEY}, timeout=30).json()
+    assert shown, "the member page shows no offer"
+    if not answer["explored"]:  # an exploring decision is random by design
+        assert [o["offer_id"] for o in answer["offers"]] == shown
+
+    nav(page, "Offers").click()
+    assert page.locator("svg.chart").count() == 1
+    page.screenshot(path=str(artifacts / "offers.png"), full_page=True)
+    nav(page, "Models").click()
+    assert page.get_by_role("heading", name="Feature importance (champion)").is_visible()
+    page.screenshot(path=str(artifacts / "models.png"), full_page=True)
+    assert page.errors == []
+    assert sorted(p.name for p in artifacts.iterdir()) == ["home.png", "login.png", "member.png", "models.png",
+                                                            "offers.png"]
+
+
+def test_support_cannot_promote_and_the_keyboard_reaches_the_content(page: Any, server: str) -> None:
+    sign_in(page, server, SUPPORT_KEY)
+    page.goto(f"{server}/console/models")
+    assert page.get_by_role("link", name="promote").count() == 0
+    assert page.errors == [], page.errors
+    refused = page.goto(f"{server}/console/models/confirm?action=rollback")
+    assert refused.status == 403 and "needs an admin key" in page.content()
+    page.errors.clear()  # the browser logs the expected 403
+    page.goto(f"{server}/console/members")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.url.endswith("#main")
+    assert page.errors == [], page.errors
