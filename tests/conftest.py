@@ -112,10 +112,9 @@ def redis_client(redis_url: str) -> Iterator[object]:
     client.close()
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, for stopping and restarting mid-test."""
-    server = RedisServer(free_port(), tmp_path)
+def _own_redis(tmp_path: Path, persistent: bool) -> Iterator[RedisServer]:
+    """Start a redis-server of the test's own (failing under CI, skipping elsewhere when it cannot)."""
+    server = RedisServer(free_port(), tmp_path, persistent=persistent)
     try:
         server.start()
     except RuntimeError as exc:
@@ -124,20 +123,18 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.skip(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for stopping and restarting mid-test."""
+    yield from _own_redis(tmp_path, persistent=False)
 
 
 @pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server with AOF persistence: a restart keeps its data."""
-    server = RedisServer(free_port(), tmp_path, persistent=True)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    yield server
-    server.stop()
+    yield from _own_redis(tmp_path, persistent=True)
 
 
 @pytest.fixture(scope="session")
