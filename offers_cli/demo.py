@@ -5,16 +5,21 @@
 3. start the real service (``offers serve``: gunicorn, one worker, embedded stores, the
    clock on 30 Oct 2017 when the retailer's campaign 18 starts) on a free local port and
    wait for ``/readyz``;
-4. ask it for a real decision for a household that received campaign 18, print it, and
-   stop the server.
+4. ask it for a real decision for a household that received campaign 18, print it;
+5. print the operator console's URL and a sign-in key, and stop the server (or, with
+   ``--keep-running``, keep it running until Ctrl-C).
+
+The server gets API keys made for this run (printed), so the console is open to them only.
 
 Everything has a timeout and the server is always stopped (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -41,10 +46,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    """One JSON request (stdlib only); returns (status, parsed body)."""
+def http(method: str, url: str, body: dict[str, Any] | None = None,
+         key: str | None = None) -> tuple[int, dict[str, Any]]:
+    """One JSON request (stdlib only), with ``key`` as X-API-Key; returns (status, parsed body)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -73,13 +80,20 @@ def demo_member(data_dir: Path) -> tuple[str, str | None]:
     return received[0], None
 
 
+def demo_keys() -> dict[str, str]:
+    """API keys made for one demo run: one for decisions and events, one admin (console)."""
+    return {"decisions": "demo-decisions-" + secrets.token_hex(8), "admin": "demo-admin-" + secrets.token_hex(8)}
+
+
 def start_server(workdir: Path, data_dir: Path, registry: Path, program: Path | None,
-                 port: int) -> tuple[subprocess.Popen[bytes], Path]:
+                 port: int, keys: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
     """``offers serve`` in its own process group, logging to ``<workdir>/server.log``."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("OFFERS_") and k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
     env.update({"OFFERS_CLOCK": DEMO_CLOCK, "OFFERS_EVENT_LOG": str(workdir / "events"),
-                "OFFERS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+                "OFFERS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+                "OFFERS_API_KEYS": f"{keys['decisions']}:decisions,events;{keys['admin']}:admin",
+                "OFFERS_CONSOLE_SECRET": secrets.token_hex(32)})
     args = [sys.executable, "-m", "offers_cli.main", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
             "--data", str(data_dir), "--registry", str(registry)]
     if program is not None:
@@ -154,7 +168,9 @@ def show(decision: dict[str, Any], redeemed: str | None) -> None:
 @click.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Where the demo writes its data, model registry and server log.")
-def demo(workdir: Path) -> None:
+@click.option("--keep-running", is_flag=True,
+              help="Keep the server running after the decision (for the console) until Ctrl-C.")
+def demo(workdir: Path, keep_running: bool) -> None:
     """Import The Complete Journey, train a model, serve it, and ask it for a decision."""
     from offerdata.completejourney import DatasetUnavailable, write_completejourney
     from offerdata.validate import validate
@@ -186,7 +202,8 @@ def demo(workdir: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     click.echo(f"[4/5] starting the service on {base} (gunicorn, embedded stores, clock {DEMO_CLOCK})")
-    proc, log_path = start_server(workdir, data_dir, registry, program, port)
+    keys = demo_keys()
+    proc, log_path = start_server(workdir, data_dir, registry, program, port, keys)
     try:
         ready = wait_ready(base, proc, log_path)
         click.echo(f"      ready in {ready:.1f}s (catalog loaded, members materialized, model warmed); "
@@ -197,15 +214,21 @@ def demo(workdir: Path) -> None:
                    + (f" and redeemed {redeemed} later" if redeemed else ""))
         request = {"member_id": member, "channel": "mail", "n": 5, "explain": True, "placement": "demo"}
         t0 = time.perf_counter()
-        status, decision = http("POST", base + "/v1/decisions", request)
+        status, decision = http("POST", base + "/v1/decisions", request, keys["decisions"])
         first_ms = (time.perf_counter() - t0) * 1000
         if status != 200:
             raise click.ClickException(f"the decision failed ({status}): {json.dumps(decision)}")
         show(decision, redeemed)
         t0 = time.perf_counter()
-        status, again = http("POST", base + "/v1/decisions", {**request, "explain": False})
+        status, again = http("POST", base + "/v1/decisions", {**request, "explain": False}, keys["decisions"])
         click.echo(f"      round trip {first_ms:.0f} ms; a second decision (scores {again.get('scores')}) took "
                    f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+        click.echo(f"      operator console: {base}/console/ (sign in with the admin key {keys['admin']}); "
+                   f"API key for decisions and events: {keys['decisions']}")
+        if keep_running:
+            click.echo(f"      the server keeps running (log: {log_path}); press Ctrl-C to stop it")
+            with contextlib.suppress(KeyboardInterrupt):
+                proc.wait()
     finally:
         stop_server(proc)
     click.echo(f"done in {time.monotonic() - started:.0f}s: the server is stopped. Run it yourself with\n"
