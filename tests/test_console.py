@@ -189,10 +189,23 @@ def test_member_page_shows_the_decision_without_committing_it(app: Flask, env: D
     assert footprint() == before  # nothing reserved, no coupon, no cache written
     answer = client.post("/v1/decisions", json={"member_id": MEMBER, "channel": CHANNEL},
                          headers={"X-API-Key": DECISIONS_KEY}).get_json()
-    if not answer["explored"]:
-        assert [o["offer_id"] for o in answer["offers"]] == shown
     assert footprint() != before  # the real decision did commit
-    assert FLASH in shown and any(o.get("coupon_code") for o in answer["offers"])
+    if "(explored)" not in page.text.split('id="decision-offers"', 1)[1]:
+        assert FLASH in shown  # the budgeted bonus tops a greedy slate (lever 50)
+    if not answer["explored"]:
+        assert any(o.get("coupon_code") for o in answer["offers"])  # the real decision issued codes
+    # a preview and the real decision right after it rank the same offers, unless either drew
+    # an exploration slot (seeded by its decision id: 10% of decisions in synthetic.yaml)
+    compared = 0
+    for _ in range(20):
+        if "(explored)" not in page.text.split('id="decision-offers"', 1)[1] and not answer["explored"]:
+            assert [o["offer_id"] for o in answer["offers"]] == shown
+            compared += 1
+        page = client.get(f"/console/members?q={MEMBER}&channel={CHANNEL}")
+        shown = offers_shown(page.text)
+        answer = client.post("/v1/decisions", json={"member_id": MEMBER, "channel": CHANNEL},
+                             headers={"X-API-Key": DECISIONS_KEY}).get_json()
+    assert compared >= 5
 
 
 def test_member_page_finds_a_member_by_coupon_code_and_replays_a_date(app: Flask) -> None:
