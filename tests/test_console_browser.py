@@ -164,5 +164,7 @@ def test_support_cannot_promote_and_the_keyboard_reaches_the_content(page: Any, 
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
+    # following an in-page link updates the URL asynchronously: wait for the event, not a clock
+    page.wait_for_function("location.hash === '#main'")
     assert page.url.endswith("#main")
     assert page.errors == [], page.errors
