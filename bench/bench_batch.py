@@ -79,19 +79,19 @@ def ceiling(bench: BenchProgram, data_dir: Path, members: list[str], channel: st
             repeat: int = 3) -> dict[str, float]:
     """Feature-matrix build time and raw Booster.predict rows/s on the same members' rows."""
     from models.model import PropensityModel
-    from service.decisions.engine import DecisionEngine
-    from service.decisions.materialize import load_members
-    from service.decisions.scoring import feature_rows
+    from runtime.decisions.materialize import load_members
+    from runtime.decisions.scoring import feature_rows
+    from runtime.decisions.setup import DecisionSetup
 
-    engine = DecisionEngine.load(data_dir, bench.program, "data")
+    setup = DecisionSetup.load(data_dir, bench.program, "data")
     model = PropensityModel.load(bench.model_dir())
-    hist, _ = load_members(engine, data_dir, members)
+    hist, _ = load_members(setup, data_dir, members)
     index = {m: i for i, m in enumerate(hist.member_ids.astype(str))}
     rows = np.array([index[m] for m in members if m in index], dtype=np.int64)
-    as_of = engine.local(engine.clock.now())
-    universe = engine.universe(as_of)
+    as_of = setup.local(setup.clock.now())
+    universe = setup.universe(as_of)
     started = time.perf_counter()
-    chunks = [feature_rows(engine, hist, rows[lo:lo + CHUNK], universe, as_of, channel, model.program)
+    chunks = [feature_rows(setup, hist, rows[lo:lo + CHUNK], universe, as_of, channel, model.program)
               for lo in range(0, len(rows), CHUNK)]
     build = time.perf_counter() - started
     n_rows = sum(len(x) for x in chunks)

@@ -10,7 +10,7 @@ service's own code and encoding:
 2. ``warm_cache``: every member with history gets a cached score vector for the 100
    candidate offers (``PREFIX:c:<id>``, a hash field of 3-byte log-scale codes);
 3. online activity: for a sample of members, a year of real-time events and
-   reservations through the store (``service.stores.footprint.realistic_member``, profile
+   reservations through the store (``runtime.stores.footprint.realistic_member``, profile
    ``active``: 24 purchases, impressions of 30 offers, clicks, issues, redemptions,
    dismissals), which fills the member state hash (``PREFIX:s:<id>``) and writes
    7-day event de-duplication keys (``PREFIX:e:<id>``).
@@ -80,10 +80,10 @@ TUNED = ("--hash-max-listpack-value", "512")  # docker-compose.yml's setting (do
 def run(args: argparse.Namespace, config: tuple[str, ...] = ()) -> dict[str, object]:
     """Everything in the module docstring, in a redis-server started with ``config``."""
     from models.features.online import history_from_records
-    from service.stores.codec import cache_field
-    from service.stores.footprint import realistic_member
-    from service.stores.keys import KeySpace
-    from service.stores.redis_store import RedisStore
+    from runtime.stores.codec import cache_field
+    from runtime.stores.footprint import realistic_member
+    from runtime.stores.keys import KeySpace
+    from runtime.stores.redis_store import RedisStore
 
     bench = prepare(args.workdir, args.members, args.seed)
     data_dir = bench.variant(args.candidates)
@@ -171,7 +171,7 @@ def render(res: dict[str, object], args: argparse.Namespace, tuned: dict[str, ob
     store_total = per_store + per_state_only + dedup
     lines = [
         f"{res['redis']}, default `hash-max-listpack-value` ({res['listpack_value']}); a private, empty redis-server; "
-        f"the service's own code and encoding (`materialize`, `warm_cache`, `service.stores.footprint`). "
+        f"the service's own code and encoding (`materialize`, `warm_cache`, `runtime.stores.footprint`). "
         f"`used_memory` deltas, divided by the members written, include Redis' per-key overhead and TTL "
         f"bookkeeping; MEMORY USAGE of {args.sample:,} sampled keys per kind gives the breakdown. "
         f"Per 1M members = bytes per member x 10^6 (MB = 10^6 bytes).",

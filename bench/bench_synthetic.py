@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import peak_rss_mib, write_section  # noqa: E402
-from models.schema import TABLES  # noqa: E402
+from models.data_contract import TABLES  # noqa: E402
 from offerdata.synthetic import CHUNK_MEMBERS, TABLE_ORDER  # noqa: E402
 
 #: Distinct values per ceiling column (see the module docstring).

@@ -153,7 +153,7 @@ class RedisServer:
 
 def effective_workers(workers: int | None) -> int:
     """``workers``, else what service.gunicorn_conf starts by default (cores + 1, at most 8)."""
-    from service.settings import default_workers
+    from runtime.settings import default_workers
 
     return workers or default_workers()
 

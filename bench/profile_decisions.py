@@ -35,13 +35,12 @@ from bench.program import DEFAULT_WORKDIR, drop_cache, materialize_into, prepare
 
 def build_app(env: dict[str, str]) -> object:
     """The service app with ``env`` as its settings, loaded synchronously."""
+    from runtime.settings import load_settings
     from service.app import create_app
-    from service.decisions.component import decision_service
-    from service.settings import load_settings
     from service.state import EXTENSION
 
     app = create_app(load_settings(env))
-    service = decision_service(app.extensions[EXTENSION])
+    service = app.extensions[EXTENSION].decisions
     if not service.wait(600):
         raise RuntimeError("the decision engine did not load")
     holder = service.holder
@@ -74,10 +73,10 @@ def profile(fn: Callable[[], None], use_cprofile: bool, html: Path | None, tag: 
     return profiler.output_text(unicode=False, color=False, show_all=False)
 
 
-#: The steps of ``Decider.decide`` that ``--steps`` times: (module, attribute) pairs it looks up at call time.
-STEPS = (("service.decisions.runner", "history_from_records"), ("service.decisions.runner", "member_inputs"),
-         ("service.decisions.runner", "feature_rows"), ("service.decisions.runner", "predict"),
-         ("service.decisions.runner", "decide"), ("service.decisions.runner", "commit"),
+#: The steps of ``DecisionPipeline.decide`` that ``--steps`` times: (module, attribute) pairs it looks up at call time.
+STEPS = (("runtime.decisions.pipeline", "history_from_records"), ("runtime.decisions.pipeline", "member_inputs"),
+         ("runtime.decisions.pipeline", "feature_rows"), ("runtime.decisions.pipeline", "predict"),
+         ("runtime.decisions.pipeline", "decide"), ("runtime.decisions.pipeline", "commit"),
          ("service.decisions.routes", "outcome_json"))
 
 
@@ -85,7 +84,7 @@ def timed_steps(totals: dict[str, float]) -> None:
     """Wrap each of :data:`STEPS` and ``RedisStore.fetch_member`` so their wall time adds up in ``totals``."""
     import importlib
 
-    from service.stores.redis_store import RedisStore
+    from runtime.stores.redis_store import RedisStore
 
     def wrap(owner: object, name: str) -> None:
         inner = getattr(owner, name)

@@ -82,7 +82,7 @@ class BenchProgram:
         out = self.root / f"candidates-{candidates}"
         if (out / ".done").exists():
             return out
-        from service.decisions.engine import DecisionEngine
+        from runtime.decisions.setup import DecisionSetup
 
         out.mkdir(parents=True, exist_ok=True)
         for table in self.data.iterdir():
@@ -90,7 +90,7 @@ class BenchProgram:
                 link = out / table.name
                 if not link.exists():
                     link.symlink_to(table)
-        base = DecisionEngine.load(self.data, self.program, "data")
+        base = DecisionSetup.load(self.data, self.program, "data")
         universe = base.universe(base.local(base.clock.now()))
         own = int((universe.feature_index < 0).sum())
         wanted = candidates - own
@@ -110,8 +110,8 @@ class BenchProgram:
         column = table.schema.get_field_index("ends_at")
         table = table.set_column(column, table.schema.field(column), pa.array(ends, type=table.schema.field(column).type))
         pq.write_table(table, out / "offers.parquet")
-        engine = DecisionEngine.load(out, self.program, "data")
-        got = len(engine.universe(engine.local(engine.clock.now())).offer_ids)
+        setup = DecisionSetup.load(out, self.program, "data")
+        got = len(setup.universe(setup.local(setup.clock.now())).offer_ids)
         if got != candidates:
             raise RuntimeError(f"variant has {got} candidates, wanted {candidates}")
         _run(["data", "validate", str(out)], self.root / "prepare.log")
@@ -145,18 +145,18 @@ def materialize_into(redis_url: str, data_dir: Path, program: Path, members: lis
     Returns the ids of the members with purchase history before the decision moment
     (the ones a model scores) and the seconds it took.
     """
-    from service.decisions.engine import DecisionEngine
-    from service.decisions.materialize import load_members, materialize, members_with_history
-    from service.settings import settings_for
-    from service.stores import build_store
+    from runtime.decisions.materialize import load_members, materialize, members_with_history
+    from runtime.decisions.setup import DecisionSetup
+    from runtime.settings import settings_for
+    from runtime.stores import build_store
 
     started = time.perf_counter()
-    engine = DecisionEngine.load(data_dir, program, "data")
-    hist, profiles = load_members(engine, data_dir, members)
+    setup = DecisionSetup.load(data_dir, program, "data")
+    hist, profiles = load_members(setup, data_dir, members)
     store = build_store(settings_for(redis_url=redis_url, redis_prefix=prefix, redis_timeout_ms=5000,
                                      redis_connect_timeout_ms=2000))
-    materialize(store, engine, hist, profiles)
-    active = members_with_history(engine, hist, engine.local(engine.clock.now()))
+    materialize(store, setup, hist, profiles)
+    active = members_with_history(setup, hist, setup.local(setup.clock.now()))
     return [str(m) for m in hist.member_ids[active]], time.perf_counter() - started
 
 
@@ -180,17 +180,17 @@ def warm_cache_into(redis_url: str, data_dir: Path, program: Path, model_dir: Pa
     Returns (vectors written, seconds).
     """
     from models.model import PropensityModel
-    from service.decisions.engine import DecisionEngine
-    from service.decisions.materialize import load_members, warm_cache
-    from service.settings import settings_for
-    from service.stores import build_store
+    from runtime.decisions.materialize import load_members, warm_cache
+    from runtime.decisions.setup import DecisionSetup
+    from runtime.settings import settings_for
+    from runtime.stores import build_store
 
     started = time.perf_counter()
-    engine = DecisionEngine.load(data_dir, program, "data")
-    hist, _ = load_members(engine, data_dir, members)
+    setup = DecisionSetup.load(data_dir, program, "data")
+    hist, _ = load_members(setup, data_dir, members)
     store = build_store(settings_for(redis_url=redis_url, redis_prefix=prefix, redis_timeout_ms=5000,
                                      redis_connect_timeout_ms=2000))
-    written = warm_cache(store, engine, PropensityModel.load(model_dir), hist, engine.local(engine.clock.now()),
+    written = warm_cache(store, setup, PropensityModel.load(model_dir), hist, setup.local(setup.clock.now()),
                          [channel])
     return written, time.perf_counter() - started
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from models.data_contract import CHANNELS, OFFER_KINDS, split_list
 from models.program import OfferSpec, Program
-from models.schema import CHANNELS, OFFER_KINDS, split_list
 
 PERCENT_KINDS = frozenset({"percent_off"})
 MULTIPLIER_KINDS = frozenset({"points_multiplier"})
@@ -35,7 +35,7 @@ NS_MIN, NS_MAX = np.iinfo(np.int64).min + 1, np.iinfo(np.int64).max
 
 
 def channel_bits(channels: Sequence[str] | frozenset[str] | None) -> int:
-    """Bit mask of ``channels`` in :data:`models.schema.CHANNELS` order (None: every channel)."""
+    """Bit mask of ``channels`` in :data:`models.data_contract.CHANNELS` order (None: every channel)."""
     if channels is None:
         return ALL_CHANNELS
     return sum(1 << CHANNELS.index(c) for c in channels if c in CHANNELS)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from models.catalog import ALL_CHANNELS, Catalog, Offer, channel_bits
+from models.data_contract import CHANNELS
 from models.member import MemberContext
-from models.schema import CHANNELS
 
 #: Reason codes; index 0 means eligible. The order is the order checks are reported in.
 REASONS: tuple[str, ...] = (

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.schema import CHANNELS, OFFER_KINDS
+from models.data_contract import CHANNELS, OFFER_KINDS
 from models.yamlnodes import YamlSyntaxError, format_path, line_of, parse_with_lines, resolve
 
 OfferKind = Literal[

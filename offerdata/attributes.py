@@ -17,7 +17,7 @@ from typing import Literal
 
 import pandas as pd
 
-from models.schema import ATTRIBUTE_NAME_RE, ATTRIBUTE_PREFIX
+from models.data_contract import ATTRIBUTE_NAME_RE, ATTRIBUTE_PREFIX
 from offerdata.tables import require_table
 
 AttributeKind = Literal["numeric", "category"]

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from models.schema import OPTIONAL_TABLES, TABLES
+from models.data_contract import OPTIONAL_TABLES, TABLES
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "data.md"
 BEGIN, END = "<!-- contract:begin -->", "<!-- contract:end -->"

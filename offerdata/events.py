@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.schema import TABLES
+from models.data_contract import TABLES
 from models.timerange import DESCRIPTION, in_range
 from offerdata.tables import DataDirError, coerce, read_table, write_table
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from models.data_contract import CONTROL
 from models.features import FeatureCatalog, History, to_seconds
-from models.schema import CONTROL
 from offerdata.tables import read_table, table_path
 
 TRANSACTION_COLUMNS = ["member_id", "purchased_at", "basket_id", "product_id", "amount_minor", "discount_minor",

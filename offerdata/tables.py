@@ -1,7 +1,7 @@
 """Finding, reading and writing the contract's tables in a data directory.
 
 Every table is one file, ``<name>.parquet`` or ``<name>.csv``; Parquet wins when
-both exist. Readers return pandas frames typed by :mod:`models.schema`, and
+both exist. Readers return pandas frames typed by :mod:`models.data_contract`, and
 :func:`duckdb_source` gives the SQL expression DuckDB scans for large tables.
 Writers go through a temporary file and an atomic rename, so a reader never sees
 a half-written table.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.schema import OPTIONAL_TABLES, TABLES, Table
+from models.data_contract import OPTIONAL_TABLES, TABLES, Table
 
 
 class DataDirError(Exception):

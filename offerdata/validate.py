@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from models.schema import (
+from models.data_contract import (
     ARMS,
     ATTRIBUTE_NAME_RE,
     ATTRIBUTE_PREFIX,

@@ -1,4 +1,4 @@
-"""``offers batch``: an audience's decisions to Parquet or CSV (see service.decisions.audience)."""
+"""``offers batch``: an audience's decisions to Parquet or CSV (see runtime.decisions.audience)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from models.schema import CHANNELS
+from models.data_contract import CHANNELS
 
 
 @click.command("batch")
@@ -38,8 +38,8 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
     from models.registry import RegistryError
     from offerdata.directory import decision_moment, default_program
     from offerdata.tables import DataDirError
-    from service.decisions.audience import AudienceError, read_members, run
-    from service.decisions.clock import ClockError
+    from runtime.decisions.audience import AudienceError, read_members, run
+    from runtime.decisions.clock import ClockError
 
     started = time.perf_counter()
     try:

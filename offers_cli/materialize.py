@@ -35,12 +35,12 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
     from models.registry import Registry, RegistryError
     from offerdata.tables import DataDirError
     from offerdata.validate import require_valid
-    from service.decisions.clock import ClockError
-    from service.decisions.engine import DecisionEngine
-    from service.decisions.materialize import default_channel, load_members, warm_cache
-    from service.decisions.materialize import materialize as write_members
-    from service.settings import SettingsError, load_settings
-    from service.stores import StoreUnavailable, build_store
+    from runtime.decisions.clock import ClockError
+    from runtime.decisions.materialize import default_channel, load_members, warm_cache
+    from runtime.decisions.materialize import materialize as write_members
+    from runtime.decisions.setup import DecisionSetup
+    from runtime.settings import SettingsError, load_settings
+    from runtime.stores import StoreUnavailable, build_store
 
     try:
         settings = load_settings()
@@ -52,8 +52,8 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
     started = time.perf_counter()
     try:
         require_valid(data_dir)
-        engine = DecisionEngine.load(data_dir, program, clock or os.environ.get("OFFERS_CLOCK", "wall"))
-        hist, profiles = load_members(engine, data_dir)
+        setup = DecisionSetup.load(data_dir, program, clock or os.environ.get("OFFERS_CLOCK", "wall"))
+        hist, profiles = load_members(setup, data_dir)
         model = PropensityModel.load(Registry(registry).path("champion")) if registry is not None else None
     except (DataDirError, ClockError, RegistryError, ArtifactError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -61,18 +61,18 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
     try:
         store.ping()
         with tqdm(total=hist.n_members, unit="member", desc="materialize") as bar:
-            summary = write_members(store, engine, hist, profiles, progress=bar.update)
+            summary = write_members(store, setup, hist, profiles, progress=bar.update)
         click.echo(f"wrote {summary.members:,} members ({summary.records:,} records, "
-                   f"{summary.bytes / 1e6:.1f} MB of history) under catalog {engine.fingerprint}; "
+                   f"{summary.bytes / 1e6:.1f} MB of history) under catalog {setup.fingerprint}; "
                    f"generation {summary.generation}")
         if model is not None:
-            as_of = engine.local(engine.clock.now())
+            as_of = setup.local(setup.clock.now())
             chosen = list(channels) or [default_channel(data_dir)]
             with tqdm(unit="member", desc="warm cache") as bar:
-                warmed = warm_cache(store, engine, model, hist, as_of, chosen, progress=bar.update)
+                warmed = warm_cache(store, setup, model, hist, as_of, chosen, progress=bar.update)
             click.echo(f"cached {warmed:,} score vectors for model {model.version}, channel(s) "
-                       f"{', '.join(chosen)}, as of {engine.clock.describe()} "
-                       f"({len(engine.universe(as_of).scorable)} scorable offers valid then)")
+                       f"{', '.join(chosen)}, as of {setup.clock.describe()} "
+                       f"({len(setup.universe(as_of).scorable)} scorable offers valid then)")
     except StoreUnavailable as exc:
         raise click.ClickException(f"Redis is unavailable: {exc}") from exc
     finally:

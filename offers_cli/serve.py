@@ -30,7 +30,7 @@ import click
 def serve(registry: Path | None, data_dir: Path | None, program: Path | None, clock: str | None,
           bind: str | None, workers: int | None, dry_run: bool) -> None:
     """Serve the decision and feedback API with gunicorn (Redis from REDIS_URL, if set)."""
-    from service.settings import SettingsError, load_settings
+    from runtime.settings import SettingsError, load_settings
 
     given = {"OFFERS_REGISTRY": registry, "OFFERS_DATA": data_dir, "OFFERS_PROGRAM": program,
              "OFFERS_CLOCK": clock, "OFFERS_BIND": bind, "OFFERS_WORKERS": workers}

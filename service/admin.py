@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from runtime.coupons.codes import InvalidCouponCode, find_coupon
+from runtime.stores import StoreUnavailable
 from service.auth import require_scope
-from service.coupons import InvalidCouponCode, find_coupon
 from service.errors import FieldError, NotFound, ServiceUnavailable, ValidationFailed
 from service.state import current_state
-from service.stores import StoreUnavailable
 from service.validation import describe, is_valid
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")

@@ -5,7 +5,7 @@ log, the OpenAPI document) is built here and kept on ``app.extensions["offers"]`
 :class:`~service.state.ServiceState`); nothing happens at import time, so tests build as
 many apps as they like and gunicorn builds one per worker after forking.
 
-The decision endpoints are added by :func:`service.decisions.component.init_decisions`:
+The decision endpoints are added by :func:`service.decisions.wiring.init_decisions`:
 with ``OFFERS_DATA`` set it loads the catalog, (without Redis) materializes the members
 into the in-process store and loads the champion model in a background thread, so this
 function returns at once; readiness checks ``decisions`` and ``model`` turn true when
@@ -21,20 +21,20 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask
 
+from runtime.apikeys import Keyring
+from runtime.events.log import EventLog, EventLogError
+from runtime.metrics import Metrics
+from runtime.settings import Settings, SettingsError, load_settings, unknown_variables
+from runtime.stores import Store, build_store
 from service import admin, checkout, http, ops
-from service.apikeys import Keyring
 from service.console import init_console
-from service.decisions.component import init_decisions
+from service.decisions.wiring import init_decisions
 from service.errors import register_error_handlers
 from service.events import routes as events
-from service.events.log import EventLog, EventLogError
 from service.logconfig import configure_logging
-from service.metrics import Metrics
 from service.openapi import build_document
 from service.readiness import Readiness
-from service.settings import Settings, SettingsError, load_settings, unknown_variables
 from service.state import EXTENSION, ServiceState
-from service.stores import Store, build_store
 
 log = logging.getLogger(__name__)
 

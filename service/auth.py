@@ -1,7 +1,7 @@
 """API-key authentication and scopes for the endpoints.
 
 A key is sent as ``Authorization: ApiKey <key>`` or ``X-API-Key: <key>`` and checked
-in constant time (:mod:`service.apikeys`). Policy:
+in constant time (:mod:`runtime.apikeys`). Policy:
 
 * ``admin`` endpoints need a key with the admin scope. When no configured key has it,
   admin endpoints answer 403 to everyone: they are never open.
@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 from flask import g, request
 
-from service.apikeys import ApiKey, Keyring, Scope
+from runtime.apikeys import ApiKey, Keyring, Scope
 from service.errors import FieldError, Forbidden, Unauthorized
 from service.state import current_state
 

@@ -22,19 +22,20 @@ import uuid
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import redemption
+from runtime.coupons import redemption
+from runtime.coupons.codes import Coupon, InvalidCouponCode, find_coupon, normalise
+from runtime.events.ingest import ingest
+from runtime.events.log import EventLogError
+from runtime.stores import StoreUnavailable
+from service import coupon_problems
 from service.auth import require_scope
-from service.coupons import Coupon, InvalidCouponCode, find_coupon, normalise
-from service.decisions.schema import parse_body
+from service.decisions.bodies import parse_body
 from service.errors import Conflict, FieldError, ServiceUnavailable, ValidationFailed
-from service.events.ingest import ingest
-from service.events.log import EventLogError
-from service.events.schema import Channel, Event
+from service.events.bodies import Channel, Event
 from service.http import read_json
 from service.idempotency import idempotent
 from service.requestid import request_id
 from service.state import current_state
-from service.stores import StoreUnavailable
 from service.validation import DecisionId, EventId, MemberId, OfferId
 
 bp = Blueprint("checkout", __name__)
@@ -86,10 +87,10 @@ def redeem(code: str) -> tuple[Response, int]:
         offer_id=body.offer_id, decision_id=body.decision_id, channel=body.channel, coupon_code=canonical)
     try:
         result = ingest([event], state.store, state.event_log, settings.zone, settings.currency_exponent,
-                        request_id(), recorder=state.components.get("recorder"))
+                        request_id(), recorder=state.recorder)
         coupon = find_coupon(state.store, canonical)
     except redemption.CouponsRefused as exc:
-        raise redemption.problem(exc, _error, missing_is_not_found=True) from None
+        raise coupon_problems.problem(exc, _error, missing_is_not_found=True) from None
     except StoreUnavailable as exc:
         raise ServiceUnavailable("the online store is unavailable; retry with the same event_id") from exc
     except EventLogError as exc:

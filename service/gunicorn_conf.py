@@ -34,7 +34,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from service.settings import SettingsError, default_workers, load_settings
+from runtime.settings import SettingsError, default_workers, load_settings
 
 try:
     _settings = load_settings()
@@ -94,7 +94,7 @@ def post_worker_init(worker: Any) -> None:
     log = logging.getLogger("gunicorn.error")
     extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
     state = extensions.get("offers")
-    service = state.components.get("decisions") if state is not None else None
+    service = state.decisions if state is not None else None
     if service is not None and service.configured:
         while not service.wait(1.0):
             worker.notify()

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, cast
 
 from flask import Response, g, make_response, request
 
+from runtime.stores import StoredResponse, StoreUnavailable
 from service.errors import (
     Conflict,
     FieldError,
@@ -35,7 +36,6 @@ from service.errors import (
     ValidationFailed,
 )
 from service.state import current_state
-from service.stores import StoredResponse, StoreUnavailable
 from service.validation import IDEMPOTENCY_KEY
 
 HEADER = "Idempotency-Key"

@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from models.timerange import DESCRIPTION, YEAR_PATTERN
+from runtime.stores.base import MONTHS_KEPT, RECENT_LIMIT
 from service import openapi_examples as examples
 from service.errors import PROBLEM_JSON
-from service.stores.base import MONTHS_KEPT, RECENT_LIMIT
 from service.validation import IDEMPOTENCY_KEY, PATTERNS, describe
 
 JSON = "application/json"
@@ -210,7 +210,7 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
 
     ``max_events`` is OFFERS_MAX_EVENTS_PER_REQUEST, so the document states the limit enforced.
     """
-    from service.events.schema import Event, EventBatch
+    from service.events.bodies import Event, EventBatch
 
     doc = ApiDocument(
         "Loyalty offers", version,

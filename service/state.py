@@ -1,31 +1,34 @@
 """What one app instance owns, kept on ``app.extensions["offers"]``.
 
 Built by :func:`service.app.create_app`; request handlers reach it through
-:func:`current_state`. Later parts (the model, the program, the decision engine) attach
-themselves through :attr:`ServiceState.components` and register readiness checks, e.g.::
-
-    state = app.extensions["offers"]
-    state.components["model"] = loaded_model
-    state.readiness.flag("model").set(True, "v3")
+:func:`current_state`, and the decision component through :func:`current_decisions`.
+The decision component (:class:`~service.decisions.component.DecisionsComponent`) sets
+:attr:`ServiceState.decisions` when the app is wired, and :attr:`ServiceState.recorder`
+and :attr:`ServiceState.decision_clock` once the offer catalog loaded.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from service.apikeys import Keyring
-from service.events.log import EventLog
-from service.metrics import Metrics
+from runtime.apikeys import Keyring
+from runtime.events.log import EventLog
+from runtime.metrics import Metrics
+from runtime.settings import Settings
+from runtime.stores import Store
+
+if TYPE_CHECKING:  # the component imports this module; typing only goes the other way
+    from runtime.decisions.clock import ServiceClock
+    from runtime.events.history_records import HistoryRecorder
+    from service.decisions.component import DecisionsComponent
 from service.openapi import ApiDocument
 from service.readiness import Readiness
-from service.settings import Settings
-from service.stores import Store
 
 EXTENSION = "offers"
 
@@ -41,12 +44,14 @@ class ServiceState:
     readiness: Readiness
     event_log: EventLog
     openapi: ApiDocument
-    #: Named components added by other parts of the service (model, program...).
-    components: dict[str, Any] = field(default_factory=dict)
+    #: The decision component (set by :func:`service.decisions.wiring.init_decisions`).
+    decisions: DecisionsComponent | None = None
+    #: Encodes accepted events as history records, once the offer catalog loaded.
+    recorder: HistoryRecorder | None = None
     #: The machine's clock (epoch seconds); tests inject a fixed one.
     wall_clock: Callable[[], float] = time.time
     #: ``OFFERS_CLOCK`` once the decision engine resolved it (``data`` needs the catalog).
-    decision_clock: Any = None
+    decision_clock: ServiceClock | None = None
 
     def now(self) -> datetime:
         """The service's present moment (aware, UTC).
@@ -76,3 +81,11 @@ def current_state() -> ServiceState:
     """The ServiceState of the app handling the current request."""
     state: ServiceState = current_app.extensions[EXTENSION]
     return state
+
+
+def current_decisions() -> DecisionsComponent:
+    """The decision component of the app handling the current request (always wired by create_app)."""
+    decisions = current_state().decisions
+    if decisions is None:
+        raise LookupError("the app was built without its decision component")
+    return decisions

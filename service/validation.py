@@ -34,7 +34,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "model_version": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"),
                       "1-64 characters: letters, digits and . _ @ + -"),
     # Loose shape of a coupon code as typed by a person (separators and any case);
-    # service.coupons normalises it and verifies the check character.
+    # runtime.coupons.codes normalises it and verifies the check character.
     "coupon_code": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{3,62}[A-Za-z0-9]$"),
                     "5-64 letters and digits, optionally grouped with '-' or spaces"),
     "request_id": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),

@@ -138,18 +138,17 @@ def start_app(settings: Any, materialize_redis: bool = True) -> Any:
     Embedded stores materialize the data at start-up by themselves; a Redis-backed app
     gets the data materialized here (as ``offers materialize`` would) unless told not to.
     """
+    from runtime.decisions.materialize import load_members, materialize
     from service.app import create_app
-    from service.decisions.component import decision_service
-    from service.decisions.materialize import load_members, materialize
 
     app = create_app(settings)
     state = app.extensions["offers"]
-    service = decision_service(state)
+    service = state.decisions
     assert service.wait(300), "the decision engine did not finish loading"
     assert service.decider is not None, service.error
     if materialize_redis and state.store.kind == "redis":
-        assert service.engine is not None
-        materialize(state.store, service.engine, *load_members(service.engine, settings.data))
+        assert service.setup is not None
+        materialize(state.store, service.setup, *load_members(service.setup, settings.data))
     return app
 
 

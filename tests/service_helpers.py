@@ -14,10 +14,10 @@ from typing import Any
 import requests
 
 from offers_cli.demo import stop_server
-from service.settings import Settings, settings_for
-from service.stores.keys import KeySpace
-from service.stores.memory import MemoryStore
-from service.stores.redis_store import RedisStore, connect
+from runtime.settings import Settings, settings_for
+from runtime.stores.keys import KeySpace
+from runtime.stores.memory import MemoryStore
+from runtime.stores.redis_store import RedisStore, connect
 
 ROOT = Path(__file__).resolve().parents[1]
 

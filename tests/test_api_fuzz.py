@@ -25,7 +25,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 
-from service.coupons import ALPHABET, check_character
+from runtime.coupons.codes import ALPHABET, check_character
 from tests.decisions_env import DecisionEnv, build, close_app, start_app
 from tests.service_helpers import ADMIN_KEY, DECISIONS_KEY, EVENTS_KEY
 

@@ -1,4 +1,9 @@
-"""Import boundaries: models is the pure core; service never reaches into training."""
+"""Import boundaries: models is the pure core; runtime decides without Flask; service is only HTTP.
+
+The dependency direction is ``offers_cli -> (training | service -> runtime) -> models``, with
+``offerdata`` beside ``models``. The CLI's offline jobs (batch, materialize, data, train...)
+import the runtime, never the web package: only ``offers serve`` and ``offers demo`` start it.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,12 @@ FORBIDDEN = {
                "requests", "socket", "duckdb"},
     "offerdata": {"flask", "redis", "gunicorn", "training", "service", "offers_cli"},
     "training": {"flask", "redis", "gunicorn", "service", "offers_cli"},
+    "runtime": {"flask", "werkzeug", "gunicorn", "training", "service", "offers_cli"},
     "service": {"training", "offers_cli"},
 }
+
+#: the CLI's offline jobs: they run the runtime, never the web package
+OFFLINE_JOBS = ["batch.py", "materialize.py", "data.py", "train.py", "main.py"]
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -39,6 +48,12 @@ def test_package_respects_its_boundary(package: str) -> None:
         if bad:
             offenders[str(path.relative_to(ROOT))] = sorted(bad)
     assert not offenders, f"{package} crosses its import boundary: {offenders}"
+
+
+@pytest.mark.parametrize("job", OFFLINE_JOBS)
+def test_offline_jobs_never_import_the_web_package(job: str) -> None:
+    bad = imported_roots(ROOT / "offers_cli" / job) & {"service", "flask", "gunicorn"}
+    assert not bad, f"offers_cli/{job} imports {sorted(bad)}"
 
 
 def test_the_checker_sees_nested_imports(tmp_path: Path) -> None:

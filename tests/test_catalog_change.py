@@ -26,7 +26,6 @@ from models.features.online import (
     records_from_history,
     remap,
 )
-from service.decisions.component import decision_service
 from tests.conftest import RedisServer
 from tests.decisions_env import CHANNEL, DecisionEnv, build, close_app, start_app
 from tests.service_helpers import DECISIONS_KEY
@@ -100,7 +99,7 @@ def test_adding_an_offer_serves_every_member_with_their_history(env: DecisionEnv
     before_app = start_app(env.settings(tmp_path / "a", redis_url=private_redis.url, redis_prefix="cat"))
     try:
         before = {m: decide(before_app, m) for m in MEMBERS}
-        old_fp = decision_service(before_app.extensions["offers"]).engine.fingerprint  # type: ignore[union-attr]
+        old_fp = before_app.extensions["offers"].decisions.setup.fingerprint  # type: ignore[union-attr]
     finally:
         before_app.extensions["offers"].close()
     assert {b["history"] for b in before.values()} == {"ok"}
@@ -110,8 +109,8 @@ def test_adding_an_offer_serves_every_member_with_their_history(env: DecisionEnv
     app = start_app(env.settings(tmp_path / "b", redis_url=private_redis.url, redis_prefix="cat", data=changed),
                     materialize_redis=False)
     try:
-        service = decision_service(app.extensions["offers"])
-        assert service.engine is not None and service.engine.fingerprint != old_fp
+        service = app.extensions["offers"].decisions
+        assert service.setup is not None and service.setup.fingerprint != old_fp
         after = {m: decide(app, m) for m in MEMBERS}
         # figure for the issue: members served cold (or as stale) after the catalog change
         cold = [m for m, b in after.items() if b["history"] != "ok" or b["policy"] != before[m]["policy"]]
@@ -125,7 +124,7 @@ def test_adding_an_offer_serves_every_member_with_their_history(env: DecisionEnv
         service.decider.upgrader.drain()
         store = service.state.store
         profiles = [store.fetch_member(m).profile for m in MEMBERS]
-        assert {p.fingerprint for p in profiles if p is not None} == {service.engine.fingerprint}
+        assert {p.fingerprint for p in profiles if p is not None} == {service.setup.fingerprint}
         again = {m: decide(app, m) for m in MEMBERS}
         assert {m: b["member"]["tier"] for m, b in again.items()} == {m: b["member"]["tier"] for m, b in
                                                                       before.items()}

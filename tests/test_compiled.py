@@ -106,7 +106,7 @@ def test_an_unusable_cache_directory_only_costs_the_cache(model_file: Path, tmp_
 
 def test_the_cli_and_the_service_share_one_cache_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from models.compiled import default_cache_dir
-    from service.settings import load_settings
+    from runtime.settings import load_settings
 
     monkeypatch.delenv("OFFERS_MODEL_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -180,7 +180,7 @@ def test_member_page_shows_the_decision_without_committing_it(app: Flask, env: D
         """The store's keys and the flash budget's use (TTLs tick with the wall clock)."""
         return set(all_store_keys(store)), store.budget_usage(budget)
 
-    assert app.extensions["offers"].components  # the decision service is loaded
+    assert app.extensions["offers"].decisions is not None  # the decision component is wired
     before = footprint()
     page = client.get(f"/console/members?q={MEMBER}&channel={CHANNEL}")
     assert page.status_code == 200, page.text
@@ -254,13 +254,12 @@ def test_logout_ends_the_session(app: Flask) -> None:
 def test_a_decision_without_commit_writes_nothing_to_redis(env: DecisionEnv, tmp_path: Path, redis_url: str) -> None:
     """The console's dry run on the real Redis store: the same offers as a committed decision
     (same decision id, so the same exploration draw), no key written; the commit then writes."""
-    from service.decisions.component import decision_service
-    from service.decisions.runner import DecisionRequest
+    from runtime.decisions.pipeline import DecisionRequest
 
     env.promote(env.v1)
     app = start_app(env.settings(tmp_path, redis_url=redis_url))
     try:
-        decider = decision_service(app.extensions["offers"]).require()
+        decider = app.extensions["offers"].decisions.require()
         store = app.extensions["offers"].store
         request = DecisionRequest(member_id=MEMBER, channel=CHANNEL, explain=True)
         before = set(all_store_keys(store)), store.budget_usage([(FLASH, "total")])

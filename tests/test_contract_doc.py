@@ -1,4 +1,4 @@
-"""docs/data.md documents exactly the contract that models/schema.py defines."""
+"""docs/data.md documents exactly the contract that models/data_contract.py defines."""
 
 from offerdata.contract_doc import DOC, embedded, render
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from runtime.coupons.codes import Coupon, generate
+from runtime.coupons.issuance import CouponSpec, commit
+from runtime.events.log import read_segments
+from runtime.stores import CapRequest
 from service.app import create_app
-from service.coupons import Coupon, generate
-from service.events.log import read_segments
-from service.issuance import CouponSpec, commit
 from service.state import ServiceState
-from service.stores import CapRequest
 from tests.decisions_env import close_app
 from tests.service_helpers import ADMIN_KEY, ALL_KEYS, EVENTS_KEY, make_settings
 

@@ -365,7 +365,7 @@ def test_a_registry_without_a_usable_champion_is_not_ready(env: DecisionEnv, tmp
         assert "not loaded" in problem["detail"]
         # the champion is fine again: the next request's check loads it in the background
         Registry(registry).promote(env.v1)
-        service = app.extensions["offers"].components["decisions"]
+        service = app.extensions["offers"].decisions
         service.holder.check_interval = 0.0
         client.post("/v1/decisions", json={"member_id": "m1", "channel": "email"}, headers=DECIDE)
         assert service.holder.wait_idle()
@@ -513,16 +513,15 @@ def test_redis_stopping_and_restarting_mid_traffic_fails_no_decision(env: Decisi
 
 def materialize_into(app: Flask, env: DecisionEnv) -> None:
     """``offers materialize`` into the app's store (the members' history and profiles)."""
-    from service.decisions.component import decision_service
-    from service.decisions.materialize import load_members, materialize
+    from runtime.decisions.materialize import load_members, materialize
 
-    engine = decision_service(app.extensions["offers"]).engine
-    assert engine is not None
-    materialize(app.extensions["offers"].store, engine, *load_members(engine, env.data))
+    setup = app.extensions["offers"].decisions.setup
+    assert setup is not None
+    materialize(app.extensions["offers"].store, setup, *load_members(setup, env.data))
 
 
 def test_transaction_line_fields_are_validated_and_logged(memory_app: Flask) -> None:
-    from service.events.log import read_segments
+    from runtime.events.log import read_segments
 
     client = memory_app.test_client()
     bad = client.post("/v1/events", json=[

@@ -23,16 +23,16 @@ from models.features.online import (
 )
 from models.model import PropensityModel
 from models.registry import Registry
-from service.decisions.clock import ClockError, ServiceClock
-from service.decisions.engine import DecisionEngine
-from service.decisions.materialize import load_members, materialize
-from service.decisions.members import member_inputs
-from service.decisions.modelholder import ModelHolder, ModelRejected
-from service.decisions.records import HistoryRecorder, local_seconds
-from service.decisions.runner import Decider, DecisionRequest
-from service.decisions.scoring import feature_rows, predict, stack
-from service.events.schema import Event
-from service.stores.memory import MemoryStore
+from runtime.decisions.clock import ClockError, ServiceClock
+from runtime.decisions.materialize import load_members, materialize
+from runtime.decisions.members import member_inputs
+from runtime.decisions.model_holder import ModelHolder, ModelRejected
+from runtime.decisions.pipeline import DecisionPipeline, DecisionRequest
+from runtime.decisions.scoring import feature_rows, predict, stack
+from runtime.decisions.setup import DecisionSetup
+from runtime.events.history_records import HistoryRecorder, local_seconds
+from runtime.stores.memory import MemoryStore
+from service.events.bodies import Event
 from tests.decisions_env import CHANNEL, CLOCK, FLASH, DecisionEnv, build
 
 
@@ -42,23 +42,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> DecisionEnv:
 
 
 @pytest.fixture(scope="module")
-def engine(env: DecisionEnv) -> DecisionEngine:
-    return DecisionEngine.load(env.data, env.program, CLOCK)
+def setup(env: DecisionEnv) -> DecisionSetup:
+    return DecisionSetup.load(env.data, env.program, CLOCK)
 
 
 @pytest.fixture(scope="module")
-def loaded(engine: DecisionEngine, env: DecisionEnv) -> tuple:
-    return load_members(engine, env.data)
+def loaded(setup: DecisionSetup, env: DecisionEnv) -> tuple:
+    return load_members(setup, env.data)
 
 
 @pytest.fixture
-def decider(engine: DecisionEngine, env: DecisionEnv, loaded: tuple) -> Iterator[Decider]:
+def decider(setup: DecisionSetup, env: DecisionEnv, loaded: tuple) -> Iterator[DecisionPipeline]:
     store = MemoryStore()
-    materialize(store, engine, *loaded)
+    materialize(store, setup, *loaded)
     holder = ModelHolder(env.registry, warm=lambda m: None)
     env.promote(env.v1)
     holder.load()
-    yield Decider(engine, store, holder)
+    yield DecisionPipeline(setup, store, holder)
 
 
 def test_the_clock_is_wall_fixed_or_the_data() -> None:
@@ -74,16 +74,16 @@ def test_the_clock_is_wall_fixed_or_the_data() -> None:
         ServiceClock("data", zone, None)
 
 
-def test_candidates_are_the_offers_valid_at_the_time(engine: DecisionEngine) -> None:
-    as_of = engine.local(engine.clock.now())
-    universe = engine.universe(as_of)
+def test_candidates_are_the_offers_valid_at_the_time(setup: DecisionSetup) -> None:
+    as_of = setup.local(setup.clock.now())
+    universe = setup.universe(as_of)
     for offer_id in universe.offer_ids:
-        offer = engine.catalog[offer_id]
+        offer = setup.catalog[offer_id]
         assert offer.starts_at is None or offer.starts_at <= as_of <= offer.ends_at
     assert FLASH in universe.offer_ids and len(universe.scorable) == sum(
-        1 for o in universe.offer_ids if engine.catalog[o].source == "contract")
-    assert engine.universe(as_of + pd.Timedelta(seconds=1)) is universe  # memoised by the set
-    assert engine.universe(pd.Timestamp("2031-01-01")).digest != universe.digest
+        1 for o in universe.offer_ids if setup.catalog[o].source == "contract")
+    assert setup.universe(as_of + pd.Timedelta(seconds=1)) is universe  # memoised by the set
+    assert setup.universe(pd.Timestamp("2031-01-01")).digest != universe.digest
 
 
 def test_member_records_in_one_pass_equal_the_per_member_encoding(loaded: tuple) -> None:
@@ -93,50 +93,50 @@ def test_member_records_in_one_pass_equal_the_per_member_encoding(loaded: tuple)
         assert records[m] == records_from_history(hist, m)
 
 
-def test_a_member_gets_the_same_inputs_alone_or_in_a_batch(engine: DecisionEngine, loaded: tuple) -> None:
+def test_a_member_gets_the_same_inputs_alone_or_in_a_batch(setup: DecisionSetup, loaded: tuple) -> None:
     hist, profiles = loaded
-    as_of = engine.local(engine.clock.now())
-    together = member_inputs(engine, hist, as_of, profiles)
+    as_of = setup.local(setup.clock.now())
+    together = member_inputs(setup, hist, as_of, profiles)
     for m in range(0, hist.n_members, 53):
         single = history_from_records(str(hist.member_ids[m]), records_from_history(hist, m), int(hist.joined_at[m]))
-        assert member_inputs(engine, single, as_of, [profiles[m]])[0] == together[m]
+        assert member_inputs(setup, single, as_of, [profiles[m]])[0] == together[m]
     restacked = stack([history_from_records(str(hist.member_ids[m]), records_from_history(hist, m),
                                             int(hist.joined_at[m])) for m in range(10)])
-    assert member_inputs(engine, restacked, as_of, profiles[:10]) == together[:10]
+    assert member_inputs(setup, restacked, as_of, profiles[:10]) == together[:10]
 
 
-def test_online_scores_equal_offline_scores(engine: DecisionEngine, env: DecisionEnv, loaded: tuple) -> None:
+def test_online_scores_equal_offline_scores(setup: DecisionSetup, env: DecisionEnv, loaded: tuple) -> None:
     hist, _ = loaded
     model = PropensityModel.load(Registry(env.registry).path(env.v1))
-    as_of = engine.local(engine.clock.now())
-    universe = engine.universe(as_of)
+    as_of = setup.local(setup.clock.now())
+    universe = setup.universe(as_of)
     members = np.arange(0, 40)
-    offline = predict(model, feature_rows(engine, hist, members, universe, as_of, CHANNEL, model.program), 40)
+    offline = predict(model, feature_rows(setup, hist, members, universe, as_of, CHANNEL, model.program), 40)
     for m in members[::7]:
         single = history_from_records(str(hist.member_ids[m]), records_from_history(hist, int(m)),
                                       int(hist.joined_at[m]))
-        online = predict(model, feature_rows(engine, single, np.zeros(1, dtype=np.int64), universe, as_of,
+        online = predict(model, feature_rows(setup, single, np.zeros(1, dtype=np.int64), universe, as_of,
                                              CHANNEL, model.program), 1)
         np.testing.assert_allclose(online[0], offline[m], rtol=1e-6)
     # and the same as training's own feature call
     offers = universe.feature_index[universe.scorable]
-    direct = compute_features(hist, engine.features, np.zeros(len(offers), dtype=np.int64), offers,
-                              np.full(len(offers), engine.seconds(as_of)), channel_codes([CHANNEL] * len(offers)),
+    direct = compute_features(hist, setup.features, np.zeros(len(offers), dtype=np.int64), offers,
+                              np.full(len(offers), setup.seconds(as_of)), channel_codes([CHANNEL] * len(offers)),
                               model.program)
     np.testing.assert_allclose(model.predict(direct), offline[0], rtol=1e-6)
 
 
-def test_events_become_records_features_read(engine: DecisionEngine) -> None:
-    recorder = HistoryRecorder(engine.features, engine.fingerprint, engine.zone)
-    product = str(engine.features.product_ids[3])
-    offer = str(engine.features.offer_ids[5])
+def test_events_become_records_features_read(setup: DecisionSetup) -> None:
+    recorder = HistoryRecorder(setup.features, setup.fingerprint, setup.zone)
+    product = str(setup.features.product_ids[3])
+    offer = str(setup.features.offer_ids[5])
     ts_text = "2025-11-01T15:00:00Z"
     ts = datetime(2025, 11, 1, 15, tzinfo=UTC)
     line = Event(event_id="t1", member_id="m", type="transaction", ts=ts_text, amount_minor=1234, product_id=product,
                  basket_id="b1", discount_minor=100, coupon_discount_minor=50)
     rec = np.frombuffer(recorder.record(line, 2), dtype=RECORD)[0]
     assert (rec["kind"], rec["index"], rec["amount"], rec["discount"], rec["coupon"]) == (LINE, 3, 1234, 100, 50)
-    assert rec["time"] == local_seconds(ts, engine.zone)
+    assert rec["time"] == local_seconds(ts, setup.zone)
     seen = np.frombuffer(recorder.record(Event(event_id="i1", member_id="m", type="impression", ts=ts_text,
                                                offer_id=offer), 2), dtype=RECORD)[0]
     assert (seen["kind"], seen["index"]) == (EXPOSURE, 5)
@@ -146,7 +146,7 @@ def test_events_become_records_features_read(engine: DecisionEngine) -> None:
     assert np.frombuffer(recorder.record(unknown, 2), dtype=RECORD)[0]["index"] == -1
 
 
-def test_a_decision_reads_history_scores_caches_and_issues(decider: Decider, loaded: tuple) -> None:
+def test_a_decision_reads_history_scores_caches_and_issues(decider: DecisionPipeline, loaded: tuple) -> None:
     hist, _ = loaded
     member = str(hist.member_ids[1])
     first = decider.decide(DecisionRequest(member, CHANNEL), "d-1")
@@ -163,13 +163,13 @@ def test_a_decision_reads_history_scores_caches_and_issues(decider: Decider, loa
     assert replay.scores == "computed" and replay.as_of == datetime(2025, 11, 20, tzinfo=UTC)
 
 
-def test_unknown_members_get_a_cold_start_decision(decider: Decider) -> None:
+def test_unknown_members_get_a_cold_start_decision(decider: DecisionPipeline) -> None:
     out = decider.decide(DecisionRequest("never-seen-" + uuid.uuid4().hex[:6], CHANNEL), "d-4")
     assert out.decision.policy in ("cold_start", "holdout") and out.history == "none" and out.scores == "none"
     assert out.offers
 
 
-def test_a_chunk_decides_like_single_decisions(decider: Decider, loaded: tuple) -> None:
+def test_a_chunk_decides_like_single_decisions(decider: DecisionPipeline, loaded: tuple) -> None:
     hist, _ = loaded
     ids = [str(m) for m in hist.member_ids[100:140]]
     req = DecisionRequest("", CHANNEL, exclude=(FLASH,))  # no budget in play: order does not matter
@@ -205,7 +205,7 @@ def test_the_registry_path_is_checked(tmp_path: Path) -> None:
 
 
 def test_clock_and_worker_timeout_settings_are_validated_naming_the_variable() -> None:
-    from service.settings import SettingsError, load_settings
+    from runtime.settings import SettingsError, load_settings
 
     assert load_settings({"OFFERS_CLOCK": " Data "}).clock == "data"
     assert load_settings({"OFFERS_CLOCK": "2017-10-30T09:00:00-05:00"}).clock == "2017-10-30T09:00:00-05:00"
@@ -219,7 +219,7 @@ def test_clock_and_worker_timeout_settings_are_validated_naming_the_variable() -
 def test_typical_basket_is_the_mean_basket_total_per_member_in_the_window() -> None:
     """Baskets are per member (the same basket code for two members is two baskets), and
     lines outside the window do not count."""
-    from service.decisions.members import _typical_basket
+    from runtime.decisions.members import _typical_basket
 
     mem = np.array([0, 0, 0, 1, 1])
     baskets = np.array([7, 7, 9, 7, 3])
@@ -232,7 +232,7 @@ def test_typical_basket_is_the_mean_basket_total_per_member_in_the_window() -> N
 
 def test_offer_values_carry_their_unit() -> None:
     from models.program import load_program
-    from service.decisions.render import value_display, value_unit
+    from runtime.decisions.outcome_json import value_display, value_unit
 
     program = load_program(Path(__file__).parents[1] / "examples" / "programs" / "starbucks.yaml")
     assert (value_unit("amount_off"), value_display(program, "amount_off", 150.0)) == ("currency_minor", "$1.50")

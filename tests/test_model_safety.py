@@ -141,7 +141,7 @@ def test_a_worker_starting_with_a_corrupt_champion_serves_the_last_known_good(en
             assert "offers_model_last_known_good 1.0" in metrics
             assert 'offers_model_reloads_total{result="last_known_good"} 1.0' in metrics
             # a good champion again: swapped in by the next request's check, the alarm goes off
-            holder = app.extensions["offers"].components["decisions"].holder
+            holder = app.extensions["offers"].decisions.holder
             holder.check_interval = 0.0
             env.promote(env.v2)
             client.get("/v1/models", headers=DECIDE)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from service.app import create_app
-from service.coupons import (
+from runtime.coupons.codes import (
     ALPHABET,
     InvalidCouponCode,
     check_character,
@@ -21,10 +20,11 @@ from service.coupons import (
     issue_coupon,
     normalise,
 )
-from service.issuance import CouponSpec, issue
+from runtime.coupons.issuance import CouponSpec, issue
+from runtime.stores import MEMBER_CAP_REACHED, CapRequest, StoreUnavailable
+from runtime.stores.memory import MemoryStore
+from service.app import create_app
 from service.state import ServiceState
-from service.stores import MEMBER_CAP_REACHED, CapRequest, StoreUnavailable
-from service.stores.memory import MemoryStore
 from tests.service_helpers import ADMIN_KEY, make_settings
 
 NOW = 1_717_000_000
@@ -109,7 +109,7 @@ def test_a_colliding_code_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> Non
     taken = issue_coupon(store, "m1", "o1", NOW, NOW + 60).code
     fresh = generate()
     draws = iter([taken, fresh])
-    monkeypatch.setattr("service.coupons.generate", lambda prefix="", length=12: next(draws))
+    monkeypatch.setattr("runtime.coupons.codes.generate", lambda prefix="", length=12: next(draws))
     assert issue_coupon(store, "m2", "o1", NOW, NOW + 60).code == fresh
     assert find_coupon(store, taken).member_id == "m1"  # type: ignore[union-attr]
 

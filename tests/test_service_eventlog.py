@@ -7,8 +7,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runtime.events.log import EventLog, read_segments
 from service.app import create_app
-from service.events.log import EventLog, read_segments
 from service.state import ServiceState
 from tests.service_helpers import make_settings
 

@@ -14,9 +14,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from runtime.coupons.codes import issue_coupon
+from runtime.events.log import read_segments
 from service.app import create_app
-from service.coupons import issue_coupon
-from service.events.log import read_segments
 from service.state import ServiceState
 from tests.service_helpers import EVENTS_KEY, make_settings
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.stores.footprint import MEASURED_AT, measure
+from runtime.stores.footprint import MEASURED_AT, measure
 
 pytestmark = pytest.mark.redis
 

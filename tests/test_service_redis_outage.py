@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from runtime.stores import CapRequest, StoreUnavailable
 from service.app import create_app
 from service.state import ServiceState
-from service.stores import CapRequest, StoreUnavailable
 from tests.conftest import RedisServer
 from tests.service_helpers import ADMIN_KEY, EVENTS_KEY, make_settings
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from service.apikeys import Keyring, parse_api_keys
+from runtime.apikeys import Keyring, parse_api_keys
+from runtime.settings import SettingsError, load_settings, settings_for, unknown_variables
 from service.app import create_app
-from service.settings import SettingsError, load_settings, settings_for, unknown_variables
 from tests.service_helpers import make_settings
 
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from service.coupons import Coupon
-from service.stores import (
+from runtime.coupons.codes import Coupon
+from runtime.stores import (
     BUDGET_EXHAUSTED,
     CLAIM_AGAIN,
     CLAIM_EXPIRED,
@@ -35,9 +35,9 @@ from service.stores import (
     TTLs,
     codec,
 )
-from service.stores.keys import KeySpace, build_key
-from service.stores.memory import MemoryStore
-from service.stores.redis_store import RedisStore
+from runtime.stores.keys import KeySpace, build_key
+from runtime.stores.memory import MemoryStore
+from runtime.stores.redis_store import RedisStore
 from tests.service_helpers import RecordingObserver, all_store_keys, make_store
 
 T0 = int(datetime(2024, 6, 15, 12, tzinfo=UTC).timestamp())

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.stores import CapRequest, StateEvent, codec
-from service.stores.base import OFFER_VALUE_MAX, RECENT_LIMIT, OfferCounter
-from service.stores.memory import MemoryStore
-from service.stores.redis_store import RedisStore
+from runtime.stores import CapRequest, StateEvent, codec
+from runtime.stores.base import OFFER_VALUE_MAX, RECENT_LIMIT, OfferCounter
+from runtime.stores.memory import MemoryStore
+from runtime.stores.redis_store import RedisStore
 from tests.service_helpers import make_store
 
 T0 = int(datetime(2024, 6, 15, 12, tzinfo=UTC).timestamp())

@@ -55,11 +55,10 @@ def flash_issued(bodies: list[dict[str, Any]]) -> int:
 
 def limited(env: DecisionEnv, app: Flask) -> set[str]:
     """Offers with a member cap or a budget in the app's catalog."""
-    from service.decisions.component import decision_service
 
-    engine = decision_service(app.extensions["offers"]).engine
-    assert engine is not None
-    return {o.offer_id for o in engine.catalog.offers
+    setup = app.extensions["offers"].decisions.setup
+    assert setup is not None
+    return {o.offer_id for o in setup.catalog.offers
             if o.budget_key is not None or o.caps.issues or o.caps.impressions or o.caps.redemptions}
 
 

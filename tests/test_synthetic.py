@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from models.schema import CHANNELS, OFFER_KINDS, TABLES, split_list
+from models.data_contract import CHANNELS, OFFER_KINDS, TABLES, split_list
 from offerdata.synthetic import (
     TABLE_ORDER,
     TIER_NAMES,

@@ -22,8 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from offers_cli.main import cli
+from runtime.settings import SettingsError, settings_for
 from service.app import create_app
-from service.settings import SettingsError, settings_for
 from tests.service_helpers import ADMIN_KEY, ALL_KEYS, DECISIONS_KEY, EVENTS_KEY, make_settings
 
 pytestmark = pytest.mark.redis

@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from models.data_contract import CHANNELS, OFFER_KINDS
 from models.features.history import FeatureCatalog, History
 from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
 from models.features.tiers import TIER_FEATURES, tier_features
 from models.program import Program
-from models.schema import CHANNELS, OFFER_KINDS
 
 WINDOWS = (7, 30, 90, 365)
 N_DEPARTMENTS = 10

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models.schema import OFFER_KINDS
+from models.data_contract import OFFER_KINDS
 
 UNKNOWN = "<unknown>"
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import sparse
 
+from models.data_contract import OFFER_KINDS
 from models.features.history import History
 from models.features.prefix import DAY, expand, expansion_size
 from models.features.tiers import tier_features
 from models.program import Program
-from models.schema import OFFER_KINDS
 
 if TYPE_CHECKING:  # compute imports this module lazily; at run time the import goes the other way
     from models.features.compute import _Engine

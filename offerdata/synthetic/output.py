@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from models.schema import TABLES
+from models.data_contract import TABLES
 from offerdata.synthetic import ids
 from offerdata.synthetic.baskets import Lines, Visits
 from offerdata.synthetic.catalog import Catalog

@@ -2,7 +2,7 @@
 
 The decision is made by the same runtime call as ``POST /v1/decisions`` (same parsing of
 channel and ``as_of``, ``explain`` on), through
-:meth:`~service.decisions.runner.Decider.decide_without_commit`: looking a member up reserves
+:meth:`~runtime.decisions.pipeline.DecisionPipeline.decide_without_commit`: looking a member up reserves
 no cap or budget and issues no coupon.
 """
 
@@ -13,18 +13,17 @@ from typing import Any
 
 from flask import g, render_template, request
 
-from models.schema import CHANNELS
+from models.data_contract import CHANNELS
+from runtime.coupons.codes import InvalidCouponCode, find_coupon
+from runtime.decisions.outcome_json import outcome_json
+from runtime.decisions.pipeline import NotReady
+from runtime.stores import StoreUnavailable
 from service.console.blueprint import bp
 from service.console.session import signed_in
-from service.coupons import InvalidCouponCode, find_coupon
-from service.decisions.component import decision_service
-from service.decisions.render import outcome_json
+from service.decisions.bodies import parse_query
 from service.decisions.routes import new_decision_id, to_request
-from service.decisions.runner import NotReady
-from service.decisions.schema import parse_query
 from service.errors import ServiceUnavailable, ValidationFailed
-from service.state import current_state
-from service.stores import StoreUnavailable
+from service.state import current_decisions, current_state
 from service.validation import describe, is_valid
 
 _LOCAL_MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
@@ -79,13 +78,13 @@ def member() -> tuple[str, int] | str:
         if as_of:
             args["as_of"] = replay_moment(as_of)
         body = parse_query(member_id, args)
-        decider = decision_service().require()
+        decider = current_decisions().require()
         outcome = decider.decide_without_commit(to_request(body), new_decision_id())
     except ValidationFailed as exc:
         problems = [f"{e.parameter or 'query'}: {e.message}" for e in exc.errors]
         return render_template("console/member.html", **page, error=exc.detail, problems=problems), 422
     except NotReady as exc:
         return render_template("console/member.html", **page, error=f"{exc}; retry shortly"), 503
-    decision = outcome_json(decider.engine.program, outcome)
+    decision = outcome_json(decider.setup.program, outcome)
     return render_template("console/member.html", **page, member_id=member_id, coupon=coupon,
                            decision=decision, state=_state(member_id))

@@ -4,7 +4,7 @@ training report, and (admin only) promote and rollback, each behind a confirmati
 Promotion goes through :meth:`models.registry.Registry.promote`, which proves the artifact
 servable first, so a corrupt model is refused with its reason; after a change this worker
 loads the new champion at once (others follow by themselves, see
-:mod:`service.decisions.modelholder`).
+:mod:`runtime.decisions.model_holder`).
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from flask import g, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
 from models.registry import Registry, RegistryError
+from runtime.decisions.model_holder import ModelRejected
 from service.console.blueprint import bp
 from service.console.charts import bar_chart
 from service.console.session import signed_in
-from service.decisions.component import decision_service
-from service.decisions.modelholder import ModelRejected
 from service.errors import NotFound, ServiceUnavailable
+from service.state import current_decisions
 
 TOP_FEATURES = 15
 
 
 def registry() -> Registry:
     """The service's registry, or a 503 page when none is configured."""
-    path = decision_service().state.settings.registry
+    path = current_decisions().state.settings.registry
     if path is None:
         raise ServiceUnavailable("no model registry is configured (OFFERS_REGISTRY)")
     try:
@@ -63,7 +63,7 @@ def _page(message: str | None = None, status: int = 200) -> tuple[str, int]:
         versions, aliases = reg.list(), reg.aliases()
     except (RegistryError, OSError, ValueError) as exc:
         raise ServiceUnavailable(f"the model registry cannot be read: {exc}") from exc
-    holder = decision_service().holder
+    holder = current_decisions().holder
     serving = holder.serving if holder is not None else None
     features = importances(reg, aliases.get("champion"))
     chart = bar_chart("Feature importance of the champion (total gain)",
@@ -108,7 +108,7 @@ def confirm() -> str:
 
 def _reload() -> str:
     """Load the registry's champion in this worker; a sentence saying what happened."""
-    holder = decision_service().holder
+    holder = current_decisions().holder
     if holder is None:
         return "the registry changed; this worker has no model holder to reload"
     try:

@@ -7,12 +7,11 @@ from typing import Any
 
 from flask import g, render_template
 
+from runtime.stores import StoreUnavailable
 from service.console.blueprint import bp
 from service.console.charts import bar_chart
 from service.console.session import signed_in
-from service.decisions.component import decision_service
-from service.state import current_state
-from service.stores import StoreUnavailable
+from service.state import current_decisions, current_state
 
 
 def status(offer: Any, now: Any) -> str:
@@ -49,9 +48,9 @@ def budgets(offers: Any) -> tuple[list[dict[str, Any]], str | None]:
 @signed_in()
 def offers() -> str:
     """The catalog and budget burn (see the module docstring)."""
-    engine = decision_service().require().engine
-    now = engine.local(engine.clock.now())
-    catalog = engine.catalog.offers
+    setup = current_decisions().require().setup
+    now = setup.local(setup.clock.now())
+    catalog = setup.catalog.offers
     rows = [{"offer": o, "status": status(o, now)} for o in catalog]
     found, error = budgets(catalog)
     chart = bar_chart("Budget burn: share of each budget's limit reserved so far",

@@ -26,7 +26,7 @@ from flask import current_app, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
-from service.apikeys import Keyring
+from runtime.apikeys import Keyring
 from service.state import current_state
 
 COOKIE = "offers_console"

@@ -1,7 +1,7 @@
 """``POST /v1/decisions/batch``: decisions for up to 10,000 members, streamed as NDJSON.
 
 For email tools and other campaign senders. The body is
-:class:`~service.decisions.schema.BatchBody`; the answer (``application/x-ndjson``) has
+:class:`~service.decisions.bodies.BatchBody`; the answer (``application/x-ndjson``) has
 one line per member, in request order, each a decision document as ``POST
 /v1/decisions`` returns it plus ``member_id`` (without ``excluded`` unless
 ``include_excluded``), and a last line ``{"summary": {...}}``. A stream that ends
@@ -32,11 +32,11 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, request, stream_with_context
 
 from models.policy import seed_for
+from runtime.decisions.outcome_json import outcome_json
+from runtime.decisions.pipeline import DecisionRequest, NotReady
+from runtime.stores import Store, StoredResponse, StoreUnavailable
 from service.auth import require_scope
-from service.decisions.component import decision_service
-from service.decisions.render import outcome_json
-from service.decisions.runner import DecisionRequest, NotReady
-from service.decisions.schema import BatchBody, check_distinct, parse_body
+from service.decisions.bodies import BatchBody, check_distinct, parse_body
 from service.errors import (
     Conflict,
     FieldError,
@@ -47,8 +47,7 @@ from service.errors import (
 from service.http import read_json
 from service.idempotency import HEADER, scoped_key
 from service.requestid import request_id
-from service.state import current_state
-from service.stores import Store, StoredResponse, StoreUnavailable
+from service.state import current_decisions, current_state
 from service.validation import IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,7 @@ def post_batch() -> Response:
     """Stream one decision per member (see the module docstring)."""
     body: BatchBody = parse_body(BatchBody, read_json())
     check_distinct(body)
-    decider = decision_service().require()
+    decider = current_decisions().require()
     try:
         decider.serving()
     except NotReady as exc:
@@ -122,7 +121,7 @@ def post_batch() -> Response:
     req = DecisionRequest(member_id="", channel=body.channel, n=body.n, placement=body.placement,
                           as_of=body.context.as_of if body.context is not None else None,
                           exclude=tuple(body.exclude_offer_ids))
-    program = decider.engine.program
+    program = decider.setup.program
     index = {m: i for i, m in enumerate(body.member_ids)}
     rid = request_id()
 

@@ -1,14 +1,14 @@
 """The decisions part of an app: loaded after the fork, in the background, then ready.
 
-:func:`init_decisions` (called by :func:`service.app.create_app`) registers the decision,
-batch and model endpoints and their OpenAPI documentation, and, when ``OFFERS_DATA`` is
-set, starts a :class:`DecisionService` that loads in a background thread, so the worker
+:func:`service.decisions.wiring.init_decisions` (called by :func:`service.app.create_app`)
+registers the decision, batch and model endpoints and, when ``OFFERS_DATA`` is set, starts a
+:class:`DecisionsComponent` that loads in a background thread, so the worker
 answers ``/healthz`` at once and gunicorn's heartbeat never waits on a slow start:
 
-1. the :class:`~service.decisions.engine.DecisionEngine` (catalogs, program, clock);
+1. the :class:`~runtime.decisions.setup.DecisionSetup` (catalogs, program, clock);
 2. without Redis, every member of ``OFFERS_DATA`` materialized into the in-process store;
 3. with ``OFFERS_REGISTRY``, the champion model, loaded and warmed on a real feature
-   matrix (:class:`~service.decisions.modelholder.ModelHolder`).
+   matrix (:class:`~runtime.decisions.model_holder.ModelHolder`).
 
 Readiness checks ``decisions`` (steps 1-2) and ``model`` (step 3) turn true when done;
 with Redis, ``store_data`` is false while Redis holds no generation marker (it lost its
@@ -27,38 +27,37 @@ import threading
 import time
 
 import numpy as np
-from flask import Flask
 
 from models.features import History
 from models.features.online import history_from_records, records_from_history
 from models.model import PropensityModel
-from service.decisions.engine import DecisionEngine, Universe
-from service.decisions.materialize import load_members, materialize
-from service.decisions.modelholder import ModelHolder, ModelRejected, ServingModel
-from service.decisions.records import HistoryRecorder
-from service.decisions.runner import RECOVERY_HINT, Decider
-from service.decisions.scoring import feature_rows
+from runtime.decisions.materialize import load_members, materialize
+from runtime.decisions.model_holder import ModelHolder, ModelRejected, ServingModel
+from runtime.decisions.pipeline import RECOVERY_HINT, DecisionPipeline
+from runtime.decisions.scoring import feature_rows
+from runtime.decisions.setup import DecisionSetup, Universe
+from runtime.events.history_records import HistoryRecorder
+from runtime.stores import StoreError
 from service.errors import ServiceUnavailable
-from service.state import EXTENSION, ServiceState
-from service.stores import StoreError
+from service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "decisions"
+COMPONENT = "decisions"  # its readiness check
 #: Offers scored when warming a model at a moment without valid offers.
 WARM_OFFERS = 64
 
 
-class DecisionService:
+class DecisionsComponent:
     """Loads and owns one app's engine, model holder and decider (see the module docstring)."""
 
     def __init__(self, state: ServiceState):
         self.state = state
         settings = state.settings
         self.configured = settings.data is not None
-        self.engine: DecisionEngine | None = None
+        self.setup: DecisionSetup | None = None
         self.holder: ModelHolder | None = None
-        self.decider: Decider | None = None
+        self.decider: DecisionPipeline | None = None
         self.error: str | None = None
         self.materialized = 0
         self._done = threading.Event()
@@ -92,15 +91,15 @@ class DecisionService:
         settings = self.state.settings
         assert settings.data is not None and self._flag is not None
         try:
-            engine = DecisionEngine.load(settings.data, settings.program, settings.clock,
+            setup = DecisionSetup.load(settings.data, settings.program, settings.clock,
                                          wall=self.state.wall_clock)
-            self.engine = engine
-            self.state.decision_clock = engine.clock
-            self.state.components["recorder"] = HistoryRecorder(engine.features, engine.fingerprint, engine.zone)
+            self.setup = setup
+            self.state.decision_clock = setup.clock
+            self.state.recorder = HistoryRecorder(setup.features, setup.fingerprint, setup.zone)
             if self.state.store.kind == "memory":
                 self._flag.set(False, "materializing OFFERS_DATA into the in-process store")
-                hist, profiles = load_members(engine, settings.data)
-                materialize(self.state.store, engine, hist, profiles)
+                hist, profiles = load_members(setup, settings.data)
+                materialize(self.state.store, setup, hist, profiles)
                 self.materialized = hist.n_members
                 self._sample = _most_active(hist)
             if settings.registry is not None:
@@ -112,12 +111,12 @@ class DecisionService:
                     serving = self.holder.serving
                     log.error("the champion cannot be served (%s); %s", exc.reason,
                               f"serving the last-known-good {serving.version}" if serving else "no model to serve yet")
-            self.decider = Decider(engine, self.state.store, self.holder, self.state.metrics)
+            self.decider = DecisionPipeline(setup, self.state.store, self.holder, self.state.metrics)
             try:  # histories written under this catalog can be read under the next one
                 self.decider.upgrader.publish()
             except StoreError as exc:
                 log.warning("catalog ids not stored (Redis unavailable): %s", exc)
-            detail = (f"{len(engine.catalog)} offers, {engine.clock.describe()}"
+            detail = (f"{len(setup.catalog)} offers, {setup.clock.describe()}"
                       + (f", {self.materialized} members materialized" if self.materialized else ""))
             # Everything loaded so far lives as long as the worker: move it out of the cyclic
             # collector's generations, so full collections stop re-scanning the catalog and model.
@@ -134,16 +133,16 @@ class DecisionService:
     # -- the model ---------------------------------------------------------------------------
     def _warm(self, model: PropensityModel) -> None:
         """Score a real feature matrix once, so the first request does not pay for it."""
-        engine = self.engine
-        assert engine is not None
-        as_of = engine.local(engine.clock.now())
-        universe = engine.universe(as_of)
+        setup = self.setup
+        assert setup is not None
+        as_of = setup.local(setup.clock.now())
+        universe = setup.universe(as_of)
         if not len(universe.scorable):
-            k = min(WARM_OFFERS, engine.features.n_offers)
-            ids = tuple(str(o) for o in engine.features.offer_ids[:k])
+            k = min(WARM_OFFERS, setup.features.n_offers)
+            ids = tuple(str(o) for o in setup.features.offer_ids[:k])
             universe = Universe(ids, np.arange(k), np.arange(k), "warm")
         hist = self._sample if self._sample is not None else history_from_records("warm-up", None)
-        X = feature_rows(engine, hist, np.zeros(1, dtype=np.int64), universe, as_of, "app", model.program)
+        X = feature_rows(setup, hist, np.zeros(1, dtype=np.int64), universe, as_of, "app", model.program)
         self._compile(model)
         model.predict(X)
         model.contributions(X[:8])
@@ -179,7 +178,7 @@ class DecisionService:
             self._model_flag.set(False, f"no model can be served: {reason}")
 
     # -- for the endpoints -------------------------------------------------------------------
-    def require(self) -> Decider:
+    def require(self) -> DecisionPipeline:
         """The decider, or a 503 problem saying why there is none yet."""
         if self.decider is not None:
             return self.decider
@@ -197,33 +196,3 @@ def _most_active(hist: History) -> History:
         return history_from_records("warm-up", None)
     m = int(np.argmax(np.bincount(hist.line_member[hist.line_member >= 0], minlength=hist.n_members)))
     return history_from_records(str(hist.member_ids[m]), records_from_history(hist, m), int(hist.joined_at[m]))
-
-
-def decision_service(state: ServiceState | None = None) -> DecisionService:
-    """The app's DecisionService (from the current app when ``state`` is None)."""
-    from service.state import current_state
-
-    service: DecisionService = (state or current_state()).components[COMPONENT]
-    return service
-
-
-def init_decisions(app: Flask, background: bool = True) -> DecisionService:
-    """Register the decision endpoints and start loading (see the module docstring)."""
-    from service.decisions import (  # they use decision_service()
-        batch,
-        model_routes,
-        openapi_doc,
-        routes,
-    )
-
-    state: ServiceState = app.extensions[EXTENSION]
-    service = DecisionService(state)
-    state.components[COMPONENT] = service
-    for bp in (routes.bp, batch.bp, model_routes.bp):
-        app.register_blueprint(bp)
-    openapi_doc.document(state.openapi)
-    if service.configured:
-        service.start(background)
-    elif state.settings.registry is not None or state.settings.program is not None:
-        log.warning("OFFERS_DATA is not set: the decision endpoints answer 503 until it is")
-    return service

@@ -4,12 +4,12 @@
     Registered versions with their aliases and headline metrics, and the version this
     worker serves (with its process id: under gunicorn each worker answers for itself);
     ``serving.last_known_good_for`` names the champion it stands in for when the champion
-    cannot be served (:mod:`service.decisions.modelholder`), else null.
+    cannot be served (:mod:`runtime.decisions.model_holder`), else null.
 ``POST /v1/models/reload`` (scope ``admin``)
     Load and warm the registry's current champion in this worker, then swap it in. A bad
     artifact is refused (409 ``model-rejected``) and the old model keeps serving. Other
     workers pick the new champion up by themselves within about a second of their next
-    request (:mod:`service.decisions.modelholder`).
+    request (:mod:`runtime.decisions.model_holder`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from models.registry import RegistryError
+from runtime.decisions.model_holder import ModelHolder, ModelRejected, ServingModel
+from runtime.decisions.outcome_json import rfc3339
 from service.auth import require_scope
-from service.decisions.component import decision_service
-from service.decisions.modelholder import ModelHolder, ModelRejected, ServingModel
-from service.decisions.render import rfc3339
 from service.errors import ArtifactRejected, ServiceUnavailable
+from service.state import current_decisions
 
 bp = Blueprint("models", __name__)
 
@@ -38,7 +38,7 @@ def serving_json(serving: ServingModel | None) -> dict[str, Any] | None:
 
 
 def _holder() -> ModelHolder:
-    service = decision_service()
+    service = current_decisions()
     if not service.configured or service.state.settings.registry is None:
         raise ServiceUnavailable("no model registry is configured (OFFERS_REGISTRY)", retry_after=60)
     service.require()
@@ -74,6 +74,6 @@ def reload_model() -> Response:
             f"the champion {exc.version or '(none)'} cannot be served: {exc.reason}; still serving "
             f"{serving.version if serving else 'no model'}") from exc
     if not result.changed:
-        decision_service().state.metrics.record_model_load("unchanged")
+        current_decisions().state.metrics.record_model_load("unchanged")
     return jsonify({"serving": serving_json(result.serving), "previous": result.previous,
                     "changed": result.changed, "worker": os.getpid()})

@@ -1,18 +1,18 @@
 """OpenAPI documentation of the decision, batch and model endpoints.
 
 Request schemas come from the pydantic models that validate them
-(:mod:`service.decisions.schema`); response schemas are written here next to the
-renderer they describe (:mod:`service.decisions.render`).
+(:mod:`service.decisions.bodies`); response schemas are written here next to the
+renderer they describe (:mod:`runtime.decisions.outcome_json`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from models.schema import CHANNELS, OFFER_KINDS
+from models.data_contract import CHANNELS, OFFER_KINDS
 from models.timerange import DESCRIPTION
 from service import openapi_examples as examples
-from service.decisions.schema import MAX_BATCH, MAX_EXCLUDED, MAX_OFFERS, BatchBody, DecisionBody
+from service.decisions.bodies import MAX_BATCH, MAX_EXCLUDED, MAX_OFFERS, BatchBody, DecisionBody
 from service.openapi import (
     IDEMPOTENCY_HEADER,
     JSON,

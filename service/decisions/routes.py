@@ -1,8 +1,8 @@
 """The real-time decision endpoints (scope ``decisions``).
 
 ``POST /v1/decisions``
-    One member's next best offers: body :class:`~service.decisions.schema.DecisionBody`,
-    answer :func:`~service.decisions.render.outcome_json`. Idempotent under an
+    One member's next best offers: body :class:`~service.decisions.bodies.DecisionBody`,
+    answer :func:`~runtime.decisions.outcome_json.outcome_json`. Idempotent under an
     ``Idempotency-Key`` (a retry gets the same decision and the same coupon codes).
 ``GET /v1/members/{member_id}/offers``
     The same decision for apps, with query parameters (``channel`` default ``app``,
@@ -20,14 +20,14 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
+from runtime.decisions.outcome_json import outcome_json
+from runtime.decisions.pipeline import DecisionRequest, NotReady, Outcome
 from service.auth import require_scope
-from service.decisions.component import decision_service
-from service.decisions.render import outcome_json
-from service.decisions.runner import DecisionRequest, NotReady, Outcome
-from service.decisions.schema import DecisionBody, parse_body, parse_query
+from service.decisions.bodies import DecisionBody, parse_body, parse_query
 from service.errors import FieldError, ServiceUnavailable, ValidationFailed
 from service.http import read_json
 from service.idempotency import idempotent
+from service.state import current_decisions
 from service.validation import describe, is_valid
 
 bp = Blueprint("decisions", __name__)
@@ -46,13 +46,13 @@ def to_request(body: DecisionBody) -> DecisionRequest:
 
 def run(body: DecisionBody) -> Response:
     """Decide and render one decision (503 while the model or catalog is loading)."""
-    service = decision_service()
+    service = current_decisions()
     decider = service.require()
     try:
         outcome: Outcome = decider.decide(to_request(body), new_decision_id())
     except NotReady as exc:
         raise ServiceUnavailable(f"{exc}; retry shortly") from exc
-    return jsonify(outcome_json(decider.engine.program, outcome))
+    return jsonify(outcome_json(decider.setup.program, outcome))
 
 
 @bp.post("/v1/decisions")

@@ -4,7 +4,7 @@ Answers 200 with ``{accepted, duplicates, results: [{event_id, status}]}`` where
 is ``accepted`` or ``duplicate`` (already received: ignored). Invalid events are 422
 with a pointer per bad field and nothing is applied; so is a ``redeem`` event whose
 ``coupon_code`` is unknown or belongs to another member or offer (409 when the coupon is
-expired or already redeemed: :mod:`service.redemption`); 503 when the store or the log is
+expired or already redeemed: :mod:`runtime.coupons.redemption`); 503 when the store or the log is
 unavailable (retry with the same ``event_id`` values: nothing is applied twice).
 """
 
@@ -15,17 +15,18 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from service import redemption
+from runtime.coupons import redemption
+from runtime.events.ingest import ingest
+from runtime.events.log import EventLogError
+from runtime.stores import StoreUnavailable
+from service import coupon_problems
 from service.auth import require_scope
 from service.errors import FieldError, ServiceUnavailable, json_pointer
-from service.events.ingest import ingest
-from service.events.log import EventLogError
-from service.events.schema import parse_events
+from service.events.bodies import parse_events
 from service.http import read_json
 from service.idempotency import idempotent
 from service.requestid import request_id
 from service.state import current_state
-from service.stores import StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__)
@@ -44,9 +45,9 @@ def post_events() -> tuple[Response, int]:
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
                         settings.currency_exponent, request_id(),
-                        recorder=state.components.get("recorder"))
+                        recorder=state.recorder)
     except redemption.CouponsRefused as exc:
-        raise redemption.problem(exc, lambda i, name, code, message: FieldError(
+        raise coupon_problems.problem(exc, lambda i, name, code, message: FieldError(
             code=code, message=message, pointer=_pointer(body, i, name))) from None
     except StoreUnavailable as exc:
         raise ServiceUnavailable("the online store is unavailable; retry with the same "

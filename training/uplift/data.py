@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from models.schema import CONTROL
+from models.data_contract import CONTROL
 from offerdata.attributes import attribute_kinds, read_attributes
 from offerdata.tables import DataDirError, read_table, table_path
 from offerdata.validate import require_valid

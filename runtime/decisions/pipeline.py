@@ -1,0 +1,511 @@
+"""A decision from request to committed outcome, for one member or a batch (no Flask here).
+
+:class:`DecisionPipeline` runs the real-time flow::
+
+    request -> ONE read (state, cached scores, budgets, history records, profile)
+            -> cached scores for (model version, channel, candidates), else features from
+               the member's history records + model.predict (+ pred_contrib to explain)
+            -> decide() (models.decision)
+            -> ONE write (reservations, coupons, score cache: runtime.coupons.issuance.commit)
+
+and the same for a chunk of members (one pipelined read, one feature matrix, one model
+call, decide_batch, one pipelined write), for the batch endpoint.
+
+Failures of the store do not fail a decision: it is computed without the member's
+history, cache or counters (a cold-start decision), nothing is reserved and no coupon is
+issued; the outcome says ``degraded="store_unavailable"``. Limits that cannot be
+checked count as reached, so nothing is over-issued: offers with a global budget are
+excluded as ``BUDGET_EXHAUSTED`` and offers with a member issue cap as
+``MEMBER_CAP_REACHED`` (when the read failed, the decision core excludes them and fills
+the slate with others; when only the write failed, they are dropped from the slate).
+The next request simply tries the store again, so decisions recover by themselves.
+
+A store that answers but lost its data (Redis restarted empty, a failover to an empty
+replica) is told apart by its generation marker, read in the same round trip as the
+member: without it, every cap and budget counter may have been reset, so offers with any
+member cap or a budget are excluded (``MEMBER_CAP_REACHED``, ``FREQUENCY_CAPPED``,
+``BUDGET_EXHAUSTED``) while the others are still issued with coupons, and the outcome says
+``degraded="store_data_lost"`` until ``offers materialize`` writes a new marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from models.caps import BudgetUsage, CapCounters
+from models.catalog import Offer
+from models.decision import Decision, Excluded, RankedOffer, decide, decide_batch
+from models.features import FEATURE_NAMES, History
+from models.features.online import NO_TIME, history_from_records
+from models.member import MemberContext
+from models.policy import seed_for
+from runtime.coupons.codes import Coupon
+from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
+from runtime.decisions.catalog_change import CatalogUpgrader
+from runtime.decisions.members import member_inputs
+from runtime.decisions.model_holder import ModelHolder, ServingModel
+from runtime.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
+from runtime.decisions.setup import DecisionSetup, Universe
+from runtime.metrics import Metrics
+from runtime.stores import (
+    BudgetCounter,
+    BudgetRef,
+    CacheWrite,
+    CapRequest,
+    CapResult,
+    MemberBundle,
+    MemberProfile,
+    MemberState,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+#: Lifetime of a coupon for an offer without an end date.
+COUPON_DAYS = 30
+#: Why a coupon offer left an unknown member's slate (program ``coupons.unknown_members`` off).
+UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+STORE_UNAVAILABLE = "store_unavailable"
+STORE_DATA_LOST = "store_data_lost"
+#: What the log and /readyz tell an operator to run when the store lost its data.
+RECOVERY_HINT = ("the online store has no generation marker: Redis lost its data (restarted without "
+                 "persistence, or failed over to an empty replica) or was never loaded. Capped and "
+                 "budgeted offers are withheld until you run `offers materialize --data DIR [--registry REG] "
+                 "[--program P] [--clock C]` against this REDIS_URL (docs/redis.md, Recovery)")
+_BIG = np.iinfo(np.int64).max // 8
+
+
+class NotReady(Exception):
+    """The model (or the engine) is not loaded yet; the caller answers 503."""
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """What a caller asks for (validated by the HTTP layer)."""
+
+    member_id: str
+    channel: str
+    n: int | None = None
+    placement: str | None = None
+    #: ``context.as_of``: replay at this moment (no score cache then); None uses the clock
+    as_of: datetime | None = None
+    exclude: tuple[str, ...] = ()
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class IssuedOffer:
+    """A returned offer, its final rank and its coupon (when it needs one and was issued)."""
+
+    offer: RankedOffer
+    rank: int
+    coupon: Coupon | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A committed decision, ready to render.
+
+    ``excluded`` (the decision's exclusions, then the offers whose reservation was refused)
+    is built on first read: batch lines without ``include_excluded`` never build it.
+    """
+
+    decision_id: str
+    member_id: str
+    as_of: datetime
+    model_version: str | None
+    decision: Decision
+    offers: tuple[IssuedOffer, ...]
+    #: returned offers dropped because their reservation was refused (or could not be made)
+    refused: tuple[Excluded, ...]
+    member: MemberContext
+    #: "cache", "computed", or "none" (no model, or a member without history)
+    scores: str
+    #: "ok", "none" (no records: a new member) or "stale" (records under another catalog)
+    history: str
+    degraded: str | None = None
+    placement: str | None = None
+    took_ms: float = 0.0
+
+    @cached_property
+    def excluded(self) -> tuple[Excluded, ...]:
+        """Every candidate not returned, with its reason: the decision's, then the refused."""
+        return (*self.decision.excluded, *self.refused)
+
+
+@dataclass
+class _Member:
+    """One member's reads, turned into a history."""
+
+    member_id: str
+    hist: History
+    history: str
+    profile: MemberProfile | None
+    state: MemberState | None
+    bundle: MemberBundle | None
+
+
+class DecisionPipeline:
+    """Runs decisions against an engine, a store and (optionally) a model holder."""
+
+    def __init__(self, setup: DecisionSetup, store: Store, holder: ModelHolder | None = None,
+                 metrics: Metrics | None = None):
+        self.setup = setup
+        self.store = store
+        self.holder = holder
+        self.metrics = metrics
+        self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
+        #: translates and upgrades histories written under an earlier catalog
+        self.upgrader = CatalogUpgrader(setup, store)
+        #: whether the last read found the store without its generation marker (logged on change)
+        self.data_lost = False
+
+    # -- shared steps -------------------------------------------------------------------
+    def serving(self) -> ServingModel | None:
+        """The model to score with; NotReady while a configured registry has none loaded."""
+        if self.holder is None:
+            return None
+        current = self.holder.current()
+        if current is None:
+            raise NotReady("the model is not loaded yet")
+        return current
+
+    def _time(self, req: DecisionRequest) -> tuple[datetime, pd.Timestamp, int]:
+        when = req.as_of or self.setup.clock.now()
+        local = self.setup.local(when)
+        return when, local, self.setup.epoch(local)
+
+    def _candidates(self, universe: Universe, exclude: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        keep = np.ones(len(universe.offer_ids), dtype=bool)
+        if exclude:
+            drop = set(exclude)
+            keep = np.array([o not in drop for o in universe.offer_ids], dtype=bool)
+        return [o for o, k in zip(universe.offer_ids, keep, strict=True) if k], keep
+
+    def _member(self, member_id: str, bundle: MemberBundle | None) -> _Member:
+        """One member's history from their bundle; a history written under an earlier catalog
+        is translated by product and offer id and upgraded in the background (catalog_change)."""
+        profile = bundle.profile if bundle is not None else None
+        state = bundle.state if bundle is not None else None
+        status, records = "none", None
+        if bundle is not None and bundle.history:
+            status, records = "ok", bundle.history
+        joined = profile.joined_at if profile is not None and profile.joined_at is not None else NO_TIME
+        try:
+            hist = history_from_records(member_id, records, joined)
+        except ValueError as exc:
+            log.error("unreadable history records of %s: %s", member_id, exc)
+            hist, status = history_from_records(member_id, None, joined), "stale"
+        if bundle is not None and profile is not None and profile.fingerprint != self.setup.fingerprint \
+                and status != "stale":
+            moved = self.upgrader.translate(hist, profile)
+            if moved is None:
+                status, hist = "stale", history_from_records(member_id, None, joined)
+                log.warning("member %s has history records under catalog %s, whose ids are not stored; re-run "
+                            "offers materialize", member_id, profile.fingerprint)
+            else:
+                hist = moved
+                self.upgrader.schedule(member_id, moved, profile, bundle.history_length)
+        return _Member(member_id, hist, status, profile, state, bundle)
+
+    def _usage(self, budgets: Mapping[BudgetRef, BudgetCounter] | None) -> BudgetUsage:
+        """Budget use as the core wants it; unknown (store down) counts as exhausted."""
+        keys = self.setup.catalog.budget_keys
+        if budgets is None:
+            return BudgetUsage(count=dict.fromkeys(keys, _BIG), minor=dict.fromkeys(keys, _BIG))
+        return BudgetUsage(count={k: budgets[(k, "total")].count for k in keys},
+                           minor={k: budgets[(k, "total")].minor for k in keys})
+
+    def _request_for(self, offer: Offer, now: int) -> tuple[CapRequest, CouponSpec | None]:
+        catalog = self.setup.catalog
+        caps = offer.caps
+        count_limit = minor_limit = None
+        if offer.budget_key is not None:
+            b = catalog.budget_keys.index(offer.budget_key)
+            big = np.iinfo(np.int64).max // 4
+            count_limit = int(catalog.budget_count_limit[b]) if catalog.budget_count_limit[b] < big else None
+            minor_limit = int(catalog.budget_minor_limit[b]) if catalog.budget_minor_limit[b] < big else None
+        request = CapRequest(
+            offer.offer_id, member_limit=caps.issues or None,
+            member_window_seconds=None if caps.window_days is None else int(caps.window_days) * 86_400,
+            budget_key=offer.budget_key, budget_count_limit=count_limit, budget_minor_limit=minor_limit,
+            charge_minor=offer.charge_minor)
+        spec = None
+        if offer.requires_coupon:
+            ends = self.setup.epoch(offer.ends_at) if offer.ends_at is not None else now + COUPON_DAYS * 86_400
+            spec = CouponSpec(ttl_seconds=max(ends - now, 60))
+        return request, spec
+
+    def _requests(self, decision: Decision, now: int,
+                  withheld: bool = False) -> list[tuple[CapRequest, CouponSpec | None]]:
+        """What to reserve for the returned offers (the withheld coupon offers left out)."""
+        return [self._request_for(self.setup.catalog[o.offer_id], now) for o in decision.offers
+                if not (withheld and o.requires_coupon)]
+
+    def _withheld(self, bundle: MemberBundle | None) -> bool:
+        """Whether coupon offers are withheld from this member: the store knows nothing of them
+        (no event, history nor profile: a typo, or a member not materialized yet; the issue
+        counters of earlier decisions do not count) and the program's
+        ``coupons.unknown_members`` is off, so such ids never get real codes."""
+        return (bundle is not None and not self.setup.program.coupons.unknown_members
+                and bundle.profile is None and not bundle.history and bundle.state.last_seen is None)
+
+    def _unchecked(self, counters: CapCounters) -> CapCounters:
+        """Counters for a decision without the store: every member issue cap counts as reached."""
+        issues = {o: 10**9 for o in self.setup.cap_windows["issue"]}
+        return CapCounters(impressions=counters.impressions, issues=issues, redemptions=counters.redemptions)
+
+    def _untrusted(self) -> CapCounters:
+        """Counters for a store that lost its data: every member cap of every offer counts as reached."""
+        caps = self.setup.cap_windows
+        return CapCounters(impressions=dict.fromkeys(caps["impression"], 10**9),
+                           issues=dict.fromkeys(caps["issue"], 10**9),
+                           redemptions=dict.fromkeys(caps["redeem"], 10**9))
+
+    def _check_generation(self, bundles: Sequence[MemberBundle | None]) -> str | None:
+        """``STORE_DATA_LOST`` when the store answered without its generation marker, else None.
+
+        Logs an error saying what to run when the store is first found without it, and once
+        more when a marker is back, so a wipe is loud but not one line per decision.
+        """
+        read = next((b for b in bundles if b is not None), None)
+        if read is None:
+            return None
+        lost = read.generation is None
+        if lost != self.data_lost:
+            self.data_lost = lost
+            if lost:
+                log.error("%s", RECOVERY_HINT)
+            else:
+                log.warning("the online store has a generation marker again (%s): caps and budgets are "
+                            "trusted again", read.generation)
+        return STORE_DATA_LOST if lost else None
+
+    def _limited(self, offer_id: str) -> str | None:
+        """The reason an offer cannot be returned unreserved (it has a budget or an issue cap)."""
+        offer = self.setup.catalog[offer_id]
+        if offer.budget_key is not None:
+            return "BUDGET_EXHAUSTED"
+        if offer.caps.issues:
+            return "MEMBER_CAP_REACHED"
+        return None
+
+    def _apply(self, decision: Decision, issued: Sequence[Issued] | None,
+               withheld: bool = False) -> tuple[tuple[IssuedOffer, ...], tuple[Excluded, ...]]:
+        """Offers whose reservation was granted (re-ranked), and the refused ones.
+
+        ``issued`` None means nothing could be reserved: limited offers are refused.
+        ``withheld``: coupon offers are refused as ``UNKNOWN_MEMBER`` (``issued`` has no
+        entry for them).
+        """
+        kept: list[IssuedOffer] = []
+        refused: list[Excluded] = []
+        results = iter(issued or ())
+        for offer in decision.offers:
+            reason = None
+            coupon = None
+            if withheld and offer.requires_coupon:
+                reason = UNKNOWN_MEMBER
+            elif issued is None:
+                reason = self._limited(offer.offer_id)
+            elif not (result := next(results)).granted:
+                reason = result.cap.reason or "MEMBER_CAP_REACHED"
+            else:
+                coupon = result.coupon
+            if reason is None:
+                kept.append(IssuedOffer(offer, len(kept) + 1, coupon))
+            else:
+                refused.append(Excluded(offer.offer_id, reason))
+        return tuple(kept), tuple(refused)
+
+    def _record(self, outcome: Outcome) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.record_decision(outcome.decision.policy, outcome.decision.holdout,
+                                     outcome.model_version or "none")
+        if outcome.degraded:
+            self.metrics.record_degraded(outcome.degraded)
+
+    # -- one member --------------------------------------------------------------------------
+    def decide(self, req: DecisionRequest, decision_id: str) -> Outcome:
+        """Decide for one member (see the module docstring for the flow)."""
+        return self._decide(req, decision_id, commit_it=True)
+
+    def decide_without_commit(self, req: DecisionRequest, decision_id: str) -> Outcome:
+        """The decision :meth:`decide` would make now, without its write: nothing reserved,
+        no coupon issued, no score cache written, no decision counted in the metrics.
+
+        Why: the operator console shows a member's current decision to support staff; looking
+        a member up must not spend their caps, the program's budgets or real coupon codes.
+        Offers keep the rank they would get when every reservation is granted; coupon offers
+        show no code (none was issued).
+        """
+        return self._decide(req, decision_id, commit_it=False)
+
+    def _decide(self, req: DecisionRequest, decision_id: str, commit_it: bool) -> Outcome:
+        """:meth:`decide`, committing the reservations only when ``commit_it``."""
+        started = time.perf_counter()
+        serving = self.serving()
+        when, local, now = self._time(req)
+        universe = self.setup.universe(local)
+        slot = (universe.slot(serving.version, req.channel)
+                if serving is not None and req.as_of is None and len(universe.scorable) else None)
+        degraded = None
+        try:
+            bundle: MemberBundle | None = self.store.fetch_member(req.member_id, slot, self._budget_refs)
+        except StoreUnavailable as exc:
+            log.warning("deciding without the store: %s", exc)
+            bundle, degraded = None, STORE_UNAVAILABLE
+        degraded = self._check_generation([bundle]) or degraded
+        withheld = self._withheld(bundle)
+        # coupon offers withheld from an unknown member leave the candidates, so others fill the slate
+        no_coupons = tuple(o for o in universe.offer_ids if self.setup.catalog[o].requires_coupon) if withheld else ()
+        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
+        member = self._member(req.member_id, bundle)
+        inputs = member_inputs(self.setup, member.hist, local, [member.profile], [member.state])[0]
+
+        props = contrib = None
+        scores, cache = "none", None
+        if serving is not None and inputs.context.known_history and len(universe.scorable):
+            cached = bundle.scores if bundle is not None else None
+            if cached is not None and len(cached) == len(universe.scorable) and not req.explain:
+                row, scores = np.asarray(cached, dtype=np.float64), "cache"
+            else:
+                X = feature_rows(self.setup, member.hist, np.zeros(1, dtype=np.int64), universe, local, req.channel,
+                                 serving.model.program)
+                row, scores = predict(serving.model, X, 1)[0], "computed"
+                if req.explain:
+                    contrib = expand_contributions(universe, serving.model.contributions(X))[keep]
+                if slot is not None and bundle is not None:
+                    cache = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
+            props = expand(universe, row)[0][keep]
+
+        trusted = bundle is not None and degraded is None
+        counters = (inputs.counters if trusted else self._untrusted() if bundle is not None
+                    else self._unchecked(inputs.counters))
+        decision = decide(self.setup.catalog, inputs.context, candidates, props, as_of=local,
+                          channel=req.channel, counters=counters,
+                          budgets=self._usage(bundle.budgets if trusted and bundle is not None else None),
+                          contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
+                          seed=seed_for(decision_id), max_offers=req.n)
+        issued: Sequence[Issued] | None = None
+        if not commit_it:
+            issued = self._granted_unreserved(decision, now, withheld) if bundle is not None else None
+        elif bundle is not None:
+            try:
+                issued, _ = commit(self.store, req.member_id, self._requests(decision, now, withheld), now,
+                                   decision_id, cache)
+            except StoreUnavailable as exc:
+                log.warning("decision %s not committed: %s", decision_id, exc)
+                degraded = STORE_UNAVAILABLE
+        offers, refused = self._apply(decision, issued, withheld)
+        excluded = set(req.exclude)
+        refused = (*refused, *(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded))
+        outcome = Outcome(decision_id=decision_id, member_id=req.member_id, as_of=when,
+                          model_version=serving.version if serving else None, decision=decision, offers=offers,
+                          refused=refused, member=inputs.context, scores=scores, history=member.history,
+                          degraded=degraded, placement=req.placement,
+                          took_ms=(time.perf_counter() - started) * 1000)
+        if commit_it:
+            self._record(outcome)
+        return outcome
+
+    def _granted_unreserved(self, decision: Decision, now: int, withheld: bool) -> list[Issued]:
+        """Every reservation of ``decision`` as granted without touching the store and without a
+        coupon: the decision core already excluded the offers whose caps or budgets the read
+        showed reached, so this is what a commit grants unless another request races it."""
+        return [Issued(CapResult(request, granted=True, reason=None, issued_at=now))
+                for request, _ in self._requests(decision, now, withheld)]
+
+    # -- a chunk of members ---------------------------------------------------------------------
+    def decide_chunk(self, member_ids: Sequence[str], req: DecisionRequest, decision_ids: Sequence[str],
+                     seed: int = 0) -> list[Outcome]:
+        """Decide for several members at once (``req.member_id`` is ignored).
+
+        Budgets are consumed in member order across the chunk (and reserved atomically
+        against concurrent traffic when committed); each member's decision id is given.
+        """
+        started = time.perf_counter()
+        serving = self.serving()
+        when, local, now = self._time(req)
+        universe = self.setup.universe(local)
+        candidates, keep = self._candidates(universe, req.exclude)
+        slot = (universe.slot(serving.version, req.channel)
+                if serving is not None and req.as_of is None and len(universe.scorable) else None)
+        degraded = None
+        try:
+            bundles: list[MemberBundle | None] = list(self.store.fetch_members(member_ids, slot))
+            usage = self._usage(self.store.budget_usage(self._budget_refs))
+        except StoreUnavailable as exc:
+            log.warning("deciding a batch without the store: %s", exc)
+            bundles, usage, degraded = [None] * len(member_ids), self._usage(None), STORE_UNAVAILABLE
+        if self._check_generation(bundles[:1]) is not None:
+            usage, degraded = self._usage(None), STORE_DATA_LOST
+        members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
+        hist = stack([m.hist for m in members])
+        inputs = member_inputs(self.setup, hist, local, [m.profile for m in members],
+                               [m.state for m in members])
+
+        n = len(members)
+        props = np.full((n, len(universe.offer_ids)), np.nan)
+        scores = ["none"] * n
+        caches: list[CacheWrite | None] = [None] * n
+        if serving is not None and len(universe.scorable):
+            todo = []
+            for i, (m, inp) in enumerate(zip(members, inputs, strict=True)):
+                if not inp.context.known_history:
+                    continue
+                cached = m.bundle.scores if m.bundle is not None else None
+                if cached is not None and len(cached) == len(universe.scorable):
+                    props[i] = expand(universe, np.asarray(cached, dtype=np.float64))[0]
+                    scores[i] = "cache"
+                else:
+                    todo.append(i)
+            if todo:
+                X = feature_rows(self.setup, hist, np.asarray(todo), universe, local, req.channel,
+                                 serving.model.program)
+                computed = predict(serving.model, X, len(todo))
+                props[todo] = expand(universe, computed)
+                for i, row in zip(todo, computed, strict=True):
+                    scores[i] = "computed"
+                    bundle = members[i].bundle
+                    if slot is not None and bundle is not None:
+                        caches[i] = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
+
+        decisions = decide_batch(self.setup.catalog, [i.context for i in inputs], candidates, props[:, keep],
+                                 as_of=local, channel=req.channel,
+                                 counters=[i.counters if degraded is None
+                                           else self._untrusted() if degraded == STORE_DATA_LOST
+                                           else self._unchecked(i.counters) for i in inputs],
+                                 budgets=usage, seed=seed, max_offers=req.n)
+        issued: list[list[Issued] | None] = [None] * n
+        withheld = [self._withheld(m.bundle) for m in members]
+        if degraded != STORE_UNAVAILABLE:
+            try:
+                issued = list(commit_many(self.store, [
+                    (m.member_id, self._requests(d, now, w), did, cache)
+                    for m, d, did, cache, w in zip(members, decisions, decision_ids, caches, withheld, strict=True)],
+                    now))
+            except StoreUnavailable as exc:
+                log.warning("batch decisions not committed: %s", exc)
+                degraded = STORE_UNAVAILABLE
+        took = (time.perf_counter() - started) * 1000 / max(n, 1)
+        out = []
+        for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
+            offers, refused = self._apply(d, issued[i], withheld[i])
+            outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=when,
+                              model_version=serving.version if serving else None, decision=d, offers=offers,
+                              refused=refused, member=inputs[i].context, scores=scores[i], history=m.history,
+                              degraded=degraded, placement=req.placement, took_ms=took)
+            self._record(outcome)
+            out.append(outcome)
+        return out

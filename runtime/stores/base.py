@@ -1,0 +1,596 @@
+"""The online store interface and the values it trades in.
+
+One interface, :class:`Store`, covers everything the service keeps between requests:
+
+* a member's online state (recency, spend, monthly spend for tier progress, and per-offer
+  counters of impressions, clicks, issues, redemptions and dismissals);
+* a member's history as a compressed base plus fixed-width records (:mod:`models.features.online`), which
+  events extend with an atomic append, and the member's profile (the catalog fingerprint
+  the records were written under, join date, segment, birth month, channels): what the
+  online features and eligibility read;
+* cached propensity vectors, keyed by member and model version;
+* event de-duplication, cap and budget reservations, coupon records and stored
+  idempotent responses.
+
+:class:`~runtime.stores.redis_store.RedisStore` implements it on Redis and
+:class:`~runtime.stores.memory.MemoryStore` in the worker's memory (used when no Redis
+is configured); one behavioural test suite runs against both.
+
+Errors::
+
+    StoreError            a store operation failed for a reason that is a bug (wrong type...)
+    └── StoreUnavailable  the backend is unreachable or timed out: catch it and carry on
+                          without the cache (scores computed fresh), or answer 503
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+#: How many recent timestamps each (subject, offer) counter keeps. Windowed counts up to
+#: this are exact; beyond it they are a conservative upper bound (OfferCounter.count_since).
+RECENT_LIMIT = 8
+#: Months of spend counters kept (enough for an annual tier window plus the previous one).
+MONTHS_KEPT = 25
+
+Subject = Literal["impression", "click", "issue", "redeem", "dismiss"]
+#: Subject -> the one-letter code that starts its counters' field names (``<code><offer id>``;
+#: upper case, so never confused with the lower-case scalar and month fields).
+SUBJECT_CODES: dict[str, str] = {
+    "impression": "I", "click": "C", "issue": "S", "redeem": "R", "dismiss": "D"}
+CODE_SUBJECTS: dict[str, str] = {v: k for k, v in SUBJECT_CODES.items()}
+#: Subject codes in the order an offer's counters are kept in its one state field (``o<offer>``).
+SUBJECT_ORDER: tuple[str, ...] = tuple(SUBJECT_CODES.values())
+#: Longest ``o<offer>`` value: a counter that would make it longer gets a field of its own,
+#: so no value reaches Redis' ``hash-max-listpack-value`` (64) and the hash stays a listpack.
+OFFER_VALUE_MAX = 63
+
+MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"
+BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+
+
+class StoreError(Exception):
+    """A store operation failed for a reason other than availability."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or did not answer in time; the caller may carry on without it."""
+
+
+class StoreObserver(Protocol):
+    """What a store reports as it works (the service's metrics implement this)."""
+
+    def store_error(self, operation: str) -> None: ...
+
+    def cache_lookup(self, hit: bool) -> None: ...
+
+
+class NullObserver:
+    """An observer that records nothing."""
+
+    def store_error(self, operation: str) -> None:
+        pass
+
+    def cache_lookup(self, hit: bool) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class OfferCounter:
+    """How often something happened to one offer for one member.
+
+    ``total`` counts every occurrence while the member's state lives; ``recent`` holds
+    the epoch seconds of the last :data:`RECENT_LIMIT` occurrences, oldest first.
+    """
+
+    total: int = 0
+    recent: tuple[int, ...] = ()
+
+    def count_since(self, since: int | None) -> int:
+        """Occurrences at or after ``since`` (epoch s; None: ever).
+
+        Exact up to :data:`RECENT_LIMIT` occurrences in the window. When every kept
+        timestamp is inside the window there may have been more than were kept, and the
+        count is ``total``: an upper bound, so a cap above RECENT_LIMIT errs towards
+        "reached", never towards over-exposure. The Lua scripts count the same way.
+        """
+        if since is None:
+            return self.total
+        n = sum(1 for t in self.recent if t >= since)
+        if len(self.recent) >= RECENT_LIMIT and self.recent[0] >= since:
+            return max(n, self.total)
+        return n
+
+    def reached(self, limit: int, since: int | None = None) -> bool:
+        """Whether ``limit`` occurrences happened since ``since`` (or ever)."""
+        return self.count_since(since) >= limit
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A member's online state: what events told the service since the state was created.
+
+    The state expires ``OFFERS_STATE_TTL_SECONDS`` after its last write; a member never
+    seen has an empty state (``exists`` False). Months are ``YYYYMM`` in the program's
+    time zone.
+    """
+
+    member_id: str
+    last_seen: int | None = None
+    last_purchase: int | None = None
+    spend_minor: int = 0
+    purchases: int = 0
+    monthly_spend: Mapping[str, int] = field(default_factory=dict)
+    monthly_purchases: Mapping[str, int] = field(default_factory=dict)
+    counters: Mapping[tuple[str, str], OfferCounter] = field(default_factory=dict)
+
+    @property
+    def exists(self) -> bool:
+        return self.last_seen is not None or bool(self.counters)
+
+    def counter(self, subject: str, offer_id: str) -> OfferCounter:
+        """The (subject, offer) counter; zero when nothing happened."""
+        return self.counters.get((subject, offer_id), OfferCounter())
+
+    def counts(self, subject: str, now: int,
+               windows: Mapping[str, int | None]) -> dict[str, int]:
+        """Per offer, occurrences of ``subject`` within its window (seconds; None: ever).
+
+        ``windows`` names the offers to count; offers with nothing to count are left out.
+        This is what the decision core's cap counters want, e.g.
+        ``CapCounters(impressions=state.counts("impression", now, windows), ...)``.
+        """
+        out = {}
+        for offer_id, window in windows.items():
+            c = self.counters.get((subject, offer_id))
+            if c is not None:
+                n = c.count_since(None if window is None else now - window)
+                if n:
+                    out[offer_id] = n
+        return out
+
+    def spend_in_months(self, first: str, last: str) -> int:
+        """Spend in minor units over the months ``first``..``last`` inclusive (``YYYYMM``)."""
+        return sum(v for m, v in self.monthly_spend.items() if first <= m <= last)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (for the admin endpoint and logs)."""
+        return {
+            "member_id": self.member_id,
+            "last_seen": self.last_seen,
+            "last_purchase": self.last_purchase,
+            "spend_minor": self.spend_minor,
+            "purchases": self.purchases,
+            "monthly_spend": dict(sorted(self.monthly_spend.items())),
+            "monthly_purchases": dict(sorted(self.monthly_purchases.items())),
+            "counters": [
+                {"subject": s, "offer_id": o, "total": c.total, "recent": list(c.recent)}
+                for (s, o), c in sorted(self.counters.items())
+            ],
+        }
+
+
+BudgetRef = tuple[str, str]
+"""(budget_key, period): one budget, e.g. ("supplier-x", "2024-06") or ("welcome", "total")."""
+
+
+@dataclass(frozen=True)
+class BudgetCounter:
+    """What a budget has consumed: issues reserved and money reserved (minor units)."""
+
+    count: int = 0
+    minor: int = 0
+
+
+@dataclass(frozen=True)
+class MemberProfile:
+    """What a member's history records need beside them, stored in the profile hash.
+
+    ``fingerprint`` is the :func:`models.features.online.catalog_fingerprint` of the
+    catalog the records were written under (they are only valid with it); the others
+    are the member attributes eligibility reads. ``joined_at`` is in local program
+    seconds, like the records' times. ``channels`` None means unknown (no channel is
+    ruled out), as in the data contract.
+    """
+
+    fingerprint: str
+    joined_at: int | None = None
+    segment: str | None = None
+    birth_month: int | None = None
+    channels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class MemberBundle:
+    """Everything a real-time decision reads for one member, fetched in one round trip."""
+
+    state: MemberState
+    model_version: str | None
+    #: Cached propensities for ``model_version`` (float32, read-only), None on a miss.
+    scores: np.ndarray | None
+    #: Consumption of each budget asked for (zero when the counter does not exist).
+    budgets: Mapping[BudgetRef, BudgetCounter] = field(default_factory=dict)
+    #: The member's history records (:mod:`models.features.online`), None when absent.
+    history: bytes | None = None
+    #: The member's profile, None when absent (a member never materialized nor seen).
+    profile: MemberProfile | None = None
+    #: The store's generation marker, read in the same round trip (:meth:`Store.generation`);
+    #: None means the store lost its data (or was never materialized): caps and budgets in it
+    #: cannot be trusted.
+    generation: str | None = None
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.scores is not None
+
+    @property
+    def history_length(self) -> int:
+        """Bytes of history read: a cache write is only valid while it is unchanged."""
+        return len(self.history or b"")
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """A feedback event reduced to what the online state needs."""
+
+    event_id: str
+    member_id: str
+    #: impression, click, redeem, dismiss or transaction
+    type: str
+    ts: int
+    offer_id: str | None = None
+    amount_minor: int = 0
+    #: ``YYYYMM`` of ``ts`` in the program's time zone
+    month: str = ""
+    #: History record bytes to append to the member's history (empty: none)
+    record: bytes = b""
+    #: Catalog fingerprint the record was encoded under; it is appended only when the
+    #: member's profile has this fingerprint (or the member has no profile yet)
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class MemberWrite:
+    """A member's materialized history and profile (``offers materialize``)."""
+
+    member_id: str
+    records: bytes
+    profile: MemberProfile
+
+
+@dataclass(frozen=True)
+class CacheWrite:
+    """Scores to cache with a decision's write, if the member's history is unchanged.
+
+    ``history_length`` is the length of the history the scores were computed from; the
+    store writes the vector only while the stored history still has that length, so an
+    event that arrived in between (and dropped the cache) is never overwritten with
+    scores that ignore it.
+    """
+
+    slot: str
+    scores: np.ndarray
+    history_length: int
+
+
+@dataclass(frozen=True)
+class CouponWrite:
+    """A coupon record to store (SET NX) when its offer's reservation is granted."""
+
+    code: str
+    record: bytes
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """Outcome of :meth:`Store.commit_decision`: per request the reservation and whether
+    its coupon was stored (False when none was asked for, refused, or the code collided).
+
+    ``coupons_reused`` holds, per request, the record of the member's live, unredeemed
+    coupon for the offer when one was handed out again instead of a new code (nothing
+    was reserved for it then), else None.
+    """
+
+    caps: list[CapResult]
+    coupons_stored: list[bool]
+    cache_written: bool
+    coupons_reused: list[bytes | None] = field(default_factory=list)
+
+
+#: Outcomes of a coupon claim (:meth:`Store.redeem_coupons`).
+CLAIM_OK = "ok"              # redeemed now
+CLAIM_AGAIN = "again"        # already redeemed by this very event (a retry)
+CLAIM_MISSING = "missing"    # no such code (never issued, or expired and dropped)
+CLAIM_MEMBER = "member"      # the coupon belongs to another member
+CLAIM_OFFER = "offer"        # the coupon is for another offer
+CLAIM_EXPIRED = "expired"    # the claim's time is at or after the coupon's expiry
+CLAIM_REDEEMED = "redeemed"  # already redeemed by another event
+
+
+@dataclass(frozen=True)
+class CouponClaim:
+    """Redeem coupon ``code`` (normalised) for ``member_id`` and ``offer_id`` at ``at``
+    (epoch s), as event ``event_id`` (a retry with the same event id is not a second use)."""
+
+    code: str
+    member_id: str
+    offer_id: str
+    at: int
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim's outcome (one of the ``CLAIM_*`` values) and the coupon record as it stands
+    after the call (None when the code is unknown)."""
+
+    status: str
+    record: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The coupon is redeemed by this claim's event (now or by an earlier attempt)."""
+        return self.status in (CLAIM_OK, CLAIM_AGAIN)
+
+
+@dataclass(frozen=True)
+class CapRequest:
+    """Reserve one issue of an offer for a member, within a member cap and a budget.
+
+    Parameters
+    ----------
+    offer_id
+        The offer to issue.
+    member_limit
+        Most issues of this offer to this member (in the window); None for no member cap.
+    member_window_seconds
+        Rolling window of the member cap; None counts every issue while the state lives
+        (see :meth:`OfferCounter.count_since` for limits above RECENT_LIMIT).
+    budget_key
+        The budget this issue draws on (offers may share one); None for no budget.
+    budget_period
+        Which period's counter of the budget (``"2024-06"``, ``"total"``).
+    budget_count_limit, budget_minor_limit
+        Most issues / most money (minor units) the budget may reserve; None: unlimited.
+    charge_minor
+        Money this issue reserves from the budget.
+    budget_ttl_seconds
+        Lifetime of the budget counter from its first use; None uses the store default.
+    count_impression
+        Also count an impression of the offer when granted (the decision core counts a
+        returned offer as an impression and an issue).
+    """
+
+    offer_id: str
+    member_limit: int | None = None
+    member_window_seconds: int | None = None
+    budget_key: str | None = None
+    budget_period: str = "total"
+    budget_count_limit: int | None = None
+    budget_minor_limit: int | None = None
+    charge_minor: int = 0
+    budget_ttl_seconds: int | None = None
+    count_impression: bool = False
+
+    def __post_init__(self) -> None:
+        if self.member_limit is not None and self.member_limit < 0:
+            raise ValueError("member_limit must be >= 0")
+        if self.member_window_seconds is not None and self.member_window_seconds <= 0:
+            raise ValueError("member_window_seconds must be > 0")
+        if self.budget_key is None and (self.budget_count_limit is not None
+                                        or self.budget_minor_limit is not None):
+            raise ValueError("a budget limit needs a budget_key")
+        if self.charge_minor < 0:
+            raise ValueError("charge_minor must be >= 0")
+
+    @property
+    def budget(self) -> BudgetRef | None:
+        return None if self.budget_key is None else (self.budget_key, self.budget_period)
+
+
+@dataclass(frozen=True)
+class CapResult:
+    """Outcome of one :class:`CapRequest`."""
+
+    request: CapRequest
+    granted: bool
+    #: None when granted, else MEMBER_CAP_REACHED or BUDGET_EXHAUSTED
+    reason: str | None
+    #: The issue time recorded (epoch s); needed to release the reservation.
+    issued_at: int
+    #: The budget after the reservation, or as found when the budget refused;
+    #: None without a budget or when the member cap refused first.
+    budget: BudgetCounter | None = None
+    #: False when granted without counting anything (a held coupon handed out again):
+    #: there is nothing to release then.
+    reserved: bool = True
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An idempotent request's record: its hash and, once finished, its response."""
+
+    request_hash: str
+    #: None while the first request is still being handled
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "application/json"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status is None
+
+
+@dataclass(frozen=True)
+class TTLs:
+    """Lifetimes (seconds) of everything a store writes; every key gets one."""
+
+    state: int = 400 * 86400
+    cache: int = 3600
+    event_dedup: int = 7 * 86400
+    idempotency: int = 48 * 3600
+    budget: int = 400 * 86400
+
+
+class Store(ABC):
+    """Online state, score cache, caps and records; see the module docstring."""
+
+    #: "redis" or "memory"
+    kind: str
+
+    # -- reads for decisions -------------------------------------------------
+    @abstractmethod
+    def fetch_member(self, member_id: str, model_version: str | None = None,
+                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+        """State + cached scores for ``model_version`` + budget counters, in one round trip."""
+
+    @abstractmethod
+    def fetch_members(self, member_ids: Sequence[str],
+                      model_version: str | None = None) -> list[MemberBundle]:
+        """Bundles (without budgets) for many members, in one round trip."""
+
+    # -- history and profile ---------------------------------------------------
+    @abstractmethod
+    def put_members(self, members: Sequence[MemberWrite]) -> None:
+        """Replace members' history and profile (and drop their cached scores), one round trip."""
+
+    # -- score cache -----------------------------------------------------------
+    @abstractmethod
+    def put_scores(self, member_id: str, model_version: str, scores: Sequence[float] | np.ndarray) -> None:
+        """Cache a member's propensity vector for a model version (float32)."""
+
+    @abstractmethod
+    def put_scores_many(self, model_version: str,
+                        items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
+        """Cache many members' vectors in one round trip."""
+
+    @abstractmethod
+    def invalidate(self, member_id: str) -> None:
+        """Drop every cached vector of a member (all model versions)."""
+
+    # -- events ---------------------------------------------------------------
+    @abstractmethod
+    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+        """Whether each event id was already applied (read-only, one round trip)."""
+
+    @abstractmethod
+    def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
+        """Apply events atomically: de-duplicate by event_id, update state, invalidate the
+        member's cache. Returns per event True when applied, False when a duplicate."""
+
+    # -- caps and budgets -------------------------------------------------------
+    @abstractmethod
+    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
+        """Atomically check-and-increment member caps and budgets, request by request."""
+
+    @abstractmethod
+    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
+        """Undo granted reservations (when the decision that made them fails)."""
+
+    @abstractmethod
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
+        """Current budget consumption (zero when absent)."""
+
+    @abstractmethod
+    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
+                        coupons: Sequence[CouponWrite | None], now: int,
+                        cache: CacheWrite | None = None) -> CommitResult:
+        """A decision's whole write in one atomic round trip: reserve each request as
+        :meth:`reserve` does, store the coupon of each granted request (SET NX), and cache
+        the scores (see :class:`CacheWrite`). ``coupons`` is aligned with ``requests``."""
+
+    def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
+                                                  CacheWrite | None]],
+                    now: int) -> list[CommitResult]:
+        """:meth:`commit_decision` for many members (batch decisions); each member's commit
+        is atomic on its own. The Redis store sends them in one pipeline."""
+        return [self.commit_decision(m, r, c, now, cache) for m, r, c, cache in commits]
+
+    # -- coupons ----------------------------------------------------------------
+    @abstractmethod
+    def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
+        """Store a coupon record under its normalised code unless the code exists."""
+
+    @abstractmethod
+    def get_coupon(self, code: str) -> bytes | None:
+        """The record of a normalised code, or None."""
+
+    @abstractmethod
+    def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
+        """Check and redeem coupons atomically, all or none, in one round trip.
+
+        Each claim is checked (the code exists, belongs to the member and the offer, is
+        not redeemed by another event, has not expired at the claim's time; a code claimed
+        twice in the call by different events counts as redeemed the second time). Only
+        when every claim passes are the new ones written: ``redeemed_at`` and
+        ``redeemed_event_id`` in the record (its TTL kept) and the coupon dropped from the
+        member's held coupons, so the next decision draws a new code.
+        """
+
+    @abstractmethod
+    def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
+        """Undo claims this call's events made (when what follows the claim failed)."""
+
+    # -- idempotency --------------------------------------------------------------
+    @abstractmethod
+    def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
+        """Claim ``key`` for a request: None when claimed (go ahead), else the existing record."""
+
+    @abstractmethod
+    def idempotency_finish(self, key: str, response: StoredResponse) -> None:
+        """Store the response of a claimed key for the idempotency TTL."""
+
+    @abstractmethod
+    def idempotency_abort(self, key: str) -> None:
+        """Release a claimed key without a response, so the client may retry."""
+
+    @abstractmethod
+    def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Idempotency side records (a batch's per-member lines) by digest, one round trip."""
+
+    @abstractmethod
+    def records_put(self, items: Mapping[str, bytes]) -> None:
+        """Store side records for the idempotency TTL, one round trip."""
+
+    # -- catalog changes ----------------------------------------------------------------
+    @abstractmethod
+    def put_catalog(self, fingerprint: str, ids: bytes) -> None:
+        """Store the ids of a catalog (:func:`models.features.online.catalog_ids`) under its fingerprint."""
+
+    @abstractmethod
+    def get_catalog(self, fingerprint: str) -> bytes | None:
+        """The ids stored for ``fingerprint``, None when absent."""
+
+    @abstractmethod
+    def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
+        """Replace a member's history and profile with ``write`` only if the stored history still
+        has ``history_length`` bytes under profile ``fingerprint`` (atomic; no event is lost to a
+        race). Returns whether it was replaced. Cached scores are left alone."""
+
+    # -- generation marker ----------------------------------------------------------
+    @abstractmethod
+    def put_generation(self, generation: str) -> None:
+        """Write the generation marker (``offers materialize`` does, after writing every member).
+
+        Every read of a member returns the marker too (:attr:`MemberBundle.generation`), so a
+        store that lost its data (a Redis restarted without persistence, a failover to an
+        empty replica) is noticed by the next decision without an extra round trip.
+        """
+
+    @abstractmethod
+    def generation(self, renew: bool = False) -> str | None:
+        """The generation marker, None when absent; ``renew`` also restarts its TTL."""
+
+    # -- operations -------------------------------------------------------------
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the backend does not answer."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

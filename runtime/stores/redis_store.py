@@ -1,0 +1,456 @@
+"""The :class:`~runtime.stores.base.Store` on Redis.
+
+Round trips: :meth:`RedisStore.fetch_member` is one pipeline (HGETALL state, HGET the
+cached vector, HMGET budgets, GET history, HGETALL profile); :meth:`~RedisStore.fetch_members`,
+:meth:`~RedisStore.put_members` and :meth:`~RedisStore.put_scores_many` are one pipeline
+for any number of members; :meth:`~RedisStore.apply_events`, :meth:`~RedisStore.reserve`,
+:meth:`~RedisStore.release` and :meth:`~RedisStore.commit_decision` are one Lua script
+call each (atomic), whatever the batch.
+
+Failure: connection errors, timeouts and "the server cannot write now" replies
+(LOADING, READONLY, MISCONF, OOM) raise :class:`StoreUnavailable` after one immediate
+retry (which heals a pooled connection that the server closed); timeouts are short
+(``OFFERS_REDIS_TIMEOUT_MS``), there is no back-off sleep, and the next call simply
+connects again, so the service recovers by itself when Redis comes back. The layout
+needs one Redis primary (scripts touch several members' and budgets' keys at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import cast
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from runtime.stores import codec, lua
+from runtime.stores.base import (
+    RECENT_LIMIT,
+    SUBJECT_CODES,
+    BudgetCounter,
+    BudgetRef,
+    CacheWrite,
+    CapRequest,
+    CapResult,
+    ClaimResult,
+    CommitResult,
+    CouponClaim,
+    CouponWrite,
+    MemberBundle,
+    MemberWrite,
+    NullObserver,
+    StateEvent,
+    Store,
+    StoredResponse,
+    StoreError,
+    StoreObserver,
+    StoreUnavailable,
+    TTLs,
+)
+from runtime.stores.keys import KeySpace
+
+_UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MISCONF", "OOM", "MASTERDOWN", "TRYAGAIN")
+
+
+#: Longest wait for a free pooled connection (only reached with more concurrent callers
+#: than OFFERS_REDIS_MAX_CONNECTIONS, e.g. threaded workers).
+POOL_WAIT_SECONDS = 0.5
+
+
+def connect(url: str, timeout_ms: int = 100, connect_timeout_ms: int = 100,
+            max_connections: int = 16) -> redis.Redis:
+    """A client with short timeouts and a single immediate retry on connection errors."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_SECONDS,
+        socket_timeout=timeout_ms / 1000,
+        socket_connect_timeout=connect_timeout_ms / 1000,
+        # One retry, no sleep, only for connection errors: it heals a pooled connection the
+        # server closed (a restart) without hiding an outage. Timeouts are not retried, so
+        # a script that may have run is never run twice.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
+    return redis.Redis.from_pool(pool)
+
+
+def _or_minus(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _text(value: object) -> str | None:
+    """A Redis string reply as text (None stays None)."""
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
+
+
+def _budget(reply: Sequence[bytes | None]) -> BudgetCounter:
+    n, m = reply
+    return BudgetCounter(int(n or 0), int(m or 0))
+
+
+class RedisStore(Store):
+    """Store on a Redis server; see the module docstring for round trips and failures."""
+
+    kind = "redis"
+
+    def __init__(self, client: redis.Redis, keys: KeySpace | None = None, ttls: TTLs | None = None,
+                 observer: StoreObserver | None = None,
+                 wall_clock: Callable[[], float] = time.time):
+        self.client = client
+        self._wall_clock = wall_clock
+        self.keys = keys or KeySpace()
+        self.ttls = ttls or TTLs()
+        self.observer: StoreObserver = observer or NullObserver()
+        self._apply = client.register_script(lua.APPLY_EVENTS)
+        self._reserve = client.register_script(lua.RESERVE)
+        self._release = client.register_script(lua.RELEASE)
+        self._commit = client.register_script(lua.COMMIT)
+        self._upgrade = client.register_script(lua.UPGRADE_MEMBER)
+        self._redeem = client.register_script(lua.REDEEM)
+        self._unredeem = client.register_script(lua.UNREDEEM)
+
+    @contextmanager
+    def _guard(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.observer.store_error(operation)
+            raise StoreUnavailable(f"redis {operation}: {exc}") from exc
+        except redis.ResponseError as exc:
+            self.observer.store_error(operation)
+            if str(exc).startswith(_UNAVAILABLE_REPLIES) or isinstance(exc, redis.ReadOnlyError):
+                raise StoreUnavailable(f"redis {operation}: {exc}") from exc
+            raise StoreError(f"redis {operation}: {exc}") from exc
+        except redis.RedisError as exc:
+            self.observer.store_error(operation)
+            raise StoreError(f"redis {operation}: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------
+    def _queue_member(self, pipe: redis.client.Pipeline, member_id: str, slot: str | None) -> None:
+        pipe.hgetall(self.keys.state(member_id))
+        if slot is not None:
+            pipe.hget(self.keys.cache(member_id), codec.cache_field(slot))
+        pipe.get(self.keys.history(member_id))
+        pipe.hgetall(self.keys.profile(member_id))
+
+    def _bundle(self, member_id: str, slot: str | None, replies: Sequence[object],
+                budgets: Mapping[BudgetRef, BudgetCounter] | None = None,
+                generation: object = None) -> MemberBundle:
+        it = iter(replies)
+        fields = next(it)
+        scores = codec.decode_scores(next(it)) if slot is not None else None  # type: ignore[arg-type]
+        history, profile = next(it), next(it)
+        if slot is not None:
+            self.observer.cache_lookup(scores is not None)
+        return MemberBundle(
+            state=codec.decode_state(member_id, fields),  # type: ignore[arg-type]
+            model_version=slot, scores=scores, budgets=dict(budgets or {}),
+            history=None if history is None else cast(bytes, history),
+            profile=codec.decode_profile(profile),  # type: ignore[arg-type]
+            generation=_text(generation))
+
+    def fetch_member(self, member_id: str, model_version: str | None = None,
+                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.generation())
+        self._queue_member(pipe, member_id, model_version)
+        for key, period in budgets:
+            pipe.hmget(self.keys.budget(key, period), "n", "m")
+        with self._guard("fetch_member"):
+            generation, *replies = pipe.execute()
+        head = len(replies) - len(budgets)
+        return self._bundle(member_id, model_version, replies[:head],
+                            {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)},
+                            generation)
+
+    def fetch_members(self, member_ids: Sequence[str],
+                      model_version: str | None = None) -> list[MemberBundle]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.generation())
+        for member_id in member_ids:
+            self._queue_member(pipe, member_id, model_version)
+        with self._guard("fetch_members"):
+            generation, *replies = pipe.execute()
+        step = 4 if model_version is not None else 3
+        return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step], generation=generation)
+                for i, member_id in enumerate(member_ids)]
+
+    # -- history and profile ---------------------------------------------------
+    def put_members(self, members: Sequence[MemberWrite]) -> None:
+        if not members:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        ttl = self.ttls.state
+        for m in members:
+            profile_key = self.keys.profile(m.member_id)
+            pipe.set(self.keys.history(m.member_id), m.records, ex=ttl)
+            pipe.delete(profile_key, self.keys.cache(m.member_id))
+            pipe.hset(profile_key, mapping=codec.encode_profile(m.profile))  # type: ignore[arg-type]
+            pipe.expire(profile_key, ttl)
+        with self._guard("put_members"):
+            pipe.execute()
+
+    # -- score cache ------------------------------------------------------------------
+    def put_scores(self, member_id: str, model_version: str,
+                   scores: Sequence[float] | np.ndarray) -> None:
+        self.put_scores_many(model_version, {member_id: scores})
+
+    def put_scores_many(self, model_version: str,
+                        items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for member_id, scores in items.items():
+            key = self.keys.cache(member_id)
+            pipe.hset(key, codec.cache_field(model_version), codec.encode_scores(scores))
+            pipe.expire(key, self.ttls.cache)
+        with self._guard("put_scores"):
+            pipe.execute()
+
+    def invalidate(self, member_id: str) -> None:
+        with self._guard("invalidate"):
+            self.client.delete(self.keys.cache(member_id))
+
+    # -- events --------------------------------------------------------------------
+    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+        if not event_ids:
+            return []
+        # one MGET (the markers are strings) instead of a pipeline of EXISTS: one command to
+        # encode and parse however many events the request carries
+        with self._guard("events_seen"):
+            return [v is not None for v in self.client.mget([self.keys.event(e) for e in event_ids])]
+
+    def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
+        if not events:
+            return []
+        keys: list[str] = []
+        args: list[str | int | bytes] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
+                                 codec.month_cutoff(self._wall_clock())]
+        for ev in events:
+            keys += [self.keys.event(ev.event_id), self.keys.state(ev.member_id),
+                     self.keys.cache(ev.member_id)]
+            keys += [self.keys.history(ev.member_id), self.keys.profile(ev.member_id)]
+            code = "txn" if ev.type == "transaction" else SUBJECT_CODES[ev.type]
+            args += [code, ev.ts, ev.offer_id or "", ev.amount_minor, ev.month, ev.record,
+                     ev.fingerprint]
+        with self._guard("apply_events"):
+            result = self._apply(keys=keys, args=args)
+        return [bool(n) for n in result]
+
+    # -- caps and budgets ------------------------------------------------------------
+    def _request_args(self, keys: list[str], req: CapRequest) -> list[str | int | bytes]:
+        """The 9 RESERVE arguments of one request (adding its budget key to ``keys``)."""
+        bidx = 0
+        if req.budget is not None:
+            keys.append(self.keys.budget(*req.budget))
+            bidx = len(keys)
+        return [req.offer_id, _or_minus(req.member_limit), _or_minus(req.member_window_seconds),
+                bidx, _or_minus(req.budget_count_limit), _or_minus(req.budget_minor_limit),
+                req.charge_minor, req.budget_ttl_seconds or self.ttls.budget, int(req.count_impression)]
+
+    @staticmethod
+    def _cap_result(req: CapRequest, reply: Sequence[object], now: int, reserved: bool = True) -> CapResult:
+        granted, reason, n, m = reply[:4]
+        if isinstance(reason, bytes):
+            reason = reason.decode()
+        return CapResult(request=req, granted=bool(granted), reason=str(reason) if reason else None,
+                         issued_at=now,
+                         budget=None if n == -1 else BudgetCounter(int(n), int(m)),  # type: ignore[call-overload]
+                         reserved=reserved)
+
+    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
+        if not requests:
+            return []
+        keys = [self.keys.state(member_id)]
+        args: list[str | int | bytes] = [self.ttls.state, now, RECENT_LIMIT]
+        for req in requests:
+            args += self._request_args(keys, req)
+        with self._guard("reserve"):
+            replies = self._reserve(keys=keys, args=args)
+        return [self._cap_result(req, reply, now) for req, reply in zip(requests, replies, strict=True)]
+
+    def _commit_call(self, member_id: str, requests: Sequence[CapRequest],
+                     coupons: Sequence[CouponWrite | None], now: int,
+                     cache: CacheWrite | None) -> tuple[list[str], list[str | int | bytes]]:
+        keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id),
+                self.keys.wallet(member_id)]
+        args: list[str | int | bytes] = [
+            self.ttls.state, now, RECENT_LIMIT, b"" if cache is None else codec.cache_field(cache.slot),
+            b"" if cache is None else codec.encode_scores(cache.scores), self.ttls.cache,
+            -1 if cache is None else cache.history_length]
+        for req, coupon in zip(requests, coupons, strict=True):
+            args += self._request_args(keys, req)
+            if coupon is None:
+                args += [0, b"", 0]
+            else:
+                keys.append(self.keys.coupon(coupon.code))
+                args += [len(keys), coupon.record, max(coupon.ttl_seconds, 1)]
+        return keys, args
+
+    @classmethod
+    def _commit_result(cls, requests: Sequence[CapRequest], reply: Sequence[object],
+                       now: int) -> CommitResult:
+        cached, rows = reply
+        rows = list(rows)  # type: ignore[call-overload]
+        return CommitResult(caps=[cls._cap_result(req, row, now, reserved=row[4] != 2)
+                                  for req, row in zip(requests, rows, strict=True)],
+                            coupons_stored=[row[4] == 1 for row in rows], cache_written=bool(cached),
+                            coupons_reused=[bytes(row[5]) if row[4] == 2 else None for row in rows])
+
+    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
+                        coupons: Sequence[CouponWrite | None], now: int,
+                        cache: CacheWrite | None = None) -> CommitResult:
+        if not requests and cache is None:
+            return CommitResult([], [], False)
+        keys, args = self._commit_call(member_id, requests, coupons, now, cache)
+        with self._guard("commit_decision"):
+            reply = self._commit(keys=keys, args=args)
+        return self._commit_result(requests, reply, now)
+
+    def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
+                                                  CacheWrite | None]],
+                    now: int) -> list[CommitResult]:
+        todo = [(i, c) for i, c in enumerate(commits) if c[1] or c[3] is not None]
+        out = [CommitResult([], [], False) for _ in commits]
+        if not todo:
+            return out
+        pipe = self.client.pipeline(transaction=False)
+        for _, (member_id, requests, coupons, cache) in todo:
+            keys, args = self._commit_call(member_id, requests, coupons, now, cache)
+            self._commit(keys=keys, args=args, client=pipe)
+        with self._guard("commit_many"):
+            replies = pipe.execute()
+        for (i, (_, requests, _, _)), reply in zip(todo, replies, strict=True):
+            out[i] = self._commit_result(requests, reply, now)
+        return out
+
+    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
+        granted = [r for r in results if r.granted and r.reserved]
+        if not granted:
+            return
+        keys = [self.keys.state(member_id)]
+        args: list[str | int] = []
+        for r in granted:
+            bidx = 0
+            if r.request.budget is not None:
+                keys.append(self.keys.budget(*r.request.budget))
+                bidx = len(keys)
+            args += [r.request.offer_id, r.issued_at, bidx, r.request.charge_minor,
+                     int(r.request.count_impression)]
+        with self._guard("release"):
+            self._release(keys=keys, args=args)
+
+    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
+        if not refs:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for key, period in refs:
+            pipe.hmget(self.keys.budget(key, period), "n", "m")
+        with self._guard("budget_usage"):
+            replies = pipe.execute()
+        return {ref: _budget(r) for ref, r in zip(refs, replies, strict=True)}
+
+    # -- coupons -----------------------------------------------------------------------
+    def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
+        with self._guard("put_coupon"):
+            return bool(self.client.set(self.keys.coupon(code), record, nx=True, ex=max(ttl_seconds, 1)))
+
+    def get_coupon(self, code: str) -> bytes | None:
+        with self._guard("get_coupon"):
+            value = self.client.get(self.keys.coupon(code))
+        return None if value is None else cast(bytes, value)
+
+    def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
+        if not claims:
+            return []
+        keys: list[str] = []
+        args: list[str | int] = []
+        for c in claims:
+            keys += [self.keys.coupon(c.code), self.keys.wallet(c.member_id)]
+            args += [c.member_id, c.offer_id, c.at, c.event_id]
+        with self._guard("redeem_coupons"):
+            replies = self._redeem(keys=keys, args=args)
+        return [ClaimResult(status=status.decode(), record=bytes(record) or None) for status, record in replies]
+
+    def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
+        if not claims:
+            return
+        keys: list[str] = []
+        for c in claims:
+            keys += [self.keys.coupon(c.code), self.keys.wallet(c.member_id)]
+        with self._guard("unredeem_coupons"):
+            self._unredeem(keys=keys, args=[c.event_id for c in claims])
+
+    # -- idempotency -----------------------------------------------------------------------
+    def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
+        pending = codec.encode_response(StoredResponse(request_hash=request_hash))
+        with self._guard("idempotency_begin"):
+            # SET NX GET: claim the key, or read the record that holds it, atomically.
+            old = self.client.set(self.keys.idempotency(key), pending, nx=True, get=True,
+                                  ex=max(lock_seconds, 1))
+        return None if old is None else codec.decode_response(cast(bytes, old))
+
+    def idempotency_finish(self, key: str, response: StoredResponse) -> None:
+        with self._guard("idempotency_finish"):
+            self.client.set(self.keys.idempotency(key), codec.encode_response(response),
+                            ex=self.ttls.idempotency)
+
+    def idempotency_abort(self, key: str) -> None:
+        with self._guard("idempotency_abort"):
+            self.client.delete(self.keys.idempotency(key))
+
+    def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._guard("records_get"):
+            values = self.client.mget([self.keys.idempotency(k) for k in keys])
+        return [None if v is None else cast(bytes, v) for v in values]
+
+    def records_put(self, items: Mapping[str, bytes]) -> None:
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(self.keys.idempotency(key), value, ex=self.ttls.idempotency)
+        with self._guard("records_put"):
+            pipe.execute()
+
+    # -- catalog changes ----------------------------------------------------------------
+    def put_catalog(self, fingerprint: str, ids: bytes) -> None:
+        with self._guard("put_catalog"):
+            self.client.set(self.keys.catalog(fingerprint), ids, ex=self.ttls.state)
+
+    def get_catalog(self, fingerprint: str) -> bytes | None:
+        with self._guard("get_catalog"):
+            value = self.client.get(self.keys.catalog(fingerprint))
+        return None if value is None else cast(bytes, value)
+
+    def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
+        args: list[str | int | bytes] = [history_length, fingerprint, write.records, self.ttls.state]
+        for name, value in codec.encode_profile(write.profile).items():
+            args += [name, value]
+        with self._guard("upgrade_member"):
+            done = self._upgrade(keys=[self.keys.history(write.member_id), self.keys.profile(write.member_id)],
+                                 args=args)
+        return bool(done)
+
+    # -- generation marker ---------------------------------------------------------------
+    def put_generation(self, generation: str) -> None:
+        with self._guard("put_generation"):
+            self.client.set(self.keys.generation(), generation, ex=self.ttls.state)
+
+    def generation(self, renew: bool = False) -> str | None:
+        key = self.keys.generation()
+        with self._guard("generation"):
+            value = self.client.getex(key, ex=self.ttls.state) if renew else self.client.get(key)
+        return _text(value)
+
+    # -- operations -----------------------------------------------------------------------
+    def ping(self) -> None:
+        with self._guard("ping"):
+            self.client.ping()
+
+    def close(self) -> None:
+        self.client.close()
