@@ -118,12 +118,31 @@ def decide_batch(catalog: Catalog, members: Sequence[MemberContext], candidates:
     seed ``seed_for(seed, member_id)``, so its decision equals ``decide(...,
     seed=seed_for(seed, member_id))`` when budgets do not bind.
     """
+    return decide_members(catalog, members, candidates, propensities, as_of=as_of, channel=channel,
+                          counters=counters, budgets=budgets, contributions=contributions,
+                          feature_names=feature_names, seeds=[seed_for(seed, m.member_id) for m in members],
+                          max_offers=max_offers)
+
+
+def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidates: Sequence[str],
+                   propensities: np.ndarray | None = None, *, as_of: pd.Timestamp, channel: str | None = None,
+                   counters: Sequence[CapCounters] | None = None, budgets: BudgetUsage | BudgetState | None = None,
+                   contributions: np.ndarray | None = None, feature_names: Sequence[str] | None = None,
+                   seeds: Sequence[int], max_offers: int | None = None) -> list[Decision]:
+    """:func:`decide_batch` with each member's exploration seed given, for any number of members.
+
+    The runtime's one decision path (:meth:`runtime.decisions.pipeline.DecisionPipeline.decide_many`)
+    calls this for a real-time decision (one member, seeded by its decision id) and for a
+    batch chunk (seeded by the batch seed and member id) alike.
+    """
     props = None if propensities is None else np.asarray(propensities, dtype=np.float64)
     state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets)
-    seeds = [seed_for(seed, m.member_id) for m in members]
+    if len(seeds) != len(members):
+        raise ValueError(f"{len(seeds)} seeds for {len(members)} members")
     return _decide(catalog, list(members), candidates, props, as_of, channel,
                    list(counters) if counters is not None else [NO_COUNTERS] * len(members), state,
-                   None if contributions is None else np.asarray(contributions), feature_names, seeds, max_offers)
+                   None if contributions is None else np.asarray(contributions), feature_names, list(seeds),
+                   max_offers)
 
 
 @dataclass(frozen=True, eq=False)

@@ -42,7 +42,7 @@ import pandas as pd
 
 from models.caps import BudgetUsage, CapCounters
 from models.catalog import Offer
-from models.decision import Decision, Excluded, RankedOffer, decide, decide_batch
+from models.decision import Decision, Excluded, RankedOffer, decide_members
 from models.features import FEATURE_NAMES, History
 from models.features.online import NO_TIME, history_from_records
 from models.member import MemberContext
@@ -335,10 +335,10 @@ class DecisionPipeline:
         if outcome.degraded:
             self.metrics.record_degraded(outcome.degraded)
 
-    # -- one member --------------------------------------------------------------------------
+    # -- the one decision path ----------------------------------------------------------------
     def decide(self, req: DecisionRequest, decision_id: str) -> Outcome:
-        """Decide for one member (see the module docstring for the flow)."""
-        return self._decide(req, decision_id, commit_it=True)
+        """Decide for one member: :meth:`decide_many` with that member, seeded by the decision id."""
+        return self.decide_many([req.member_id], req, [decision_id], [seed_for(decision_id)])[0]
 
     def decide_without_commit(self, req: DecisionRequest, decision_id: str) -> Outcome:
         """The decision :meth:`decide` would make now, without its write: nothing reserved,
@@ -349,124 +349,57 @@ class DecisionPipeline:
         Offers keep the rank they would get when every reservation is granted; coupon offers
         show no code (none was issued).
         """
-        return self._decide(req, decision_id, commit_it=False)
+        return self.decide_many([req.member_id], req, [decision_id], [seed_for(decision_id)], commit_it=False)[0]
 
-    def _decide(self, req: DecisionRequest, decision_id: str, commit_it: bool) -> Outcome:
-        """:meth:`decide`, committing the reservations only when ``commit_it``."""
-        started = time.perf_counter()
-        serving = self.serving()
-        when, local, now = self._time(req)
-        universe = self.setup.universe(local)
-        slot = (universe.slot(serving.version, req.channel)
-                if serving is not None and req.as_of is None and len(universe.scorable) else None)
-        degraded = None
-        try:
-            bundle: MemberBundle | None = self.store.fetch_member(req.member_id, slot, self._budget_refs)
-        except StoreUnavailable as exc:
-            log.warning("deciding without the store: %s", exc)
-            bundle, degraded = None, STORE_UNAVAILABLE
-        degraded = self._check_generation([bundle]) or degraded
-        withheld = self._withheld(bundle)
-        # coupon offers withheld from an unknown member leave the candidates, so others fill the slate
-        no_coupons = tuple(o for o in universe.offer_ids if self.setup.catalog[o].requires_coupon) if withheld else ()
-        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
-        member = self._member(req.member_id, bundle)
-        inputs = member_inputs(self.setup, member.hist, local, [member.profile], [member.state])[0]
-
-        props = contrib = None
-        scores, cache = "none", None
-        if serving is not None and inputs.context.known_history and len(universe.scorable):
-            cached = bundle.scores if bundle is not None else None
-            if cached is not None and len(cached) == len(universe.scorable) and not req.explain:
-                row, scores = np.asarray(cached, dtype=np.float64), "cache"
-            else:
-                X = feature_rows(self.setup, member.hist, np.zeros(1, dtype=np.int64), universe, local, req.channel,
-                                 serving.model.program)
-                row, scores = predict(serving.model, X, 1)[0], "computed"
-                if req.explain:
-                    contrib = expand_contributions(universe, serving.model.contributions(X))[keep]
-                if slot is not None and bundle is not None:
-                    cache = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
-            props = expand(universe, row)[0][keep]
-
-        trusted = bundle is not None and degraded is None
-        counters = (inputs.counters if trusted else self._untrusted() if bundle is not None
-                    else self._unchecked(inputs.counters))
-        decision = decide(self.setup.catalog, inputs.context, candidates, props, as_of=local,
-                          channel=req.channel, counters=counters,
-                          budgets=self._usage(bundle.budgets if trusted and bundle is not None else None),
-                          contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
-                          seed=seed_for(decision_id), max_offers=req.n)
-        issued: Sequence[Issued] | None = None
-        if not commit_it:
-            issued = self._granted_unreserved(decision, now, withheld) if bundle is not None else None
-        elif bundle is not None:
-            try:
-                issued, _ = commit(self.store, req.member_id, self._requests(decision, now, withheld), now,
-                                   decision_id, cache)
-            except StoreUnavailable as exc:
-                log.warning("decision %s not committed: %s", decision_id, exc)
-                degraded = STORE_UNAVAILABLE
-        offers, refused = self._apply(decision, issued, withheld)
-        excluded = set(req.exclude)
-        refused = (*refused, *(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded))
-        outcome = Outcome(decision_id=decision_id, member_id=req.member_id, as_of=when,
-                          model_version=serving.version if serving else None, decision=decision, offers=offers,
-                          refused=refused, member=inputs.context, scores=scores, history=member.history,
-                          degraded=degraded, placement=req.placement,
-                          took_ms=(time.perf_counter() - started) * 1000)
-        if commit_it:
-            self._record(outcome)
-        return outcome
-
-    def _granted_unreserved(self, decision: Decision, now: int, withheld: bool) -> list[Issued]:
-        """Every reservation of ``decision`` as granted without touching the store and without a
-        coupon: the decision core already excluded the offers whose caps or budgets the read
-        showed reached, so this is what a commit grants unless another request races it."""
-        return [Issued(CapResult(request, granted=True, reason=None, issued_at=now))
-                for request, _ in self._requests(decision, now, withheld)]
-
-    # -- a chunk of members ---------------------------------------------------------------------
     def decide_chunk(self, member_ids: Sequence[str], req: DecisionRequest, decision_ids: Sequence[str],
                      seed: int = 0) -> list[Outcome]:
-        """Decide for several members at once (``req.member_id`` is ignored).
+        """Decide for several members at once (``req.member_id`` is ignored): :meth:`decide_many`
+        with member ``m`` seeded by ``seed_for(seed, m)``, as :func:`models.decision.decide_batch`."""
+        return self.decide_many(member_ids, req, decision_ids, [seed_for(seed, m) for m in member_ids])
 
-        Budgets are consumed in member order across the chunk (and reserved atomically
-        against concurrent traffic when committed); each member's decision id is given.
+    def decide_many(self, member_ids: Sequence[str], req: DecisionRequest, decision_ids: Sequence[str],
+                    seeds: Sequence[int], commit_it: bool = True) -> list[Outcome]:
+        """Decide for ``member_ids`` at one moment: read -> features -> predict -> decide -> commit.
+
+        Every decision the runtime makes goes through here: a real-time decision is one
+        member, the batch endpoint and ``offers batch`` pass chunks. Each step is one call for
+        all the members (one store read, one feature matrix, one model call, one
+        :func:`~models.decision.decide_members`, one store write). Budgets are consumed in
+        member order (and reserved atomically against concurrent traffic when committed).
+        ``commit_it`` False computes the same decisions without the write (see
+        :meth:`decide_without_commit`). Store failures degrade instead of failing (module docstring).
         """
         started = time.perf_counter()
         serving = self.serving()
         when, local, now = self._time(req)
         universe = self.setup.universe(local)
-        candidates, keep = self._candidates(universe, req.exclude)
         slot = (universe.slot(serving.version, req.channel)
                 if serving is not None and req.as_of is None and len(universe.scorable) else None)
-        degraded = None
-        try:
-            bundles: list[MemberBundle | None] = list(self.store.fetch_members(member_ids, slot))
-            usage = self._usage(self.store.budget_usage(self._budget_refs))
-        except StoreUnavailable as exc:
-            log.warning("deciding a batch without the store: %s", exc)
-            bundles, usage, degraded = [None] * len(member_ids), self._usage(None), STORE_UNAVAILABLE
-        if self._check_generation(bundles[:1]) is not None:
-            usage, degraded = self._usage(None), STORE_DATA_LOST
+        bundles, budgets, degraded = self._read(member_ids, slot)
+        degraded = self._check_generation(bundles[:1]) or degraded
+        withheld = [self._withheld(b) for b in bundles]
+        # coupon offers withheld from unknown members leave the candidates, so others fill the slate
+        # (when every member of the call is withheld; otherwise they are refused after the decision)
+        no_coupons = (tuple(o for o in universe.offer_ids if self.setup.catalog[o].requires_coupon)
+                      if all(withheld) else ())
+        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
         members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
         hist = stack([m.hist for m in members])
-        inputs = member_inputs(self.setup, hist, local, [m.profile for m in members],
-                               [m.state for m in members])
+        inputs = member_inputs(self.setup, hist, local, [m.profile for m in members], [m.state for m in members])
 
         n = len(members)
-        props = np.full((n, len(universe.offer_ids)), np.nan)
+        props = contrib = None
         scores = ["none"] * n
         caches: list[CacheWrite | None] = [None] * n
         if serving is not None and len(universe.scorable):
+            full = np.full((n, len(universe.offer_ids)), np.nan)
             todo = []
             for i, (m, inp) in enumerate(zip(members, inputs, strict=True)):
                 if not inp.context.known_history:
                     continue
                 cached = m.bundle.scores if m.bundle is not None else None
-                if cached is not None and len(cached) == len(universe.scorable):
-                    props[i] = expand(universe, np.asarray(cached, dtype=np.float64))[0]
+                if cached is not None and len(cached) == len(universe.scorable) and not req.explain:
+                    full[i] = expand(universe, np.asarray(cached, dtype=np.float64))[0]
                     scores[i] = "cache"
                 else:
                     todo.append(i)
@@ -474,38 +407,79 @@ class DecisionPipeline:
                 X = feature_rows(self.setup, hist, np.asarray(todo), universe, local, req.channel,
                                  serving.model.program)
                 computed = predict(serving.model, X, len(todo))
-                props[todo] = expand(universe, computed)
+                full[todo] = expand(universe, computed)
+                if req.explain:
+                    contrib = expand_contributions(universe, serving.model.contributions(X), n, todo)[:, keep]
                 for i, row in zip(todo, computed, strict=True):
                     scores[i] = "computed"
                     bundle = members[i].bundle
                     if slot is not None and bundle is not None:
                         caches[i] = CacheWrite(slot, row.astype(np.float32), bundle.history_length)
+            if scores.count("none") < n:
+                props = full[:, keep]
 
-        decisions = decide_batch(self.setup.catalog, [i.context for i in inputs], candidates, props[:, keep],
-                                 as_of=local, channel=req.channel,
-                                 counters=[i.counters if degraded is None
-                                           else self._untrusted() if degraded == STORE_DATA_LOST
-                                           else self._unchecked(i.counters) for i in inputs],
-                                 budgets=usage, seed=seed, max_offers=req.n)
-        issued: list[list[Issued] | None] = [None] * n
-        withheld = [self._withheld(m.bundle) for m in members]
+        counters = [inp.counters if degraded is None else self._untrusted() if degraded == STORE_DATA_LOST
+                    else self._unchecked(inp.counters) for inp in inputs]
+        decisions = decide_members(self.setup.catalog, [inp.context for inp in inputs], candidates, props,
+                                   as_of=local, channel=req.channel, counters=counters,
+                                   budgets=self._usage(budgets if degraded is None else None),
+                                   contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
+                                   seeds=seeds, max_offers=req.n)
+        issued: Sequence[Sequence[Issued] | None] = [None] * n
         if degraded != STORE_UNAVAILABLE:
-            try:
-                issued = list(commit_many(self.store, [
-                    (m.member_id, self._requests(d, now, w), did, cache)
-                    for m, d, did, cache, w in zip(members, decisions, decision_ids, caches, withheld, strict=True)],
-                    now))
-            except StoreUnavailable as exc:
-                log.warning("batch decisions not committed: %s", exc)
-                degraded = STORE_UNAVAILABLE
+            requests = [self._requests(d, now, w) for d, w in zip(decisions, withheld, strict=True)]
+            if not commit_it:
+                issued = [self._granted_unreserved(r, now) for r in requests]
+            else:
+                try:
+                    issued = self._commit(members, requests, decision_ids, caches, now)
+                except StoreUnavailable as exc:
+                    log.warning("%d decision(s) not committed: %s", n, exc)
+                    degraded = STORE_UNAVAILABLE
         took = (time.perf_counter() - started) * 1000 / max(n, 1)
+        excluded = set(req.exclude)
+        unknown = tuple(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded)
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
             offers, refused = self._apply(d, issued[i], withheld[i])
             outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=when,
                               model_version=serving.version if serving else None, decision=d, offers=offers,
-                              refused=refused, member=inputs[i].context, scores=scores[i], history=m.history,
-                              degraded=degraded, placement=req.placement, took_ms=took)
-            self._record(outcome)
+                              refused=(*refused, *unknown), member=inputs[i].context, scores=scores[i],
+                              history=m.history, degraded=degraded, placement=req.placement, took_ms=took)
+            if commit_it:
+                self._record(outcome)
             out.append(outcome)
         return out
+
+    def _read(self, member_ids: Sequence[str], slot: str | None,
+              ) -> tuple[list[MemberBundle | None], Mapping[BudgetRef, BudgetCounter] | None, str | None]:
+        """The read step: each member's bundle and the budget counters, in one round trip for one
+        member (``fetch_member`` carries the budgets) and two for a chunk; ``STORE_UNAVAILABLE``
+        (and nothing read) when the store cannot be reached."""
+        try:
+            if len(member_ids) == 1:
+                bundle = self.store.fetch_member(member_ids[0], slot, self._budget_refs)
+                return [bundle], bundle.budgets, None
+            return list(self.store.fetch_members(member_ids, slot)), self.store.budget_usage(self._budget_refs), None
+        except StoreUnavailable as exc:
+            log.warning("deciding without the store: %s", exc)
+            return [None] * len(member_ids), None, STORE_UNAVAILABLE
+
+    def _commit(self, members: Sequence[_Member], requests: Sequence[list[tuple[CapRequest, CouponSpec | None]]],
+                decision_ids: Sequence[str], caches: Sequence[CacheWrite | None], now: int) -> list[Sequence[Issued]]:
+        """The write step: reservations, coupons and score caches of every member, in one atomic
+        round trip for one member and one pipeline for a chunk."""
+        if len(members) == 1:
+            issued, _ = commit(self.store, members[0].member_id, requests[0], now, decision_ids[0], caches[0])
+            return [issued]
+        return list(commit_many(self.store, [
+            (m.member_id, r, did, cache)
+            for m, r, did, cache in zip(members, requests, decision_ids, caches, strict=True)], now))
+
+    @staticmethod
+    def _granted_unreserved(requests: Sequence[tuple[CapRequest, CouponSpec | None]], now: int) -> list[Issued]:
+        """Every reservation of a decision as granted without touching the store and without a
+        coupon: the decision core already excluded the offers whose caps or budgets the read
+        showed reached, so this is what a commit grants unless another request races it."""
+        return [Issued(CapResult(request, granted=True, reason=None, issued_at=now)) for request, _ in requests]
+

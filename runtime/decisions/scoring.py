@@ -94,8 +94,13 @@ def expand(universe: Universe, scorable: np.ndarray) -> np.ndarray:
     return out
 
 
-def expand_contributions(universe: Universe, contributions: np.ndarray) -> np.ndarray:
-    """One member's pred_contrib rows aligned with every candidate (zeros for unscored ones)."""
-    out = np.zeros((len(universe.offer_ids), contributions.shape[1]))
-    out[universe.scorable] = contributions
+def expand_contributions(universe: Universe, contributions: np.ndarray, n_members: int,
+                         rows: Sequence[int]) -> np.ndarray:
+    """pred_contrib rows of the members ``rows`` (member-major x scorable candidates) as a
+    (members x candidates x features) array, zeros for unscored offers and other members."""
+    k = len(universe.scorable)
+    width = contributions.shape[1]
+    out = np.zeros((n_members, len(universe.offer_ids), width))
+    if k:
+        out[np.asarray(rows)[:, None], universe.scorable[None, :]] = contributions.reshape(len(rows), k, width)
     return out
