@@ -1,41 +1,44 @@
 """``offers batch``: the decisions for a whole audience, written to Parquet or CSV.
 
-For campaign tools that want a file rather than an HTTP stream. The same inputs as the
-service's decisions (:func:`~runtime.decisions.members.member_inputs` over the data
-directory's histories, the champion's propensities for the offers valid at ``as_of``,
-:func:`models.decision.decide_batch`), computed from the data directory alone: no online
-store is read or written, so no coupon codes are issued and caps count only what the
-data holds. Global budgets are consumed across the whole audience in file order.
+For campaign tools that want a file rather than an HTTP stream. The decisions are the
+service's own: the audience's members are loaded from the data directory into an
+in-process store (:class:`~runtime.stores.memory.MemoryStore`, exactly as a service
+without Redis materializes ``OFFERS_DATA``), and every chunk of :data:`CHUNK` members goes
+through :meth:`runtime.decisions.pipeline.DecisionPipeline.decide_many`, the one decision
+path, with the pinned model version. The online store is never read or written, so no
+coupon code leaves this job and caps count only what the data holds; reservations are made
+in the in-process store, so global budgets and member caps hold across the whole audience
+in file order. Member ``m`` explores with the seed ``seed_for(seed, m)``.
 
-Memory stays bounded by the audience's histories plus one chunk: members are decided
-:data:`CHUNK` at a time and each chunk's rows are appended to the output at once (a
-Parquet row group, or CSV lines); the file is written under a temporary name and moved
-into place when complete.
+Memory stays bounded by the audience's histories plus one chunk's decisions: each chunk's
+rows are appended to the output at once (a Parquet row group, or CSV lines); the file is
+written under a temporary name and moved into place when complete.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.caps import BudgetState
 from models.compiled import default_cache_dir
-from models.decision import decide_batch, decisions_frame
 from models.model import PropensityModel
+from models.policy import seed_for
 from models.registry import Registry
 from offerdata.validate import require_valid
-from runtime.decisions.materialize import load_members
-from runtime.decisions.members import member_inputs
+from runtime.decisions.materialize import load_members, materialize
+from runtime.decisions.model_holder import FixedModel
 from runtime.decisions.outcome_json import rfc3339
-from runtime.decisions.scoring import expand, feature_rows, predict, subset
+from runtime.decisions.pipeline import DecisionPipeline, DecisionRequest, Outcome
 from runtime.decisions.setup import DecisionSetup
+from runtime.settings import settings_for
+from runtime.stores import build_store
 
 CHUNK = 1000
 SCHEMA = pa.schema([
@@ -45,6 +48,18 @@ SCHEMA = pa.schema([
     ("fallback", pa.bool_()), ("holdout", pa.bool_()), ("policy", pa.string()), ("tier", pa.string()),
     ("model_version", pa.string()), ("as_of", pa.string()), ("channel", pa.string()),
 ])
+
+
+def _rows(outcomes: list[Outcome]) -> pd.DataFrame:
+    """One row per returned offer (its final rank after reservations), with the member's tier."""
+    rows = [{"member_id": o.member_id, "rank": issued.rank, "offer_id": issued.offer.offer_id,
+             "kind": issued.offer.kind, "text": issued.offer.text, "priority": issued.offer.priority,
+             "propensity": issued.offer.propensity, "probability": issued.offer.probability,
+             "explored": issued.offer.explored, "tier_promo": issued.offer.tier_promo,
+             "fallback": issued.offer.fallback, "holdout": o.decision.holdout, "policy": o.decision.policy,
+             "tier": o.member.tier.tier if o.member.tier is not None else None}
+            for o in outcomes for issued in o.offers]
+    return pd.DataFrame(rows, columns=[n for n in SCHEMA.names if n not in ("model_version", "as_of", "channel")])
 
 
 class AudienceError(ValueError):
@@ -128,37 +143,27 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     model.try_compile(default_cache_dir())  # same scores either way; compiled trees are faster
     wanted = read_members(members_file)
     hist, loaded = load_members(setup, data_dir, wanted)
-    hist = hist.with_members(np.asarray(wanted, dtype=object))  # members the data lacks: cold starts
-    unknown = hist.n_members - len(loaded)
-    profiles = [*loaded, *[None] * unknown]
-    position = hist.member_index(wanted)
+    store = build_store(settings_for(), clock=lambda: setup.clock.now().timestamp())
+    materialize(store, setup, hist, loaded)
+    unknown = len(wanted) - len(loaded)
+    del hist, loaded  # the store holds the audience's records now
+    pipeline = DecisionPipeline(setup, store, FixedModel(model, setup.clock.now))
     when = setup.clock.now()
-    local = setup.local(when)
-    universe = setup.universe(local)
-    budgets = BudgetState(setup.catalog)
+    req = DecisionRequest(member_id="", channel=channel, n=n, placement="offers batch", as_of=when)
+    run_id = uuid.uuid4().hex[:12]
     writer = _Writer(Path(out))
     offers = 0
     try:
         for lo in range(0, len(wanted), chunk):
-            idx = position[lo:lo + chunk]
-            part = subset(hist, idx)
-            inputs = member_inputs(setup, part, local, [profiles[i] for i in idx])
-            props = np.full((len(idx), len(universe.offer_ids)), np.nan)
-            known = np.flatnonzero([i.context.known_history for i in inputs])
-            if len(known) and len(universe.scorable):
-                X = feature_rows(setup, part, known, universe, local, channel, model.program)
-                props[known] = expand(universe, predict(model, X, len(known)))
-            decisions = decide_batch(setup.catalog, [i.context for i in inputs], list(universe.offer_ids), props,
-                                     as_of=local, channel=channel, counters=[i.counters for i in inputs],
-                                     budgets=budgets, seed=seed, max_offers=n)
-            frame = decisions_frame(decisions)
-            tiers = {i.context.member_id: i.context.tier.tier if i.context.tier else None for i in inputs}
-            frame["tier"] = frame["member_id"].map(tiers)
+            ids = wanted[lo:lo + chunk]
+            outcomes = pipeline.decide_many(ids, req, [f"batch-{run_id}-{lo + i}" for i in range(len(ids))],
+                                            [seed_for(seed, m) for m in ids])
+            frame = _rows(outcomes)
             frame["model_version"], frame["as_of"], frame["channel"] = model.version, rfc3339(when), channel
             writer.write(frame)
             offers += len(frame)
             if progress is not None:
-                progress(len(idx))
+                progress(len(ids))
     except BaseException:
         writer.abort()
         raise

@@ -257,3 +257,19 @@ class ModelHolder:
                     return True
             time.sleep(0.01)
         return False
+
+
+class FixedModel:
+    """A model source that always serves one loaded model (``offers batch --version V``).
+
+    The pipeline asks its model source for :meth:`current`; the service's
+    :class:`ModelHolder` follows the registry's champion, an offline job pins one version.
+    """
+
+    def __init__(self, model: PropensityModel, clock: Callable[[], datetime] | None = None):
+        now = clock() if clock is not None else datetime.now(UTC)
+        self._serving = ServingModel(model=model, version=model.version, loaded_at=now, load_ms=0.0)
+
+    def current(self) -> ServingModel:
+        """The pinned model."""
+        return self._serving

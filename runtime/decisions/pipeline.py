@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ from runtime.coupons.codes import Coupon
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions.catalog_change import CatalogUpgrader
 from runtime.decisions.members import member_inputs
-from runtime.decisions.model_holder import ModelHolder, ServingModel
+from runtime.decisions.model_holder import ServingModel
 from runtime.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
 from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.metrics import Metrics
@@ -154,10 +155,19 @@ class _Member:
     bundle: MemberBundle | None
 
 
-class DecisionPipeline:
-    """Runs decisions against an engine, a store and (optionally) a model holder."""
+class ModelSource(Protocol):
+    """Where the pipeline gets its model: the service's ModelHolder (follows the champion) or
+    an offline job's FixedModel (one pinned version)."""
 
-    def __init__(self, setup: DecisionSetup, store: Store, holder: ModelHolder | None = None,
+    def current(self) -> ServingModel | None:
+        """The model to score with now; None while none is loaded."""
+        ...
+
+
+class DecisionPipeline:
+    """Runs decisions against a decision setup, a store and (optionally) a model source."""
+
+    def __init__(self, setup: DecisionSetup, store: Store, holder: ModelSource | None = None,
                  metrics: Metrics | None = None):
         self.setup = setup
         self.store = store
