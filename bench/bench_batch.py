@@ -88,7 +88,7 @@ def ceiling(bench: BenchProgram, data_dir: Path, members: list[str], channel: st
     hist, _ = load_members(setup, data_dir, members)
     index = {m: i for i, m in enumerate(hist.member_ids.astype(str))}
     rows = np.array([index[m] for m in members if m in index], dtype=np.int64)
-    as_of = setup.local(setup.clock.now())
+    as_of = setup.moment().local
     universe = setup.universe(as_of)
     started = time.perf_counter()
     chunks = [feature_rows(setup, hist, rows[lo:lo + CHUNK], universe, as_of, channel, model.program)

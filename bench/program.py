@@ -91,7 +91,7 @@ class BenchProgram:
                 if not link.exists():
                     link.symlink_to(table)
         base = DecisionSetup.load(self.data, self.program, "data")
-        universe = base.universe(base.local(base.clock.now()))
+        universe = base.universe(base.moment().local)
         own = int((universe.feature_index < 0).sum())
         wanted = candidates - own
         table = pq.read_table(self.data / "offers.parquet")  # pyarrow keeps every column's type
@@ -111,7 +111,7 @@ class BenchProgram:
         table = table.set_column(column, table.schema.field(column), pa.array(ends, type=table.schema.field(column).type))
         pq.write_table(table, out / "offers.parquet")
         setup = DecisionSetup.load(out, self.program, "data")
-        got = len(setup.universe(setup.local(setup.clock.now())).offer_ids)
+        got = len(setup.universe(setup.moment().local).offer_ids)
         if got != candidates:
             raise RuntimeError(f"variant has {got} candidates, wanted {candidates}")
         _run(["data", "validate", str(out)], self.root / "prepare.log")
@@ -156,7 +156,7 @@ def materialize_into(redis_url: str, data_dir: Path, program: Path, members: lis
     store = build_store(settings_for(redis_url=redis_url, redis_prefix=prefix, redis_timeout_ms=5000,
                                      redis_connect_timeout_ms=2000))
     materialize(store, setup, hist, profiles)
-    active = members_with_history(setup, hist, setup.local(setup.clock.now()))
+    active = members_with_history(setup, hist, setup.moment().local)
     return [str(m) for m in hist.member_ids[active]], time.perf_counter() - started
 
 
@@ -190,7 +190,7 @@ def warm_cache_into(redis_url: str, data_dir: Path, program: Path, model_dir: Pa
     hist, _ = load_members(setup, data_dir, members)
     store = build_store(settings_for(redis_url=redis_url, redis_prefix=prefix, redis_timeout_ms=5000,
                                      redis_connect_timeout_ms=2000))
-    written = warm_cache(store, setup, PropensityModel.load(model_dir), hist, setup.local(setup.clock.now()),
+    written = warm_cache(store, setup, PropensityModel.load(model_dir), hist, setup.moment().local,
                          [channel])
     return written, time.perf_counter() - started
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from models.data_contract import CHANNELS, OFFER_KINDS, split_list
 from models.program import OfferSpec, Program
+from models.units import UNLIMITED
 
 PERCENT_KINDS = frozenset({"percent_off"})
 MULTIPLIER_KINDS = frozenset({"points_multiplier"})
@@ -149,9 +150,8 @@ class Catalog:
         self.budget_keys: tuple[str, ...] = tuple(keys)
         code = {k: i for i, k in enumerate(keys)}
         self.budget = np.array([-1 if o.budget_key is None else code[o.budget_key] for o in offers], dtype=np.int64)
-        big = np.iinfo(np.int64).max // 4
-        self.budget_count_limit = np.full(len(keys), big, dtype=np.int64)
-        self.budget_minor_limit = np.full(len(keys), big, dtype=np.int64)
+        self.budget_count_limit = np.full(len(keys), UNLIMITED, dtype=np.int64)
+        self.budget_minor_limit = np.full(len(keys), UNLIMITED, dtype=np.int64)
         for o in offers:  # offers sharing a key share the smallest limit any of them states
             if o.budget_key is not None:
                 b = code[o.budget_key]

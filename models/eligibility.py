@@ -18,6 +18,7 @@ import pandas as pd
 from models.catalog import ALL_CHANNELS, Catalog, Offer, channel_bits
 from models.data_contract import CHANNELS
 from models.member import MemberContext
+from models.units import DAY_NS
 
 #: Reason codes; index 0 means eligible. The order is the order checks are reported in.
 REASONS: tuple[str, ...] = (
@@ -28,7 +29,6 @@ REASONS: tuple[str, ...] = (
     "BUDGET_EXHAUSTED", "DIVERSITY_LIMIT",
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
-DAY_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True)

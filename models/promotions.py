@@ -31,8 +31,8 @@ from models.catalog import MONEY_KINDS, MULTIPLIER_KINDS, PERCENT_KINDS, Offer
 from models.eligibility import CODE
 from models.member import MemberContext
 from models.program import Program
+from models.units import DAY_NS
 
-DAY_NS = 86_400 * 10**9
 CHALLENGE, RETENTION = "tier_challenge", "tier_retention"
 
 

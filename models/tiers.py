@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from models.program import Program
+from models.units import DAY_NS, NO_TIME
 
-NAT = np.iinfo(np.int64).min  # the int64 view of NaT
-DAY_NS = 86_400 * 10**9
+NAT = NO_TIME  # the int64 view of NaT
 
 COLUMNS = ("tier", "tier_rank", "since", "metric", "next_tier", "delta_to_next", "delta_to_keep",
            "period_end", "projected_tier", "at_risk")

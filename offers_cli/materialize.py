@@ -66,7 +66,7 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
                    f"{summary.bytes / 1e6:.1f} MB of history) under catalog {setup.fingerprint}; "
                    f"generation {summary.generation}")
         if model is not None:
-            as_of = setup.local(setup.clock.now())
+            as_of = setup.moment().local
             chosen = list(channels) or [default_channel(data_dir)]
             with tqdm(unit="member", desc="warm cache") as bar:
                 warmed = warm_cache(store, setup, model, hist, as_of, chosen, progress=bar.update)

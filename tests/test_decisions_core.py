@@ -75,7 +75,7 @@ def test_the_clock_is_wall_fixed_or_the_data() -> None:
 
 
 def test_candidates_are_the_offers_valid_at_the_time(setup: DecisionSetup) -> None:
-    as_of = setup.local(setup.clock.now())
+    as_of = setup.moment().local
     universe = setup.universe(as_of)
     for offer_id in universe.offer_ids:
         offer = setup.catalog[offer_id]
@@ -95,7 +95,7 @@ def test_member_records_in_one_pass_equal_the_per_member_encoding(loaded: tuple)
 
 def test_a_member_gets_the_same_inputs_alone_or_in_a_batch(setup: DecisionSetup, loaded: tuple) -> None:
     hist, profiles = loaded
-    as_of = setup.local(setup.clock.now())
+    as_of = setup.moment().local
     together = member_inputs(setup, hist, as_of, profiles)
     for m in range(0, hist.n_members, 53):
         single = history_from_records(str(hist.member_ids[m]), records_from_history(hist, m), int(hist.joined_at[m]))
@@ -108,7 +108,7 @@ def test_a_member_gets_the_same_inputs_alone_or_in_a_batch(setup: DecisionSetup,
 def test_online_scores_equal_offline_scores(setup: DecisionSetup, env: DecisionEnv, loaded: tuple) -> None:
     hist, _ = loaded
     model = PropensityModel.load(Registry(env.registry).path(env.v1))
-    as_of = setup.local(setup.clock.now())
+    as_of = setup.moment().local
     universe = setup.universe(as_of)
     members = np.arange(0, 40)
     offline = predict(model, feature_rows(setup, hist, members, universe, as_of, CHANNEL, model.program), 40)

@@ -29,6 +29,7 @@ from models.data_contract import split_list
 from models.features import History
 from models.features.online import catalog_ids, member_records
 from models.model import PropensityModel
+from models.units import NO_TIME
 from offerdata.loader import load_history
 from offerdata.tables import read_table
 from runtime.decisions.scoring import feature_rows, predict
@@ -36,7 +37,6 @@ from runtime.decisions.setup import DecisionSetup
 from runtime.stores import MemberProfile, MemberWrite, Store
 
 CHUNK = 1000
-NO_TIME = np.iinfo(np.int64).min
 Progress = Callable[[int], None]
 
 

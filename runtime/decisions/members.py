@@ -36,13 +36,13 @@ from models.features import History
 from models.features.history import UNKNOWN
 from models.member import MemberContext
 from models.tiers import NAT, TierState, tier_state_list
+from models.units import NO_TIME
 from runtime.decisions.setup import DecisionSetup
 from runtime.stores import MemberProfile, MemberState
 
 RECENT_DAYS = 90
 BASKET_DAYS = 365
 DAY = 86_400
-NO_TIME = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)

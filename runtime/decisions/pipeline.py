@@ -39,15 +39,15 @@ from functools import cached_property
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
 from models.caps import BudgetUsage, CapCounters
 from models.catalog import Offer
 from models.decision import Decision, Excluded, RankedOffer, decide_members
 from models.features import FEATURE_NAMES, History
-from models.features.online import NO_TIME, history_from_records
+from models.features.online import history_from_records
 from models.member import MemberContext
 from models.policy import seed_for
+from models.units import ALL_USED, CAP_REACHED, DAY_SECONDS, NO_TIME, is_unlimited
 from runtime.coupons.codes import Coupon
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions.catalog_change import CatalogUpgrader
@@ -82,7 +82,6 @@ RECOVERY_HINT = ("the online store has no generation marker: Redis lost its data
                  "persistence, or failed over to an empty replica) or was never loaded. Capped and "
                  "budgeted offers are withheld until you run `offers materialize --data DIR [--registry REG] "
                  "[--program P] [--clock C]` against this REDIS_URL (docs/redis.md, Recovery)")
-_BIG = np.iinfo(np.int64).max // 8
 
 
 class NotReady(Exception):
@@ -189,10 +188,6 @@ class DecisionPipeline:
             raise NotReady("the model is not loaded yet")
         return current
 
-    def _time(self, req: DecisionRequest) -> tuple[datetime, pd.Timestamp, int]:
-        when = req.as_of or self.setup.clock.now()
-        local = self.setup.local(when)
-        return when, local, self.setup.epoch(local)
 
     def _candidates(self, universe: Universe, exclude: Sequence[str]) -> tuple[list[str], np.ndarray]:
         keep = np.ones(len(universe.offer_ids), dtype=bool)
@@ -231,7 +226,7 @@ class DecisionPipeline:
         """Budget use as the core wants it; unknown (store down) counts as exhausted."""
         keys = self.setup.catalog.budget_keys
         if budgets is None:
-            return BudgetUsage(count=dict.fromkeys(keys, _BIG), minor=dict.fromkeys(keys, _BIG))
+            return BudgetUsage(count=dict.fromkeys(keys, ALL_USED), minor=dict.fromkeys(keys, ALL_USED))
         return BudgetUsage(count={k: budgets[(k, "total")].count for k in keys},
                            minor={k: budgets[(k, "total")].minor for k in keys})
 
@@ -241,9 +236,8 @@ class DecisionPipeline:
         count_limit = minor_limit = None
         if offer.budget_key is not None:
             b = catalog.budget_keys.index(offer.budget_key)
-            big = np.iinfo(np.int64).max // 4
-            count_limit = int(catalog.budget_count_limit[b]) if catalog.budget_count_limit[b] < big else None
-            minor_limit = int(catalog.budget_minor_limit[b]) if catalog.budget_minor_limit[b] < big else None
+            count_limit = None if is_unlimited(catalog.budget_count_limit[b]) else int(catalog.budget_count_limit[b])
+            minor_limit = None if is_unlimited(catalog.budget_minor_limit[b]) else int(catalog.budget_minor_limit[b])
         request = CapRequest(
             offer.offer_id, member_limit=caps.issues or None,
             member_window_seconds=None if caps.window_days is None else int(caps.window_days) * 86_400,
@@ -251,7 +245,7 @@ class DecisionPipeline:
             charge_minor=offer.charge_minor)
         spec = None
         if offer.requires_coupon:
-            ends = self.setup.epoch(offer.ends_at) if offer.ends_at is not None else now + COUPON_DAYS * 86_400
+            ends = self.setup.epoch(offer.ends_at) if offer.ends_at is not None else now + COUPON_DAYS * DAY_SECONDS
             spec = CouponSpec(ttl_seconds=max(ends - now, 60))
         return request, spec
 
@@ -271,15 +265,15 @@ class DecisionPipeline:
 
     def _unchecked(self, counters: CapCounters) -> CapCounters:
         """Counters for a decision without the store: every member issue cap counts as reached."""
-        issues = {o: 10**9 for o in self.setup.cap_windows["issue"]}
+        issues = {o: CAP_REACHED for o in self.setup.cap_windows["issue"]}
         return CapCounters(impressions=counters.impressions, issues=issues, redemptions=counters.redemptions)
 
     def _untrusted(self) -> CapCounters:
         """Counters for a store that lost its data: every member cap of every offer counts as reached."""
         caps = self.setup.cap_windows
-        return CapCounters(impressions=dict.fromkeys(caps["impression"], 10**9),
-                           issues=dict.fromkeys(caps["issue"], 10**9),
-                           redemptions=dict.fromkeys(caps["redeem"], 10**9))
+        return CapCounters(impressions=dict.fromkeys(caps["impression"], CAP_REACHED),
+                           issues=dict.fromkeys(caps["issue"], CAP_REACHED),
+                           redemptions=dict.fromkeys(caps["redeem"], CAP_REACHED))
 
     def _check_generation(self, bundles: Sequence[MemberBundle | None]) -> str | None:
         """``STORE_DATA_LOST`` when the store answered without its generation marker, else None.
@@ -381,7 +375,8 @@ class DecisionPipeline:
         """
         started = time.perf_counter()
         serving = self.serving()
-        when, local, now = self._time(req)
+        moment = self.setup.moment(req.as_of)
+        local, now = moment.local, moment.epoch
         universe = self.setup.universe(local)
         slot = (universe.slot(serving.version, req.channel)
                 if serving is not None and req.as_of is None and len(universe.scorable) else None)
@@ -452,7 +447,7 @@ class DecisionPipeline:
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
             offers, refused = self._apply(d, issued[i], withheld[i])
-            outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=when,
+            outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=moment.utc,
                               model_version=serving.version if serving else None, decision=d, offers=offers,
                               refused=(*refused, *unknown), member=inputs[i].context, scores=scores[i],
                               history=m.history, degraded=degraded, placement=req.placement, took_ms=took)

@@ -39,6 +39,7 @@ import pandas as pd
 from models.catalog import Catalog, build_catalog
 from models.features import FeatureCatalog
 from models.features.online import catalog_fingerprint
+from models.moment import Moment, local_seconds
 from models.program import Program, load_program
 from offerdata.loader import load_catalog
 from offerdata.tables import read_table
@@ -137,13 +138,17 @@ class DecisionSetup:
         return cls(prog, catalog, features, service_clock, latest, Path(data_dir))
 
     # -- time ---------------------------------------------------------------------------
+    def moment(self, when: datetime | None = None) -> Moment:
+        """``when`` (aware; default the clock's now) in every form a decision reads (models.moment)."""
+        return Moment.at(when if when is not None else self.clock.now(), self.zone)
+
     def local(self, when: datetime) -> pd.Timestamp:
         """``when`` (aware) as naive local program time, the decision core's ``as_of``."""
         return local_time(when, self.zone)
 
     def seconds(self, local: pd.Timestamp) -> int:
         """Local program time as the int64 seconds history records and features use."""
-        return pd.Timestamp(local).as_unit("ns").value // 1_000_000_000  # floored, as to_seconds does
+        return local_seconds(local)  # floored, as to_seconds does
 
     def epoch(self, local: pd.Timestamp) -> int:
         """Local program time as UTC epoch seconds (the stores' clock)."""

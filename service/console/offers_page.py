@@ -49,7 +49,7 @@ def budgets(offers: Any) -> tuple[list[dict[str, Any]], str | None]:
 def offers() -> str:
     """The catalog and budget burn (see the module docstring)."""
     setup = current_decisions().require().setup
-    now = setup.local(setup.clock.now())
+    now = setup.moment().local
     catalog = setup.catalog.offers
     rows = [{"offer": o, "status": status(o, now)} for o in catalog]
     found, error = budgets(catalog)

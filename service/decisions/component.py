@@ -135,7 +135,7 @@ class DecisionsComponent:
         """Score a real feature matrix once, so the first request does not pay for it."""
         setup = self.setup
         assert setup is not None
-        as_of = setup.local(setup.clock.now())
+        as_of = setup.moment().local
         universe = setup.universe(as_of)
         if not len(universe.scorable):
             k = min(WARM_OFFERS, setup.features.n_offers)
