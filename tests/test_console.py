@@ -254,7 +254,7 @@ def test_logout_ends_the_session(app: Flask) -> None:
 def test_a_decision_without_commit_writes_nothing_to_redis(env: DecisionEnv, tmp_path: Path, redis_url: str) -> None:
     """The console's dry run on the real Redis store: the same offers as a committed decision
     (same decision id, so the same exploration draw), no key written; the commit then writes."""
-    from runtime.decisions.pipeline import DecisionRequest
+    from runtime.decisions.outcome import DecisionRequest
 
     env.promote(env.v1)
     app = start_app(env.settings(tmp_path, redis_url=redis_url))

@@ -23,8 +23,8 @@ from models.decision import decide, decide_batch
 from models.member import MemberContext
 from models.policy import seed_for
 from models.program import load_program
+from runtime.decisions.outcome import Outcome
 from runtime.decisions.outcome_json import outcome_json
-from runtime.decisions.pipeline import Outcome
 from tests.decision_helpers import AS_OF, member, program, tier
 from tests.decision_reference import plain, reference
 

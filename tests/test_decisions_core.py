@@ -27,7 +27,8 @@ from runtime.decisions.clock import ClockError, ServiceClock
 from runtime.decisions.materialize import load_members, materialize
 from runtime.decisions.members import member_inputs
 from runtime.decisions.model_holder import ModelHolder, ModelRejected
-from runtime.decisions.pipeline import DecisionPipeline, DecisionRequest
+from runtime.decisions.outcome import DecisionRequest
+from runtime.decisions.pipeline import DecisionPipeline
 from runtime.decisions.scoring import feature_rows, predict, stack
 from runtime.decisions.setup import DecisionSetup
 from runtime.events.history_records import HistoryRecorder, local_seconds

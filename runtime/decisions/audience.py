@@ -34,8 +34,9 @@ from models.registry import Registry
 from offerdata.validate import require_valid
 from runtime.decisions.materialize import load_members, materialize
 from runtime.decisions.model_holder import FixedModel
+from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.decisions.outcome_json import rfc3339
-from runtime.decisions.pipeline import DecisionPipeline, DecisionRequest, Outcome
+from runtime.decisions.pipeline import DecisionPipeline
 from runtime.decisions.setup import DecisionSetup
 from runtime.settings import settings_for
 from runtime.stores import build_store

@@ -27,7 +27,7 @@ import pandas as pd
 from models.catalog import MULTIPLIER_KINDS, PERCENT_KINDS, POINT_KINDS
 from models.member import MemberContext
 from models.program import Program
-from runtime.decisions.pipeline import IssuedOffer, Outcome
+from runtime.decisions.outcome import IssuedOffer, Outcome
 
 
 def rfc3339(when: datetime | pd.Timestamp | int) -> str:

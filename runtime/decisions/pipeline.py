@@ -34,25 +34,27 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 
-from models.caps import BudgetUsage, CapCounters
-from models.catalog import Offer
-from models.decision import Decision, Excluded, RankedOffer, decide_members
+from models.decision import Excluded, decide_members
 from models.features import FEATURE_NAMES, History
 from models.features.online import history_from_records
-from models.member import MemberContext
 from models.policy import seed_for
-from models.units import ALL_USED, CAP_REACHED, DAY_SECONDS, NO_TIME, is_unlimited
-from runtime.coupons.codes import Coupon
+from models.units import NO_TIME
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions.catalog_change import CatalogUpgrader
+from runtime.decisions.limits import DecisionLimits
 from runtime.decisions.members import member_inputs
 from runtime.decisions.model_holder import ServingModel
+from runtime.decisions.outcome import (
+    STORE_DATA_LOST,
+    STORE_UNAVAILABLE,
+    UNKNOWN_MEMBER,
+    DecisionRequest,
+    Outcome,
+)
 from runtime.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
 from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.metrics import Metrics
@@ -61,7 +63,6 @@ from runtime.stores import (
     BudgetRef,
     CacheWrite,
     CapRequest,
-    CapResult,
     MemberBundle,
     MemberProfile,
     MemberState,
@@ -71,12 +72,6 @@ from runtime.stores import (
 
 log = logging.getLogger(__name__)
 
-#: Lifetime of a coupon for an offer without an end date.
-COUPON_DAYS = 30
-#: Why a coupon offer left an unknown member's slate (program ``coupons.unknown_members`` off).
-UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
-STORE_UNAVAILABLE = "store_unavailable"
-STORE_DATA_LOST = "store_data_lost"
 #: What the log and /readyz tell an operator to run when the store lost its data.
 RECOVERY_HINT = ("the online store has no generation marker: Redis lost its data (restarted without "
                  "persistence, or failed over to an empty replica) or was never loaded. Capped and "
@@ -86,60 +81,6 @@ RECOVERY_HINT = ("the online store has no generation marker: Redis lost its data
 
 class NotReady(Exception):
     """The model (or the engine) is not loaded yet; the caller answers 503."""
-
-
-@dataclass(frozen=True)
-class DecisionRequest:
-    """What a caller asks for (validated by the HTTP layer)."""
-
-    member_id: str
-    channel: str
-    n: int | None = None
-    placement: str | None = None
-    #: ``context.as_of``: replay at this moment (no score cache then); None uses the clock
-    as_of: datetime | None = None
-    exclude: tuple[str, ...] = ()
-    explain: bool = False
-
-
-@dataclass(frozen=True)
-class IssuedOffer:
-    """A returned offer, its final rank and its coupon (when it needs one and was issued)."""
-
-    offer: RankedOffer
-    rank: int
-    coupon: Coupon | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A committed decision, ready to render.
-
-    ``excluded`` (the decision's exclusions, then the offers whose reservation was refused)
-    is built on first read: batch lines without ``include_excluded`` never build it.
-    """
-
-    decision_id: str
-    member_id: str
-    as_of: datetime
-    model_version: str | None
-    decision: Decision
-    offers: tuple[IssuedOffer, ...]
-    #: returned offers dropped because their reservation was refused (or could not be made)
-    refused: tuple[Excluded, ...]
-    member: MemberContext
-    #: "cache", "computed", or "none" (no model, or a member without history)
-    scores: str
-    #: "ok", "none" (no records: a new member) or "stale" (records under another catalog)
-    history: str
-    degraded: str | None = None
-    placement: str | None = None
-    took_ms: float = 0.0
-
-    @cached_property
-    def excluded(self) -> tuple[Excluded, ...]:
-        """Every candidate not returned, with its reason: the decision's, then the refused."""
-        return (*self.decision.excluded, *self.refused)
 
 
 @dataclass
@@ -170,6 +111,8 @@ class DecisionPipeline:
                  metrics: Metrics | None = None):
         self.setup = setup
         self.store = store
+        #: reservations, refusals and the counters used when the store cannot be trusted
+        self.limits = DecisionLimits(setup)
         self.holder = holder
         self.metrics = metrics
         self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
@@ -222,59 +165,6 @@ class DecisionPipeline:
                 self.upgrader.schedule(member_id, moved, profile, bundle.history_length)
         return _Member(member_id, hist, status, profile, state, bundle)
 
-    def _usage(self, budgets: Mapping[BudgetRef, BudgetCounter] | None) -> BudgetUsage:
-        """Budget use as the core wants it; unknown (store down) counts as exhausted."""
-        keys = self.setup.catalog.budget_keys
-        if budgets is None:
-            return BudgetUsage(count=dict.fromkeys(keys, ALL_USED), minor=dict.fromkeys(keys, ALL_USED))
-        return BudgetUsage(count={k: budgets[(k, "total")].count for k in keys},
-                           minor={k: budgets[(k, "total")].minor for k in keys})
-
-    def _request_for(self, offer: Offer, now: int) -> tuple[CapRequest, CouponSpec | None]:
-        catalog = self.setup.catalog
-        caps = offer.caps
-        count_limit = minor_limit = None
-        if offer.budget_key is not None:
-            b = catalog.budget_keys.index(offer.budget_key)
-            count_limit = None if is_unlimited(catalog.budget_count_limit[b]) else int(catalog.budget_count_limit[b])
-            minor_limit = None if is_unlimited(catalog.budget_minor_limit[b]) else int(catalog.budget_minor_limit[b])
-        request = CapRequest(
-            offer.offer_id, member_limit=caps.issues or None,
-            member_window_seconds=None if caps.window_days is None else int(caps.window_days) * 86_400,
-            budget_key=offer.budget_key, budget_count_limit=count_limit, budget_minor_limit=minor_limit,
-            charge_minor=offer.charge_minor)
-        spec = None
-        if offer.requires_coupon:
-            ends = self.setup.epoch(offer.ends_at) if offer.ends_at is not None else now + COUPON_DAYS * DAY_SECONDS
-            spec = CouponSpec(ttl_seconds=max(ends - now, 60))
-        return request, spec
-
-    def _requests(self, decision: Decision, now: int,
-                  withheld: bool = False) -> list[tuple[CapRequest, CouponSpec | None]]:
-        """What to reserve for the returned offers (the withheld coupon offers left out)."""
-        return [self._request_for(self.setup.catalog[o.offer_id], now) for o in decision.offers
-                if not (withheld and o.requires_coupon)]
-
-    def _withheld(self, bundle: MemberBundle | None) -> bool:
-        """Whether coupon offers are withheld from this member: the store knows nothing of them
-        (no event, history nor profile: a typo, or a member not materialized yet; the issue
-        counters of earlier decisions do not count) and the program's
-        ``coupons.unknown_members`` is off, so such ids never get real codes."""
-        return (bundle is not None and not self.setup.program.coupons.unknown_members
-                and bundle.profile is None and not bundle.history and bundle.state.last_seen is None)
-
-    def _unchecked(self, counters: CapCounters) -> CapCounters:
-        """Counters for a decision without the store: every member issue cap counts as reached."""
-        issues = {o: CAP_REACHED for o in self.setup.cap_windows["issue"]}
-        return CapCounters(impressions=counters.impressions, issues=issues, redemptions=counters.redemptions)
-
-    def _untrusted(self) -> CapCounters:
-        """Counters for a store that lost its data: every member cap of every offer counts as reached."""
-        caps = self.setup.cap_windows
-        return CapCounters(impressions=dict.fromkeys(caps["impression"], CAP_REACHED),
-                           issues=dict.fromkeys(caps["issue"], CAP_REACHED),
-                           redemptions=dict.fromkeys(caps["redeem"], CAP_REACHED))
-
     def _check_generation(self, bundles: Sequence[MemberBundle | None]) -> str | None:
         """``STORE_DATA_LOST`` when the store answered without its generation marker, else None.
 
@@ -293,43 +183,6 @@ class DecisionPipeline:
                 log.warning("the online store has a generation marker again (%s): caps and budgets are "
                             "trusted again", read.generation)
         return STORE_DATA_LOST if lost else None
-
-    def _limited(self, offer_id: str) -> str | None:
-        """The reason an offer cannot be returned unreserved (it has a budget or an issue cap)."""
-        offer = self.setup.catalog[offer_id]
-        if offer.budget_key is not None:
-            return "BUDGET_EXHAUSTED"
-        if offer.caps.issues:
-            return "MEMBER_CAP_REACHED"
-        return None
-
-    def _apply(self, decision: Decision, issued: Sequence[Issued] | None,
-               withheld: bool = False) -> tuple[tuple[IssuedOffer, ...], tuple[Excluded, ...]]:
-        """Offers whose reservation was granted (re-ranked), and the refused ones.
-
-        ``issued`` None means nothing could be reserved: limited offers are refused.
-        ``withheld``: coupon offers are refused as ``UNKNOWN_MEMBER`` (``issued`` has no
-        entry for them).
-        """
-        kept: list[IssuedOffer] = []
-        refused: list[Excluded] = []
-        results = iter(issued or ())
-        for offer in decision.offers:
-            reason = None
-            coupon = None
-            if withheld and offer.requires_coupon:
-                reason = UNKNOWN_MEMBER
-            elif issued is None:
-                reason = self._limited(offer.offer_id)
-            elif not (result := next(results)).granted:
-                reason = result.cap.reason or "MEMBER_CAP_REACHED"
-            else:
-                coupon = result.coupon
-            if reason is None:
-                kept.append(IssuedOffer(offer, len(kept) + 1, coupon))
-            else:
-                refused.append(Excluded(offer.offer_id, reason))
-        return tuple(kept), tuple(refused)
 
     def _record(self, outcome: Outcome) -> None:
         if self.metrics is None:
@@ -382,7 +235,7 @@ class DecisionPipeline:
                 if serving is not None and req.as_of is None and len(universe.scorable) else None)
         bundles, budgets, degraded = self._read(member_ids, slot)
         degraded = self._check_generation(bundles[:1]) or degraded
-        withheld = [self._withheld(b) for b in bundles]
+        withheld = [self.limits.withheld(b) for b in bundles]
         # coupon offers withheld from unknown members leave the candidates, so others fill the slate
         # (when every member of the call is withheld; otherwise they are refused after the decision)
         no_coupons = (tuple(o for o in universe.offer_ids if self.setup.catalog[o].requires_coupon)
@@ -423,18 +276,18 @@ class DecisionPipeline:
             if scores.count("none") < n:
                 props = full[:, keep]
 
-        counters = [inp.counters if degraded is None else self._untrusted() if degraded == STORE_DATA_LOST
-                    else self._unchecked(inp.counters) for inp in inputs]
+        counters = [inp.counters if degraded is None else self.limits.untrusted() if degraded == STORE_DATA_LOST
+                    else self.limits.unchecked(inp.counters) for inp in inputs]
         decisions = decide_members(self.setup.catalog, [inp.context for inp in inputs], candidates, props,
                                    as_of=local, channel=req.channel, counters=counters,
-                                   budgets=self._usage(budgets if degraded is None else None),
+                                   budgets=self.limits.usage(budgets if degraded is None else None),
                                    contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
                                    seeds=seeds, max_offers=req.n)
         issued: Sequence[Sequence[Issued] | None] = [None] * n
         if degraded != STORE_UNAVAILABLE:
-            requests = [self._requests(d, now, w) for d, w in zip(decisions, withheld, strict=True)]
+            requests = [self.limits.requests(d, now, w) for d, w in zip(decisions, withheld, strict=True)]
             if not commit_it:
-                issued = [self._granted_unreserved(r, now) for r in requests]
+                issued = [self.limits.granted_unreserved(r, now) for r in requests]
             else:
                 try:
                     issued = self._commit(members, requests, decision_ids, caches, now)
@@ -446,7 +299,7 @@ class DecisionPipeline:
         unknown = tuple(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded)
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
-            offers, refused = self._apply(d, issued[i], withheld[i])
+            offers, refused = self.limits.apply(d, issued[i], withheld[i])
             outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=moment.utc,
                               model_version=serving.version if serving else None, decision=d, offers=offers,
                               refused=(*refused, *unknown), member=inputs[i].context, scores=scores[i],
@@ -480,11 +333,3 @@ class DecisionPipeline:
         return list(commit_many(self.store, [
             (m.member_id, r, did, cache)
             for m, r, did, cache in zip(members, requests, decision_ids, caches, strict=True)], now))
-
-    @staticmethod
-    def _granted_unreserved(requests: Sequence[tuple[CapRequest, CouponSpec | None]], now: int) -> list[Issued]:
-        """Every reservation of a decision as granted without touching the store and without a
-        coupon: the decision core already excluded the offers whose caps or budgets the read
-        showed reached, so this is what a commit grants unless another request races it."""
-        return [Issued(CapResult(request, granted=True, reason=None, issued_at=now)) for request, _ in requests]
-

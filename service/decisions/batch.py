@@ -32,8 +32,9 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, request, stream_with_context
 
 from models.policy import seed_for
+from runtime.decisions.outcome import DecisionRequest
 from runtime.decisions.outcome_json import outcome_json
-from runtime.decisions.pipeline import DecisionRequest, NotReady
+from runtime.decisions.pipeline import NotReady
 from runtime.stores import Store, StoredResponse, StoreUnavailable
 from service.auth import require_scope
 from service.decisions.bodies import BatchBody, check_distinct, parse_body

@@ -20,8 +20,9 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
+from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.decisions.outcome_json import outcome_json
-from runtime.decisions.pipeline import DecisionRequest, NotReady, Outcome
+from runtime.decisions.pipeline import NotReady
 from service.auth import require_scope
 from service.decisions.bodies import DecisionBody, parse_body, parse_query
 from service.errors import FieldError, ServiceUnavailable, ValidationFailed
