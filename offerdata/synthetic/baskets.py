@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offerdata.synthetic.catalog import Catalog
 from offerdata.synthetic.members import HOME_STORE_LOYALTY, MemberChunk
 from offerdata.synthetic.params import DAY, N_STORES, STREAM_BASKETS, YEAR_SECONDS, rng
+from offerdata.synthetic.products import ProductCatalog
 
 GAP_SHAPE = 2.0
 MAX_LINES_PER_BASKET = 40
@@ -83,7 +83,7 @@ def generate_visits(members: MemberChunk, gen: np.random.Generator) -> Visits:
     return Visits(member=owner, seq=seq, time=store_hours(time), store=store)
 
 
-def generate_lines(members: MemberChunk, visits: Visits, catalog: Catalog,
+def generate_lines(members: MemberChunk, visits: Visits, catalog: ProductCatalog,
                    gen: np.random.Generator) -> Lines:
     """The purchase lines of every trip."""
     m = visits.member
@@ -110,7 +110,7 @@ def generate_lines(members: MemberChunk, visits: Visits, catalog: Catalog,
                  amount=gross - discount, discount=discount)
 
 
-def generate_baskets(members: MemberChunk, catalog: Catalog, seed: int,
+def generate_baskets(members: MemberChunk, catalog: ProductCatalog, seed: int,
                      chunk_index: int) -> tuple[Visits, Lines]:
     """Visits and lines of one chunk, from the chunk's own basket stream."""
     gen = rng(seed, chunk_index, STREAM_BASKETS)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offerdata.synthetic.catalog import Catalog
 from offerdata.synthetic.params import DAY, OPT_IN_CHANNELS, SEGMENTS, YEAR
+from offerdata.synthetic.products import ProductCatalog
 
 #: What a point is worth when redeemed, in cents; members earn one point per dollar.
 POINT_VALUE_CENTS = 1.0
@@ -110,7 +110,7 @@ def _first_monday(month: int) -> dt.date:
 class _Targets:
     """Picks offer targets from the catalog."""
 
-    def __init__(self, catalog: Catalog, gen: np.random.Generator):
+    def __init__(self, catalog: ProductCatalog, gen: np.random.Generator):
         """Targets drawn from ``catalog`` with ``gen``; categories weighted by sqrt(popularity)."""
         self.catalog = catalog
         self.gen = gen
@@ -159,7 +159,7 @@ def _money(cents: float) -> str:
     return f"${cents / 100:,.2f}"
 
 
-def make_offer(kind: str, target: Target, catalog: Catalog, gen: np.random.Generator, *,
+def make_offer(kind: str, target: Target, catalog: ProductCatalog, gen: np.random.Generator, *,
                funder: str | None = None, cost_share: float | None = None,
                tiers: tuple[str, ...] | None = None, segment: str | None = None) -> OfferSpec:
     """One offer of ``kind`` on ``target``: face value, cost per redemption, depth and title.
@@ -214,7 +214,7 @@ def _share(gen: np.random.Generator, low: float, high: float) -> float:
     return float(np.round(gen.uniform(low, high) * 20) / 20)
 
 
-def schedule(catalog: Catalog, gen: np.random.Generator) -> list[Campaign]:
+def schedule(catalog: ProductCatalog, gen: np.random.Generator) -> list[Campaign]:
     """Every campaign of the year with its offers, in start order."""
     targets = _Targets(catalog, gen)
     campaigns: list[Campaign] = []

@@ -15,7 +15,6 @@ import numpy as np
 from tqdm import tqdm
 
 from offerdata.synthetic.baskets import generate_baskets
-from offerdata.synthetic.catalog import build_catalog
 from offerdata.synthetic.exposures import affinity_lift, generate_exposures
 from offerdata.synthetic.members import generate_members, members_table
 from offerdata.synthetic.offer_catalog import build_offers
@@ -32,6 +31,7 @@ from offerdata.synthetic.params import (
     MIN_MEMBERS,
     TIER_THRESHOLDS_MINOR,
 )
+from offerdata.synthetic.products import build_products
 from offerdata.synthetic.redemptions import generate_redemptions
 from offerdata.synthetic.staging import StagedTables
 
@@ -54,7 +54,7 @@ def generate(out_dir: str | os.PathLike[str], n_members: int, seed: int = 0,
     """
     if not MIN_MEMBERS <= n_members <= MAX_MEMBERS:
         raise ValueError(f"n_members must lie between {MIN_MEMBERS:,} and {MAX_MEMBERS:,}, got {n_members:,}")
-    catalog = build_catalog(seed)
+    catalog = build_products(seed)
     offers = build_offers(catalog, seed)
     with StagedTables(out_dir, {name: schema(name) for name in TABLE_ORDER}) as out, \
             tqdm(total=n_members, unit="member", unit_scale=True, desc="synthetic",

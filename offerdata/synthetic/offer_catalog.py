@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from offerdata.synthetic import ids
 from offerdata.synthetic.campaigns import Campaign, OfferSpec, schedule
-from offerdata.synthetic.catalog import Catalog
 from offerdata.synthetic.params import SEGMENTS, STREAM_CAMPAIGNS, TIER_NAMES, rng, to_datetime
+from offerdata.synthetic.products import ProductCatalog
 
 #: The mean private-label propensity (Beta(2, 5)); national-brand affinity is relative to it.
 MEAN_PRIVATE_PROPENSITY = 2 / 7
@@ -81,7 +81,7 @@ def _offers_table(specs: list[OfferSpec], campaign_of: np.ndarray, campaigns: li
     })
 
 
-def build_offers(catalog: Catalog, seed: int) -> OfferCatalog:
+def build_offers(catalog: ProductCatalog, seed: int) -> OfferCatalog:
     """Generate the year's campaigns and offers for ``seed`` from the campaigns stream."""
     campaigns = schedule(catalog, rng(seed, 0, STREAM_CAMPAIGNS))
     specs = [spec for camp in campaigns for spec in camp.offers]

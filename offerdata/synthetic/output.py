@@ -16,11 +16,11 @@ import pyarrow as pa
 from models.data_contract import TABLES
 from offerdata.synthetic import ids
 from offerdata.synthetic.baskets import Lines, Visits
-from offerdata.synthetic.catalog import Catalog
 from offerdata.synthetic.exposures import Exposures
 from offerdata.synthetic.members import MemberChunk, id_bytes, member_numbers, store_ids
 from offerdata.synthetic.offer_catalog import OfferCatalog
 from offerdata.synthetic.params import OPT_IN_CHANNELS, to_datetime
+from offerdata.synthetic.products import ProductCatalog
 from offerdata.synthetic.redemptions import Redemptions
 
 _ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
@@ -57,7 +57,7 @@ def pair_ids(prefix: str, members: MemberChunk, member: np.ndarray, offers: Offe
 
 
 def transactions_table(members: MemberChunk, visits: Visits, lines: Lines, red: Redemptions,
-                       catalog: Catalog) -> pa.Table:
+                       catalog: ProductCatalog) -> pa.Table:
     """Purchase lines plus redemption lines, sorted by member, time and basket."""
     member = np.concatenate((visits.member[lines.visit], red.member))
     time = np.concatenate((visits.time[lines.visit], red.time))

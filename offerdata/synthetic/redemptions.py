@@ -25,11 +25,11 @@ import numpy as np
 
 from offerdata.synthetic.baskets import MAX_VISITS, Visits, store_hours
 from offerdata.synthetic.campaigns import SHIPPING_FEE_CENTS
-from offerdata.synthetic.catalog import Catalog
 from offerdata.synthetic.exposures import Exposures
 from offerdata.synthetic.members import MemberChunk
 from offerdata.synthetic.offer_catalog import OfferCatalog
 from offerdata.synthetic.params import OPT_IN_CHANNELS, STREAM_REDEMPTIONS, rng
+from offerdata.synthetic.products import ProductCatalog
 
 INTERCEPT = -5.1
 #: Chance that a member who would redeem but has no trip in the window makes one for the offer.
@@ -101,7 +101,7 @@ def _coupon(kind: np.ndarray, value: np.ndarray, price: np.ndarray,
 
 def generate_redemptions(members: MemberChunk, tier: np.ndarray, lift: np.ndarray,
                          exposures: Exposures, visits: Visits, offers: OfferCatalog,
-                         catalog: Catalog, seed: int, chunk_index: int) -> Redemptions:
+                         catalog: ProductCatalog, seed: int, chunk_index: int) -> Redemptions:
     """Draw redemptions for the chunk's exposures and place each on a basket."""
     gen = rng(seed, chunk_index, STREAM_REDEMPTIONS)
     logit = redemption_logit(members, tier, lift, exposures, offers)

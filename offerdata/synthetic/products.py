@@ -98,7 +98,7 @@ _NAME_TAILS = ("field", "dale", "brook", "farms", "crest", "wood", "ridge", "bay
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ProductCatalog:
     """The products and the lookup arrays line generation and offer targeting need.
 
     Product arrays are sorted by (category, private flag, popularity rank), so every
@@ -157,7 +157,7 @@ def _brand_names(gen: np.random.Generator, n: int) -> list[str]:
     return [names[i] for i in picked]
 
 
-def build_catalog(seed: int) -> Catalog:
+def build_products(seed: int) -> ProductCatalog:
     """Generate the catalog for ``seed`` from the catalog stream (same for every chunk)."""
     gen = rng(seed, 0, STREAM_CATALOG)
     departments = tuple(dict.fromkeys(d for d, _, _, _ in CATEGORIES))
@@ -215,7 +215,7 @@ def build_catalog(seed: int) -> Catalog:
     # Product ids are shuffled so they carry no hint of category or popularity.
     numbers = gen.permutation(len(category)) + 10_001
     product_id = pa.array([f"P{n:06d}" for n in numbers], pa.string())
-    return Catalog(
+    return ProductCatalog(
         product_id=product_id,
         department=cat_dept[category],
         category=category,
