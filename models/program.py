@@ -18,6 +18,11 @@ Units, because they are easy to get wrong:
 
 Errors: :func:`load_program` raises :class:`ProgramConfigError` listing every problem
 as ``"tiers[1].threshold (line 14): must be greater than tiers[0].threshold (150)"``.
+
+Why one module of about 480 lines: it is the program file's schema, one pydantic model per
+YAML section in the order docs/program-config.md documents them, plus the checks that
+span sections (tiers against offers, templates against fields). Split, a reader would
+have to assemble the schema from several files to answer "what keys does a program have".
 """
 
 from __future__ import annotations

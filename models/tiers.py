@@ -26,6 +26,11 @@ Semantics (docs/program-config.md explains them for members of the public):
   (or first purchase) when the member was never demoted.
 * ``projected_tier`` extrapolates the member's pace (trailing window for rolling,
   trailing 365 days for calendar years) to ``period_end``; ``at_risk`` means it is lower.
+
+Why one module of about 420 lines: rolling, calendar and lifetime windows share the event
+arrays, the threshold ranking and the downgrade rule, and are vectorized over all members
+together; the entry points (:func:`tier_states`, :func:`tier_state_list`) and the window
+arithmetic are read together when a tier looks wrong.
 """
 
 from __future__ import annotations
