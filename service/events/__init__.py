@@ -1,2 +1,2 @@
-"""Feedback events: the request schema, ingestion into the online state, the durable log
-and the ``POST /v1/events`` endpoint."""
+"""The events endpoint: ``POST /v1/events`` (:mod:`.routes`) and its request bodies
+(:mod:`.bodies`); ingestion and the durable log are :mod:`runtime.events`."""
