@@ -76,7 +76,7 @@ def profile(fn: Callable[[], None], use_cprofile: bool, html: Path | None, tag: 
 #: The steps of ``DecisionPipeline.decide`` that ``--steps`` times: (module, attribute) pairs it looks up at call time.
 STEPS = (("runtime.decisions.pipeline", "history_from_records"), ("runtime.decisions.pipeline", "member_inputs"),
          ("runtime.decisions.pipeline", "feature_rows"), ("runtime.decisions.pipeline", "predict"),
-         ("runtime.decisions.pipeline", "decide"), ("runtime.decisions.pipeline", "commit"),
+         ("runtime.decisions.pipeline", "decide_members"), ("runtime.decisions.pipeline", "commit"),
          ("service.decisions.routes", "outcome_json"))
 
 

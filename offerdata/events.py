@@ -5,7 +5,11 @@ module reads them (de-duplicating by ``event_id``, keeping the first, as the log
 at-least-once) and merges them into a copy of a data directory:
 
 * ``transaction`` events with a ``product_id`` become purchase lines (quantity 1),
-* ``impression`` events become exposures (``exposure_id`` = ``event_id``),
+* the decision log's shown offers become exposures with their arm and probability
+  (:mod:`offerdata.decision_log`; ``exposure_id`` = ``<decision_id>:<offer_id>``), and an
+  ``impression`` event of a logged decision's offer confirms that exposure rather than
+  adding another,
+* other ``impression`` events become exposures (``exposure_id`` = ``event_id``),
 * ``redeem`` events become redemptions (``redemption_id`` = ``event_id``),
 * members seen only in events are added to ``members``.
 
@@ -35,6 +39,7 @@ import pandas as pd
 
 from models.data_contract import TABLES
 from models.timerange import DESCRIPTION, in_range
+from offerdata.decision_log import read_decisions
 from offerdata.tables import DataDirError, coerce, read_table, write_table
 
 
@@ -44,6 +49,8 @@ class MergeSummary:
 
     events: int = 0
     duplicates: int = 0
+    decisions: int = 0
+    duplicate_decisions: int = 0
     #: "<segment> line <n>: <problem>" for every line skipped as unusable
     rejected: list[str] = field(default_factory=list)
     added: dict[str, int] = field(default_factory=dict)
@@ -145,12 +152,47 @@ def event_rows(events: pd.DataFrame, timezone: str, summary: MergeSummary) -> di
     return {"transactions": transactions, "exposures": exposures, "redemptions": redemptions}
 
 
+def decision_exposures(log_dir: str | os.PathLike[str], decision_dir: str | os.PathLike[str] | None,
+                       rows: dict[str, pd.DataFrame], offers: set[str], timezone: str,
+                       summary: MergeSummary) -> None:
+    """Add the decision log's shown offers to ``rows["exposures"]``, in place.
+
+    Impressions of a logged decision's offer are dropped (the decision's exposure covers
+    them); shown offers the data's offers table lacks (the program's own offers) are
+    counted, not merged, like impressions of them.
+    """
+    shown, decisions, duplicates, rejected = read_decisions(decision_dir or log_dir)
+    summary.decisions, summary.duplicate_decisions = decisions, duplicates
+    summary.rejected.extend(rejected)
+    if shown.empty:
+        return
+    known = shown["offer_id"].isin(offers)
+    summary.skipped["shown offer not in the data's offers"] = int((~known).sum())
+    shown = shown[known]
+    exposures = rows.get("exposures", pd.DataFrame(columns=["exposure_id", "decision_id", "offer_id"]))
+    logged = set(zip(shown["decision_id"], shown["offer_id"], strict=True))
+    confirmed = pd.Series([(d, o) in logged for d, o in zip(exposures["decision_id"], exposures["offer_id"],
+                                                            strict=True)], index=exposures.index, dtype=bool)
+    summary.skipped["impression of a logged decision"] = int(confirmed.sum())
+    from_log = pd.DataFrame({
+        "exposure_id": shown["exposure_id"], "member_id": shown["member_id"], "offer_id": shown["offer_id"],
+        "exposed_at": _local(shown["exposed_at_utc"], timezone), "channel": shown["channel"],
+        "decision_id": shown["decision_id"], "arm": shown["arm"], "arm_probability": shown["arm_probability"]})
+    rows["exposures"] = pd.concat([exposures[~confirmed], from_log], ignore_index=True)
+
+
 def merge_events(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                 timezone: str = "UTC") -> MergeSummary:
-    """Write ``data_dir`` plus the log's events into ``out_dir`` (atomically); return what was merged."""
+                 timezone: str = "UTC", decision_dir: str | os.PathLike[str] | None = None) -> MergeSummary:
+    """Write ``data_dir`` plus the log's events and decisions into ``out_dir`` (atomically).
+
+    Decisions are read from ``decision_dir`` (default: ``log_dir``, where the service
+    writes both by default). Returns what was merged.
+    """
     events, duplicates, rejected = read_log(log_dir)
     summary = MergeSummary(events=len(events), duplicates=duplicates, rejected=rejected)
     rows = event_rows(events, timezone, summary)
+    offers = set(read_table(data_dir, "offers")["offer_id"].astype(str))
+    decision_exposures(log_dir, decision_dir, rows, offers, timezone, summary)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".events-", dir=out.parent))

@@ -29,8 +29,10 @@ from models.data_contract import CHANNELS
 @click.option("--n", "n", type=click.IntRange(1, 50), default=None, help="Slate size (default: the program's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of exploration draws.")
 @click.option("--version", default="champion", show_default=True, help="Model version or alias.")
+@click.option("--decision-log", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also log every decision here (decisions-*.ndjson), for offers data events and lift.")
 def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program: Path | None, as_of: str | None,
-          channel: str, n: int | None, seed: int, version: str) -> None:
+          channel: str, n: int | None, seed: int, version: str, decision_log: Path | None) -> None:
     """Decide for a whole audience (bounded memory, progress bar), without the online store."""
     from tqdm.auto import tqdm
 
@@ -40,6 +42,7 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
     from offerdata.tables import DataDirError
     from runtime.decisions.audience import AudienceError, read_members, run
     from runtime.decisions.clock import ClockError
+    from runtime.events.log import EventLogError
 
     started = time.perf_counter()
     try:
@@ -50,8 +53,8 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
         with tqdm(total=total, unit="member", desc="decisions") as bar:
             summary = run(data_dir, registry, members_file, out, program=program,
                           as_of=as_of, channel=channel, n=n, seed=seed,
-                          version=version, progress=bar.update)
-    except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError) as exc:
+                          version=version, progress=bar.update, decision_log=decision_log)
+    except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError, EventLogError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary.members:,} members ({summary.unknown:,} not in the data: cold starts), "
                f"{summary.offers:,} offers, model {summary.model_version}, as of {summary.as_of} -> {summary.out} "

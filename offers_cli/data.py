@@ -76,19 +76,25 @@ def synthetic_cmd(n_members: int, seed: int, out_dir: Path) -> None:
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="The data directory to extend.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Where to write the merged directory.")
 @click.option("--timezone", default="UTC", show_default=True, help="The program's IANA timezone (contract times are local).")
-def events_cmd(log_dir: Path, data_dir: Path, out_dir: Path, timezone: str) -> None:
-    """Merge the service's event log into a copy of DATA, then validate it (exit 1 on any problem)."""
+@click.option("--decisions", "decision_dir", type=click.Path(path_type=Path), default=None,
+              help="The decision log directory (OFFERS_DECISION_LOG; default: the --log directory).")
+def events_cmd(log_dir: Path, data_dir: Path, out_dir: Path, timezone: str, decision_dir: Path | None) -> None:
+    """Merge the service's event and decision logs into a copy of DATA, then validate it (exit 1 on any problem).
+
+    Shown offers of logged decisions become exposures with their arm and probability.
+    """
     from offerdata.events import merge_events
     from offerdata.validate import validate
 
     try:
-        summary = merge_events(data_dir, log_dir, out_dir, timezone)
+        summary = merge_events(data_dir, log_dir, out_dir, timezone, decision_dir)
     except DataDirError as exc:
         raise click.ClickException(str(exc)) from exc
     for problem in summary.rejected:
         click.echo(f"skipped {problem}", err=True)
     skipped_lines = f", {len(summary.rejected):,} unusable lines skipped" if summary.rejected else ""
-    click.echo(f"read {summary.events:,} events ({summary.duplicates:,} duplicates dropped{skipped_lines})")
+    click.echo(f"read {summary.events:,} events ({summary.duplicates:,} duplicates dropped{skipped_lines}), "
+               f"{summary.decisions:,} decisions ({summary.duplicate_decisions:,} duplicates dropped)")
     click.echo("added: " + ", ".join(f"{k} {v:,}" for k, v in summary.added.items()))
     skipped = {k: v for k, v in summary.skipped.items() if v}
     if skipped:

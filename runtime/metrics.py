@@ -73,6 +73,9 @@ class Metrics:
             registry=r)
         self.model_reloads = Counter(
             "offers_model_reloads", "Model loads by result.", ["result"], registry=r)
+        self.decision_log_failures = Counter(
+            "offers_decision_log_failures", "Committed decisions the decision log could not write.",
+            registry=r)
         self.last_known_good = Gauge(
             "offers_model_last_known_good",
             "1 while this worker serves an earlier champion because the champion cannot be served.",
@@ -98,6 +101,10 @@ class Metrics:
     def record_degraded(self, reason: str) -> None:
         """Count one decision served in a degraded mode (e.g. ``store_unavailable``)."""
         self.degraded.labels(reason).inc()
+
+    def record_decision_log_failure(self, decisions: int) -> None:
+        """Count ``decisions`` committed decisions that could not be appended to the decision log."""
+        self.decision_log_failures.inc(decisions)
 
     def record_model_load(self, result: str) -> None:
         """Count one model load: ``swapped``, ``unchanged`` or ``rejected``."""

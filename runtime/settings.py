@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     event_log: Path = Field(default_factory=_default_event_log)
     event_log_max_bytes: int = Field(default=64 << 20, ge=4096)
     event_log_fsync: Literal["request", "none"] = "request"
+    #: the decision log's directory; None: the event log's (segments are named apart)
+    decision_log: Path | None = None
+    decision_log_fsync: Literal["request", "none"] = "request"
 
     timezone: str = "UTC"
     currency_exponent: int = Field(default=2, ge=0, le=4)

@@ -32,12 +32,15 @@ from models.model import PropensityModel
 from models.policy import seed_for
 from models.registry import Registry
 from offerdata.validate import require_valid
+from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
+from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.materialize import load_members, materialize
 from runtime.decisions.model_holder import FixedModel
 from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.decisions.outcome_json import rfc3339
 from runtime.decisions.pipeline import DecisionPipeline
 from runtime.decisions.setup import DecisionSetup
+from runtime.events.log import EventLog
 from runtime.settings import settings_for
 from runtime.stores import build_store
 
@@ -133,8 +136,13 @@ class _Writer:
 def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], members_file: str | os.PathLike[str],
         out: str | os.PathLike[str], program: str | os.PathLike[str] | None = None, as_of: str = "wall",
         channel: str = "email", n: int | None = None, seed: int = 0, version: str = "champion",
-        chunk: int = CHUNK, progress: Callable[[int], None] | None = None) -> AudienceSummary:
+        chunk: int = CHUNK, progress: Callable[[int], None] | None = None,
+        decision_log: str | os.PathLike[str] | None = None) -> AudienceSummary:
     """Decide for every member of ``members_file`` and write the rows to ``out``.
+
+    With ``decision_log`` (a directory), every decision is also appended to a decision log
+    there (:mod:`runtime.decisions.decision_log`, source ``offers_batch``), so an e-mail
+    campaign sent from the file becomes exposures with their probabilities.
 
     ``as_of`` takes the values of ``OFFERS_CLOCK`` (``wall``, ``data`` or a timestamp).
     """
@@ -148,9 +156,15 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     materialize(store, setup, hist, loaded)
     unknown = len(wanted) - len(loaded)
     del hist, loaded  # the store holds the audience's records now
-    pipeline = DecisionPipeline(setup, store, FixedModel(model, setup.clock.now))
+    logged = None
+    if decision_log is not None:
+        log_writer = EventLog(Path(decision_log), kind=DECISION_LOG_KIND)
+        log_writer.check_writable()
+        logged = DecisionLog(log_writer)
+    pipeline = DecisionPipeline(setup, store, FixedModel(model, setup.clock.now), decision_log=logged)
     when = setup.clock.now()
-    req = DecisionRequest(member_id="", channel=channel, n=n, placement="offers batch", as_of=when)
+    req = DecisionRequest(member_id="", channel=channel, n=n, placement="offers batch", as_of=when,
+                          source="offers_batch")
     run_id = uuid.uuid4().hex[:12]
     writer = _Writer(Path(out))
     offers = 0
@@ -168,6 +182,9 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if logged is not None:
+            logged.close()
     writer.close()
     return AudienceSummary(members=len(wanted), unknown=unknown, offers=offers,
                            model_version=model.version, as_of=rfc3339(when), out=Path(out))

@@ -36,6 +36,8 @@ class DecisionRequest:
     as_of: datetime | None = None
     exclude: tuple[str, ...] = ()
     explain: bool = False
+    #: who asked, for the decision log: ``realtime``, ``batch`` (the endpoint) or ``offers_batch``
+    source: str = "realtime"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from models.policy import seed_for
 from models.units import NO_TIME
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions.catalog_change import CatalogUpgrader
+from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.limits import DecisionLimits
 from runtime.decisions.members import member_inputs
 from runtime.decisions.model_holder import ServingModel
@@ -108,13 +109,15 @@ class DecisionPipeline:
     """Runs decisions against a decision setup, a store and (optionally) a model source."""
 
     def __init__(self, setup: DecisionSetup, store: Store, holder: ModelSource | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, decision_log: DecisionLog | None = None):
         self.setup = setup
         self.store = store
         #: reservations, refusals and the counters used when the store cannot be trusted
         self.limits = DecisionLimits(setup)
         self.holder = holder
         self.metrics = metrics
+        #: where committed decisions are logged (None: not logged)
+        self.decision_log = decision_log
         self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
         #: translates and upgrades histories written under an earlier catalog
         self.upgrader = CatalogUpgrader(setup, store)
@@ -247,6 +250,7 @@ class DecisionPipeline:
 
         n = len(members)
         props = contrib = None
+        full: np.ndarray | None = None
         scores = ["none"] * n
         caches: list[CacheWrite | None] = [None] * n
         if serving is not None and len(universe.scorable):
@@ -307,6 +311,8 @@ class DecisionPipeline:
             if commit_it:
                 self._record(outcome)
             out.append(outcome)
+        if commit_it and self.decision_log is not None:
+            self.decision_log.append(out, req, candidates, None if full is None else full[:, keep])
         return out
 
     def _read(self, member_ids: Sequence[str], slot: str | None,

@@ -36,11 +36,17 @@ class EventLogError(OSError):
 
 
 class EventLog:
-    """Appends event records to this process's current segment; thread-safe."""
+    """Appends records to this process's current segment; thread-safe.
+
+    ``kind`` names the segments (``<kind>-<day>-<host>-<pid>-<seq>.ndjson``): ``events`` for
+    feedback events, ``decisions`` for the decision log (:mod:`runtime.decisions.decision_log`),
+    so both can share one directory and readers pick their kind by name.
+    """
 
     def __init__(self, directory: Path, max_bytes: int = 64 << 20,
                  fsync: Literal["request", "none"] = "request",
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, kind: str = "events"):
+        self.kind = kind
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.fsync = fsync
@@ -61,7 +67,7 @@ class EventLog:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise EventLogError(f"the event log directory {self.directory} is not writable: {exc}") from exc
+            raise EventLogError(f"the {self.kind} log directory {self.directory} is not writable: {exc}") from exc
 
     @property
     def current_path(self) -> Path | None:
@@ -69,7 +75,7 @@ class EventLog:
 
     def segments(self) -> list[Path]:
         """Every segment in the directory, oldest name first."""
-        return sorted(self.directory.glob("events-*.ndjson"))
+        return sorted(self.directory.glob(f"{self.kind}-*.ndjson"))
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Write ``records`` as JSON lines, then fsync per the policy; EventLogError on failure."""
@@ -89,7 +95,7 @@ class EventLog:
                     os.fsync(fd)
             except OSError as exc:
                 self._close_locked()
-                raise EventLogError(f"could not append to the event log: {exc}") from exc
+                raise EventLogError(f"could not append to the {self.kind} log: {exc}") from exc
 
     def _segment_for(self, incoming: int) -> int:
         day = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y%m%d")
@@ -102,7 +108,7 @@ class EventLog:
         else:  # forked: the descriptor belongs to the parent's segment
             self._fd = None
         self.directory.mkdir(parents=True, exist_ok=True)
-        stem = f"events-{day}-{self._host}-{pid}-"
+        stem = f"{self.kind}-{day}-{self._host}-{pid}-"
         taken = [int(p.stem.rsplit("-", 1)[1]) for p in self.directory.glob(stem + "*.ndjson")
                  if p.stem.rsplit("-", 1)[1].isdigit()]
         path = self.directory / f"{stem}{max(taken, default=0) + 1:04d}.ndjson"
@@ -127,21 +133,21 @@ class EventLog:
             self._close_locked()
 
 
-def read_segments(directory: Path) -> list[dict[str, Any]]:
-    """Every record in a log directory, oldest segment first, duplicates (by event_id) dropped.
+def read_segments(directory: Path, kind: str = "events", key: str = "event_id") -> list[dict[str, Any]]:
+    """Every record of ``kind`` in a log directory, oldest segment first, duplicates (by ``key``) dropped.
 
     A small reference reader for tests and notebooks. Training must read the documented
     format with its own code: the training package never imports the service.
     """
     seen: set[str] = set()
     out = []
-    for path in sorted(Path(directory).glob("events-*.ndjson")):
+    for path in sorted(Path(directory).glob(f"{kind}-*.ndjson")):
         with path.open(encoding="utf-8") as f:
             for line in f:
                 if not line.strip():
                     continue
                 record = json.loads(line)
-                if record["event_id"] not in seen:
-                    seen.add(record["event_id"])
+                if record[key] not in seen:
+                    seen.add(record[key])
                     out.append(record)
     return out

@@ -119,7 +119,7 @@ def post_batch() -> Response:
     store = current_state().store
     header, body_hash, replay = _claim(store)
     batch_id = "b-" + (hashlib.sha256(header.encode()).hexdigest()[:32] if header else uuid.uuid4().hex)
-    req = DecisionRequest(member_id="", channel=body.channel, n=body.n, placement=body.placement,
+    req = DecisionRequest(member_id="", channel=body.channel, n=body.n, placement=body.placement, source="batch",
                           as_of=body.context.as_of if body.context is not None else None,
                           exclude=tuple(body.exclude_offer_ids))
     program = decider.setup.program

@@ -31,12 +31,15 @@ import numpy as np
 from models.features import History
 from models.features.online import history_from_records, records_from_history
 from models.model import PropensityModel
+from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
+from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.materialize import load_members, materialize
 from runtime.decisions.model_holder import ModelHolder, ModelRejected, ServingModel
 from runtime.decisions.pipeline import RECOVERY_HINT, DecisionPipeline
 from runtime.decisions.scoring import feature_rows
 from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.events.history_records import HistoryRecorder
+from runtime.events.log import EventLog
 from runtime.stores import StoreError
 from service.errors import ServiceUnavailable
 from service.state import ServiceState
@@ -111,7 +114,8 @@ class DecisionsComponent:
                     serving = self.holder.serving
                     log.error("the champion cannot be served (%s); %s", exc.reason,
                               f"serving the last-known-good {serving.version}" if serving else "no model to serve yet")
-            self.decider = DecisionPipeline(setup, self.state.store, self.holder, self.state.metrics)
+            self.decider = DecisionPipeline(setup, self.state.store, self.holder, self.state.metrics,
+                                            decision_log=self._decision_log())
             try:  # histories written under this catalog can be read under the next one
                 self.decider.upgrader.publish()
             except StoreError as exc:
@@ -129,6 +133,14 @@ class DecisionsComponent:
             self._flag.set(False, f"loading failed: {self.error}")
         finally:
             self._done.set()
+
+    def _decision_log(self) -> DecisionLog:
+        """The durable decision log (``OFFERS_DECISION_LOG``, default the event log's directory)."""
+        settings = self.state.settings
+        writer = EventLog(settings.decision_log or settings.event_log, settings.event_log_max_bytes,
+                          settings.decision_log_fsync, kind=DECISION_LOG_KIND)
+        writer.check_writable()
+        return DecisionLog(writer, self.state.metrics)
 
     # -- the model ---------------------------------------------------------------------------
     def _warm(self, model: PropensityModel) -> None:

@@ -1,0 +1,174 @@
+"""The decision log: every committed decision is logged with its candidates, and merges
+into training data as exposures with arm and probability.
+
+Real-time decisions, the batch endpoint and ``offers batch`` all log; a decision preview
+does not; a campaign sent through the batch endpoint without impressions merges into a
+valid data directory; torn lines are reported with segment and line; an unwritable log
+never fails a committed decision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from offerdata.events import merge_events
+from offerdata.validate import validate
+from offers_cli.main import cli
+from runtime.decisions.outcome import DecisionRequest
+from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build, close_app, start_app
+from tests.service_helpers import DECISIONS_KEY, EVENTS_KEY
+
+DECIDE = {"X-API-Key": DECISIONS_KEY}
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> DecisionEnv:
+    return build(tmp_path_factory.mktemp("decisions"))
+
+
+@pytest.fixture(scope="module")
+def members(env: DecisionEnv) -> list[str]:
+    return [str(m) for m in pd.read_parquet(env.data / "members.parquet")["member_id"]]
+
+
+@pytest.fixture
+def app(env: DecisionEnv, tmp_path: Path) -> Iterator[Flask]:
+    env.promote(env.v1)
+    app = start_app(env.settings(tmp_path))
+    yield app
+    close_app(app)
+
+
+def logged(directory: Path) -> list[dict[str, Any]]:
+    """Every decision line in ``directory``'s decision segments."""
+    out = []
+    for path in sorted(directory.glob("decisions-*.ndjson")):
+        out.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return out
+
+
+def test_every_real_time_and_batch_decision_is_logged_with_its_candidates(
+        app: Flask, members: list[str], tmp_path: Path) -> None:
+    client = app.test_client()
+    answers = [client.post("/v1/decisions", json={"member_id": m, "channel": CHANNEL}, headers=DECIDE).get_json()
+               for m in members[:5]]
+    batch = client.post("/v1/decisions/batch", json={"member_ids": members[5:25], "channel": CHANNEL, "n": 3},
+                        headers=DECIDE)
+    batch_lines = [json.loads(line) for line in batch.get_data(as_text=True).splitlines()][:-1]
+    lines = logged(tmp_path / "events")  # the event log's directory by default
+    assert len(lines) == 25
+    by_id = {line["decision_id"]: line for line in lines}
+    for answer, source in [*((a, "realtime") for a in answers), *((b, "batch") for b in batch_lines)]:
+        line = by_id[answer["decision_id"]]
+        assert line["source"] == source
+        assert line["member_id"] == answer.get("member_id", answer.get("member", {}).get("member_id"))
+        assert line["channel"] == CHANNEL and line["model_version"] == answer["model_version"]
+        assert line["policy"] == answer["policy"] and line["holdout"] == answer["holdout"]
+        shown = {c["offer_id"]: c for c in line["candidates"] if c["shown"]}
+        assert set(shown) == {o["offer_id"] for o in answer["offers"]}
+        for offer in answer["offers"]:
+            cand = shown[offer["offer_id"]]
+            assert cand["rank"] == offer["rank"] and cand["probability"] == pytest.approx(offer["probability"])
+            assert cand.get("coupon_code") == offer.get("coupon_code")
+        # every candidate is there once: shown, excluded with a reason, or eligible and not picked
+        ids = [c["offer_id"] for c in line["candidates"]]
+        assert len(ids) == len(set(ids)) and set(shown) <= set(ids)
+        for cand in line["candidates"]:
+            if not cand["shown"] and "reason" in cand:
+                assert cand["probability"] == 0.0
+            assert cand["score"] is None or 0.0 <= cand["score"] <= 1.0
+    assert any(c["score"] is not None for line in lines for c in line["candidates"])
+
+
+def test_a_preview_is_not_logged(app: Flask, members: list[str], tmp_path: Path) -> None:
+    decider = app.extensions["offers"].decisions.require()
+    decider.decide_without_commit(DecisionRequest(member_id=members[0], channel=CHANNEL), "preview-1")
+    assert logged(tmp_path / "events") == []
+
+
+def test_a_campaign_without_impressions_merges_into_valid_training_data(
+        app: Flask, env: DecisionEnv, members: list[str], tmp_path: Path) -> None:
+    client = app.test_client()
+    out = client.post("/v1/decisions/batch", json={"member_ids": members[:40], "channel": CHANNEL, "n": 2},
+                      headers=DECIDE)
+    decisions = [json.loads(line) for line in out.get_data(as_text=True).splitlines()][:-1]
+    catalog = set(pd.read_parquet(env.data / "offers.parquet")["offer_id"])
+    first, offer = next((d, o) for d in decisions for o in d["offers"] if o["offer_id"] in catalog)
+    # the app confirms one of them with an impression carrying the decision id: not a second exposure
+    ev = {"event_id": "imp-1", "member_id": first["member_id"], "type": "impression", "offer_id": offer["offer_id"],
+          "decision_id": first["decision_id"], "ts": CLOCK, "channel": CHANNEL}
+    assert client.post("/v1/events", json={"events": [ev]}, headers={"X-API-Key": EVENTS_KEY}).status_code == 200
+    app.extensions["offers"].event_log.close()
+    merged = tmp_path / "merged"
+    summary = merge_events(env.data, tmp_path / "events", merged, "UTC")
+    assert validate(merged).ok
+    exposures = pd.read_parquet(merged / "exposures.parquet")
+    from_log = exposures[exposures["decision_id"].isin({d["decision_id"] for d in decisions})]
+    shown = [(d["decision_id"], o["offer_id"], o["probability"]) for d in decisions for o in d["offers"]
+             if o["offer_id"] in catalog]
+    assert len(from_log) == len(shown) and summary.decisions == 40
+    assert set(from_log["arm"]) == {"treatment"}
+    got = dict(zip(from_log["exposure_id"], from_log["arm_probability"], strict=True))
+    for decision_id, offer_id, probability in shown:
+        assert got[f"{decision_id}:{offer_id}"] == pytest.approx(probability)
+    assert "imp-1" not in set(exposures["exposure_id"])
+    assert summary.skipped["impression of a logged decision"] == 1
+    assert (from_log["channel"] == CHANNEL).all()
+
+
+def test_torn_and_bad_lines_are_reported_with_segment_and_line(env: DecisionEnv, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    good = {"v": 1, "decision_id": "d1", "ts": "2025-11-12T12:00:00Z", "member_id": "M00000001",
+            "channel": CHANNEL, "candidates": [{"offer_id": "nope", "shown": True, "probability": 1.0}]}
+    (log / "decisions-20251112-h-1-0001.ndjson").write_text(
+        json.dumps(good) + "\n" + json.dumps({**good, "decision_id": "d2", "ts": "3000-01-01T00:00:00Z"})
+        + "\n" + json.dumps(good) + "\n" + '{"v": 1, "decision_id": "d3", "ts"')
+    result = CliRunner().invoke(cli, ["data", "events", "--log", str(log), "--data", str(env.data),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "decisions-20251112-h-1-0001.ndjson line 2: ts '3000-01-01T00:00:00Z' is outside" in result.output
+    assert "decisions-20251112-h-1-0001.ndjson line 4: not JSON" in result.output
+    assert "1 decisions (1 duplicates dropped)" in result.output
+    assert "shown offer not in the data's offers 1" in result.output
+
+
+def test_offers_batch_logs_its_decisions_when_asked(env: DecisionEnv, members: list[str], tmp_path: Path) -> None:
+    env.promote(env.v1)
+    audience = tmp_path / "audience.txt"
+    audience.write_text("\n".join(members[:30]))
+    result = CliRunner().invoke(cli, ["batch", "--registry", str(env.registry), "--data", str(env.data),
+                                      "--members", str(audience), "--out", str(tmp_path / "o.parquet"),
+                                      "--program", str(env.program), "--as-of", CLOCK, "--channel", CHANNEL,
+                                      "--decision-log", str(tmp_path / "dlog")])
+    assert result.exit_code == 0, result.output
+    lines = logged(tmp_path / "dlog")
+    rows = pd.read_parquet(tmp_path / "o.parquet")
+    assert [line["member_id"] for line in lines] == members[:30]
+    assert {line["source"] for line in lines} == {"offers_batch"}
+    assert sum(c["shown"] for line in lines for c in line["candidates"]) == len(rows)
+
+
+def test_a_log_that_cannot_be_written_is_counted_not_raised(env: DecisionEnv, members: list[str],
+                                                           tmp_path: Path) -> None:
+    env.promote(env.v1)
+    target = tmp_path / "dlog"
+    app = start_app(env.settings(tmp_path, decision_log=target))
+    try:
+        target.rmdir()  # proven writable at start-up, then replaced by a file: no segment can be made
+        target.write_text("not a directory")
+        resp = app.test_client().post("/v1/decisions", json={"member_id": members[0], "channel": CHANNEL},
+                                      headers=DECIDE)
+        assert resp.status_code == 200 and resp.get_json()["decision_id"]
+        metrics = app.test_client().get("/metrics").get_data(as_text=True)
+        assert "offers_decision_log_failures_total 1.0" in metrics
+    finally:
+        close_app(app)
