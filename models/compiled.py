@@ -36,6 +36,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from models.errors import CoreError
+
 log = logging.getLogger(__name__)
 
 #: Largest absolute difference from Booster.predict accepted on the probe (probability scale).
@@ -43,7 +45,7 @@ TOLERANCE = 1e-9
 PROBE_ROWS = 512
 
 
-class CompileError(Exception):
+class CompileError(CoreError):
     """The trees cannot be compiled or the compiled trees do not match LightGBM."""
 
 

@@ -30,6 +30,7 @@ import lightgbm as lgb
 import numpy as np
 
 from models.compiled import CompiledForest, CompileError, compile_forest
+from models.errors import CoreError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 from models.model_probe import ProbeFailed, probe_model
 from models.modelfile import ModelFileError, check_model_text
@@ -41,7 +42,7 @@ PROGRAM_FILE = "program.yaml"
 FORMAT_VERSION = 1
 
 
-class ArtifactError(Exception):
+class ArtifactError(CoreError):
     """A model artifact is missing, corrupt, or does not match the code's features."""
 
 

@@ -26,13 +26,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.errors import CoreError
+
 #: Seconds a child may take to load and score a model.
 PROBE_TIMEOUT = 120.0
 PROBE_ROWS = 32
 _FLOAT64, _PREDICT_NORMAL, _PREDICT_CONTRIB = 1, 0, 3
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(CoreError):
     """The child process could not load or score the model (or died trying)."""
 
 

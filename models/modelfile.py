@@ -28,6 +28,8 @@ import json
 import math
 from collections.abc import Sequence
 
+from models.errors import CoreError
+
 #: The arrays of a tree with one entry per internal node (num_leaves - 1) or per leaf.
 INTERNAL_ARRAYS = ("split_feature", "split_gain", "threshold", "decision_type", "left_child", "right_child",
                    "internal_value", "internal_weight", "internal_count")
@@ -36,7 +38,7 @@ INT_ARRAYS = {"split_feature", "decision_type", "left_child", "right_child", "in
               "cat_boundaries", "cat_threshold"}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(CoreError, ValueError):
     """The model text is not a complete, well-formed LightGBM model for the expected features."""
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.data_contract import CHANNELS, OFFER_KINDS
+from models.errors import CoreError
 from models.yamlnodes import YamlSyntaxError, format_path, line_of, parse_with_lines, resolve
 
 OfferKind = Literal[
@@ -336,7 +337,7 @@ class Program(_Strict):
         return float(lev.kind.get(kind, 1.0)) * float(tier_lever)
 
 
-class ProgramConfigError(ValueError):
+class ProgramConfigError(CoreError, ValueError):
     """A program config is invalid; ``issues`` lists (path, line, message) for each problem."""
 
     def __init__(self, issues: list[tuple[str, int | None, str]], source: str = "<string>"):

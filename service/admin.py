@@ -10,9 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from runtime.coupons.codes import InvalidCouponCode, find_coupon
-from runtime.stores import StoreUnavailable
 from service.auth import require_scope
-from service.errors import FieldError, NotFound, ServiceUnavailable, ValidationFailed
+from service.errors import FieldError, NotFound, ValidationFailed
 from service.state import current_state
 from service.validation import describe, is_valid
 
@@ -30,20 +29,14 @@ def _member(member_id: str) -> str:
 @bp.get("/members/<member_id>/state")
 @require_scope("admin")
 def member_state(member_id: str) -> Response:
-    try:
-        bundle = current_state().store.fetch_member(_member(member_id))
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable") from exc
+    bundle = current_state().store.fetch_member(_member(member_id))  # StoreUnavailable: 503 (service.errors)
     return jsonify({"state": bundle.state.to_dict()})
 
 
 @bp.delete("/members/<member_id>/cache")
 @require_scope("admin")
 def drop_cache(member_id: str) -> tuple[str, int]:
-    try:
-        current_state().store.invalidate(_member(member_id))
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable") from exc
+    current_state().store.invalidate(_member(member_id))  # StoreUnavailable: 503 (service.errors)
     return "", 204
 
 
@@ -55,8 +48,6 @@ def coupon(code: str) -> Response:
     except InvalidCouponCode as exc:
         raise ValidationFailed("the coupon code is not valid", [FieldError(
             code="invalid_coupon_code", parameter="code", message=str(exc))]) from None
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable") from exc
     if found is None:
         raise NotFound("no coupon has this code (or it expired)")
     return jsonify(found.to_dict())

@@ -43,6 +43,9 @@ from flask import Flask, Response, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from models.errors import OffersError
+from runtime.errors import NotReady
+from runtime.stores import StoreUnavailable
 from service.requestid import request_id
 from service.validation import describe_pattern
 
@@ -65,7 +68,7 @@ class FieldError:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-class ServiceError(Exception):
+class ServiceError(OffersError):
     """Base of every error the service renders as a problem; subclasses set the status."""
 
     status: ClassVar[int] = 500
@@ -243,6 +246,20 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         return _from_http_exception(exc)
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_unavailable(exc: StoreUnavailable) -> Response:
+        """The online store could not be reached: 503 with Retry-After, wherever it happened.
+
+        Endpoints that can say more (retry with the same event ids) convert it themselves.
+        """
+        log.warning("online store unavailable on %s: %s", request.path, exc)
+        return problem_response(ServiceUnavailable("the online store is unavailable; retry shortly"))
+
+    @app.errorhandler(NotReady)
+    def _not_ready(exc: NotReady) -> Response:
+        """The model or decision setup is still loading: 503, retry shortly."""
+        return problem_response(ServiceUnavailable(f"{exc}; retry shortly"))
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from offerdata.tables import DataDirError
-from offerdata.validate import Problem, ValidationFailed, require_valid, validate
+from offerdata.validate import DataDirInvalid, Problem, require_valid, validate
 from offers_cli.main import cli
 from tests.factory import tiny_tables, write_tiny
 
@@ -154,7 +154,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_require_valid_raises_with_report(tmp_path: Path) -> None:
     path = broken(tmp_path, lambda t: t["transactions"].pop("basket_id"))
-    with pytest.raises(ValidationFailed, match="basket_id"):
+    with pytest.raises(DataDirInvalid, match="basket_id"):
         require_valid(path)
     with pytest.raises(DataDirError, match="does not exist"):
         validate(tmp_path / "nope")

@@ -37,6 +37,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from models.errors import OffersError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, compute_features
 from models.model import Calibration, PropensityModel
 from models.program import Program, ProgramConfigError, load_program
@@ -72,7 +73,7 @@ BASE_PARAMS: dict[str, Any] = {
 }
 
 
-class TrainingError(Exception):
+class TrainingError(OffersError):
     """Training cannot proceed on this input (bad cut-off, no positives, ...)."""
 
 

@@ -27,6 +27,7 @@ from offerdata.experiments.contract import (
     write_experiment,
 )
 from offerdata.experiments.source import SourceUnavailable, open_zip
+from offerdata.tables import DataDirError
 
 ARMS = {"Mens E-Mail": "mens_email", "Womens E-Mail": "womens_email", "No E-Mail": None}
 TITLES = {"mens_email": "Men's merchandise e-mail", "womens_email": "Women's merchandise e-mail"}
@@ -35,7 +36,7 @@ START = pd.Timestamp("2008-03-03 09:00:00")
 ATTRIBUTES = ("recency", "history_segment", "history", "mens", "womens", "zip_code", "newbie", "channel")
 
 
-class SplitError(ValueError):
+class SplitError(DataDirError, ValueError):
     """A test fraction outside (0, 1)."""
 
 

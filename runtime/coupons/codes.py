@@ -19,6 +19,7 @@ import json
 import secrets
 from dataclasses import asdict, dataclass
 
+from runtime.errors import OffersRuntimeError
 from runtime.stores import Store
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -31,7 +32,7 @@ MAX_PREFIX = 8
 MAX_ATTEMPTS = 8
 
 
-class InvalidCouponCode(ValueError):
+class InvalidCouponCode(OffersRuntimeError, ValueError):
     """A coupon code is malformed or its check character is wrong."""
 
 

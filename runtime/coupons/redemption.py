@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from runtime.coupons.codes import Coupon, normalise
+from runtime.errors import OffersRuntimeError
 from runtime.events.event import FeedbackEvent
 from runtime.stores import (
     CLAIM_OK,
@@ -37,7 +38,7 @@ class Refusal:
     coupon: Coupon | None
 
 
-class CouponsRefused(Exception):
+class CouponsRefused(OffersRuntimeError):
     """Some coupons of a request cannot be redeemed; nothing was claimed, logged or applied."""
 
     def __init__(self, refusals: Sequence[Refusal]):

@@ -40,6 +40,7 @@ from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.decisions.outcome_json import rfc3339
 from runtime.decisions.pipeline import DecisionPipeline
 from runtime.decisions.setup import DecisionSetup
+from runtime.errors import OffersRuntimeError
 from runtime.events.log import EventLog
 from runtime.settings import settings_for
 from runtime.stores import build_store
@@ -66,7 +67,7 @@ def _rows(outcomes: list[Outcome]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[n for n in SCHEMA.names if n not in ("model_version", "as_of", "channel")])
 
 
-class AudienceError(ValueError):
+class AudienceError(OffersRuntimeError, ValueError):
     """The members file or the output path cannot be used."""
 
 

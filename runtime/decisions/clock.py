@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from models.timerange import DESCRIPTION, in_range
+from runtime.errors import OffersRuntimeError
 from runtime.settings import check_clock_spec
 
 
-class ClockError(ValueError):
+class ClockError(OffersRuntimeError, ValueError):
     """``OFFERS_CLOCK`` is not wall, data or a timestamp, or ``data`` has no transactions."""
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from models.model import ArtifactError, PropensityModel
 from models.registry import Registry, RegistryError
+from runtime.errors import OffersRuntimeError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ CHECK_INTERVAL = 1.0
 MAX_LAST_GOOD = 5
 
 
-class ModelRejected(Exception):
+class ModelRejected(OffersRuntimeError):
     """The champion cannot be served (missing, corrupt, mismatched); the old model stays."""
 
     def __init__(self, version: str | None, reason: str):

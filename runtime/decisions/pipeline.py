@@ -58,6 +58,7 @@ from runtime.decisions.outcome import (
 )
 from runtime.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
 from runtime.decisions.setup import DecisionSetup, Universe
+from runtime.errors import NotReady
 from runtime.metrics import Metrics
 from runtime.stores import (
     BudgetCounter,
@@ -78,10 +79,6 @@ RECOVERY_HINT = ("the online store has no generation marker: Redis lost its data
                  "persistence, or failed over to an empty replica) or was never loaded. Capped and "
                  "budgeted offers are withheld until you run `offers materialize --data DIR [--registry REG] "
                  "[--program P] [--clock C]` against this REDIS_URL (docs/redis.md, Recovery)")
-
-
-class NotReady(Exception):
-    """The model (or the engine) is not loaded yet; the caller answers 503."""
 
 
 @dataclass

@@ -27,11 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from runtime.errors import OffersRuntimeError
+
 FORMAT_VERSION = 1
 _SAFE_HOST = str.maketrans({c: "_" for c in "/\\-: "})
 
 
-class EventLogError(OSError):
+class EventLogError(OffersRuntimeError, OSError):
     """The event log cannot be written (disk full, permissions...)."""
 
 

@@ -32,6 +32,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from runtime.errors import OffersRuntimeError
+
 #: How many recent timestamps each (subject, offer) counter keeps. Windowed counts up to
 #: this are exact; beyond it they are a conservative upper bound (OfferCounter.count_since).
 RECENT_LIMIT = 8
@@ -54,7 +56,7 @@ MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"
 BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
 
 
-class StoreError(Exception):
+class StoreError(OffersRuntimeError):
     """A store operation failed for a reason other than availability."""
 
 

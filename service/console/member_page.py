@@ -16,7 +16,7 @@ from flask import g, render_template, request
 from models.data_contract import CHANNELS
 from runtime.coupons.codes import InvalidCouponCode, find_coupon
 from runtime.decisions.outcome_json import outcome_json
-from runtime.decisions.pipeline import NotReady
+from runtime.errors import NotReady
 from runtime.stores import StoreUnavailable
 from service.console.blueprint import bp
 from service.console.session import signed_in

@@ -34,7 +34,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from models.policy import seed_for
 from runtime.decisions.outcome import DecisionRequest
 from runtime.decisions.outcome_json import outcome_json
-from runtime.decisions.pipeline import NotReady
+from runtime.errors import NotReady
 from runtime.stores import Store, StoredResponse, StoreUnavailable
 from service.auth import require_scope
 from service.decisions.bodies import BatchBody, check_distinct, parse_body
@@ -112,10 +112,7 @@ def post_batch() -> Response:
     body: BatchBody = parse_body(BatchBody, read_json())
     check_distinct(body)
     decider = current_decisions().require()
-    try:
-        decider.serving()
-    except NotReady as exc:
-        raise ServiceUnavailable(f"{exc}; retry shortly") from exc
+    decider.serving()  # NotReady: 503 (service.errors)
     store = current_state().store
     header, body_hash, replay = _claim(store)
     batch_id = "b-" + (hashlib.sha256(header.encode()).hexdigest()[:32] if header else uuid.uuid4().hex)

@@ -22,10 +22,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.decisions.outcome_json import outcome_json
-from runtime.decisions.pipeline import NotReady
 from service.auth import require_scope
 from service.decisions.bodies import DecisionBody, parse_body, parse_query
-from service.errors import FieldError, ServiceUnavailable, ValidationFailed
+from service.errors import FieldError, ValidationFailed
 from service.http import read_json
 from service.idempotency import idempotent
 from service.state import current_decisions
@@ -49,10 +48,7 @@ def run(body: DecisionBody) -> Response:
     """Decide and render one decision (503 while the model or catalog is loading)."""
     service = current_decisions()
     decider = service.require()
-    try:
-        outcome: Outcome = decider.decide(to_request(body), new_decision_id())
-    except NotReady as exc:
-        raise ServiceUnavailable(f"{exc}; retry shortly") from exc
+    outcome: Outcome = decider.decide(to_request(body), new_decision_id())  # NotReady: 503 (service.errors)
     return jsonify(outcome_json(decider.setup.program, outcome))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from models.registry import Registry
+from training.train import TrainingError
 from training.uplift.artifact import UpliftModel
 from training.uplift.data import encode, load_units
 from training.uplift.learners import Method, UpliftLearner
@@ -34,7 +35,7 @@ CANDIDATES: tuple[tuple[Method, int, int], ...] = (
 )
 
 
-class UpliftTrainingError(Exception):
+class UpliftTrainingError(TrainingError):
     """The data cannot train an uplift model (no control arm, no outcomes, ...)."""
 
 
