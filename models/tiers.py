@@ -2,7 +2,7 @@
 
 One implementation serves both callers: :func:`tier_states` computes every member at
 one ``as_of`` from a transactions frame (training, batch), :func:`member_tier_state`
-computes one member from two arrays (serving). Both run :func:`_tier_arrays`, which is
+computes one member from two arrays (serving). Both run :func:`tier_arrays`, which is
 numpy throughout: transactions become per-member sorted events and every window sum
 is a difference of one cumulative sum, found with ``searchsorted`` on a composite
 (member, time-rank) key. No Python loop runs per transaction or per member.
@@ -110,7 +110,7 @@ def tier_states(program: Program, transactions: pd.DataFrame, as_of: pd.Timestam
     joined = None
     if joined_at is not None:
         joined = _ns(pd.to_datetime(joined_at.reindex(ids)).to_numpy())
-    arrays = _tier_arrays(program, codes[keep], times, amounts, len(ids), _as_of_ns(program, as_of), joined)
+    arrays = tier_arrays(program, codes[keep], times, amounts, len(ids), _as_of_ns(program, as_of), joined)
     frame = pd.DataFrame(_columns(program, arrays), index=ids)
     frame.index.name = "member_id"
     return frame
@@ -134,7 +134,7 @@ def tier_state_list(program: Program, codes: np.ndarray, times_ns: np.ndarray, a
     local), ``joined_ns`` each member's join date (:data:`NAT` when unknown). The same
     engine as :func:`tier_states`; batch decisions use it to avoid a row per member.
     """
-    arrays = _tier_arrays(program, np.asarray(codes, dtype=np.int64), np.asarray(times_ns, dtype=np.int64),
+    arrays = tier_arrays(program, np.asarray(codes, dtype=np.int64), np.asarray(times_ns, dtype=np.int64),
                           np.asarray(amount_minor, dtype=np.int64), n, _as_of_ns(program, as_of), joined_ns)
     v = tier_numbers(program, arrays)
     names = program.tier_names
@@ -292,7 +292,7 @@ class _Events:
         return self.t[np.clip(j - 1, 0, len(self.t) - 1)]
 
 
-def _tier_arrays(program: Program, codes: np.ndarray, times: np.ndarray, amounts: np.ndarray, n: int,
+def tier_arrays(program: Program, codes: np.ndarray, times: np.ndarray, amounts: np.ndarray, n: int,
                  as_of: int, joined: np.ndarray | None) -> dict[str, np.ndarray]:
     """The engine: ranks, since, metric, keep base, period end and projection as arrays."""
     before = times < as_of

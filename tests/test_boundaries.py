@@ -56,6 +56,20 @@ def test_offline_jobs_never_import_the_web_package(job: str) -> None:
     assert not bad, f"offers_cli/{job} imports {sorted(bad)}"
 
 
+def test_no_package_imports_another_modules_private_names() -> None:
+    """``from x import _name`` across modules couples them to each other's internals."""
+    offenders = []
+    for package in ("models", "runtime", "service", "training", "offerdata", "offers_cli"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.level == 0:
+                    private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                    if private:
+                        offenders.append(f"{path.relative_to(ROOT)}: {node.module} {private}")
+    assert not offenders, offenders
+
+
 def test_the_checker_sees_nested_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    import redis.client\n    from flask import Flask\n")

@@ -117,7 +117,7 @@ def _group_reference(out: dict[str, np.ndarray], m: np.ndarray, c: np.ndarray, t
 
 def test_group_features_match_the_pandas_group_by_definition() -> None:
     """The numpy within-group ranks equal pandas' rank(method="min", descending), ties included."""
-    from models.features.compute import _group_features
+    from models.features.compute import group_features
 
     rng = np.random.default_rng(3)
     for _ in range(100):
@@ -128,7 +128,7 @@ def test_group_features_match_the_pandas_group_by_definition() -> None:
         for col in ("product_spend", "category_spend", "manufacturer_spend"):
             out[col] = np.where(rng.random(n) < 0.5, 0.0, rng.integers(0, 5, n) * 1.5)  # many ties and zeros
         ref = _group_reference(out, m, c, t)
-        _group_features(out, m, c, t)
+        group_features(out, m, c, t)
         for name, expected in ref.items():
             np.testing.assert_allclose(out[name], expected, err_msg=name)
 

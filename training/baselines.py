@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import FEATURE_NAMES
-from models.features.compute import _engine
+from models.features.definitions import catalog_index
 from training.dataset import Dataset
 
 
@@ -25,14 +25,14 @@ def popularity(ds: Dataset, rows: pd.DataFrame) -> np.ndarray:
     once, and a binary search per row. The cost grows with offers x redemptions, not with
     the number of distinct as_of values (millions on continuous-time data).
     """
-    hist, eng = ds.history, _engine(ds.catalog)
+    hist, index = ds.history, catalog_index(ds.catalog)
     out = np.zeros(len(rows))
     as_of = rows["as_of"].to_numpy()
     offers = rows["o"].to_numpy().astype(np.int64)
     valid = hist.red_offer >= 0
     by_time = np.argsort(hist.red_time[valid], kind="stable")
     red_time, red_offer = hist.red_time[valid][by_time], hist.red_offer[valid][by_time].astype(np.int64)
-    overlap = eng.offer_overlap
+    overlap = index.offer_overlap
     by_offer = np.argsort(offers, kind="stable")
     present, starts = np.unique(offers[by_offer], return_index=True)
     ends = np.r_[starts[1:], len(offers)]

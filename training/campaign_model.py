@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.features import FEATURE_NAMES, History
 from models.features.compute import HISTORY_FEATURES, MEMBER_FEATURES
-from models.features.tiers import TIER_FEATURES
+from models.features.tier_features import TIER_FEATURES
 from training.metrics import pooled
 
 AFFINITY_AGGREGATES = ("product_spend", "product_coupon", "product_lines", "category_spend", "category_share",

@@ -1,160 +1,61 @@
-"""The one feature definition for member x offer propensity, offline and online.
+"""Point-in-time member x offer features for requests with any ``as_of`` (training's path).
 
 :func:`compute_features` takes a :class:`~models.features.history.History` (any set of
 members), the :class:`~models.features.history.FeatureCatalog` and a batch of requests
 ``(member, offer, as_of, channel)`` and returns one float32 row per request, in the
-order of :data:`FEATURE_NAMES`. Every aggregate uses only events strictly before the
-request's ``as_of``. Training calls it on member partitions with many ``as_of`` values;
-serving calls it on one member against many offers; the code path is the same.
+order of :data:`~models.features.definitions.FEATURE_NAMES`. Every aggregate uses only
+events strictly before the request's ``as_of``.
 
-Features come in groups:
-
-* member activity: spend, baskets and lines in 7/30/90/365-day windows and overall,
-  recency, tenure, average basket, coupon-discount share of spend, department shares;
-* member x offer affinity: spend, line count, recent spend, days since the last
-  purchase, coupon discounts received and the discounted share of spend on the offer's
-  own products, and the same for its categories, manufacturers and brands; past
-  exposures to and redemptions of offers sharing its products;
-* past offer behaviour: exposures, redemptions, redemption rate (overall and for the
-  offer's kind), days since the last redemption;
-* tier state under the program config (as of the start of the day): rank, metric,
-  distance to the next tier and to keeping the current one, at risk, days to period end;
-* offer attributes: kind, value, cost, duration, number of products, campaign type;
-* context: channel, day of week, days since the offer started and days left;
-* within-group position: the rank and relative size of the offer's own-product and
-  category spend among the member's requested offers of the same campaign, which is
-  what lets a pointwise model rank one member's coupons.
+What each feature is lives in :mod:`models.features.definitions`; this module is one of
+its two evaluation strategies: :class:`PrefixAggregates` and :func:`pair_sums` answer
+"sum before as_of" for many different ``as_of`` values at once with prefix sums and
+binary searches (:mod:`models.features.prefix`). Requests that all share one ``as_of``
+(every serving call) take the other strategy, :mod:`models.features.snapshot`, which
+gives identical values with plain group sums. The offer, context and within-group
+features need no history and are computed here for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-import pandas as pd
 from scipy import sparse
 
-from models.data_contract import CHANNELS, OFFER_KINDS
+from models.data_contract import OFFER_KINDS
+from models.features.definitions import (
+    CATEGORICAL_FEATURES,
+    FEATURE_NAMES,
+    HISTORY_FEATURES,
+    MEMBER_FEATURES,
+    CatalogIndex,
+    affinity_features,
+    catalog_index,
+    channel_codes,
+    member_features,
+)
 from models.features.history import FeatureCatalog, History
 from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
-from models.features.tiers import TIER_FEATURES, tier_features
+from models.features.tier_features import tier_features
 from models.program import Program
+from models.units import NO_TIME
 
-WINDOWS = (7, 30, 90, 365)
-N_DEPARTMENTS = 10
-AFFINITY_LEVELS = ("product", "category", "manufacturer", "brand")
+__all__ = ["CATEGORICAL_FEATURES", "FEATURE_NAMES", "HISTORY_FEATURES", "MEMBER_FEATURES", "channel_codes",
+           "compute_features", "group_features", "member_lines", "pair_sums"]
 
-MEMBER_FEATURES = [
-    *(f"spend_{w}d" for w in WINDOWS), "spend_all",
-    *(f"baskets_{w}d" for w in WINDOWS), "baskets_all", "lines_all",
-    "days_since_last_purchase", "tenure_days", "avg_basket_365d", "coupon_share",
-    *(f"dept_share_{i}" for i in range(N_DEPARTMENTS)),
-]
-HISTORY_FEATURES = [
-    "exposures_all", "redemptions_all", "redemption_rate", "days_since_last_redemption",
-    "exposures_same_kind", "redemption_rate_same_kind",
-]
-AFFINITY_FEATURES = [
-    name
-    for level in AFFINITY_LEVELS
-    for name in (f"{level}_spend", f"{level}_lines", f"{level}_spend_90d", f"{level}_days_since",
-                 f"{level}_share", f"{level}_coupon", f"{level}_discount_share")
-] + ["overlap_exposures", "overlap_redemptions"]
-OFFER_FEATURES = ["offer_kind", "offer_value", "offer_cost", "offer_duration_days", "offer_n_products",
-                  "campaign_type"]
-CONTEXT_FEATURES = ["channel", "day_of_week", "days_since_offer_start", "days_to_offer_end"]
-GROUP_FEATURES = ["group_size", "product_spend_rank", "product_spend_rel", "category_spend_rank",
-                  "category_spend_rel", "manufacturer_spend_rank"]
-
-FEATURE_NAMES: list[str] = [*MEMBER_FEATURES, *HISTORY_FEATURES, *AFFINITY_FEATURES, *TIER_FEATURES,
-                            *OFFER_FEATURES, *CONTEXT_FEATURES, *GROUP_FEATURES]
-#: Features LightGBM treats as categorical (integer codes).
-CATEGORICAL_FEATURES = ["offer_kind", "campaign_type", "channel"]
-CHANNEL_CODES = {c: i for i, c in enumerate(CHANNELS)}
 #: Requests that all share one as_of (every serving call) take :mod:`models.features.snapshot`,
 #: which gives identical values with plain group sums; False forces the general path (tests).
 SNAPSHOT = True
 
 
-def channel_codes(channels: pd.Series | np.ndarray | list[str]) -> np.ndarray:
-    """Integer codes of channel names (-1 for an unknown channel)."""
-    return np.array([CHANNEL_CODES.get(str(c), -1) for c in channels], dtype=np.int32)
-
-
-def _days_since(now: np.ndarray | int, then: np.ndarray) -> np.ndarray:
-    """Days from ``then`` to ``now``; NaN where ``then`` is missing (int64 min)."""
-    out = (now - then) / DAY
-    return np.where(then == np.iinfo(np.int64).min, np.nan, out)
-
-
-class _LevelMap:
-    """Offer <-> item incidence for one affinity level (products, categories, ...)."""
-
-    def __init__(self, catalog: FeatureCatalog, level: str):
-        incidence = catalog.offer_products
-        if level == "product":
-            self.item_of_product = np.arange(catalog.n_products, dtype=np.int64)
-            self.n_items = max(catalog.n_products, 1)
-            offer_item = incidence.tocsr()
-        else:
-            codes = {"category": catalog.product_category, "manufacturer": catalog.product_manufacturer,
-                     "brand": catalog.product_brand}[level].astype(np.int64)
-            self.item_of_product = codes
-            self.n_items = int(codes.max()) + 1 if len(codes) else 1
-            to_item = sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)),
-                                        shape=(catalog.n_products, self.n_items))
-            # the unknown level (code 0) says nothing about affinity: drop that column
-            keep = np.ones(self.n_items, dtype=np.float32)
-            keep[0] = 0.0
-            offer_item = (incidence @ to_item @ sparse.diags(keep)).tocsr()
-            offer_item.eliminate_zeros()
-            offer_item.data[:] = 1.0
-        offer_item.sort_indices()
-        self.offer_items = offer_item            # offers x items
-        self.item_offers = offer_item.T.tocsr()  # items x offers
-        self.item_offers.sort_indices()
-
-
-class _Engine:
-    """Per-catalog precomputation shared by every call (level maps, department choice, overlaps)."""
-
-    def __init__(self, catalog: FeatureCatalog):
-        self.catalog = catalog
-        self.levels = {level: _LevelMap(catalog, level) for level in AFFINITY_LEVELS}
-        counts = np.bincount(catalog.product_department, minlength=len(catalog.department_levels))
-        counts[0] = -1  # never the unknown department
-        self.departments = np.argsort(-counts, kind="stable")[:N_DEPARTMENTS]
-        self.n_products = catalog.offer_products.getnnz(axis=1).astype(np.float64)
-        # offer -> offers sharing at least one product (for overlap features); symmetric
-        inc = catalog.offer_products
-        self.offer_overlap = (inc @ inc.T).tocsr()
-        self.offer_overlap.data[:] = 1.0
-        self.offer_overlap.sort_indices()
-
-
-_ENGINES: dict[int, _Engine] = {}
-
-
-def _engine(catalog: FeatureCatalog) -> _Engine:
-    key = id(catalog)
-    engine = _ENGINES.get(key)
-    if engine is None or engine.catalog is not catalog:
-        engine = _Engine(catalog)
-        _ENGINES.clear()
-        _ENGINES[key] = engine
-    return engine
-
-
-def _segment_max(owner: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+def segment_max(owner: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Max of ``values`` per owner (owner sorted ascending); int64 min where an owner has none."""
-    out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    out = np.full(n, NO_TIME, dtype=np.int64)
     if len(owner):
         starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         out[owner[starts]] = np.maximum.reduceat(values, starts)
     return out
 
 
-def _pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.ndarray,
+def pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.ndarray,
                values: dict[str, np.ndarray], item_offers: sparse.csr_matrix, offer_items: sparse.csr_matrix,
                n_items: int, n_offers: int, m: np.ndarray, o: np.ndarray, t: np.ndarray,
                windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
@@ -194,7 +95,7 @@ def _pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.
     for k in values:
         out[k] = np.bincount(owner, weights=idx.sum(k, c), minlength=n)
     out["count"] = np.bincount(owner, weights=idx.count(c), minlength=n)
-    out["last"] = _segment_max(owner, idx.last_time(c), n)
+    out["last"] = segment_max(owner, idx.last_time(c), n)
     for w in windows:
         since = idx.cut(qkeys, qt - w * DAY)
         for k in values:
@@ -212,103 +113,78 @@ def member_lines(hist: History, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wanted, np.flatnonzero(lm)[order]
 
 
-def _member_features(eng: _Engine, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
-                     out: dict[str, np.ndarray], program: Program | None) -> None:
-    """Activity, history and affinity features for requests (m, o, t), every as_of at once."""
-    cat = eng.catalog
+class PrefixAggregates:
+    """:class:`~models.features.definitions.MemberAggregates` for requests (m, t) with any as_of:
+    prefix sums over each member's lines, exposures and redemptions, cut at every as_of."""
+
+    def __init__(self, index: CatalogIndex, hist: History, wanted: np.ndarray, sel: np.ndarray, m: np.ndarray,
+                 o: np.ndarray, t: np.ndarray):
+        cat = index.catalog
+        l_mem, l_time, l_amt = hist.line_member[sel].astype(np.int64), hist.line_time[sel], hist.line_amount[sel]
+        l_basket, l_prod = hist.line_basket[sel], hist.line_product[sel]
+        new_basket = (np.r_[True, (l_mem[1:] != l_mem[:-1]) | (l_basket[1:] != l_basket[:-1])]
+                      if len(sel) else np.zeros(0, bool))
+        dept = np.where(l_prod >= 0, cat.product_department[np.maximum(l_prod, 0)], 0)
+        values = {"amount": l_amt, "coupon": hist.line_coupon[sel], "basket": new_basket.astype(np.float64)}
+        for i, d in enumerate(index.departments):
+            values[f"dept{i}"] = l_amt * (dept == d)
+        self.m, self.o, self.t = m, o, t
+        self.lines = PrefixIndex(l_mem, l_time, values)
+        self.cut = self.lines.cut(m, t)
+        self._since: dict[int, object] = {}
+        em = (hist.exp_member >= 0) & (hist.exp_offer >= 0) & wanted[np.maximum(hist.exp_member, 0)]
+        rm = (hist.red_member >= 0) & (hist.red_offer >= 0) & wanted[np.maximum(hist.red_member, 0)]
+        self.exposures = (hist.exp_member[em].astype(np.int64), hist.exp_offer[em].astype(np.int64), hist.exp_time[em])
+        self.redemptions = (hist.red_member[rm].astype(np.int64), hist.red_offer[rm].astype(np.int64),
+                            hist.red_time[rm])
+        self.offer_kind = cat.offer_kind
+
+    def line_sum(self, name: str, days: int | None = None) -> np.ndarray:
+        """Sum of a line value before each as_of (within ``days`` of it when given)."""
+        if days is None:
+            return self.lines.sum(name, self.cut)
+        since = self._since.get(days)
+        if since is None:
+            since = self._since[days] = self.lines.cut(self.m, self.t - days * DAY)
+        return self.lines.sum(name, self.cut, since)  # type: ignore[arg-type]
+
+    def line_count(self) -> np.ndarray:
+        """Purchase lines before each as_of."""
+        return self.lines.count(self.cut)
+
+    def line_last(self) -> np.ndarray:
+        """Latest purchase line before each as_of."""
+        return self.lines.last_time(self.cut)
+
+    def line_first(self) -> np.ndarray:
+        """First purchase line before each as_of."""
+        return self.lines.first_time(self.cut)
+
+    def offer_history(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Exposures, redemptions, last redemption, and same-kind exposures and redemptions."""
+        m, o, t = self.m, self.o, self.t
+        (e_mem, e_off, e_time), (r_mem, r_off, r_time) = self.exposures, self.redemptions
+        e_idx, r_idx = PrefixIndex(e_mem, e_time), PrefixIndex(r_mem, r_time)
+        ec, rc = e_idx.cut(m, t), r_idx.cut(m, t)
+        n_kinds = len(OFFER_KINDS)
+        ek = PrefixIndex(e_mem * n_kinds + self.offer_kind[e_off], e_time)
+        rk = PrefixIndex(r_mem * n_kinds + self.offer_kind[r_off], r_time)
+        qk = m.astype(np.int64) * n_kinds + self.offer_kind[o].astype(np.int64)
+        return (e_idx.count(ec), r_idx.count(rc), r_idx.last_time(rc), ek.count(ek.cut(qk, t)),
+                rk.count(rk.cut(qk, t)))
+
+
+def _features_any_as_of(index: CatalogIndex, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
+                        out: dict[str, np.ndarray], program: Program | None) -> None:
+    """Activity, history, tier and affinity features for requests (m, o, t), every as_of at once."""
     wanted, sel = member_lines(hist, m)
+    agg = PrefixAggregates(index, hist, wanted, sel, m, o, t)
     l_mem, l_time, l_amt = hist.line_member[sel].astype(np.int64), hist.line_time[sel], hist.line_amount[sel]
-    l_basket, l_prod = hist.line_basket[sel], hist.line_product[sel]
-    l_coupon, l_disc = hist.line_coupon[sel], hist.line_discount[sel]
-    new_basket = np.r_[True, (l_mem[1:] != l_mem[:-1]) | (l_basket[1:] != l_basket[:-1])] if len(sel) else np.zeros(0, bool)
-    dept = np.where(l_prod >= 0, cat.product_department[np.maximum(l_prod, 0)], 0)
-    values = {"amount": l_amt, "coupon": l_coupon, "basket": new_basket.astype(np.float64)}
-    for i, d in enumerate(eng.departments):
-        values[f"dept{i}"] = l_amt * (dept == d)
-    idx = PrefixIndex(l_mem, l_time, values)
-    c = idx.cut(m, t)
     if program is not None:
         tier_features(program, l_mem, l_time, l_amt, hist.joined_at, m, t, out)
-    spend_all = idx.sum("amount", c)
-    for w in WINDOWS:
-        since = idx.cut(m, t - w * DAY)
-        out[f"spend_{w}d"] = idx.sum("amount", c, since)
-        out[f"baskets_{w}d"] = idx.sum("basket", c, since)
-    out["spend_all"] = spend_all
-    out["baskets_all"] = idx.sum("basket", c)
-    out["lines_all"] = idx.count(c)
-    last = idx.last_time(c)
-    first = idx.first_time(c)
-    joined = hist.joined_at[m]
-    none = np.iinfo(np.int64).min
-    start = np.where(joined == none, first, np.where(first == none, joined, np.minimum(joined, first)))
-    out["days_since_last_purchase"] = _days_since(t, last)
-    out["tenure_days"] = _days_since(t, start)
-    b365, s365 = out["baskets_365d"], out["spend_365d"]
-    coupons = idx.sum("coupon", c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["avg_basket_365d"] = np.where(b365 > 0, s365 / np.maximum(b365, 1), np.nan)
-        out["coupon_share"] = np.where(spend_all + coupons > 0, coupons / (spend_all + coupons), np.nan)
-        for i in range(len(eng.departments)):
-            out[f"dept_share_{i}"] = np.where(spend_all > 0, idx.sum(f"dept{i}", c) / np.maximum(spend_all, 1e-9), np.nan)
-
-    # past offer behaviour: exposures and redemptions strictly before as_of
-    n_kinds = len(OFFER_KINDS)
-    kind = cat.offer_kind[o].astype(np.int64)
-    em = (hist.exp_member >= 0) & (hist.exp_offer >= 0) & wanted[np.maximum(hist.exp_member, 0)]
-    rm = (hist.red_member >= 0) & (hist.red_offer >= 0) & wanted[np.maximum(hist.red_member, 0)]
-    e_mem, e_off, e_time = hist.exp_member[em].astype(np.int64), hist.exp_offer[em].astype(np.int64), hist.exp_time[em]
-    r_mem, r_off, r_time = hist.red_member[rm].astype(np.int64), hist.red_offer[rm].astype(np.int64), hist.red_time[rm]
-    e_idx, r_idx = PrefixIndex(e_mem, e_time), PrefixIndex(r_mem, r_time)
-    ec, rc = e_idx.cut(m, t), r_idx.cut(m, t)
-    n_exp, n_red = e_idx.count(ec), r_idx.count(rc)
-    out["exposures_all"] = n_exp
-    out["redemptions_all"] = n_red
-    out["redemption_rate"] = np.where(n_exp > 0, n_red / np.maximum(n_exp, 1), np.nan)
-    out["days_since_last_redemption"] = _days_since(t, r_idx.last_time(rc))
-    ek = PrefixIndex(e_mem * n_kinds + cat.offer_kind[e_off], e_time)
-    rk = PrefixIndex(r_mem * n_kinds + cat.offer_kind[r_off], r_time)
-    qk = m.astype(np.int64) * n_kinds + kind
-    k_exp, k_red = ek.count(ek.cut(qk, t)), rk.count(rk.cut(qk, t))
-    out["exposures_same_kind"] = k_exp
-    out["redemption_rate_same_kind"] = np.where(k_exp > 0, k_red / np.maximum(k_exp, 1), np.nan)
-
-    _affinity(eng, l_mem, l_time, l_amt, l_prod, l_coupon, l_disc, (e_mem, e_off, e_time), (r_mem, r_off, r_time),
-              m, o, t, spend_all, out, _pair_sums)
-
-
-def _affinity(eng: _Engine, l_mem: np.ndarray, l_time: np.ndarray, l_amt: np.ndarray, l_prod: np.ndarray,
-              l_coupon: np.ndarray, l_disc: np.ndarray, exposures: tuple[np.ndarray, ...],
-              redemptions: tuple[np.ndarray, ...], m: np.ndarray, o: np.ndarray, t: np.ndarray | int,
-              spend_all: np.ndarray, out: dict[str, np.ndarray], pair_sums: Callable[..., dict[str, np.ndarray]]) -> None:
-    """Member x offer affinity at every level, and overlap with past exposures and redemptions.
-
-    ``pair_sums`` is :func:`_pair_sums` (per-request as_of) or
-    :func:`models.features.snapshot.pair_sums_at` (one as_of, events already before it);
-    both return the same sums, so the definitions here serve both paths.
-    """
-    n_off = eng.catalog.n_offers
-    known = l_prod >= 0
-    for level in AFFINITY_LEVELS:
-        lmap = eng.levels[level]
-        item = lmap.item_of_product[np.maximum(l_prod, 0)]
-        keep = known & (item > 0 if level != "product" else True)
-        agg = pair_sums(l_mem[keep], item[keep], l_time[keep],
-                        {"spend": l_amt[keep], "coupon": l_coupon[keep], "discount": l_disc[keep]},
-                        lmap.item_offers, lmap.offer_items, lmap.n_items, n_off, m, o, t, windows=(90,))
-        out[f"{level}_spend"] = agg["spend"]
-        out[f"{level}_lines"] = agg["count"]
-        out[f"{level}_spend_90d"] = agg["spend_90d"]
-        out[f"{level}_days_since"] = _days_since(t, agg["last"])
-        out[f"{level}_share"] = np.where(spend_all > 0, agg["spend"] / np.maximum(spend_all, 1e-9), np.nan)
-        out[f"{level}_coupon"] = agg["coupon"]
-        gross = agg["spend"] + agg["discount"]
-        out[f"{level}_discount_share"] = np.where(gross > 0, agg["discount"] / np.where(gross > 0, gross, 1), np.nan)
-
-    # exposures to / redemptions of offers sharing products with the requested offer
-    overlap = eng.offer_overlap
-    for name, (mem_arr, off_arr, times) in (("overlap_exposures", exposures), ("overlap_redemptions", redemptions)):
-        out[name] = pair_sums(mem_arr, off_arr, times, {}, overlap, overlap, n_off, n_off, m, o, t)["count"]
+    spend_all = member_features(index, agg, hist.joined_at[m], t, out)
+    lines = (l_mem, l_time, l_amt, hist.line_product[sel], hist.line_coupon[sel], hist.line_discount[sel])
+    affinity_features(index, lines, agg.exposures, agg.redemptions, m, o, t, spend_all, out, pair_sums)
 
 
 def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndarray, offer_idx: np.ndarray,
@@ -329,30 +205,30 @@ def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndar
     n = len(member_idx)
     if (member_idx < 0).any() or (offer_idx < 0).any():
         raise ValueError("compute_features needs known members and offers (index -1 found)")
-    eng = _engine(catalog)
+    index = catalog_index(catalog)
     out = {name: np.full(n, np.nan, dtype=np.float64) for name in FEATURE_NAMES}
     if SNAPSHOT and n and (as_of == as_of[0]).all():
-        from models.features.snapshot import member_features_at
+        from models.features.snapshot import features_at  # it imports this module
 
-        member_features_at(eng, hist, member_idx, offer_idx, int(as_of[0]), out, program)
+        features_at(index, hist, member_idx, offer_idx, int(as_of[0]), out, program)
     else:
-        _member_features(eng, hist, member_idx, offer_idx, as_of, out, program)
+        _features_any_as_of(index, hist, member_idx, offer_idx, as_of, out, program)
 
     out["offer_kind"][:] = catalog.offer_kind[offer_idx]
     out["offer_value"][:] = catalog.offer_value[offer_idx]
     out["offer_cost"][:] = catalog.offer_cost[offer_idx]
     out["offer_duration_days"][:] = (catalog.offer_end[offer_idx] - catalog.offer_start[offer_idx]) / DAY
-    out["offer_n_products"][:] = eng.n_products[offer_idx]
+    out["offer_n_products"][:] = index.n_products[offer_idx]
     out["campaign_type"][:] = catalog.offer_campaign_type[offer_idx]
     out["channel"][:] = np.asarray(channel, dtype=np.float64)
     out["day_of_week"][:] = ((as_of // DAY) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     out["days_since_offer_start"][:] = (as_of - catalog.offer_start[offer_idx]) / DAY
     out["days_to_offer_end"][:] = (catalog.offer_end[offer_idx] - as_of) / DAY
-    _group_features(out, member_idx, catalog.offer_campaign[offer_idx], as_of)
+    group_features(out, member_idx, catalog.offer_campaign[offer_idx], as_of)
     return np.column_stack([out[name] for name in FEATURE_NAMES]).astype(np.float32)
 
 
-def _group_features(out: dict[str, np.ndarray], member_idx: np.ndarray, campaign: np.ndarray,
+def group_features(out: dict[str, np.ndarray], member_idx: np.ndarray, campaign: np.ndarray,
                     as_of: np.ndarray) -> None:
     """Rank and relative size of affinity within each (member, campaign, as_of) request group.
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from models.features.prefix import DAY
 from models.program import Program
-from models.tiers import NAT, _tier_arrays, tier_numbers
+from models.tiers import NAT, tier_arrays, tier_numbers
 
 TIER_FEATURES = ["tier_rank", "tier_metric", "tier_delta_to_next", "tier_delta_to_keep", "tier_at_risk",
                  "tier_days_to_period_end"]
@@ -33,7 +33,7 @@ def tier_features(program: Program, line_member: np.ndarray, line_time: np.ndarr
         codes = np.searchsorted(members, line_member[sel]).astype(np.int64)
         joined = joined_at[members]
         joined_ns = np.where(joined == NAT, NAT, joined * _NS)
-        arrays = _tier_arrays(program, codes, line_time[sel] * _NS, line_amount[sel].astype(np.int64),
+        arrays = tier_arrays(program, codes, line_time[sel] * _NS, line_amount[sel].astype(np.int64),
                               len(members), int(d * _NS), joined_ns)
         v = tier_numbers(program, arrays)
         pos = np.searchsorted(members, m[rows])
