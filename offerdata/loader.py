@@ -1,4 +1,4 @@
-"""Loading a data directory into the feature containers (FeatureCatalog and History).
+"""Loading a data directory into the feature containers (FeatureVocabulary and History).
 
 Shared by training (which adds labels) and by the service's ``offers materialize``
 (which writes each member's history into the online store). Reading goes through
@@ -19,16 +19,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from models.data_contract import CONTROL
-from models.features import FeatureCatalog, History, to_seconds
+from models.features import FeatureVocabulary, History, to_seconds
 from offerdata.tables import read_table, table_path
 
 TRANSACTION_COLUMNS = ["member_id", "purchased_at", "basket_id", "product_id", "amount_minor", "discount_minor",
                        "coupon_discount_minor"]
 
 
-def load_catalog(data_dir: str | os.PathLike[str]) -> FeatureCatalog:
-    """Products, offers and offer_products of ``data_dir`` as a :class:`FeatureCatalog`."""
-    return FeatureCatalog.from_frames(read_table(data_dir, "products"), read_table(data_dir, "offers"),
+def load_catalog(data_dir: str | os.PathLike[str]) -> FeatureVocabulary:
+    """Products, offers and offer_products of ``data_dir`` as a :class:`FeatureVocabulary`."""
+    return FeatureVocabulary.from_frames(read_table(data_dir, "products"), read_table(data_dir, "offers"),
                                       read_table(data_dir, "offer_products"))
 
 
@@ -50,7 +50,7 @@ def _arrow_codes(column: pa.ChunkedArray, index: pd.Index) -> np.ndarray:
     return lookup[encoded.indices.to_numpy(zero_copy_only=False)] if len(lookup) else np.zeros(0, dtype=np.int64)
 
 
-def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureCatalog) -> dict[str, np.ndarray]:
+def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureVocabulary) -> dict[str, np.ndarray]:
     """The purchase-line arrays of a History straight from a Parquet transactions table.
 
     Large tables (51M rows for 1M synthetic members) would cost several GB as pandas strings;
@@ -76,7 +76,7 @@ def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureCatalog) 
     }
 
 
-def load_history(data_dir: str | os.PathLike[str], catalog: FeatureCatalog,
+def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
                  members: Sequence[str] | None = None) -> tuple[History, pd.DataFrame, pd.DataFrame]:
     """Every (or the listed) member's history, plus the raw exposures and redemptions frames."""
     member_frame = read_table(data_dir, "members", columns=["member_id", "joined_at"])

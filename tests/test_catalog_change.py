@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features.history import FeatureCatalog
+from models.features.history import FeatureVocabulary
 from models.features.online import (
     catalog_fingerprint,
     catalog_ids,
@@ -44,8 +44,8 @@ def _bare(products: list[str], offers: list[str]) -> Any:
     class Ids:
         product_ids = np.array(products, dtype=object)
         offer_ids = np.array(offers, dtype=object)
-        product_index = FeatureCatalog.product_index
-        offer_index = FeatureCatalog.offer_index
+        product_index = FeatureVocabulary.product_index
+        offer_index = FeatureVocabulary.offer_index
     return Ids()
 
 

@@ -209,13 +209,13 @@ def test_bootstrap_auc_table_equals_the_pass_over_rows(monkeypatch: pytest.Monke
 
 def test_popularity_baseline_counts_overlapping_redemptions_strictly_before(syn_dir: Path) -> None:
     """The popularity baseline equals its definition, evaluated row by row on continuous-time data."""
-    from models.features.definitions import catalog_index
+    from models.features.definitions import vocabulary_index
     from training.baselines import popularity
     from training.dataset import load_dataset
 
     ds = load_dataset(syn_dir, validate=False)
     rows = ds.exposures.sample(400, random_state=0)
-    hist, overlap = ds.history, catalog_index(ds.catalog).offer_overlap.toarray()
+    hist, overlap = ds.history, vocabulary_index(ds.catalog).offer_overlap.toarray()
     valid = hist.red_offer >= 0
     expected = [overlap[o, hist.red_offer[valid & (hist.red_time < t)]].sum()
                 for o, t in zip(rows["o"].to_numpy(), rows["as_of"].to_numpy(), strict=True)]

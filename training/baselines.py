@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import FEATURE_NAMES
-from models.features.definitions import catalog_index
+from models.features.definitions import vocabulary_index
 from training.dataset import Dataset
 
 
@@ -25,7 +25,7 @@ def popularity(ds: Dataset, rows: pd.DataFrame) -> np.ndarray:
     once, and a binary search per row. The cost grows with offers x redemptions, not with
     the number of distinct as_of values (millions on continuous-time data).
     """
-    hist, index = ds.history, catalog_index(ds.catalog)
+    hist, index = ds.history, vocabulary_index(ds.catalog)
     out = np.zeros(len(rows))
     as_of = rows["as_of"].to_numpy()
     offers = rows["o"].to_numpy().astype(np.int64)

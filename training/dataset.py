@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureCatalog, History, channel_codes, to_seconds
+from models.features import FeatureVocabulary, History, channel_codes, to_seconds
 from offerdata.loader import load_catalog, load_history
 from offerdata.tables import read_table, table_path
 from offerdata.validate import require_valid
@@ -24,10 +24,10 @@ from offerdata.validate import require_valid
 
 @dataclass
 class Dataset:
-    """FeatureCatalog, histories and labelled exposures of one data directory."""
+    """FeatureVocabulary, histories and labelled exposures of one data directory."""
 
     data_dir: Path
-    catalog: FeatureCatalog
+    catalog: FeatureVocabulary
     history: History
     exposures: pd.DataFrame  # member_id, offer_id, campaign_id, exposed_at, channel, redeemed_at, label, as_of (s), m, o, ch
     fingerprint: str

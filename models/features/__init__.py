@@ -6,7 +6,7 @@ from models.features.compute import (
     channel_codes,
     compute_features,
 )
-from models.features.history import FeatureCatalog, History, to_seconds
+from models.features.history import FeatureVocabulary, History, to_seconds
 
-__all__ = ["CATEGORICAL_FEATURES", "FEATURE_NAMES", "FeatureCatalog", "History", "channel_codes",
+__all__ = ["CATEGORICAL_FEATURES", "FEATURE_NAMES", "FeatureVocabulary", "History", "channel_codes",
            "compute_features", "to_seconds"]

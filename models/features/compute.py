@@ -1,7 +1,7 @@
 """Point-in-time member x offer features for requests with any ``as_of`` (training's path).
 
 :func:`compute_features` takes a :class:`~models.features.history.History` (any set of
-members), the :class:`~models.features.history.FeatureCatalog` and a batch of requests
+members), the :class:`~models.features.history.FeatureVocabulary` and a batch of requests
 ``(member, offer, as_of, channel)`` and returns one float32 row per request, in the
 order of :data:`~models.features.definitions.FEATURE_NAMES`. Every aggregate uses only
 events strictly before the request's ``as_of``.
@@ -26,13 +26,13 @@ from models.features.definitions import (
     FEATURE_NAMES,
     HISTORY_FEATURES,
     MEMBER_FEATURES,
-    CatalogIndex,
+    VocabularyIndex,
     affinity_features,
-    catalog_index,
     channel_codes,
     member_features,
+    vocabulary_index,
 )
-from models.features.history import FeatureCatalog, History
+from models.features.history import FeatureVocabulary, History
 from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
 from models.features.tier_features import tier_features
 from models.program import Program
@@ -117,7 +117,7 @@ class PrefixAggregates:
     """:class:`~models.features.definitions.MemberAggregates` for requests (m, t) with any as_of:
     prefix sums over each member's lines, exposures and redemptions, cut at every as_of."""
 
-    def __init__(self, index: CatalogIndex, hist: History, wanted: np.ndarray, sel: np.ndarray, m: np.ndarray,
+    def __init__(self, index: VocabularyIndex, hist: History, wanted: np.ndarray, sel: np.ndarray, m: np.ndarray,
                  o: np.ndarray, t: np.ndarray):
         cat = index.catalog
         l_mem, l_time, l_amt = hist.line_member[sel].astype(np.int64), hist.line_time[sel], hist.line_amount[sel]
@@ -174,7 +174,7 @@ class PrefixAggregates:
                 rk.count(rk.cut(qk, t)))
 
 
-def _features_any_as_of(index: CatalogIndex, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
+def _features_any_as_of(index: VocabularyIndex, hist: History, m: np.ndarray, o: np.ndarray, t: np.ndarray,
                         out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history, tier and affinity features for requests (m, o, t), every as_of at once."""
     wanted, sel = member_lines(hist, m)
@@ -187,7 +187,7 @@ def _features_any_as_of(index: CatalogIndex, hist: History, m: np.ndarray, o: np
     affinity_features(index, lines, agg.exposures, agg.redemptions, m, o, t, spend_all, out, pair_sums)
 
 
-def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndarray, offer_idx: np.ndarray,
+def compute_features(hist: History, catalog: FeatureVocabulary, member_idx: np.ndarray, offer_idx: np.ndarray,
                      as_of: np.ndarray, channel: np.ndarray, program: Program | None = None) -> np.ndarray:
     """Feature matrix (float32, ``len(member_idx)`` x ``len(FEATURE_NAMES)``) for the requests.
 
@@ -205,7 +205,7 @@ def compute_features(hist: History, catalog: FeatureCatalog, member_idx: np.ndar
     n = len(member_idx)
     if (member_idx < 0).any() or (offer_idx < 0).any():
         raise ValueError("compute_features needs known members and offers (index -1 found)")
-    index = catalog_index(catalog)
+    index = vocabulary_index(catalog)
     out = {name: np.full(n, np.nan, dtype=np.float64) for name in FEATURE_NAMES}
     if SNAPSHOT and n and (as_of == as_of[0]).all():
         from models.features.snapshot import features_at  # it imports this module

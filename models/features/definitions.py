@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import sparse
 
 from models.data_contract import CHANNELS
-from models.features.history import FeatureCatalog
+from models.features.history import FeatureVocabulary
 from models.features.prefix import DAY
 from models.features.tier_features import TIER_FEATURES
 from models.units import NO_TIME
@@ -90,7 +90,7 @@ def days_since(now: np.ndarray | int, then: np.ndarray) -> np.ndarray:
 class LevelMap:
     """Offer <-> item incidence for one affinity level (products, categories, ...)."""
 
-    def __init__(self, catalog: FeatureCatalog, level: str):
+    def __init__(self, catalog: FeatureVocabulary, level: str):
         incidence = catalog.offer_products
         if level == "product":
             self.item_of_product = np.arange(catalog.n_products, dtype=np.int64)
@@ -115,11 +115,11 @@ class LevelMap:
         self.item_offers.sort_indices()
 
 
-class CatalogIndex:
+class VocabularyIndex:
     """Per-catalog precomputation shared by every call: level maps, the departments whose
     shares are features, offers' product counts and which offers share products."""
 
-    def __init__(self, catalog: FeatureCatalog):
+    def __init__(self, catalog: FeatureVocabulary):
         self.catalog = catalog
         self.levels = {level: LevelMap(catalog, level) for level in AFFINITY_LEVELS}
         counts = np.bincount(catalog.product_department, minlength=len(catalog.department_levels))
@@ -133,15 +133,15 @@ class CatalogIndex:
         self.offer_overlap.sort_indices()
 
 
-_INDEXES: dict[int, CatalogIndex] = {}
+_INDEXES: dict[int, VocabularyIndex] = {}
 
 
-def catalog_index(catalog: FeatureCatalog) -> CatalogIndex:
-    """The :class:`CatalogIndex` of ``catalog``, built once and reused while it is the current one."""
+def vocabulary_index(catalog: FeatureVocabulary) -> VocabularyIndex:
+    """The :class:`VocabularyIndex` of ``catalog``, built once and reused while it is the current one."""
     key = id(catalog)
     index = _INDEXES.get(key)
     if index is None or index.catalog is not catalog:
-        index = CatalogIndex(catalog)
+        index = VocabularyIndex(catalog)
         _INDEXES.clear()
         _INDEXES[key] = index
     return index
@@ -177,7 +177,7 @@ class MemberAggregates(Protocol):
         ...
 
 
-def member_features(index: CatalogIndex, agg: MemberAggregates, joined: np.ndarray, t: np.ndarray | int,
+def member_features(index: VocabularyIndex, agg: MemberAggregates, joined: np.ndarray, t: np.ndarray | int,
                     out: dict[str, np.ndarray]) -> np.ndarray:
     """Activity and past-offer features from the aggregates; returns ``spend_all`` (affinity shares use it).
 
@@ -212,7 +212,7 @@ def member_features(index: CatalogIndex, agg: MemberAggregates, joined: np.ndarr
     return spend_all
 
 
-def affinity_features(index: CatalogIndex, lines: tuple[np.ndarray, ...], exposures: tuple[np.ndarray, ...],
+def affinity_features(index: VocabularyIndex, lines: tuple[np.ndarray, ...], exposures: tuple[np.ndarray, ...],
                       redemptions: tuple[np.ndarray, ...], m: np.ndarray, o: np.ndarray, t: np.ndarray | int,
                       spend_all: np.ndarray, out: dict[str, np.ndarray], pair_sums: PairSums) -> None:
     """Member x offer affinity at every level, and overlap with past exposures and redemptions.

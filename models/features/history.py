@@ -2,7 +2,7 @@
 
 Features are computed from two containers:
 
-* :class:`FeatureCatalog`: products (category, department, brand and manufacturer codes) and
+* :class:`FeatureVocabulary`: products (category, department, brand and manufacturer codes) and
   offers (attributes plus a sparse offer x product incidence matrix). One per data set
   or serving process.
 * :class:`History`: every member's purchase lines, exposures and redemptions as numpy
@@ -50,7 +50,7 @@ def _codes(values: pd.Series, levels: list[str]) -> np.ndarray:
 
 
 @dataclass
-class FeatureCatalog:
+class FeatureVocabulary:
     """Products and offers, integer-coded, with the offer x product incidence matrix."""
 
     product_ids: np.ndarray            # str, position = product index
@@ -92,7 +92,7 @@ class FeatureCatalog:
         return np.asarray(lookup.get_indexer(pd.Index(np.asarray(product_ids, dtype=object))), dtype=np.int64)
 
     @classmethod
-    def from_frames(cls, products: pd.DataFrame, offers: pd.DataFrame, offer_products: pd.DataFrame) -> FeatureCatalog:
+    def from_frames(cls, products: pd.DataFrame, offers: pd.DataFrame, offer_products: pd.DataFrame) -> FeatureVocabulary:
         """Build the catalog from the contract's products, offers and offer_products tables."""
         def levels(series: pd.Series) -> list[str]:
             return [UNKNOWN, *sorted(set(series.dropna().astype(str)) - {UNKNOWN})]
@@ -217,7 +217,7 @@ class History:
                           "joined_at": np.concatenate([self.joined_at, np.full(len(new), np.iinfo(np.int64).min)])})
 
     @classmethod
-    def from_frames(cls, catalog: FeatureCatalog, members: pd.DataFrame, transactions: pd.DataFrame,
+    def from_frames(cls, catalog: FeatureVocabulary, members: pd.DataFrame, transactions: pd.DataFrame,
                     exposures: pd.DataFrame, redemptions: pd.DataFrame) -> History:
         """Build a history from contract frames (any subset of members, e.g. one partition)."""
         member_ids = members["member_id"].astype(str).to_numpy()

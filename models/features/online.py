@@ -20,7 +20,7 @@ training uses; :func:`records_from_history` and :func:`member_records` write bas
 materialization, :func:`encode` tail records for events, :func:`compact` folds a tail
 into the base.
 
-Product and offer indices refer to one :class:`FeatureCatalog`; the bytes are only valid
+Product and offer indices refer to one :class:`FeatureVocabulary`; the bytes are only valid
 with the catalog whose :func:`catalog_fingerprint` they were written under, which the
 service stores beside them. The fingerprint includes :data:`LAYOUT`, so bytes written
 under an earlier layout read as stale (re-materialize), never as garbage.
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from models.features.history import FeatureCatalog, History
+from models.features.history import FeatureVocabulary, History
 
 LINE, EXPOSURE, REDEMPTION = 0, 1, 2
 #: Version of the byte layout below, part of :func:`catalog_fingerprint`.
@@ -54,7 +54,7 @@ _ZLIB_LEVEL = 6
 NO_TIME = np.iinfo(np.int64).min
 
 
-def catalog_fingerprint(catalog: FeatureCatalog) -> str:
+def catalog_fingerprint(catalog: FeatureVocabulary) -> str:
     """A short hash of the record layout and the product and offer id orders: records are only valid under it."""
     digest = hashlib.sha256()
     digest.update(f"layout {LAYOUT}\x1d".encode())
@@ -271,7 +271,7 @@ def member_records(hist: History) -> list[bytes]:
 
 
 # -- catalog changes -------------------------------------------------------------------------
-def catalog_ids(catalog: FeatureCatalog) -> bytes:
+def catalog_ids(catalog: FeatureVocabulary) -> bytes:
     """The product and offer ids, in index order, of the catalog a history's indices refer to.
 
     Stored beside the histories under the catalog's :func:`catalog_fingerprint`, so a history
@@ -302,7 +302,7 @@ def ids_from_catalog_ids(blob: bytes, fingerprint: str) -> tuple[np.ndarray, np.
     return p, o
 
 
-def remap(hist: History, old_products: np.ndarray, old_offers: np.ndarray, catalog: FeatureCatalog) -> History:
+def remap(hist: History, old_products: np.ndarray, old_offers: np.ndarray, catalog: FeatureVocabulary) -> History:
     """``hist`` (indices under the catalog of ``old_products``/``old_offers``) with indices under ``catalog``.
 
     Products and offers are matched by id; one the new catalog no longer has (retired)

@@ -17,7 +17,7 @@ from scipy import sparse
 
 from models.data_contract import OFFER_KINDS
 from models.features.compute import member_lines
-from models.features.definitions import CatalogIndex, affinity_features, member_features
+from models.features.definitions import VocabularyIndex, affinity_features, member_features
 from models.features.history import History
 from models.features.prefix import DAY, expand, expansion_size
 from models.features.tier_features import tier_features
@@ -80,7 +80,7 @@ class SnapshotAggregates:
     """:class:`~models.features.definitions.MemberAggregates` when every request's as_of is ``t``:
     the lines, exposures and redemptions before ``t`` are masked once and summed per member."""
 
-    def __init__(self, index: CatalogIndex, hist: History, wanted: np.ndarray, sel: np.ndarray, m: np.ndarray,
+    def __init__(self, index: VocabularyIndex, hist: History, wanted: np.ndarray, sel: np.ndarray, m: np.ndarray,
                  o: np.ndarray, t: int):
         cat = index.catalog
         self.n_m, self.m, self.o, self.t = hist.n_members, m, o, t
@@ -142,7 +142,7 @@ class SnapshotAggregates:
                 max_by(r_mem, r_time, n_m)[m], k_exp, k_red)
 
 
-def features_at(index: CatalogIndex, hist: History, m: np.ndarray, o: np.ndarray, t: int,
+def features_at(index: VocabularyIndex, hist: History, m: np.ndarray, o: np.ndarray, t: int,
                 out: dict[str, np.ndarray], program: Program | None) -> None:
     """Activity, history, tier and affinity features for requests (m, o), all at as_of ``t``."""
     wanted, sel = member_lines(hist, m)

@@ -6,7 +6,7 @@
 
 * the decision :class:`~models.catalog.Catalog` (contract offers + the program's own),
   with each offer's observed response rate as the cold-start popularity;
-* the :class:`~models.features.FeatureCatalog` the model's features and the members'
+* the :class:`~models.features.FeatureVocabulary` the model's features and the members'
   history records are defined against, and its fingerprint;
 * the :class:`~runtime.decisions.clock.ServiceClock`.
 
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from models.catalog import Catalog, build_catalog
-from models.features import FeatureCatalog
+from models.features import FeatureVocabulary
 from models.features.online import catalog_fingerprint
 from models.moment import Moment, local_seconds
 from models.program import Program, load_program
@@ -82,7 +82,7 @@ class Universe:
 class DecisionSetup:
     """Program, catalogs and clock of one data directory; see the module docstring."""
 
-    def __init__(self, program: Program, catalog: Catalog, features: FeatureCatalog, clock: ServiceClock,
+    def __init__(self, program: Program, catalog: Catalog, features: FeatureVocabulary, clock: ServiceClock,
                  latest_transaction: datetime | None = None, data_dir: Path | None = None):
         self.program = program
         self.catalog = catalog

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from models.features import FeatureCatalog
+from models.features import FeatureVocabulary
 from models.features.online import EXPOSURE, LINE, REDEMPTION, basket_code, encode
 from runtime.events.event import FeedbackEvent
 
@@ -38,7 +38,7 @@ def local_seconds(ts: datetime, zone: ZoneInfo) -> int:
 class HistoryRecorder:
     """Encodes events for one feature catalog and time zone (see the module docstring)."""
 
-    def __init__(self, features: FeatureCatalog, fingerprint: str, zone: ZoneInfo):
+    def __init__(self, features: FeatureVocabulary, fingerprint: str, zone: ZoneInfo):
         self.features = features
         self.fingerprint = fingerprint
         self.zone = zone
