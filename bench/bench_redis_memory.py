@@ -80,7 +80,7 @@ TUNED = ("--hash-max-listpack-value", "512")  # docker-compose.yml's setting (do
 def run(args: argparse.Namespace, config: tuple[str, ...] = ()) -> dict[str, object]:
     """Everything in the module docstring, in a redis-server started with ``config``."""
     from models.features.online import history_from_records
-    from runtime.stores.codec import cache_field
+    from runtime.stores.encoding import cache_field
     from runtime.stores.footprint import realistic_member
     from runtime.stores.keys import KeySpace
     from runtime.stores.redis_store import RedisStore

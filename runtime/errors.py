@@ -1,6 +1,6 @@
 """The decision runtime's errors: the ``OffersRuntimeError`` sub-tree of :mod:`models.errors`.
 
-Each class lives in the module that raises it (``StoreError`` in :mod:`runtime.stores.base`,
+Each class lives in the module that raises it (``StoreError`` in :mod:`runtime.stores.interfaces`,
 ``SettingsError`` in :mod:`runtime.settings`, ...) and descends from
 :class:`OffersRuntimeError`; :mod:`models.errors` draws the whole tree.
 """

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from models.timerange import DESCRIPTION, YEAR_PATTERN
-from runtime.stores.base import MONTHS_KEPT, RECENT_LIMIT
+from runtime.stores.values import MONTHS_KEPT, RECENT_LIMIT
 from service import openapi_examples as examples
 from service.errors import PROBLEM_JSON
 from service.validation import IDEMPOTENCY_KEY, PATTERNS, describe

@@ -33,7 +33,7 @@ from runtime.stores import (
     Store,
     StoredResponse,
     TTLs,
-    codec,
+    encoding,
 )
 from runtime.stores.keys import KeySpace, build_key
 from runtime.stores.memory import MemoryStore
@@ -185,7 +185,7 @@ def test_scores_round_trip_as_float32_per_model_version(store: Store) -> None:
     got = store.fetch_member("m1", "v1").scores
     assert got is not None and got.dtype == np.float32 and got.shape == (100,)
     # probabilities are kept as 3-byte log-scale codes: within 5.4e-7 relative, 0 and 1 exact, order kept
-    np.testing.assert_allclose(got, scores.astype(np.float32), rtol=codec.LOG_MAX_RELATIVE_ERROR, atol=0)
+    np.testing.assert_allclose(got, scores.astype(np.float32), rtol=encoding.LOG_MAX_RELATIVE_ERROR, atol=0)
     assert got[0] == 0 and got[-1] == 1 and np.all(np.diff(got) > 0)
     assert store.fetch_member("m1", "v2").scores is None
     assert store.fetch_member("m1").scores is None
@@ -446,7 +446,7 @@ def test_a_commit_reserves_stores_coupons_and_caches_in_one_call(store: Store) -
     assert first.coupons_stored == [True, False] and first.cache_written
     assert store.get_coupon("CODE1") == coupons[0].record  # type: ignore[union-attr]
     got = store.fetch_member("m1", "v1|app|x").scores
-    assert got is not None and got.tolist() == pytest.approx([0.25, 0.5], rel=codec.LOG_MAX_RELATIVE_ERROR)
+    assert got is not None and got.tolist() == pytest.approx([0.25, 0.5], rel=encoding.LOG_MAX_RELATIVE_ERROR)
     again = store.commit_decision("m1", requests, [None, coupon_write("CODE2", offer="o2")], T0)
     assert [c.reason for c in again.caps] == [MEMBER_CAP_REACHED, BUDGET_EXHAUSTED]
     assert again.coupons_stored == [False, False] and store.get_coupon("CODE2") is None

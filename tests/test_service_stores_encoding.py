@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.stores import CapRequest, StateEvent, codec
-from runtime.stores.base import OFFER_VALUE_MAX, RECENT_LIMIT, OfferCounter
+from runtime.stores import CapRequest, StateEvent, encoding, rules_python
 from runtime.stores.memory import MemoryStore
 from runtime.stores.redis_store import RedisStore
+from runtime.stores.values import OFFER_VALUE_MAX, RECENT_LIMIT, OfferCounter
 from tests.service_helpers import make_store
 
 T0 = int(datetime(2024, 6, 15, 12, tzinfo=UTC).timestamp())
@@ -54,10 +54,10 @@ def _twins(redis_url: str, activity: Callable[[MemoryStore | RedisStore], None]
 @pytest.mark.redis
 def test_lua_and_python_write_the_same_bytes(redis_url: str) -> None:
     with _twins(redis_url, _activity) as (redis_store, _, key, raw):
-        impressions = codec.decode_counter(codec.get_counter(raw, "I", "o1"))
+        impressions = encoding.decode_counter(encoding.get_counter(raw, "I", "o1"))
         assert impressions.total >= 12 and len(impressions.recent) == 8
-        assert set(codec.split_offer(raw[b"oo1"])) == {"I", "C", "S"}  # one field per offer
-        assert codec.decode_month(raw[b"m202406"]) == (1234, 1)  # one field per month
+        assert set(encoding.split_offer(raw[b"oo1"])) == {"I", "C", "S"}  # one field per offer
+        assert encoding.decode_month(raw[b"m202406"]) == (1234, 1)  # one field per month
         assert redis_store.client.object("encoding", key) == b"listpack"
 
 
@@ -94,26 +94,26 @@ def test_a_crowded_offer_spills_counters_to_their_own_fields_alike(redis_url: st
 
 
 def test_offer_fields_and_months_round_trip() -> None:
-    parts = {"I": codec.encode_counter(3, (T0, T0 + 60, T0 + 3600)), "S": codec.encode_counter(1, (T0,)),
-             "D": codec.encode_counter(2, ())}
-    blob = codec.join_offer(parts)
+    parts = {"I": encoding.encode_counter(3, (T0, T0 + 60, T0 + 3600)), "S": encoding.encode_counter(1, (T0,)),
+             "D": encoding.encode_counter(2, ())}
+    blob = encoding.join_offer(parts)
     assert len(blob) == sum(len(b) for b in parts.values()) + 3  # a tag byte per subject
-    assert codec.split_offer(blob) == parts and codec.split_offer(None) == {}
+    assert encoding.split_offer(blob) == parts and encoding.split_offer(None) == {}
     for spend, n in [(0, 0), (2537, 2), (-1, 1), (2**45, 10**6)]:
-        assert codec.decode_month(codec.encode_month(spend, n)) == (spend, n)
-    assert codec.decode_month(None) == (0, 0)
+        assert encoding.decode_month(encoding.encode_month(spend, n)) == (spend, n)
+    assert encoding.decode_month(None) == (0, 0)
 
 
 def test_the_previous_layout_reads_on_and_moves_when_written() -> None:
-    fields: dict[bytes, bytes] = {b"Io1": codec.encode_counter(2, (T0, T0 + 1)), b"s:202406": b"700",
+    fields: dict[bytes, bytes] = {b"Io1": encoding.encode_counter(2, (T0, T0 + 1)), b"s:202406": b"700",
                                   b"p:202406": b"2", b"s:202001": b"5", b"p:202001": b"1"}
-    state = codec.decode_state("m1", fields)
+    state = encoding.decode_state("m1", fields)
     assert state.counter("impression", "o1") == OfferCounter(2, (T0, T0 + 1))
     assert state.monthly_spend == {"202406": 700, "202001": 5}
-    codec.apply_event(fields, StateEvent("e1", "m1", "impression", T0 + 2, "o1"), "202206")
-    codec.apply_event(fields, StateEvent("e2", "m1", "transaction", T0, None, 300, "202406"), "202206")
+    rules_python.apply_event(fields, StateEvent("e1", "m1", "impression", T0 + 2, "o1"), "202206")
+    rules_python.apply_event(fields, StateEvent("e2", "m1", "transaction", T0, None, 300, "202406"), "202206")
     assert b"Io1" not in fields and b"s:202001" not in fields  # moved to o<offer>; trimmed
-    state = codec.decode_state("m1", fields)
+    state = encoding.decode_state("m1", fields)
     assert state.counter("impression", "o1") == OfferCounter(3, (T0, T0 + 1, T0 + 2))
     assert state.monthly_spend == {"202406": 1000} and state.monthly_purchases == {"202406": 3}
 
@@ -121,8 +121,8 @@ def test_the_previous_layout_reads_on_and_moves_when_written() -> None:
 @pytest.mark.parametrize("total, recent", [(0, ()), (1, (T0,)), (300, (T0, T0, T0 + 1, T0 + 2**21)),
                                            (2**40, tuple(T0 + 3600 * i for i in range(RECENT_LIMIT)))])
 def test_counters_round_trip(total: int, recent: tuple[int, ...]) -> None:
-    blob = codec.encode_counter(total, recent)
-    assert codec.decode_counter(blob) == OfferCounter(total, recent)
+    blob = encoding.encode_counter(total, recent)
+    assert encoding.decode_counter(blob) == OfferCounter(total, recent)
     if recent:
         assert len(blob) <= 1 + 5 + 3 * (len(recent) - 1) + (5 if total >= 2**28 else 2)
 
@@ -130,24 +130,24 @@ def test_counters_round_trip(total: int, recent: tuple[int, ...]) -> None:
 def test_score_vectors_keep_probabilities_closely_and_other_scores_exactly() -> None:
     rng = np.random.default_rng(1)
     p = np.concatenate([rng.random(10_000) ** 8, [0.0, 1.0, 5e-8, 1e-7, 0.003]]).astype(np.float32)
-    blob = codec.encode_scores(p)
+    blob = encoding.encode_scores(p)
     assert len(blob) == 1 + 3 * len(p)
-    got = codec.decode_scores(blob)
+    got = encoding.decode_scores(blob)
     assert got is not None and got.dtype == np.float32
-    big = p >= codec.LOG_FLOOR
-    np.testing.assert_allclose(got[big], p[big], rtol=codec.LOG_MAX_RELATIVE_ERROR, atol=0)
-    assert np.all(np.abs(got[~big] - p[~big]) <= codec.LOG_FLOOR)
+    big = p >= encoding.LOG_FLOOR
+    np.testing.assert_allclose(got[big], p[big], rtol=encoding.LOG_MAX_RELATIVE_ERROR, atol=0)
+    assert np.all(np.abs(got[~big] - p[~big]) <= encoding.LOG_FLOOR)
     order = np.argsort(p, kind="stable")
     assert np.all(np.diff(got[order]) >= 0)  # the order of propensities is kept
     other = np.array([-1.0, 2.5, np.nan], dtype=np.float32)
-    assert codec.decode_scores(codec.encode_scores(other)).tobytes() == other.tobytes()  # type: ignore[union-attr]
-    assert codec.decode_scores(b"") is None and codec.decode_scores(b"?abc") is None
+    assert encoding.decode_scores(encoding.encode_scores(other)).tobytes() == other.tobytes()  # type: ignore[union-attr]
+    assert encoding.decode_scores(b"") is None and encoding.decode_scores(b"?abc") is None
 
 
 def test_a_release_counts_down_what_a_reservation_counted() -> None:
     fields: dict[bytes, bytes] = {}
     req = CapRequest("o1", count_impression=True)
-    granted, _, _ = codec.reserve_one(fields, None, req, T0)
-    assert granted and set(fields) == {b"oo1"} and set(codec.split_offer(fields[b"oo1"])) == {"I", "S"}
-    codec.release_one(fields, req, T0)
+    granted, _, _ = rules_python.reserve_one(fields, None, req, T0)
+    assert granted and set(fields) == {b"oo1"} and set(encoding.split_offer(fields[b"oo1"])) == {"I", "S"}
+    rules_python.release_one(fields, req, T0)
     assert fields == {}

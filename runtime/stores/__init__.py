@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from runtime.stores.base import (
+from runtime.stores.interfaces import Store, StoreError, StoreObserver, StoreUnavailable, TTLs
+from runtime.stores.keys import KeySpace, build_key
+from runtime.stores.values import (
     BUDGET_EXHAUSTED,
     CLAIM_AGAIN,
     CLAIM_EXPIRED,
@@ -36,14 +38,8 @@ from runtime.stores.base import (
     MemberWrite,
     OfferCounter,
     StateEvent,
-    Store,
     StoredResponse,
-    StoreError,
-    StoreObserver,
-    StoreUnavailable,
-    TTLs,
 )
-from runtime.stores.keys import KeySpace, build_key
 
 if TYPE_CHECKING:
     from runtime.settings import Settings

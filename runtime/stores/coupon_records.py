@@ -13,7 +13,7 @@ import json
 from collections.abc import MutableMapping
 from typing import Any
 
-from runtime.stores.base import (
+from runtime.stores.values import (
     CLAIM_AGAIN,
     CLAIM_EXPIRED,
     CLAIM_MEMBER,

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 import numpy as np
 import redis
 
-from runtime.stores.base import CapRequest, StateEvent
 from runtime.stores.keys import KeySpace
 from runtime.stores.redis_store import RedisStore, connect
+from runtime.stores.values import CapRequest, StateEvent
 
 
 @dataclass(frozen=True)

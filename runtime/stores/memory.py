@@ -1,6 +1,6 @@
-"""The :class:`~runtime.stores.base.Store` in the worker's memory, for REDIS_URL unset.
+"""The :class:`~runtime.stores.interfaces.Store` in the worker's memory, for REDIS_URL unset.
 
-Same keys, same TTLs, same encodings as Redis (it reuses :mod:`.codec`); one lock makes
+Same keys, same TTLs, same encodings as Redis (it reuses :mod:`.rules_python`); one lock makes
 every operation atomic, as a Lua script is in Redis. Each gunicorn worker has its own
 copy, so with several workers state, caps and de-duplication are per worker: fine for a
 demo or for tests, not for production (use Redis there). Expired entries are dropped
@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.stores import codec, coupon_records
-from runtime.stores.base import (
+from runtime.stores import coupon_records, encoding, rules_python
+from runtime.stores.interfaces import NullObserver, Store, StoreObserver, TTLs
+from runtime.stores.keys import KeySpace
+from runtime.stores.values import (
     CLAIM_AGAIN,
     CLAIM_OK,
     MEMBER_CAP_REACHED,
@@ -33,14 +35,9 @@ from runtime.stores.base import (
     CouponWrite,
     MemberBundle,
     MemberWrite,
-    NullObserver,
     StateEvent,
-    Store,
     StoredResponse,
-    StoreObserver,
-    TTLs,
 )
-from runtime.stores.keys import KeySpace
 
 _SWEEP_EVERY = 4096
 
@@ -105,15 +102,15 @@ class MemoryStore(Store):
         fields = self._get(self.keys.state(member_id)) or {}
         scores = None
         if model_version is not None:
-            scores = codec.decode_scores((self._get(self.keys.cache(member_id)) or {}).get(codec.cache_field(model_version)))
+            scores = encoding.decode_scores((self._get(self.keys.cache(member_id)) or {}).get(encoding.cache_field(model_version)))
             self.observer.cache_lookup(scores is not None)
         history = self._get(self.keys.history(member_id))
         return MemberBundle(
-            state=codec.decode_state(member_id, fields), model_version=model_version,
+            state=encoding.decode_state(member_id, fields), model_version=model_version,
             scores=scores,
             budgets={ref: self._budget(ref) for ref in budgets},
             history=None if history is None else bytes(history),
-            profile=codec.decode_profile(self._get(self.keys.profile(member_id))),
+            profile=encoding.decode_profile(self._get(self.keys.profile(member_id))),
             generation=self._get(self.keys.generation()))
 
     def _budget(self, ref: BudgetRef) -> BudgetCounter:
@@ -134,14 +131,14 @@ class MemoryStore(Store):
         with self._lock:
             for m in members:
                 self._set(self.keys.history(m.member_id), bytes(m.records), self.ttls.state)
-                self._set(self.keys.profile(m.member_id), codec.encode_profile(m.profile), self.ttls.state)
+                self._set(self.keys.profile(m.member_id), encoding.encode_profile(m.profile), self.ttls.state)
                 self._data.pop(self.keys.cache(m.member_id), None)
 
     def _append(self, ev: StateEvent) -> None:
         """Append an event's history record (call with the lock held); see the Lua twin."""
         pkey, hkey = self.keys.profile(ev.member_id), self.keys.history(ev.member_id)
         profile = self._get(pkey)
-        if not codec.append_allowed(profile, ev.fingerprint):
+        if not rules_python.append_allowed(profile, ev.fingerprint):
             self._set(pkey, profile, self.ttls.state)
             return
         if profile is None:
@@ -156,12 +153,12 @@ class MemoryStore(Store):
 
     def put_scores_many(self, model_version: str,
                         items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
-        encoded = {m: codec.encode_scores(s) for m, s in items.items()}
+        encoded = {m: encoding.encode_scores(s) for m, s in items.items()}
         with self._lock:
             for member_id, blob in encoded.items():
                 key = self.keys.cache(member_id)
                 current = dict(self._get(key) or {})
-                current[codec.cache_field(model_version)] = blob
+                current[encoding.cache_field(model_version)] = blob
                 self._set(key, current, self.ttls.cache)
 
     def invalidate(self, member_id: str) -> None:
@@ -174,7 +171,7 @@ class MemoryStore(Store):
             return [self._get(self.keys.event(e)) is not None for e in event_ids]
 
     def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
-        cutoff = codec.month_cutoff(self._wall_clock())
+        cutoff = rules_python.month_cutoff(self._wall_clock())
         out = []
         with self._lock:
             for ev in events:
@@ -187,7 +184,7 @@ class MemoryStore(Store):
                     self._append(ev)
                 key = self.keys.state(ev.member_id)
                 fields = dict(self._get(key) or {})
-                codec.apply_event(fields, ev, cutoff)
+                rules_python.apply_event(fields, ev, cutoff)
                 self._set(key, fields, self.ttls.state)
                 self._data.pop(self.keys.cache(ev.member_id), None)
                 out.append(True)
@@ -202,7 +199,7 @@ class MemoryStore(Store):
             granted_any = False
             for req in requests:
                 budget = self._budget(req.budget) if req.budget is not None else None
-                granted, reason, after = codec.reserve_one(fields, budget, req, now)
+                granted, reason, after = rules_python.reserve_one(fields, budget, req, now)
                 if granted and req.budget is not None:
                     bkey = self.keys.budget(*req.budget)
                     if self._get(bkey) is None:
@@ -223,7 +220,7 @@ class MemoryStore(Store):
                 if not (r.granted and r.reserved):
                     continue
                 if fields is not None:
-                    codec.release_one(fields, r.request, r.issued_at)
+                    rules_python.release_one(fields, r.request, r.issued_at)
                 if r.request.budget is not None:
                     bkey = self.keys.budget(*r.request.budget)
                     cur = self._get(bkey)
@@ -247,7 +244,7 @@ class MemoryStore(Store):
             granted_any = False
             for req, coupon in zip(requests, coupons, strict=True):
                 held = (self._get(wkey) or {}).get(req.offer_id) if coupon is not None else None
-                if coupon_records.live_unredeemed(held, now) and codec.cap_reached(fields, req, now):
+                if coupon_records.live_unredeemed(held, now) and rules_python.cap_reached(fields, req, now):
                     caps.append(CapResult(request=req, granted=False, reason=MEMBER_CAP_REACHED, issued_at=now))
                     stored.append(False)
                     reused.append(None)
@@ -259,7 +256,7 @@ class MemoryStore(Store):
                     continue
                 budget = self._budget(req.budget) if req.budget is not None else None
                 taken = coupon is not None and self._get(self.keys.coupon(coupon.code)) is not None
-                result, store_coupon = codec.commit_one(fields, budget, req, now, coupon, taken)
+                result, store_coupon = rules_python.commit_one(fields, budget, req, now, coupon, taken)
                 if result.granted and req.budget is not None:
                     bkey = self.keys.budget(*req.budget)
                     if self._get(bkey) is None:
@@ -275,11 +272,11 @@ class MemoryStore(Store):
                 reused.append(None)
             if granted_any:
                 self._set(key, fields, self.ttls.state)
-            cached = codec.cache_allowed(cache, self._get(self.keys.history(member_id)))
+            cached = rules_python.cache_allowed(cache, self._get(self.keys.history(member_id)))
             if cached and cache is not None:
                 ckey = self.keys.cache(member_id)
                 current = dict(self._get(ckey) or {})
-                current[codec.cache_field(cache.slot)] = codec.encode_scores(cache.scores)
+                current[encoding.cache_field(cache.slot)] = encoding.encode_scores(cache.scores)
                 self._set(ckey, current, self.ttls.cache)
         return CommitResult(caps=caps, coupons_stored=stored, cache_written=cached, coupons_reused=reused)
 
@@ -338,14 +335,14 @@ class MemoryStore(Store):
             k = self.keys.idempotency(key)
             old = self._get(k)
             if old is not None:
-                return codec.decode_response(old)
-            self._set(k, codec.encode_response(StoredResponse(request_hash=request_hash)),
+                return encoding.decode_response(old)
+            self._set(k, encoding.encode_response(StoredResponse(request_hash=request_hash)),
                       max(lock_seconds, 1))
             return None
 
     def idempotency_finish(self, key: str, response: StoredResponse) -> None:
         with self._lock:
-            self._set(self.keys.idempotency(key), codec.encode_response(response),
+            self._set(self.keys.idempotency(key), encoding.encode_response(response),
                       self.ttls.idempotency)
 
     def idempotency_abort(self, key: str) -> None:
@@ -379,7 +376,7 @@ class MemoryStore(Store):
             if len(self._get(hkey) or b"") != history_length or profile.get(b"fp") != fingerprint.encode():
                 return False
             self._set(hkey, bytes(write.records), self.ttls.state)
-            self._set(pkey, codec.encode_profile(write.profile), self.ttls.state)
+            self._set(pkey, encoding.encode_profile(write.profile), self.ttls.state)
             return True
 
     # -- generation marker -------------------------------------------------------------

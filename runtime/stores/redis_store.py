@@ -1,4 +1,4 @@
-"""The :class:`~runtime.stores.base.Store` on Redis.
+"""The :class:`~runtime.stores.interfaces.Store` on Redis (its atomic rules: :mod:`.rules_lua`).
 
 Round trips: :meth:`RedisStore.fetch_member` is one pipeline (HGETALL state, HGET the
 cached vector, HMGET budgets, GET history, HGETALL profile); :meth:`~RedisStore.fetch_members`,
@@ -13,6 +13,10 @@ retry (which heals a pooled connection that the server closed); timeouts are sho
 (``OFFERS_REDIS_TIMEOUT_MS``), there is no back-off sleep, and the next call simply
 connects again, so the service recovers by itself when Redis comes back. The layout
 needs one Redis primary (scripts touch several members' and budgets' keys at once).
+
+Why one module of about 460 lines: it is one class implementing every store capability
+(:mod:`runtime.stores.interfaces`) on Redis; its methods share the pipelining, script
+registration and error translation, and each is a few lines over a Lua script or a pipeline.
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from runtime.stores import codec, lua
-from runtime.stores.base import (
+from runtime.stores import encoding, rules_lua, rules_python
+from runtime.stores.interfaces import (
+    NullObserver,
+    Store,
+    StoreError,
+    StoreObserver,
+    StoreUnavailable,
+    TTLs,
+)
+from runtime.stores.keys import KeySpace
+from runtime.stores.values import (
     RECENT_LIMIT,
     SUBJECT_CODES,
     BudgetCounter,
@@ -42,16 +55,9 @@ from runtime.stores.base import (
     CouponWrite,
     MemberBundle,
     MemberWrite,
-    NullObserver,
     StateEvent,
-    Store,
     StoredResponse,
-    StoreError,
-    StoreObserver,
-    StoreUnavailable,
-    TTLs,
 )
-from runtime.stores.keys import KeySpace
 
 _UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MISCONF", "OOM", "MASTERDOWN", "TRYAGAIN")
 
@@ -105,13 +111,13 @@ class RedisStore(Store):
         self.keys = keys or KeySpace()
         self.ttls = ttls or TTLs()
         self.observer: StoreObserver = observer or NullObserver()
-        self._apply = client.register_script(lua.APPLY_EVENTS)
-        self._reserve = client.register_script(lua.RESERVE)
-        self._release = client.register_script(lua.RELEASE)
-        self._commit = client.register_script(lua.COMMIT)
-        self._upgrade = client.register_script(lua.UPGRADE_MEMBER)
-        self._redeem = client.register_script(lua.REDEEM)
-        self._unredeem = client.register_script(lua.UNREDEEM)
+        self._apply = client.register_script(rules_lua.APPLY_EVENTS)
+        self._reserve = client.register_script(rules_lua.RESERVE)
+        self._release = client.register_script(rules_lua.RELEASE)
+        self._commit = client.register_script(rules_lua.COMMIT)
+        self._upgrade = client.register_script(rules_lua.UPGRADE_MEMBER)
+        self._redeem = client.register_script(rules_lua.REDEEM)
+        self._unredeem = client.register_script(rules_lua.UNREDEEM)
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -133,7 +139,7 @@ class RedisStore(Store):
     def _queue_member(self, pipe: redis.client.Pipeline, member_id: str, slot: str | None) -> None:
         pipe.hgetall(self.keys.state(member_id))
         if slot is not None:
-            pipe.hget(self.keys.cache(member_id), codec.cache_field(slot))
+            pipe.hget(self.keys.cache(member_id), encoding.cache_field(slot))
         pipe.get(self.keys.history(member_id))
         pipe.hgetall(self.keys.profile(member_id))
 
@@ -142,15 +148,15 @@ class RedisStore(Store):
                 generation: object = None) -> MemberBundle:
         it = iter(replies)
         fields = next(it)
-        scores = codec.decode_scores(next(it)) if slot is not None else None  # type: ignore[arg-type]
+        scores = encoding.decode_scores(next(it)) if slot is not None else None  # type: ignore[arg-type]
         history, profile = next(it), next(it)
         if slot is not None:
             self.observer.cache_lookup(scores is not None)
         return MemberBundle(
-            state=codec.decode_state(member_id, fields),  # type: ignore[arg-type]
+            state=encoding.decode_state(member_id, fields),  # type: ignore[arg-type]
             model_version=slot, scores=scores, budgets=dict(budgets or {}),
             history=None if history is None else cast(bytes, history),
-            profile=codec.decode_profile(profile),  # type: ignore[arg-type]
+            profile=encoding.decode_profile(profile),  # type: ignore[arg-type]
             generation=_text(generation))
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
@@ -189,7 +195,7 @@ class RedisStore(Store):
             profile_key = self.keys.profile(m.member_id)
             pipe.set(self.keys.history(m.member_id), m.records, ex=ttl)
             pipe.delete(profile_key, self.keys.cache(m.member_id))
-            pipe.hset(profile_key, mapping=codec.encode_profile(m.profile))  # type: ignore[arg-type]
+            pipe.hset(profile_key, mapping=encoding.encode_profile(m.profile))  # type: ignore[arg-type]
             pipe.expire(profile_key, ttl)
         with self._guard("put_members"):
             pipe.execute()
@@ -204,7 +210,7 @@ class RedisStore(Store):
         pipe = self.client.pipeline(transaction=False)
         for member_id, scores in items.items():
             key = self.keys.cache(member_id)
-            pipe.hset(key, codec.cache_field(model_version), codec.encode_scores(scores))
+            pipe.hset(key, encoding.cache_field(model_version), encoding.encode_scores(scores))
             pipe.expire(key, self.ttls.cache)
         with self._guard("put_scores"):
             pipe.execute()
@@ -227,7 +233,7 @@ class RedisStore(Store):
             return []
         keys: list[str] = []
         args: list[str | int | bytes] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
-                                 codec.month_cutoff(self._wall_clock())]
+                                 rules_python.month_cutoff(self._wall_clock())]
         for ev in events:
             keys += [self.keys.event(ev.event_id), self.keys.state(ev.member_id),
                      self.keys.cache(ev.member_id)]
@@ -277,8 +283,8 @@ class RedisStore(Store):
         keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id),
                 self.keys.wallet(member_id)]
         args: list[str | int | bytes] = [
-            self.ttls.state, now, RECENT_LIMIT, b"" if cache is None else codec.cache_field(cache.slot),
-            b"" if cache is None else codec.encode_scores(cache.scores), self.ttls.cache,
+            self.ttls.state, now, RECENT_LIMIT, b"" if cache is None else encoding.cache_field(cache.slot),
+            b"" if cache is None else encoding.encode_scores(cache.scores), self.ttls.cache,
             -1 if cache is None else cache.history_length]
         for req, coupon in zip(requests, coupons, strict=True):
             args += self._request_args(keys, req)
@@ -385,16 +391,16 @@ class RedisStore(Store):
 
     # -- idempotency -----------------------------------------------------------------------
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
-        pending = codec.encode_response(StoredResponse(request_hash=request_hash))
+        pending = encoding.encode_response(StoredResponse(request_hash=request_hash))
         with self._guard("idempotency_begin"):
             # SET NX GET: claim the key, or read the record that holds it, atomically.
             old = self.client.set(self.keys.idempotency(key), pending, nx=True, get=True,
                                   ex=max(lock_seconds, 1))
-        return None if old is None else codec.decode_response(cast(bytes, old))
+        return None if old is None else encoding.decode_response(cast(bytes, old))
 
     def idempotency_finish(self, key: str, response: StoredResponse) -> None:
         with self._guard("idempotency_finish"):
-            self.client.set(self.keys.idempotency(key), codec.encode_response(response),
+            self.client.set(self.keys.idempotency(key), encoding.encode_response(response),
                             ex=self.ttls.idempotency)
 
     def idempotency_abort(self, key: str) -> None:
@@ -429,7 +435,7 @@ class RedisStore(Store):
 
     def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
         args: list[str | int | bytes] = [history_length, fingerprint, write.records, self.ttls.state]
-        for name, value in codec.encode_profile(write.profile).items():
+        for name, value in encoding.encode_profile(write.profile).items():
             args += [name, value]
         with self._guard("upgrade_member"):
             done = self._upgrade(keys=[self.keys.history(write.member_id), self.keys.profile(write.member_id)],

@@ -1,6 +1,11 @@
 """Lua scripts that make multi-key updates atomic inside Redis.
 
-Each script is the twin of a function in :mod:`.codec` (same field names, same
+Why one module of about 490 lines: the scripts share helper functions (counter and month
+encodings) that are spliced into each script's text, and they are reviewed together with
+:mod:`.rules_python`, their Python twin; split, a reader would have to reassemble each
+script from several files.
+
+Each script is the twin of a function in :mod:`.rules_python` (same field names, same
 encodings); the store behaviour suite runs both implementations against the same
 expectations. Counters are varints (total, then up to ``recent_limit`` epoch seconds as
 the oldest and the gaps between them); all of one offer's counters share the field
@@ -11,11 +16,11 @@ field named by its one-letter subject code and the offer id (``S<offer>`` issues
 
 from __future__ import annotations
 
-from runtime.stores.base import OFFER_VALUE_MAX, SUBJECT_ORDER
+from runtime.stores.values import OFFER_VALUE_MAX, SUBJECT_ORDER
 
 _COUNTER_HELPERS = r"""
 -- Counters: unsigned LEB128 varints, the total, then the oldest kept timestamp, then each
--- next timestamp's gap to the previous one (codec.encode_counter). Lua numbers are doubles:
+-- next timestamp's gap to the previous one (encoding.encode_counter). Lua numbers are doubles:
 -- exact for these integers.
 local function unvarints(v)
   local vals = {}
@@ -73,10 +78,10 @@ local function bump(v, t, limit)
   return encode(total + 1, ts)
 end
 
--- All counters of an offer live in one field o<offer> (codec.join_offer): per subject, in
+-- All counters of an offer live in one field o<offer> (encoding.join_offer): per subject, in
 -- the order of ORDER, a tag byte 16 * (position - 1) + number of varints, then the counter.
 -- A counter that would make that value longer than OFFER_MAX bytes is kept in a field of its
--- own, <code><offer> (codec.put_counter), so the hash stays a listpack.
+-- own, <code><offer> (encoding.put_counter), so the hash stays a listpack.
 local ORDER, OFFER_MAX = '@ORDER@', @OFFER_VALUE_MAX@
 
 local function split(v)
@@ -193,7 +198,7 @@ for i = 0, #KEYS / 5 - 1 do
       redis.call('HINCRBY', ks, 'np', 1)
       hmax(ks, 'lp', t)
       if month >= cutoff then
-        -- one field per month: varints of the zigzag-coded spend and the purchases (codec.encode_month)
+        -- one field per month: varints of the zigzag-coded spend and the purchases (encoding.encode_month)
         local mf = 'm' .. month
         local cur = redis.call('HGET', ks, mf)
         if not cur then trim(ks) end

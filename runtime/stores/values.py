@@ -1,38 +1,16 @@
-"""The online store interface and the values it trades in.
-
-One interface, :class:`Store`, covers everything the service keeps between requests:
-
-* a member's online state (recency, spend, monthly spend for tier progress, and per-offer
-  counters of impressions, clicks, issues, redemptions and dismissals);
-* a member's history as a compressed base plus fixed-width records (:mod:`models.features.online`), which
-  events extend with an atomic append, and the member's profile (the catalog fingerprint
-  the records were written under, join date, segment, birth month, channels): what the
-  online features and eligibility read;
-* cached propensity vectors, keyed by member and model version;
-* event de-duplication, cap and budget reservations, coupon records and stored
-  idempotent responses.
-
-:class:`~runtime.stores.redis_store.RedisStore` implements it on Redis and
-:class:`~runtime.stores.memory.MemoryStore` in the worker's memory (used when no Redis
-is configured); one behavioural test suite runs against both.
-
-Errors::
-
-    StoreError            a store operation failed for a reason that is a bug (wrong type...)
-    └── StoreUnavailable  the backend is unreachable or timed out: catch it and carry on
-                          without the cache (scores computed fresh), or answer 503
+"""The values the online stores trade in: a member's state, profile and history bundle,
+the writes a decision or an event makes, reservations and their results, coupon claims
+and stored responses. Plain frozen dataclasses; :mod:`runtime.stores.interfaces` says which
+store capability reads or writes each.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
-
-from runtime.errors import OffersRuntimeError
 
 #: How many recent timestamps each (subject, offer) counter keeps. Windowed counts up to
 #: this are exact; beyond it they are a conservative upper bound (OfferCounter.count_since).
@@ -54,32 +32,6 @@ OFFER_VALUE_MAX = 63
 
 MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"
 BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
-
-
-class StoreError(OffersRuntimeError):
-    """A store operation failed for a reason other than availability."""
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot be reached or did not answer in time; the caller may carry on without it."""
-
-
-class StoreObserver(Protocol):
-    """What a store reports as it works (the service's metrics implement this)."""
-
-    def store_error(self, operation: str) -> None: ...
-
-    def cache_lookup(self, hit: bool) -> None: ...
-
-
-class NullObserver:
-    """An observer that records nothing."""
-
-    def store_error(self, operation: str) -> None:
-        pass
-
-    def cache_lookup(self, hit: bool) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -427,172 +379,3 @@ class StoredResponse:
     @property
     def in_flight(self) -> bool:
         return self.status is None
-
-
-@dataclass(frozen=True)
-class TTLs:
-    """Lifetimes (seconds) of everything a store writes; every key gets one."""
-
-    state: int = 400 * 86400
-    cache: int = 3600
-    event_dedup: int = 7 * 86400
-    idempotency: int = 48 * 3600
-    budget: int = 400 * 86400
-
-
-class Store(ABC):
-    """Online state, score cache, caps and records; see the module docstring."""
-
-    #: "redis" or "memory"
-    kind: str
-
-    # -- reads for decisions -------------------------------------------------
-    @abstractmethod
-    def fetch_member(self, member_id: str, model_version: str | None = None,
-                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
-        """State + cached scores for ``model_version`` + budget counters, in one round trip."""
-
-    @abstractmethod
-    def fetch_members(self, member_ids: Sequence[str],
-                      model_version: str | None = None) -> list[MemberBundle]:
-        """Bundles (without budgets) for many members, in one round trip."""
-
-    # -- history and profile ---------------------------------------------------
-    @abstractmethod
-    def put_members(self, members: Sequence[MemberWrite]) -> None:
-        """Replace members' history and profile (and drop their cached scores), one round trip."""
-
-    # -- score cache -----------------------------------------------------------
-    @abstractmethod
-    def put_scores(self, member_id: str, model_version: str, scores: Sequence[float] | np.ndarray) -> None:
-        """Cache a member's propensity vector for a model version (float32)."""
-
-    @abstractmethod
-    def put_scores_many(self, model_version: str,
-                        items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
-        """Cache many members' vectors in one round trip."""
-
-    @abstractmethod
-    def invalidate(self, member_id: str) -> None:
-        """Drop every cached vector of a member (all model versions)."""
-
-    # -- events ---------------------------------------------------------------
-    @abstractmethod
-    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
-        """Whether each event id was already applied (read-only, one round trip)."""
-
-    @abstractmethod
-    def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
-        """Apply events atomically: de-duplicate by event_id, update state, invalidate the
-        member's cache. Returns per event True when applied, False when a duplicate."""
-
-    # -- caps and budgets -------------------------------------------------------
-    @abstractmethod
-    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
-        """Atomically check-and-increment member caps and budgets, request by request."""
-
-    @abstractmethod
-    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
-        """Undo granted reservations (when the decision that made them fails)."""
-
-    @abstractmethod
-    def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
-        """Current budget consumption (zero when absent)."""
-
-    @abstractmethod
-    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
-                        coupons: Sequence[CouponWrite | None], now: int,
-                        cache: CacheWrite | None = None) -> CommitResult:
-        """A decision's whole write in one atomic round trip: reserve each request as
-        :meth:`reserve` does, store the coupon of each granted request (SET NX), and cache
-        the scores (see :class:`CacheWrite`). ``coupons`` is aligned with ``requests``."""
-
-    def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
-                                                  CacheWrite | None]],
-                    now: int) -> list[CommitResult]:
-        """:meth:`commit_decision` for many members (batch decisions); each member's commit
-        is atomic on its own. The Redis store sends them in one pipeline."""
-        return [self.commit_decision(m, r, c, now, cache) for m, r, c, cache in commits]
-
-    # -- coupons ----------------------------------------------------------------
-    @abstractmethod
-    def put_coupon(self, code: str, record: bytes, ttl_seconds: int) -> bool:
-        """Store a coupon record under its normalised code unless the code exists."""
-
-    @abstractmethod
-    def get_coupon(self, code: str) -> bytes | None:
-        """The record of a normalised code, or None."""
-
-    @abstractmethod
-    def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
-        """Check and redeem coupons atomically, all or none, in one round trip.
-
-        Each claim is checked (the code exists, belongs to the member and the offer, is
-        not redeemed by another event, has not expired at the claim's time; a code claimed
-        twice in the call by different events counts as redeemed the second time). Only
-        when every claim passes are the new ones written: ``redeemed_at`` and
-        ``redeemed_event_id`` in the record (its TTL kept) and the coupon dropped from the
-        member's held coupons, so the next decision draws a new code.
-        """
-
-    @abstractmethod
-    def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
-        """Undo claims this call's events made (when what follows the claim failed)."""
-
-    # -- idempotency --------------------------------------------------------------
-    @abstractmethod
-    def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
-        """Claim ``key`` for a request: None when claimed (go ahead), else the existing record."""
-
-    @abstractmethod
-    def idempotency_finish(self, key: str, response: StoredResponse) -> None:
-        """Store the response of a claimed key for the idempotency TTL."""
-
-    @abstractmethod
-    def idempotency_abort(self, key: str) -> None:
-        """Release a claimed key without a response, so the client may retry."""
-
-    @abstractmethod
-    def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Idempotency side records (a batch's per-member lines) by digest, one round trip."""
-
-    @abstractmethod
-    def records_put(self, items: Mapping[str, bytes]) -> None:
-        """Store side records for the idempotency TTL, one round trip."""
-
-    # -- catalog changes ----------------------------------------------------------------
-    @abstractmethod
-    def put_catalog(self, fingerprint: str, ids: bytes) -> None:
-        """Store the ids of a catalog (:func:`models.features.online.catalog_ids`) under its fingerprint."""
-
-    @abstractmethod
-    def get_catalog(self, fingerprint: str) -> bytes | None:
-        """The ids stored for ``fingerprint``, None when absent."""
-
-    @abstractmethod
-    def upgrade_member(self, write: MemberWrite, history_length: int, fingerprint: str) -> bool:
-        """Replace a member's history and profile with ``write`` only if the stored history still
-        has ``history_length`` bytes under profile ``fingerprint`` (atomic; no event is lost to a
-        race). Returns whether it was replaced. Cached scores are left alone."""
-
-    # -- generation marker ----------------------------------------------------------
-    @abstractmethod
-    def put_generation(self, generation: str) -> None:
-        """Write the generation marker (``offers materialize`` does, after writing every member).
-
-        Every read of a member returns the marker too (:attr:`MemberBundle.generation`), so a
-        store that lost its data (a Redis restarted without persistence, a failover to an
-        empty replica) is noticed by the next decision without an extra round trip.
-        """
-
-    @abstractmethod
-    def generation(self, renew: bool = False) -> str | None:
-        """The generation marker, None when absent; ``renew`` also restarts its TTL."""
-
-    # -- operations -------------------------------------------------------------
-    @abstractmethod
-    def ping(self) -> None:
-        """Raise StoreUnavailable when the backend does not answer."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
