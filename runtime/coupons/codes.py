@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 from runtime.errors import OffersRuntimeError
 from runtime.stores import Store
+from runtime.stores.interfaces import CouponStore
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
@@ -154,7 +155,7 @@ def issue_coupon(store: Store, member_id: str, offer_id: str, now: int, expires_
     raise RuntimeError(f"{MAX_ATTEMPTS} coupon codes in a row collided")
 
 
-def find_coupon(store: Store, text: str) -> Coupon | None:
+def find_coupon(store: CouponStore, text: str) -> Coupon | None:
     """The coupon for a typed code (normalised first), or None; InvalidCouponCode if malformed."""
     blob = store.get_coupon(normalise(text))
     return None if blob is None else Coupon.from_bytes(blob)

@@ -24,9 +24,9 @@ from runtime.stores import (
     CLAIM_OK,
     ClaimResult,
     CouponClaim,
-    Store,
     StoreUnavailable,
 )
+from runtime.stores.interfaces import CouponStore
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def claims_for(events: Sequence[tuple[int, FeedbackEvent]]) -> list[tuple[int, C
             for i, ev in events if ev.type == "redeem" and ev.coupon_code is not None]
 
 
-def claim(store: Store, claims: Sequence[tuple[int, CouponClaim]]) -> list[CouponClaim]:
+def claim(store: CouponStore, claims: Sequence[tuple[int, CouponClaim]]) -> list[CouponClaim]:
     """Redeem the coupons of ``claims`` at once; the claims newly made (to undo on failure).
 
     Raises
@@ -72,7 +72,7 @@ def claim(store: Store, claims: Sequence[tuple[int, CouponClaim]]) -> list[Coupo
     return [c for (_, c), r in zip(claims, results, strict=True) if r.status == CLAIM_OK]
 
 
-def undo(store: Store, made: Sequence[CouponClaim]) -> None:
+def undo(store: CouponStore, made: Sequence[CouponClaim]) -> None:
     """Undo claims after a later step failed (best effort: the store may be down too)."""
     with contextlib.suppress(StoreUnavailable):
         store.unredeem_coupons(made)

@@ -35,6 +35,7 @@ from offerdata.tables import read_table
 from runtime.decisions.scoring import feature_rows, predict
 from runtime.decisions.setup import DecisionSetup
 from runtime.stores import MemberProfile, MemberWrite, Store
+from runtime.stores.interfaces import ScoreCache
 
 CHUNK = 1000
 Progress = Callable[[int], None]
@@ -108,7 +109,7 @@ def members_with_history(setup: DecisionSetup, hist: History, as_of: pd.Timestam
     return np.flatnonzero(lines > 0)
 
 
-def warm_cache(store: Store, setup: DecisionSetup, model: PropensityModel, hist: History,
+def warm_cache(store: ScoreCache, setup: DecisionSetup, model: PropensityModel, hist: History,
                as_of: pd.Timestamp, channels: Sequence[str], chunk: int = 200,
                progress: Progress | None = None) -> int:
     """Cache every member-with-history's scores for the offers valid at ``as_of``.
