@@ -20,7 +20,6 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.coupons import redemption
 from runtime.coupons.codes import Coupon, InvalidCouponCode, find_coupon, normalise
@@ -31,28 +30,13 @@ from service import coupon_problems
 from service.auth import require_scope
 from service.decisions.bodies import parse_body
 from service.errors import Conflict, FieldError, ServiceUnavailable, ValidationFailed
-from service.events.bodies import Channel, Event
+from service.events.bodies import Event, RedeemBody
 from service.http import read_json
 from service.idempotency import idempotent
 from service.requestid import request_id
 from service.state import current_state
-from service.validation import DecisionId, EventId, MemberId, OfferId
 
 bp = Blueprint("checkout", __name__)
-
-
-class RedeemBody(BaseModel):
-    """Who redeems the coupon, for which offer (both must match the coupon)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    member_id: MemberId = Field(description="The member redeeming: must be the coupon's holder.")
-    offer_id: OfferId = Field(description="The offer redeemed: must be the coupon's offer.")
-    event_id: EventId | None = Field(None, description="Id of the redeem event to record; default a new "
-                                                       "unique id. Retrying with the id that redeemed the "
-                                                       "coupon answers 200 again.")
-    decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
-    channel: Channel | None = Field(None, description="Where it was redeemed (e.g. pos).")
 
 
 def _code(text: str) -> str:

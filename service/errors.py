@@ -46,6 +46,7 @@ from werkzeug.exceptions import HTTPException
 from models.errors import OffersError
 from runtime.errors import NotReady
 from runtime.stores import StoreUnavailable
+from service.request_log import logged_path
 from service.requestid import request_id
 from service.validation import describe_pattern
 
@@ -263,8 +264,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:
-        from service.http import logged_path  # service.http imports this module
-
         log.exception("unhandled error on %s %s", request.method, logged_path())
         return problem_response(ServiceError(
             "the service failed to handle this request; the error is logged under its request_id"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from service.errors import MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from service.request_log import logged_path
 from service.requestid import HEADER, assign_request_id, request_id
 from service.state import current_state
 
@@ -70,27 +70,6 @@ def _before() -> None:
 
 
 #: Path variables that are secrets (coupon codes): logs show them masked.
-SECRET_PATH_VARIABLES = frozenset({"code"})
-MASK = "***"
-
-
-def logged_path() -> str:
-    """The request path for logs, with secret path variables (coupon codes) masked.
-
-    Why: access logs are kept and shipped widely; a coupon code in them could be redeemed
-    by anyone who reads them.
-    """
-    rule = request.url_rule
-    args = request.view_args or {}
-    if rule is None or not SECRET_PATH_VARIABLES & args.keys():
-        return request.path
-    path = rule.rule
-    for name, value in args.items():
-        shown = MASK if name in SECRET_PATH_VARIABLES else str(value)
-        path = re.sub(r"<(?:[^:<>]+:)?" + re.escape(name) + ">", shown.replace("\\", "\\\\"), path)
-    return path
-
-
 def _after(response: Response) -> Response:
     rid = request_id()
     if rid:

@@ -210,7 +210,7 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
 
     ``max_events`` is OFFERS_MAX_EVENTS_PER_REQUEST, so the document states the limit enforced.
     """
-    from service.events.bodies import Event, EventBatch
+    from service.events.bodies import Event, EventBatch, RedeemBody
 
     doc = ApiDocument(
         "Loyalty offers", version,
@@ -226,8 +226,6 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
     doc.add_schema("Readiness", READINESS_SCHEMA)
     doc.add_schema("MemberState", MEMBER_STATE_SCHEMA)
     doc.add_schema("Coupon", COUPON_SCHEMA)
-    from service.checkout import RedeemBody
-
     redeem_ref = doc.add_model(RedeemBody)
 
     idem = {**IDEMPOTENCY_HEADER, "description": "Replays the first successful response for 24-72 h."}

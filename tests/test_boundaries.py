@@ -74,3 +74,61 @@ def test_the_checker_sees_nested_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    import redis.client\n    from flask import Flask\n")
     assert imported_roots(probe) == {"redis", "flask"}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """Project modules ``path`` imports at run time, at module level or inside functions
+    (a function-level import that closes a loop is still a cycle), but not under
+    ``if TYPE_CHECKING`` (annotations only)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {id(n) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test)
+                   for stmt in node.body for n in ast.walk(stmt)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module in known:
+                found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in known)
+    return found
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """No two project modules import each other, directly or through others."""
+    paths = [p for package in FORBIDDEN for p in (ROOT / package).rglob("*.py")] + \
+        list((ROOT / "offers_cli").rglob("*.py"))
+    known = {_module_name(p) for p in paths}
+    # a module's own packages are initialised before it by Python itself (``from pkg import sub``
+    # inside pkg is the usual re-export), so edges to a module's ancestors are not cycles
+    graph = {}
+    for p in paths:
+        name = _module_name(p)
+        parts = name.split(".")
+        ancestors = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        graph[name] = _runtime_imports(p, known) - ancestors
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def walk(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt):], nxt])
+            elif nxt not in state:
+                walk(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
+    assert not cycles, cycles

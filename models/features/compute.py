@@ -30,10 +30,12 @@ from models.features.definitions import (
     affinity_features,
     channel_codes,
     member_features,
+    member_lines,
     vocabulary_index,
 )
 from models.features.history import FeatureVocabulary, History
 from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
+from models.features.snapshot import features_at
 from models.features.tier_features import tier_features
 from models.program import Program
 from models.units import NO_TIME
@@ -101,16 +103,6 @@ def pair_sums(event_member: np.ndarray, event_item: np.ndarray, event_time: np.n
         for k in values:
             out[f"{k}_{w}d"] = np.bincount(owner, weights=idx.sum(k, c, since), minlength=n)
     return out
-
-
-def member_lines(hist: History, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which members are requested (a mask) and their purchase lines' positions, sorted by
-    (member, time, basket): the order basket counting and per-member runs rely on."""
-    wanted = np.zeros(hist.n_members, dtype=bool)
-    wanted[m] = True
-    lm = (hist.line_member >= 0) & wanted[np.maximum(hist.line_member, 0)]
-    order = np.lexsort((hist.line_basket[lm], hist.line_time[lm], hist.line_member[lm]))
-    return wanted, np.flatnonzero(lm)[order]
 
 
 class PrefixAggregates:
@@ -208,8 +200,6 @@ def compute_features(hist: History, catalog: FeatureVocabulary, member_idx: np.n
     index = vocabulary_index(catalog)
     out = {name: np.full(n, np.nan, dtype=np.float64) for name in FEATURE_NAMES}
     if SNAPSHOT and n and (as_of == as_of[0]).all():
-        from models.features.snapshot import features_at  # it imports this module
-
         features_at(index, hist, member_idx, offer_idx, int(as_of[0]), out, program)
     else:
         _features_any_as_of(index, hist, member_idx, offer_idx, as_of, out, program)

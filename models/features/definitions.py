@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import sparse
 
 from models.data_contract import CHANNELS
-from models.features.history import FeatureVocabulary
+from models.features.history import FeatureVocabulary, History
 from models.features.prefix import DAY
 from models.features.tier_features import TIER_FEATURES
 from models.units import NO_TIME
@@ -145,6 +145,16 @@ def vocabulary_index(catalog: FeatureVocabulary) -> VocabularyIndex:
         _INDEXES.clear()
         _INDEXES[key] = index
     return index
+
+
+def member_lines(hist: History, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which members are requested (a mask) and their purchase lines' positions, sorted by
+    (member, time, basket): the order basket counting and per-member runs rely on."""
+    wanted = np.zeros(hist.n_members, dtype=bool)
+    wanted[m] = True
+    lm = (hist.line_member >= 0) & wanted[np.maximum(hist.line_member, 0)]
+    order = np.lexsort((hist.line_basket[lm], hist.line_time[lm], hist.line_member[lm]))
+    return wanted, np.flatnonzero(lm)[order]
 
 
 class MemberAggregates(Protocol):

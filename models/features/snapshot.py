@@ -16,8 +16,12 @@ import numpy as np
 from scipy import sparse
 
 from models.data_contract import OFFER_KINDS
-from models.features.compute import member_lines
-from models.features.definitions import VocabularyIndex, affinity_features, member_features
+from models.features.definitions import (
+    VocabularyIndex,
+    affinity_features,
+    member_features,
+    member_lines,
+)
 from models.features.history import History
 from models.features.prefix import DAY, expand, expansion_size
 from models.features.tier_features import tier_features

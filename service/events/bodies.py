@@ -238,3 +238,18 @@ def parse_events(body: Any, max_events: int, exponent: int,
     if errors:
         raise ValidationFailed("some events are not valid", errors)
     return events
+
+
+class RedeemBody(BaseModel):
+    """The body of ``POST /v1/coupons/{code}/redeem`` (service/checkout.py): who redeems the
+    coupon, for which offer (both must match the coupon)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    member_id: MemberId = Field(description="The member redeeming: must be the coupon's holder.")
+    offer_id: OfferId = Field(description="The offer redeemed: must be the coupon's offer.")
+    event_id: EventId | None = Field(None, description="Id of the redeem event to record; default a new "
+                                                       "unique id. Retrying with the id that redeemed the "
+                                                       "coupon answers 200 again.")
+    decision_id: DecisionId | None = Field(None, description="The decision that showed the offer.")
+    channel: Channel | None = Field(None, description="Where it was redeemed (e.g. pos).")
