@@ -20,6 +20,9 @@ from service.app import create_app
 from tests.service_helpers import ADMIN_KEY, ALL_KEYS
 
 PACKAGES = ("models", "offerdata", "training", "runtime", "service", "offers_cli")
+#: modules whose import changes the process (they define no exception class): the WSGI entry
+#: point builds an app from the environment; gunicorn's config sets PROMETHEUS_MULTIPROC_DIR
+SIDE_EFFECTS = {"service.wsgi", "service.gunicorn_conf"}
 #: project exception classes that may not descend from OffersError, and why
 OUTSIDE_THE_TREE: dict[str, str] = {}
 
@@ -30,7 +33,7 @@ def project_exceptions() -> dict[str, type[BaseException]]:
     for package in PACKAGES:
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, package + "."):
-            if info.name in ("service.wsgi",):  # builds an app from the environment at import
+            if info.name in SIDE_EFFECTS:
                 continue
             module = importlib.import_module(info.name)
             for name, obj in vars(module).items():
