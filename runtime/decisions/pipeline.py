@@ -1,15 +1,17 @@
 """A decision from request to committed outcome, for one member or a batch (no Flask here).
 
-:class:`DecisionPipeline` runs the real-time flow::
+:class:`DecisionPipeline` has one decision path, :meth:`~DecisionPipeline.decide_many`, for
+any number of members at one moment::
 
     request -> ONE read (state, cached scores, budgets, history records, profile)
             -> cached scores for (model version, channel, candidates), else features from
-               the member's history records + model.predict (+ pred_contrib to explain)
-            -> decide() (models.decision)
-            -> ONE write (reservations, coupons, score cache: runtime.coupons.issuance.commit)
+               the members' history records + model.predict (+ pred_contrib to explain)
+            -> decide_members() (models.decision)
+            -> ONE write (reservations, coupons, score cache: runtime.coupons.issuance)
+            -> the decision log (runtime.decisions.decision_log)
 
-and the same for a chunk of members (one pipelined read, one feature matrix, one model
-call, decide_batch, one pipelined write), for the batch endpoint.
+A real-time decision is that path with one member (one round trip each way); the batch
+endpoint and ``offers batch`` pass chunks (one pipelined read and write per chunk).
 
 Failures of the store do not fail a decision: it is computed without the member's
 history, cache or counters (a cold-start decision), nothing is reserved and no coupon is
