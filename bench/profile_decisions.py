@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--steps", action="store_true",
                         help="no profiler: time each step of a decision (mean wall ms), cold then warm")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--decision-log", choices=["request", "none", "off"], default="request",
+                        help="OFFERS_DECISION_LOG_FSYNC: fsync per decision (default), none, or no log")
     args = parser.parse_args()
 
     bench = prepare(args.workdir, args.members, args.seed)
@@ -123,7 +125,7 @@ def main() -> None:
     with RedisServer(args.workdir) as redis_server:
         members, _ = materialize_into(redis_server.url(), data_dir, bench.program)
         env = service_env(bench, data_dir, redis_server.url(), args.workdir / "profile-events",
-                          {"OFFERS_LOG_LEVEL": "WARNING"})
+                          {"OFFERS_LOG_LEVEL": "WARNING", "OFFERS_DECISION_LOG_FSYNC": args.decision_log})
         app = build_app(env)
         client = app.test_client()  # type: ignore[attr-defined]
         headers = {"X-API-Key": API_KEY}

@@ -154,7 +154,8 @@ class Settings(BaseSettings):
     event_log_fsync: Literal["request", "none"] = "request"
     #: the decision log's directory; None: the event log's (segments are named apart)
     decision_log: Path | None = None
-    decision_log_fsync: Literal["request", "none"] = "request"
+    #: fsync per decision, ``none`` (leave flushing to the OS), or ``off`` (no decision log)
+    decision_log_fsync: Literal["request", "none", "off"] = "request"
 
     timezone: str = "UTC"
     currency_exponent: int = Field(default=2, ge=0, le=4)

@@ -134,9 +134,12 @@ class DecisionsComponent:
         finally:
             self._done.set()
 
-    def _decision_log(self) -> DecisionLog:
-        """The durable decision log (``OFFERS_DECISION_LOG``, default the event log's directory)."""
+    def _decision_log(self) -> DecisionLog | None:
+        """The durable decision log (``OFFERS_DECISION_LOG``, default the event log's directory);
+        None when ``OFFERS_DECISION_LOG_FSYNC=off``."""
         settings = self.state.settings
+        if settings.decision_log_fsync == "off":
+            return None
         writer = EventLog(settings.decision_log or settings.event_log, settings.event_log_max_bytes,
                           settings.decision_log_fsync, kind=DECISION_LOG_KIND)
         writer.check_writable()
