@@ -79,6 +79,17 @@ class ArbitrationArrays:
             out.extend(Excluded(ids[j], "DIVERSITY_LIMIT") for j in np.flatnonzero(full).tolist())
         return tuple(out)
 
+    def reason_codes(self) -> np.ndarray:
+        """Each candidate's reason code (0: eligible), with ``DIVERSITY_LIMIT`` for the eligible
+        candidates the diversity limits shut out: :meth:`excluded` as one int array, for logs."""
+        codes = self.codes.copy()
+        if self.chosen:
+            chosen = list(self.chosen)
+            full = saturated(self.catalog, self.pos, chosen) & (codes == 0)
+            full[chosen] = False
+            codes[full] = REASONS.index("DIVERSITY_LIMIT")
+        return codes
+
     def increments(self) -> tuple[CounterIncrement, ...]:
         """The counters the returned offers increment, offer by offer in rank order."""
         return tuple(inc for col in self.chosen for inc in increments(self.catalog, int(self.pos[col])))
@@ -110,6 +121,10 @@ class Decision:
     def excluded(self) -> tuple[Excluded, ...]:
         """Candidates that did not make it, each with its reason code."""
         return self._arrays.excluded()
+
+    def reason_codes(self) -> np.ndarray:
+        """Each candidate's reason code (:data:`models.eligibility.REASONS`; 0: eligible)."""
+        return self._arrays.reason_codes()
 
     @cached_property
     def increments(self) -> tuple[CounterIncrement, ...]:

@@ -36,8 +36,8 @@ def _problem(record: object) -> str | None:
     for key in ("decision_id", "member_id", "channel"):
         if not isinstance(record.get(key), str):
             return f"{key} is missing"
-    if not isinstance(record.get("candidates"), list):
-        return "candidates is missing"
+    if not isinstance(record.get("shown"), list):
+        return "shown is missing"
     ts = record.get("ts")
     try:
         moment = datetime.fromisoformat(ts) if isinstance(ts, str) else None
@@ -83,8 +83,8 @@ def read_decisions(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int
                     duplicates += 1
                     continue
                 seen.add(record["decision_id"])
-                for cand in record["candidates"]:
-                    if isinstance(cand, dict) and cand.get("shown") is True and isinstance(cand.get("offer_id"), str):
+                for cand in record["shown"]:
+                    if isinstance(cand, dict) and isinstance(cand.get("offer_id"), str):
                         rows.append({"exposure_id": f"{record['decision_id']}:{cand['offer_id']}",
                                      "member_id": record["member_id"], "offer_id": cand["offer_id"],
                                      "exposed_at_utc": record["ts"], "channel": record["channel"],

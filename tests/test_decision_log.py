@@ -72,20 +72,24 @@ def test_every_real_time_and_batch_decision_is_logged_with_its_candidates(
         assert line["member_id"] == answer.get("member_id", answer.get("member", {}).get("member_id"))
         assert line["channel"] == CHANNEL and line["model_version"] == answer["model_version"]
         assert line["policy"] == answer["policy"] and line["holdout"] == answer["holdout"]
-        shown = {c["offer_id"]: c for c in line["candidates"] if c["shown"]}
+        shown = {c["offer_id"]: c for c in line["shown"]}
         assert set(shown) == {o["offer_id"] for o in answer["offers"]}
         for offer in answer["offers"]:
             cand = shown[offer["offer_id"]]
+            assert line["candidates"][cand["i"]] == offer["offer_id"]
             assert cand["rank"] == offer["rank"] and cand["probability"] == pytest.approx(offer["probability"])
             assert cand.get("coupon_code") == offer.get("coupon_code")
-        # every candidate is there once: shown, excluded with a reason, or eligible and not picked
-        ids = [c["offer_id"] for c in line["candidates"]]
-        assert len(ids) == len(set(ids)) and set(shown) <= set(ids)
-        for cand in line["candidates"]:
-            if not cand["shown"] and "reason" in cand:
-                assert cand["probability"] == 0.0
-            assert cand["score"] is None or 0.0 <= cand["score"] <= 1.0
-    assert any(c["score"] is not None for line in lines for c in line["candidates"])
+        # every candidate is accounted for once: shown, excluded with a reason, or eligible and not picked
+        excluded = [j for js in line["excluded"].values() for j in js]
+        assert len(excluded) == len(set(excluded)) and not set(excluded) & {c["i"] for c in shown.values()}
+        assert len(line["scores"]) == len(line["candidates"]) == len(set(line["candidates"]))
+        assert all(s is None or 0.0 <= s <= 1.0 for s in line["scores"])
+        if source == "realtime":
+            # the real-time answer lists its exclusions: the log has the same ones
+            reasons = {(e["offer_id"], e["reason"]) for e in answer.get("excluded", [])}
+            logged_reasons = {(line["candidates"][j], r) for r, js in line["excluded"].items() for j in js}
+            assert reasons <= logged_reasons
+    assert any(s is not None for line in lines for s in line["scores"])
 
 
 def test_a_preview_is_not_logged(app: Flask, members: list[str], tmp_path: Path) -> None:
@@ -128,7 +132,7 @@ def test_torn_and_bad_lines_are_reported_with_segment_and_line(env: DecisionEnv,
     log = tmp_path / "log"
     log.mkdir()
     good = {"v": 1, "decision_id": "d1", "ts": "2025-11-12T12:00:00Z", "member_id": "M00000001",
-            "channel": CHANNEL, "candidates": [{"offer_id": "nope", "shown": True, "probability": 1.0}]}
+            "channel": CHANNEL, "candidates": ["nope"], "shown": [{"i": 0, "offer_id": "nope", "probability": 1.0}]}
     (log / "decisions-20251112-h-1-0001.ndjson").write_text(
         json.dumps(good) + "\n" + json.dumps({**good, "decision_id": "d2", "ts": "3000-01-01T00:00:00Z"})
         + "\n" + json.dumps(good) + "\n" + '{"v": 1, "decision_id": "d3", "ts"')
@@ -154,7 +158,7 @@ def test_offers_batch_logs_its_decisions_when_asked(env: DecisionEnv, members: l
     rows = pd.read_parquet(tmp_path / "o.parquet")
     assert [line["member_id"] for line in lines] == members[:30]
     assert {line["source"] for line in lines} == {"offers_batch"}
-    assert sum(c["shown"] for line in lines for c in line["candidates"]) == len(rows)
+    assert sum(len(line["shown"]) for line in lines) == len(rows)
 
 
 def test_a_log_that_cannot_be_written_is_counted_not_raised(env: DecisionEnv, members: list[str],

@@ -8,16 +8,19 @@ directory, so ``offers data events --log DIR`` finds both). A line::
     {"v": 1, "decision_id", "ts" (RFC 3339 UTC), "member_id", "channel", "placement",
      "source": "realtime" | "batch" | "offers_batch", "model_version", "policy",
      "holdout", "explored", "seed", "degraded",
-     "candidates": [{"offer_id", "score", "shown", "rank"?, "probability", "reason"?,
-                     "coupon_code"?}]}
+     "candidates": [offer ids], "scores": [the model's propensity per candidate, or null],
+     "shown": [{"i", "offer_id", "rank", "probability", "coupon_code"?}],
+     "excluded": {"<REASON>": [candidate indexes]},
+     "unshown_probability": 0.0 | null}
 
-Every candidate the decision considered is listed: ``score`` is the model's propensity
-(null when the model did not score it), ``shown`` whether it was returned, ``probability``
-the probability with which the policy returned it (the policy's own figure for a shown
-offer; 0 for a candidate that failed a check or lost its reservation, and for an eligible
-one a deterministic policy did not pick; null for an eligible one an exploring policy
-did not pick, whose marginal probability is not computed yet), ``reason`` why it was
-excluded, ``coupon_code`` the code issued with it.
+Every candidate the decision considered is listed once, by index: ``scores`` holds the
+model's propensity (null when the model did not score it); ``shown`` the returned offers
+with the probability with which the policy returned each; ``excluded`` the candidates that
+failed a check or lost their reservation, by reason (their probability is 0); every other
+candidate was eligible and not picked, with probability ``unshown_probability``: 0 for a
+deterministic policy, null for an exploring one (its marginal probability is not computed
+yet). Columns rather than one object per candidate keep a 100-candidate line cheap to
+build and about 3 KB long.
 
 The log is written after the decision's commit, outside the store's atomic section; a
 failure to write it is logged and counted (``offers_decision_log_failures_total``) but
@@ -29,12 +32,13 @@ with its segment and line by :func:`offerdata.decision_log.read_decisions`.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 import numpy as np
 
+from models.eligibility import REASONS
 from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.events.log import EventLog, EventLogError
 from runtime.metrics import Metrics
@@ -47,44 +51,39 @@ KIND = "decisions"
 
 
 def decision_record(outcome: Outcome, req: DecisionRequest, candidates: Sequence[str],
-                    scores: np.ndarray | None) -> dict[str, Any]:
+                    scores: np.ndarray | None, index: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The log line of one committed decision (module docstring); ``scores`` is the member's
-    model propensity per candidate (NaN or None: not scored)."""
-    shown = {issued.offer.offer_id: issued for issued in outcome.offers}
-    reasons = {e.offer_id: e.reason for e in outcome.excluded}
-    exploring = outcome.decision.explored or any(o.offer.explored for o in outcome.offers) \
-        or _explores(outcome)
-    rows = []
-    for j, offer_id in enumerate(candidates):
-        score = None if scores is None or math.isnan(float(scores[j])) else round(float(scores[j]), 6)
-        row: dict[str, Any] = {"offer_id": offer_id, "score": score}
-        issued = shown.get(offer_id)
-        if issued is not None:
-            row.update(shown=True, rank=issued.rank, probability=round(float(issued.offer.probability), 6))
-            if issued.coupon is not None:
-                row["coupon_code"] = issued.coupon.code
-        elif offer_id in reasons:
-            row.update(shown=False, probability=0.0, reason=reasons[offer_id])
-        else:
-            row.update(shown=False, probability=None if exploring else 0.0)
-        rows.append(row)
-    return {"v": FORMAT_VERSION, "decision_id": outcome.decision_id, "ts": _utc_text(outcome),
+    model propensity per candidate (NaN or None: not scored), ``index`` maps candidate ids to
+    their position (built once per call when given)."""
+    index = index if index is not None else {o: j for j, o in enumerate(candidates)}
+    decision = outcome.decision
+    codes = decision.reason_codes()
+    excluded: dict[str, list[int]] = {}
+    for code in np.unique(codes[codes > 0]).tolist():
+        excluded[REASONS[code]] = np.flatnonzero(codes == code).tolist()
+    for refused in outcome.refused:  # returned by the decision core, then refused at the write
+        j = index.get(refused.offer_id)
+        if j is not None:
+            excluded.setdefault(refused.reason, []).append(j)
+    shown = []
+    for issued in outcome.offers:
+        entry: dict[str, Any] = {"i": index.get(issued.offer.offer_id), "offer_id": issued.offer.offer_id,
+                                 "rank": issued.rank, "probability": round(issued.offer.probability, 6)}
+        if issued.coupon is not None:
+            entry["coupon_code"] = issued.coupon.code
+        shown.append(entry)
+    exploring = decision.explored or any(o.offer.probability < 1.0 for o in outcome.offers)
+    score_list = None
+    if scores is not None:
+        rounded = np.round(np.asarray(scores, dtype=np.float64), 6)
+        score_list = [None if v != v else v for v in rounded.tolist()]  # NaN -> null
+    return {"v": FORMAT_VERSION, "decision_id": outcome.decision_id,
+            "ts": outcome.as_of.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "member_id": outcome.member_id, "channel": req.channel, "placement": req.placement,
-            "source": req.source, "model_version": outcome.model_version, "policy": outcome.decision.policy,
-            "holdout": outcome.decision.holdout, "explored": outcome.decision.explored,
-            "seed": outcome.decision.seed, "degraded": outcome.degraded, "candidates": rows}
-
-
-def _explores(outcome: Outcome) -> bool:
-    """Whether the decision's policy draws at random (any shown offer with probability below 1)."""
-    return any(o.offer.probability < 1.0 for o in outcome.offers)
-
-
-def _utc_text(outcome: Outcome) -> str:
-    """``outcome.as_of`` as RFC 3339 UTC (``...Z``)."""
-    from datetime import UTC
-
-    return outcome.as_of.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            "source": req.source, "model_version": outcome.model_version, "policy": decision.policy,
+            "holdout": decision.holdout, "explored": decision.explored, "seed": decision.seed,
+            "degraded": outcome.degraded, "candidates": list(candidates), "scores": score_list,
+            "shown": shown, "excluded": excluded, "unshown_probability": None if exploring else 0.0}
 
 
 class DecisionLog:
@@ -99,7 +98,8 @@ class DecisionLog:
     def append(self, outcomes: Sequence[Outcome], req: DecisionRequest, candidates: Sequence[str],
                scores: np.ndarray | None) -> None:
         """Log ``outcomes`` (``scores`` is members x candidates, or None); never raises for I/O."""
-        records = [decision_record(o, req, candidates, None if scores is None else scores[i])
+        index = {o: j for j, o in enumerate(candidates)}
+        records = [decision_record(o, req, candidates, None if scores is None else scores[i], index)
                    for i, o in enumerate(outcomes)]
         try:
             self.writer.append(records)
