@@ -17,6 +17,7 @@ from models.errors import OffersError
 from offers_cli.batch import batch
 from offers_cli.data import data
 from offers_cli.demo import demo
+from offers_cli.lift import lift
 from offers_cli.materialize import materialize
 from offers_cli.serve import serve
 from offers_cli.train import evaluate, models, score, train
@@ -46,6 +47,7 @@ for command in (train, evaluate, score, models):
 cli.add_command(serve)
 cli.add_command(materialize)
 cli.add_command(batch)
+cli.add_command(lift)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

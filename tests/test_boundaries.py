@@ -25,7 +25,7 @@ FORBIDDEN = {
 }
 
 #: the CLI's offline jobs: they run the runtime, never the web package
-OFFLINE_JOBS = ["batch.py", "materialize.py", "data.py", "train.py", "main.py"]
+OFFLINE_JOBS = ["batch.py", "materialize.py", "data.py", "train.py", "main.py", "lift.py"]
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -1,0 +1,124 @@
+"""``offers lift``: the estimator recovers a known lift at about its nominal rate, the
+sample-ratio check catches a broken assignment, and the command reports a real service's
+decision log against its outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from models.policy import in_holdout
+from offers_cli.main import cli
+from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build, close_app, start_app
+from tests.service_helpers import DECISIONS_KEY, EVENTS_KEY
+from training.lift import lift_row, measure, sample_ratio
+
+TRUE_LIFT = 40.0  # minor units of spend per treated member
+
+
+def simulated_outcomes(seed: int, n: int = 3000, share: float = 0.2, lift: float = TRUE_LIFT) -> pd.DataFrame:
+    """Members assigned by the holdout hash, spending a skewed amount; treated ones ``lift`` more on average."""
+    rng = np.random.default_rng(seed)
+    ids = [f"S{seed}-{i}" for i in range(n)]
+    control = np.array([in_holdout(m, f"salt-{seed}", share) for m in ids])
+    spend = rng.gamma(0.8, 250.0, n) + np.where(control, 0.0, rng.exponential(lift, n))
+    return pd.DataFrame({"member_id": ids, "arm": np.where(control, "control", "treatment"),
+                         "model_version": "v1", "channel": "app", "spend_minor": spend,
+                         "visits": rng.poisson(3, n).astype(float), "redemptions": rng.poisson(0.3, n).astype(float)})
+
+
+def test_the_interval_covers_a_known_lift_at_about_its_nominal_rate() -> None:
+    rows = [lift_row("all", "spend_minor", simulated_outcomes(seed), 0.90, seed) for seed in range(60)]
+    assert all(r is not None for r in rows)
+    covered = sum(r.low <= TRUE_LIFT <= r.high for r in rows if r is not None)
+    assert 48 <= covered <= 60  # nominal 90% of 60 = 54
+    estimates = np.array([r.lift for r in rows if r is not None])
+    assert abs(estimates.mean() - TRUE_LIFT) < 5  # unbiased: the mean of 60 estimates is near the truth
+
+
+def test_no_effect_gives_intervals_around_zero() -> None:
+    rows = [lift_row("all", "spend_minor", simulated_outcomes(seed, lift=0.0), 0.90, seed) for seed in range(40)]
+    covered = sum(r.low <= 0.0 <= r.high for r in rows if r is not None)
+    assert 32 <= covered <= 40
+
+
+def test_the_sample_ratio_check_catches_a_lost_share_of_the_control_group() -> None:
+    frame = simulated_outcomes(1, n=20_000)
+    assert sample_ratio(frame, 0.2).ok
+    control = frame.index[frame["arm"] == "control"]
+    broken = frame.drop(control[: len(control) // 3])  # a third of the control decisions were not logged
+    check = sample_ratio(broken, 0.2)
+    assert not check.ok and check.p_value is not None and check.p_value < 1e-3
+
+
+def test_rows_cover_every_group_and_metric() -> None:
+    frame = simulated_outcomes(2)
+    frame.loc[frame.index[::2], "model_version"] = "v2"
+    rows, srm = measure(frame, 0.2, 0.9, 0)
+    groups = {(r.group, r.metric) for r in rows}
+    for group in ("all", "model_version=v1", "model_version=v2", "channel=app"):
+        for metric in ("spend_minor", "visits", "redemptions"):
+            assert (group, metric) in groups
+    total = next(r for r in rows if r.group == "all" and r.metric == "spend_minor")
+    assert total.incremental_total == pytest.approx(total.lift * total.treated)
+    assert srm.ok
+
+
+# -- the command against a real service's logs ---------------------------------------------------
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> DecisionEnv:
+    return build(tmp_path_factory.mktemp("decisions"))
+
+
+@pytest.fixture
+def app(env: DecisionEnv, tmp_path: Path) -> Iterator[Flask]:
+    env.promote(env.v1)
+    app = start_app(env.settings(tmp_path))
+    yield app
+    close_app(app)
+
+
+def test_offers_lift_reports_a_services_decisions_against_its_outcomes(app: Flask, env: DecisionEnv,
+                                                                        tmp_path: Path) -> None:
+    members = [str(m) for m in pd.read_parquet(env.data / "members.parquet")["member_id"]]
+    client = app.test_client()
+    out = client.post("/v1/decisions/batch", json={"member_ids": members, "channel": CHANNEL, "n": 2},
+                      headers={"X-API-Key": DECISIONS_KEY})
+    decisions = [json.loads(line) for line in out.get_data(as_text=True).splitlines()][:-1]
+    holdout = {d["member_id"] for d in decisions if d["policy"] == "holdout"}
+    assert holdout and len(holdout) < len(members)
+    # after the campaign, every treated member buys once for 5.00, every control member for 2.00
+    events = [{"event_id": f"tx-{m}", "member_id": m, "type": "transaction", "ts": "2025-11-12T13:00:00Z",
+               "amount_minor": 200 if m in holdout else 500, "basket_id": f"b-{m}"} for m in members]
+    for lo in range(0, len(events), 500):
+        resp = client.post("/v1/events", json={"events": events[lo:lo + 500]}, headers={"X-API-Key": EVENTS_KEY})
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    app.extensions["offers"].event_log.close()
+    report, figures = tmp_path / "lift.html", tmp_path / "lift.json"
+    result = CliRunner().invoke(cli, ["lift", "--log", str(tmp_path / "events"), "--data", str(env.data),
+                                      "--program", str(env.program), "--since", CLOCK[:10],
+                                      "--until", "2025-11-13", "--out", str(report), "--json", str(figures)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(figures.read_text())
+    spend = next(r for r in data["rows"] if r["group"] == "all" and r["metric"] == "spend_minor")
+    # the data's own purchases after 12:00 are few; the planted 3.00 difference dominates
+    assert spend["control"] == len(holdout) and spend["treated"] == len(members) - len(holdout)
+    assert spend["low"] <= spend["lift"] <= spend["high"] and spend["lift"] > 250
+    assert data["sample_ratio"]["expected_share"] == 0.05 and data["sample_ratio"]["ok"]
+    page = report.read_text()
+    assert "What the offers earned" in page and "data:image/png;base64," in page
+    assert "spend_minor" in result.output and "incremental total" in result.output
+
+
+def test_offers_lift_without_decisions_says_what_to_do(env: DecisionEnv, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["lift", "--log", str(tmp_path / "empty"), "--data", str(env.data),
+                                      "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 1 and "no logged decisions" in result.output and "Traceback" not in result.output
