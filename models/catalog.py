@@ -87,6 +87,8 @@ class Offer:
     priority: int = 0
     lever: float = 1.0
     requires_coupon: bool = False
+    #: share of eligible members held back from the offer as its randomized control (0: none)
+    control_share: float = 0.0
     source: str = "contract"
 
     @property
@@ -165,6 +167,7 @@ class Catalog:
         self.retailer_cost = np.array([0.0 if o.cost_minor is None else o.cost_minor * (1.0 - o.cost_share)
                                        for o in offers], dtype=np.float64)
         levers = p.decisions.levers.offer
+        self.control_share = np.array([o.control_share for o in offers], dtype=np.float64)
         self.lever = np.array([o.lever * levers.get(o.offer_id, 1.0) for o in offers], dtype=np.float64)
         self.kind_tier_lever = np.array([[p.lever_for(k, t) for t in tiers] for k in OFFER_KINDS], dtype=np.float64)
         self.priority = np.array([o.priority for o in offers], dtype=np.int64)
@@ -247,6 +250,7 @@ def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[
             stacking_group=_opt(row, "stacking_group"),  # type: ignore[arg-type]
             priority=0 if prio is None else int(prio),  # type: ignore[call-overload]
             requires_coupon=bool(default.requires_coupon) if default is not None else False,
+            control_share=float(default.control_share) if default is not None else 0.0,
         ))
     return out
 
@@ -286,7 +290,7 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         budget_count=None if budget is None else budget.count,
         budget_minor=None if budget is None or budget.money is None else program.to_minor(budget.money),
         stacking_group=spec.stacking_group, priority=spec.priority, lever=spec.lever,
-        requires_coupon=spec.requires_coupon, source="program",
+        requires_coupon=spec.requires_coupon, control_share=spec.control_share, source="program",
     )
 
 

@@ -183,6 +183,11 @@ def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence
     for i, member in enumerate(members):
         row = _member_codes(call, i, counters[i], budget)
         policy = call.policies[i]
+        if policy == "holdout" and settings.holdout.treatment == "nothing":
+            # the holdout gets no offer at all: every eligible candidate is held back
+            np.putmask(row, row == 0, CODE["HOLDOUT"])
+            out.append(_decision(call, i, member, row, [], [], False, seeds[i]))
+            continue
         exploration = settings.exploration if policy == "personalised" else None
         cols, probs, explored = choose(catalog, call.pos, row == 0, call.rank[i], budget, n_slots, exploration,
                                        np.random.default_rng(seeds[i]), call.props[i], call.weight[i])

@@ -9,6 +9,7 @@ never raises. Caps, budgets and diversity are applied later by the decision
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ REASONS: tuple[str, ...] = (
     "SEGMENT_NOT_ELIGIBLE", "BIRTHDAY_NOT_THIS_MONTH", "JOIN_DATE_NOT_ELIGIBLE", "MIN_SPEND_NOT_MET",
     "PRODUCT_NOT_BOUGHT", "TIER_UNKNOWN", "TOP_TIER_REACHED", "CHALLENGE_OUT_OF_REACH", "NOT_ENOUGH_TIME",
     "RETENTION_NOT_NEEDED", "RETENTION_NOT_DUE", "FREQUENCY_CAPPED", "MEMBER_CAP_REACHED",
-    "BUDGET_EXHAUSTED", "DIVERSITY_LIMIT",
+    "BUDGET_EXHAUSTED", "DIVERSITY_LIMIT", "OFFER_CONTROL", "HOLDOUT",
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
@@ -102,7 +103,20 @@ def static_reasons(catalog: Catalog, cand: np.ndarray, members: Sequence[MemberC
                                  or offer.bought_categories & mem.bought_categories) for mem in members])
         col = codes[:, j]
         col[(col == 0) & missing] = CODE["PRODUCT_NOT_BOUGHT"]
+    for j in np.flatnonzero((catalog.control_share[pos] > 0) & known):
+        offer = catalog.offers[pos[j]]
+        held = np.array([offer_control_draw(mem.member_id, offer.offer_id) < offer.control_share for mem in members])
+        col = codes[:, j]
+        col[(col == 0) & held] = CODE["OFFER_CONTROL"]
     return codes
+
+
+def offer_control_draw(member_id: str, offer_id: str) -> float:
+    """The member's fixed position in [0, 1) for the offer's randomized control group: a seeded
+    hash of both ids, so the assignment is the same on every worker and after restarts, and
+    independent between offers and from the member-level holdout."""
+    digest = hashlib.blake2b(f"offer-control|{offer_id}|{member_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def passed_reasons(offer: Offer, member: MemberContext, channel: str | None) -> list[str]:

@@ -158,6 +158,8 @@ class OfferSpec(_Strict):
     priority: int = 0
     lever: NonNeg = 1.0
     requires_coupon: bool = False
+    #: share of the members eligible for the offer held back from it as its randomized control
+    control_share: Share = 0.0
     starts_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
 
@@ -167,6 +169,8 @@ class OfferDefault(_Strict):
 
     caps: Caps = Caps()
     requires_coupon: bool = False
+    #: share of the members eligible for an offer of this kind held back as its randomized control
+    control_share: Share = 0.0
 
 
 class Levers(_Strict):
@@ -194,10 +198,12 @@ class Exploration(_Strict):
 
 
 class Holdout(_Strict):
-    """The member-level control group that gets the non-personalised fallback policy."""
+    """The member-level control group: ``fallback`` gives it the non-personalised policy
+    (business as usual), ``nothing`` gives it no offer at all."""
 
     share: Share = 0.0
     salt: str = "holdout"
+    treatment: Literal["fallback", "nothing"] = "fallback"
 
 
 class DecisionSettings(_Strict):

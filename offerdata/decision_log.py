@@ -5,7 +5,9 @@ segments (format in :mod:`runtime.decisions.decision_log`; this package reads th
 documented format with its own code and never imports the runtime). Every candidate a
 decision *showed* (returned to the app, or put in a campaign's e-mail) is an exposure:
 ``exposure_id`` ``<decision_id>:<offer_id>``, its decision's time and channel, arm
-``treatment`` and ``arm_probability`` the probability with which the policy showed it.
+``treatment`` and ``arm_probability`` the probability with which it was shown (the policy's,
+times 1 - the offer's control share). An offer held back as its randomized control group
+(``OFFER_CONTROL``) is an exposure with arm ``control`` and the control share as probability.
 So a campaign sent through the batch endpoint or ``offers batch`` without any impression
 events still becomes training data.
 
@@ -20,6 +22,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -55,6 +58,37 @@ def _probability(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and 0.0 < float(value) <= 1.0 else None
 
 
+def _exposures(record: dict[str, Any]) -> list[dict[str, object]]:
+    """One decision's exposures: its shown offers (treatment) and its offers held back as their
+    control group (``OFFER_CONTROL``; control, with the control share as probability)."""
+    raw_shares, raw_candidates = record.get("control_shares"), record.get("candidates")
+    shares: dict[str, Any] = raw_shares if isinstance(raw_shares, dict) else {}
+    candidates: list[Any] = raw_candidates if isinstance(raw_candidates, list) else []
+    base = {"member_id": record["member_id"], "exposed_at_utc": record["ts"], "channel": record["channel"],
+            "decision_id": record["decision_id"]}
+    out: list[dict[str, object]] = []
+    for cand in record["shown"]:
+        if isinstance(cand, dict) and isinstance(cand.get("offer_id"), str):
+            p = _probability(cand.get("probability"))
+            share = _share(shares.get(cand["offer_id"]))
+            out.append({**base, "exposure_id": f"{record['decision_id']}:{cand['offer_id']}",
+                        "offer_id": cand["offer_id"], "arm": "treatment",
+                        "arm_probability": None if p is None else p * (1.0 - share)})
+    excluded = record.get("excluded")
+    held = excluded.get("OFFER_CONTROL", []) if isinstance(excluded, dict) else []
+    for j in held:
+        if isinstance(j, int) and 0 <= j < len(candidates) and isinstance(candidates[j], str):
+            offer = candidates[j]
+            out.append({**base, "exposure_id": f"{record['decision_id']}:{offer}", "offer_id": offer,
+                        "arm": "control", "arm_probability": _probability(shares.get(offer))})
+    return out
+
+
+def _share(value: object) -> float:
+    """A logged control share in [0, 1) (0 when absent or unusable)."""
+    return float(value) if isinstance(value, int | float) and 0.0 <= float(value) < 1.0 else 0.0
+
+
 def read_decisions(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int, int, list[str]]:
     """The shown offers of every logged decision in ``directory`` as exposure rows (UTC times).
 
@@ -83,11 +117,5 @@ def read_decisions(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int
                     duplicates += 1
                     continue
                 seen.add(record["decision_id"])
-                for cand in record["shown"]:
-                    if isinstance(cand, dict) and isinstance(cand.get("offer_id"), str):
-                        rows.append({"exposure_id": f"{record['decision_id']}:{cand['offer_id']}",
-                                     "member_id": record["member_id"], "offer_id": cand["offer_id"],
-                                     "exposed_at_utc": record["ts"], "channel": record["channel"],
-                                     "decision_id": record["decision_id"], "arm": "treatment",
-                                     "arm_probability": _probability(cand.get("probability"))})
+                rows.extend(_exposures(record))
     return pd.DataFrame(rows, columns=COLUMNS), len(seen), duplicates, rejected

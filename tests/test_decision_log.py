@@ -176,3 +176,59 @@ def test_a_log_that_cannot_be_written_is_counted_not_raised(env: DecisionEnv, me
         assert "offers_decision_log_failures_total 1.0" in metrics
     finally:
         close_app(app)
+
+
+def _controlled_program(env: DecisionEnv, path: Path) -> Path:
+    """The test program with percent_off offers given a 30% control group, and a holdout of
+    30% that gets nothing."""
+    import yaml
+
+    config = yaml.safe_load(env.program.read_text())
+    config["offer_defaults"]["percent_off"]["control_share"] = 0.3
+    config["decisions"]["holdout"] = {"share": 0.3, "salt": "lift-test", "treatment": "nothing"}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_offer_control_groups_and_an_empty_holdout_are_logged_and_merge_as_control_exposures(
+        env: DecisionEnv, members: list[str], tmp_path: Path) -> None:
+    env.promote(env.v1)
+    program = _controlled_program(env, tmp_path / "program.yaml")
+    app = start_app(env.settings(tmp_path, program=program))
+    try:
+        client = app.test_client()
+        body = {"member_ids": members[:300], "channel": CHANNEL, "n": 3, "include_excluded": True}
+        out = client.post("/v1/decisions/batch", json=body, headers=DECIDE)
+        decisions = [json.loads(line) for line in out.get_data(as_text=True).splitlines()][:-1]
+        again = client.post("/v1/decisions/batch", json=body, headers=DECIDE)
+        repeat = [json.loads(line) for line in again.get_data(as_text=True).splitlines()][:-1]
+    finally:
+        close_app(app)
+    held = [d for d in decisions if d["policy"] == "holdout"]
+    assert 60 <= len(held) <= 120  # 30% of 300
+    assert all(not d["offers"] for d in held)  # the holdout gets nothing
+    # what a held-back member was eligible for is excluded as HOLDOUT (members reachable by e-mail at all)
+    assert all(e["reason"] != "HOLDOUT" for d in decisions if d["policy"] != "holdout" for e in d["excluded"])
+    assert sum("HOLDOUT" in {e["reason"] for e in d["excluded"]} for d in held) >= len(held) / 2
+
+    def controls(ds: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(d["member_id"], e["offer_id"]) for d in ds for e in d.get("excluded", [])
+                if e["reason"] == "OFFER_CONTROL"}
+
+    assert controls(decisions) and controls(decisions) == controls(repeat)  # stable assignment
+    kinds = pd.read_parquet(env.data / "offers.parquet").set_index("offer_id")["kind"]
+    assert {kinds.get(o) for _, o in controls(decisions)} == {"percent_off"}
+    treated = [d for d in decisions if d["policy"] != "holdout"]
+    eligible = sum(1 for d in treated for e in d.get("excluded", []) if e["reason"] == "OFFER_CONTROL") + sum(
+        1 for d in treated for o in d["offers"] if kinds.get(o["offer_id"]) == "percent_off")
+    assert eligible > 0
+    merged = tmp_path / "merged"
+    merge_events(env.data, tmp_path / "events", merged, "UTC")
+    assert validate(merged).ok
+    exposures = pd.read_parquet(merged / "exposures.parquet")
+    logged = exposures[exposures["decision_id"].isin({d["decision_id"] for d in decisions})]
+    control = logged[logged["arm"] == "control"]
+    assert set(zip(control["member_id"], control["offer_id"], strict=True)) == controls(decisions)
+    assert control["arm_probability"].tolist() == pytest.approx([0.3] * len(control))
+    shown_percent = logged[(logged["arm"] == "treatment") & logged["offer_id"].map(kinds).eq("percent_off")]
+    assert (shown_percent["arm_probability"] <= 0.7 + 1e-9).all()

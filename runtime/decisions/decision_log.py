@@ -11,7 +11,7 @@ directory, so ``offers data events --log DIR`` finds both). A line::
      "candidates": [offer ids], "scores": [the model's propensity per candidate, or null],
      "shown": [{"i", "offer_id", "rank", "probability", "coupon_code"?}],
      "excluded": {"<REASON>": [candidate indexes]},
-     "unshown_probability": 0.0 | null}
+     "unshown_probability": 0.0 | null, "control_shares": {offer id: share}}
 
 Every candidate the decision considered is listed once, by index: ``scores`` holds the
 model's propensity (null when the model did not score it); ``shown`` the returned offers
@@ -19,7 +19,9 @@ with the probability with which the policy returned each; ``excluded`` the candi
 failed a check or lost their reservation, by reason (their probability is 0); every other
 candidate was eligible and not picked, with probability ``unshown_probability``: 0 for a
 deterministic policy, null for an exploring one (its marginal probability is not computed
-yet). Columns rather than one object per candidate keep a 100-candidate line cheap to
+yet). ``control_shares`` names the candidates with a randomized control group
+(``control_share`` in the program) and its share: those excluded as ``OFFER_CONTROL`` are
+the offer's control arm, assigned with that probability. Columns rather than one object per candidate keep a 100-candidate line cheap to
 build and about 3 KB long.
 
 The log is written after the decision's commit, outside the store's atomic section; a
@@ -51,7 +53,8 @@ KIND = "decisions"
 
 
 def decision_record(outcome: Outcome, req: DecisionRequest, candidates: Sequence[str],
-                    scores: np.ndarray | None, index: Mapping[str, int] | None = None) -> dict[str, Any]:
+                    scores: np.ndarray | None, index: Mapping[str, int] | None = None,
+                    control_shares: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The log line of one committed decision (module docstring); ``scores`` is the member's
     model propensity per candidate (NaN or None: not scored), ``index`` maps candidate ids to
     their position (built once per call when given)."""
@@ -83,7 +86,8 @@ def decision_record(outcome: Outcome, req: DecisionRequest, candidates: Sequence
             "source": req.source, "model_version": outcome.model_version, "policy": decision.policy,
             "holdout": decision.holdout, "explored": decision.explored, "seed": decision.seed,
             "degraded": outcome.degraded, "candidates": list(candidates), "scores": score_list,
-            "shown": shown, "excluded": excluded, "unshown_probability": None if exploring else 0.0}
+            "shown": shown, "excluded": excluded, "unshown_probability": None if exploring else 0.0,
+            "control_shares": dict(control_shares or {})}
 
 
 class DecisionLog:
@@ -96,10 +100,12 @@ class DecisionLog:
         self.metrics = metrics
 
     def append(self, outcomes: Sequence[Outcome], req: DecisionRequest, candidates: Sequence[str],
-               scores: np.ndarray | None) -> None:
-        """Log ``outcomes`` (``scores`` is members x candidates, or None); never raises for I/O."""
+               scores: np.ndarray | None, control_shares: Mapping[str, float] | None = None) -> None:
+        """Log ``outcomes`` (``scores`` is members x candidates, or None; ``control_shares`` the
+        offers with a control group and its share); never raises for I/O."""
         index = {o: j for j, o in enumerate(candidates)}
-        records = [decision_record(o, req, candidates, None if scores is None else scores[i], index)
+        shares = {o: s for o, s in (control_shares or {}).items() if o in index}
+        records = [decision_record(o, req, candidates, None if scores is None else scores[i], index, shares)
                    for i, o in enumerate(outcomes)]
         try:
             self.writer.append(records)

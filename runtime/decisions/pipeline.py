@@ -117,6 +117,8 @@ class DecisionPipeline:
         self.metrics = metrics
         #: where committed decisions are logged (None: not logged)
         self.decision_log = decision_log
+        #: offers with a randomized control group, and its share (for the decision log)
+        self.control_shares = {o.offer_id: o.control_share for o in setup.catalog.offers if o.control_share > 0}
         self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
         #: translates and upgrades histories written under an earlier catalog
         self.upgrader = CatalogUpgrader(setup, store)
@@ -311,7 +313,8 @@ class DecisionPipeline:
                 self._record(outcome)
             out.append(outcome)
         if commit_it and self.decision_log is not None:
-            self.decision_log.append(out, req, candidates, None if full is None else full[:, keep])
+            self.decision_log.append(out, req, candidates, None if full is None else full[:, keep],
+                                     self.control_shares)
         return out
 
     def _read(self, member_ids: Sequence[str], slot: str | None,

@@ -106,7 +106,8 @@ DECISION_SCHEMA: dict[str, Any] = {
                      "items": {"type": "object", "properties": {
                          "offer_id": {"type": "string", "description": "The offer left out."},
                          "reason": {"type": "string", "description": "Why, e.g. CHANNEL_NOT_ELIGIBLE, "
-                                                                     "MEMBER_CAP_REACHED, DIVERSITY_LIMIT."}}}},
+                                                                     "MEMBER_CAP_REACHED, DIVERSITY_LIMIT, OFFER_CONTROL "
+                                                                     "(the offer's control group), HOLDOUT."}}}},
         "holdout": {"type": "boolean", "description": "Whether the member is in the control group (policy "
                                                       "holdout)."},
         "policy": {"type": "string", "enum": ["personalised", "cold_start", "holdout"],
