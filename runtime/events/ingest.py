@@ -31,7 +31,8 @@ from runtime.coupons import redemption
 from runtime.coupons.codes import normalise
 from runtime.events.event import FeedbackEvent
 from runtime.events.log import FORMAT_VERSION, EventLog, EventLogError
-from runtime.stores import StateEvent, Store
+from runtime.stores import StateEvent
+from runtime.stores.interfaces import MemberStore
 
 
 class Recorder(Protocol):
@@ -108,7 +109,7 @@ def to_log_record(ev: FeedbackEvent, exponent: int, received_at: datetime,
     return record
 
 
-def ingest(events: Sequence[FeedbackEvent], store: Store, log: EventLog, zone: ZoneInfo, exponent: int,
+def ingest(events: Sequence[FeedbackEvent], store: MemberStore, log: EventLog, zone: ZoneInfo, exponent: int,
            request_id: str | None = None, now: datetime | None = None,
            recorder: Recorder | None = None) -> IngestResult:
     """Apply a validated batch (see the module for the order of work).
