@@ -31,8 +31,7 @@ from runtime.coupons import redemption
 from runtime.coupons.codes import normalise
 from runtime.events.event import FeedbackEvent
 from runtime.events.log import FORMAT_VERSION, EventLog, EventLogError
-from runtime.stores import StateEvent
-from runtime.stores.interfaces import MemberStore
+from runtime.stores import StateEvent, Store
 
 
 class Recorder(Protocol):
@@ -109,7 +108,7 @@ def to_log_record(ev: FeedbackEvent, exponent: int, received_at: datetime,
     return record
 
 
-def ingest(events: Sequence[FeedbackEvent], store: MemberStore, log: EventLog, zone: ZoneInfo, exponent: int,
+def ingest(events: Sequence[FeedbackEvent], store: Store, log: EventLog, zone: ZoneInfo, exponent: int,
            request_id: str | None = None, now: datetime | None = None,
            recorder: Recorder | None = None) -> IngestResult:
     """Apply a validated batch (see the module for the order of work).
