@@ -73,6 +73,10 @@ class Metrics:
             registry=r)
         self.model_reloads = Counter(
             "offers_model_reloads", "Model loads by result.", ["result"], registry=r)
+        self.event_quality = Counter(
+            "offers_event_quality", "Data-quality findings on incoming events: fields rejected (by "
+            "code) and accepted events naming offers or products the catalog does not know.",
+            ["problem"], registry=r)
         self.decision_log_failures = Counter(
             "offers_decision_log_failures", "Committed decisions the decision log could not write.",
             registry=r)
@@ -101,6 +105,12 @@ class Metrics:
     def record_degraded(self, reason: str) -> None:
         """Count one decision served in a degraded mode (e.g. ``store_unavailable``)."""
         self.degraded.labels(reason).inc()
+
+    def record_event_quality(self, problem: str, count: int = 1) -> None:
+        """Count a data-quality finding on incoming events (``rejected:<code>``, ``unknown_offer``,
+        ``unknown_product``)."""
+        if count:
+            self.event_quality.labels(problem).inc(count)
 
     def record_decision_log_failure(self, decisions: int) -> None:
         """Count ``decisions`` committed decisions that could not be appended to the decision log."""

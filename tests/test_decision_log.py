@@ -23,7 +23,7 @@ from offerdata.events import merge_events
 from offerdata.validate import validate
 from offers_cli.main import cli
 from runtime.decisions.outcome import DecisionRequest
-from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build, close_app, start_app
+from tests.decisions_env import CHANNEL, CLOCK, FLASH, DecisionEnv, build, close_app, start_app
 from tests.service_helpers import DECISIONS_KEY, EVENTS_KEY
 
 DECIDE = {"X-API-Key": DECISIONS_KEY}
@@ -232,3 +232,24 @@ def test_offer_control_groups_and_an_empty_holdout_are_logged_and_merge_as_contr
     assert control["arm_probability"].tolist() == pytest.approx([0.3] * len(control))
     shown_percent = logged[(logged["arm"] == "treatment") & logged["offer_id"].map(kinds).eq("percent_off")]
     assert (shown_percent["arm_probability"] <= 0.7 + 1e-9).all()
+
+
+def test_incoming_events_feed_data_quality_counters(app: Flask, members: list[str]) -> None:
+    """Issue 14, part 7: rejected fields by code; accepted events naming unknown offers or products."""
+    client = app.test_client()
+    headers = {"X-API-Key": EVENTS_KEY}
+    good = [{"event_id": "q1", "member_id": members[0], "type": "impression", "offer_id": "no-such-offer",
+             "ts": CLOCK, "channel": CHANNEL},
+            {"event_id": "q2", "member_id": members[0], "type": "transaction", "product_id": "no-such-product",
+             "amount_minor": 250, "ts": CLOCK},
+            {"event_id": "q3", "member_id": members[0], "type": "impression", "offer_id": FLASH, "ts": CLOCK,
+             "channel": CHANNEL}]  # a program offer: known to the catalog, not to the features
+    assert client.post("/v1/events", json={"events": good}, headers=headers).status_code == 200
+    bad = {"event_id": "q4", "member_id": members[0], "type": "transaction", "amount_minor": -5, "ts": CLOCK}
+    refused = client.post("/v1/events", json={"events": [bad]}, headers=headers)
+    assert refused.status_code == 422
+    code = refused.get_json()["errors"][0]["code"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'offers_event_quality_total{problem="unknown_offer"} 1.0' in text
+    assert 'offers_event_quality_total{problem="unknown_product"} 1.0' in text
+    assert f'offers_event_quality_total{{problem="rejected:{code}"}} 1.0' in text

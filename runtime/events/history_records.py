@@ -45,6 +45,10 @@ class HistoryRecorder:
         self._products = {str(p): i for i, p in enumerate(features.product_ids)}
         self._offers = {str(o): i for i, o in enumerate(features.offer_ids)}
 
+    def knows_product(self, product_id: str | None) -> bool:
+        """Whether the feature vocabulary has this product (None: the event names none)."""
+        return product_id is None or product_id in self._products
+
     def record(self, ev: FeedbackEvent, exponent: int) -> bytes:
         """The record bytes for ``ev`` (empty when the event adds nothing to the history)."""
         t = np.array([local_seconds(ev.ts, self.zone)], dtype=np.int64)

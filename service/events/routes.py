@@ -11,6 +11,7 @@ unavailable (retry with the same ``event_id`` values: nothing is applied twice).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -21,12 +22,12 @@ from runtime.events.log import EventLogError
 from runtime.stores import StoreUnavailable
 from service import coupon_problems
 from service.auth import require_scope
-from service.errors import FieldError, ServiceUnavailable, json_pointer
-from service.events.bodies import parse_events
+from service.errors import FieldError, ServiceUnavailable, ValidationFailed, json_pointer
+from service.events.bodies import Event, parse_events
 from service.http import read_json
 from service.idempotency import idempotent
 from service.requestid import request_id
-from service.state import current_state
+from service.state import ServiceState, current_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__)
@@ -40,8 +41,13 @@ def post_events() -> tuple[Response, int]:
     state = current_state()
     settings = state.settings
     body = read_json()
-    events = parse_events(body, settings.max_events_per_request, settings.currency_exponent,
-                          now=state.now())
+    try:
+        events = parse_events(body, settings.max_events_per_request, settings.currency_exponent,
+                              now=state.now())
+    except ValidationFailed as exc:  # data quality: which fields senders get wrong, by code
+        for error in exc.errors:
+            state.metrics.record_event_quality(f"rejected:{error.code}")
+        raise
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
                         settings.currency_exponent, request_id(),
@@ -57,7 +63,23 @@ def post_events() -> tuple[Response, int]:
         raise ServiceUnavailable("the event log cannot be written; retry shortly") from exc
     for ev, status in zip(events, result.statuses, strict=True):
         state.metrics.record_event(ev.type, status)
+    _count_unknown_ids(state, events)
     return jsonify(result.to_dict()), 200
+
+
+def _count_unknown_ids(state: ServiceState, events: Sequence[Event]) -> None:
+    """Data quality: accepted events naming an offer the offer catalog does not know (contract
+    and program offers alike) or a product the feature vocabulary does not know. They are
+    kept (the log has them), but they add nothing to features, so a rising count means the
+    sender and the catalog disagree."""
+    setup = state.decisions.setup if state.decisions is not None else None
+    if setup is not None:
+        index = setup.catalog.index
+        state.metrics.record_event_quality(
+            "unknown_offer", sum(ev.offer_id is not None and ev.offer_id not in index for ev in events))
+    if state.recorder is not None:
+        state.metrics.record_event_quality(
+            "unknown_product", sum(not state.recorder.knows_product(ev.product_id) for ev in events))
 
 
 def _pointer(body: Any, index: int, name: str) -> str:
