@@ -166,12 +166,15 @@ def main() -> None:
     ]
     labels = {"core": "decision core (everything but the model)", "model": "model call: Booster.predict, 200 rows",
               "core_reasons": "decision core with pred_contrib reasons", "core_thompson":
-              "decision core, Thompson sampling on every decision (400 draws)",
+              "decision core, Thompson sampling on every decision (exact pick probabilities)",
               "model_contrib": "model call with pred_contrib=True, 200 rows"}
     lines += [f"| {labels[k]} | {med:,.0f} | {p95:,.0f} |" for k, (med, p95) in results.items()]
     lines += [f"| batch: decide_batch, {n_batch} members x {N_OFFERS} candidates, per member | {batch_us:,.0f} | |",
               "", f"**Ratio core / model call: {core_med / model_med:.2f}** (target: below 1).",
-              f"Thompson core / model call: {results['core_thompson'][0] / model_med:.2f}."]
+              f"Thompson core / model call: {results['core_thompson'][0] / model_med:.2f}. Thompson reports each"
+              " pick's probability computed by quadrature to 1e-9 (models/thompson.py), about 0.5-1 ms per slot"
+              " with 200 candidates; the 400-draw Monte Carlo estimate it replaced (standard error up to 0.025)"
+              " cost 1,912 µs per decision on this machine on 2026-12-06, with the plain core at 710 µs."]
     body = "\n".join(lines)
     print(body)
     if not args.quick:

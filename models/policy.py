@@ -11,7 +11,8 @@ Exploration
     greedy slate (:func:`models.arbitration.greedy`). Exploring fills the slate slot by
     slot: ``epsilon_greedy`` picks uniformly among the feasible candidates, ``thompson``
     draws each candidate's propensity from a normal approximation of its Beta posterior
-    (``concentration`` pseudo-observations) and takes the best sampled priority.
+    (``concentration`` pseudo-observations) and takes the best sampled priority
+    (:mod:`models.thompson`).
 
 Probabilities
     Every returned offer carries the probability, under this mixed policy, that it was
@@ -22,9 +23,9 @@ Probabilities
     where G is 1 when a prefix is the greedy slate's and X is the exploring policy's
     probability of the prefix. Their product is the probability of the whole slate, so
     logged decisions support inverse-propensity evaluation of new policies. Epsilon-
-    greedy probabilities are exact; Thompson probabilities are Monte Carlo estimates
-    from ``draws`` samples (the sample actually used counts as one of them, so a chosen
-    offer never gets probability zero). Deterministic policies report 1.
+    greedy probabilities are exact; Thompson probabilities are one-dimensional integrals
+    computed by quadrature to within :data:`models.thompson.PRECISION` (1e-9).
+    Deterministic policies report 1.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from models.arbitration import Slate, greedy
 from models.caps import BudgetState
 from models.catalog import Catalog
 from models.program import Exploration
+from models.thompson import priority_distribution, sample_pick, win_probability
+
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 def _unit(*parts: object) -> int:
@@ -72,10 +76,7 @@ def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.nda
     best = greedy(catalog, pos, eligible, rank, budget.copy(), n)
     explore = bool(rng.random() < share)
     thompson = exploration.method == "thompson"
-    elig = np.flatnonzero(eligible)
-    column = np.full(len(eligible), -1, dtype=np.int64)
-    column[elig] = np.arange(len(elig))
-    noise = _thompson_scores(propensity[elig], weight[elig], exploration, rng) if thompson else None
+    mu, sigma = priority_distribution(propensity, weight, exploration.concentration) if thompson else (None, None)
     slate = Slate(catalog, pos, eligible, budget)
     probs: list[float] = []
     on_greedy, explore_prob = True, 1.0
@@ -84,43 +85,22 @@ def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.nda
         if not feasible.any():
             break
         cols = np.flatnonzero(feasible)
-        if noise is None:
-            q = np.full(len(cols), 1.0 / len(cols))
-            pick = int(rng.integers(len(cols))) if explore else -1
+        if not explore:
+            col = best[i]
+            k = int(np.searchsorted(cols, col))
         else:
-            q, pick = _thompson_slot(noise, column[cols], propensity[cols], weight[cols], exploration, rng, explore)
-        col = int(cols[pick]) if explore else best[i]
-        k = pick if explore else int(np.searchsorted(cols, col))
+            k = int(rng.integers(len(cols))) if mu is None or sigma is None else sample_pick(mu[cols], sigma[cols], rng)
+            col = int(cols[k])
+        if mu is None or sigma is None:
+            q = 1.0 / len(cols)
+        else:  # a sampled pick's probability is positive, even where it underflows
+            q = win_probability(mu[cols], sigma[cols], k)
+            q = max(q, _TINY) if explore else q
         greedy_col = best[i] if i < len(best) else -1
-        num = (1 - share) * float(on_greedy and col == greedy_col) + share * explore_prob * q[k]
+        num = (1 - share) * float(on_greedy and col == greedy_col) + share * explore_prob * q
         den = (1 - share) * float(on_greedy) + share * explore_prob
         probs.append(float(num / den))
         on_greedy = on_greedy and col == greedy_col
-        explore_prob *= float(q[k])
+        explore_prob *= q
         slate.add(col)
     return slate.chosen, probs, explore
-
-
-def _thompson_scores(propensity: np.ndarray, weight: np.ndarray, exploration: Exploration,
-                     rng: np.random.Generator) -> np.ndarray:
-    """(draws x candidates) sampled priorities: a normal approximation of Beta posteriors."""
-    p = np.clip(propensity, 0.0, 1.0)
-    sd = np.sqrt(p * (1 - p) / (exploration.concentration + 1.0))
-    theta = np.clip(p + sd * rng.standard_normal((exploration.draws, len(p))), 0.0, 1.0)
-    return theta * weight
-
-
-def _thompson_slot(scores: np.ndarray, cols: np.ndarray, propensity: np.ndarray, weight: np.ndarray,
-                   exploration: Exploration, rng: np.random.Generator, explore: bool) -> tuple[np.ndarray, int]:
-    """Monte Carlo probability that each feasible column wins the slot, and the sampled pick.
-
-    ``cols`` index the columns of ``scores``; ``propensity`` and ``weight`` are theirs.
-    """
-    winners = np.argmax(scores[:, cols], axis=1)
-    counts = np.bincount(winners, minlength=len(cols)).astype(np.float64)
-    if not explore:
-        return counts / counts.sum(), -1
-    actual = _thompson_scores(propensity, weight, exploration.model_copy(update={"draws": 1}), rng)
-    pick = int(np.argmax(actual[0]))
-    counts[pick] += 1
-    return counts / counts.sum(), pick

@@ -194,7 +194,6 @@ class Exploration(_Strict):
     share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     method: Literal["epsilon_greedy", "thompson"] = "epsilon_greedy"
     concentration: Positive = 20.0
-    draws: PosInt = 400
 
 
 class Holdout(_Strict):

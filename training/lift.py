@@ -42,16 +42,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from models.errors import OffersError
 from offerdata.events import read_log
 from offerdata.tables import read_table, table_path
+from training.train import TrainingError
 
 METRICS = ("spend_minor", "visits", "redemptions")
 #: a sample-ratio p-value below this flags the assignment
 SRM_ALPHA = 1e-3
 
 
-class LiftError(OffersError):
+class LiftError(TrainingError):
     """The lift cannot be measured from these inputs (no decisions, no control group...)."""
 
 
