@@ -58,6 +58,12 @@ def in_holdout(member_id: str, salt: str, share: float) -> bool:
     return share > 0 and holdout_draw(member_id, salt) < share
 
 
+def challenger_draw(member_id: str, salt: str) -> float:
+    """The member's fixed position in [0, 1) for champion/challenger routing under ``salt``
+    (independent of the holdout draw): members below the challenger's share get its model."""
+    return _unit("challenger", salt, member_id) / 2.0**64
+
+
 def seed_for(*parts: object) -> int:
     """A 63-bit seed derived from ``parts`` (a decision id, or a batch seed and member id)."""
     return _unit("seed", *parts) >> 1

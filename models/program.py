@@ -205,6 +205,16 @@ class Holdout(_Strict):
     treatment: Literal["fallback", "nothing"] = "fallback"
 
 
+class Challenger(_Strict):
+    """Champion/challenger: the share of members whose decisions the registry's ``challenger``
+    model makes (a deterministic hash of ``salt`` and the member id, so a member keeps their
+    model across requests, workers and restarts). ``offers models route`` overrides the share
+    in the registry, which every worker follows within a second, without a restart."""
+
+    share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    salt: str = "challenger"
+
+
 class DecisionSettings(_Strict):
     """Arbitration settings: slate size, value model, levers, diversity, policy."""
 
@@ -216,6 +226,7 @@ class DecisionSettings(_Strict):
     diversity: Diversity = Diversity()
     exploration: Exploration = Exploration()
     holdout: Holdout = Holdout()
+    challenger: Challenger = Challenger()
 
 
 class UpgradeChallenge(_Strict):

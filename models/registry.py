@@ -4,7 +4,8 @@ Layout::
 
     REG/
       versions/<version>/   one model artifact each (see models.model), never modified
-      aliases.json          {"aliases": {"champion": v, "challenger": v}, "history": [...]}
+      aliases.json          {"aliases": {"champion": v, "challenger": v}, "routing": {"challenger_share": s},
+                            "history": [...]}
       .lock                 flock taken around every read-modify-write of aliases.json
 
 Every change is atomic: a new version is built in a staging directory inside REG and
@@ -174,6 +175,28 @@ class Registry:
                     out.append(str(version))
         return out
 
+    def challenger_share(self) -> float | None:
+        """The share of members routed to the challenger set by :meth:`route`; None when the
+        registry leaves it to the program's ``decisions.challenger.share``."""
+        share = self._read_aliases().get("routing", {}).get("challenger_share")
+        return None if share is None else float(share)
+
+    def route(self, challenger_share: float | None) -> None:
+        """Set (or with None, clear) the share of members whose decisions the challenger makes.
+
+        Why here: every serving worker already watches aliases.json for promotions, so a new
+        share reaches every worker within a second, without a restart. Recorded in the history.
+        """
+        if challenger_share is not None and not 0.0 <= challenger_share <= 1.0:
+            raise RegistryError(f"the challenger share must lie in [0, 1], got {challenger_share}")
+        with self._locked():
+            state = self._read_aliases()
+            previous = state.get("routing", {}).get("challenger_share")
+            state["routing"] = {} if challenger_share is None else {"challenger_share": challenger_share}
+            state["history"].append({"routing": "challenger_share", "from": previous, "to": challenger_share,
+                                     "at": dt.datetime.now(dt.UTC).isoformat()})
+            self._write_aliases(state)
+
     # -- aliases ----------------------------------------------------------------------------
     def verify(self, ref: str) -> str:
         """The version ``ref`` names, once its artifact is proven servable; RegistryError otherwise.
@@ -228,7 +251,7 @@ class Registry:
     @staticmethod
     def _rollback_target(state: dict[str, Any], alias: str) -> str:
         """The version a rollback of ``alias`` would restore; RegistryError when there is none."""
-        entries = [h for h in state["history"] if h["alias"] == alias and not h.get("rolled_back")]
+        entries = [h for h in state["history"] if h.get("alias") == alias and not h.get("rolled_back")]
         if not entries:
             raise RegistryError(f"{alias} has no earlier version to roll back to")
         if not entries[-1]["from"]:
@@ -251,7 +274,7 @@ class Registry:
                 raise RegistryError(f"{alias} is not rolled back: {exc}") from None
         with self._locked():
             state = self._read_aliases()
-            entries = [i for i, h in enumerate(state["history"]) if h["alias"] == alias and not h.get("rolled_back")]
+            entries = [i for i, h in enumerate(state["history"]) if h.get("alias") == alias and not h.get("rolled_back")]
             self._rollback_target(state, alias)
             last = state["history"][entries[-1]]
             state["aliases"][alias] = last["from"]

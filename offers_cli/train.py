@@ -244,3 +244,28 @@ def rollback_cmd(registry: Path, alias: str) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{alias} -> {target}")
+
+
+@models.command("route")
+@click.option("--registry", required=True, type=click.Path(path_type=Path))
+@click.option("--challenger-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of members (0 to 1) whose decisions the challenger makes.")
+@click.option("--clear", is_flag=True, help="Remove the registry's share: the program's decisions.challenger.share applies.")
+def route_cmd(registry: Path, challenger_share: float | None, clear: bool) -> None:
+    """Route a deterministic share of members to the challenger, in every worker within a second.
+
+    Members are assigned by a hash of the program's decisions.challenger.salt and their id, so a
+    member keeps their model. Without the option, prints the current routing.
+    """
+    if clear and challenger_share is not None:
+        raise click.UsageError("give either --challenger-share or --clear, not both")
+    reg = _registry(registry)
+    try:
+        if clear or challenger_share is not None:
+            reg.route(None if clear else challenger_share)
+        share, aliases = reg.challenger_share(), reg.aliases()
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    where = "the program's decisions.challenger.share" if share is None else f"{share:g} of members"
+    click.echo(f"challenger {aliases.get('challenger') or '(none)'} decides for {where}; "
+               f"champion {aliases.get('champion') or '(none)'} for the rest")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from models.policy import challenger_draw
+from models.registry import Registry
 from tests.conftest import RedisServer, free_port
 from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build
 from tests.service_helpers import (
@@ -50,15 +53,16 @@ def wait_ready(base: str, deadline_seconds: float = 120) -> None:
 
 @contextmanager
 def serve(env: DecisionEnv, tmp_path: Path, redis_url: str, workers: int = 2, log_level: str = "WARNING",
-          before_start: Callable[[], None] | None = None) -> Iterator[tuple[str, Any]]:
+          before_start: Callable[[], None] | None = None, registry: Path | None = None) -> Iterator[tuple[str, Any]]:
     """Materialize into Redis with the CLI, then run gunicorn on the same key prefix; yields the
     base URL and the servers' environment.
 
-    ``before_start`` runs between the two (e.g. to make the champion a corrupt version).
+    ``before_start`` runs between the two (e.g. to make the champion a corrupt version);
+    ``registry`` replaces the shared environment's registry for the servers.
     """
     port = free_port()
     environ = service_env(tmp_path, REDIS_URL=redis_url, OFFERS_API_KEYS=ALL_KEYS, OFFERS_WORKERS=str(workers),
-                          OFFERS_DATA=str(env.data), OFFERS_REGISTRY=str(env.registry),
+                          OFFERS_DATA=str(env.data), OFFERS_REGISTRY=str(registry or env.registry),
                           OFFERS_PROGRAM=str(env.program), OFFERS_CLOCK=CLOCK, OFFERS_LOG_LEVEL=log_level)
     materialize_cli(env, environ)
     if before_start is not None:
@@ -215,3 +219,46 @@ def test_workers_whose_champion_is_corrupt_serve_the_last_known_good(env: Decisi
         assert log.count("LAST-KNOWN-GOOD") >= 3 and "SIGABRT" not in log
     finally:
         env.promote(env.v1)
+
+
+def test_every_worker_routes_the_challenger_share_and_follows_offers_models_route(
+        env: DecisionEnv, tmp_path: Path, redis_url: str) -> None:
+    """Champion/challenger under gunicorn: both workers route the same members to the challenger
+    (a deterministic hash), and a new share set with the CLI reaches both without a restart."""
+    registry = tmp_path / "registry"
+    shutil.copytree(env.registry, registry)
+    Registry(registry).promote(env.v1)
+    Registry(registry).promote(env.v2, alias="challenger")
+
+    def route(share: str) -> None:
+        subprocess.run([sys.executable, "-m", "offers_cli.main", "models", "route", "--registry", str(registry),
+                        "--challenger-share", share], cwd=ROOT, check=True, capture_output=True, timeout=120)
+
+    def workers_report(share: float) -> dict[int, dict[str, Any]]:
+        """Worker pid -> its routing, once both workers report ``share`` with the challenger loaded."""
+        seen: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = requests.get(base + "/v1/models", headers=DECIDE, timeout=10).json()
+            seen[listed["worker"]] = listed["routing"]
+            ready = [r for r in seen.values() if r["challenger_share"] == share and r["challenger"]]
+            if len(ready) == 2:
+                return seen
+        raise AssertionError(f"the workers never both routed {share}: {seen}")
+
+    route("0.5")
+    members = [f"M{i:08d}" for i in range(1, 81)]
+    expected = {m: env.v2 if challenger_draw(m, "challenger") < 0.5 else env.v1 for m in members}
+    with serve(env, tmp_path, redis_url, workers=2, registry=registry) as (base, _):
+        assert {r["challenger"]["version"] for r in workers_report(0.5).values()} == {env.v2}
+        for _ in range(2):  # a fresh connection per request: both workers answer
+            got = {m: requests.post(base + "/v1/decisions", json={"member_id": m, "channel": CHANNEL},
+                                    headers=DECIDE, timeout=30).json()["model_version"] for m in members}
+            assert got == expected
+        assert 20 < sum(v == env.v2 for v in got.values()) < 60
+        route("1")
+        workers_report(1.0)
+        for m in members[:20]:
+            resp = requests.post(base + "/v1/decisions", json={"member_id": m, "channel": CHANNEL},
+                                 headers=DECIDE, timeout=30)
+            assert resp.json()["model_version"] == env.v2

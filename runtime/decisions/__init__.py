@@ -14,6 +14,7 @@ Modules, each owning one thing:
 * :mod:`.scoring` - features and propensities for members x candidates;
 * :mod:`.model_holder` - the serving model: load after fork, warm, hot-swap, converge;
   ``FixedModel`` pins one version for offline jobs;
+* :mod:`.routing` - champion/challenger: which model decides for which member;
 * :mod:`.catalog_change` - reading histories written under an earlier catalog;
 * :mod:`.materialize` - data directory -> online store, and score-cache warming;
 * :mod:`.audience` - ``offers batch``: an audience's decisions to Parquet or CSV.

@@ -39,7 +39,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,8 +91,12 @@ class ModelHolder:
     def __init__(self, registry: Path, warm: Callable[[PropensityModel], None],
                  on_swap: Callable[[ServingModel], None] | None = None,
                  on_reject: Callable[[str | None, str], None] | None = None,
-                 check_interval: float = CHECK_INTERVAL, clock: Callable[[], float] = time.monotonic):
+                 check_interval: float = CHECK_INTERVAL, clock: Callable[[], float] = time.monotonic,
+                 alias: str = "champion"):
         self.registry_path = Path(registry)
+        #: the registry alias this holder follows: ``champion``, or ``challenger`` (which has no
+        #: last-known-good: while it cannot be served, its members get the champion)
+        self.alias = alias
         self.check_interval = check_interval
         self._warm = warm
         self._on_swap = on_swap
@@ -121,8 +125,13 @@ class ModelHolder:
         return Registry(self.registry_path)
 
     def champion(self) -> str:
-        """The version the champion alias names now; RegistryError when none."""
-        return self.registry().resolve("champion")
+        """The version this holder's alias (the champion, by default) names now; RegistryError when none."""
+        return self.registry().resolve(self.alias)
+
+    def for_members(self, member_ids: Sequence[str]) -> list[ServingModel | None]:
+        """The serving model for each member: this holder's one model for all of them."""
+        current = self.current()
+        return [current] * len(member_ids)
 
     # -- loading ------------------------------------------------------------------------
     def _load(self, version: str) -> ServingModel:
@@ -175,7 +184,7 @@ class ModelHolder:
             try:
                 new = self._load(version)
             except ModelRejected:
-                if self._serving is None:
+                if self._serving is None and self.alias == "champion":
                     self._fall_back(version)
                 raise
             self._swap(new)
@@ -241,9 +250,9 @@ class ModelHolder:
                 try:
                     self._swap(self._load(version))
                 except ModelRejected as exc:
-                    log.error("champion %s cannot be served, keeping %s: %s", version,
+                    log.error("%s %s cannot be served, keeping %s: %s", self.alias, version,
                               serving.version if serving else None, exc.reason)
-                    if serving is None:
+                    if serving is None and self.alias == "champion":
                         self._fall_back(version)
         finally:
             with self._state_lock:
@@ -274,3 +283,7 @@ class FixedModel:
     def current(self) -> ServingModel:
         """The pinned model."""
         return self._serving
+
+    def for_members(self, member_ids: Sequence[str]) -> list[ServingModel | None]:
+        """The pinned model for every member."""
+        return [self._serving] * len(member_ids)

@@ -96,11 +96,15 @@ class _Member:
 
 
 class ModelSource(Protocol):
-    """Where the pipeline gets its model: the service's ModelHolder (follows the champion) or
-    an offline job's FixedModel (one pinned version)."""
+    """Where the pipeline gets its models: the service's ModelRouter (champion and challenger),
+    a ModelHolder (follows the champion) or an offline job's FixedModel (one pinned version)."""
 
     def current(self) -> ServingModel | None:
-        """The model to score with now; None while none is loaded."""
+        """The champion to score with now; None while none is loaded."""
+        ...
+
+    def for_members(self, member_ids: Sequence[str]) -> list[ServingModel | None]:
+        """The model that decides for each member (champion/challenger routing)."""
         ...
 
 
@@ -134,6 +138,15 @@ class DecisionPipeline:
         if current is None:
             raise NotReady("the model is not loaded yet")
         return current
+
+    def _models(self, member_ids: Sequence[str]) -> list[ServingModel | None]:
+        """Each member's model (champion or challenger); NotReady while the champion is not loaded."""
+        if self.holder is None:
+            return [None] * len(member_ids)
+        models = self.holder.for_members(member_ids)
+        if any(m is None for m in models):
+            raise NotReady("the model is not loaded yet")
+        return models
 
 
     def _candidates(self, universe: Universe, exclude: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -229,9 +242,28 @@ class DecisionPipeline:
         member order (and reserved atomically against concurrent traffic when committed).
         ``commit_it`` False computes the same decisions without the write (see
         :meth:`decide_without_commit`). Store failures degrade instead of failing (module docstring).
+
+        With champion/challenger routing (:mod:`runtime.decisions.routing`), each model's
+        members are decided as one group; the outcomes come back in the order of ``member_ids``.
         """
+        models = self._models(member_ids)
+        if all(m is models[0] for m in models):
+            return self._decide_group(member_ids, req, decision_ids, seeds, commit_it, models[0])
+        groups: dict[str, list[int]] = {}
+        for i, m in enumerate(models):
+            groups.setdefault(m.version if m is not None else "", []).append(i)
+        out: list[Outcome | None] = [None] * len(member_ids)
+        for idx in groups.values():
+            decided = self._decide_group([member_ids[i] for i in idx], req, [decision_ids[i] for i in idx],
+                                         [seeds[i] for i in idx], commit_it, models[idx[0]])
+            for i, outcome in zip(idx, decided, strict=True):
+                out[i] = outcome
+        return [o for o in out if o is not None]
+
+    def _decide_group(self, member_ids: Sequence[str], req: DecisionRequest, decision_ids: Sequence[str],
+                      seeds: Sequence[int], commit_it: bool, serving: ServingModel | None) -> list[Outcome]:
+        """:meth:`decide_many` for members who all get the model ``serving`` (None: no model)."""
         started = time.perf_counter()
-        serving = self.serving()
         moment = self.setup.moment(req.as_of)
         local, now = moment.local, moment.epoch
         universe = self.setup.universe(local)

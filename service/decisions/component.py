@@ -8,7 +8,8 @@ answers ``/healthz`` at once and gunicorn's heartbeat never waits on a slow star
 1. the :class:`~runtime.decisions.setup.DecisionSetup` (catalogs, program, clock);
 2. without Redis, every member of ``OFFERS_DATA`` materialized into the in-process store;
 3. with ``OFFERS_REGISTRY``, the champion model, loaded and warmed on a real feature
-   matrix (:class:`~runtime.decisions.model_holder.ModelHolder`).
+   matrix (:class:`~runtime.decisions.model_holder.ModelHolder`), and the challenger when
+   the registry names one (routed a share of members: :mod:`runtime.decisions.routing`).
 
 Readiness checks ``decisions`` (steps 1-2) and ``model`` (step 3) turn true when done;
 with Redis, ``store_data`` is false while Redis holds no generation marker (it lost its
@@ -21,6 +22,7 @@ decisions use the non-personalised fallback policy (popularity, then value) and 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -36,6 +38,7 @@ from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.materialize import load_members, materialize
 from runtime.decisions.model_holder import ModelHolder, ModelRejected, ServingModel
 from runtime.decisions.pipeline import RECOVERY_HINT, DecisionPipeline
+from runtime.decisions.routing import ModelRouter
 from runtime.decisions.scoring import feature_rows
 from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.events.history_records import HistoryRecorder
@@ -60,6 +63,8 @@ class DecisionsComponent:
         self.configured = settings.data is not None
         self.setup: DecisionSetup | None = None
         self.holder: ModelHolder | None = None
+        #: champion/challenger routing over ``holder`` and a challenger holder
+        self.router: ModelRouter | None = None
         self.decider: DecisionPipeline | None = None
         self.error: str | None = None
         self.materialized = 0
@@ -114,7 +119,8 @@ class DecisionsComponent:
                     serving = self.holder.serving
                     log.error("the champion cannot be served (%s); %s", exc.reason,
                               f"serving the last-known-good {serving.version}" if serving else "no model to serve yet")
-            self.decider = DecisionPipeline(setup, self.state.store, self.holder, self.state.metrics,
+                self.router = self._router(setup, self.holder)
+            self.decider = DecisionPipeline(setup, self.state.store, self.router, self.state.metrics,
                                             decision_log=self._decision_log())
             try:  # histories written under this catalog can be read under the next one
                 self.decider.upgrader.publish()
@@ -133,6 +139,23 @@ class DecisionsComponent:
             self._flag.set(False, f"loading failed: {self.error}")
         finally:
             self._done.set()
+
+    def _router(self, setup: DecisionSetup, champion: ModelHolder) -> ModelRouter:
+        """The champion/challenger router; the challenger is loaded now when the registry names one
+        (a challenger that cannot be served is logged, and its members get the champion)."""
+        settings = self.state.settings
+        assert settings.registry is not None
+        challenger = ModelHolder(settings.registry, warm=self._warm, alias="challenger",
+                                 on_reject=self._challenger_rejected)
+        with contextlib.suppress(ModelRejected):  # reported by _challenger_rejected
+            challenger.load()
+        routing = setup.catalog.program.decisions.challenger
+        return ModelRouter(champion, challenger, routing.share, routing.salt)
+
+    @staticmethod
+    def _challenger_rejected(version: str | None, reason: str) -> None:
+        if version is not None:  # None: the registry names no challenger, nothing to report
+            log.error("the challenger %s cannot be served; its members get the champion: %s", version, reason)
 
     def _decision_log(self) -> DecisionLog | None:
         """The durable decision log (``OFFERS_DECISION_LOG``, default the event log's directory);

@@ -4,7 +4,10 @@
     Registered versions with their aliases and headline metrics, and the version this
     worker serves (with its process id: under gunicorn each worker answers for itself);
     ``serving.last_known_good_for`` names the champion it stands in for when the champion
-    cannot be served (:mod:`runtime.decisions.model_holder`), else null.
+    cannot be served (:mod:`runtime.decisions.model_holder`), else null. ``routing`` gives the
+    challenger's share of members, where it comes from (``program`` or ``registry``) and the
+    challenger model this worker routes them to (null while it routes none:
+    :mod:`runtime.decisions.routing`).
 ``POST /v1/models/reload`` (scope ``admin``)
     Load and warm the registry's current champion in this worker, then swap it in. A bad
     artifact is refused (409 ``model-rejected``) and the old model keeps serving. Other
@@ -58,8 +61,16 @@ def list_models() -> Response:
         aliases = registry.aliases()
     except RegistryError as exc:
         raise ServiceUnavailable(f"the model registry cannot be read: {exc}") from exc
+    router = current_decisions().router
+    routing = None
+    if router is not None:
+        share = router.share()
+        challenger = router.challenger_serving()
+        routing = {"challenger_share": share,
+                   "source": router.share_source(),
+                   "challenger": serving_json(challenger)}
     return jsonify({"serving": serving_json(serving), "worker": os.getpid(), "aliases": aliases,
-                    "versions": versions})
+                    "routing": routing, "versions": versions})
 
 
 @bp.post("/v1/models/reload")

@@ -226,6 +226,16 @@ def document(doc: ApiDocument) -> None:
                 "serving": {"$ref": "#/components/schemas/ServingModel"},
                 "worker": {"type": "integer", "description": "Process id of the answering worker."},
                 "aliases": {"type": "object", "additionalProperties": _NULLABLE_STR},
+                "routing": {"type": ["object", "null"], "description": "Champion/challenger routing (null "
+                            "without a registry): the share of members the challenger decides for, where "
+                            "the share comes from, and the challenger this worker routes them to.",
+                            "properties": {
+                                "challenger_share": {"type": "number", "minimum": 0, "maximum": 1,
+                                                     "description": "Share of members routed to the challenger."},
+                                "source": {"type": "string", "enum": ["program", "registry"],
+                                           "description": "program: decisions.challenger.share; registry: set "
+                                                          "by offers models route."},
+                                "challenger": {"$ref": "#/components/schemas/ServingModel"}}},
                 "versions": {"type": "array", "items": {"type": "object"}}}}}}}}, "401", "403", "503"),
     }})
     doc.add_path("/v1/models/reload", {"post": {
