@@ -89,13 +89,13 @@ def _share(value: object) -> float:
     return float(value) if isinstance(value, int | float) and 0.0 <= float(value) < 1.0 else 0.0
 
 
-def read_decisions(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int, int, list[str]]:
-    """The shown offers of every logged decision in ``directory`` as exposure rows (UTC times).
+def iter_decisions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """Every readable logged decision in ``directory``, de-duplicated by ``decision_id`` (first kept).
 
-    Returns (exposures with :data:`COLUMNS`, decisions read, duplicate decisions dropped,
-    rejected lines). A directory without decision segments gives an empty frame.
+    Returns (decision records, duplicates dropped, rejected lines as ``"<segment> line <n>:
+    <problem>"``). A directory without decision segments gives no records.
     """
-    rows: list[dict[str, object]] = []
+    records: list[dict[str, Any]] = []
     rejected: list[str] = []
     seen: set[str] = set()
     duplicates = 0
@@ -117,5 +117,16 @@ def read_decisions(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int
                     duplicates += 1
                     continue
                 seen.add(record["decision_id"])
-                rows.extend(_exposures(record))
-    return pd.DataFrame(rows, columns=COLUMNS), len(seen), duplicates, rejected
+                records.append(record)
+    return records, duplicates, rejected
+
+
+def read_decisions(directory: str | os.PathLike[str]) -> tuple[pd.DataFrame, int, int, list[str]]:
+    """The shown offers of every logged decision in ``directory`` as exposure rows (UTC times).
+
+    Returns (exposures with :data:`COLUMNS`, decisions read, duplicate decisions dropped,
+    rejected lines). A directory without decision segments gives an empty frame.
+    """
+    records, duplicates, rejected = iter_decisions(directory)
+    rows = [row for record in records for row in _exposures(record)]
+    return pd.DataFrame(rows, columns=COLUMNS), len(records), duplicates, rejected

@@ -16,6 +16,9 @@ Metrics (all prefixed ``offers_``):
     or ``rejected`` (a bad artifact; the old model kept serving)
 ``model_last_known_good``  1 while a worker serves an earlier champion because the
     champion cannot be served (max over live workers), else 0
+``feature_psi{model_version,feature}``, ``score_psi{model_version}``  drift of the live
+    traffic against the model's training reference (:mod:`runtime.drift`; max over live
+    workers); ``drift_sample_rows{model_version}`` the rows behind it (sum over live workers)
 
 Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` must be set before workers start
 (:mod:`service.gunicorn_conf` does it): each worker then writes its values to files in
@@ -27,6 +30,7 @@ each app has its own registry.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -84,6 +88,16 @@ class Metrics:
             "offers_model_last_known_good",
             "1 while this worker serves an earlier champion because the champion cannot be served.",
             registry=r, multiprocess_mode="livemax")
+        self.feature_psi = Gauge(
+            "offers_feature_psi", "Population stability index of a feature in the live sample against "
+            "the model's training reference (0.1 moderate, 0.25 major shift).", ["model_version", "feature"],
+            registry=r, multiprocess_mode="livemax")
+        self.score_psi = Gauge(
+            "offers_score_psi", "Population stability index of the model's scores in the live sample "
+            "against its training reference.", ["model_version"], registry=r, multiprocess_mode="livemax")
+        self.drift_rows = Gauge(
+            "offers_drift_sample_rows", "Scored rows in the rolling drift sample.", ["model_version"],
+            registry=r, multiprocess_mode="livesum")
         # labelled children resolved once: .labels() takes a lock and builds a key on every call
         self._lookup = {hit: self.cache_lookups.labels("hit" if hit else "miss") for hit in (True, False)}
 
@@ -123,6 +137,15 @@ class Metrics:
     def record_last_known_good(self, active: bool) -> None:
         """Whether this worker serves a last-known-good model instead of the champion."""
         self.last_known_good.set(1 if active else 0)
+
+    def record_drift(self, model_version: str, result: dict[str, Any]) -> None:
+        """Export one model version's drift snapshot (:func:`models.drift.drift`); NaN PSIs are skipped."""
+        for feature, value in result["features"].items():
+            if value == value:
+                self.feature_psi.labels(model_version, feature).set(value)
+        if result["score"] == result["score"]:
+            self.score_psi.labels(model_version).set(result["score"])
+        self.drift_rows.labels(model_version).set(result["rows"])
 
     def record_event(self, event_type: str, status: str) -> None:
         self.events.labels(event_type, status).inc()

@@ -44,6 +44,7 @@ from models.program import Program, ProgramConfigError, load_program
 from models.registry import Registry
 from training.baselines import baseline_scores
 from training.dataset import Dataset, load_dataset
+from training.drift_reference import model_reference
 from training.metrics import ranking, summarize
 from training.selection import pooled_ranking, select, validation_folds
 
@@ -333,6 +334,9 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     timings["evaluate"] = time.perf_counter() - t0
     metrics["selection"] = selection
     heads = headline(metrics)
+    t0 = time.perf_counter()
+    reference = model_reference(ds, cut, model, X_test, lambda rows: feature_matrix(ds, rows, program))
+    timings["reference"] = time.perf_counter() - t0
     model.metadata = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "train_end": str(cut.date()),
@@ -349,6 +353,7 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
         "variant": selection["chosen"],
         "headline_metrics": heads,
         "metrics": _jsonable(metrics),
+        "reference": reference,
         "feature_importance": dict(zip(FEATURE_NAMES, model.booster.feature_importance("gain").round(3).tolist(),
                                        strict=True)),
         "library_versions": _versions(),

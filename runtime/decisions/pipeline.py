@@ -60,6 +60,7 @@ from runtime.decisions.outcome import (
 )
 from runtime.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
 from runtime.decisions.setup import DecisionSetup, Universe
+from runtime.drift import DriftMonitor
 from runtime.errors import NotReady
 from runtime.metrics import Metrics
 from runtime.stores import (
@@ -112,7 +113,8 @@ class DecisionPipeline:
     """Runs decisions against a decision setup, a store and (optionally) a model source."""
 
     def __init__(self, setup: DecisionSetup, store: Store, holder: ModelSource | None = None,
-                 metrics: Metrics | None = None, decision_log: DecisionLog | None = None):
+                 metrics: Metrics | None = None, decision_log: DecisionLog | None = None,
+                 drift: DriftMonitor | None = None):
         self.setup = setup
         self.store = store
         #: reservations, refusals and the counters used when the store cannot be trusted
@@ -121,6 +123,8 @@ class DecisionPipeline:
         self.metrics = metrics
         #: where committed decisions are logged (None: not logged)
         self.decision_log = decision_log
+        #: the rolling sample of live scores and features behind the drift metrics (None: none kept)
+        self.drift = drift
         #: offers with a randomized control group, and its share (for the decision log)
         self.control_shares = {o.offer_id: o.control_share for o in setup.catalog.offers if o.control_share > 0}
         self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
@@ -302,6 +306,9 @@ class DecisionPipeline:
                 X = feature_rows(self.setup, hist, np.asarray(todo), universe, local, req.channel,
                                  serving.model.program)
                 computed = predict(serving.model, X, len(todo))
+                if self.drift is not None and commit_it and req.as_of is None:  # live traffic only
+                    self.drift.observe(serving.version, serving.model.metadata.get("reference"),
+                                       serving.model.feature_names, X, computed.ravel())
                 full[todo] = expand(universe, computed)
                 if req.explain:
                     contrib = expand_contributions(universe, serving.model.contributions(X), n, todo)[:, keep]

@@ -41,6 +41,7 @@ from runtime.decisions.pipeline import RECOVERY_HINT, DecisionPipeline
 from runtime.decisions.routing import ModelRouter
 from runtime.decisions.scoring import feature_rows
 from runtime.decisions.setup import DecisionSetup, Universe
+from runtime.drift import DriftMonitor
 from runtime.events.history_records import HistoryRecorder
 from runtime.events.log import EventLog
 from runtime.stores import StoreError
@@ -121,7 +122,8 @@ class DecisionsComponent:
                               f"serving the last-known-good {serving.version}" if serving else "no model to serve yet")
                 self.router = self._router(setup, self.holder)
             self.decider = DecisionPipeline(setup, self.state.store, self.router, self.state.metrics,
-                                            decision_log=self._decision_log())
+                                            decision_log=self._decision_log(),
+                                            drift=DriftMonitor(self.state.metrics) if self.router else None)
             try:  # histories written under this catalog can be read under the next one
                 self.decider.upgrader.publish()
             except StoreError as exc:

@@ -7,7 +7,9 @@
     cannot be served (:mod:`runtime.decisions.model_holder`), else null. ``routing`` gives the
     challenger's share of members, where it comes from (``program`` or ``registry``) and the
     challenger model this worker routes them to (null while it routes none:
-    :mod:`runtime.decisions.routing`).
+    :mod:`runtime.decisions.routing`). ``drift`` gives, per model version this worker serves,
+    the population stability index of its rolling live sample against the model's training
+    reference, for the score and every feature (:mod:`runtime.drift`).
 ``POST /v1/models/reload`` (scope ``admin``)
     Load and warm the registry's current champion in this worker, then swap it in. A bad
     artifact is refused (409 ``model-rejected``) and the old model keeps serving. Other
@@ -69,8 +71,24 @@ def list_models() -> Response:
         routing = {"challenger_share": share,
                    "source": router.share_source(),
                    "challenger": serving_json(challenger)}
+    decider = current_decisions().decider
+    monitor = decider.drift if decider is not None else None
+    drift = {}
+    if monitor is not None:
+        for model in (serving, router.challenger_serving() if router is not None else None):
+            snapshot = monitor.snapshot(model.version) if model is not None else None
+            if model is not None and snapshot is not None:
+                drift[model.version] = _finite(snapshot)
     return jsonify({"serving": serving_json(serving), "worker": os.getpid(), "aliases": aliases,
-                    "routing": routing, "versions": versions})
+                    "routing": routing, "drift": drift, "versions": versions})
+
+
+def _finite(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A drift snapshot with NaN (nothing to compare) as null, for JSON."""
+    def clean(v: float) -> float | None:
+        return None if v != v else round(v, 6)
+    return {"rows": snapshot["rows"], "score": clean(snapshot["score"]),
+            "features": {k: clean(v) for k, v in snapshot["features"].items()}}
 
 
 @bp.post("/v1/models/reload")

@@ -236,6 +236,14 @@ def document(doc: ApiDocument) -> None:
                                            "description": "program: decisions.challenger.share; registry: set "
                                                           "by offers models route."},
                                 "challenger": {"$ref": "#/components/schemas/ServingModel"}}},
+                "drift": {"type": "object", "description": "Per model version this worker serves: the population "
+                          "stability index (PSI) of its rolling sample of live scores and features against "
+                          "the model's training reference (0.1 moderate, 0.25 major shift; null: nothing "
+                          "to compare).", "additionalProperties": {"type": "object", "properties": {
+                              "rows": {"type": "integer", "description": "Rows in the rolling sample."},
+                              "score": {"type": ["number", "null"], "description": "PSI of the scores."},
+                              "features": {"type": "object", "description": "PSI per feature.",
+                                           "additionalProperties": {"type": ["number", "null"]}}}}},
                 "versions": {"type": "array", "items": {"type": "object"}}}}}}}}, "401", "403", "503"),
     }})
     doc.add_path("/v1/models/reload", {"post": {

@@ -67,11 +67,16 @@ def post_events() -> tuple[Response, int]:
     return jsonify(result.to_dict()), 200
 
 
+#: Clock skew allowed before an event's ``ts`` counts as in the future.
+FUTURE_TOLERANCE_SECONDS = 300
+
+
 def _count_unknown_ids(state: ServiceState, events: Sequence[Event]) -> None:
     """Data quality: accepted events naming an offer the offer catalog does not know (contract
     and program offers alike) or a product the feature vocabulary does not know. They are
     kept (the log has them), but they add nothing to features, so a rising count means the
-    sender and the catalog disagree."""
+    sender and the catalog disagree. Also counted: events stamped more than
+    :data:`FUTURE_TOLERANCE_SECONDS` after the service received them."""
     setup = state.decisions.setup if state.decisions is not None else None
     if setup is not None:
         index = setup.catalog.index
@@ -80,6 +85,9 @@ def _count_unknown_ids(state: ServiceState, events: Sequence[Event]) -> None:
     if state.recorder is not None:
         state.metrics.record_event_quality(
             "unknown_product", sum(not state.recorder.knows_product(ev.product_id) for ev in events))
+    # stamped later than the service received them (beyond clock skew): a sender's clock or time zone is off
+    horizon = state.wall_clock() + FUTURE_TOLERANCE_SECONDS
+    state.metrics.record_event_quality("future_timestamp", sum(ev.ts.timestamp() > horizon for ev in events))
 
 
 def _pointer(body: Any, index: int, name: str) -> str:
