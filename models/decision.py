@@ -282,7 +282,8 @@ def _decision(call: _Call, i: int, member: MemberContext, row: np.ndarray, cols:
                    for rank, (col, prob) in enumerate(zip(cols, probs, strict=True), start=1))
     return Decision(member_id=member.member_id, offers=offers, holdout=policy == "holdout", policy=policy,
                     explored=explored, cold_start=policy == "cold_start", fallback=any(o.fallback for o in offers),
-                    seed=seed, _arrays=ArbitrationArrays(call.catalog, call.ids, call.pos, row, tuple(cols)))
+                    seed=seed, _arrays=ArbitrationArrays(call.catalog, call.ids, call.pos, row, tuple(cols),
+                                                         call.weight[i], call.props[i]))
 
 
 def _ranked_offer(call: _Call, i: int, member: MemberContext, col: int, rank: int, prob: float,

@@ -57,7 +57,10 @@ class ArbitrationArrays:
 
     ``ids`` and ``pos`` (candidate ids and their catalog positions, 0 for unknown ids) are
     shared by every member of a call; ``codes`` is this member's reason code per candidate
-    (0: eligible) and ``chosen`` the returned columns in rank order.
+    (0: eligible), ``chosen`` the returned columns in rank order and ``weights`` the value
+    weight the policy multiplied each candidate's propensity by (its priority is the product;
+    the decision log keeps them so that another model's policy can be replayed offline), and
+    ``propensities`` the propensity the policy used (the model's, or its fallback).
     """
 
     catalog: Catalog
@@ -65,6 +68,8 @@ class ArbitrationArrays:
     pos: np.ndarray
     codes: np.ndarray
     chosen: tuple[int, ...]
+    weights: np.ndarray
+    propensities: np.ndarray
 
     def excluded(self) -> tuple[Excluded, ...]:
         """The candidates that failed a check, in candidate order, then those an eligible
@@ -125,6 +130,14 @@ class Decision:
     def reason_codes(self) -> np.ndarray:
         """Each candidate's reason code (:data:`models.eligibility.REASONS`; 0: eligible)."""
         return self._arrays.reason_codes()
+
+    def weights(self) -> np.ndarray:
+        """Each candidate's value weight under this decision's policy (priority = propensity x weight)."""
+        return self._arrays.weights
+
+    def propensities(self) -> np.ndarray:
+        """Each candidate's propensity as the policy used it (the model's, else its fallback)."""
+        return self._arrays.propensities
 
     @cached_property
     def increments(self) -> tuple[CounterIncrement, ...]:

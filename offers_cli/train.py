@@ -129,13 +129,29 @@ def _print_uplift(metrics: dict) -> None:
 @click.option("--train-end", default=None, callback=_moment_option, help="Test on exposures from this date (default: the model's cut-off).")
 @click.option("--bootstrap", "reps", type=click.IntRange(0, 10_000), default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
-def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool) -> None:
-    """Evaluate a registered model against the baselines on a time split."""
+@click.option("--policy-log", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Decision log directory: estimate off-policy what VERSION's policy would have earned on "
+                   "the logged decisions (IPS, SNIPS, DR) next to the logged policy's own value.")
+@click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="With --policy-log: the program config for its time zone (default DATA/program.yaml).")
+@click.option("--since", default=None, callback=_moment_option,
+              help="With --policy-log: first decision time (program-local ISO date or time).")
+@click.option("--until", default=None, callback=_moment_option, help="With --policy-log: end (exclusive).")
+@click.option("--window", "window_days", type=click.IntRange(1, 365), default=14, show_default=True,
+              help="With --policy-log: days after a decision in which a redemption of its offer counts.")
+def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool,
+             policy_log: Path | None, program: Path | None, since: str | None, until: str | None,
+             window_days: int) -> None:
+    """Evaluate a registered model against the baselines on a time split, or (--policy-log)
+    estimate what its policy would have earned on logged traffic."""
     from models.registry import Registry
     from training.evaluate import evaluate_version
     from training.uplift.artifact import is_uplift
     from training.uplift.evaluate import evaluate_uplift
 
+    if policy_log is not None:
+        _evaluate_policy(policy_log, data_dir, registry, version, program, since, until, window_days, reps, as_json)
+        return
     try:
         if is_uplift(Registry(registry).path(version)):
             result = evaluate_uplift(data_dir, registry, version, reps)
@@ -152,6 +168,39 @@ def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None
         click.echo(f"version {metrics['version']}, test block from {metrics['train_end']}: "
                    f"{metrics['rows']:,} exposures, {metrics['positives']:,} redemptions")
         _print_metrics(metrics)
+
+
+def _evaluate_policy(log_dir: Path, data_dir: Path, registry: Path, version: str, program: Path | None,
+                     since: str | None, until: str | None, window_days: int, reps: int, as_json: bool) -> None:
+    """``offers evaluate --policy-log``: print the off-policy estimates (training.policy_eval)."""
+    import pandas as pd
+
+    from models.program import load_program
+    from offerdata.directory import default_program
+    from training.policy_eval import evaluate_policy
+
+    try:
+        config_path = program or default_program(data_dir)
+        zone = load_program(config_path).timezone if config_path is not None else "UTC"
+        result = evaluate_policy(log_dir, data_dir, registry, version, zone,
+                                 pd.Timestamp(since).tz_localize(None) if since else None,
+                                 pd.Timestamp(until).tz_localize(None) if until else None,
+                                 window_days, reps=max(reps, 1))
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        return
+    r = result.result
+    logged = ", ".join(f"{v} ({n:,})" for v, n in result.logged_versions.items()) or "none"
+    click.echo(f"{r.decisions:,} personalised decisions logged by {logged}; {version} -> {result.version} "
+               f"agrees on the first offer in {r.matches:,} (effective sample size {r.effective_sample_size:,.1f}); "
+               f"reward: its first offer redeemed within {result.window_days} days")
+    for e in r.estimates:
+        who = "logged policy" if e.estimator == "logged" else f"{result.version} {e.estimator}"
+        click.echo(f"  {who:<32} {e.value:.4f} [{e.low:.4f}, {e.high:.4f}]")
+    for note in result.notes:
+        click.echo(f"warning: {note}", err=True)
 
 
 @click.command()

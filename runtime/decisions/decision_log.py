@@ -9,12 +9,18 @@ directory, so ``offers data events --log DIR`` finds both). A line::
      "source": "realtime" | "batch" | "offers_batch", "model_version", "policy",
      "holdout", "explored", "seed", "degraded",
      "candidates": [offer ids], "scores": [the model's propensity per candidate, or null],
+     "weights": [the policy's value weight per candidate],
+     "fallback_scores": {"<candidate index>": propensity} (personalised decisions),
      "shown": [{"i", "offer_id", "rank", "probability", "coupon_code"?}],
      "excluded": {"<REASON>": [candidate indexes]},
      "unshown_probability": 0.0 | null, "control_shares": {offer id: share}}
 
 Every candidate the decision considered is listed once, by index: ``scores`` holds the
-model's propensity (null when the model did not score it); ``shown`` the returned offers
+model's propensity (null when the model did not score it) and ``weights`` the value weight
+the policy ranked it by (priority = propensity x weight: what lets ``offers evaluate
+--policy-log`` replay another model's choice), with ``fallback_scores`` the propensity a
+personalised decision used for the candidates its model did not score (the offer's
+popularity or the member's mean); ``shown`` the returned offers
 with the probability with which the policy returned each; ``excluded`` the candidates that
 failed a check or lost their reservation, by reason (their probability is 0); every other
 candidate was eligible and not picked, with probability ``unshown_probability``: 0 for a
@@ -77,15 +83,20 @@ def decision_record(outcome: Outcome, req: DecisionRequest, candidates: Sequence
         shown.append(entry)
     exploring = decision.explored or any(o.offer.probability < 1.0 for o in outcome.offers)
     score_list = None
+    fallback: dict[str, float] = {}
     if scores is not None:
         rounded = np.round(np.asarray(scores, dtype=np.float64), 6)
         score_list = [None if v != v else v for v in rounded.tolist()]  # NaN -> null
+        if decision.policy == "personalised":
+            used = decision.propensities()
+            fallback = {str(j): round(float(used[j]), 6) for j in np.flatnonzero(np.isnan(rounded)).tolist()}
     return {"v": FORMAT_VERSION, "decision_id": outcome.decision_id,
             "ts": outcome.as_of.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "member_id": outcome.member_id, "channel": req.channel, "placement": req.placement,
             "source": req.source, "model_version": outcome.model_version, "policy": decision.policy,
             "holdout": decision.holdout, "explored": decision.explored, "seed": decision.seed,
             "degraded": outcome.degraded, "candidates": list(candidates), "scores": score_list,
+            "weights": np.round(decision.weights().astype(np.float64), 6).tolist(), "fallback_scores": fallback,
             "shown": shown, "excluded": excluded, "unshown_probability": None if exploring else 0.0,
             "control_shares": dict(control_shares or {})}
 
