@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -51,6 +52,7 @@ def post_events() -> tuple[Response, int]:
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
                         settings.currency_exponent, request_id(),
+                        now=datetime.fromtimestamp(state.wall_clock(), UTC),  # received_at: the wall clock
                         recorder=state.recorder)
     except redemption.CouponsRefused as exc:
         raise coupon_problems.problem(exc, lambda i, name, code, message: FieldError(
