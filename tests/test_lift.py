@@ -122,3 +122,45 @@ def test_offers_lift_without_decisions_says_what_to_do(env: DecisionEnv, tmp_pat
     result = CliRunner().invoke(cli, ["lift", "--log", str(tmp_path / "empty"), "--data", str(env.data),
                                       "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and "no logged decisions" in result.output and "Traceback" not in result.output
+
+
+def test_offers_with_a_control_group_get_their_own_lift(env: DecisionEnv, tmp_path: Path) -> None:
+    """percent_off offers hold back 30% of eligible members: members shown the busiest such
+    offer spend 5.00, those held back from it 2.00; its own row recovers the 3.00."""
+    import yaml
+
+    from training.lift import read_offer_arms
+
+    config = yaml.safe_load(env.program.read_text())
+    config["offer_defaults"]["percent_off"]["control_share"] = 0.3
+    program = tmp_path / "program.yaml"
+    program.write_text(yaml.safe_dump(config))
+    env.promote(env.v1)
+    app = start_app(env.settings(tmp_path, program=program))
+    try:
+        client = app.test_client()
+        members = [str(m) for m in pd.read_parquet(env.data / "members.parquet")["member_id"]]
+        out = client.post("/v1/decisions/batch", json={"member_ids": members, "channel": CHANNEL, "n": 3},
+                          headers={"X-API-Key": DECISIONS_KEY})
+        assert out.status_code == 200
+        arms = read_offer_arms(tmp_path / "events", "UTC", None, None)
+        counts = arms.groupby(["offer_id", "arm"]).size().unstack(fill_value=0)
+        offer = str((counts.min(axis=1)).idxmax())
+        assert counts.loc[offer].min() >= 20, counts.sort_values("control").tail()
+        mine = arms[arms["offer_id"] == offer].set_index("member_id")["arm"]
+        events = [{"event_id": f"tx-{m}", "member_id": m, "type": "transaction", "ts": "2025-11-12T13:00:00Z",
+                   "amount_minor": 500 if arm == "treatment" else 200, "basket_id": f"b-{m}"}
+                  for m, arm in mine.items()]
+        resp = client.post("/v1/events", json={"events": events}, headers={"X-API-Key": EVENTS_KEY})
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    finally:
+        close_app(app)
+    figures = tmp_path / "lift.json"
+    result = CliRunner().invoke(cli, ["lift", "--log", str(tmp_path / "events"), "--data", str(env.data),
+                                      "--program", str(program), "--since", CLOCK[:10], "--until", "2025-11-13",
+                                      "--out", str(tmp_path / "lift.html"), "--json", str(figures)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(figures.read_text())["rows"]
+    spend = next(r for r in rows if r["group"] == f"offer={offer}" and r["metric"] == "spend_minor")
+    assert spend["treated"] == (mine == "treatment").sum() and spend["control"] == (mine == "control").sum()
+    assert spend["low"] <= 300 <= spend["high"] and abs(spend["lift"] - 300) < 60

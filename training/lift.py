@@ -16,6 +16,12 @@ the data directory (and the event log) say what every member did afterwards. So:
   control mean), with a percentile bootstrap interval (members resampled within each arm,
   seeded, so a report is reproducible), overall and per model version, channel and
   segment (when the members table has one);
+* **per offer**, for the offers with a randomized control group (``control_share`` in the
+  program): members shown the offer against members held back from it (``OFFER_CONTROL`` in
+  the decision log), from each member's first such decision, on the same metrics (group
+  ``offer=<id>``; the held-back members got the next-best offers instead, so this is the
+  offer's increment over what would replace it); offers with fewer than
+  :data:`MIN_OFFER_ARM` members in an arm are left out;
 * **sample-ratio check**: the control share against the configured holdout share, with a
   chi-square test; a p-value under 0.001 flags an assignment or logging problem, and the
   lift should not be trusted until it is explained.
@@ -47,6 +53,8 @@ from offerdata.tables import read_table, table_path
 from training.train import TrainingError
 
 METRICS = ("spend_minor", "visits", "redemptions")
+#: members an arm needs before an offer's own lift is reported
+MIN_OFFER_ARM = 20
 #: a sample-ratio p-value below this flags the assignment
 SRM_ALPHA = 1e-3
 
@@ -134,6 +142,50 @@ def read_assignments(log_dir: str | os.PathLike[str], timezone: str, since: pd.T
     first = frame.sort_values("at").drop_duplicates("member_id", keep="first")
     first = first.assign(arm=np.where(first["policy"] == "holdout", "control", "treatment"))
     return first[["member_id", "arm", "at", "model_version", "channel"]].reset_index(drop=True), decisions
+
+
+def read_offer_arms(log_dir: str | os.PathLike[str], timezone: str, since: pd.Timestamp | None,
+                    until: pd.Timestamp | None) -> pd.DataFrame:
+    """For every offer with a control group: each member's first decision in the window that
+    showed it (arm ``treatment``) or held it back (arm ``control``): member_id, offer_id, arm, at."""
+    from offerdata.decision_log import iter_decisions
+
+    rows = []
+    records, _, _ = iter_decisions(log_dir)
+    for rec in records:
+        shares = rec.get("control_shares") or {}
+        if not shares:
+            continue
+        candidates = rec.get("candidates") or []
+        shown = {s.get("offer_id") for s in rec.get("shown") or []}
+        held = {candidates[j] for j in (rec.get("excluded") or {}).get("OFFER_CONTROL", []) if j < len(candidates)}
+        for offer in shares:
+            arm = "treatment" if offer in shown else "control" if offer in held else None
+            if arm is not None:
+                rows.append((rec["member_id"], offer, arm, rec["ts"]))
+    frame = pd.DataFrame(rows, columns=["member_id", "offer_id", "arm", "ts"])
+    frame["at"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(timezone).dt.tz_localize(None)
+    keep = pd.Series(True, index=frame.index)
+    if since is not None:
+        keep &= frame["at"] >= since
+    if until is not None:
+        keep &= frame["at"] < until
+    frame = frame[keep].sort_values("at").drop_duplicates(["member_id", "offer_id"], keep="first")
+    return frame.drop(columns="ts").reset_index(drop=True)
+
+
+def offer_rows(arms: pd.DataFrame, tx: pd.DataFrame, red: pd.DataFrame, until: pd.Timestamp, confidence: float,
+               seed: int) -> list[LiftRow]:
+    """Each controlled offer's lift (module docstring), for offers with enough members in both arms."""
+    rows: list[LiftRow] = []
+    for offer, part in arms.groupby("offer_id", sort=True):
+        counts = part["arm"].value_counts()
+        if counts.get("treatment", 0) < MIN_OFFER_ARM or counts.get("control", 0) < MIN_OFFER_ARM:
+            continue
+        outcomes = member_outcomes(part[["member_id", "arm", "at"]].reset_index(drop=True), tx, red, until)
+        rows.extend(row for metric in METRICS
+                    if (row := lift_row(f"offer={offer}", metric, outcomes, confidence, seed)) is not None)
+    return rows
 
 
 def read_outcomes(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str] | None,
@@ -262,6 +314,7 @@ def lift_report(log_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str
     segments = (members.set_index("member_id")["segment"].astype(str)
                 if "segment" in members.columns and members["segment"].notna().any() else None)
     rows, srm = measure(outcomes, expected_share, confidence, seed, segments)
+    rows.extend(offer_rows(read_offer_arms(log_dir, timezone, since, until), tx, red, end, confidence, seed))
     if not srm.ok:
         notes.append(f"sample ratio mismatch: {srm.observed_share:.2%} of members in control against "
                      f"{srm.expected_share:.2%} configured (p = {srm.p_value:.2g}); do not trust the lift until "
