@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--ope-seeds", type=int, default=5)
+    parser.add_argument("--exploration", type=float, default=0.3, help="epsilon of the logged champion (OPE)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offers-bench/closed-loop"))
     args = parser.parse_args()
     from models.registry import Registry
@@ -249,9 +250,10 @@ def main() -> None:
     t0 = time.perf_counter()
     rounds = [lift_round(make, env["program"], env["data"], members, segments, offers, seed,
                          args.workdir / "rounds" / f"lift-{seed}") for seed in range(args.seeds)]
-    print(f"{args.seeds} lift rounds of {len(members):,} members in {time.perf_counter() - t0:,.0f} s")
-    print(coverage(rounds).to_string(float_format=lambda v: f"{v:,.3f}"))
-    print(f"sample-ratio checks passed: {sum(r['srm_ok'] for r in rounds)} of {len(rounds)}")
+    if rounds:
+        print(f"{args.seeds} lift rounds of {len(members):,} members in {time.perf_counter() - t0:,.0f} s")
+        print(coverage(rounds).to_string(float_format=lambda v: f"{v:,.3f}"))
+        print(f"sample-ratio checks passed: {sum(r['srm_ok'] for r in rounds)} of {len(rounds)}")
     registry = Registry(env["registry"])
 
     def promote(version: str) -> None:
@@ -259,7 +261,8 @@ def main() -> None:
 
     for seed in range(args.ope_seeds):
         out = ope_round(make, promote, env["v1"], env["v2"], env["program"], env["data"], env["registry"],
-                        members, segments, offers, 1000 + seed, args.workdir / "rounds" / f"ope-{seed}")
+                        members, segments, offers, 1000 + seed, args.workdir / "rounds" / f"ope-{seed}",
+                        exploration=args.exploration)
         print(json.dumps(out))
 
 

@@ -284,3 +284,22 @@ def test_pages_without_decisions_or_registry_say_why_instead_of_failing(tmp_path
                       ("/console/models", "OFFERS_REGISTRY"), ("/console/models/v1/report", "OFFERS_REGISTRY")]:
         answer = client.get(url)
         assert answer.status_code == 503 and answer.mimetype == "text/html" and text in answer.text, url
+
+
+def test_model_page_shows_the_drift_of_live_traffic(app: Flask, env: DecisionEnv) -> None:
+    """Issue 19 with issue 14's drift: the served model's rolling sample PSI, score and features."""
+    import pandas as pd
+
+    client = app.test_client()
+    sign_in(client, SUPPORT_KEY)
+    assert "No live traffic sampled yet" in client.get("/console/models").text
+    for member in [str(m) for m in pd.read_parquet(env.data / "members.parquet")["member_id"]][:20]:
+        resp = client.post("/v1/decisions", json={"member_id": member, "channel": CHANNEL},
+                           headers={"X-API-Key": DECISIONS_KEY})
+        assert resp.status_code == 200
+    page = client.get("/console/models").text
+    snapshot = app.extensions["offers"].decisions.decider.drift.snapshot(env.v1)
+    assert snapshot is not None and f"{snapshot['rows']:,} sampled rows" in page
+    assert f"score PSI\n    {snapshot['score']:.3f}" in page
+    best = max((v, k) for k, v in snapshot["features"].items() if v == v)
+    assert f"<td>{best[1]}</td><td>{best[0]:.3f}</td>" in page

@@ -1,4 +1,5 @@
 """The model page: champion and challenger, headline metrics, feature importances, the
+drift of this worker's live traffic against each served model's training reference, the
 training report, and (admin only) promote and rollback, each behind a confirmation form.
 
 Promotion goes through :meth:`models.registry.Registry.promote`, which proves the artifact
@@ -15,6 +16,7 @@ from typing import Any
 from flask import g, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
+from models.drift import level
 from models.registry import Registry, RegistryError
 from runtime.decisions.model_holder import ModelRejected
 from service.console.blueprint import bp
@@ -24,6 +26,8 @@ from service.errors import NotFound, ServiceUnavailable
 from service.state import current_decisions
 
 TOP_FEATURES = 15
+#: features listed per model in the drift table (largest PSI first)
+DRIFT_FEATURES = 8
 
 
 def registry() -> Registry:
@@ -56,6 +60,28 @@ def importances(reg: Registry, version: str | None) -> list[tuple[str, float]]:
     return sorted(items, key=lambda kv: kv[1], reverse=True)[:TOP_FEATURES]
 
 
+def drift_tables() -> list[dict[str, Any]]:
+    """Per model this worker serves: its rolling live sample's score PSI and largest feature
+    PSIs against the training reference (:mod:`runtime.drift`), with their levels."""
+    component = current_decisions()
+    decider, router = component.decider, component.router
+    monitor = decider.drift if decider is not None else None
+    if monitor is None:
+        return []
+    served = [router.current(), router.challenger_serving()] if router is not None else []
+    out = []
+    for model in served:
+        snapshot = monitor.snapshot(model.version) if model is not None else None
+        if model is None or snapshot is None:
+            continue
+        version = model.version
+        features = sorted(((k, v) for k, v in snapshot["features"].items() if v == v), key=lambda kv: -kv[1])
+        out.append({"version": version, "rows": snapshot["rows"], "score": snapshot["score"],
+                    "score_level": level(snapshot["score"]),
+                    "features": [(k, v, level(v)) for k, v in features[:DRIFT_FEATURES]]})
+    return out
+
+
 def _page(message: str | None = None, status: int = 200) -> tuple[str, int]:
     """The model page, with an optional message (the outcome of a promote or rollback)."""
     reg = registry()
@@ -72,7 +98,8 @@ def _page(message: str | None = None, status: int = 200) -> tuple[str, int]:
     return render_template("console/model.html", session=g.console, versions=versions[::-1], aliases=aliases,
                            champion=by_version.get(aliases.get("champion") or ""),
                            challenger=by_version.get(aliases.get("challenger") or ""),
-                           serving=serving, chart=chart, features=features, message=message), status
+                           serving=serving, chart=chart, features=features, drift=drift_tables(),
+                           message=message), status
 
 
 @bp.get("/models")
