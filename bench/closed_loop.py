@@ -99,7 +99,9 @@ def lift_round(make_app: AppFactory, base_program: Path, data: Path, members: Se
     """One closed-loop round: the lift ``offers lift`` measures and the planted truth, per metric and segment."""
     from training.lift import lift_report
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    if workdir.exists():  # a round's logs must hold that round's decisions and events only
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
     truth = make_truth(offers, sorted(set(segments.values())), seed)
     program = loop_program(base_program, workdir / "program.yaml", f"loop-{seed}")
     app, decide_headers, event_headers, log_dir = make_app(program, workdir)
@@ -148,6 +150,8 @@ def ope_round(make_app: AppFactory, promote: Callable[[str], None], logging_vers
 
     truth = make_truth(offers, sorted(set(segments.values())), seed)
     promote(logging_version)
+    if workdir.exists():  # a round's logs must hold that round's decisions and events only
+        shutil.rmtree(workdir)
     logged = workdir / "logged"
     logged.mkdir(parents=True, exist_ok=True)
     app, decide_headers, event_headers, log_dir = make_app(
