@@ -10,7 +10,7 @@ import click
 import pandas as pd
 
 
-def _moment(value: str | None, name: str) -> pd.Timestamp | None:
+def local_moment(value: str | None, name: str) -> pd.Timestamp | None:
     """A local program time from an ISO date or timestamp option (naive: the program's zone)."""
     if value is None:
         return None
@@ -46,7 +46,7 @@ def lift(log_dir: Path, data_dir: Path, program: Path | None, since: str | None,
     config = load_program(program) if program is not None else None
     zone = config.timezone if config is not None else "UTC"
     share = config.decisions.holdout.share if config is not None else None
-    report = lift_report(log_dir, data_dir, zone, share, _moment(since, "--since"), _moment(until, "--until"),
+    report = lift_report(log_dir, data_dir, zone, share, local_moment(since, "--since"), local_moment(until, "--until"),
                          confidence, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(report), encoding="utf-8")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from offers_cli.lift import _moment
+from offers_cli.lift import local_moment
 
 
 @click.command("monitor")
@@ -36,7 +36,7 @@ def monitor(log_dir: Path, registry: Path, data_dir: Path | None, program: Path 
     config = program or (default_program(data_dir) if data_dir is not None else None)
     zone = load_program(config).timezone if config is not None else "UTC"
     try:
-        report = monitor_report(log_dir, registry, data_dir, zone, _moment(since, "--since"), _moment(until, "--until"))
+        report = monitor_report(log_dir, registry, data_dir, zone, local_moment(since, "--since"), local_moment(until, "--until"))
     except OffersError as exc:
         raise click.ClickException(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
