@@ -59,12 +59,16 @@ def loop_program(base: Path, target: Path, salt: str, holdout: float = 0.3, expl
     return target
 
 
-def decide(client: Any, members: Sequence[str], headers: dict[str, str]) -> list[dict[str, Any]]:
-    """Every member's decision from the batch endpoint (NDJSON; the last line is the summary)."""
+def decide(client: Any, members: Sequence[str], headers: dict[str, str], key: str) -> list[dict[str, Any]]:
+    """Every member's decision from the batch endpoint (NDJSON; the last line is the summary).
+
+    Each request carries an ``Idempotency-Key`` derived from ``key``: the batch's id, and so its
+    exploration seeds, follow from it, which makes a round reproducible."""
     out: list[dict[str, Any]] = []
     for lo in range(0, len(members), 1000):
         resp = client.post("/v1/decisions/batch", json={"member_ids": list(members[lo:lo + 1000]),
-                                                        "channel": CHANNEL}, headers=headers)
+                                                        "channel": CHANNEL},
+                           headers={**headers, "Idempotency-Key": f"{key}-{lo}"})
         assert resp.status_code == 200, resp.get_data(as_text=True)[:500]
         out.extend(json.loads(line) for line in resp.get_data(as_text=True).splitlines()[:-1])
     return out
@@ -107,7 +111,7 @@ def lift_round(make_app: AppFactory, base_program: Path, data: Path, members: Se
     app, decide_headers, event_headers, log_dir = make_app(program, workdir)
     try:
         client = app.test_client()
-        decisions = decide(client, members, decide_headers)
+        decisions = decide(client, members, decide_headers, f"lift-{seed}")
         events, expected = respond(decisions, truth, segments, seed, f"s{seed}")
         send_events(client, events, event_headers)
     finally:
@@ -158,7 +162,7 @@ def ope_round(make_app: AppFactory, promote: Callable[[str], None], logging_vers
         loop_program(base_program, logged / "program.yaml", f"ope-{seed}", exploration=exploration), logged)
     try:
         client = app.test_client()
-        decisions = decide(client, members, decide_headers)
+        decisions = decide(client, members, decide_headers, f"ope-logged-{seed}")
         events, _ = respond(decisions, truth, segments, seed, f"o{seed}")
         send_events(client, events, event_headers)
     finally:
@@ -171,13 +175,14 @@ def ope_round(make_app: AppFactory, promote: Callable[[str], None], logging_vers
     app, decide_headers, _, _ = make_app(
         loop_program(base_program, deployed_dir / "program.yaml", f"ope-{seed}", exploration=0.0), deployed_dir)
     try:
-        deployed = decide(app.test_client(), members, decide_headers)
+        deployed = decide(app.test_client(), members, decide_headers, f"ope-deployed-{seed}")
     finally:
         app.extensions["offers"].close()
     promote(logging_version)
     value = first_slot_value(deployed, truth, segments)
     out = {"seed": seed, "deployed_value": value, "logged_true_value": logged_value,
-           "decisions": estimate.result.decisions, "matches": estimate.result.matches}
+           "decisions": estimate.result.decisions, "matches": estimate.result.matches,
+           "rare_matches": estimate.rare_matches, "rare_rewards": estimate.rare_rewards}
     for e in estimate.result.estimates:
         out[e.estimator] = {"value": e.value, "low": e.low, "high": e.high,
                             "covered": bool(e.low <= value <= e.high) if e.estimator != "logged" else None}

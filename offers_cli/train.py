@@ -195,7 +195,8 @@ def _evaluate_policy(log_dir: Path, data_dir: Path, registry: Path, version: str
     logged = ", ".join(f"{v} ({n:,})" for v, n in result.logged_versions.items()) or "none"
     click.echo(f"{r.decisions:,} personalised decisions logged by {logged}; {version} -> {result.version} "
                f"agrees on the first offer in {r.matches:,} (effective sample size {r.effective_sample_size:,.1f}); "
-               f"reward: its first offer redeemed within {result.window_days} days")
+               f"reward: its first offer redeemed within {result.window_days} days; {result.rare_matches:,} "
+               f"low-propensity matches with {result.rare_rewards:,.0f} reward(s)")
     for e in r.estimates:
         who = "logged policy" if e.estimator == "logged" else f"{result.version} {e.estimator}"
         click.echo(f"  {who:<32} {e.value:.4f} [{e.low:.4f}, {e.high:.4f}]")

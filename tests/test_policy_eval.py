@@ -130,6 +130,8 @@ def test_an_exploring_log_evaluates_another_model(env: DecisionEnv, tmp_path: Pa
     log = _serve_and_redeem(env, tmp_path, program, members)
     report = _evaluate(env, log, env.v2, program)
     assert 0 < report["matches"] < report["decisions"]
+    assert 0 <= report["rare_matches"] < report["matches"] and report["rare_rewards"] < 10
+    assert any("heavily weighted" in note for note in report["notes"])  # too few to trust: said so
     for e in report["estimates"]:
         assert e["low"] <= e["value"] <= e["high"] or e["low"] == e["high"]
 

@@ -41,6 +41,8 @@ from training.train import TrainingError
 
 #: Days after a decision in which a redemption of its first offer counts.
 WINDOW_DAYS = 14
+#: Rewards among low-propensity matches below which the intervals are flagged as unreliable.
+MIN_RARE_REWARDS = 10
 
 
 @dataclass
@@ -52,6 +54,11 @@ class PolicyEvaluation:
     window_days: int
     skipped: dict[str, int]
     result: OffPolicyResult
+    #: matched decisions the logging policy made with probability under 0.5 (weight over 2), and
+    #: the rewards among them: where the target disagrees with the logging policy's usual choice,
+    #: these alone inform the estimate
+    rare_matches: int = 0
+    rare_rewards: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -59,7 +66,8 @@ class PolicyEvaluation:
         r = self.result
         return {"version": self.version, "logged_versions": self.logged_versions, "window_days": self.window_days,
                 "decisions": r.decisions, "matches": r.matches, "effective_sample_size": r.effective_sample_size,
-                "skipped": self.skipped, "estimates": [asdict(e) for e in r.estimates], "notes": self.notes}
+                "rare_matches": self.rare_matches, "rare_rewards": self.rare_rewards, "skipped": self.skipped,
+                "estimates": [asdict(e) for e in r.estimates], "notes": self.notes}
 
 
 def first_slot_rounds(log_dir: str | os.PathLike[str], timezone: str, since: pd.Timestamp | None = None,
@@ -183,8 +191,15 @@ def evaluate_policy(log_dir: str | os.PathLike[str], data_dir: str | os.PathLike
     if deterministic and result.matches < result.decisions:
         notes.append("the logged policy never explored: IPS and SNIPS only see decisions where the target "
                      "agrees with it; DR leans on the target model's own scores elsewhere")
+    propensity = rounds["propensity"].to_numpy(dtype=np.float64)
+    rare = (match > 0) & (propensity < 0.5)
+    rare_rewards = float(reward[rare].sum())
+    if not deterministic and result.matches < result.decisions and rare_rewards < MIN_RARE_REWARDS:
+        notes.append(f"only {rare_rewards:.0f} reward(s) among the {int(rare.sum())} decisions where the logged "
+                     "policy explored into the candidate's choice: the estimate rests on a few heavily weighted "
+                     "rounds and its intervals are likely too narrow (log more traffic or explore more)")
     return PolicyEvaluation(resolved, rounds["model_version"].value_counts().to_dict(), window_days, skipped,
-                            result, notes)
+                            result, int(rare.sum()), rare_rewards, notes)
 
 
 def write_json(evaluation: PolicyEvaluation, path: str | os.PathLike[str]) -> None:
