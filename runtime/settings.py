@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     decision_log: Path | None = None
     #: fsync per decision, ``none`` (leave flushing to the OS), or ``off`` (no decision log)
     decision_log_fsync: Literal["request", "none", "off"] = "request"
+    #: the ``offers lift --json`` report the console's lift page shows; None: ``lift.json`` in
+    #: the decision log's directory
+    lift_report: Path | None = None
 
     timezone: str = "UTC"
     currency_exponent: int = Field(default=2, ge=0, le=4)

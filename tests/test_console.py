@@ -303,3 +303,30 @@ def test_model_page_shows_the_drift_of_live_traffic(app: Flask, env: DecisionEnv
     assert f"score PSI\n    {snapshot['score']:.3f}" in page
     best = max((v, k) for k, v in snapshot["features"].items() if v == v)
     assert f"<td>{best[1]}</td><td>{best[0]:.3f}</td>" in page
+
+
+def test_lift_page_shows_the_latest_lift_report(app: Flask, tmp_path: Path) -> None:
+    """Issue 19's lift page: no report yet (the command to make one), a real report's figures,
+    and a corrupt report named as such, never an error page."""
+    import json
+
+    from tests.test_lift import simulated_outcomes
+    from training.lift import LiftReport, measure
+
+    client = app.test_client()
+    sign_in(client, SUPPORT_KEY)
+    path = tmp_path / "events" / "lift.json"
+    empty = client.get("/console/lift")
+    assert empty.status_code == 200 and "No lift report yet" in empty.text and str(path) in empty.text
+    rows, srm = measure(simulated_outcomes(4), 0.2, 0.9, 0)
+    report = LiftReport(since="2025-11-01T00:00:00", until="2025-12-01T00:00:00", decisions=3500, members=3000,
+                        rows=rows, sample_ratio=srm, confidence=0.9)
+    path.write_text(json.dumps(report.to_json()))
+    page = client.get("/console/lift").text
+    spend = next(r for r in rows if r.group == "all" and r.metric == "spend_minor")
+    assert f"{spend.incremental_total:,.0f} ({spend.lift:,.3f} per treated member" in page
+    assert "3,500 decisions" in page and "90% intervals" in page and page.count('<svg class="chart"') == 3
+    assert "sample ratio mismatch" not in page
+    path.write_text('{"rows": [{"group": "all"')
+    torn = client.get("/console/lift")
+    assert torn.status_code == 200 and "cannot be read" in torn.text

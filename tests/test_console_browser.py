@@ -112,7 +112,8 @@ def sign_in(page: Any, base: str, key: str) -> None:
 
 
 def test_nothing_is_reachable_without_signing_in(page: Any, server: str) -> None:
-    for path in ["/console/", f"/console/members?q={MEMBER}", "/console/offers", "/console/models"]:
+    for path in ["/console/", f"/console/members?q={MEMBER}", "/console/offers", "/console/models",
+                 "/console/lift"]:
         page.goto(server + path)
         assert "/console/login" in page.url, path
         assert page.get_by_label("API key").is_visible()
@@ -147,9 +148,12 @@ def test_signed_in_pages_match_the_api_and_are_saved(page: Any, server: str, art
     nav(page, "Models").click()
     assert page.get_by_role("heading", name="Feature importance (champion)").is_visible()
     page.screenshot(path=str(artifacts / "models.png"), full_page=True)
+    nav(page, "Lift").click()
+    assert page.get_by_role("heading", name="What the offers earned").is_visible()
+    page.screenshot(path=str(artifacts / "lift.png"), full_page=True)
     assert page.errors == []
-    assert sorted(p.name for p in artifacts.iterdir()) == ["home.png", "login.png", "member.png", "models.png",
-                                                            "offers.png"]
+    assert sorted(p.name for p in artifacts.iterdir()) == ["home.png", "lift.png", "login.png", "member.png",
+                                                            "models.png", "offers.png"]
 
 
 def test_support_cannot_promote_and_the_keyboard_reaches_the_content(page: Any, server: str) -> None:

@@ -12,7 +12,7 @@ import secrets
 
 from flask import Flask
 
-from service.console import auth_views, member_page, model_page, offers_page  # noqa: F401  (routes)
+from service.console import auth_views, lift_page, member_page, model_page, offers_page  # noqa: F401  (routes)
 from service.console.blueprint import bp
 from service.console.session import CONFIG
 
