@@ -139,9 +139,11 @@ def _print_uplift(metrics: dict) -> None:
 @click.option("--until", default=None, callback=_moment_option, help="With --policy-log: end (exclusive).")
 @click.option("--window", "window_days", type=click.IntRange(1, 365), default=14, show_default=True,
               help="With --policy-log: days after a decision in which a redemption of its offer counts.")
+@click.option("--max-decisions", type=click.IntRange(1), default=50_000, show_default=True,
+              help="With --policy-log: evaluate a seeded random sample of at most this many decisions.")
 def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool,
              policy_log: Path | None, program: Path | None, since: str | None, until: str | None,
-             window_days: int) -> None:
+             window_days: int, max_decisions: int) -> None:
     """Evaluate a registered model against the baselines on a time split, or (--policy-log)
     estimate what its policy would have earned on logged traffic."""
     from models.registry import Registry
@@ -150,7 +152,8 @@ def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None
     from training.uplift.evaluate import evaluate_uplift
 
     if policy_log is not None:
-        _evaluate_policy(policy_log, data_dir, registry, version, program, since, until, window_days, reps, as_json)
+        _evaluate_policy(policy_log, data_dir, registry, version, program, since, until, window_days, reps, as_json,
+                         max_decisions)
         return
     try:
         if is_uplift(Registry(registry).path(version)):
@@ -171,7 +174,8 @@ def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None
 
 
 def _evaluate_policy(log_dir: Path, data_dir: Path, registry: Path, version: str, program: Path | None,
-                     since: str | None, until: str | None, window_days: int, reps: int, as_json: bool) -> None:
+                     since: str | None, until: str | None, window_days: int, reps: int, as_json: bool,
+                     max_decisions: int) -> None:
     """``offers evaluate --policy-log``: print the off-policy estimates (training.policy_eval)."""
     import pandas as pd
 
@@ -185,7 +189,7 @@ def _evaluate_policy(log_dir: Path, data_dir: Path, registry: Path, version: str
         result = evaluate_policy(log_dir, data_dir, registry, version, zone,
                                  pd.Timestamp(since).tz_localize(None) if since else None,
                                  pd.Timestamp(until).tz_localize(None) if until else None,
-                                 window_days, reps=max(reps, 1))
+                                 window_days, reps=max(reps, 1), max_decisions=max_decisions)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -120,6 +120,9 @@ def test_replaying_the_logging_model_reproduces_its_choices_and_value(env: Decis
     assert values["DR"] == pytest.approx(values["logged"])
     assert report["logged_versions"] == {env.v1: report["decisions"]}
     assert report["skipped"]["not_personalised"] >= 1  # the holdout and cold starts are left out
+    sample = _evaluate(env, log, env.v1, program, "--max-decisions", "10")
+    assert sample["decisions"] == 10 and sample["matches"] == 10
+    assert any(f"random sample of 10 of the window's {report['decisions']}" in n for n in sample["notes"])
     later = _evaluate(env, log, env.v1, program, "--since", "2025-11-13")
     assert later["decisions"] == 0 and later["skipped"]["outside_window"] == report["decisions"]
 

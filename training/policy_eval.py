@@ -43,6 +43,9 @@ from training.train import TrainingError
 WINDOW_DAYS = 14
 #: Rewards among low-propensity matches below which the intervals are flagged as unreliable.
 MIN_RARE_REWARDS = 10
+#: Decisions evaluated at most (a seeded random sample beyond): each is scored on every eligible
+#: candidate, so a month of traffic would otherwise need its whole feature matrix in memory.
+MAX_DECISIONS = 50_000
 
 
 @dataclass
@@ -164,8 +167,9 @@ def evaluate_policy(log_dir: str | os.PathLike[str], data_dir: str | os.PathLike
                     registry: str | os.PathLike[str], version: str, timezone: str,
                     since: pd.Timestamp | None = None, until: pd.Timestamp | None = None,
                     window_days: int = WINDOW_DAYS, confidence: float = 0.95, reps: int = 200,
-                    seed: int = 0) -> PolicyEvaluation:
-    """The logged policy's first-slot redemption rate and ``version``'s IPS, SNIPS and DR estimates."""
+                    seed: int = 0, max_decisions: int = MAX_DECISIONS) -> PolicyEvaluation:
+    """The logged policy's first-slot redemption rate and ``version``'s IPS, SNIPS and DR estimates,
+    over at most ``max_decisions`` decisions of the window (a seeded random sample beyond)."""
     if not any(Path(log_dir).glob("decisions-*.ndjson")):
         raise TrainingError(f"{log_dir} holds no decision log (decisions-*.ndjson)")
     found, skipped = first_slot_rounds(log_dir, timezone, since, until)
@@ -174,6 +178,9 @@ def evaluate_policy(log_dir: str | os.PathLike[str], data_dir: str | os.PathLike
     notes = []
     if rounds.empty:
         notes.append("no personalised decision with a logged first-slot propensity in the window")
+    if len(rounds) > max_decisions:
+        notes.append(f"evaluated a random sample of {max_decisions:,} of the window's {len(rounds):,} decisions")
+        rounds = rounds.sample(max_decisions, random_state=seed).reset_index(drop=True)
     q, resolved = target_scores(rounds, data_dir, registry, version)
     choice, q_target, q_logged = [], np.zeros(len(rounds)), np.zeros(len(rounds))
     for i, (offers, weights, action) in enumerate(zip(rounds["offers"], rounds["weights"], rounds["action"],
