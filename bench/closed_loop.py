@@ -97,6 +97,26 @@ def respond(decisions: list[dict[str, Any]], truth: Truth, segments: dict[str, s
     return events, expected
 
 
+def serve_round(make_app: AppFactory, program: Path, workdir: Path, members: Sequence[str], key: str,
+                respond_by: tuple[Truth, dict[str, str], int, str] | None = None
+                ) -> tuple[list[dict[str, Any]], dict[str, float], Path]:
+    """Start an app under ``program`` in ``workdir``, decide for ``members`` (batch key ``key``)
+    and, given (truth, segments, seed, event tag), send their responses back as events; close
+    the app. Returns the decisions, the treated members' expected effects and the log directory."""
+    app, decide_headers, event_headers, log_dir = make_app(program, workdir)
+    expected: dict[str, float] = {}
+    try:
+        client = app.test_client()
+        decisions = decide(client, members, decide_headers, key)
+        if respond_by is not None:
+            truth, segments, seed, tag = respond_by
+            events, expected = respond(decisions, truth, segments, seed, tag)
+            send_events(client, events, event_headers)
+    finally:
+        app.extensions["offers"].close()
+    return decisions, expected, log_dir
+
+
 def lift_round(make_app: AppFactory, base_program: Path, data: Path, members: Sequence[str],
                segments: dict[str, str], offers: Sequence[str], seed: int, workdir: Path,
                confidence: float = 0.9) -> dict[str, Any]:
@@ -108,14 +128,8 @@ def lift_round(make_app: AppFactory, base_program: Path, data: Path, members: Se
     workdir.mkdir(parents=True)
     truth = make_truth(offers, sorted(set(segments.values())), seed)
     program = loop_program(base_program, workdir / "program.yaml", f"loop-{seed}")
-    app, decide_headers, event_headers, log_dir = make_app(program, workdir)
-    try:
-        client = app.test_client()
-        decisions = decide(client, members, decide_headers, f"lift-{seed}")
-        events, expected = respond(decisions, truth, segments, seed, f"s{seed}")
-        send_events(client, events, event_headers)
-    finally:
-        app.extensions["offers"].close()
+    _, expected, log_dir = serve_round(make_app, program, workdir, members, f"lift-{seed}",
+                                       (truth, segments, seed, f"s{seed}"))
     report = lift_report(log_dir, data, "UTC", 0.3, pd.Timestamp("2025-11-12"), pd.Timestamp("2025-11-13"),
                          confidence, seed)
     effects = pd.Series(expected)
@@ -158,26 +172,17 @@ def ope_round(make_app: AppFactory, promote: Callable[[str], None], logging_vers
         shutil.rmtree(workdir)
     logged = workdir / "logged"
     logged.mkdir(parents=True, exist_ok=True)
-    app, decide_headers, event_headers, log_dir = make_app(
-        loop_program(base_program, logged / "program.yaml", f"ope-{seed}", exploration=exploration), logged)
-    try:
-        client = app.test_client()
-        decisions = decide(client, members, decide_headers, f"ope-logged-{seed}")
-        events, _ = respond(decisions, truth, segments, seed, f"o{seed}")
-        send_events(client, events, event_headers)
-    finally:
-        app.extensions["offers"].close()
+    decisions, _, log_dir = serve_round(
+        make_app, loop_program(base_program, logged / "program.yaml", f"ope-{seed}", exploration=exploration), logged,
+        members, f"ope-logged-{seed}", (truth, segments, seed, f"o{seed}"))
     estimate = evaluate_policy(log_dir, data, registry, candidate, "UTC", window_days=1, reps=200, seed=seed)
     logged_value = first_slot_value(decisions, truth, segments)
     promote(candidate)
     deployed_dir = workdir / "deployed"
     deployed_dir.mkdir(parents=True, exist_ok=True)
-    app, decide_headers, _, _ = make_app(
-        loop_program(base_program, deployed_dir / "program.yaml", f"ope-{seed}", exploration=0.0), deployed_dir)
-    try:
-        deployed = decide(app.test_client(), members, decide_headers, f"ope-deployed-{seed}")
-    finally:
-        app.extensions["offers"].close()
+    deployed, _, _ = serve_round(
+        make_app, loop_program(base_program, deployed_dir / "program.yaml", f"ope-{seed}", exploration=0.0),
+        deployed_dir, members, f"ope-deployed-{seed}")
     promote(logging_version)
     value = first_slot_value(deployed, truth, segments)
     out = {"seed": seed, "deployed_value": value, "logged_true_value": logged_value,

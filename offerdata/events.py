@@ -57,6 +57,11 @@ class MergeSummary:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
+#: Clock skew allowed before an event's ``ts`` counts as stamped in the future (after the service
+#: received it): the service's ``future_timestamp`` data-quality counter and ``offers monitor``.
+FUTURE_TOLERANCE_SECONDS = 300
+
+
 def _problem(record: object) -> str | None:
     """Why a log line cannot be merged (None when it can): not an object, no id, bad ``ts``."""
     if not isinstance(record, dict):

@@ -144,6 +144,16 @@ def read_assignments(log_dir: str | os.PathLike[str], timezone: str, since: pd.T
     return first[["member_id", "arm", "at", "model_version", "channel"]].reset_index(drop=True), decisions
 
 
+def in_window(at: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None) -> pd.Series:
+    """Which of the times ``at`` fall in ``[since, until)`` (an open bound when None)."""
+    keep = pd.Series(True, index=at.index)
+    if since is not None:
+        keep &= at >= since
+    if until is not None:
+        keep &= at < until
+    return keep
+
+
 def read_offer_arms(log_dir: str | os.PathLike[str], timezone: str, since: pd.Timestamp | None,
                     until: pd.Timestamp | None) -> pd.DataFrame:
     """For every offer with a control group: each member's first decision in the window that
@@ -165,12 +175,7 @@ def read_offer_arms(log_dir: str | os.PathLike[str], timezone: str, since: pd.Ti
                 rows.append((rec["member_id"], offer, arm, rec["ts"]))
     frame = pd.DataFrame(rows, columns=["member_id", "offer_id", "arm", "ts"])
     frame["at"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(timezone).dt.tz_localize(None)
-    keep = pd.Series(True, index=frame.index)
-    if since is not None:
-        keep &= frame["at"] >= since
-    if until is not None:
-        keep &= frame["at"] < until
-    frame = frame[keep].sort_values("at").drop_duplicates(["member_id", "offer_id"], keep="first")
+    frame = frame[in_window(frame["at"], since, until)].sort_values("at").drop_duplicates(["member_id", "offer_id"], keep="first")
     return frame.drop(columns="ts").reset_index(drop=True)
 
 
@@ -188,27 +193,45 @@ def offer_rows(arms: pd.DataFrame, tx: pd.DataFrame, red: pd.DataFrame, until: p
     return rows
 
 
+def log_events(log_dir: str | os.PathLike[str] | None) -> pd.DataFrame:
+    """The event log's usable events (empty without a log directory or segments)."""
+    if log_dir is None or not any(Path(log_dir).glob("events-*.ndjson")):
+        return pd.DataFrame()
+    return read_log(log_dir)[0]
+
+
+def _local(events: pd.DataFrame, timezone: str) -> pd.Series:
+    """The events' ``ts`` in local program time (naive), as the data's tables keep it."""
+    return pd.to_datetime(events["ts"], utc=True).dt.tz_convert(timezone).dt.tz_localize(None)
+
+
+def read_redemptions(data_dir: str | os.PathLike[str], events: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """Redemptions (member_id, offer_id, at in local program time): the data's table plus the
+    ``redeem`` events among ``events`` (:func:`log_events`)."""
+    red = (read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
+           .rename(columns={"redeemed_at": "at"})
+           if table_path(data_dir, "redemptions") is not None else pd.DataFrame(columns=["member_id", "offer_id", "at"]))
+    if events.empty:
+        return red
+    offer = events.get("offer_id", pd.Series(None, index=events.index))
+    live = pd.DataFrame({"member_id": events["member_id"], "offer_id": offer, "at": _local(events, timezone)})
+    return pd.concat([red, live[events["type"] == "redeem"]], ignore_index=True)
+
+
 def read_outcomes(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str] | None,
                   timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Purchase lines (member_id, at, basket_id, amount_minor) and redemptions (member_id, at)
-    from the data directory plus the event log, in local program time."""
+    """Purchase lines (member_id, at, basket_id, amount_minor) and redemptions (member_id,
+    offer_id, at) from the data directory plus the event log, in local program time."""
     tx = read_table(data_dir, "transactions", columns=["member_id", "purchased_at", "basket_id", "amount_minor"])
     tx = tx.rename(columns={"purchased_at": "at"})
-    red = (read_table(data_dir, "redemptions", columns=["member_id", "redeemed_at"]).rename(columns={"redeemed_at": "at"})
-           if table_path(data_dir, "redemptions") is not None else pd.DataFrame(columns=["member_id", "at"]))
-    if log_dir is not None and any(Path(log_dir).glob("events-*.ndjson")):
-        events, _, _ = read_log(log_dir)
-        if not events.empty:
-            at = pd.to_datetime(events["ts"], utc=True).dt.tz_convert(timezone).dt.tz_localize(None)
-            kinds = events["type"]
-            amount = pd.to_numeric(events.get("amount_minor", pd.Series(0, index=events.index))).fillna(0)
-            basket = events.get("basket_id", pd.Series(None, index=events.index)).fillna(events["event_id"])
-            live_tx = pd.DataFrame({"member_id": events["member_id"], "at": at, "basket_id": basket,
-                                    "amount_minor": amount})[kinds == "transaction"]
-            live_red = pd.DataFrame({"member_id": events["member_id"], "at": at})[kinds == "redeem"]
-            tx = pd.concat([tx, live_tx], ignore_index=True)
-            red = pd.concat([red, live_red], ignore_index=True)
-    return tx, red
+    events = log_events(log_dir)
+    if not events.empty:
+        amount = pd.to_numeric(events.get("amount_minor", pd.Series(0, index=events.index))).fillna(0)
+        basket = events.get("basket_id", pd.Series(None, index=events.index)).fillna(events["event_id"])
+        live_tx = pd.DataFrame({"member_id": events["member_id"], "at": _local(events, timezone), "basket_id": basket,
+                                "amount_minor": amount})[events["type"] == "transaction"]
+        tx = pd.concat([tx, live_tx], ignore_index=True)
+    return tx, read_redemptions(data_dir, events, timezone)
 
 
 def member_outcomes(assigned: pd.DataFrame, tx: pd.DataFrame, red: pd.DataFrame,

@@ -28,12 +28,11 @@ import pandas as pd
 from models.drift import level, psi
 from models.registry import Registry, RegistryError
 from offerdata.decision_log import iter_decisions
-from offerdata.events import read_log
+from offerdata.events import FUTURE_TOLERANCE_SECONDS, read_log
+from training.lift import in_window
 
 #: Logged (decision, candidate) pairs whose features are recomputed per version at most.
 FEATURE_SAMPLE = 2_000
-#: Clock skew allowed before an event counts as stamped in the future (as the service counts it).
-FUTURE_TOLERANCE = pd.Timedelta(minutes=5)
 
 
 @dataclass
@@ -48,18 +47,19 @@ class MonitorReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data (NaN as null)."""
-        return json.loads(json.dumps({"since": self.since, "until": self.until, "versions": self.versions,
-                                      "events": self.events, "notes": self.notes},
-                                     default=str).replace("NaN", "null"))
+        return _finite({"since": self.since, "until": self.until, "versions": self.versions, "events": self.events,
+                        "notes": self.notes})
 
 
-def _in_window(at: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None) -> pd.Series:
-    keep = pd.Series(True, index=at.index)
-    if since is not None:
-        keep &= at >= since
-    if until is not None:
-        keep &= at < until
-    return keep
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN (nothing to compare) as None, through dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def logged_scores(log_dir: str | os.PathLike[str], timezone: str, since: pd.Timestamp | None,
@@ -80,7 +80,7 @@ def logged_scores(log_dir: str | os.PathLike[str], timezone: str, since: pd.Time
     frame = pd.DataFrame(rows, columns=["decision_id", "member_id", "ts", "channel", "model_version", "offer_id",
                                         "score"])
     frame["at"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(timezone).dt.tz_localize(None)
-    return frame[_in_window(frame["at"], since, until)].drop(columns="ts"), len(rejected)
+    return frame[in_window(frame["at"], since, until)].drop(columns="ts"), len(rejected)
 
 
 def _reference(registry: Registry, version: str) -> dict[str, Any] | None:
@@ -98,20 +98,16 @@ def feature_drift(data_dir: str | os.PathLike[str], rows: pd.DataFrame, referenc
     """PSI per feature of a seeded sample of logged (member, offer, time, channel) rows,
     recomputed point-in-time from ``data_dir`` under the model's ``program``; offers the data
     does not know are left out."""
-    from models.features import FEATURE_NAMES, channel_codes, to_seconds
+    from models.features import FEATURE_NAMES
     from training.dataset import load_dataset
-    from training.train import feature_matrix
+    from training.score import pair_features
 
     ds = load_dataset(data_dir)
-    o = ds.catalog.offer_index(rows["offer_id"])
-    rows = rows[o >= 0]
+    rows = rows[ds.catalog.offer_index(rows["offer_id"]) >= 0]
     if rows.empty:
         return {}
     rows = rows.sample(min(len(rows), FEATURE_SAMPLE), random_state=seed)
-    ds.history = ds.history.with_members(rows["member_id"].to_numpy())
-    frame = pd.DataFrame({"m": ds.history.member_index(rows["member_id"]), "o": ds.catalog.offer_index(rows["offer_id"]),
-                          "as_of": to_seconds(rows["at"]), "ch": channel_codes(rows["channel"])})
-    X = feature_matrix(ds, frame, program)
+    X = pair_features(ds, rows.rename(columns={"at": "as_of"}), program)
     features = reference.get("features", {})
     return {name: psi(features[name], X[:, j]) for j, name in enumerate(FEATURE_NAMES) if name in features}
 
@@ -154,14 +150,14 @@ def event_quality(log_dir: str | os.PathLike[str], data_dir: str | os.PathLike[s
     if events.empty:
         return {"events": 0, "by_type": {}, "rejected_lines": len(rejected), "duplicates": duplicates}
     ts = pd.to_datetime(events["ts"], utc=True, format="ISO8601")
-    events = events[_in_window(ts.dt.tz_convert(timezone).dt.tz_localize(None), since, until)]
+    events = events[in_window(ts.dt.tz_convert(timezone).dt.tz_localize(None), since, until)]
     ts = ts[events.index]
     out: dict[str, Any] = {"events": len(events), "by_type": events["type"].value_counts().to_dict(),
                            "rejected_lines": len(rejected), "duplicates": duplicates,
                            "rejected_examples": rejected[:5]}
     if "received_at" in events:
         received = pd.to_datetime(events["received_at"], utc=True, format="ISO8601", errors="coerce")
-        out["future_timestamp"] = int((ts > received + FUTURE_TOLERANCE).sum())
+        out["future_timestamp"] = int((ts > received + pd.Timedelta(seconds=FUTURE_TOLERANCE_SECONDS)).sum())
     if data_dir is not None:
         from offerdata.tables import read_table
 

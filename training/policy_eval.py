@@ -35,8 +35,8 @@ import pandas as pd
 
 from models.ope import OffPolicyResult, estimate
 from offerdata.decision_log import iter_decisions
-from offerdata.events import read_log
-from offerdata.tables import read_table, table_path
+from offerdata.tables import read_table
+from training.lift import log_events, read_redemptions
 from training.train import TrainingError
 
 #: Days after a decision in which a redemption of its first offer counts.
@@ -114,20 +114,9 @@ def first_slot_rounds(log_dir: str | os.PathLike[str], timezone: str, since: pd.
 
 
 def redemptions(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str], timezone: str) -> pd.DataFrame:
-    """Every redemption (member_id, offer_id, at in program-local time): the data's and the event log's."""
-    frames = []
-    if table_path(data_dir, "redemptions") is not None:
-        frames.append(read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
-                      .rename(columns={"redeemed_at": "at"}))
-    if any(Path(log_dir).glob("events-*.ndjson")):
-        events, _, _ = read_log(log_dir)
-        if not events.empty and "offer_id" in events:
-            red = events[events["type"] == "redeem"]
-            at = pd.to_datetime(red["ts"], utc=True).dt.tz_convert(timezone).dt.tz_localize(None)
-            frames.append(pd.DataFrame({"member_id": red["member_id"], "offer_id": red["offer_id"], "at": at}))
-    if not frames:
-        return pd.DataFrame(columns=["member_id", "offer_id", "at"])
-    out = pd.concat(frames, ignore_index=True).dropna(subset=["offer_id"])
+    """Every redemption naming its offer (member_id, offer_id, at in program-local time): the
+    data's and the event log's (:func:`training.lift.read_redemptions`)."""
+    out = read_redemptions(data_dir, log_events(log_dir), timezone).dropna(subset=["offer_id"])
     return out.astype({"member_id": str, "offer_id": str})
 
 
@@ -147,10 +136,9 @@ def target_scores(rounds: pd.DataFrame, data_dir: str | os.PathLike[str], regist
                   version: str) -> tuple[list[np.ndarray], str]:
     """Each round's eligible candidates' propensities under ``version`` (the logged fallback where
     the model cannot score an offer, 0 when there is none), and the version's id."""
-    from offerdata.tables import read_table as read
     from training.score import score_pairs
 
-    known = set(read(data_dir, "offers", columns=["offer_id"])["offer_id"].astype(str))
+    known = set(read_table(data_dir, "offers", columns=["offer_id"])["offer_id"].astype(str))
     rows = [(i, k, m, o, at, ch) for i, (m, offers, at, ch) in
             enumerate(zip(rounds["member_id"], rounds["offers"], rounds["at"], rounds["channel"], strict=True))
             for k, o in enumerate(offers) if o in known]

@@ -16,8 +16,9 @@ import pandas as pd
 from models.compiled import default_cache_dir
 from models.features import channel_codes, to_seconds
 from models.model import PropensityModel
+from models.program import Program
 from models.registry import Registry
-from training.dataset import load_dataset
+from training.dataset import Dataset, load_dataset
 from training.train import TrainingError, feature_matrix
 
 REQUIRED = ("member_id", "offer_id", "as_of")
@@ -87,6 +88,17 @@ def score_uplift_pairs(data_dir: str | os.PathLike[str], path: Path, pairs: pd.D
     return out
 
 
+def pair_features(ds: Dataset, pairs: pd.DataFrame, program: Program | None, progress: bool = False) -> np.ndarray:
+    """Point-in-time features of (member_id, offer_id, as_of[, channel]) pairs whose offers
+    ``ds``'s catalog knows (channel ``app`` when the pairs have none); narrows ``ds``'s history
+    to the pairs' members."""
+    ds.history = ds.history.with_members(pairs["member_id"].to_numpy())
+    channel = pairs["channel"] if "channel" in pairs else pd.Series(["app"] * len(pairs))
+    rows = pd.DataFrame({"m": ds.history.member_index(pairs["member_id"]), "o": ds.catalog.offer_index(pairs["offer_id"]),
+                         "as_of": to_seconds(pairs["as_of"]), "ch": channel_codes(channel)})
+    return feature_matrix(ds, rows, program, progress)
+
+
 def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], pairs: pd.DataFrame,
                 version: str = "champion", progress: bool = False) -> pd.DataFrame:
     """``pairs`` plus a ``propensity`` column (and ``uplift`` for uplift models) from the model ``version`` names."""
@@ -102,11 +114,7 @@ def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[st
         unknown = pairs.loc[o < 0, "offer_id"].unique()
         raise TrainingError(f"{len(unknown)} offer id(s) in the pairs are not in the catalog "
                             f"(e.g. {', '.join(map(repr, unknown[:3]))})")
-    ds.history = ds.history.with_members(pairs["member_id"].to_numpy())
-    channel = pairs["channel"] if "channel" in pairs else pd.Series(["app"] * len(pairs))
-    rows = pd.DataFrame({"m": ds.history.member_index(pairs["member_id"]), "o": o,
-                         "as_of": to_seconds(pairs["as_of"]), "ch": channel_codes(channel)})
-    X = feature_matrix(ds, rows, model.program, progress)
+    X = pair_features(ds, pairs, model.program, progress)
     if len(X) >= COMPILE_ROWS:  # same scores; compiled trees score large files ~6x faster
         model.try_compile(default_cache_dir())
     out = pairs.copy()

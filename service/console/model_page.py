@@ -63,18 +63,8 @@ def importances(reg: Registry, version: str | None) -> list[tuple[str, float]]:
 def drift_tables() -> list[dict[str, Any]]:
     """Per model this worker serves: its rolling live sample's score PSI and largest feature
     PSIs against the training reference (:mod:`runtime.drift`), with their levels."""
-    component = current_decisions()
-    decider, router = component.decider, component.router
-    monitor = decider.drift if decider is not None else None
-    if monitor is None:
-        return []
-    served = [router.current(), router.challenger_serving()] if router is not None else []
     out = []
-    for model in served:
-        snapshot = monitor.snapshot(model.version) if model is not None else None
-        if model is None or snapshot is None:
-            continue
-        version = model.version
+    for version, snapshot in current_decisions().drift_snapshots().items():
         features = sorted(((k, v) for k, v in snapshot["features"].items() if v == v), key=lambda kv: -kv[1])
         out.append({"version": version, "rows": snapshot["rows"], "score": snapshot["score"],
                     "score_level": level(snapshot["score"]),

@@ -27,6 +27,7 @@ import gc
 import logging
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -218,6 +219,19 @@ class DecisionsComponent:
             self._model_flag.set(False, f"no model can be served: {reason}")
 
     # -- for the endpoints -------------------------------------------------------------------
+    def drift_snapshots(self) -> dict[str, dict[str, Any]]:
+        """This worker's live drift per model it serves (champion, then challenger): version ->
+        :meth:`runtime.drift.DriftMonitor.snapshot`; models with nothing sampled yet are left out."""
+        monitor = self.decider.drift if self.decider is not None else None
+        if monitor is None or self.router is None:
+            return {}
+        out = {}
+        for model in (self.router.current(), self.router.challenger_serving()):
+            snapshot = monitor.snapshot(model.version) if model is not None else None
+            if model is not None and snapshot is not None:
+                out[model.version] = snapshot
+        return out
+
     def require(self) -> DecisionPipeline:
         """The decider, or a 503 problem saying why there is none yet."""
         if self.decider is not None:

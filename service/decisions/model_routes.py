@@ -71,14 +71,7 @@ def list_models() -> Response:
         routing = {"challenger_share": share,
                    "source": router.share_source(),
                    "challenger": serving_json(challenger)}
-    decider = current_decisions().decider
-    monitor = decider.drift if decider is not None else None
-    drift = {}
-    if monitor is not None:
-        for model in (serving, router.challenger_serving() if router is not None else None):
-            snapshot = monitor.snapshot(model.version) if model is not None else None
-            if model is not None and snapshot is not None:
-                drift[model.version] = _finite(snapshot)
+    drift = {version: _finite(snapshot) for version, snapshot in current_decisions().drift_snapshots().items()}
     return jsonify({"serving": serving_json(serving), "worker": os.getpid(), "aliases": aliases,
                     "routing": routing, "drift": drift, "versions": versions})
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from offerdata.events import FUTURE_TOLERANCE_SECONDS
 from runtime.coupons import redemption
 from runtime.events.ingest import ingest
 from runtime.events.log import EventLogError
@@ -67,10 +68,6 @@ def post_events() -> tuple[Response, int]:
         state.metrics.record_event(ev.type, status)
     _count_unknown_ids(state, events)
     return jsonify(result.to_dict()), 200
-
-
-#: Clock skew allowed before an event's ``ts`` counts as in the future.
-FUTURE_TOLERANCE_SECONDS = 300
 
 
 def _count_unknown_ids(state: ServiceState, events: Sequence[Event]) -> None:
