@@ -1,9 +1,14 @@
 """Arbitration: from propensities to a ranked, diverse, affordable slate.
 
-Priority follows Pega's P x C x V x L (the context weight C is folded into the levers)::
+Priority is the expected net value of sending the offer. For a propensity model it follows
+Pega's P x C x V x L (the context weight C is folded into the levers)::
 
     priority = propensity x (member_value + margin_rate x basket) x levers
-               - propensity x retailer_cost
+               - propensity x retailer_cost - send_cost
+
+For an uplift model only the conversions the offer causes earn (see :func:`net_values`)::
+
+    priority = uplift x value x levers - propensity x retailer_cost - send_cost
 
 * ``member_value`` is what the offer is worth to the member in minor units: the face
   value for money kinds, ``percent x basket`` for percent off, the extra points of a
@@ -14,9 +19,13 @@ Priority follows Pega's P x C x V x L (the context weight C is folded into the l
   ``levers.tier[member tier]`` (a number, or a number per kind).
 * ``retailer_cost`` = ``cost_minor x (1 - cost_share)``: the part the retailer pays,
   so supplier-funded offers cost less; zero when the cost is unknown.
+* ``send_cost``: what one send costs, redeemed or not (the contract's ``send_cost_minor``).
+* ``value`` of a conversion: the offer's ``conversion_value`` (the contract's ``value_minor``)
+  when known, else ``member_value + margin_rate x basket``.
 
-So priority = propensity x *weight*, with the weight computed here per member and
-candidate. Ties break deterministically: higher priority, then the offer's business
+So priority = propensity x *weight* - send_cost, with the weight computed here per member
+and candidate. A priority below ``decisions.min_net_value`` means sending costs more than it
+earns: the decision core leaves the offer out (``COST_EXCEEDS_VALUE``), so "no offer" wins. Ties break deterministically: higher priority, then the offer's business
 ``priority``, then higher member value, then the offer id.
 
 Diversity: at most ``per_category`` offers of one product category and
@@ -54,12 +63,44 @@ def member_values(catalog: Catalog, pos: np.ndarray, ma: MemberArrays) -> tuple[
     return face, minor
 
 
-def weights(catalog: Catalog, pos: np.ndarray, ma: MemberArrays, value_minor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per (member, candidate): the levers and the priority weight (priority = propensity x weight)."""
+def value_terms(catalog: Catalog, pos: np.ndarray, ma: MemberArrays,
+                value_minor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (member, candidate): the levers and what one conversion is worth, levers applied.
+
+    A conversion is worth the offer's ``conversion_value`` when the data or config gives one
+    (an experiment's margin per purchase), else the member value plus ``margin_rate x basket``.
+    """
     d = catalog.program.decisions
     levers = catalog.lever[pos][None, :] * catalog.kind_tier_lever[catalog.kind[pos]][:, ma.tier_rank].T
-    weight = (value_minor + d.margin_rate * ma.basket[:, None]) * levers - catalog.retailer_cost[pos][None, :]
-    return levers, weight
+    conversion = catalog.conversion_value[pos][None, :]
+    per_conversion = np.where(np.isnan(conversion), value_minor + d.margin_rate * ma.basket[:, None], conversion)
+    return levers, per_conversion * levers
+
+
+def weights(catalog: Catalog, pos: np.ndarray, ma: MemberArrays, value_minor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (member, candidate): the levers and the priority weight (priority = propensity x weight - send cost)."""
+    levers, value = value_terms(catalog, pos, ma, value_minor)
+    return levers, value - catalog.retailer_cost[pos][None, :]
+
+
+def net_values(catalog: Catalog, pos: np.ndarray, propensity: np.ndarray, weight: np.ndarray,
+               value: np.ndarray, uplift: np.ndarray | None) -> np.ndarray:
+    """Expected net value of sending each candidate (members x candidates, minor units).
+
+    Where an uplift model scored the candidate (``uplift`` not NaN), only the conversions the
+    offer causes earn its value, while every redemption costs the retailer its share and every
+    send its send cost::
+
+        net = uplift x value - propensity x retailer_cost - send_cost
+
+    Elsewhere the propensity model's expected value: ``propensity x weight - send_cost``.
+    """
+    send = catalog.send_cost[pos][None, :]
+    net = propensity * weight - send
+    if uplift is None:
+        return net
+    incremental = uplift * value - propensity * catalog.retailer_cost[pos][None, :] - send
+    return np.where(np.isnan(uplift), net, incremental)
 
 
 def order(catalog: Catalog, pos: np.ndarray, priority: np.ndarray, value_minor: np.ndarray) -> np.ndarray:

@@ -89,6 +89,10 @@ class Offer:
     requires_coupon: bool = False
     #: share of eligible members held back from the offer as its randomized control (0: none)
     control_share: float = 0.0
+    #: what one send costs, redeemed or not (minor units)
+    send_cost_minor: int = 0
+    #: margin per conversion (minor units); None: the member value plus margin_rate x basket
+    conversion_value_minor: int | None = None
     source: str = "contract"
 
     @property
@@ -164,6 +168,9 @@ class Catalog:
         self.charge = np.array([o.charge_minor for o in offers], dtype=np.int64)
         self.value_by_tier = np.array([[o.tier_values.get(t, o.value) for t in tiers] for o in offers],
                                       dtype=np.float64).reshape(n, len(tiers))
+        self.send_cost = np.array([o.send_cost_minor for o in offers], dtype=np.float64)
+        self.conversion_value = np.array([np.nan if o.conversion_value_minor is None else o.conversion_value_minor
+                                          for o in offers], dtype=np.float64)
         self.retailer_cost = np.array([0.0 if o.cost_minor is None else o.cost_minor * (1.0 - o.cost_share)
                                        for o in offers], dtype=np.float64)
         levers = p.decisions.levers.offer
@@ -232,6 +239,7 @@ def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[
         segments = split_list(row.get("segments"))
         channels = split_list(row.get("channels"))
         cost, share, prio, value = (_opt(row, k) for k in ("cost_minor", "cost_share", "priority", "value"))
+        send, conversion = _opt(row, "send_cost_minor"), _opt(row, "value_minor")
         offer_id = str(row["offer_id"])
         out.append(Offer(
             offer_id=offer_id, kind=kind, title=str(_opt(row, "title") or offer_id),
@@ -251,6 +259,8 @@ def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[
             priority=0 if prio is None else int(prio),  # type: ignore[call-overload]
             requires_coupon=bool(default.requires_coupon) if default is not None else False,
             control_share=float(default.control_share) if default is not None else 0.0,
+            send_cost_minor=0 if send is None else int(send),  # type: ignore[call-overload]
+            conversion_value_minor=None if conversion is None else int(conversion),  # type: ignore[call-overload]
         ))
     return out
 
@@ -290,7 +300,10 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         budget_count=None if budget is None else budget.count,
         budget_minor=None if budget is None or budget.money is None else program.to_minor(budget.money),
         stacking_group=spec.stacking_group, priority=spec.priority, lever=spec.lever,
-        requires_coupon=spec.requires_coupon, control_share=spec.control_share, source="program",
+        requires_coupon=spec.requires_coupon, control_share=spec.control_share,
+        send_cost_minor=program.to_minor(spec.send_cost),
+        conversion_value_minor=None if spec.conversion_value is None else program.to_minor(spec.conversion_value),
+        source="program",
     )
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.arbitration import member_values, order, weights
+from models.arbitration import member_values, net_values, order, value_terms
 from models.caps import (
     NO_COUNTERS,
     BudgetState,
@@ -71,7 +71,8 @@ __all__ = ["Decision", "Excluded", "RankedOffer", "decide", "decide_batch", "dec
 def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], propensities: object = None, *,
            as_of: pd.Timestamp, channel: str | None = None, counters: CapCounters | None = None,
            budgets: BudgetUsage | BudgetState | None = None, contributions: np.ndarray | None = None,
-           feature_names: Sequence[str] | None = None, seed: int = 0, max_offers: int | None = None) -> Decision:
+           feature_names: Sequence[str] | None = None, seed: int = 0, max_offers: int | None = None,
+           uplift: object = None) -> Decision:
     """Decide which offers one member gets.
 
     Parameters
@@ -99,19 +100,25 @@ def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], p
         :func:`models.policy.seed_for`); the same inputs and seed give the same decision.
     max_offers
         Slate size; default ``decisions.max_offers``.
+    uplift
+        Incremental conversion probabilities from an uplift model, aligned with ``candidates``
+        (None or NaN: no uplift score); where given, the offer is ranked by uplift x value -
+        cost (:func:`models.arbitration.net_values`) and ``propensities`` are the treated-arm
+        probabilities.
     """
     props = None if propensities is None else np.asarray(propensities, dtype=np.float64)[None, :]
+    upl = None if uplift is None else np.asarray(uplift, dtype=np.float64)[None, :]
     contrib = None if contributions is None else np.asarray(contributions)[None]
     state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets)
     return _decide(catalog, [member], candidates, props, as_of, channel, [counters or NO_COUNTERS], state,
-                   contrib, feature_names, [seed], max_offers)[0]
+                   contrib, feature_names, [seed], max_offers, upl)[0]
 
 
 def decide_batch(catalog: Catalog, members: Sequence[MemberContext], candidates: Sequence[str],
                  propensities: np.ndarray | None = None, *, as_of: pd.Timestamp, channel: str | None = None,
                  counters: Sequence[CapCounters] | None = None, budgets: BudgetUsage | BudgetState | None = None,
                  contributions: np.ndarray | None = None, feature_names: Sequence[str] | None = None,
-                 seed: int = 0, max_offers: int | None = None) -> list[Decision]:
+                 seed: int = 0, max_offers: int | None = None, uplift: np.ndarray | None = None) -> list[Decision]:
     """Decide for many members at once (same candidates; ``propensities`` is members x candidates).
 
     Budgets are consumed in member order across the whole batch. Member ``i`` gets the
@@ -121,14 +128,15 @@ def decide_batch(catalog: Catalog, members: Sequence[MemberContext], candidates:
     return decide_members(catalog, members, candidates, propensities, as_of=as_of, channel=channel,
                           counters=counters, budgets=budgets, contributions=contributions,
                           feature_names=feature_names, seeds=[seed_for(seed, m.member_id) for m in members],
-                          max_offers=max_offers)
+                          max_offers=max_offers, uplift=uplift)
 
 
 def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidates: Sequence[str],
                    propensities: np.ndarray | None = None, *, as_of: pd.Timestamp, channel: str | None = None,
                    counters: Sequence[CapCounters] | None = None, budgets: BudgetUsage | BudgetState | None = None,
                    contributions: np.ndarray | None = None, feature_names: Sequence[str] | None = None,
-                   seeds: Sequence[int], max_offers: int | None = None) -> list[Decision]:
+                   seeds: Sequence[int], max_offers: int | None = None,
+                   uplift: np.ndarray | None = None) -> list[Decision]:
     """:func:`decide_batch` with each member's exploration seed given, for any number of members.
 
     The runtime's one decision path (:meth:`runtime.decisions.pipeline.DecisionPipeline.decide_many`)
@@ -142,7 +150,7 @@ def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidate
     return _decide(catalog, list(members), candidates, props, as_of, channel,
                    list(counters) if counters is not None else [NO_COUNTERS] * len(members), state,
                    None if contributions is None else np.asarray(contributions), feature_names, list(seeds),
-                   max_offers)
+                   max_offers, None if uplift is None else np.asarray(uplift, dtype=np.float64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,7 +168,9 @@ class _Call:
     policies: list[str]
     props: np.ndarray  # propensity per member and candidate under each member's policy
     known: np.ndarray  # whether the model scored it
-    priority: np.ndarray
+    uplift: np.ndarray  # the uplift model's incremental probability (NaN: none, or not personalised)
+    value: np.ndarray  # what one conversion is worth, levers applied (minor units)
+    priority: np.ndarray  # expected net value of sending it (minor units)
     rank: np.ndarray  # rank position under the deterministic tie-breaking, per member
     face: np.ndarray
     value_minor: np.ndarray
@@ -173,10 +183,11 @@ class _Call:
 def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
             as_of: pd.Timestamp, channel: str | None, counters: list[CapCounters], budget: BudgetState,
             contrib: np.ndarray | None, feature_names: Sequence[str] | None, seeds: list[int],
-            max_offers: int | None) -> list[Decision]:
+            max_offers: int | None, uplift: np.ndarray | None = None) -> list[Decision]:
     """Decide for ``members`` in order: array work for all at once, then each member's
     caps, budgets and slate (budgets are consumed member after member)."""
-    call = _prepare(catalog, members, candidates, props, pd.Timestamp(as_of), channel, contrib, feature_names)
+    call = _prepare(catalog, members, candidates, props, pd.Timestamp(as_of), channel, contrib, feature_names,
+                    uplift)
     settings = catalog.program.decisions
     n_slots = max_offers or settings.max_offers
     out = []
@@ -190,16 +201,21 @@ def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence
             continue
         exploration = settings.exploration if policy == "personalised" else None
         cols, probs, explored = choose(catalog, call.pos, row == 0, call.rank[i], budget, n_slots, exploration,
-                                       np.random.default_rng(seeds[i]), call.props[i], call.weight[i])
+                                       np.random.default_rng(seeds[i]), call.props[i], call.weight[i],
+                                       call.priority[i])
         out.append(_decision(call, i, member, row, cols, probs, explored, seeds[i]))
     return out
 
 
 def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
              as_of: pd.Timestamp, channel: str | None, contrib: np.ndarray | None,
-             feature_names: Sequence[str] | None) -> _Call:
+             feature_names: Sequence[str] | None, uplift: np.ndarray | None = None) -> _Call:
     """Everything that does not depend on budgets consumed by earlier members, for all
-    members at once: static eligibility, tier mechanics, values, policies, priorities, ranks."""
+    members at once: static eligibility, tier mechanics, values, policies, priorities, ranks.
+
+    A personalised candidate whose expected net value is below ``decisions.min_net_value``
+    is excluded as ``COST_EXCEEDS_VALUE``: sending it would cost more than it earns.
+    """
     program = catalog.program
     ids = list(candidates)
     cand = catalog.positions(ids)
@@ -209,27 +225,41 @@ def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequenc
         props = np.full((m, c), np.nan)
     if props.shape != (m, c):
         raise ValueError(f"propensities have shape {props.shape}, but {m} members x {c} candidates were given")
+    if uplift is not None and uplift.shape != (m, c):
+        raise ValueError(f"uplift has shape {uplift.shape}, but {m} members x {c} candidates were given")
     ma = member_arrays(catalog, members, as_of)
     codes = static_reasons(catalog, cand, members, ma, as_of, channel)
     mechanics = [member_mechanics(program, mem, as_of) for mem in members]
     _apply_mechanics(catalog, cand, codes, mechanics)
     face, value_minor = member_values(catalog, pos, ma)
-    levers, weight = weights(catalog, pos, ma, value_minor)
+    levers, value = value_terms(catalog, pos, ma, value_minor)
+    weight = value - catalog.retailer_cost[pos][None, :]
     known = ~np.isnan(props)
-    policies = _policies(catalog, members, known.any(axis=1))
+    uplifted = np.zeros(m, dtype=bool) if uplift is None else ~np.isnan(uplift).all(axis=1)
+    policies = _policies(catalog, members, known.any(axis=1), uplifted)
     used = _policy_propensities(catalog, pos, props, known, policies)
-    priority = used * weight
+    personalised = np.array([p == "personalised" for p in policies], dtype=bool)
+    upl = np.full((m, c), np.nan) if uplift is None else np.where(personalised[:, None], uplift, np.nan)
+    priority = net_values(catalog, pos, used, weight, value, upl)
+    floor = program.decisions.min_net_value
+    if floor is not None:
+        losing = personalised[:, None] & (priority < program.to_minor(floor)) & (codes == 0)
+        np.putmask(codes, losing, CODE["COST_EXCEEDS_VALUE"])
     return _Call(catalog=catalog, ids=ids, cand=cand, pos=pos, as_of=as_of, channel=channel, codes=codes,
-                 mechanics=mechanics, policies=policies, props=used, known=known, priority=priority,
+                 mechanics=mechanics, policies=policies, props=used, known=known, uplift=upl, value=value,
+                 priority=priority,
                  rank=order(catalog, pos, priority, value_minor), face=face, value_minor=value_minor,
                  levers=levers, weight=weight, contrib=contrib, feature_names=feature_names)
 
 
-def _policies(catalog: Catalog, members: list[MemberContext], scored: np.ndarray) -> list[str]:
-    """Each member's policy: the holdout group, cold start (no history or no score), or personalised."""
+def _policies(catalog: Catalog, members: list[MemberContext], scored: np.ndarray,
+              uplifted: np.ndarray) -> list[str]:
+    """Each member's policy: the holdout group, cold start (no score, or a propensity score
+    without history behind it), or personalised. An uplift model scores from the member's
+    attributes, so its members are personalised without any history."""
     holdout = catalog.program.decisions.holdout
     return ["holdout" if in_holdout(mem.member_id, holdout.salt, holdout.share)
-            else "cold_start" if not mem.known_history or not scored[i] else "personalised"
+            else "personalised" if scored[i] and (mem.known_history or uplifted[i]) else "cold_start"
             for i, mem in enumerate(members)]
 
 
@@ -296,13 +326,15 @@ def _ranked_offer(call: _Call, i: int, member: MemberContext, col: int, rank: in
     used_fallback = policy != "personalised" or not call.known[i, col]
     promo = tier_promo(offer, program, member.tier.tier_rank if member.tier is not None else 0)
     face = float(call.face[i, col])
+    uplift = float(call.uplift[i, col])
     return RankedOffer(
         offer_id=offer.offer_id, rank=rank, kind=offer.kind, title=offer.title,
         text=offer_text(program, offer, member, call.mechanics[i], face, call.as_of),
         value=face, value_minor=float(call.value_minor[i, col]), propensity=float(call.props[i, col]),
         priority=float(call.priority[i, col]), explored=explored, probability=prob, tier_promo=promo,
         reasons=_reasons(call, i, member, col, promo, used_fallback, explored), requires_coupon=offer.requires_coupon,
-        fallback=used_fallback)
+        fallback=used_fallback, uplift=None if np.isnan(uplift) else uplift,
+        send_cost_minor=float(catalog.send_cost[p]))
 
 
 def _reasons(call: _Call, i: int, member: MemberContext, col: int, promo: str | None, used_fallback: bool,
@@ -314,7 +346,9 @@ def _reasons(call: _Call, i: int, member: MemberContext, col: int, promo: str | 
     reasons = passed_reasons(offer, member, call.channel)
     if promo:
         reasons.append(f"TIER_MECHANIC:{promo}")
-    reasons.append(_score_reason(call.policies[i], used_fallback, catalog, p))
+    uplift = call.uplift[i, col]
+    reasons.append("MODEL_UPLIFT" if not np.isnan(uplift) else _score_reason(call.policies[i], used_fallback, catalog, p))
+    reasons.extend(_economics(call, i, col))
     lever = call.levers[i, col]
     if lever != 1.0:
         reasons.append(f"LEVER:x{lever:.2f}")
@@ -325,6 +359,29 @@ def _reasons(call: _Call, i: int, member: MemberContext, col: int, promo: str | 
     if explored:
         reasons.append("EXPLORATION")
     return tuple(reasons)
+
+
+def _economics(call: _Call, i: int, col: int) -> list[str]:
+    """The money behind a returned offer's rank, in major units, when there is more to it than
+    propensity x value: an uplift score, a send cost or a known value per conversion.
+
+    ``UPLIFT`` is the incremental conversion probability, ``INCREMENTAL_VALUE`` what those
+    conversions earn (uplift x value), ``COST`` the expected cost of sending it (send cost plus
+    the retailer's share of the redemptions expected) and ``NET_VALUE`` the difference: the
+    offer's priority.
+    """
+    catalog = call.catalog
+    p = int(call.pos[col])
+    uplift = call.uplift[i, col]
+    if np.isnan(uplift) and catalog.send_cost[p] == 0 and np.isnan(catalog.conversion_value[p]):
+        return []
+    major = float(catalog.program.currency.minor_units)
+    cost = catalog.send_cost[p] + call.props[i, col] * catalog.retailer_cost[p]
+    out = [] if np.isnan(uplift) else [f"UPLIFT:{uplift:+.4f}"]
+    gain = call.priority[i, col] + cost
+    out += [f"INCREMENTAL_VALUE:{gain / major:.2f}" if not np.isnan(uplift) else f"EXPECTED_VALUE:{gain / major:.2f}",
+            f"COST:{cost / major:.2f}", f"NET_VALUE:{call.priority[i, col] / major:+.2f}"]
+    return out
 
 
 def _score_reason(policy: str, used_fallback: bool, catalog: Catalog, p: int) -> str:

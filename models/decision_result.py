@@ -42,6 +42,10 @@ class RankedOffer:
     reasons: tuple[str, ...]
     requires_coupon: bool
     fallback: bool
+    #: the uplift model's incremental conversion probability (None: no uplift model scored it)
+    uplift: float | None = None
+    #: what one send costs (minor units)
+    send_cost_minor: float = 0.0
 
 
 class Excluded(NamedTuple):

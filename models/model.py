@@ -80,6 +80,28 @@ def load_checked_booster(model_path: Path, expected_sha256: object, names: list[
         raise ArtifactError(f"{model_path}: LightGBM cannot read the model ({exc})") from exc
 
 
+#: The feature a stacked calibration reads beside the trees: the member's past spend on the offer's products.
+SPEND_FEATURE = "product_spend"
+#: Methods of a stacked calibration: the blend of trees and spend, or the spend heuristic (trees as tie-break).
+STACKED_METHODS = ("blend", "heuristic")
+
+
+def logit(raw: np.ndarray) -> np.ndarray:
+    """logit of a probability-scale score, clipped away from 0 and 1 so it stays finite."""
+    raw = np.clip(np.asarray(raw, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(raw / (1 - raw))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def log_spend(features: np.ndarray) -> np.ndarray:
+    """log1p of the ``product_spend`` column (missing or negative spend counts as 0)."""
+    spend = np.asarray(features[:, FEATURE_NAMES.index(SPEND_FEATURE)], dtype=np.float64)
+    return np.log1p(np.clip(np.nan_to_num(spend, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Platt scaling on the logit of the raw score: p = sigmoid(a * logit(raw) + b).
@@ -90,10 +112,87 @@ class Calibration:
     a: float = 1.0
     b: float = 0.0
 
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.clip(np.asarray(raw, dtype=np.float64), 1e-7, 1 - 1e-7)
-        z = self.a * np.log(raw / (1 - raw)) + self.b
-        return 1.0 / (1.0 + np.exp(-z))
+    method = "platt"
+
+    def apply(self, raw: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities of the raw scores; ``features`` is not needed (accepted for symmetry)."""
+        return _sigmoid(self.a * logit(raw) + self.b)
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata.json form (unchanged since format 1, so old readers still load it)."""
+        return {"method": "platt", "a": self.a, "b": self.b}
+
+
+@dataclass(frozen=True)
+class StackedCalibration:
+    """A logistic layer over the trees and the product-spend heuristic:
+    p = sigmoid(a * logit(raw) + c * log1p(product_spend) + b).
+
+    Fitted by training on out-of-sample validation scores, so the served score is still a
+    calibrated probability while the within-member ranking mixes the model with the heuristic
+    it must never rank below (docs/training.md, "The ranking floor"). ``method`` is
+    ``blend`` (both weights fitted) or ``heuristic`` (spend only; ``a`` is a tiny tie-break so
+    offers with the same spend, often 0, are ordered by the trees instead of arbitrarily).
+    """
+
+    a: float
+    c: float
+    b: float
+    method: str = "blend"
+
+    def apply(self, raw: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities; needs the rows' features for their ``product_spend``."""
+        if features is None:
+            raise ValueError(f"a {self.method} calibration needs the feature matrix (its {SPEND_FEATURE} column)")
+        return _sigmoid(self.logit(raw, features))
+
+    def logit(self, raw: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The served log-odds: a * logit(raw) + c * log1p(product_spend) + b."""
+        return self.a * logit(raw) + self.c * log_spend(features) + self.b
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata.json form: method, the three weights and the spend feature's name."""
+        return {"method": self.method, "a": self.a, "b": self.b, "spend_weight": self.c, "feature": SPEND_FEATURE}
+
+
+Calibrator = Calibration | StackedCalibration
+
+
+def _number(cal: dict[str, Any], key: str, default: float | None, where: str) -> float:
+    """``cal[key]`` as a finite float (``default`` when absent and allowed); ArtifactError otherwise."""
+    value = cal.get(key, default)
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise ArtifactError(f"{where}: malformed calibration: {key!r} must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{where}: malformed calibration: {key!r} must be a number, got {value!r}") from exc
+    if not np.isfinite(out):
+        raise ArtifactError(f"{where}: malformed calibration: {key!r} is not finite ({value!r})")
+    return out
+
+
+def parse_calibration(cal: object, where: str) -> Calibrator:
+    """The calibrator recorded in metadata.json; :class:`ArtifactError` naming what is malformed.
+
+    A missing calibration is the identity Platt (as format 1 always read it); ``platt`` (or
+    no method, older artifacts) is Platt scaling; ``blend`` and ``heuristic`` are stacked
+    over ``product_spend`` and need all three weights.
+    """
+    if cal is None:
+        return Calibration()
+    if not isinstance(cal, dict):
+        raise ArtifactError(f"{where}: malformed calibration {cal!r}: expected an object")
+    method = cal.get("method", "platt")
+    if method == "platt":
+        return Calibration(_number(cal, "a", 1.0, where), _number(cal, "b", 0.0, where))
+    if method not in STACKED_METHODS:
+        raise ArtifactError(f"{where}: unknown calibration method {method!r} (expected platt, blend or heuristic)")
+    if cal.get("feature") != SPEND_FEATURE:
+        raise ArtifactError(f"{where}: malformed {method} calibration: feature must be {SPEND_FEATURE!r}, "
+                            f"got {cal.get('feature')!r}")
+    return StackedCalibration(a=_number(cal, "a", None, where), c=_number(cal, "spend_weight", None, where),
+                              b=_number(cal, "b", None, where), method=str(method))
 
 
 @dataclass
@@ -101,7 +200,7 @@ class PropensityModel:
     """A loaded, checked propensity model ready to score feature matrices."""
 
     booster: lgb.Booster
-    calibration: Calibration
+    calibration: Calibrator
     metadata: dict[str, Any] = field(default_factory=dict)
     program: Program | None = None
     program_text: str | None = None
@@ -153,11 +252,22 @@ class PropensityModel:
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise ValueError(f"features has {features.shape[-1]} columns, but the model expects "
                              f"{len(self.feature_names)}")
-        return self.calibration.apply(self.raw_score(features))
+        return self.calibration.apply(self.raw_score(features), features)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
-        """Per-feature contributions (log-odds) from LightGBM's pred_contrib; last column is the bias."""
-        return np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=1))
+        """Per-feature contributions (log-odds) from LightGBM's pred_contrib; last column is the bias.
+
+        Under a stacked calibration they are those of the served log-odds: the trees' scaled
+        by ``a``, ``c * log1p(product_spend)`` added to ``product_spend`` and ``b`` to the bias.
+        """
+        contrib = np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=1))
+        cal = self.calibration
+        if not isinstance(cal, StackedCalibration):
+            return contrib
+        out = contrib * cal.a
+        out[:, FEATURE_NAMES.index(SPEND_FEATURE)] += cal.c * log_spend(features)
+        out[:, -1] += cal.b
+        return out
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write model.txt and metadata.json into ``directory`` (which must be new or empty)."""
@@ -172,7 +282,7 @@ class PropensityModel:
             "format_version": FORMAT_VERSION,
             "feature_names": self.feature_names,
             "categorical_features": [c for c in CATEGORICAL_FEATURES if c in self.feature_names],
-            "calibration": {"method": "platt", "a": self.calibration.a, "b": self.calibration.b},
+            "calibration": self.calibration.to_json(),
             "model_sha256": sha256_file(model_path),
             "lightgbm_version": lgb.__version__,
         })
@@ -197,7 +307,7 @@ class PropensityModel:
             raise ArtifactError(f"{meta_path}: metadata must be a JSON object")
         if meta.get("objective") == "uplift":
             raise ArtifactError(f"{path.name} is an uplift model (per-offer incremental effects), not a propensity "
-                                "model; load it with training.uplift.artifact.load_uplift (offers score / evaluate)")
+                                "model; load it with models.uplift.load_uplift (offers score / evaluate)")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ArtifactError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
         names = meta.get("feature_names")
@@ -224,10 +334,6 @@ class PropensityModel:
                 program = load_program(program_path)
             except ProgramConfigError as exc:
                 raise ArtifactError(f"{program_path}: {exc}") from exc
-        cal = meta.get("calibration") or {}
-        try:
-            calibration = Calibration(float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
-        except (TypeError, ValueError) as exc:
-            raise ArtifactError(f"{meta_path}: malformed calibration {cal!r}") from exc
+        calibration = parse_calibration(meta.get("calibration"), str(meta_path))
         return cls(booster=booster, calibration=calibration, metadata=meta, program=program,
                    program_text=program_text, model_file=model_path)

@@ -71,9 +71,14 @@ def seed_for(*parts: object) -> int:
 
 def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.ndarray, budget: BudgetState,
            n: int, exploration: Exploration | None, rng: np.random.Generator,
-           propensity: np.ndarray, weight: np.ndarray) -> tuple[list[int], list[float], bool]:
+           propensity: np.ndarray, weight: np.ndarray,
+           priority: np.ndarray | None = None) -> tuple[list[int], list[float], bool]:
     """Choose up to ``n`` columns; return them, their choice probabilities and whether the
-    decision explored. ``exploration`` None (or share 0) means deterministic greedy."""
+    decision explored. ``exploration`` None (or share 0) means deterministic greedy.
+
+    Thompson draws each candidate's priority around ``priority`` (default propensity x
+    weight; the decision core passes the net value, which also carries send costs and uplift)
+    with the spread of its propensity's posterior times the weight."""
     share = 0.0 if exploration is None else exploration.share
     if share <= 0:
         chosen = greedy(catalog, pos, eligible, rank, budget, n)
@@ -83,6 +88,8 @@ def choose(catalog: Catalog, pos: np.ndarray, eligible: np.ndarray, rank: np.nda
     explore = bool(rng.random() < share)
     thompson = exploration.method == "thompson"
     mu, sigma = priority_distribution(propensity, weight, exploration.concentration) if thompson else (None, None)
+    if mu is not None and priority is not None:
+        mu = np.asarray(priority, dtype=np.float64)
     slate = Slate(catalog, pos, eligible, budget)
     probs: list[float] = []
     on_greedy, explore_prob = True, 1.0

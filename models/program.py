@@ -142,6 +142,11 @@ class OfferSpec(_Strict):
     cost: NonNeg | None = None
     funder: str | None = None
     cost_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    #: what sending the offer costs, redeemed or not (a printed coupon, an SMS, a send fee)
+    send_cost: NonNeg = 0.0
+    #: margin the business makes per conversion; None: the offer's value to the member plus
+    #: ``margin_rate`` x basket stands in for it
+    conversion_value: NonNeg | None = None
     channels: tuple[str, ...] | None = None
     tiers: tuple[str, ...] | None = None
     min_tier: str | None = None
@@ -222,6 +227,10 @@ class DecisionSettings(_Strict):
     margin_rate: NonNeg = 0.25
     default_basket: Positive = 30.0
     fallback_prior: Annotated[float, Field(gt=0.0, le=1.0)] = 0.02
+    #: "no offer" is an option: a personalised candidate whose expected net value (major units
+    #: per send: uplift x value - cost, or propensity x value - cost) is below this is not sent
+    #: (COST_EXCEEDS_VALUE); None sends whatever ranks best
+    min_net_value: float | None = 0.0
     levers: Levers = Levers()
     diversity: Diversity = Diversity()
     exploration: Exploration = Exploration()

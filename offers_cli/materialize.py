@@ -31,8 +31,9 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
     """Write every member's history and profile into Redis (REDIS_URL) and warm the score cache."""
     from tqdm.auto import tqdm
 
-    from models.model import ArtifactError, PropensityModel
+    from models.model import ArtifactError
     from models.registry import Registry, RegistryError
+    from models.uplift import UpliftModel, load_serving_model
     from offerdata.tables import DataDirError
     from offerdata.validate import require_valid
     from runtime.decisions.clock import ClockError
@@ -54,7 +55,7 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
         require_valid(data_dir)
         setup = DecisionSetup.load(data_dir, program, clock or os.environ.get("OFFERS_CLOCK", "wall"))
         hist, profiles = load_members(setup, data_dir)
-        model = PropensityModel.load(Registry(registry).path("champion")) if registry is not None else None
+        model = load_serving_model(Registry(registry).path("champion")) if registry is not None else None
     except (DataDirError, ClockError, RegistryError, ArtifactError) as exc:
         raise click.ClickException(str(exc)) from exc
     store = build_store(settings)
@@ -65,7 +66,9 @@ def materialize(data_dir: Path, registry: Path | None, program: Path | None, clo
         click.echo(f"wrote {summary.members:,} members ({summary.records:,} records, "
                    f"{summary.bytes / 1e6:.1f} MB of history) under catalog {setup.fingerprint}; "
                    f"generation {summary.generation}")
-        if model is not None:
+        if isinstance(model, UpliftModel):  # scores from attributes, never cached: nothing to warm
+            click.echo(f"model {model.version} is an uplift model: its scores are computed per decision, not cached")
+        elif model is not None:
             as_of = setup.moment().local
             chosen = list(channels) or [default_channel(data_dir)]
             with tqdm(unit="member", desc="warm cache") as bar:

@@ -147,8 +147,8 @@ def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None
     """Evaluate a registered model against the baselines on a time split, or (--policy-log)
     estimate what its policy would have earned on logged traffic."""
     from models.registry import Registry
+    from models.uplift import is_uplift
     from training.evaluate import evaluate_version
-    from training.uplift.artifact import is_uplift
     from training.uplift.evaluate import evaluate_uplift
 
     if policy_log is not None:

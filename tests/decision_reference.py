@@ -76,6 +76,10 @@ def reference(catalog: Catalog, members: Sequence[MemberContext], candidates: Se
         policy = "holdout" if holdout else "cold_start" if cold else "personalised"
         p_row = fallback_props if policy != "personalised" else filled[i]
         row = codes[i].copy()
+        send = catalog.send_cost[pos]
+        floor = settings.min_net_value
+        if policy == "personalised" and floor is not None:  # "no offer" beats a loss
+            row[(row == 0) & (p_row * weight[i] - send < program.to_minor(floor))] = CODE["COST_EXCEEDS_VALUE"]
         freq, capped = member_cap_flags(catalog, pos, counters[i])
         for j in range(c):
             if row[j] == 0 and freq[j]:
@@ -85,11 +89,11 @@ def reference(catalog: Catalog, members: Sequence[MemberContext], candidates: Se
         if catalog.budget_keys:
             affordable = budget.affordable(pos)
             row[(row == 0) & ~affordable] = CODE["BUDGET_EXHAUSTED"]
-        priority = p_row * weight[i]
+        priority = p_row * weight[i] - send
         rank = order(catalog, pos, priority, value_minor[i])
         exploration = settings.exploration if policy == "personalised" else None
         cols, probs, explored = choose(catalog, pos, row == 0, rank, budget, n_slots, exploration,
-                                       np.random.default_rng(seeds[i]), p_row, weight[i])
+                                       np.random.default_rng(seeds[i]), p_row, weight[i], priority)
         tier_rank = member.tier.tier_rank if member.tier is not None else 0
         offers, incs = [], []
         for r, (col, prob) in enumerate(zip(cols, probs, strict=True), start=1):
@@ -114,7 +118,8 @@ def reference(catalog: Catalog, members: Sequence[MemberContext], candidates: Se
             offers.append((offer.offer_id, r, offer.kind, offer.title,
                            offer_text(program, offer, member, mechanics[i], float(face[i, col]), as_of),
                            float(face[i, col]), float(value_minor[i, col]), float(p_row[col]), float(priority[col]),
-                           explored, prob, promo, tuple(reasons), offer.requires_coupon, used_fallback))
+                           explored, prob, promo, tuple(reasons), offer.requires_coupon, used_fallback,
+                           None, float(send[col])))
             incs.extend(tuple(inc) for inc in increments(catalog, p))
         excluded = [(ids[j], REASONS[row[j]]) for j in range(c) if row[j]]
         if cols:
@@ -122,5 +127,5 @@ def reference(catalog: Catalog, members: Sequence[MemberContext], candidates: Se
             full[cols] = False
             excluded.extend((ids[j], "DIVERSITY_LIMIT") for j in range(c) if full[j])
         out.append((member.member_id, tuple(offers), tuple(excluded), policy == "holdout", policy, explored,
-                    policy == "cold_start", any(o[-1] for o in offers), tuple(incs), seeds[i]))
+                    policy == "cold_start", any(o[14] for o in offers), tuple(incs), seeds[i]))
     return out

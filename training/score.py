@@ -67,9 +67,9 @@ def score_uplift_pairs(data_dir: str | os.PathLike[str], path: Path, pairs: pd.D
 
     Uplift models read members' attributes, which have no history: ``as_of`` does not change them.
     """
+    from models.uplift import load_uplift
     from offerdata.attributes import read_attributes
     from offerdata.validate import require_valid
-    from training.uplift.artifact import load_uplift
 
     model = load_uplift(path)
     require_valid(data_dir)
@@ -82,7 +82,7 @@ def score_uplift_pairs(data_dir: str | os.PathLike[str], path: Path, pairs: pd.D
     out["propensity"], out["uplift"] = np.nan, np.nan
     for offer_id, rows in out.groupby("offer_id").groups.items():
         X = features.reindex(out.loc[rows, "member_id"].to_numpy()).to_numpy(dtype=np.float64)
-        uplift, propensity = model.predict(str(offer_id), X)
+        uplift, propensity = model.predict_offer(str(offer_id), X)
         out.loc[rows, "propensity"], out.loc[rows, "uplift"] = propensity, uplift
     out["model_version"] = model.version
     return out
@@ -102,7 +102,7 @@ def pair_features(ds: Dataset, pairs: pd.DataFrame, program: Program | None, pro
 def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], pairs: pd.DataFrame,
                 version: str = "champion", progress: bool = False) -> pd.DataFrame:
     """``pairs`` plus a ``propensity`` column (and ``uplift`` for uplift models) from the model ``version`` names."""
-    from training.uplift.artifact import is_uplift
+    from models.uplift import is_uplift
 
     path = Registry(registry).path(version)
     if is_uplift(path):

@@ -10,6 +10,10 @@ coupon code leaves this job and caps count only what the data holds; reservation
 in the in-process store, so global budgets and member caps hold across the whole audience
 in file order. Member ``m`` explores with the seed ``seed_for(seed, m)``.
 
+The champion may be a propensity or an uplift model (:func:`models.uplift.load_serving_model`);
+either way each row carries the offer's expected net value and send cost, and a member the
+engine sends nothing (every offer costs more than it earns, or none is eligible) has no row.
+
 Memory stays bounded by the audience's histories plus one chunk's decisions: each chunk's
 rows are appended to the output at once (a Parquet row group, or CSV lines); the file is
 written under a temporary name and moved into place when complete.
@@ -31,6 +35,7 @@ from models.compiled import default_cache_dir
 from models.model import PropensityModel
 from models.policy import seed_for
 from models.registry import Registry
+from models.uplift import load_serving_model
 from offerdata.validate import require_valid
 from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
 from runtime.decisions.decision_log import DecisionLog
@@ -51,18 +56,26 @@ SCHEMA = pa.schema([
     ("text", pa.string()), ("priority", pa.float64()), ("propensity", pa.float64()),
     ("probability", pa.float64()), ("explored", pa.bool_()), ("tier_promo", pa.string()),
     ("fallback", pa.bool_()), ("holdout", pa.bool_()), ("policy", pa.string()), ("tier", pa.string()),
+    ("uplift", pa.float64()), ("net_value", pa.float64()), ("send_cost", pa.float64()), ("reasons", pa.string()),
     ("model_version", pa.string()), ("as_of", pa.string()), ("channel", pa.string()),
 ])
 
 
-def _rows(outcomes: list[Outcome]) -> pd.DataFrame:
-    """One row per returned offer (its final rank after reservations), with the member's tier."""
+def _rows(outcomes: list[Outcome], minor_units: int) -> pd.DataFrame:
+    """One row per returned offer (its final rank after reservations), with the member's tier.
+
+    ``net_value`` (the offer's priority: expected net value of the send) and ``send_cost`` are
+    in major money units; ``uplift`` is the uplift model's score (null for propensity models);
+    ``reasons`` are the decision's reason codes joined by ``|``.
+    """
     rows = [{"member_id": o.member_id, "rank": issued.rank, "offer_id": issued.offer.offer_id,
              "kind": issued.offer.kind, "text": issued.offer.text, "priority": issued.offer.priority,
              "propensity": issued.offer.propensity, "probability": issued.offer.probability,
              "explored": issued.offer.explored, "tier_promo": issued.offer.tier_promo,
              "fallback": issued.offer.fallback, "holdout": o.decision.holdout, "policy": o.decision.policy,
-             "tier": o.member.tier.tier if o.member.tier is not None else None}
+             "tier": o.member.tier.tier if o.member.tier is not None else None,
+             "uplift": issued.offer.uplift, "net_value": issued.offer.priority / minor_units,
+             "send_cost": issued.offer.send_cost_minor / minor_units, "reasons": "|".join(issued.offer.reasons)}
             for o in outcomes for issued in o.offers]
     return pd.DataFrame(rows, columns=[n for n in SCHEMA.names if n not in ("model_version", "as_of", "channel")])
 
@@ -149,8 +162,9 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     """
     require_valid(data_dir)
     setup = DecisionSetup.load(data_dir, program, as_of)
-    model = PropensityModel.load(Registry(registry).path(version))
-    model.try_compile(default_cache_dir())  # same scores either way; compiled trees are faster
+    model = load_serving_model(Registry(registry).path(version))
+    if isinstance(model, PropensityModel):
+        model.try_compile(default_cache_dir())  # same scores either way; compiled trees are faster
     wanted = read_members(members_file)
     hist, loaded = load_members(setup, data_dir, wanted)
     store = build_store(settings_for(), clock=lambda: setup.clock.now().timestamp())
@@ -174,7 +188,7 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
             ids = wanted[lo:lo + chunk]
             outcomes = pipeline.decide_many(ids, req, [f"batch-{run_id}-{lo + i}" for i in range(len(ids))],
                                             [seed_for(seed, m) for m in ids])
-            frame = _rows(outcomes)
+            frame = _rows(outcomes, setup.program.currency.minor_units)
             frame["model_version"], frame["as_of"], frame["channel"] = model.version, rfc3339(when), channel
             writer.write(frame)
             offers += len(frame)

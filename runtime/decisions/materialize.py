@@ -30,6 +30,7 @@ from models.features import History
 from models.features.online import catalog_ids, member_records
 from models.model import PropensityModel
 from models.units import NO_TIME
+from offerdata.attributes import read_attributes
 from offerdata.loader import load_history
 from offerdata.tables import read_table
 from runtime.decisions.scoring import feature_rows, predict
@@ -64,13 +65,37 @@ def profiles(setup: DecisionSetup, data_dir: str | os.PathLike[str], hist: Histo
     """Each member's profile from the ``members`` table, aligned with ``hist.member_ids``."""
     frame = read_table(data_dir, "members", columns=["member_id", "birth_month", "segment", "channels"])
     frame = frame.set_index(frame["member_id"].astype(str)).reindex(hist.member_ids.astype(str))
+    attributes = member_attributes(data_dir, hist.member_ids.astype(str))
     out = []
-    for joined, (_, row) in zip(hist.joined_at.tolist(), frame.iterrows(), strict=True):
+    for i, (joined, (_, row)) in enumerate(zip(hist.joined_at.tolist(), frame.iterrows(), strict=True)):
         channels = row["channels"]
         out.append(MemberProfile(
             fingerprint=setup.fingerprint, joined_at=None if joined == NO_TIME else int(joined),
             segment=_opt_str(row["segment"]), birth_month=_opt_int(row["birth_month"]),
-            channels=None if _opt_str(channels) is None else split_list(channels)))
+            channels=None if _opt_str(channels) is None else split_list(channels),
+            attributes=None if attributes is None else attributes[i]))
+    return out
+
+
+def member_attributes(data_dir: str | os.PathLike[str], member_ids: np.ndarray
+                      ) -> list[tuple[tuple[str, str | float], ...]] | None:
+    """Each member's ``attr_*`` values as (name, value) pairs, aligned with ``member_ids``;
+    None when the members table has no attribute column (nothing to store)."""
+    frame = read_attributes(data_dir)
+    names = [c for c in frame.columns if c != "member_id"]
+    if not names:
+        return None
+    frame = frame.set_index(frame["member_id"].astype(str)).reindex(member_ids)
+    columns = [(name, frame[name].to_numpy(dtype=object)) for name in names]
+    out = []
+    for i in range(len(frame)):
+        pairs = []
+        for name, values in columns:
+            v = values[i]
+            if v is None or (not isinstance(v, str) and pd.isna(v)):
+                continue
+            pairs.append((name, v if isinstance(v, str) else float(v)))
+        out.append(tuple(pairs))
     return out
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from models.model import ArtifactError, PropensityModel
 from models.registry import Registry, RegistryError
+from models.uplift import UpliftModel, load_serving_model
 from runtime.errors import OffersRuntimeError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class ModelRejected(OffersRuntimeError):
 class ServingModel:
     """A loaded, warmed model and when it started serving."""
 
-    model: PropensityModel
+    model: PropensityModel | UpliftModel
     version: str
     loaded_at: datetime
     load_ms: float
@@ -88,7 +89,7 @@ class ReloadResult:
 class ModelHolder:
     """Holds, checks and swaps one worker's serving model (see the module docstring)."""
 
-    def __init__(self, registry: Path, warm: Callable[[PropensityModel], None],
+    def __init__(self, registry: Path, warm: Callable[[PropensityModel | UpliftModel], None],
                  on_swap: Callable[[ServingModel], None] | None = None,
                  on_reject: Callable[[str | None, str], None] | None = None,
                  check_interval: float = CHECK_INTERVAL, clock: Callable[[], float] = time.monotonic,
@@ -137,7 +138,7 @@ class ModelHolder:
     def _load(self, version: str) -> ServingModel:
         started = time.perf_counter()
         try:
-            model = PropensityModel.load(self.registry().path(version))
+            model = load_serving_model(self.registry().path(version))
             self._warm(model)
         except (ArtifactError, RegistryError, OSError, ValueError) as exc:
             self._rejected[version] = str(exc)

@@ -5,7 +5,8 @@ any number of members at one moment::
 
     request -> ONE read (state, cached scores, budgets, history records, profile)
             -> cached scores for (model version, channel, candidates), else features from
-               the members' history records + model.predict (+ pred_contrib to explain)
+               the members' history records + model.predict (+ pred_contrib to explain);
+               an uplift model scores uplift and propensity from the profiles' attributes
             -> decide_members() (models.decision)
             -> ONE write (reservations, coupons, score cache: runtime.coupons.issuance)
             -> the decision log (runtime.decisions.decision_log)
@@ -43,8 +44,10 @@ import numpy as np
 from models.decision import Excluded, decide_members
 from models.features import FEATURE_NAMES, History
 from models.features.online import history_from_records
+from models.model import PropensityModel
 from models.policy import seed_for
 from models.units import NO_TIME
+from models.uplift import UpliftModel
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions.catalog_change import CatalogUpgrader
 from runtime.decisions.decision_log import DecisionLog
@@ -58,7 +61,14 @@ from runtime.decisions.outcome import (
     DecisionRequest,
     Outcome,
 )
-from runtime.decisions.scoring import expand, expand_contributions, feature_rows, predict, stack
+from runtime.decisions.scoring import (
+    expand,
+    expand_contributions,
+    feature_rows,
+    predict,
+    stack,
+    uplift_scores,
+)
 from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.drift import DriftMonitor
 from runtime.errors import NotReady
@@ -271,8 +281,9 @@ class DecisionPipeline:
         moment = self.setup.moment(req.as_of)
         local, now = moment.local, moment.epoch
         universe = self.setup.universe(local)
-        slot = (universe.slot(serving.version, req.channel)
-                if serving is not None and req.as_of is None and len(universe.scorable) else None)
+        by_uplift = serving is not None and isinstance(serving.model, UpliftModel)
+        slot = (universe.slot(serving.version, req.channel)  # uplift scores are not cached: cheap to compute
+                if serving is not None and not by_uplift and req.as_of is None and len(universe.scorable) else None)
         bundles, budgets, degraded = self._read(member_ids, slot)
         degraded = self._check_generation(bundles[:1]) or degraded
         withheld = [self.limits.withheld(b) for b in bundles]
@@ -286,11 +297,17 @@ class DecisionPipeline:
         inputs = member_inputs(self.setup, hist, local, [m.profile for m in members], [m.state for m in members])
 
         n = len(members)
-        props = contrib = None
+        props = contrib = uplift = None
         full: np.ndarray | None = None
         scores = ["none"] * n
         caches: list[CacheWrite | None] = [None] * n
-        if serving is not None and len(universe.scorable):
+        model = serving.model if serving is not None else None
+        if isinstance(model, UpliftModel):
+            full, by_offer, scored = uplift_scores(model, universe, [m.profile for m in members])
+            scores = ["computed" if s else "none" for s in scored.tolist()]
+            if scored.any():
+                props, uplift = full[:, keep], by_offer[:, keep]
+        elif serving is not None and isinstance(model, PropensityModel) and len(universe.scorable):
             full = np.full((n, len(universe.offer_ids)), np.nan)
             todo = []
             for i, (m, inp) in enumerate(zip(members, inputs, strict=True)):
@@ -304,14 +321,14 @@ class DecisionPipeline:
                     todo.append(i)
             if todo:
                 X = feature_rows(self.setup, hist, np.asarray(todo), universe, local, req.channel,
-                                 serving.model.program)
-                computed = predict(serving.model, X, len(todo))
+                                 model.program)
+                computed = predict(model, X, len(todo))
                 if self.drift is not None and commit_it and req.as_of is None:  # live traffic only
-                    self.drift.observe(serving.version, serving.model.metadata.get("reference"),
-                                       serving.model.feature_names, X, computed.ravel())
+                    self.drift.observe(serving.version, model.metadata.get("reference"),
+                                       model.feature_names, X, computed.ravel())
                 full[todo] = expand(universe, computed)
                 if req.explain:
-                    contrib = expand_contributions(universe, serving.model.contributions(X), n, todo)[:, keep]
+                    contrib = expand_contributions(universe, model.contributions(X), n, todo)[:, keep]
                 for i, row in zip(todo, computed, strict=True):
                     scores[i] = "computed"
                     bundle = members[i].bundle
@@ -326,7 +343,7 @@ class DecisionPipeline:
                                    as_of=local, channel=req.channel, counters=counters,
                                    budgets=self.limits.usage(budgets if degraded is None else None),
                                    contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
-                                   seeds=seeds, max_offers=req.n)
+                                   seeds=seeds, max_offers=req.n, uplift=uplift)
         issued: Sequence[Sequence[Issued] | None] = [None] * n
         if degraded != STORE_UNAVAILABLE:
             requests = [self.limits.requests(d, now, w) for d, w in zip(decisions, withheld, strict=True)]

@@ -8,6 +8,10 @@ decisions), so a batch computes one feature matrix and makes one model call per 
 Only the candidates the model can score (the contract offers of the
 :class:`~runtime.decisions.setup.Universe`) get rows; the program's own offers get NaN
 (the decision core then falls back to popularity or the member's mean propensity).
+
+An uplift model (:class:`models.uplift.UpliftModel`) scores from the members' ``attr_*``
+attributes kept in their profiles, not from history: :func:`uplift_scores` gives each member
+the treated-arm probability and the uplift of every offer the model knows.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import pandas as pd
 from models.features import History, channel_codes, compute_features
 from models.model import PropensityModel
 from models.program import Program
+from models.uplift import UpliftModel
 from runtime.decisions.setup import DecisionSetup, Universe
+from runtime.stores import MemberProfile
 
 
 def stack(histories: Sequence[History]) -> History:
@@ -104,3 +110,27 @@ def expand_contributions(universe: Universe, contributions: np.ndarray, n_member
     if k:
         out[np.asarray(rows)[:, None], universe.scorable[None, :]] = contributions.reshape(len(rows), k, width)
     return out
+
+
+def uplift_scores(model: UpliftModel, universe: Universe, profiles: Sequence[MemberProfile | None]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(p_treated, uplift, scored)`` of an uplift model for members with these profiles.
+
+    The first two are (members x universe offers) arrays, NaN for offers the model has no
+    learner for and for members without attributes (``scored`` False: nothing to score them
+    from, so they get the cold-start policy). One model call per offer for all the members.
+    """
+    n, k = len(profiles), len(universe.offer_ids)
+    props, uplift = np.full((n, k), np.nan), np.full((n, k), np.nan)
+    scored = np.array([p is not None and p.attributes is not None for p in profiles], dtype=bool)
+    rows = np.flatnonzero(scored)
+    cols = [(j, o) for j, o in enumerate(universe.offer_ids) if o in model.learners]
+    if not len(rows) or not cols:
+        return props, uplift, np.zeros(n, dtype=bool)
+    frame = pd.DataFrame([{"member_id": str(i), **dict(getattr(profiles[i], "attributes", None) or ())}
+                          for i in rows.tolist()])
+    X = model.features(frame).to_numpy(dtype=np.float64)
+    for j, offer in cols:
+        u, p = model.predict_offer(offer, X)
+        uplift[rows, j], props[rows, j] = u, p
+    return props, uplift, scored

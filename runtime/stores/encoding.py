@@ -29,6 +29,7 @@ Member profile hash fields (all optional but ``fp``)::
     sg               segment
     bm               birth month 1-12
     ch               channels opted in to, ``|``-separated ("" = none; absent = unknown)
+    at               attr_* attributes as a compact JSON object (absent: none), for uplift models
 
 The history itself is a compressed base plus appended fixed-width records (:mod:`models.features.online`).
 
@@ -240,7 +241,23 @@ def encode_profile(profile: MemberProfile) -> dict[bytes, bytes]:
         fields[b"bm"] = str(int(profile.birth_month)).encode()
     if profile.channels is not None:
         fields[b"ch"] = "|".join(profile.channels).encode()
+    if profile.attributes:
+        fields[b"at"] = json.dumps(dict(profile.attributes), separators=(",", ":"), allow_nan=False).encode()
     return fields
+
+
+def _attributes(raw: bytes | None) -> tuple[tuple[str, str | float], ...] | None:
+    """The (name, value) pairs of a profile's ``at`` field; None when absent or unreadable."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return tuple((str(k), v if isinstance(v, str) else float(v)) for k, v in data.items()
+                 if isinstance(v, (str, int, float)) and not isinstance(v, bool))
 
 
 def decode_profile(fields: Mapping[bytes, bytes] | None) -> MemberProfile | None:
@@ -254,6 +271,7 @@ def decode_profile(fields: Mapping[bytes, bytes] | None) -> MemberProfile | None
         segment=fields[b"sg"].decode() if b"sg" in fields else None,
         birth_month=_int(fields.get(b"bm")),
         channels=None if channels is None else tuple(c for c in channels.decode().split("|") if c),
+        attributes=_attributes(fields.get(b"at")),
     )
 
 

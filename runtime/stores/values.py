@@ -149,7 +149,9 @@ class MemberProfile:
     catalog the records were written under (they are only valid with it); the others
     are the member attributes eligibility reads. ``joined_at`` is in local program
     seconds, like the records' times. ``channels`` None means unknown (no channel is
-    ruled out), as in the data contract.
+    ruled out), as in the data contract. ``attributes`` are the member's typed ``attr_*``
+    columns as (name, value) pairs (numbers as floats, categories as strings; missing
+    values left out), which uplift models score from; None when the data has none.
     """
 
     fingerprint: str
@@ -157,6 +159,7 @@ class MemberProfile:
     segment: str | None = None
     birth_month: int | None = None
     channels: tuple[str, ...] | None = None
+    attributes: tuple[tuple[str, str | float], ...] | None = None
 
 
 @dataclass(frozen=True)

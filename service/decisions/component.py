@@ -30,10 +30,12 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from models.features import History
 from models.features.online import history_from_records, records_from_history
 from models.model import PropensityModel
+from models.uplift import UpliftModel
 from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
 from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.materialize import load_members, materialize
@@ -172,10 +174,15 @@ class DecisionsComponent:
         return DecisionLog(writer, self.state.metrics)
 
     # -- the model ---------------------------------------------------------------------------
-    def _warm(self, model: PropensityModel) -> None:
+    def _warm(self, model: PropensityModel | UpliftModel) -> None:
         """Score a real feature matrix once, so the first request does not pay for it."""
         setup = self.setup
         assert setup is not None
+        if isinstance(model, UpliftModel):  # attributes, not history: score a member without any
+            X = model.features(pd.DataFrame({"member_id": ["warm-up"]})).to_numpy(dtype=np.float64)
+            for offer in model.offer_ids:
+                model.predict_offer(offer, X)
+            return
         as_of = setup.moment().local
         universe = setup.universe(as_of)
         if not len(universe.scorable):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from models.registry import Registry
-from training.uplift.artifact import UpliftModel, load_uplift
+from models.uplift import UpliftModel, load_uplift
 from training.uplift.data import load_units
 from training.uplift.metrics import auuc, qini, targeted_value, uplift_at_k
 
@@ -129,7 +129,7 @@ def evaluate_uplift(data_dir: str | Path, registry: str | Path, version: str = "
         if u.empty:
             continue
         X = features.reindex(u["member_id"].to_numpy()).to_numpy(dtype=np.float64)
-        uplift, propensity = model.predict(offer_id, X)
+        uplift, propensity = model.predict_offer(offer_id, X)
         spec = model.metadata["offers"][offer_id]
         value = (spec.get("value_minor") or 0) / 100.0
         cost = (spec.get("send_cost_minor") or 0) / 100.0
@@ -139,6 +139,6 @@ def evaluate_uplift(data_dir: str | Path, registry: str | Path, version: str = "
     if len(economics) > 1:
         members = units.frame["member_id"].unique()
         X = features.reindex(members).to_numpy(dtype=np.float64)
-        scores = {o: model.predict(o, X)[0] for o in economics}
+        scores = {o: model.predict_offer(o, X)[0] for o in economics}
         result["multi_offer"] = multi_offer_policy(units.frame, scores, economics, members, reps, seed)
     return result

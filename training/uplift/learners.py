@@ -12,13 +12,14 @@ propensity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
-Method = Literal["t_learner", "class_transformation"]
+from models.uplift import Method
+from models.uplift import UpliftLearner as ServedLearner
+
 PARAMS: dict[str, Any] = {"objective": "binary", "learning_rate": 0.05, "min_data_in_leaf": 200,
                           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                           "lambda_l2": 10.0, "verbose": -1, "seed": 1, "num_threads": 1, "max_bin": 63}
@@ -32,12 +33,8 @@ def _fit(X: np.ndarray, y: np.ndarray, params: dict[str, Any], rounds: int, name
     return lgb.train(params, data, num_boost_round=rounds)
 
 
-@dataclass
-class UpliftLearner:
-    """One offer's fitted uplift model: its method and boosters (``treated``, ``control`` or ``z``)."""
-
-    method: Method
-    boosters: dict[str, lgb.Booster] = field(default_factory=dict)
+class UpliftLearner(ServedLearner):
+    """:class:`models.uplift.UpliftLearner` with its fitting (serving only predicts)."""
 
     @classmethod
     def fit(cls, method: Method, X: np.ndarray, t: np.ndarray, y: np.ndarray, names: list[str],
@@ -54,10 +51,3 @@ class UpliftLearner:
             weight = np.where(treated, 0.5 / p, 0.5 / (1 - p))
             boosters["z"] = _fit(X, z, params, rounds, names, categorical, weight)
         return cls(method, boosters)
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(uplift, p_treated)`` for the rows of ``X``."""
-        p1 = np.asarray(self.boosters["treated"].predict(X), dtype=float)
-        if self.method == "t_learner":
-            return p1 - np.asarray(self.boosters["control"].predict(X), dtype=float), p1
-        return 2.0 * np.asarray(self.boosters["z"].predict(X), dtype=float) - 1.0, p1

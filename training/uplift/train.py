@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 
 from models.registry import Registry
+from models.uplift import Method, UpliftModel
+from models.uplift import UpliftLearner as ServedLearner
 from training.train import TrainingError
-from training.uplift.artifact import UpliftModel
 from training.uplift.data import encode, load_units
-from training.uplift.learners import Method, UpliftLearner
+from training.uplift.learners import UpliftLearner
 from training.uplift.metrics import auuc, qini, uplift_at_k
 
 #: (method, num_leaves, rounds): the candidates cross-validation chooses among.
@@ -84,7 +85,7 @@ def train_uplift(data_dir: str | Path, registry: str | Path, folds: int = 4, see
     if not names:
         raise UpliftTrainingError(f"{data_dir}: members carry no attr_* attributes to model uplift on")
     categorical = [n for n in names if n in categories]
-    learners: dict[str, UpliftLearner] = {}
+    learners: dict[str, ServedLearner] = {}
     selection: dict[str, dict[str, Any]] = {}
     offers_meta: dict[str, dict[str, Any]] = {}
     for offer in units.offers.itertuples():
