@@ -47,7 +47,7 @@ def test_targeted_value_is_starbucks_irr_and_nir() -> None:
     assert v["nir"] == pytest.approx(10 * 1 - 0.15 * 2 - 10 * 1)
 
 
-def small_experiment(n: int, seed: int) -> Experiment:
+def small_experiment(n: int, seed: int, send_cost_minor: int = 15) -> Experiment:
     """Members whose response to the offer depends on attr_x: only x > 0 respond to treatment."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
@@ -57,7 +57,7 @@ def small_experiment(n: int, seed: int) -> Experiment:
                           "attr_kind": np.where(rng.random(n) < 0.5, "a", "b"),
                           "offer": np.where(treated, "promo", None), "outcome": rng.random(n) < p,
                           "amount_minor": 1000})
-    return Experiment("toy", units, (ExperimentOffer("promo", "Promo", 15, 1000),), pd.Timestamp("2020-01-01"),
+    return Experiment("toy", units, (ExperimentOffer("promo", "Promo", send_cost_minor, 1000),), pd.Timestamp("2020-01-01"),
                       7, {"treatment": 0.5, "control": 0.5}, program_yaml("toy"))
 
 

@@ -4,7 +4,7 @@ One decision::
 
     {"decision_id", "model_version", "as_of", "placement", "member": {tier state, progress},
      "offers": [{offer_id, rank, kind, title, text, value, value_unit, value_display,
-                 propensity, priority, explored,
+                 propensity, uplift, priority, net_value, send_cost, explored,
                  probability, tier_promo, reasons, requires_coupon, coupon_code?,
                  coupon_display?, expires_at?}],
      "excluded": [{offer_id, reason}], "holdout", "policy", "scores", "history",
@@ -12,7 +12,10 @@ One decision::
 
 An offer's ``value`` is in the unit ``value_unit`` names (``currency_minor``: minor units
 of the program's money; ``percent``; ``multiplier``; ``points``), and ``value_display`` is
-the same for people. Money in the member's tier state is in the metric's unit (minor units
+the same for people. ``priority`` is the expected net value of sending the offer in minor
+units (``net_value`` in major units): uplift x value - cost for an uplift model (``uplift`` its
+incremental conversion probability, null for propensity models), propensity x value - cost
+otherwise; ``send_cost`` is what one send costs, in major units. Money in the member's tier state is in the metric's unit (minor units
 for spend programs, with ``metric_display`` beside it); ``progress`` is the share of the next tier's threshold reached (1 at the top).
 Times are RFC 3339: decision times in UTC, tier dates with the program zone's offset.
 """
@@ -102,8 +105,10 @@ def offer_json(program: Program, item: IssuedOffer) -> dict[str, Any]:
     out: dict[str, Any] = {
         "offer_id": o.offer_id, "rank": item.rank, "kind": o.kind, "title": o.title, "text": o.text,
         "value": o.value, "value_unit": value_unit(o.kind),
-        "value_display": value_display(program, o.kind, o.value), "propensity": round(o.propensity, 6), "priority": round(o.priority, 6),
-        "explored": o.explored, "probability": round(o.probability, 6), "tier_promo": o.tier_promo,
+        "value_display": value_display(program, o.kind, o.value), "propensity": round(o.propensity, 6),
+        "uplift": None if o.uplift is None else round(o.uplift, 6), "priority": round(o.priority, 6),
+        "net_value": round(o.priority / program.currency.minor_units, 4),
+        "send_cost": o.send_cost_minor / program.currency.minor_units, "explored": o.explored, "probability": round(o.probability, 6), "tier_promo": o.tier_promo,
         "reasons": list(o.reasons), "requires_coupon": o.requires_coupon,
     }
     if item.coupon is not None:

@@ -71,7 +71,12 @@ OFFER_SCHEMA: dict[str, Any] = {
                           "description": "`value` as a member reads it (\"$1.50\", \"20%\", \"2x\", "
                                          "\"500 stars\"); null when the face value is unknown."},
         "propensity": {"type": "number", "description": "Calibrated redemption probability (or the fallback's)."},
-        "priority": {"type": "number", "description": "Arbitration score: propensity x value x levers."},
+        "priority": {"type": "number", "description": "Arbitration score, the expected net value of the send in "
+                     "minor units: propensity x value x levers - cost, or uplift x value - cost for uplift models."},
+        "uplift": {"type": ["number", "null"], "description": "Incremental conversion probability from an uplift "
+                   "model; null for propensity models."},
+        "net_value": {"type": "number", "description": "priority in major money units."},
+        "send_cost": {"type": "number", "description": "What one send costs, in major money units."},
         "explored": {"type": "boolean", "description": "Whether exploration (not the greedy rank) chose it."},
         "probability": {"type": "number", "description": "Probability the policy chose this offer in its slot."},
         "tier_promo": {**_NULLABLE_STR, "description": "The tier mechanic the offer applies for this member: "
@@ -107,7 +112,9 @@ DECISION_SCHEMA: dict[str, Any] = {
                          "offer_id": {"type": "string", "description": "The offer left out."},
                          "reason": {"type": "string", "description": "Why, e.g. CHANNEL_NOT_ELIGIBLE, "
                                                                      "MEMBER_CAP_REACHED, DIVERSITY_LIMIT, OFFER_CONTROL "
-                                                                     "(the offer's control group), HOLDOUT."}}}},
+                                                                     "(the offer's control group), HOLDOUT, "
+                                                                     "COST_EXCEEDS_VALUE (sending it would cost more "
+                                                                     "than it is expected to earn)."}}}},
         "holdout": {"type": "boolean", "description": "Whether the member is in the control group (policy "
                                                       "holdout)."},
         "policy": {"type": "string", "enum": ["personalised", "cold_start", "holdout"],
