@@ -85,3 +85,34 @@ def select(candidates: dict[str, dict[str, Any]], default: str = "binary_monoton
     se = float(np.sqrt(max(base["hit@1"] * (1 - base["hit@1"]), 1e-9) / max(base["groups"], 1)))
     best = max(candidates, key=lambda k: candidates[k]["val"]["hit@1"])
     return best if candidates[best]["val"]["hit@1"] > base["hit@1"] + se else default
+
+
+#: The bar of the ranking floor: the product-spend heuristic as the evaluation scores it (random tie order).
+HEURISTIC_BAR = "product_spend"
+#: The within-member ranking measures a served candidate must not lose on against the heuristic.
+FLOOR_METRICS = ("hit@1", "hit@3")
+
+
+def below(candidate: dict[str, Any], bar: dict[str, Any], metrics: tuple[str, ...] = FLOOR_METRICS) -> list[str]:
+    """The measures on which ``candidate`` ranks below ``bar`` (both pooled validation figures)."""
+    return [m for m in metrics if float(candidate[m]) < float(bar[m])]
+
+
+def floor(figures: dict[str, dict[str, Any]], variant: str) -> tuple[str, str]:
+    """The candidate to serve under the ranking floor, and why.
+
+    ``figures`` holds pooled validation rankings of the chosen tree ``variant``, ``blend``,
+    ``heuristic`` (served: spend, ties broken by the trees) and :data:`HEURISTIC_BAR`.
+    The variant is served as is only when it is not below the heuristic on hit@1 or hit@3;
+    otherwise the blend, when it is not below on either; otherwise the heuristic itself. A
+    model that ranks one member's offers worse than their spend on its products is not shipped.
+    """
+    bar = figures[HEURISTIC_BAR]
+    lost = below(figures[variant], bar)
+    if not lost:
+        return variant, f"{variant} is not below the heuristic on {' or '.join(FLOOR_METRICS)} in validation"
+    blend_lost = below(figures["blend"], bar)
+    if not blend_lost:
+        return "blend", f"{variant} is below the heuristic on {', '.join(lost)}; the blend is not"
+    return "heuristic", (f"{variant} is below the heuristic on {', '.join(lost)} and the blend on "
+                         f"{', '.join(blend_lost)}")

@@ -39,14 +39,14 @@ from tqdm.auto import tqdm
 
 from models.errors import OffersError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, compute_features
-from models.model import Calibration, PropensityModel
+from models.model import Calibration, PropensityModel, StackedCalibration, log_spend, logit
 from models.program import Program, ProgramConfigError, load_program
 from models.registry import Registry
 from training.baselines import baseline_scores
 from training.dataset import Dataset, load_dataset
 from training.drift_reference import model_reference
 from training.metrics import ranking, summarize
-from training.selection import pooled_ranking, select, validation_folds
+from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
 
 PARTITION_MEMBERS = 20_000
 MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
@@ -56,6 +56,8 @@ SEARCH_ROWS = 1_000_000     # candidate fits (model selection) use at most this 
 #: Above this many rows LightGBM's "advanced" monotone method costs minutes per fit; "intermediate"
 #: is nearly as tight and much cheaper (LightGBM docs: advanced "may slow the library").
 ADVANCED_MONOTONE_ROWS = 500_000
+#: The trees' weight in the served heuristic: only breaks ties between offers of equal spend.
+TIE_BREAK = 1e-9
 
 #: Features whose effect on redemption must be non-decreasing (+1) or non-increasing (-1).
 MONOTONE = {
@@ -187,10 +189,9 @@ def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.n
 
 
 def _platt(raw: np.ndarray, y: np.ndarray, w: np.ndarray) -> Calibration:
-    raw = np.clip(raw, 1e-7, 1 - 1e-7)
-    z = np.log(raw / (1 - raw)).reshape(-1, 1)
-    lr = LogisticRegression(C=1e6).fit(z, y, sample_weight=w)
-    return Calibration(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+    """Platt scaling of out-of-sample raw scores: a logistic regression on their logit."""
+    coef, intercept = _logistic(logit(raw).reshape(-1, 1), y, w)
+    return Calibration(a=float(coef[0]), b=intercept)
 
 
 def _search_rows(fit: np.ndarray, limit: int = SEARCH_ROWS, seed: int = 0) -> np.ndarray:
@@ -208,17 +209,9 @@ def _search_rows(fit: np.ndarray, limit: int = SEARCH_ROWS, seed: int = 0) -> np
     return keep
 
 
-def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
-                   progress: bool = False) -> tuple[PropensityModel, dict[str, Any]]:
-    """Fit the candidates on expanding-window folds, select, calibrate on the latest block, refit."""
-    y = train["label"].to_numpy()
-    w = train["weight"].to_numpy() if "weight" in train else np.ones(len(train))
-    folds = validation_folds(train["exposed_at"], y)
-    if not folds:
-        raise TrainingError("the validation block needs redemptions on both sides of its start")
-    last = folds[-1]
-    val = last.validation
-    groups = _groups(train)
+def _fit_variants(X: np.ndarray, y: np.ndarray, w: np.ndarray, folds: list[Fold], groups: np.ndarray,
+                  progress: bool) -> dict[str, dict[str, Any]]:
+    """Each LightGBM variant early-stopped on every fold; its out-of-sample scores and pooled ranking."""
     variants = [("binary_monotone", True), ("binary", False)]
     candidates: dict[str, dict[str, Any]] = {}
     with tqdm(total=len(variants) * len(folds), desc="fit", disable=not progress) as bar:
@@ -235,21 +228,103 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
                                    **ranking(y[fold.validation], raw, groups[fold.validation])})
                 bar.update()
             pooled = ranking(*pooled_ranking(folds, y, groups, fold_scores))
-            candidates[name] = {"booster": booster, "raw_val": fold_scores[-1], "folds": fold_stats,
+            candidates[name] = {"booster": booster, "fold_scores": fold_scores, "folds": fold_stats,
                                 "val": pooled | {"best_iteration": booster.best_iteration}}
-    chosen = select(candidates)
-    best = candidates[chosen]
+    return candidates
+
+
+def _logistic(columns: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """An (almost) unregularised weighted logistic regression: its coefficients and intercept."""
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(columns, y, sample_weight=w)
+    return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
+
+
+def fit_blend(raw: np.ndarray, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> StackedCalibration:
+    """The blend: a logistic layer over [logit(raw), log1p(product_spend)] fitted on out-of-sample scores.
+
+    ``raw`` must come from models that never saw these rows (a validation block), so the
+    weights, and the calibration they imply, are honest for the refit model.
+    """
+    coef, intercept = _logistic(np.column_stack([logit(raw), log_spend(X)]), y, w)
+    return StackedCalibration(a=float(coef[0]), c=float(coef[1]), b=intercept, method="blend")
+
+
+def fit_heuristic(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> StackedCalibration:
+    """The heuristic as a served model: calibrated log1p(product_spend), the trees only breaking ties.
+
+    Many offers share a spend (most often 0); a weight of :data:`TIE_BREAK` on the trees' logit
+    orders those by the model instead of arbitrarily, and is far too small to reorder two
+    offers whose spends differ (a cent at $100,000 still outweighs it).
+    """
+    coef, intercept = _logistic(log_spend(X).reshape(-1, 1), y, w)
+    return StackedCalibration(a=TIE_BREAK, c=float(coef[0]), b=intercept, method="heuristic")
+
+
+def _served_logit(calibration: Calibration | StackedCalibration, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """The served score's log-odds (ranking-equivalent to the served probability)."""
+    if isinstance(calibration, StackedCalibration):
+        return calibration.logit(raw, X)
+    return calibration.a * logit(raw) + calibration.b
+
+
+def _floor_candidates(folds: list[Fold], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                      fold_scores: list[np.ndarray],
+                      calibrations: dict[str, StackedCalibration]) -> dict[str, dict[str, Any]]:
+    """Pooled validation ranking of the blend, the served heuristic and the bare heuristic (the floor).
+
+    Each block is scored from its own fold's out-of-sample tree scores. ``product_spend`` is
+    the heuristic as the evaluation scores it (ties in random order): the bar every served
+    candidate is held to.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, cal in calibrations.items():
+        scores = [_served_logit(cal, raw, X[f.validation]) for f, raw in zip(folds, fold_scores, strict=True)]
+        out[name] = ranking(*pooled_ranking(folds, y, groups, scores))
+    spend = [log_spend(X[f.validation]) for f in folds]
+    out[HEURISTIC_BAR] = ranking(*pooled_ranking(folds, y, groups, spend))
+    return out
+
+
+def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
+                   progress: bool = False) -> tuple[PropensityModel, dict[str, Any]]:
+    """Fit the candidates on expanding-window folds, select, calibrate on the latest block, refit.
+
+    The candidates are the LightGBM variants, the blend and the product-spend heuristic
+    (both stacked on the chosen variant's out-of-sample scores); :func:`training.selection.floor`
+    keeps a variant only if it does not rank below the heuristic on the validation folds.
+    """
+    y = train["label"].to_numpy()
+    w = train["weight"].to_numpy() if "weight" in train else np.ones(len(train))
+    folds = validation_folds(train["exposed_at"], y)
+    if not folds:
+        raise TrainingError("the validation block needs redemptions on both sides of its start")
+    last = folds[-1]
+    val = last.validation
+    groups = _groups(train)
+    candidates = _fit_variants(X, y, w, folds, groups, progress)
+    variant = select(candidates)
+    best = candidates[variant]
     # Calibrate on the latest block (scores of a model that never saw it), then refit the
     # chosen variant on every training row for the rounds validated on that block (scaled for
     # the larger sample): the latest block is the most recent data and too valuable to drop.
-    calibration = _platt(best["raw_val"], y[val], w[val])
+    calibrations: dict[str, Calibration | StackedCalibration] = {
+        variant: _platt(best["fold_scores"][-1], y[val], w[val]),
+        "blend": fit_blend(best["fold_scores"][-1], X[val], y[val], w[val]),
+        "heuristic": fit_heuristic(X[val], y[val], w[val]),
+    }
+    stacked = {k: c for k, c in calibrations.items() if isinstance(c, StackedCalibration)}
+    figures = {variant: best["val"], **_floor_candidates(folds, X, y, groups, best["fold_scores"], stacked)}
+    chosen, reason = floor(figures, variant)
     rounds = max(1, round(best["booster"].best_iteration * REFIT_ROUNDS_FACTOR))
-    booster = _fit(X, y, w, np.ones(len(y), dtype=bool), None, chosen == "binary_monotone", rounds)
-    selection = {"chosen": chosen, "validation_start": str(last.start.date()), "refit_rounds": rounds,
+    booster = _fit(X, y, w, np.ones(len(y), dtype=bool), None, variant == "binary_monotone", rounds)
+    selection = {"chosen": chosen, "variant": variant, "reason": reason,
+                 "validation_start": str(last.start.date()), "refit_rounds": rounds,
                  "search_rows": int(_search_rows(last.fit).sum()), "refit_rows": len(y),
-                 "candidates": {k: v["val"] for k, v in candidates.items()},
+                 "candidates": {k: v["val"] for k, v in candidates.items()}
+                 | {k: v for k, v in figures.items() if k != variant},
+                 "calibrations": {k: c.to_json() for k, c in calibrations.items()},
                  "folds": {k: v["folds"] for k, v in candidates.items()}}
-    return PropensityModel(booster=booster, calibration=calibration), selection
+    return PropensityModel(booster=booster, calibration=calibrations[chosen]), selection
 
 
 def evaluate_rows(ds: Dataset, rows: pd.DataFrame, X: np.ndarray, model: PropensityModel,
@@ -351,6 +426,7 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
                  "test_before_sampling": n_test_all},
         "params": {k: v for k, v in BASE_PARAMS.items()},
         "variant": selection["chosen"],
+        "booster_variant": selection["variant"],
         "headline_metrics": heads,
         "metrics": _jsonable(metrics),
         "reference": reference,
