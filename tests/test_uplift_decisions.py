@@ -3,11 +3,14 @@ champion decides in ``offers batch`` and in the service (as an app, over a real 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from click.testing import CliRunner
 
 from models.decision import decide
@@ -15,9 +18,21 @@ from offerdata.experiments.contract import write_experiment
 from offers_cli.main import cli
 from runtime.stores import MemberProfile
 from runtime.stores.encoding import decode_profile, encode_profile
+from tests.conftest import free_port
 from tests.decision_helpers import AS_OF, catalog, member, offer, program
 from tests.decisions_env import close_app, start_app
-from tests.service_helpers import ALL_KEYS, DECISIONS_KEY, make_settings
+from tests.service_helpers import (
+    ALL_KEYS,
+    DECISIONS_KEY,
+    ROOT,
+    gunicorn_args,
+    make_settings,
+    service_env,
+    start_process,
+    stop_process,
+    wait_until_healthy,
+)
+from tests.test_decisions_gunicorn import wait_ready
 from tests.test_uplift import small_experiment
 from training.uplift.data import load_units
 from training.uplift.metrics import targeted_value
@@ -142,3 +157,37 @@ def test_the_service_decides_with_an_uplift_champion_over_redis(trained: tuple[P
         assert {"offer_id": "promo", "reason": "COST_EXCEEDS_VALUE"} in no["excluded"]
     finally:
         close_app(app)
+
+
+def test_gunicorn_workers_serve_an_uplift_champion(trained: tuple[Path, Path, Path], tmp_path: Path,
+                                                   redis_url: str) -> None:
+    """The real CLI materializes the attributes into Redis; two gunicorn workers load the uplift
+    champion after the fork and decide from them."""
+    _, test, reg = trained
+    clock = (test / "decision_moment.txt").read_text().strip()
+    environ = service_env(tmp_path, REDIS_URL=redis_url, OFFERS_API_KEYS=ALL_KEYS, OFFERS_WORKERS="2",
+                          OFFERS_DATA=str(test), OFFERS_REGISTRY=str(reg), OFFERS_CLOCK=clock)
+    done = subprocess.run([sys.executable, "-m", "offers_cli.main", "materialize", "--data", str(test),
+                           "--registry", str(reg)], env=environ, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "uplift model" in done.stdout
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    proc = start_process(gunicorn_args(port), environ, log)
+    base = f"http://127.0.0.1:{port}"
+    members = pd.read_parquet(test / "members.parquet").sort_values("attr_x")
+    try:
+        wait_until_healthy(base, proc, log)
+        wait_ready(base)
+        session = requests.Session()
+        seen = {}
+        for member_id in [*members["member_id"].head(10), *members["member_id"].tail(10)]:
+            resp = session.post(base + "/v1/decisions", json={"member_id": member_id, "channel": "email"},
+                                headers=DECIDE, timeout=10)
+            assert resp.status_code == 200, resp.text
+            seen[member_id] = [o["offer_id"] for o in resp.json()["offers"]]
+        assert all(seen[m] == [] for m in members["member_id"].head(10))  # x lowest: the offer does not pay
+        assert all(seen[m] == ["promo"] for m in members["member_id"].tail(10))  # x highest: it does
+    finally:
+        assert stop_process(proc) == 0
