@@ -3,7 +3,8 @@
 An artifact is a directory::
 
     model.txt       LightGBM text model (never a pickle)
-    metadata.json   feature names and order, categorical features, calibration, training
+    metadata.json   feature names and order, categorical features, calibration (Platt, or a
+                    stacked blend/heuristic over ``product_spend``), training
                     window, data fingerprint, metrics, library versions, program-config hash,
                     and the sha256 of model.txt
     program.yaml    the program config the tier features were computed under (optional)
@@ -55,7 +56,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_checked_booster(model_path: Path, expected_sha256: object, names: list[str]) -> lgb.Booster:
+def load_checked_booster(model_path: Path, expected_sha256: object, names: list[str],
+                         objectives: tuple[str, ...] = ("binary",)) -> lgb.Booster:
     """The booster of ``model_path``, loaded only once it is proven loadable.
 
     LightGBM aborts the process on a malformed model file, so the bytes are read once and
@@ -70,7 +72,7 @@ def load_checked_booster(model_path: Path, expected_sha256: object, names: list[
     if expected_sha256 != hashlib.sha256(data).hexdigest():
         raise ArtifactError(f"{model_path}: checksum mismatch (truncated or corrupt model file)")
     try:
-        check_model_text(data, names)
+        check_model_text(data, names, objectives)
         probe_model(data, len(names))
     except (ModelFileError, ProbeFailed) as exc:
         raise ArtifactError(f"{model_path}: not a loadable LightGBM model: {exc}") from exc
@@ -82,7 +84,7 @@ def load_checked_booster(model_path: Path, expected_sha256: object, names: list[
 
 #: The feature a stacked calibration reads beside the trees: the member's past spend on the offer's products.
 SPEND_FEATURE = "product_spend"
-#: Methods of a stacked calibration: the blend of trees and spend, or the spend heuristic (trees as tie-break).
+#: Methods of a stacked calibration: the blend of trees and spend, or the spend heuristic alone.
 STACKED_METHODS = ("blend", "heuristic")
 
 
@@ -131,8 +133,8 @@ class StackedCalibration:
     Fitted by training on out-of-sample validation scores, so the served score is still a
     calibrated probability while the within-member ranking mixes the model with the heuristic
     it must never rank below (docs/training.md, "The ranking floor"). ``method`` is
-    ``blend`` (both weights fitted) or ``heuristic`` (spend only; ``a`` is a tiny tie-break so
-    offers with the same spend, often 0, are ordered by the trees instead of arbitrarily).
+    ``blend`` (both weights fitted) or ``heuristic`` (spend only, ``a`` = 0: one member's offers
+    are ranked exactly as by the heuristic, and equal spends stay tied).
     """
 
     a: float

@@ -133,10 +133,12 @@ def _check_shape(left: list[float], right: list[float], n_leaves: int, where: st
         raise ModelFileError(f"{where}: some nodes or leaves are not reachable from the root")
 
 
-def check_model_text(data: bytes, feature_names: Sequence[str]) -> int:
+def check_model_text(data: bytes, feature_names: Sequence[str], objectives: Sequence[str] = ("binary",)) -> int:
     """Check a LightGBM text model (see the module docstring); the number of trees.
 
-    Raises :class:`ModelFileError` naming the first problem found.
+    ``objectives`` are the objectives the caller expects (their names start the header's
+    ``objective``): binary classifiers by default; an uplift X-learner's effect models are
+    regressions. Raises :class:`ModelFileError` naming the first problem found.
     """
     try:
         text = data.decode("ascii")
@@ -150,8 +152,9 @@ def check_model_text(data: bytes, feature_names: Sequence[str]) -> int:
                 "feature_names", "tree_sizes"):
         if key not in header:
             raise ModelFileError(f"header: {key} is missing")
-    if header["num_class"] != "1" or header["num_tree_per_iteration"] != "1" or not header["objective"].startswith("binary"):
-        raise ModelFileError("header: not a binary model with one tree per iteration")
+    if header["num_class"] != "1" or header["num_tree_per_iteration"] != "1" or \
+            not header["objective"].startswith(tuple(objectives)):
+        raise ModelFileError(f"header: not a {' or '.join(objectives)} model with one tree per iteration")
     if header["feature_names"].split(" ") != list(feature_names) or header["max_feature_idx"] != str(len(feature_names) - 1):
         raise ModelFileError("header: the model's feature names differ from the expected features")
     sizes = [int(v) for v in _numbers(header, "tree_sizes", "header")]

@@ -206,19 +206,13 @@ class Registry:
         so a corrupt model never becomes an alias, and this process never parses it
         before it is proven loadable.
         """
-        from models.model import ArtifactError, PropensityModel, load_checked_booster
+        from models.model import ArtifactError
+        from models.uplift import load_serving_model
 
         version = self.resolve(ref)
         path = self.root / "versions" / version
         try:
-            meta = json.loads((path / "metadata.json").read_text())
-            if isinstance(meta, dict) and meta.get("objective") == "uplift":
-                # an uplift version (training.uplift) holds one or two boosters per offer
-                for spec in meta.get("offers", {}).values():
-                    for entry in spec.get("boosters", {}).values():
-                        load_checked_booster(path / entry["file"], entry["sha256"], list(meta["feature_names"]))
-            else:
-                PropensityModel.load(path)
+            load_serving_model(path)  # a propensity or an uplift model, every booster checked
         except ArtifactError as exc:
             raise RegistryError(f"version {version} cannot be served, so it is not promoted: {exc}") from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:

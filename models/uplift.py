@@ -21,6 +21,9 @@ Learners (``method``):
 * ``class_transformation``: a classifier of z = treated·y + control·(1 - y), weighted by
   inverse arm probabilities; uplift = 2 P(z | x) - 1. A treated-arm classifier is kept beside
   it, so every uplift model also scores a propensity.
+* ``x_learner`` (Künzel et al. 2019): the T-learner's two arm models, then a regression of
+  each arm's imputed effect (treated: y - P(y | x, control); control: P(y | x, treated) - y);
+  uplift = g x effect_control + (1 - g) x effect_treated, with g the treated share.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ from models.model import METADATA_FILE, MODEL_FILE, ArtifactError, load_checked_
 
 OBJECTIVE = "uplift"
 FORMAT_VERSION = "uplift-1"
-Method = Literal["t_learner", "class_transformation"]
+Method = Literal["t_learner", "class_transformation", "x_learner"]
+#: The boosters each method needs, by role.
+ROLES: dict[str, frozenset[str]] = {"t_learner": frozenset({"treated", "control"}),
+                                    "class_transformation": frozenset({"treated", "z"}),
+                                    "x_learner": frozenset({"treated", "control", "effect_treated",
+                                                            "effect_control"})}
 
 
 @dataclass
@@ -49,13 +57,21 @@ class UpliftLearner:
 
     method: Method
     boosters: dict[str, lgb.Booster] = field(default_factory=dict)
+    #: share of units in the treatment arm at training (the X-learner's weight of its two effects)
+    treated_share: float = 0.5
+
+    def _predict(self, role: str, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.boosters[role].predict(X, num_threads=1), dtype=float)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(uplift, p_treated)`` for the rows of ``X`` (single-threaded, as serving requires)."""
-        p1 = np.asarray(self.boosters["treated"].predict(X, num_threads=1), dtype=float)
+        p1 = self._predict("treated", X)
         if self.method == "t_learner":
-            return p1 - np.asarray(self.boosters["control"].predict(X, num_threads=1), dtype=float), p1
-        return 2.0 * np.asarray(self.boosters["z"].predict(X, num_threads=1), dtype=float) - 1.0, p1
+            return p1 - self._predict("control", X), p1
+        if self.method == "x_learner":
+            g = self.treated_share  # randomized arms: the propensity score is this constant
+            return g * self._predict("effect_control", X) + (1 - g) * self._predict("effect_treated", X), p1
+        return 2.0 * self._predict("z", X) - 1.0, p1
 
 
 def encode_attributes(attributes: pd.DataFrame, feature_names: Sequence[str],
@@ -137,7 +153,7 @@ class UpliftModel:
                 files[role] = {"file": rel, "sha256": sha256_file(directory / rel)}
                 manifest.append(f"{files[role]['sha256']}  {rel}  {offer_id}")
             offers[offer_id] = {**self.metadata.get("offers", {}).get(offer_id, {}), "method": learner.method,
-                                "boosters": files}
+                                "treated_share": learner.treated_share, "boosters": files}
         (directory / MODEL_FILE).write_text("\n".join(manifest) + "\n")
         meta = {**self.metadata, "objective": OBJECTIVE, "format_version": FORMAT_VERSION,
                 "feature_names": self.feature_names, "categories": self.categories, "offers": offers}
@@ -167,17 +183,21 @@ def load_uplift(directory: str | os.PathLike[str]) -> UpliftModel:
         categories = {str(k): [str(v) for v in levels] for k, levels in dict(meta.get("categories", {})).items()}
         learners = {}
         for offer_id, spec in dict(meta.get("offers", {})).items():
-            if spec.get("method") not in ("t_learner", "class_transformation"):
+            if spec.get("method") not in ROLES:
                 raise ArtifactError(f"{path.name}: offer {offer_id!r} has an unknown method {spec.get('method')!r}")
             boosters = {}
             for role, entry in dict(spec.get("boosters", {})).items():
                 # checksum, structural check and a child-process first load (a corrupt file
                 # would abort this process inside LightGBM)
-                boosters[str(role)] = load_checked_booster(path / entry["file"], entry["sha256"], names)
-            needed = {"treated", "control"} if spec["method"] == "t_learner" else {"treated", "z"}
+                objectives = ("regression",) if str(role).startswith("effect_") else ("binary",)
+                boosters[str(role)] = load_checked_booster(path / entry["file"], entry["sha256"], names, objectives)
+            needed = ROLES[spec["method"]]
             if not needed <= set(boosters):
                 raise ArtifactError(f"{path.name}: offer {offer_id!r} lacks boosters {sorted(needed - set(boosters))}")
-            learners[str(offer_id)] = UpliftLearner(spec["method"], boosters)
+            share = float(spec.get("treated_share", 0.5))
+            if not 0.0 < share < 1.0:
+                raise ArtifactError(f"{path.name}: offer {offer_id!r} has a treated share {share} outside (0, 1)")
+            learners[str(offer_id)] = UpliftLearner(spec["method"], boosters, share)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ArtifactError(f"{path / METADATA_FILE}: malformed uplift metadata ({exc!r})") from exc
     if not learners:

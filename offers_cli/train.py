@@ -100,8 +100,11 @@ def _train_uplift(data_dir: Path, registry: Path, promote: bool | None) -> None:
     click.echo(f"version {result.version} (uplift) -> {result.model_dir}")
     for offer_id, sel in result.selection.items():
         c = sel["chosen"]
-        click.echo(f"  {offer_id}: {c['method']} ({c['num_leaves']} leaves, {c['rounds']} rounds), "
-                   f"cross-validated Qini {c['qini']:.5f}, uplift@30% {c['uplift@30%']:.4f}")
+        policy = (f", policy net value {c['policy_net_value']:.2f} at share {c['policy_share']:.3f}"
+                  if "policy_net_value" in c else "")
+        click.echo(f"  {offer_id}: {c['method']} ({c['num_leaves']} leaves, {c['rounds']} rounds, "
+                   f"{c.get('min_data_in_leaf', 200)} per leaf), cross-validated Qini {c['qini']:.5f}, "
+                   f"uplift@30% {c['uplift@30%']:.4f}{policy}")
 
 
 def _print_uplift(metrics: dict) -> None:

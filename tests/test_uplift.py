@@ -123,3 +123,38 @@ def test_propensity_loader_refuses_an_uplift_version_clearly(trained: tuple[Path
     _, _, reg = trained
     with pytest.raises(ArtifactError, match="is an uplift model"):
         PropensityModel.load(Registry(reg).path("champion"))
+
+
+def test_an_x_learner_round_trips_through_the_registry_format(tmp_path: Path) -> None:
+    import json
+
+    from models.uplift import UpliftModel, load_uplift
+    from training.uplift.learners import UpliftLearner
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 2))
+    t = (rng.random(3000) < 0.3).astype(np.int64)  # unequal arms: the X-learner mixes by the treated share
+    y = (rng.random(3000) < 0.05 + 0.3 * t * (X[:, 0] > 0)).astype(np.int64)
+    learner = UpliftLearner.fit("x_learner", X, t, y, ["attr_a", "attr_b"], [], 4, 30, 100)
+    assert learner.treated_share == pytest.approx(t.mean())
+    uplift, _ = learner.predict(X)
+    assert uplift[X[:, 0] > 0.5].mean() > uplift[X[:, 0] < -0.5].mean() + 0.15
+    UpliftModel({"o": learner}, ["attr_a", "attr_b"], {}, {"offers": {"o": {}}}).save(tmp_path)
+    loaded = load_uplift(tmp_path)
+    assert loaded.learners["o"].method == "x_learner"
+    assert loaded.predict_offer("o", X)[0] == pytest.approx(uplift)
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    meta["offers"]["o"]["treated_share"] = 1.5
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="treated share"):
+        load_uplift(tmp_path)
+
+
+def test_selection_prefers_the_learner_whose_policy_earns_most_out_of_fold() -> None:
+    from training.uplift.train import choose
+
+    ranks_best = {"method": "a", "qini": 0.009, "policy_net_value": 100.0}
+    earns_most = {"method": "b", "qini": 0.007, "policy_net_value": 250.0}
+    assert choose([ranks_best, earns_most])["method"] == "b"
+    no_value = [{"method": "a", "qini": 0.009}, {"method": "b", "qini": 0.007}]
+    assert choose(no_value)["method"] == "a"  # an offer without a known value: Qini decides
