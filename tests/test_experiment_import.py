@@ -117,3 +117,35 @@ def test_not_a_zip_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["data", "starbucks-promo", "--split", "test", "--source", str(bogus),
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "not a zip file" in result.output
+
+
+@pytest.mark.slow
+def test_the_starbucks_check_anyone_can_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's four commands as written (one learner, so the test stays quick): the batch file
+    holds one row per member sent the promotion, and it beats treating everyone on Test.csv."""
+    import numpy as np
+
+    import training.uplift.train as uplift_train
+    from training.uplift.data import load_units
+    from training.uplift.metrics import targeted_value
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(uplift_train, "CANDIDATES", (("t_learner", 7, 100, 1000),))
+    source = str(experiment_zip("starbucks.zip"))
+    run("data", "starbucks-promo", "--split", "train", "--out", "sb-train", "--source", source)
+    run("data", "starbucks-promo", "--split", "test", "--out", "sb-test", "--source", source)
+    for args in (["train", "--data", "sb-train", "--registry", "sb-reg"],
+                 ["batch", "--data", "sb-test", "--registry", "sb-reg", "--members", "sb-test/members.parquet",
+                  "--out", "sb-decisions.parquet"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    rows = pd.read_parquet("sb-decisions.parquet")
+    assert set(rows["offer_id"]) == {"promotion"} and rows["member_id"].is_unique
+    assert (rows["net_value"] > 0).all() and (rows["send_cost"] == 0.15).all()
+    units = load_units("sb-test", "holdout").frame
+    chosen = units["member_id"].isin(set(rows["member_id"])).to_numpy()
+    assert 0.1 < chosen.mean() < 0.6  # "no offer" for the rest
+    y, t = units["y"].to_numpy(float), units["t"].to_numpy(int)
+    ours = targeted_value(y, t, chosen, 10.0, 0.15)
+    everyone = targeted_value(y, t, np.ones(len(y), bool), 10.0, 0.15)
+    assert ours["nir"] > 0 > everyone["nir"] and ours["irr"] > everyone["irr"]
