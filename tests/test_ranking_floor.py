@@ -76,14 +76,17 @@ def _rows(n_groups: int = 300, size: int = 8, seed: int = 0) -> tuple[np.ndarray
     return X, raw, y, groups
 
 
-def test_the_heuristic_ranks_by_spend_and_breaks_ties_by_the_trees() -> None:
-    X, raw, y, _ = _rows()
+def test_the_served_heuristic_ranks_exactly_as_the_heuristic() -> None:
+    X, raw, y, groups = _rows()
     heuristic = fit_heuristic(X, y, np.ones(len(y)))
-    assert heuristic.method == "heuristic" and heuristic.a == TIE_BREAK and heuristic.c > 0
+    assert heuristic.method == "heuristic" and heuristic.a == TIE_BREAK == 0.0 and heuristic.c > 0
     p = heuristic.apply(raw, X)
     spend = X[:, SPEND].astype(np.float64)
-    order = np.lexsort((-raw, -spend))  # spend first, the trees among equal spends
+    order = np.argsort(-spend, kind="stable")
     assert np.all(np.diff(p[order]) <= 0)
+    same = spend[:, None] == spend[None, :200]  # equal spends get equal scores: ties stay ties
+    assert np.array_equal(p[:, None] == p[None, :200], same)
+    assert ranking(y, p, groups) == ranking(y, spend, groups)  # the evaluation's own figures, exactly
     # calibrated: the mean prediction matches the base rate it was fitted on
     assert abs(p.mean() - y.mean()) < 0.01
 
