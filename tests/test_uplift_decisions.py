@@ -22,6 +22,7 @@ from tests.conftest import free_port
 from tests.decision_helpers import AS_OF, catalog, member, offer, program
 from tests.decisions_env import close_app, start_app
 from tests.service_helpers import (
+    ADMIN_KEY,
     ALL_KEYS,
     DECISIONS_KEY,
     ROOT,
@@ -32,6 +33,7 @@ from tests.service_helpers import (
     stop_process,
     wait_until_healthy,
 )
+from tests.test_console import sign_in
 from tests.test_decisions_gunicorn import wait_ready
 from tests.test_uplift import small_experiment
 from training.uplift.data import load_units
@@ -155,6 +157,13 @@ def test_the_service_decides_with_an_uplift_champion_over_redis(trained: tuple[P
                          headers=DECIDE).get_json()
         assert no["offers"] == []
         assert {"offer_id": "promo", "reason": "COST_EXCEEDS_VALUE"} in no["excluded"]
+        # the console shows support staff the uplift and the net value behind the offer
+        sign_in(client, ADMIN_KEY)
+        page = client.get(f"/console/members?q={high}&channel=email")
+        assert page.status_code == 200, page.text
+        row = page.text.split('data-offer-id="promo"', 1)[1].split("</tr>", 1)[0]
+        assert f"{sent['uplift']:+.4f}" in row and f"{sent['net_value']:+.2f}" in row
+        assert "COST_EXCEEDS_VALUE" in client.get(f"/console/members?q={low}&channel=email").text
     finally:
         close_app(app)
 
