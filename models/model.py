@@ -33,6 +33,8 @@ import numpy as np
 from models.compiled import CompiledForest, CompileError, compile_forest
 from models.errors import CoreError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from models.features.definitions import MEMBER_FEATURES
+from models.features.tier_features import TIER_FEATURES
 from models.model_probe import ProbeFailed, probe_model
 from models.modelfile import ModelFileError, check_model_text
 from models.program import Program, ProgramConfigError, load_program
@@ -69,6 +71,12 @@ def load_checked_booster(model_path: Path, expected_sha256: object, names: list[
         data = model_path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{model_path}: cannot be read ({exc})") from exc
+    return checked_booster_bytes(data, str(model_path), expected_sha256, names, objectives)
+
+
+def checked_booster_bytes(data: bytes, model_path: str, expected_sha256: object, names: list[str],
+                          objectives: tuple[str, ...] = ("binary",)) -> lgb.Booster:
+    """The booster of a LightGBM text model's bytes, with every check of :func:`load_checked_booster`."""
     if expected_sha256 != hashlib.sha256(data).hexdigest():
         raise ArtifactError(f"{model_path}: checksum mismatch (truncated or corrupt model file)")
     try:
@@ -84,8 +92,20 @@ def load_checked_booster(model_path: Path, expected_sha256: object, names: list[
 
 #: The feature a stacked calibration reads beside the trees: the member's past spend on the offer's products.
 SPEND_FEATURE = "product_spend"
-#: Methods of a stacked calibration: the blend of trees and spend, or the spend heuristic alone.
-STACKED_METHODS = ("blend", "heuristic")
+#: Methods of a stacked calibration: the blend of trees and spend, the spend heuristic alone, and the same
+#: two with the member model's term added (``member``: heuristic + member term; ``blend_member``).
+STACKED_METHODS = ("blend", "heuristic", "member", "blend_member")
+#: Stacked methods that read the member model (a second booster in the artifact).
+MEMBER_METHODS = ("member", "blend_member")
+#: Features that depend on the member and the request time only, never on the offer: equal for every
+#: offer of one member in one request, so a term built from them cannot reorder that member's offers.
+MEMBER_LEVEL_FEATURES: tuple[str, ...] = (
+    *MEMBER_FEATURES, "exposures_all", "redemptions_all", "redemption_rate", "days_since_last_redemption",
+    *TIER_FEATURES)
+#: What the member model may split on: the member-level features and, under a non-decreasing
+#: constraint, ``product_spend`` (with a positive spend weight the served score stays strictly
+#: increasing in spend within one member's request, so the heuristic's order and ties are kept).
+MEMBER_MODEL_FEATURES: tuple[str, ...] = (*MEMBER_LEVEL_FEATURES, "product_spend")
 
 
 def logit(raw: np.ndarray) -> np.ndarray:
@@ -135,26 +155,46 @@ class StackedCalibration:
     it must never rank below (docs/training.md, "The ranking floor"). ``method`` is
     ``blend`` (both weights fitted) or ``heuristic`` (spend only, ``a`` = 0: one member's offers
     are ranked exactly as by the heuristic, and equal spends stay tied).
+
+    The ``member`` methods add ``d * logit(member_raw)``, the member model's score (a booster over
+    :data:`MEMBER_MODEL_FEATURES`, non-decreasing in spend). ``member`` is the heuristic plus that
+    term (``a`` = 0, ``d`` >= 0, ``c`` > 0): within one member's request the served score is a
+    strictly increasing function of spend, so it ranks offers exactly as the heuristic does, while
+    the member term moves members against each other (the pooled ranking).
     """
 
     a: float
     c: float
     b: float
     method: str = "blend"
+    d: float = 0.0
 
-    def apply(self, raw: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated probabilities; needs the rows' features for their ``product_spend``."""
+    @property
+    def uses_member(self) -> bool:
+        """Whether the served score reads the member model."""
+        return self.method in MEMBER_METHODS
+
+    def apply(self, raw: np.ndarray, features: np.ndarray | None = None,
+              member_raw: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities; needs the rows' features for their ``product_spend`` (and the
+        member model's scores under a ``member`` method)."""
         if features is None:
             raise ValueError(f"a {self.method} calibration needs the feature matrix (its {SPEND_FEATURE} column)")
-        return _sigmoid(self.logit(raw, features))
+        return _sigmoid(self.logit(raw, features, member_raw))
 
-    def logit(self, raw: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """The served log-odds: a * logit(raw) + c * log1p(product_spend) + b."""
-        return self.a * logit(raw) + self.c * log_spend(features) + self.b
+    def logit(self, raw: np.ndarray, features: np.ndarray, member_raw: np.ndarray | None = None) -> np.ndarray:
+        """The served log-odds: a * logit(raw) + c * log1p(product_spend) + d * logit(member_raw) + b."""
+        out = self.a * logit(raw) + self.c * log_spend(features) + self.b
+        if self.uses_member:
+            if member_raw is None:
+                raise ValueError(f"a {self.method} calibration needs the member model's scores")
+            out = out + self.d * logit(member_raw)
+        return out
 
     def to_json(self) -> dict[str, Any]:
-        """The metadata.json form: method, the three weights and the spend feature's name."""
-        return {"method": self.method, "a": self.a, "b": self.b, "spend_weight": self.c, "feature": SPEND_FEATURE}
+        """The metadata.json form: method, the weights and the spend feature's name."""
+        out = {"method": self.method, "a": self.a, "b": self.b, "spend_weight": self.c, "feature": SPEND_FEATURE}
+        return out | ({"member_weight": self.d} if self.uses_member else {})
 
 
 Calibrator = Calibration | StackedCalibration
@@ -193,8 +233,38 @@ def parse_calibration(cal: object, where: str) -> Calibrator:
     if cal.get("feature") != SPEND_FEATURE:
         raise ArtifactError(f"{where}: malformed {method} calibration: feature must be {SPEND_FEATURE!r}, "
                             f"got {cal.get('feature')!r}")
-    return StackedCalibration(a=_number(cal, "a", None, where), c=_number(cal, "spend_weight", None, where),
-                              b=_number(cal, "b", None, where), method=str(method))
+    out = StackedCalibration(a=_number(cal, "a", None, where), c=_number(cal, "spend_weight", None, where),
+                             b=_number(cal, "b", None, where), method=str(method),
+                             d=_number(cal, "member_weight", None, where) if method in MEMBER_METHODS else 0.0)
+    if method == "member" and not (out.a == 0.0 and out.d >= 0.0 and out.c > 0.0):
+        raise ArtifactError(f"{where}: malformed member calibration: needs a = 0, member_weight >= 0 and "
+                            f"spend_weight > 0 (else it could reorder a member's offers), got {cal!r}")
+    return out
+
+
+def check_member_booster(booster: lgb.Booster, where: str) -> None:
+    """Refuse a member model that splits on a feature outside :data:`MEMBER_MODEL_FEATURES`.
+
+    Its score must be the same for every offer of one member's request except through
+    ``product_spend``; a split on an offer feature would let the member term reorder offers.
+    """
+    splits = booster.feature_importance("split")
+    used = [n for n, k in zip(booster.feature_name(), splits, strict=True) if k > 0 and n not in MEMBER_MODEL_FEATURES]
+    if used:
+        raise ArtifactError(f"{where}: the member model splits on offer-level features {used[:5]}")
+
+
+def _member_entry(meta: dict[str, Any], where: str) -> tuple[str, str]:
+    """The member model's text and sha256 from metadata.json; ArtifactError when malformed."""
+    entry = meta.get("member_model")
+    if not isinstance(entry, dict):
+        raise ArtifactError(f"{where}: the calibration needs a member model, but 'member_model' is "
+                            f"{'missing' if entry is None else 'not an object'}")
+    text, digest = entry.get("text"), entry.get("sha256")
+    if not isinstance(text, str) or not isinstance(digest, str):
+        raise ArtifactError(f"{where}: malformed 'member_model': expected its model 'text' and 'sha256' strings, "
+                            f"got keys {sorted(entry)!r}")
+    return text, digest
 
 
 @dataclass
@@ -208,6 +278,8 @@ class PropensityModel:
     program_text: str | None = None
     model_file: Path | None = None  # the artifact's model.txt, when loaded from one
     compiled: CompiledForest | None = None  # set by :meth:`compile`; scores instead of the booster
+    member_booster: lgb.Booster | None = None  # the member model, when the calibration reads one
+    member_compiled: CompiledForest | None = None  # set by :meth:`compile` with a member model
 
     @property
     def predictor(self) -> str:
@@ -222,9 +294,13 @@ class PropensityModel:
         """
         if self.model_file is None:
             raise CompileError("only a model loaded from an artifact can be compiled")
+        member = None
+        if self.member_booster is not None:
+            member = _compile_member(self.member_booster, cache_dir)
         self.compiled = compile_forest(self.booster, self.model_file,
                                        str(self.metadata.get("model_sha256") or sha256_file(self.model_file)),
                                        cache_dir)
+        self.member_compiled = member
         return self.compiled
 
     def try_compile(self, cache_dir: Path | None = None) -> str | None:
@@ -249,18 +325,31 @@ class PropensityModel:
             return self.compiled.predict(features)
         return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
 
+    def member_score(self, features: np.ndarray) -> np.ndarray | None:
+        """The member model's score (probability scale), or None when the calibration does not read one."""
+        if not (isinstance(self.calibration, StackedCalibration) and self.calibration.uses_member):
+            return None
+        if self.member_compiled is not None:
+            return self.member_compiled.predict(features)
+        if self.member_booster is None:
+            raise ValueError(f"a {self.calibration.method} calibration needs the member model")
+        return np.asarray(self.member_booster.predict(features, num_threads=1), dtype=np.float64)
+
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Calibrated redemption probabilities for rows of ``features`` (FEATURE_NAMES order)."""
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise ValueError(f"features has {features.shape[-1]} columns, but the model expects "
                              f"{len(self.feature_names)}")
+        if isinstance(self.calibration, StackedCalibration):
+            return self.calibration.apply(self.raw_score(features), features, self.member_score(features))
         return self.calibration.apply(self.raw_score(features), features)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Per-feature contributions (log-odds) from LightGBM's pred_contrib; last column is the bias.
 
         Under a stacked calibration they are those of the served log-odds: the trees' scaled
-        by ``a``, ``c * log1p(product_spend)`` added to ``product_spend`` and ``b`` to the bias.
+        by ``a``, ``c * log1p(product_spend)`` added to ``product_spend`` and ``b`` to the bias;
+        with a member model, its own contributions scaled by ``d`` are added (they sum to its log-odds).
         """
         contrib = np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=1))
         cal = self.calibration
@@ -269,6 +358,8 @@ class PropensityModel:
         out = contrib * cal.a
         out[:, FEATURE_NAMES.index(SPEND_FEATURE)] += cal.c * log_spend(features)
         out[:, -1] += cal.b
+        if cal.uses_member and self.member_booster is not None:
+            out += cal.d * np.asarray(self.member_booster.predict(features, pred_contrib=True, num_threads=1))
         return out
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -277,9 +368,14 @@ class PropensityModel:
         out.mkdir(parents=True, exist_ok=True)
         model_path = out / MODEL_FILE
         self.booster.save_model(str(model_path))
+        meta = dict(self.metadata)
+        meta.pop("member_model", None)
+        if self.member_booster is not None:  # inside metadata.json: an artifact stays two files
+            text = self.member_booster.model_to_string()
+            meta["member_model"] = {"text": text, "sha256": hashlib.sha256(text.encode("ascii")).hexdigest(),
+                                    "features": list(MEMBER_MODEL_FEATURES)}
         if self.program_text is not None:
             (out / PROGRAM_FILE).write_text(self.program_text)
-        meta = dict(self.metadata)
         meta.update({
             "format_version": FORMAT_VERSION,
             "feature_names": self.feature_names,
@@ -337,5 +433,43 @@ class PropensityModel:
             except ProgramConfigError as exc:
                 raise ArtifactError(f"{program_path}: {exc}") from exc
         calibration = parse_calibration(meta.get("calibration"), str(meta_path))
+        member = None
+        if isinstance(calibration, StackedCalibration) and calibration.uses_member:
+            member = _load_member(meta, names, str(meta_path))
         return cls(booster=booster, calibration=calibration, metadata=meta, program=program,
-                   program_text=program_text, model_file=model_path)
+                   program_text=program_text, model_file=model_path, member_booster=member)
+
+
+def _load_member(meta: dict[str, Any], names: list[str], where: str) -> lgb.Booster:
+    """The artifact's member model (text inside metadata.json), checked like model.txt and for
+    the features it splits on."""
+    text, digest = _member_entry(meta, where)
+    try:
+        data = text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise ArtifactError(f"{where}: the member model is not a LightGBM text model ({exc})") from exc
+    member = checked_booster_bytes(data, f"{where} member_model", digest, names)
+    if member.feature_name() != names:
+        raise ArtifactError(f"{where}: the member model's features differ from the metadata's")
+    check_member_booster(member, f"{where} member_model")
+    return member
+
+
+def _compile_member(member: lgb.Booster, cache_dir: Path | None) -> CompiledForest:
+    """The member model compiled like the trees; its text is written next to the compiled cache first
+    (lleaves reads a file), under its sha256 so workers share it."""
+    from models.compiled import default_cache_dir
+
+    text = member.model_to_string()
+    digest = hashlib.sha256(text.encode("ascii")).hexdigest()
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"member-{digest}.txt"
+        if not path.is_file() or sha256_file(path) != digest:
+            tmp = directory / f".member-{digest}.{os.getpid()}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise CompileError(f"cannot write the member model for compiling ({exc})") from exc
+    return compile_forest(member, path, digest, cache_dir)

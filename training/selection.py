@@ -98,21 +98,34 @@ def below(candidate: dict[str, Any], bar: dict[str, Any], metrics: tuple[str, ..
     return [m for m in metrics if float(candidate[m]) < float(bar[m])]
 
 
+#: Stacked candidates in order of preference when their validation ROC-AUC is equal or unknown (after the tree
+#: variant): the heuristic last, since it is the floor itself.
+STACKED_ORDER = ("blend_member", "blend", "member", "heuristic")
+
+
 def floor(figures: dict[str, dict[str, Any]], variant: str) -> tuple[str, str]:
     """The candidate to serve under the ranking floor, and why.
 
-    ``figures`` holds pooled validation rankings of the chosen tree ``variant``, ``blend``,
-    ``heuristic`` (served: spend, ties broken by the trees) and :data:`HEURISTIC_BAR`.
-    The variant is served as is only when it is not below the heuristic on hit@1 or hit@3;
-    otherwise the blend, when it is not below on either; otherwise the heuristic itself. A
-    model that ranks one member's offers worse than their spend on its products is not shipped.
+    ``figures`` holds pooled validation figures of the chosen tree ``variant``, the stacked
+    candidates present (``blend``, ``heuristic``, ``member``, ``blend_member``) and
+    :data:`HEURISTIC_BAR`. First the floor: only candidates not below the heuristic on hit@1 or
+    hit@3 qualify (a model that ranks one member's offers worse than their spend on its products
+    is not shipped; ``heuristic`` and ``member`` rank as the heuristic does, so one of them always
+    qualifies). Among those, the highest validation pooled ``roc_auc`` is served; when it is equal
+    or not recorded, the tree variant comes first, then :data:`STACKED_ORDER`.
     """
     bar = figures[HEURISTIC_BAR]
-    lost = below(figures[variant], bar)
-    if not lost:
-        return variant, f"{variant} is not below the heuristic on {' or '.join(FLOOR_METRICS)} in validation"
-    blend_lost = below(figures["blend"], bar)
-    if not blend_lost:
-        return "blend", f"{variant} is below the heuristic on {', '.join(lost)}; the blend is not"
-    return "heuristic", (f"{variant} is below the heuristic on {', '.join(lost)} and the blend on "
-                         f"{', '.join(blend_lost)}")
+    order = [variant, *(k for k in STACKED_ORDER if k in figures)]
+    lost = {k: below(figures[k], bar) for k in order}
+    eligible = [k for k in order if not lost[k]] or ["heuristic"]
+
+    def auc(name: str) -> float:
+        value = float(figures[name].get("roc_auc", float("nan")))
+        return value if np.isfinite(value) else float("-inf")
+
+    chosen = max(eligible, key=lambda k: (auc(k), -order.index(k)))
+    losers = "; ".join(f"{k} is below the heuristic on {', '.join(v)}" for k, v in lost.items() if v)
+    held = f"{chosen} is not below the heuristic on {' or '.join(FLOOR_METRICS)} in validation"
+    if len(eligible) > 1 and np.isfinite(auc(chosen)):
+        held += f" and has the highest validation ROC-AUC of those that are ({auc(chosen):.4f})"
+    return chosen, f"{losers}; {held}" if losers else held

@@ -39,12 +39,20 @@ from tqdm.auto import tqdm
 
 from models.errors import OffersError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, compute_features
-from models.model import Calibration, PropensityModel, StackedCalibration, log_spend, logit
+from models.model import (
+    MEMBER_MODEL_FEATURES,
+    Calibration,
+    PropensityModel,
+    StackedCalibration,
+    log_spend,
+    logit,
+)
 from models.program import Program, ProgramConfigError, load_program
 from models.registry import Registry
 from training.baselines import baseline_scores
 from training.dataset import Dataset, load_dataset
 from training.drift_reference import model_reference
+from training.metrics import pooled as pooled_metrics
 from training.metrics import ranking, summarize
 from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
 
@@ -261,28 +269,100 @@ def fit_heuristic(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> StackedCalibra
     return StackedCalibration(a=TIE_BREAK, c=max(float(coef[0]), 1e-6), b=intercept, method="heuristic")
 
 
-def _served_logit(calibration: Calibration | StackedCalibration, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+def member_matrix(X: np.ndarray) -> np.ndarray:
+    """``X`` with every column outside :data:`MEMBER_MODEL_FEATURES` set to missing.
+
+    The member model is fitted on this, so it cannot split on an offer-level feature (LightGBM
+    never splits on an all-missing column) while it keeps the full feature layout: the artifact's
+    second booster is checked, served and compiled exactly like the first.
+    """
+    keep = np.array([f in MEMBER_MODEL_FEATURES for f in FEATURE_NAMES])
+    out = np.array(X, dtype=np.float32, copy=True)
+    out[:, ~keep] = np.nan
+    return out
+
+
+def fit_member_model(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None,
+                     rounds: int | None = None) -> lgb.Booster:
+    """The member model: LightGBM on the member-level features and ``product_spend`` only.
+
+    Non-decreasing in ``product_spend`` (and in the other :data:`MONOTONE` features), so with a
+    positive spend weight the served ``member`` score stays strictly increasing in spend within
+    one member's request. Early-stopped on ``val`` when given, else ``rounds`` rounds.
+    """
+    params = dict(BASE_PARAMS, num_threads=os.cpu_count() or 1,
+                  monotone_constraints=[MONOTONE.get(f, 0) if f in MEMBER_MODEL_FEATURES else 0 for f in FEATURE_NAMES],
+                  monotone_constraints_method="advanced" if int(fit.sum()) <= ADVANCED_MONOTONE_ROWS else "intermediate")
+    Z = member_matrix(X)
+    train_set = lgb.Dataset(Z[fit], y[fit], weight=w[fit], feature_name=FEATURE_NAMES,
+                            categorical_feature=CATEGORICAL_FEATURES, free_raw_data=False)
+    if val is None:
+        return lgb.train(params, train_set, num_boost_round=rounds or 100)
+    valid_set = lgb.Dataset(Z[val], y[val], weight=w[val], reference=train_set)
+    return lgb.train(params, train_set, num_boost_round=2000, valid_sets=[valid_set],
+                     callbacks=[lgb.early_stopping(100, verbose=False)])
+
+
+def _member_folds(X: np.ndarray, y: np.ndarray, w: np.ndarray, folds: list[Fold]) -> tuple[list[np.ndarray], int]:
+    """The member model's out-of-sample scores on every fold's block, and the last fold's best rounds."""
+    scores, best = [], 1
+    for fold in folds:
+        booster = fit_member_model(X, y, w, _search_rows(fold.fit), fold.validation)
+        Z = member_matrix(X[fold.validation])
+        scores.append(np.asarray(booster.predict(Z, num_iteration=booster.best_iteration), dtype=np.float64))
+        best = max(1, booster.best_iteration)
+    return scores, best
+
+
+def fit_member(member_raw: np.ndarray, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> StackedCalibration:
+    """The heuristic plus the member term: a logistic layer over [logit(member score), log1p(spend)].
+
+    The trees get weight 0 and the member weight is kept >= 0 and the spend weight > 0, so within
+    one member's request the served score is strictly increasing in spend: the heuristic's order,
+    equal spends tied. Fitted on out-of-sample scores like the other candidates.
+    """
+    coef, intercept = _logistic(np.column_stack([logit(member_raw), log_spend(X)]), y, w)
+    return StackedCalibration(a=0.0, c=max(float(coef[1]), 1e-6), b=intercept, method="member",
+                              d=max(float(coef[0]), 0.0))
+
+
+def fit_blend_member(raw: np.ndarray, member_raw: np.ndarray, X: np.ndarray, y: np.ndarray,
+                     w: np.ndarray) -> StackedCalibration:
+    """The blend plus the member term: a logistic layer over the trees, the member score and spend."""
+    coef, intercept = _logistic(np.column_stack([logit(raw), log_spend(X), logit(member_raw)]), y, w)
+    return StackedCalibration(a=float(coef[0]), c=float(coef[1]), b=intercept, method="blend_member",
+                              d=float(coef[2]))
+
+
+def _served_logit(calibration: Calibration | StackedCalibration, raw: np.ndarray, X: np.ndarray,
+                  member_raw: np.ndarray | None = None) -> np.ndarray:
     """The served score's log-odds (ranking-equivalent to the served probability)."""
     if isinstance(calibration, StackedCalibration):
-        return calibration.logit(raw, X)
+        return calibration.logit(raw, X, member_raw)
     return calibration.a * logit(raw) + calibration.b
 
 
-def _floor_candidates(folds: list[Fold], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                      fold_scores: list[np.ndarray],
-                      calibrations: dict[str, StackedCalibration]) -> dict[str, dict[str, Any]]:
-    """Pooled validation ranking of the blend, the served heuristic and the bare heuristic (the floor).
+def _pooled_figures(folds: list[Fold], y: np.ndarray, groups: np.ndarray, scores: list[np.ndarray]) -> dict[str, Any]:
+    """hit@k within groups and the pooled ROC-AUC of per-block scores (the floor's two criteria)."""
+    ys, ss, gs = pooled_ranking(folds, y, groups, scores)
+    return ranking(ys, ss, gs) | {"roc_auc": pooled_metrics(ys, ss, False)["roc_auc"]}
 
-    Each block is scored from its own fold's out-of-sample tree scores. ``product_spend`` is
-    the heuristic as the evaluation scores it (ties in random order): the bar every served
-    candidate is held to.
+
+def _floor_candidates(folds: list[Fold], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                      fold_scores: list[np.ndarray], member_scores: list[np.ndarray],
+                      calibrations: dict[str, Calibration | StackedCalibration]) -> dict[str, dict[str, Any]]:
+    """Pooled validation figures of every candidate and of the bare heuristic (the floor).
+
+    Each block is scored from its own fold's out-of-sample tree (and member model) scores.
+    ``product_spend`` is the heuristic as the evaluation scores it (ties in random order): the
+    bar every served candidate is held to.
     """
     out: dict[str, dict[str, Any]] = {}
     for name, cal in calibrations.items():
-        scores = [_served_logit(cal, raw, X[f.validation]) for f, raw in zip(folds, fold_scores, strict=True)]
-        out[name] = ranking(*pooled_ranking(folds, y, groups, scores))
-    spend = [log_spend(X[f.validation]) for f in folds]
-    out[HEURISTIC_BAR] = ranking(*pooled_ranking(folds, y, groups, spend))
+        scores = [_served_logit(cal, raw, X[f.validation], m)
+                  for f, raw, m in zip(folds, fold_scores, member_scores, strict=True)]
+        out[name] = _pooled_figures(folds, y, groups, scores)
+    out[HEURISTIC_BAR] = _pooled_figures(folds, y, groups, [log_spend(X[f.validation]) for f in folds])
     return out
 
 
@@ -308,24 +388,33 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
     # Calibrate on the latest block (scores of a model that never saw it), then refit the
     # chosen variant on every training row for the rounds validated on that block (scaled for
     # the larger sample): the latest block is the most recent data and too valuable to drop.
+    member_scores, member_best = _member_folds(X, y, w, folds)
+    raw_last, member_last = best["fold_scores"][-1], member_scores[-1]
     calibrations: dict[str, Calibration | StackedCalibration] = {
-        variant: _platt(best["fold_scores"][-1], y[val], w[val]),
-        "blend": fit_blend(best["fold_scores"][-1], X[val], y[val], w[val]),
+        variant: _platt(raw_last, y[val], w[val]),
+        "blend": fit_blend(raw_last, X[val], y[val], w[val]),
         "heuristic": fit_heuristic(X[val], y[val], w[val]),
+        "member": fit_member(member_last, X[val], y[val], w[val]),
+        "blend_member": fit_blend_member(raw_last, member_last, X[val], y[val], w[val]),
     }
-    stacked = {k: c for k, c in calibrations.items() if isinstance(c, StackedCalibration)}
-    figures = {variant: best["val"], **_floor_candidates(folds, X, y, groups, best["fold_scores"], stacked)}
+    figures = _floor_candidates(folds, X, y, groups, best["fold_scores"], member_scores, calibrations)
+    figures[variant] = best["val"] | {"roc_auc": figures[variant]["roc_auc"]}
     chosen, reason = floor(figures, variant)
     rounds = max(1, round(best["booster"].best_iteration * REFIT_ROUNDS_FACTOR))
     booster = _fit(X, y, w, np.ones(len(y), dtype=bool), None, variant == "binary_monotone", rounds)
+    served = calibrations[chosen]
+    member = None
+    if isinstance(served, StackedCalibration) and served.uses_member:
+        member_rounds = max(1, round(member_best * REFIT_ROUNDS_FACTOR))
+        member = fit_member_model(X, y, w, np.ones(len(y), dtype=bool), None, member_rounds)
     selection = {"chosen": chosen, "variant": variant, "reason": reason,
                  "validation_start": str(last.start.date()), "refit_rounds": rounds,
                  "search_rows": int(_search_rows(last.fit).sum()), "refit_rows": len(y),
                  "candidates": {k: v["val"] for k, v in candidates.items()}
-                 | {k: v for k, v in figures.items() if k != variant},
+                 | figures,
                  "calibrations": {k: c.to_json() for k, c in calibrations.items()},
                  "folds": {k: v["folds"] for k, v in candidates.items()}}
-    return PropensityModel(booster=booster, calibration=calibrations[chosen]), selection
+    return PropensityModel(booster=booster, calibration=served, member_booster=member), selection
 
 
 def evaluate_rows(ds: Dataset, rows: pd.DataFrame, X: np.ndarray, model: PropensityModel,
