@@ -183,9 +183,17 @@ def _groups(rows: pd.DataFrame) -> np.ndarray:
 def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None, monotone: bool,
          rounds: int | None = None) -> lgb.Booster:
     """One LightGBM fit: early-stopped on ``val`` when given, else exactly ``rounds`` rounds."""
+    constraints = [MONOTONE.get(f, 0) for f in FEATURE_NAMES] if monotone else None
+    return _train(X, y, w, fit, val, rounds, constraints)
+
+
+def _train(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None,
+           rounds: int | None, monotone: list[int] | None) -> lgb.Booster:
+    """The LightGBM fit both the trees and the member model make: ``monotone`` constraints per
+    feature (None: none), early-stopped on ``val`` when given, else ``rounds`` rounds."""
     params = dict(BASE_PARAMS, num_threads=os.cpu_count() or 1)
-    if monotone:
-        params["monotone_constraints"] = [MONOTONE.get(f, 0) for f in FEATURE_NAMES]
+    if monotone is not None:
+        params["monotone_constraints"] = monotone
         params["monotone_constraints_method"] = ("advanced" if int(fit.sum()) <= ADVANCED_MONOTONE_ROWS
                                                  else "intermediate")
     train_set = lgb.Dataset(X[fit], y[fit], weight=w[fit], feature_name=FEATURE_NAMES,
@@ -290,17 +298,8 @@ def fit_member_model(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarra
     positive spend weight the served ``member`` score stays strictly increasing in spend within
     one member's request. Early-stopped on ``val`` when given, else ``rounds`` rounds.
     """
-    params = dict(BASE_PARAMS, num_threads=os.cpu_count() or 1,
-                  monotone_constraints=[MONOTONE.get(f, 0) if f in MEMBER_MODEL_FEATURES else 0 for f in FEATURE_NAMES],
-                  monotone_constraints_method="advanced" if int(fit.sum()) <= ADVANCED_MONOTONE_ROWS else "intermediate")
-    Z = member_matrix(X)
-    train_set = lgb.Dataset(Z[fit], y[fit], weight=w[fit], feature_name=FEATURE_NAMES,
-                            categorical_feature=CATEGORICAL_FEATURES, free_raw_data=False)
-    if val is None:
-        return lgb.train(params, train_set, num_boost_round=rounds or 100)
-    valid_set = lgb.Dataset(Z[val], y[val], weight=w[val], reference=train_set)
-    return lgb.train(params, train_set, num_boost_round=2000, valid_sets=[valid_set],
-                     callbacks=[lgb.early_stopping(100, verbose=False)])
+    constraints = [MONOTONE.get(f, 0) if f in MEMBER_MODEL_FEATURES else 0 for f in FEATURE_NAMES]
+    return _train(member_matrix(X), y, w, fit, val, rounds, constraints)
 
 
 def _member_folds(X: np.ndarray, y: np.ndarray, w: np.ndarray, folds: list[Fold]) -> tuple[list[np.ndarray], int]:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from models.data_contract import CONTROL
+from models.uplift import encode_attributes
 from offerdata.attributes import attribute_kinds, read_attributes
 from offerdata.tables import DataDirError, read_table, table_path
 from offerdata.validate import require_valid
@@ -63,23 +64,14 @@ def load_units(data_dir: str | os.PathLike[str], outcomes: Literal["transactions
     return Units(frame, read_attributes(data_dir), offers.reset_index(drop=True))
 
 
-def encode(attributes: pd.DataFrame, categories: dict[str, list[str]] | None = None
-           ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+def encode(attributes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Attributes as a float feature frame indexed by member_id; string columns become category codes.
 
-    ``categories`` fixes each string column's levels (from training); unseen levels become NaN.
-    Returns the frame and the levels used.
+    Each string column's levels are fixed here, at training, and travel in the artifact; the
+    frame itself comes from :func:`models.uplift.encode_attributes`, the encoding serving uses,
+    so training and serving cannot encode a member differently. Returns the frame and the levels.
     """
     kinds = attribute_kinds(attributes)
-    levels = dict(categories or {})
-    out = pd.DataFrame(index=pd.Index(attributes["member_id"].astype(str), name="member_id"))
-    for name, kind in kinds.items():
-        col = attributes[name].to_numpy()
-        if kind == "numeric":
-            out[name] = col.astype(np.float64)
-            continue
-        if name not in levels:
-            levels[name] = sorted(str(v) for v in pd.unique(attributes[name].dropna()))
-        codes = pd.Categorical(attributes[name].astype("object"), categories=levels[name]).codes.astype(np.float64)
-        out[name] = np.where(codes < 0, np.nan, codes)
-    return out, levels
+    levels = {name: sorted(str(v) for v in pd.unique(attributes[name].dropna()))
+              for name, kind in kinds.items() if kind != "numeric"}
+    return encode_attributes(attributes, list(kinds), levels), levels
