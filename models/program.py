@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.data_contract import CHANNELS, OFFER_KINDS
 from models.errors import CoreError
+from models.points_config import PointsSettings, points_problems
 from models.yamlnodes import YamlSyntaxError, format_path, line_of, parse_with_lines, resolve
 
 OfferKind = Literal[
@@ -282,6 +283,8 @@ class Program(_Strict):
     coupons: CouponSettings = CouponSettings()
     offer_defaults: dict[OfferKind, OfferDefault] = {}
     offers: tuple[OfferSpec, ...] = ()
+    #: the points ledger's earning, rewards and expiry (:mod:`models.points_config`)
+    points: PointsSettings = PointsSettings()
 
     # -- derived values -------------------------------------------------------------------
     @cached_property
@@ -458,6 +461,8 @@ def semantic_problems(program: Program) -> list[tuple[tuple[str | int, ...], str
             out.append((("offers", i, "id"), f"duplicate offer id {spec.id!r}"))
         seen.add(spec.id)
         out.extend((("offers", i, *p), msg) for p, msg in _offer_problems(spec, names))
+    offers = {spec.id: (str(spec.kind), spec.requires_coupon) for spec in program.offers}
+    out.extend((("points", *p), msg) for p, msg in points_problems(program.points, names, offers))
     return out
 
 

@@ -26,7 +26,7 @@ from runtime.events.log import EventLog, EventLogError
 from runtime.metrics import Metrics
 from runtime.settings import Settings, SettingsError, load_settings, unknown_variables
 from runtime.stores import Store, build_store
-from service import admin, checkout, http, ops
+from service import admin, checkout, http, ops, points
 from service.console import init_console
 from service.decisions.wiring import init_decisions
 from service.errors import register_error_handlers
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None,
     app.register_blueprint(events.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(checkout.bp)
+    app.register_blueprint(points.bp)
     init_decisions(app)
     init_console(app)
 

@@ -134,6 +134,10 @@ class CouponExpired(Conflict):
     slug, title = "coupon-expired", "Coupon expired"
 
 
+class PointsInsufficient(Conflict):
+    slug, title = "points-insufficient", "Not enough points"
+
+
 class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -160,7 +164,7 @@ class ServiceUnavailable(ServiceError):
 #: Every problem class, for the docs page.
 PROBLEM_TYPES: tuple[type[ServiceError], ...] = (
     BadRequest, MalformedJSON, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
+    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PointsInsufficient, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
     ServiceUnavailable, ServiceError)
 
 

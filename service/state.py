@@ -26,6 +26,7 @@ from runtime.stores import Store
 if TYPE_CHECKING:  # the component imports this module; typing only goes the other way
     from runtime.decisions.clock import ServiceClock
     from runtime.events.history_records import HistoryRecorder
+    from runtime.points.service import PointsService
     from service.decisions.component import DecisionsComponent
 from service.openapi import ApiDocument
 from service.readiness import Readiness
@@ -52,6 +53,8 @@ class ServiceState:
     wall_clock: Callable[[], float] = time.time
     #: ``OFFERS_CLOCK`` once the decision engine resolved it (``data`` needs the catalog).
     decision_clock: ServiceClock | None = None
+    #: The points ledger, once the decision engine loaded a program with ``points.enabled``.
+    points: PointsService | None = None
 
     def now(self) -> datetime:
         """The service's present moment (aware, UTC).

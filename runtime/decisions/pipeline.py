@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -52,7 +53,7 @@ from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions.catalog_change import CatalogUpgrader
 from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.limits import DecisionLimits
-from runtime.decisions.members import member_inputs
+from runtime.decisions.members import MemberInputs, member_inputs
 from runtime.decisions.model_holder import ServingModel
 from runtime.decisions.outcome import (
     STORE_DATA_LOST,
@@ -195,6 +196,19 @@ class DecisionPipeline:
                 hist = moved
                 self.upgrader.schedule(member_id, moved, profile, bundle.history_length)
         return _Member(member_id, hist, status, profile, state, bundle)
+
+    def read_inputs(self, member_ids: Sequence[str],
+                    when: datetime | None = None) -> list[tuple[MemberInputs, MemberBundle | None]]:
+        """Members' decision inputs at ``when`` (tier, counters, profile facts) with their stored
+        bundles, in one store read. The points ledger's earn rules read the tier and the offers
+        issued from them, the same way a decision does."""
+        moment = self.setup.moment(when)
+        bundles: list[MemberBundle | None] = list(self.store.fetch_members(member_ids))
+        members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
+        hist = stack([m.hist for m in members])
+        inputs = member_inputs(self.setup, hist, moment.local, [m.profile for m in members],
+                               [m.state for m in members])
+        return list(zip(inputs, bundles, strict=True))
 
     def _check_generation(self, bundles: Sequence[MemberBundle | None]) -> str | None:
         """``STORE_DATA_LOST`` when the store answered without its generation marker, else None.

@@ -31,7 +31,13 @@ from runtime.coupons import redemption
 from runtime.coupons.codes import normalise
 from runtime.events.event import FeedbackEvent
 from runtime.events.log import FORMAT_VERSION, EventLog, EventLogError
-from runtime.stores import StateEvent, Store
+from runtime.stores import StateEvent, Store, StoreUnavailable
+
+
+class PointsEarner(Protocol):
+    """Posts what new events earn to the points ledger (:class:`runtime.points.service.PointsService`)."""
+
+    def earn(self, events: Sequence[FeedbackEvent]) -> None: ...
 
 
 class Recorder(Protocol):
@@ -71,12 +77,18 @@ def _rfc3339(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def signed_amount(ev: FeedbackEvent, exponent: int) -> int:
+    """The event's money in minor units, negative for a return (a transaction with ``refund_of``)."""
+    amount = ev.amount(exponent)
+    return -amount if getattr(ev, "refund_of", None) is not None else amount
+
+
 def to_state_event(ev: FeedbackEvent, zone: ZoneInfo, exponent: int, recorder: Recorder | None = None) -> StateEvent:
     """The part of an event the online state needs (epoch seconds, month in the program zone,
-    and its history record when a recorder is given)."""
+    and its history record when a recorder is given). A return counts as negative spend."""
     return StateEvent(event_id=ev.event_id, member_id=ev.member_id, type=ev.type,
                       ts=int(ev.ts.timestamp()), offer_id=ev.offer_id,
-                      amount_minor=ev.amount(exponent),
+                      amount_minor=signed_amount(ev, exponent),
                       month=ev.ts.astimezone(zone).strftime("%Y%m"),
                       record=recorder.record(ev, exponent) if recorder is not None else b"",
                       fingerprint=recorder.fingerprint if recorder is not None else "")
@@ -93,14 +105,14 @@ def to_log_record(ev: FeedbackEvent, exponent: int, received_at: datetime,
     if ev.decision_id is not None:
         record["decision_id"] = ev.decision_id
     if ev.amount_minor is not None or ev.value is not None:
-        record["amount_minor"] = ev.amount(exponent)
+        record["amount_minor"] = signed_amount(ev, exponent)
     for name in ("currency", "channel"):
         if getattr(ev, name) is not None:
             record[name] = getattr(ev, name)
     if ev.coupon_code is not None:
         record["coupon_code"] = normalise(ev.coupon_code)
-    for name in ("product_id", "basket_id", "discount_minor", "coupon_discount_minor"):
-        if getattr(ev, name) is not None:
+    for name in ("product_id", "basket_id", "discount_minor", "coupon_discount_minor", "refund_of"):
+        if getattr(ev, name, None) is not None:
             record[name] = getattr(ev, name)
     record["received_at"] = _rfc3339(received_at)
     if request_id:
@@ -110,10 +122,13 @@ def to_log_record(ev: FeedbackEvent, exponent: int, received_at: datetime,
 
 def ingest(events: Sequence[FeedbackEvent], store: Store, log: EventLog, zone: ZoneInfo, exponent: int,
            request_id: str | None = None, now: datetime | None = None,
-           recorder: Recorder | None = None) -> IngestResult:
+           recorder: Recorder | None = None, points: PointsEarner | None = None) -> IngestResult:
     """Apply a validated batch (see the module for the order of work).
 
     ``recorder`` (the decision engine's, once loaded) encodes each event's history record.
+    ``points`` (the points ledger, when the program has one) posts what the new transactions
+    earn, after the log write and before the state update: its postings are idempotent by
+    cause, so a retry after any failure earns exactly once.
 
     Raises
     ------
@@ -136,7 +151,9 @@ def ingest(events: Sequence[FeedbackEvent], store: Store, log: EventLog, zone: Z
         [(i, events[i]) for i in sorted(first.values()) if not seen[events[i].event_id]]))
     try:
         log.append([to_log_record(e, exponent, received_at, request_id) for e in new])
-    except EventLogError:
+        if points is not None and new:
+            points.earn(new)
+    except (EventLogError, StoreUnavailable):
         redemption.undo(store, made)
         raise
     applied = dict(zip((e.event_id for e in new),

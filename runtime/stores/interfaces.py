@@ -11,6 +11,8 @@ described capability by capability; each is an abstract class a caller can type 
   atomically, and a decision's whole write (reservations, coupons, score cache) in one
   atomic round trip;
 * :class:`CouponStore` - coupon records and their atomic, all-or-none redemption;
+* :class:`PointsStore` - members' points accounts, posted to atomically and idempotently
+  by cause (:mod:`runtime.stores.points_rules`);
 * :class:`IdempotencyStore` - claimed idempotency keys, stored responses and side records;
 * :class:`StoreHousekeeping` - the catalog ids of earlier catalogs, the generation marker
   that tells a store that lost its data, and the connection itself.
@@ -208,6 +210,23 @@ class CouponStore(ABC):
         """Undo claims this call's events made (when what follows the claim failed)."""
 
 
+class PointsStore(ABC):
+    """Members' points accounts: postings applied atomically, each cause at most once."""
+
+    @abstractmethod
+    def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
+                    keep: int = 100) -> dict[str, object]:
+        """Apply ``postings`` (plain dicts, :func:`runtime.points.ledger.wire`) to the member's
+        account at ``now`` in one atomic step (:mod:`runtime.stores.points_rules`): due lots
+        expire, each posting is applied unless its cause was, burns that the balance does not
+        cover are refused. With no postings it only applies expiry and returns the account.
+        The reply: per posting a status, the new entries and the account."""
+
+    @abstractmethod
+    def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
+        """The member's most recent entries, newest first (at most ``keep`` are kept)."""
+
+
 class IdempotencyStore(ABC):
     """Claimed idempotency keys, stored responses and side records."""
 
@@ -267,7 +286,7 @@ class StoreHousekeeping(ABC):
         """Release connections."""
 
 
-class Store(MemberStore, ScoreCache, Reservations, CouponStore, IdempotencyStore, StoreHousekeeping):
+class Store(MemberStore, ScoreCache, Reservations, CouponStore, PointsStore, IdempotencyStore, StoreHousekeeping):
     """Every capability at once: what a Redis or in-process store implements (module docstring)."""
 
     #: "redis" or "memory"

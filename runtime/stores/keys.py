@@ -38,6 +38,9 @@ KINDS = {
     "generation": "g",
     "catalog": "d",
     "wallet": "w",
+    "points": "p",
+    "points_entries": "pe",
+    "points_causes": "pc",
 }
 _PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
 
@@ -99,6 +102,11 @@ class KeySpace:
         return build_key(self.prefix, "catalog", fingerprint)
     def wallet(self, member_id: str) -> str:
         return build_key(self.prefix, "wallet", member_id)
+
+    def points(self, member_id: str) -> tuple[str, str, str]:
+        """The member's points account, recent entries and applied causes (one script touches all three)."""
+        return (build_key(self.prefix, "points", member_id), build_key(self.prefix, "points_entries", member_id),
+                build_key(self.prefix, "points_causes", member_id))
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""

@@ -10,6 +10,7 @@ is alive.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.stores import coupon_records, encoding, rules_python
+from runtime.stores import coupon_records, encoding, points_rules, rules_python
 from runtime.stores.interfaces import NullObserver, Store, StoreObserver, TTLs
 from runtime.stores.keys import KeySpace
 from runtime.stores.values import (
@@ -330,6 +331,27 @@ class MemoryStore(Store):
                     self._hold(self.keys.wallet(c.member_id), coupon_records.offer_of(undone), undone, left)
 
     # -- idempotency -------------------------------------------------------------------------
+    # -- points -----------------------------------------------------------------
+    def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
+                    keep: int = 100) -> dict[str, object]:
+        account_key, entries_key, causes_key = self.keys.points(member_id)
+        with self._lock:
+            causes = dict(self._get(causes_key) or {})
+            fields, reply = points_rules.post(self._get(account_key) or {}, causes, member_id, postings, now)
+            entries = reply["entries"]
+            if fields:  # as the script: the account is written (and its TTL renewed) at every call
+                self._set(account_key, fields, self.ttls.state)
+            if entries:
+                self._set(entries_key, [*reversed(entries), *(self._get(entries_key) or [])][:keep],
+                          self.ttls.state)
+            if causes:
+                self._set(causes_key, causes, self.ttls.state)
+        return json.loads(json.dumps(reply))
+
+    def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
+        with self._lock:
+            return json.loads(json.dumps((self._get(self.keys.points(member_id)[1]) or [])[:limit]))
+
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
         with self._lock:
             k = self.keys.idempotency(key)

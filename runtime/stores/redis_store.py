@@ -21,6 +21,7 @@ registration and error translation, and each is a few lines over a Lua script or
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from runtime.stores import encoding, rules_lua, rules_python
+from runtime.stores import encoding, points_lua, rules_lua, rules_python
 from runtime.stores.interfaces import (
     NullObserver,
     Store,
@@ -98,6 +99,22 @@ def _budget(reply: Sequence[bytes | None]) -> BudgetCounter:
     return BudgetCounter(int(n or 0), int(m or 0))
 
 
+def _entry(entry: dict[str, object]) -> dict[str, object]:
+    """An entry as Lua's cjson wrote it, with an empty ``m`` as an object (cjson cannot tell)."""
+    if entry.get("m") == []:
+        entry["m"] = {}
+    return entry
+
+
+def _lists(reply: dict[str, object]) -> dict[str, object]:
+    """A points reply with cjson's empty tables (``{}``) read back as the empty lists they are."""
+    for name in ("results", "entries", "lots"):
+        if reply.get(name) == {}:
+            reply[name] = []
+    reply["entries"] = [_entry(e) for e in reply["entries"]]  # type: ignore[attr-defined]
+    return reply
+
+
 class RedisStore(Store):
     """Store on a Redis server; see the module docstring for round trips and failures."""
 
@@ -118,6 +135,7 @@ class RedisStore(Store):
         self._upgrade = client.register_script(rules_lua.UPGRADE_MEMBER)
         self._redeem = client.register_script(rules_lua.REDEEM)
         self._unredeem = client.register_script(rules_lua.UNREDEEM)
+        self._points = client.register_script(points_lua.POST_POINTS)
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -390,6 +408,20 @@ class RedisStore(Store):
             self._unredeem(keys=keys, args=[c.event_id for c in claims])
 
     # -- idempotency -----------------------------------------------------------------------
+    # -- points -----------------------------------------------------------------
+    def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
+                    keep: int = 100) -> dict[str, object]:
+        with self._guard("post_points"):
+            reply = self._points(keys=list(self.keys.points(member_id)),
+                                 args=[now, self.ttls.state, keep, member_id,
+                                       json.dumps(list(postings), separators=(",", ":"))])
+        return _lists(json.loads(reply))
+
+    def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
+        with self._guard("points_entries"):
+            raw = self.client.lrange(self.keys.points(member_id)[1], 0, limit - 1)
+        return [_entry(json.loads(r)) for r in raw]
+
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
         pending = encoding.encode_response(StoredResponse(request_hash=request_hash))
         with self._guard("idempotency_begin"):

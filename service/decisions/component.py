@@ -27,6 +27,7 @@ import gc
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import pandas as pd
 from models.features import History
 from models.features.online import history_from_records, records_from_history
 from models.model import PropensityModel
+from models.program import load_program
 from models.uplift import UpliftModel
 from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
 from runtime.decisions.decision_log import DecisionLog
@@ -47,6 +49,7 @@ from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.drift import DriftMonitor
 from runtime.events.history_records import HistoryRecorder
 from runtime.events.log import EventLog
+from runtime.points.service import PointsService
 from runtime.stores import StoreError
 from service.errors import ServiceUnavailable
 from service.state import ServiceState
@@ -58,6 +61,16 @@ COMPONENT = "decisions"  # its readiness check
 WARM_OFFERS = 64
 
 
+def _points_enabled(program: Path | None) -> bool:
+    """Whether the program config turns the points ledger on (False when unreadable: loading reports that)."""
+    if program is None:
+        return False
+    try:
+        return load_program(program).points.enabled
+    except (OSError, ValueError):
+        return False
+
+
 class DecisionsComponent:
     """Loads and owns one app's engine, model holder and decider (see the module docstring)."""
 
@@ -65,6 +78,8 @@ class DecisionsComponent:
         self.state = state
         settings = state.settings
         self.configured = settings.data is not None
+        #: the program keeps a points ledger: transactions wait (503) until it is loaded
+        self.points_expected = self.configured and _points_enabled(settings.program)
         self.setup: DecisionSetup | None = None
         self.holder: ModelHolder | None = None
         #: champion/challenger routing over ``holder`` and a challenger holder
@@ -127,6 +142,10 @@ class DecisionsComponent:
             self.decider = DecisionPipeline(setup, self.state.store, self.router, self.state.metrics,
                                             decision_log=self._decision_log(),
                                             drift=DriftMonitor(self.state.metrics) if self.router else None)
+            if setup.program.points.enabled:
+                self.state.points = PointsService(
+                    self.decider, self.state.store, settings.event_log, settings.currency_exponent,
+                    self.state.now, settings.event_log_max_bytes, settings.event_log_fsync)
             try:  # histories written under this catalog can be read under the next one
                 self.decider.upgrader.publish()
             except StoreError as exc:

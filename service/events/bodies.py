@@ -104,7 +104,7 @@ EventType = Literal["impression", "click", "redeem", "dismiss", "transaction"]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
 
-_TRANSACTION_ONLY = ("product_id", "basket_id", "discount_minor", "coupon_discount_minor")
+_TRANSACTION_ONLY = ("product_id", "basket_id", "discount_minor", "coupon_discount_minor", "refund_of")
 #: The rules across fields that JSON Schema can state, for the API document (``_rules`` checks them).
 EVENT_CONDITIONS: dict[str, Any] = {"allOf": [{
     "if": {"properties": {"type": {"const": "transaction"}}, "required": ["type"]},
@@ -145,6 +145,10 @@ class Event(BaseModel):
     coupon_discount_minor: Amount | None = Field(None,
                                               description="Transaction: the part of the discount that came "
                                                           "from coupons, minor units.")
+    refund_of: EventId | None = Field(None, description="Transaction: this line returns (refunds) the "
+                                                        "transaction event with this event_id; its amount "
+                                                        "is the money given back, and the points that "
+                                                        "purchase earned are reversed in proportion.")
 
     def amount(self, exponent: int) -> int:
         """The money of the event in minor units (0 when it has none)."""

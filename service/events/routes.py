@@ -50,11 +50,12 @@ def post_events() -> tuple[Response, int]:
         for error in exc.errors:
             state.metrics.record_event_quality(f"rejected:{error.code}")
         raise
+    _points_ready(state, events)
     try:
         result = ingest(events, state.store, state.event_log, settings.zone,
                         settings.currency_exponent, request_id(),
                         now=datetime.fromtimestamp(state.wall_clock(), UTC),  # received_at: the wall clock
-                        recorder=state.recorder)
+                        recorder=state.recorder, points=state.points)
     except redemption.CouponsRefused as exc:
         raise coupon_problems.problem(exc, lambda i, name, code, message: FieldError(
             code=code, message=message, pointer=_pointer(body, i, name))) from None
@@ -68,6 +69,14 @@ def post_events() -> tuple[Response, int]:
         state.metrics.record_event(ev.type, status)
     _count_unknown_ids(state, events)
     return jsonify(result.to_dict()), 200
+
+
+def _points_ready(state: ServiceState, events: Sequence[Event]) -> None:
+    """503 for transactions while a program with a points ledger is still loading: they must earn."""
+    decisions = state.decisions
+    if (state.points is None and decisions is not None and decisions.points_expected
+            and any(ev.type == "transaction" for ev in events)):
+        raise ServiceUnavailable("the points ledger is loading; retry shortly (transactions must earn)")
 
 
 def _count_unknown_ids(state: ServiceState, events: Sequence[Event]) -> None:

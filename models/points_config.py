@@ -1,0 +1,129 @@
+"""The ``points:`` section of a program config: earning, rewards and expiry of the ledger.
+
+It lives beside :mod:`models.program` (which includes it as :attr:`Program.points`) because
+it is a schema of its own: the earn multipliers, the signup and birthday bonuses, the
+rewards priced in points, and how points expire. The base earn rate stays where it always
+was (``currency.earn_rate`` per major unit, or per visit, times the tier's
+``earn_multiplier``). docs/program-config.md documents every key; :mod:`models.points`
+turns a transaction into ledger postings with these rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Multiplier(_Strict):
+    """An earn multiplier: every condition given must hold for a purchase line (AND).
+
+    ``days_of_week`` (local), ``first_weekend_of_month`` (the month's first Saturday and the
+    Sunday after it), ``dates`` (one-off days such as Double Star Days), ``categories`` (the
+    line's product category) and ``tiers`` (the member's tier).
+    """
+
+    name: str = Field(min_length=1)
+    factor: Annotated[float, Field(gt=0.0, le=100.0)]
+    days_of_week: tuple[Weekday, ...] = ()
+    first_weekend_of_month: bool = False
+    dates: tuple[dt.date, ...] = ()
+    categories: tuple[str, ...] = ()
+    tiers: tuple[str, ...] | None = None
+
+
+class Reward(_Strict):
+    """Something a member buys with points.
+
+    ``item`` (a free drink: fulfilled by the caller), ``voucher`` (issues a coupon of the
+    program offer named by ``offer``) or ``charity`` (a donation to ``cause``, reported per
+    cause).
+    """
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str
+    points: PosInt
+    kind: Literal["item", "voucher", "charity"] = "item"
+    offer: str | None = None
+    cause: str | None = None
+
+
+class Expiry(_Strict):
+    """When earned points expire.
+
+    ``rolling``: ``months`` after the day they were earned (local midnight);
+    ``calendar``: at the end of the earning year's ``month``/``day`` (local), ``years`` later;
+    ``none``: never.
+    """
+
+    type: Literal["none", "rolling", "calendar"] = "none"
+    months: PosInt | None = None
+    month: Annotated[int, Field(ge=1, le=12)] = 12
+    day: Annotated[int, Field(ge=1, le=31)] = 31
+    years: NonNegInt = 0
+
+
+class PointsSettings(_Strict):
+    """The ledger's rules; ``enabled: false`` (the default) keeps the ledger off."""
+
+    enabled: bool = False
+    multipliers: tuple[Multiplier, ...] = ()
+    #: how several multipliers of one line combine: the largest, or their product
+    combine: Literal["max", "multiply"] = "max"
+    signup: NonNegInt = 0
+    birthday: NonNegInt = 0
+    #: days before earned points can be spent (returns window); shown as pending until then
+    pending_days: NonNegInt = 0
+    #: the window of "expiring soon" in the balance view
+    expiring_soon_days: PosInt = 30
+    expiry: Expiry = Expiry()
+    rewards: tuple[Reward, ...] = ()
+
+
+def points_problems(points: PointsSettings, tiers: set[str],
+                    offers: dict[str, tuple[str, bool]]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Cross-field checks of the points section, as (data path under ``points``, message).
+
+    ``offers`` maps each program offer id to (kind, requires_coupon).
+    """
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    exp = points.expiry
+    if exp.type == "rolling" and exp.months is None:
+        out.append((("expiry", "months"), "a rolling expiry needs months"))
+    if exp.type != "rolling" and exp.months is not None:
+        out.append((("expiry", "months"), f"months only applies to a rolling expiry, not {exp.type}"))
+    if exp.type == "calendar":
+        try:
+            dt.date(2001 if not (exp.month == 2 and exp.day == 29) else 2000, exp.month, exp.day)
+        except ValueError:
+            out.append((("expiry", "day"), f"month {exp.month} has no day {exp.day}"))
+    for i, m in enumerate(points.multipliers):
+        out.extend((("multipliers", i, "tiers", j), f"unknown tier {t!r}")
+                   for j, t in enumerate(m.tiers or ()) if t not in tiers)
+    seen: set[str] = set()
+    for i, r in enumerate(points.rewards):
+        if r.id in seen:
+            out.append((("rewards", i, "id"), f"duplicate reward id {r.id!r}"))
+        seen.add(r.id)
+        if r.kind == "voucher":
+            if r.offer is None:
+                out.append((("rewards", i, "offer"), "a voucher reward needs the program offer it issues"))
+            elif r.offer not in offers:
+                out.append((("rewards", i, "offer"), f"unknown program offer {r.offer!r}"))
+            elif not offers[r.offer][1]:
+                out.append((("rewards", i, "offer"), f"offer {r.offer!r} must have requires_coupon: true"))
+        elif r.offer is not None:
+            out.append((("rewards", i, "offer"), "only a voucher reward issues an offer"))
+        if r.kind == "charity" and not r.cause:
+            out.append((("rewards", i, "cause"), "a charity reward needs its cause"))
+    return out

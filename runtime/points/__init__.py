@@ -1,0 +1,1 @@
+"""The points ledger: earning from events, rewards, expiry, and its rebuild from the log."""

@@ -1,0 +1,86 @@
+"""What accepted events earn: from transaction events and the members' state to ledger postings.
+
+:class:`Earning` is built once per decision setup (program, catalog, product categories). For a
+batch of events it reads the transaction members' decision inputs in one store round trip
+(:meth:`~runtime.decisions.pipeline.DecisionPipeline.read_inputs`: the tier, exactly as a
+decision sees it, and the offers issued or shown to them) and applies the pure earn rules of
+:mod:`models.points` line by line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from models.features.history import UNKNOWN
+from models.points import EarnContext, PointsOffer, Posting, PurchaseLine, earn_postings
+from runtime.decisions.pipeline import DecisionPipeline
+from runtime.events.event import FeedbackEvent
+from runtime.points.ledger import MemberFacts
+
+POINT_KINDS = ("bonus_points", "points_multiplier")
+#: The state counters that say an offer reached a member.
+REACHED = ("issue", "impression")
+
+
+class Earning:
+    """The earn rules bound to one decision pipeline (see the module docstring)."""
+
+    def __init__(self, pipeline: DecisionPipeline):
+        self.pipeline = pipeline
+        setup = pipeline.setup
+        self.program = setup.program
+        self.zone = setup.zone
+        self.offers = [
+            PointsOffer(o.offer_id, o.kind, float(o.value), o.category,
+                        None if o.starts_at is None else setup.epoch(o.starts_at),
+                        None if o.ends_at is None else setup.epoch(o.ends_at))
+            for o in setup.catalog.offers if o.kind in POINT_KINDS]
+        fc = setup.features
+        self.category = {str(p): str(fc.category_levels[c]) for p, c in zip(fc.product_ids, fc.product_category,
+                                                                             strict=True)
+                         if str(fc.category_levels[c]) != UNKNOWN}
+
+    def facts(self, profile: object | None) -> MemberFacts:
+        """Join time (epoch) and birth month from a stored profile, for the signup and birthday bonuses."""
+        if profile is None:
+            return MemberFacts()
+        joined = getattr(profile, "joined_at", None)
+        return MemberFacts(None if joined is None else self.pipeline.setup.epoch(pd.Timestamp(joined, unit="s")),
+                           getattr(profile, "birth_month", None))
+
+    def read(self, member_ids: Sequence[str], when: datetime | None
+             ) -> dict[str, tuple[EarnContext, MemberFacts]]:
+        """Each member's earn context (tier, offers that reached them) and facts, one store read."""
+        out = {}
+        for member_id, (inputs, bundle) in zip(member_ids, self.pipeline.read_inputs(member_ids, when), strict=True):
+            offered: dict[str, list[int]] = {}
+            if bundle is not None:
+                for (subject, offer_id), counter in bundle.state.counters.items():
+                    if subject in REACHED:
+                        offered.setdefault(offer_id, []).extend(counter.recent)
+            tier = inputs.context.tier
+            out[member_id] = (EarnContext(tier.tier if tier is not None else self.program.tier_names[0], offered),
+                              self.facts(bundle.profile if bundle is not None else None))
+        return out
+
+    def postings(self, events: Sequence[FeedbackEvent], exponent: int, when: datetime | None
+                 ) -> tuple[dict[str, list[Posting]], dict[str, MemberFacts]]:
+        """The postings of the transaction events (by member, in event order) and the members' facts."""
+        lines = [e for e in events if e.type == "transaction"]
+        members = list(dict.fromkeys(e.member_id for e in lines))
+        if not members:
+            return {}, {}
+        contexts = self.read(members, when)
+        out: dict[str, list[Posting]] = {m: [] for m in members}
+        for ev in lines:
+            refund_of = getattr(ev, "refund_of", None)
+            amount = ev.amount(exponent)
+            line = PurchaseLine(ev.event_id, ev.member_id, int(ev.ts.timestamp()),
+                                -amount if refund_of is not None else amount,
+                                self.category.get(str(ev.product_id)) if ev.product_id is not None else None,
+                                ev.basket_id, refund_of)
+            out[ev.member_id] += earn_postings(self.program, self.offers, line, contexts[ev.member_id][0], self.zone)
+        return out, {m: contexts[m][1] for m in members}

@@ -1,0 +1,128 @@
+"""The points ledger of a running service: earning on ingest, redeeming, adjusting, showing.
+
+Built by the service once its decision engine is loaded (the earn rules need the program,
+the catalog and the tier engine). The HTTP layer (:mod:`service.points`) and event ingest
+(:func:`runtime.events.ingest.ingest`) call it; it never imports Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime.coupons.codes import Coupon, issue_coupon
+from runtime.decisions.limits import COUPON_DAYS
+from runtime.decisions.pipeline import DecisionPipeline
+from runtime.events.event import FeedbackEvent
+from runtime.events.log import EventLog
+from runtime.points.earning import Earning
+from runtime.points.ledger import KIND, MemberFacts, PointsLedger
+from runtime.stores import Store
+
+DAY = 86_400
+
+
+class UnknownReward(LookupError):
+    """The reward id is not in the program's ``points.rewards``."""
+
+
+class InsufficientPoints(Exception):
+    """The balance does not cover the reward (nothing was burned)."""
+
+    def __init__(self, balance: int, needed: int):
+        super().__init__(f"the balance ({balance}) does not cover {needed} points")
+        self.balance = balance
+        self.needed = needed
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A redeemed reward: the burn's entry (None for a replay of an earlier burn), the balance,
+    and the voucher's coupon."""
+
+    status: str
+    reward: Any
+    entry: dict[str, Any] | None
+    balance: int
+    coupon: Coupon | None
+
+
+class PointsService:
+    """The ledger bound to one loaded decision engine and store (see the module docstring)."""
+
+    def __init__(self, pipeline: DecisionPipeline, store: Store, log_dir: Path, exponent: int,
+                 now: Callable[[], datetime], log_max_bytes: int = 64 << 20,
+                 fsync: Literal["request", "none"] = "request"):
+        self.earning = Earning(pipeline)
+        self.program = pipeline.setup.program
+        self.store = store
+        self.exponent = exponent
+        self._now = now
+        self.ledger = PointsLedger(self.program, store, EventLog(log_dir, log_max_bytes, fsync, kind=KIND),
+                                   pipeline.setup.zone)
+
+    def now(self) -> int:
+        return int(self._now().timestamp())
+
+    def earn(self, events: Sequence[FeedbackEvent]) -> None:
+        """Post what new transaction events earn (ingest calls this before updating the state)."""
+        postings, facts = self.earning.postings(events, self.exponent, self._now())
+        if postings:
+            self.ledger.post_many(postings, self.now(), facts)
+
+    def facts(self, member_id: str) -> MemberFacts:
+        """The member's join time and birth month from the stored profile (one read)."""
+        bundle = self.store.fetch_members([member_id])[0]
+        return self.earning.facts(bundle.profile if bundle is not None else None)
+
+    def view(self, member_id: str, last: int = 10) -> dict[str, Any]:
+        """Balance, pending, expiring soon, lifetime totals and the last entries (expiry applied)."""
+        return self.ledger.view(member_id, self.now(), self.facts(member_id), last)
+
+    def redeem(self, member_id: str, reward_id: str, key: str, channel: str | None = None) -> Redemption:
+        """Burn a reward's points once per ``key``; a voucher reward then issues its coupon.
+
+        Raises UnknownReward, InsufficientPoints (nothing burned), StoreUnavailable,
+        EventLogError.
+        """
+        reward = self.ledger.rewards.get(reward_id)
+        if reward is None:
+            raise UnknownReward(reward_id)
+        now = self.now()
+        posting = self.ledger.redeem_posting(reward_id, key, now, channel)
+        outcome = self.ledger.post(member_id, [posting], now, self.facts(member_id))
+        result = outcome.status(posting.cause)
+        balance = int(outcome.reply["balance"])
+        if result["status"] == "refused":
+            raise InsufficientPoints(int(result["balance"]), reward.points)
+        entry = next((e for e in outcome.entries if e["cause"] == posting.cause), None)
+        coupon = None
+        if reward.kind == "voucher" and result["status"] == "applied":
+            coupon = issue_coupon(self.store, member_id, str(reward.offer), now, self._voucher_end(reward.offer, now))
+        return Redemption(str(result["status"]), reward, entry, balance, coupon)
+
+    def _voucher_end(self, offer_id: str, now: int) -> int:
+        """A voucher's coupon lives until its offer ends, else :data:`COUPON_DAYS` days."""
+        offer = self.earning.pipeline.setup.catalog[offer_id]
+        if offer.ends_at is not None:
+            end = self.earning.pipeline.setup.epoch(offer.ends_at)
+            if end > now:
+                return end
+        return now + COUPON_DAYS * DAY
+
+    def adjust(self, member_id: str, points: int, reason: str, actor: str, key: str) -> dict[str, Any]:
+        """An admin adjustment once per ``key``; a debit the balance does not cover is refused.
+
+        Returns the status, the entry and the balance. Raises InsufficientPoints.
+        """
+        now = self.now()
+        posting = self.ledger.adjust_posting(points, reason, actor, key, now)
+        outcome = self.ledger.post(member_id, [posting], now, self.facts(member_id))
+        result = outcome.status(posting.cause)
+        if result["status"] == "refused":
+            raise InsufficientPoints(int(result["balance"]), -points)
+        entry = next((e for e in outcome.entries if e["cause"] == posting.cause), None)
+        return {"status": result["status"], "entry": entry, "balance": outcome.reply["balance"]}

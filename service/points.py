@@ -1,0 +1,182 @@
+"""The points endpoints: a member's balance, redeeming rewards, admin adjustments.
+
+``GET /v1/members/<member_id>/points`` (scope ``decisions``): balance, pending, expiring soon,
+lifetime totals and the last entries (``?entries=N``, 1-100, default 10). Due expiry and the
+signup and birthday bonuses are applied first, so the figures are exact now.
+
+``POST /v1/members/<member_id>/points/redeem`` (scope ``events``, ``Idempotency-Key``
+required): body ``{"reward_id": "free_drink", "channel": "app"}``. Burns the reward's points
+once per key: a retry answers the first response (``Idempotent-Replayed``), and even after
+the key's record expired the burn is never applied twice. 409 ``points-insufficient`` when the
+balance does not cover it (``balance`` and ``needed`` in the problem; the balance never goes
+negative), 422 for an unknown reward. A voucher reward issues a coupon code.
+
+``POST /v1/admin/members/<member_id>/points/adjust`` (scope ``admin``, ``Idempotency-Key``
+required): body ``{"points": -40, "reason": "goodwill"}``; the reason is required and the
+entry records which key made it.
+
+All answer 404 when the program has no points ledger (``points.enabled``) and 503 while it
+loads or the store or log is unavailable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from runtime.coupons.codes import Coupon
+from runtime.events.log import EventLogError
+from runtime.points.service import InsufficientPoints, PointsService, UnknownReward
+from runtime.stores import StoreUnavailable
+from service.auth import require_scope
+from service.decisions.bodies import parse_body
+from service.errors import (
+    FieldError,
+    NotFound,
+    PointsInsufficient,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from service.events.bodies import Channel
+from service.http import read_json
+from service.idempotency import HEADER, idempotent
+from service.state import current_state
+from service.validation import describe, is_valid
+
+bp = Blueprint("points", __name__)
+
+
+class RedeemBody(BaseModel):
+    """``POST .../points/redeem``: which reward, and where."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reward_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="A reward of the program's points.rewards.")
+    channel: Channel | None = Field(None, description="Where the member redeemed.")
+
+
+class AdjustBody(BaseModel):
+    """``POST /v1/admin/.../points/adjust``: signed whole points and why."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    points: Annotated[int, Field(ge=-10_000_000, le=10_000_000)] = Field(
+        description="Points to add (positive) or take (negative); not 0.")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)] = Field(
+        description="Why (kept in the ledger entry).")
+
+
+def _member(member_id: str) -> str:
+    if not is_valid("member_id", member_id):
+        raise ValidationFailed("member_id is not valid", [FieldError(
+            code="invalid_member_id", parameter="member_id",
+            message=f"member_id must be {describe('member_id')}")])
+    return member_id
+
+
+def _ledger() -> PointsService:
+    state = current_state()
+    if state.points is not None:
+        return state.points
+    decisions = state.decisions
+    if decisions is not None and decisions.points_expected:
+        raise ServiceUnavailable("the points ledger is loading; retry shortly")
+    raise NotFound("this program has no points ledger (points.enabled in the program config)")
+
+
+def _key() -> str:
+    key = request.headers.get(HEADER)
+    if key is None:
+        raise ValidationFailed("an Idempotency-Key header is required", [FieldError(
+            code="missing", header=HEADER, message="send a unique key (a UUID) per redemption; "
+                                                   "retry with the same key")])
+    return key
+
+
+def _coupon(coupon: Coupon | None) -> dict[str, object] | None:
+    return None if coupon is None else coupon.to_dict()
+
+
+@bp.get("/v1/members/<member_id>/points")
+@require_scope("decisions")
+def balance(member_id: str) -> Response:
+    """The member's points now (see the module docstring)."""
+    member_id = _member(member_id)
+    raw = request.args.get("entries", "10")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise ValidationFailed("entries must be an integer from 1 to 100", [FieldError(
+            code="out_of_range", parameter="entries", message="an integer from 1 to 100")])
+    ledger = _ledger()
+    try:
+        return jsonify(ledger.view(member_id, int(raw)))
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable("the online store is unavailable; retry shortly") from exc
+    except EventLogError as exc:
+        raise ServiceUnavailable("the points log cannot be written; retry shortly") from exc
+
+
+@bp.post("/v1/members/<member_id>/points/redeem")
+@require_scope("events")
+@idempotent
+def redeem(member_id: str) -> tuple[Response, int]:
+    """Burn a reward's points once per Idempotency-Key (see the module docstring)."""
+    member_id = _member(member_id)
+    key = _key()
+    body: RedeemBody = parse_body(RedeemBody, read_json())
+    ledger = _ledger()
+    try:
+        done = ledger.redeem(member_id, body.reward_id, _scoped(key), body.channel)
+    except UnknownReward:
+        raise ValidationFailed("unknown reward", [FieldError(
+            code="unknown_reward", pointer="/reward_id",
+            message=f"one of: {', '.join(sorted(ledger.ledger.rewards)) or '(none configured)'}")]) from None
+    except InsufficientPoints as exc:
+        problem = PointsInsufficient(f"the balance ({exc.balance}) does not cover this reward ({exc.needed})")
+        problem.extensions.update(balance=exc.balance, needed=exc.needed)
+        raise problem from None
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable("the online store is unavailable; retry with the same Idempotency-Key") from exc
+    except EventLogError as exc:
+        raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
+    reward = done.reward
+    return jsonify({"status": "redeemed" if done.status == "applied" else "already_redeemed",
+                    "reward": {"id": reward.id, "title": reward.title, "points": reward.points, "kind": reward.kind,
+                               **({"cause": reward.cause} if reward.cause else {})},
+                    "balance": done.balance, "entry": done.entry, "coupon": _coupon(done.coupon)}), 200
+
+
+@bp.post("/v1/admin/members/<member_id>/points/adjust")
+@require_scope("admin")
+@idempotent
+def adjust(member_id: str) -> tuple[Response, int]:
+    """Add or take points with a reason, once per Idempotency-Key (see the module docstring)."""
+    member_id = _member(member_id)
+    key = _key()
+    body: AdjustBody = parse_body(AdjustBody, read_json())
+    if body.points == 0:
+        raise ValidationFailed("points must not be 0", [FieldError(
+            code="out_of_range", pointer="/points", message="a non-zero number of points")])
+    ledger = _ledger()
+    api_key = g.get("api_key")
+    actor = api_key.key_id if api_key is not None else "anonymous"
+    try:
+        done = ledger.adjust(member_id, body.points, body.reason, actor, _scoped(key))
+    except InsufficientPoints as exc:
+        problem = PointsInsufficient(f"the balance ({exc.balance}) does not cover taking {exc.needed} points")
+        problem.extensions.update(balance=exc.balance, needed=exc.needed)
+        raise problem from None
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable("the online store is unavailable; retry with the same Idempotency-Key") from exc
+    except EventLogError as exc:
+        raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
+    return jsonify({"status": "adjusted" if done["status"] == "applied" else "already_adjusted",
+                    "balance": done["balance"], "entry": done["entry"]}), 200
+
+
+def _scoped(key: str) -> str:
+    """The ledger cause of a request: the Idempotency-Key scoped to the caller's API key."""
+    api_key = g.get("api_key")
+    return f"{api_key.key_id if api_key is not None else 'anonymous'}:{key}"

@@ -1,0 +1,312 @@
+"""The points ledger: earn rules, burns, expiry, refunds, idempotency, concurrency and the rebuild.
+
+The store rule is tested on both stores (Redis' Lua script and its Python twin must agree on a
+long random sequence); the service through Flask against a real Redis, on the tiny data
+directory with a program whose points are hand-computed below.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from models.points import UNIT, EarnContext, PurchaseLine, earn_postings, expiry_at
+from models.program import ProgramConfigError, parse_program
+from runtime.decisions.materialize import load_members, materialize
+from runtime.points.rebuild import read_log, rebuild, replay
+from service.app import create_app
+from service.state import ServiceState
+from tests.decisions_env import close_app
+from tests.service_helpers import (
+    ADMIN_KEY,
+    ALL_KEYS,
+    DECISIONS_KEY,
+    EVENTS_KEY,
+    make_settings,
+    make_store,
+)
+
+# Friday 2017-03-10; member m1 of the tiny data was born in March and joined 2016-01-05
+CLOCK = "2017-03-10T12:00:00+00:00"
+NOW = int(datetime(2017, 3, 10, 12, tzinfo=UTC).timestamp())
+EVENTS = {"X-API-Key": EVENTS_KEY}
+ADMIN = {"X-API-Key": ADMIN_KEY}
+READ = {"X-API-Key": DECISIONS_KEY}
+
+PROGRAM = """
+name: Points test
+timezone: UTC
+currency: {name: points, earn_rate: 1}
+tier_policy: {metric: spend, window: {type: lifetime}}
+tiers:
+  - {name: Base, threshold: 0}
+  - {name: Gold, threshold: 10, earn_multiplier: 2}
+offers:
+  - {id: tea_voucher, kind: amount_off, title: $5 off, value: 5, cost: 5, requires_coupon: true}
+points:
+  enabled: true
+  signup: 100
+  birthday: 50
+  expiry: {type: rolling, months: 6}
+  multipliers:
+    - {name: double_friday, factor: 2, days_of_week: [fri]}
+    - {name: fruit_x3, factor: 3, categories: [FRUIT]}
+  rewards:
+    - {id: free_drink, title: Free drink, points: 150}
+    - {id: five_off, title: $5 voucher, points: 200, kind: voucher, offer: tea_voucher}
+    - {id: trees, title: Plant a tree, points: 10, kind: charity, cause: One Tree Planted}
+"""
+
+
+def test_program_config_refuses_bad_points_sections() -> None:
+    bad = PROGRAM.replace("offer: tea_voucher", "offer: nope").replace("months: 6", "months: 6, day: 3")
+    with pytest.raises(ProgramConfigError) as err:
+        parse_program(bad.replace("type: rolling, months: 6, day: 3", "type: rolling"))
+    text = str(err.value)
+    assert "points.rewards[1].offer" in text and "unknown program offer 'nope'" in text
+    assert "points.expiry.months" in text and "a rolling expiry needs months" in text
+
+
+def test_earn_rules_by_hand() -> None:
+    program = parse_program(PROGRAM)
+    from zoneinfo import ZoneInfo
+
+    utc = ZoneInfo("UTC")
+    friday = NOW
+    line = PurchaseLine("e1", "m1", friday, 399, "SOFT DRINKS")
+    [p] = earn_postings(program, [], line, EarnContext("Base"), utc)
+    assert (p.cause, p.kind, p.units) == ("earn:e1", "earn", 2 * 399 * UNIT // 100)  # Friday doubles
+    assert p.expires_at == int(datetime(2017, 9, 10, tzinfo=UTC).timestamp())  # 6 months after the day
+    [p] = earn_postings(program, [], PurchaseLine("e2", "m1", friday + 86_400, 399, "FRUIT"),
+                        EarnContext("Gold"), utc)
+    assert p.units == 2 * 3 * 399 * UNIT // 100  # Gold x2, fruit x3 (max of the rules: Saturday)
+    refund = PurchaseLine("e3", "m1", friday, -100, refund_of="e1")
+    [p] = earn_postings(program, [], refund, EarnContext("Base"), utc)
+    assert (p.kind, p.of, p.amount_minor) == ("reverse", "earn:e1", 100)
+    calendar = parse_program(PROGRAM.replace("type: rolling, months: 6", "type: calendar"))
+    assert expiry_at(calendar.points, friday, utc) == int(datetime(2018, 1, 1, tzinfo=UTC).timestamp())
+
+
+# -- the store rule: Lua and Python twins ------------------------------------------------------------
+def _random_postings(rng: random.Random, now: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for _ in range(rng.randint(0, 3)):
+        kind = rng.choice(["earn", "earn", "burn", "adjust", "reverse", "refund"])
+        c = str(rng.randint(0, 200))
+        if kind == "earn":
+            amount = rng.randint(1, 50_000)
+            out.append({"c": "earn:" + c, "k": "earn", "u": amount * 100, "ts": now, "amt": amount,
+                        "x": now + rng.choice([0, 30 * 86_400, 200 * 86_400]),
+                        "a": rng.choice([0, now + 3 * 86_400]), "m": {"rule": "base"}})
+        elif kind == "burn":
+            out.append({"c": "redeem:" + c, "k": "burn", "u": -rng.randint(1, 300) * UNIT, "ts": now, "m": {}})
+        elif kind == "adjust":
+            out.append({"c": "adjust:" + c, "k": "adjust", "u": rng.choice([-1, 1]) * rng.randint(1, 100) * UNIT,
+                        "ts": now, "m": {"reason": "r"}})
+        elif kind == "reverse":
+            out.append({"c": "earn:r" + c, "k": "reverse", "u": -rng.randint(1, 50_000) * 100, "ts": now, "m": {}})
+        else:
+            out.append({"c": "refund:" + c, "k": "reverse", "u": 0, "of": "earn:" + str(rng.randint(0, 200)),
+                        "amt": rng.randint(1, 30_000), "ts": now, "m": {}})
+    return out
+
+
+@pytest.mark.redis
+def test_lua_and_python_rules_agree_and_every_key_has_a_ttl(redis_url: str) -> None:
+    redis_store, memory = make_store("redis", redis_url), make_store("memory")
+    rng = random.Random(7)
+    now = NOW
+    member = "twin-" + uuid.uuid4().hex[:8]
+    for _ in range(300):
+        now += rng.randint(0, 20 * 86_400)
+        postings = _random_postings(rng, now)
+        assert redis_store.post_points(member, postings, now) == memory.post_points(member, postings, now)
+    assert redis_store.points_entries(member, 30) == memory.points_entries(member, 30)
+    reply = redis_store.post_points(member, [], now)
+    totals = reply["totals"]
+    lots = sum(p for _, _, p in reply["lots"])
+    # the account balances: what came in minus what went out is what the lots hold, less debt
+    assert totals["E"] + totals["A"] - totals["B"] - totals["X"] - totals["V"] == lots - reply["debt"]
+    for key in redis_store.keys.points(member):
+        assert redis_store.client.ttl(key) > 0, key
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_burn_never_overdraws_and_causes_apply_once(kind: str, request: pytest.FixtureRequest) -> None:
+    store = make_store(kind, request.getfixturevalue("redis_url") if kind == "redis" else None)
+    member = "b-" + uuid.uuid4().hex[:8]
+    earn = {"c": "earn:e1", "k": "earn", "u": 150 * UNIT + 5_000, "ts": NOW, "x": 0, "a": 0, "amt": 15_050, "m": {}}
+    first = store.post_points(member, [earn], NOW)
+    assert first["balance"] == 150 and first["fraction"] == 5_000
+    assert store.post_points(member, [earn], NOW)["results"][0]["status"] == "duplicate"
+    burn = {"c": "redeem:k1", "k": "burn", "u": -151 * UNIT, "ts": NOW, "m": {}}
+    refused = store.post_points(member, [burn], NOW)
+    assert refused["results"][0] == {"cause": "redeem:k1", "status": "refused", "balance": 150}
+    pending = {"c": "earn:e2", "k": "earn", "u": 40 * UNIT, "ts": NOW, "x": 0, "a": NOW + 86_400, "m": {}}
+    reply = store.post_points(member, [pending], NOW)
+    assert (reply["balance"], reply["pending"]) == (150, 40)  # pending points cannot be spent yet
+    assert store.post_points(member, [], NOW + 86_400)["balance"] == 190
+
+
+@pytest.mark.redis
+def test_100_concurrent_redemptions_against_a_balance_for_10_redeem_exactly_10(redis_url: str) -> None:
+    store = make_store("redis", redis_url)
+    member = "c-" + uuid.uuid4().hex[:8]
+    store.post_points(member, [{"c": "adjust:seed", "k": "adjust", "u": 1_000 * UNIT, "ts": NOW, "m": {}}], NOW)
+    statuses: list[str] = []
+    lock = threading.Lock()
+
+    def redeem(i: int) -> None:
+        burn = {"c": f"redeem:{i}", "k": "burn", "u": -100 * UNIT, "ts": NOW, "m": {}}
+        status = store.post_points(member, [burn], NOW)["results"][0]["status"]
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=redeem, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses.count("applied") == 10 and statuses.count("refused") == 90
+    assert store.post_points(member, [], NOW)["balance"] == 0
+
+
+# -- the service ---------------------------------------------------------------------------------------
+@pytest.fixture
+def points_app(tmp_path: Path, tiny_dir: Path, redis_url: str) -> Iterator[Flask]:
+    program = tmp_path / "program.yaml"
+    program.write_text(PROGRAM)
+    app = _app(tmp_path, tiny_dir, program, redis_url, CLOCK, "pt" + uuid.uuid4().hex[:8])
+    yield app
+    close_app(app)
+
+
+def _app(tmp_path: Path, data: Path, program: Path, redis_url: str, clock: str, prefix: str) -> Flask:
+    """A service on the tiny data with the points program, its members materialized into Redis."""
+    app = create_app(make_settings(tmp_path, api_keys=ALL_KEYS, clock=clock, redis_url=redis_url, data=data,
+                                   program=program, redis_prefix=prefix, redis_timeout_ms=5000,
+                                   redis_connect_timeout_ms=5000))
+    state: ServiceState = app.extensions["offers"]
+    assert state.decisions is not None and state.decisions.wait(60)
+    assert state.points is not None and state.decisions.setup is not None, state.decisions.error
+    hist, profiles = load_members(state.decisions.setup, data)
+    materialize(state.store, state.decisions.setup, hist, profiles)
+    return app
+
+
+def _tx(event_id: str, member: str, amount: int, ts: str = "2017-03-10T09:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "member_id": member, "type": "transaction", "ts": ts, "amount_minor": amount,
+            **extra}
+
+
+def _points(app: Flask, member: str) -> dict[str, Any]:
+    resp = app.test_client().get(f"/v1/members/{member}/points?entries=50", headers=READ)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body: dict[str, Any] = resp.get_json()
+    return body
+
+
+@pytest.mark.redis
+def test_service_earns_burns_refunds_and_rebuilds(points_app: Flask, tmp_path: Path) -> None:
+    client = points_app.test_client()
+    # m3 is Base (spend $0.99 before), with no join date (no signup bonus)
+    events = [_tx("t1", "m3", 1_000, product_id="p4"),  # FRUIT x3 beats Friday x2: 10 x 3 = 30 points
+              _tx("t2", "m3", 250, product_id="p1")]    # Friday x2: 2.50 x 2 = 5 points
+    resp = client.post("/v1/events", json=events, headers=EVENTS)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    m3 = _points(points_app, "m3")
+    assert m3["balance"] == 35
+    assert {e["cause"] for e in m3["entries"]} == {"earn:t1", "earn:t2"}
+    # a replayed event never earns twice, even once the event de-duplication forgot it
+    state: ServiceState = points_app.extensions["offers"]
+    client.post("/v1/events", json=events, headers=EVENTS)
+    for ev in events:
+        state.store.client.delete(state.store.keys.event(ev["event_id"]))  # type: ignore[attr-defined]
+    client.post("/v1/events", json=events, headers=EVENTS)
+    assert _points(points_app, "m3")["balance"] == 35
+    # a refund of half the fruit takes back half its 30 points
+    refund = _tx("t3", "m3", 500, product_id="p4", refund_of="t1")
+    assert client.post("/v1/events", json=refund, headers=EVENTS).status_code == 200
+    assert _points(points_app, "m3")["balance"] == 20
+
+    # m1 is Base (spend $6.48 before): $100 on a Friday earns 200; born in March, joined in 2016
+    client.post("/v1/events", json=_tx("t4", "m1", 10_000, product_id="p2"), headers=EVENTS)
+    m1 = _points(points_app, "m1")
+    earn = next(e for e in m1["entries"] if e["cause"] == "earn:t4")
+    assert earn["m"]["tier"] == "Base" and earn["points"] == 200
+    causes = {e["cause"] for e in m1["entries"]}
+    assert {"signup", "birthday:2017"} <= causes  # joined 2016, born in March: both once
+    # signup points are earned at the join (2016-01-05), so under a 6-month expiry they are already gone
+    signup = next(e for e in m1["entries"] if e["cause"] == "signup")
+    assert signup["ts"] == int(datetime(2016, 1, 5, tzinfo=UTC).timestamp())
+    assert any(e["kind"] == "expire" and e["points"] == -100 for e in m1["entries"])
+    assert m1["balance"] == 50 + 200 and m1["lifetime"]["expired"] == 100
+
+    # redeeming: the key is required, unknown rewards and overdraws are refused, nothing half-done
+    no_key = client.post("/v1/members/m3/points/redeem", json={"reward_id": "free_drink"}, headers=EVENTS)
+    assert no_key.status_code == 422 and no_key.get_json()["errors"][0]["header"] == "Idempotency-Key"
+    unknown = client.post("/v1/members/m3/points/redeem", json={"reward_id": "nope"},
+                          headers={**EVENTS, "Idempotency-Key": "k0"})
+    assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["pointer"] == "/reward_id"
+    over = client.post("/v1/members/m3/points/redeem", json={"reward_id": "free_drink"},
+                       headers={**EVENTS, "Idempotency-Key": "k1"})
+    assert over.status_code == 409 and over.mimetype == "application/problem+json"
+    assert over.get_json()["type"].endswith("points-insufficient") and over.get_json()["needed"] == 150
+    assert _points(points_app, "m3")["balance"] == 20
+    voucher = client.post("/v1/members/m1/points/redeem", json={"reward_id": "five_off", "channel": "app"},
+                          headers={**EVENTS, "Idempotency-Key": "k2"})
+    assert voucher.status_code == 200, voucher.get_data(as_text=True)
+    body = voucher.get_json()
+    assert body["status"] == "redeemed" and body["coupon"]["offer_id"] == "tea_voucher"
+    assert body["balance"] == m1["balance"] - 200
+    again = client.post("/v1/members/m1/points/redeem", json={"reward_id": "five_off", "channel": "app"},
+                        headers={**EVENTS, "Idempotency-Key": "k2"})
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == body
+    # an admin adjustment needs a reason, and records who made it
+    no_reason = client.post("/v1/admin/members/m3/points/adjust", json={"points": 5},
+                            headers={**ADMIN, "Idempotency-Key": "a1"})
+    assert no_reason.status_code == 422
+    adjusted = client.post("/v1/admin/members/m3/points/adjust", json={"points": -5, "reason": "goodwill fix"},
+                           headers={**ADMIN, "Idempotency-Key": "a1"})
+    assert adjusted.status_code == 200 and adjusted.get_json()["balance"] == 15
+    assert adjusted.get_json()["entry"]["m"]["reason"] == "goodwill fix"
+
+    # the rebuild from the durable log matches every live balance
+    log_dir = state.settings.event_log
+    lines = read_log(log_dir)
+    assert {line["rec"] for line in lines} == {"posting", "entry", "refused"}
+    result = rebuild(log_dir, state.store, NOW)
+    assert result.members == 2 and result.mismatches == {}
+    # and a lost entry would show: replaying without one posting changes that member's balance
+    dropped = [line for line in lines if not (line["rec"] == "posting" and line["posting"]["c"] == "earn:t2")]
+    assert replay(dropped, NOW)["m3"]["balance"] == 15 - 5
+
+
+@pytest.mark.redis
+def test_points_expire_lazily_and_exactly(tmp_path: Path, tiny_dir: Path, redis_url: str) -> None:
+    program = tmp_path / "program.yaml"
+    program.write_text(PROGRAM.replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0"))
+    prefix = "pt" + uuid.uuid4().hex[:8]
+    app = _app(tmp_path, tiny_dir, program, redis_url, CLOCK, prefix)
+    try:  # m2 is Gold (spend $13.99 before): $10 on a Friday earns 10 x 2 x 2
+        app.test_client().post("/v1/events", json=_tx("x1", "m2", 1_000, product_id="p3"), headers=EVENTS)
+        earned = _points(app, "m2")["balance"]
+        assert earned == 40 and _points(app, "m2")["expiring_soon"] == []
+    finally:
+        app.extensions["offers"].close()  # keep its Redis keys for the next app
+    # six months later (the same Redis): the points are gone, and the expiry is an entry
+    later = _app(tmp_path / "later", tiny_dir, program, redis_url, "2017-09-10T00:00:00+00:00", prefix)
+    try:
+        m2 = _points(later, "m2")
+        assert m2["balance"] == 0 and m2["lifetime"]["expired"] == earned
+        assert m2["entries"][0]["kind"] == "expire" and m2["entries"][0]["points"] == -earned
+    finally:
+        close_app(later)
