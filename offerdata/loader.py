@@ -8,7 +8,7 @@ Shared by training (which adds labels) and by the service's ``offers materialize
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from models.data_contract import CONTROL
+from models.data_contract import CONTROL, TABLES
 from models.features import FeatureVocabulary, History, to_seconds
-from offerdata.tables import read_table, table_path
+from offerdata.tables import coerce, member_filter, read_table, table_path
 
 TRANSACTION_COLUMNS = ["member_id", "purchased_at", "basket_id", "product_id", "amount_minor", "discount_minor",
                        "coupon_discount_minor"]
@@ -32,13 +32,15 @@ def load_catalog(data_dir: str | os.PathLike[str]) -> FeatureVocabulary:
                                       read_table(data_dir, "offer_products"))
 
 
-def read_sent_exposures(data_dir: str | os.PathLike[str], columns: list[str]) -> pd.DataFrame:
+def read_sent_exposures(data_dir: str | os.PathLike[str], columns: list[str],
+                        member_ids: Collection[str] | None = None) -> pd.DataFrame:
     """The exposures that were actually sent: every row but control-arm assignments.
 
     A control assignment records that a member was deliberately *not* sent an offer; it must
     count neither as an exposure in features nor as a training row of a propensity model.
+    With ``member_ids``, only those members' exposures (:func:`offerdata.tables.read_table`).
     """
-    frame = read_table(data_dir, "exposures", columns=[*columns, "arm"])
+    frame = read_table(data_dir, "exposures", columns=[*columns, "arm"], member_ids=member_ids)
     sent = frame["arm"].isna() | (frame["arm"].astype("string") != CONTROL)
     return frame.loc[sent.to_numpy(dtype=bool), columns].reset_index(drop=True)
 
@@ -57,7 +59,13 @@ def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureVocabular
     Arrow's dictionary encoding maps ids to indices without materialising them.
     """
     present = set(pq.read_schema(path).names)
-    table = pq.read_table(path, columns=[c for c in TRANSACTION_COLUMNS if c in present])
+    return _arrow_lines(pq.read_table(path, columns=[c for c in TRANSACTION_COLUMNS if c in present]),
+                        member_index, catalog)
+
+
+def _arrow_lines(table: pa.Table, member_index: pd.Index, catalog: FeatureVocabulary) -> dict[str, np.ndarray]:
+    """The purchase-line arrays of a History from an Arrow transactions table (any subset of rows)."""
+    present = set(table.column_names)
 
     def money(name: str) -> np.ndarray:
         if name not in present:
@@ -99,3 +107,56 @@ def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
         redemptions = redemptions[redemptions["member_id"].isin(wanted)]
     history = History.from_frames(catalog, member_frame, transactions, exposures, redemptions)
     return history, exposures, redemptions
+
+
+def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary, lo: int, hi: int) -> History:
+    """Members ``lo``..``hi``-1 (rows of the members table) as their own History, read from disk.
+
+    Equal to ``load_history(data_dir, catalog)[0].sorted_by_member().partition(lo, hi)``
+    for what the features read, without reading anyone else's history: the members rows
+    come from the Parquet row groups holding them, and transactions, exposures and
+    redemptions are read with a member filter (:func:`offerdata.tables.member_filter`), so
+    on a table clustered by member only the row groups holding these members are decoded.
+    Row order within a member is the file's, as in the whole-table load. On Parquet, basket
+    codes are dictionary positions within the rows read instead of the whole table; a
+    basket's lines belong to one member, so the codes keep their order and equality, which
+    is all the features use (they sort by member, time, basket and count basket changes).
+    """
+    members = _member_rows(data_dir, lo, hi)
+    ids = members["member_id"].astype(str).tolist()
+    exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"], member_ids=ids)
+    redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"],
+                             member_ids=ids)
+    path = table_path(data_dir, "transactions")
+    if path is not None and path.suffix == ".parquet":
+        schema = pq.read_schema(path)
+        if schema.field("member_id").type in (pa.string(), pa.large_string()):
+            # the whole-table load's path: Arrow arrays straight into the line arrays
+            cols = [c for c in TRANSACTION_COLUMNS if c in set(schema.names)]
+            table = (pq.read_table(path, columns=cols, filters=member_filter(ids)) if ids
+                     else schema.empty_table().select(cols))
+            empty = History.from_frames(catalog, members, pd.DataFrame(columns=TRANSACTION_COLUMNS), exposures,
+                                        redemptions)
+            lines = _arrow_lines(table, pd.Index(empty.member_ids, dtype=object), catalog)
+            return replace(empty, **lines).sorted_by_member()
+    transactions = read_table(data_dir, "transactions", columns=TRANSACTION_COLUMNS, member_ids=ids)
+    return History.from_frames(catalog, members, transactions, exposures, redemptions).sorted_by_member()
+
+
+def _member_rows(data_dir: str | os.PathLike[str], lo: int, hi: int) -> pd.DataFrame:
+    """Rows ``lo``..``hi``-1 of the members table (member_id, joined_at), reading only their row groups."""
+    path = table_path(data_dir, "members")
+    if path is None or path.suffix != ".parquet":
+        return read_table(data_dir, "members", columns=["member_id", "joined_at"]).iloc[lo:hi].reset_index(drop=True)
+    meta = pq.ParquetFile(path)
+    starts = np.cumsum([0] + [meta.metadata.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    groups = [i for i in range(meta.num_row_groups) if starts[i] < hi and starts[i + 1] > lo]
+    if not groups:
+        return read_table(data_dir, "members", columns=["member_id", "joined_at"]).iloc[0:0]
+    present = set(meta.schema_arrow.names)
+    table = meta.read_row_groups(groups, columns=[c for c in ("member_id", "joined_at") if c in present])
+    first = int(starts[groups[0]])
+    frame = table.slice(lo - first, hi - lo).to_pandas()
+    if "joined_at" not in frame:
+        frame["joined_at"] = pd.Series([None] * len(frame), dtype="object")
+    return coerce(frame, TABLES["members"])

@@ -10,8 +10,9 @@ a half-written table.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -71,27 +72,57 @@ def coerce(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return out
 
 
+def member_filter(member_ids: Collection[str]) -> list[tuple[str, str, Any]]:
+    """A pyarrow ``filters`` list selecting ``member_ids``: their min/max range, then the set.
+
+    The range lets Parquet skip row groups by their ``member_id`` statistics, so a table
+    clustered by member (``offers data synthetic`` writes one so) is read only where the
+    members are; the set keeps exactly them. File order is kept.
+    """
+    ids = sorted(set(member_ids))
+    return [("member_id", ">=", ids[0]), ("member_id", "<=", ids[-1]), ("member_id", "in", ids)]
+
+
+def _only_members(frame: pd.DataFrame, member_ids: Collection[str]) -> pd.DataFrame:
+    keep = frame["member_id"].astype(str).isin(set(member_ids)).to_numpy(dtype=bool)
+    return frame.loc[keep].reset_index(drop=True)
+
+
 def read_table(
-    data_dir: str | os.PathLike[str], name: str, columns: Iterable[str] | None = None
+    data_dir: str | os.PathLike[str], name: str, columns: Iterable[str] | None = None,
+    member_ids: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Read table ``name`` from ``data_dir`` as a pandas frame typed by the contract.
 
     Optional columns the file lacks are added as nulls, so callers can rely on every
-    contract column being present.
+    contract column being present. With ``member_ids``, only those members' rows are
+    read (in file order); a Parquet file with a string ``member_id`` is filtered while
+    it is read (:func:`member_filter`), anything else after.
     """
     table = TABLES[name] if name in TABLES else OPTIONAL_TABLES[name]
     path = require_table(data_dir, name)
     wanted = list(columns) if columns is not None else None
     if path.suffix == ".csv":
         frame = pd.read_csv(path, dtype=str, keep_default_na=True)
+        if member_ids is not None:
+            frame = _only_members(frame, member_ids)
         if wanted is not None:
             frame = frame[[c for c in wanted if c in frame.columns]]
     else:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        present = set(pq.read_schema(path).names)
+        schema = pq.read_schema(path)
+        present = set(schema.names)
         cols = None if wanted is None else [c for c in wanted if c in present]
-        frame = pd.read_parquet(path, columns=cols)
+        if member_ids is None:
+            frame = pd.read_parquet(path, columns=cols)
+        elif member_ids and schema.field("member_id").type in (pa.string(), pa.large_string()):
+            frame = pq.read_table(path, columns=cols, filters=member_filter(member_ids)).to_pandas()
+        else:  # no member wanted, or ids stored as another type: filter after reading
+            keep = cols if cols is None or "member_id" in cols else [*cols, "member_id"]
+            frame = _only_members(pd.read_parquet(path, columns=keep), member_ids)
+            frame = frame if cols is None else frame[cols]
     for col in table.columns:
         if col.name not in frame.columns and (wanted is None or col.name in wanted):
             frame[col.name] = pd.Series([None] * len(frame), dtype="object")

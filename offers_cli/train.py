@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,10 +18,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (DataDirError, RegistryError, Artifac
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from training.distributed import ClusterError
     from training.train import TrainingError
     from training.uplift.train import UpliftTrainingError
 
-    return (*USER_ERRORS, TrainingError, UpliftTrainingError)
+    return (*USER_ERRORS, TrainingError, UpliftTrainingError, ClusterError)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -57,6 +61,24 @@ def _moment_option(ctx: click.Context, param: click.Parameter, value: str | None
     return value
 
 
+def _cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--scheduler`` and ``--workers``: compute the features on a Dask cluster (training.distributed)."""
+    command = click.option("--workers", type=click.IntRange(1, 1024), default=None,
+                           help="Compute features on a local Dask cluster of this many single-threaded "
+                                "worker processes (docs/scale-out.md).")(command)
+    return click.option("--scheduler", default=None, metavar="ADDRESS",
+                        help="Compute features on the Dask cluster at this scheduler address, e.g. "
+                             "tcp://10.0.0.5:8786 (default: $OFFERS_DASK_SCHEDULER; neither: in-process).")(command)
+
+
+def _client(scheduler: str | None, workers: int | None) -> AbstractContextManager[Any]:
+    """The Dask client for the cluster options (None: in-process). ``--workers`` wins over the
+    environment's scheduler, not over an explicit ``--scheduler`` (that is an error)."""
+    from training.distributed import dask_client, scheduler_address
+
+    return dask_client(scheduler if workers else scheduler_address(scheduler), workers)
+
+
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Contract data directory.")
 @click.option("--registry", required=True, type=click.Path(path_type=Path), help="Model registry directory.")
@@ -70,8 +92,10 @@ def _moment_option(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--censor-labels", is_flag=True, help="Count only redemptions known before --train-end as training labels.")
 @click.option("--objective", type=click.Choice(["auto", "propensity", "uplift"]), default="auto", show_default=True,
               help="uplift: per-offer incremental effect (auto when the data has control arms).")
+@_cluster_options
 def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | None, reps: int,
-          promote: bool | None, censor_labels: bool, objective: str) -> None:
+          promote: bool | None, censor_labels: bool, objective: str, scheduler: str | None,
+          workers: int | None) -> None:
     """Train, evaluate and register a propensity or uplift model."""
     from offerdata.directory import default_program
     from training.train import train_propensity
@@ -79,11 +103,14 @@ def train(data_dir: Path, registry: Path, train_end: str | None, config: Path | 
 
     try:
         if objective == "uplift" or (objective == "auto" and has_control_arm(data_dir)):
+            if scheduler or workers:
+                click.echo("note: uplift training runs in-process; --scheduler/--workers are ignored", err=True)
             _train_uplift(data_dir, registry, promote)
             return
         config = config or default_program(data_dir)
-        result = train_propensity(data_dir, registry, train_end=train_end, config=config, bootstrap_reps=reps,
-                                  progress=True, promote=promote, censor_labels=censor_labels)
+        with _client(scheduler, workers) as client:
+            result = train_propensity(data_dir, registry, train_end=train_end, config=config, bootstrap_reps=reps,
+                                      progress=True, promote=promote, censor_labels=censor_labels, client=client)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"version {result.version} ({result.metrics['selection']['chosen']}) -> {result.model_dir}")
@@ -144,9 +171,10 @@ def _print_uplift(metrics: dict) -> None:
               help="With --policy-log: days after a decision in which a redemption of its offer counts.")
 @click.option("--max-decisions", type=click.IntRange(1), default=50_000, show_default=True,
               help="With --policy-log: evaluate a seeded random sample of at most this many decisions.")
+@_cluster_options
 def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None, reps: int, as_json: bool,
              policy_log: Path | None, program: Path | None, since: str | None, until: str | None,
-             window_days: int, max_decisions: int) -> None:
+             window_days: int, max_decisions: int, scheduler: str | None, workers: int | None) -> None:
     """Evaluate a registered model against the baselines on a time split, or (--policy-log)
     estimate what its policy would have earned on logged traffic."""
     from models.registry import Registry
@@ -165,7 +193,8 @@ def evaluate(data_dir: Path, registry: Path, version: str, train_end: str | None
             if not as_json:
                 _print_uplift(result)
             return
-        metrics = evaluate_version(data_dir, registry, version, train_end, reps)
+        with _client(scheduler, workers) as client:
+            metrics = evaluate_version(data_dir, registry, version, train_end, reps, client=client)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -219,13 +248,16 @@ def _evaluate_policy(log_dir: Path, data_dir: Path, registry: Path, version: str
                    "default: every member x every offer at DATA/decision_moment.txt.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output Parquet or CSV.")
 @click.option("--version", "version", default="champion", show_default=True)
-def score(data_dir: Path, registry: Path, pairs: Path | None, out: Path, version: str) -> None:
+@_cluster_options
+def score(data_dir: Path, registry: Path, pairs: Path | None, out: Path, version: str, scheduler: str | None,
+          workers: int | None) -> None:
     """Score (member, offer, as_of) pairs, or every member x offer; uplift models add an uplift column."""
     from training.score import all_pairs, read_pairs, score_pairs, write_frame
 
     try:
-        frame = score_pairs(data_dir, registry, read_pairs(pairs) if pairs else all_pairs(data_dir), version,
-                            progress=True)
+        with _client(scheduler, workers) as client:
+            frame = score_pairs(data_dir, registry, read_pairs(pairs) if pairs else all_pairs(data_dir), version,
+                                progress=True, client=client)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     write_frame(frame, out)

@@ -14,8 +14,11 @@ from training.train import TrainingError, evaluate_rows, feature_matrix, sample_
 
 
 def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], version: str = "champion",
-                     train_end: str | None = None, bootstrap_reps: int = 200) -> dict[str, Any]:
-    """Metrics of model ``version`` on exposures from ``train_end`` (default: its own cut-off) onwards."""
+                     train_end: str | None = None, bootstrap_reps: int = 200, client: Any = None) -> dict[str, Any]:
+    """Metrics of model ``version`` on exposures from ``train_end`` (default: its own cut-off) onwards.
+
+    With a ``distributed.Client`` the features are computed on its cluster (:mod:`training.distributed`).
+    """
     reg = Registry(registry)
     model = PropensityModel.load(reg.path(version))
     cut = pd.Timestamp(train_end or model.metadata.get("train_end"))
@@ -24,6 +27,7 @@ def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     test = sample_test_members(test)
     if test["label"].sum() == 0:
         raise TrainingError(f"no redemptions among exposures from {cut.date()}: nothing to evaluate")
-    metrics = evaluate_rows(ds, test, feature_matrix(ds, test, model.program), model, bootstrap_reps)
+    metrics = evaluate_rows(ds, test, feature_matrix(ds, test, model.program, client=client), model,
+                           bootstrap_reps)
     metrics.update({"version": model.version, "train_end": str(cut.date())})
     return metrics

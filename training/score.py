@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,8 @@ def score_uplift_pairs(data_dir: str | os.PathLike[str], path: Path, pairs: pd.D
     return out
 
 
-def pair_features(ds: Dataset, pairs: pd.DataFrame, program: Program | None, progress: bool = False) -> np.ndarray:
+def pair_features(ds: Dataset, pairs: pd.DataFrame, program: Program | None, progress: bool = False,
+                  client: Any = None) -> np.ndarray:
     """Point-in-time features of (member_id, offer_id, as_of[, channel]) pairs whose offers
     ``ds``'s catalog knows (channel ``app`` when the pairs have none); narrows ``ds``'s history
     to the pairs' members."""
@@ -96,12 +98,16 @@ def pair_features(ds: Dataset, pairs: pd.DataFrame, program: Program | None, pro
     channel = pairs["channel"] if "channel" in pairs else pd.Series(["app"] * len(pairs))
     rows = pd.DataFrame({"m": ds.history.member_index(pairs["member_id"]), "o": ds.catalog.offer_index(pairs["offer_id"]),
                          "as_of": to_seconds(pairs["as_of"]), "ch": channel_codes(channel)})
-    return feature_matrix(ds, rows, program, progress)
+    return feature_matrix(ds, rows, program, progress, client)
 
 
 def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], pairs: pd.DataFrame,
-                version: str = "champion", progress: bool = False) -> pd.DataFrame:
-    """``pairs`` plus a ``propensity`` column (and ``uplift`` for uplift models) from the model ``version`` names."""
+                version: str = "champion", progress: bool = False, client: Any = None) -> pd.DataFrame:
+    """``pairs`` plus a ``propensity`` column (and ``uplift`` for uplift models) from the model ``version`` names.
+
+    With a ``distributed.Client`` a propensity model's features are computed on its cluster
+    (:mod:`training.distributed`); uplift models score in-process.
+    """
     from models.uplift import is_uplift
 
     path = Registry(registry).path(version)
@@ -114,7 +120,7 @@ def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[st
         unknown = pairs.loc[o < 0, "offer_id"].unique()
         raise TrainingError(f"{len(unknown)} offer id(s) in the pairs are not in the catalog "
                             f"(e.g. {', '.join(map(repr, unknown[:3]))})")
-    X = pair_features(ds, pairs, model.program, progress)
+    X = pair_features(ds, pairs, model.program, progress, client)
     if len(X) >= COMPILE_ROWS:  # same scores; compiled trees score large files ~6x faster
         model.try_compile(default_cache_dir())
     out = pairs.copy()

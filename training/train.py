@@ -101,12 +101,19 @@ class TrainResult:
 
 
 def feature_matrix(ds: Dataset, rows: pd.DataFrame, program: Program | None = None,
-                   progress: bool = False) -> np.ndarray:
+                   progress: bool = False, client: Any = None) -> np.ndarray:
     """Point-in-time features for ``rows``, computed one member partition at a time.
 
     Each partition (``PARTITION_MEMBERS`` consecutive member indices) gets its own slice of
-    the member-sorted history, so memory and work per partition stay bounded.
+    the member-sorted history, so memory and work per partition stay bounded. With a
+    ``distributed.Client``, the partitions are computed on its cluster's workers, each
+    reading its members from the data directory (:mod:`training.distributed`); the matrix is
+    the same bit for bit.
     """
+    if client is not None:
+        from training.distributed import cluster_feature_matrix
+
+        return cluster_feature_matrix(client, ds, rows, program, PARTITION_MEMBERS, progress)
     out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float32)
     if rows.empty:
         return out
@@ -465,10 +472,13 @@ def read_program(config: str | os.PathLike[str] | None) -> tuple[Program | None,
 def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str],
                      train_end: str | pd.Timestamp | None = None, config: str | os.PathLike[str] | None = None,
                      bootstrap_reps: int = 200, progress: bool = False, promote: bool | None = None,
-                     censor_labels: bool = False) -> TrainResult:
+                     censor_labels: bool = False, client: Any = None) -> TrainResult:
     """Train, evaluate and register a propensity model; return its version and metrics.
 
     ``promote=None`` promotes the new version to champion only when there is no champion yet.
+    With a ``distributed.Client``, the training and test feature matrices are computed on its
+    cluster (:mod:`training.distributed`); the rows, the fit and everything else stay here,
+    so the registered model is the one the in-process run gives.
     """
     import time
 
@@ -482,8 +492,8 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     n_train_all, n_test_all = len(train), len(test)
     train, test = sample_training_rows(train), sample_test_members(test)
     t0 = time.perf_counter()
-    X_train = feature_matrix(ds, train, program, progress)
-    X_test = feature_matrix(ds, test, program, progress)
+    X_train = feature_matrix(ds, train, program, progress, client)
+    X_test = feature_matrix(ds, test, program, progress, client)
     timings["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     model, selection = fit_propensity(ds, train, X_train, progress)

@@ -1,0 +1,184 @@
+"""Offline work on a ``dask.distributed`` cluster: point-in-time features partitioned by member.
+
+``offers train`` and ``offers evaluate`` take ``--scheduler ADDRESS`` (or ``OFFERS_DASK_SCHEDULER``)
+to use a running Dask cluster, or ``--workers N`` for a :class:`distributed.LocalCluster` of N
+single-threaded worker processes on this machine. Without either, nothing here runs and dask is
+never imported: the commands compute in-process, as they always did.
+
+What runs on the workers is the feature matrix, the costly part of training
+(:func:`training.train.feature_matrix`). The rows are cut into the same member partitions the
+in-process path uses (``PARTITION_MEMBERS`` consecutive rows of the members table), and each
+partition is one task:
+
+* the task carries only the partition's rows (member, offer, as_of, channel as small integer
+  arrays) and its member ids; the worker reads the partition's history straight from the
+  Parquet data directory (:func:`offerdata.loader.load_member_range`, which reads only the row
+  groups holding those members on a table clustered by member) and the catalog once per
+  worker process;
+* it computes the features with :func:`models.features.compute_features` on that History,
+  which is equal to the in-process partition for everything the features read, so the
+  matrix is identical bit for bit (``tests/test_dask_features.py``);
+* it returns the partition's float32 block, which the client writes into its rows.
+
+A worker holds one partition's history and rows at a time, so its memory is set by
+``PARTITION_MEMBERS``, not by the number of members. The workers must see the data directory
+at the same path as the client (a shared file system); a worker that sees other data
+(another fingerprint, other members) fails the task with :class:`ClusterError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from models.errors import OffersError
+
+if TYPE_CHECKING:
+    from models.features import FeatureVocabulary
+    from models.program import Program
+    from training.dataset import Dataset
+
+#: The environment variable naming a Dask scheduler (``--scheduler`` wins over it).
+SCHEDULER_ENV = "OFFERS_DASK_SCHEDULER"
+#: Seconds to wait for a ``--scheduler`` to answer before giving up with a clear error.
+CONNECT_TIMEOUT_ENV = "OFFERS_DASK_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+
+class ClusterError(OffersError):
+    """The Dask cluster cannot be reached or used (bad address, workers seeing other data)."""
+
+
+def scheduler_address(scheduler: str | None) -> str | None:
+    """The scheduler to use: ``scheduler`` when given, else ``OFFERS_DASK_SCHEDULER``, else None."""
+    return scheduler or os.environ.get(SCHEDULER_ENV) or None
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``scheduler`` or for a local cluster of ``workers`` processes.
+
+    Yields None when neither is given (the in-process default; dask is not imported). A local
+    cluster has ``workers`` single-threaded worker processes, so the parallelism is Dask's, not
+    numpy's or LightGBM's threads; it is closed on exit. An address that does not answer within
+    ``OFFERS_DASK_CONNECT_TIMEOUT`` seconds (default 10) raises :class:`ClusterError`.
+    """
+    if scheduler and workers:
+        raise ClusterError("give either a Dask scheduler address or a number of local workers, not both")
+    if not scheduler and not workers:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if workers:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        client = Client(cluster)
+    else:
+        timeout = float(os.environ.get(CONNECT_TIMEOUT_ENV) or DEFAULT_CONNECT_TIMEOUT_S)
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, ValueError, TypeError) as exc:  # distributed raises OSError on a timeout
+            raise ClusterError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def cluster_feature_matrix(client: Any, ds: Dataset, rows: pd.DataFrame, program: Program | None,
+                           partition_members: int, progress: bool = False) -> np.ndarray:
+    """:func:`training.train.feature_matrix` computed on the cluster ``client`` is connected to.
+
+    One task per member partition (``partition_members`` consecutive member indices, the
+    in-process partitions); each worker loads its partition from ``ds.data_dir``.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from models.features import FEATURE_NAMES
+
+    out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float32)
+    if rows.empty:
+        return out
+    data_dir = str(Path(ds.data_dir).resolve())
+    m = rows["m"].to_numpy()
+    part = m // partition_members
+    futures = {}
+    for p in np.unique(part):
+        sel = np.flatnonzero(part == p)
+        lo = int(p) * partition_members
+        hi = min(lo + partition_members, ds.history.n_members)
+        task = PartitionTask(lo=lo, hi=hi, member_ids=np.asarray(ds.history.member_ids[lo:hi], dtype=object),
+                             m=m[sel] - lo, o=rows["o"].to_numpy()[sel], as_of=rows["as_of"].to_numpy()[sel],
+                             ch=rows["ch"].to_numpy()[sel])
+        future = client.submit(partition_features, data_dir, ds.fingerprint, task, program, pure=False,
+                               key=f"offers-features-{lo}-{os.urandom(4).hex()}")
+        futures[future] = sel
+    with tqdm(total=len(futures), desc="features (dask)", unit="partition",
+              disable=not progress or len(futures) < 2) as bar:
+        for future in as_completed(list(futures)):
+            out[futures.pop(future)] = future.result()
+            future.release()
+            bar.update()
+    return out
+
+
+class PartitionTask:
+    """One partition's work: member rows ``lo``..``hi``-1 and the feature rows that fall in it."""
+
+    def __init__(self, lo: int, hi: int, member_ids: np.ndarray, m: np.ndarray, o: np.ndarray,
+                 as_of: np.ndarray, ch: np.ndarray):
+        self.lo, self.hi, self.member_ids = lo, hi, member_ids
+        self.m, self.o, self.as_of, self.ch = m, o, as_of, ch
+
+
+def partition_features(data_dir: str, fingerprint: str, task: PartitionTask, program: Program | None) -> np.ndarray:
+    """The feature block of one partition, computed on a worker from the data directory.
+
+    Members the client holds beyond the members table (cold starts added by ``offers score``)
+    get empty histories, as :meth:`models.features.History.with_members` gives them in-process.
+    """
+    from models.features import compute_features
+    from offerdata.loader import load_member_range
+
+    catalog = worker_catalog(data_dir, fingerprint)
+    hist = load_member_range(data_dir, catalog, task.lo, task.hi)
+    loaded = hist.n_members
+    if not np.array_equal(np.asarray(hist.member_ids, dtype=object), task.member_ids[:loaded]):
+        raise ClusterError(f"a Dask worker reads other members from {data_dir} (rows {task.lo} to {task.hi - 1} "
+                           "of its members table differ from the client's)")
+    if loaded < len(task.member_ids):
+        hist = hist.with_members(task.member_ids[loaded:])
+    return compute_features(hist, catalog, task.m, task.o, task.as_of, task.ch, program)
+
+
+@functools.lru_cache(maxsize=4)
+def _catalog(data_dir: str, fingerprint: str) -> FeatureVocabulary:
+    from offerdata.loader import load_catalog
+
+    return load_catalog(data_dir)
+
+
+def worker_catalog(data_dir: str, fingerprint: str) -> FeatureVocabulary:
+    """The data directory's catalog, loaded once per worker process and data version.
+
+    Checks the worker sees the data the client loaded (:func:`training.dataset.fingerprint`);
+    otherwise the features would silently come from other data.
+    """
+    from training.dataset import fingerprint as data_fingerprint
+
+    seen = data_fingerprint(data_dir)
+    if seen != fingerprint:
+        raise ClusterError(f"a Dask worker sees other data at {data_dir} (fingerprint {seen}, "
+                           f"the client loaded {fingerprint}); workers need the client's data directory")
+    return _catalog(data_dir, fingerprint)
