@@ -93,6 +93,12 @@ class Offer:
     send_cost_minor: int = 0
     #: margin per conversion (minor units); None: the member value plus margin_rate x basket
     conversion_value_minor: int | None = None
+    #: a reward priced in points (0: none): eligible only when the balance covers it
+    points_price: int = 0
+    #: also eligible, as a nudge, when the balance is at most this many points short
+    points_nudge: int = 0
+    #: eligible only when some points expire within this many days (None: no such rule)
+    points_expiring_days: int | None = None
     source: str = "contract"
 
     @property
@@ -148,6 +154,10 @@ class Catalog:
         self.join_min = np.array([np.nan if o.join_min_days is None else o.join_min_days for o in offers])
         self.join_max = np.array([np.nan if o.join_max_days is None else o.join_max_days for o in offers])
         self.join_restricted = ~(np.isnan(self.join_min) & np.isnan(self.join_max))
+        self.points_price = np.array([o.points_price for o in offers], dtype=np.int64)
+        self.points_reach = np.array([o.points_price - o.points_nudge for o in offers], dtype=np.int64)
+        self.points_expiring_days = np.array([np.nan if o.points_expiring_days is None else o.points_expiring_days
+                                              for o in offers], dtype=np.float64)
         self.needs_bought = np.array([bool(o.bought_products or o.bought_categories) for o in offers], dtype=bool)
         self.cap_impressions = np.array([o.caps.impressions or 0 for o in offers], dtype=np.int64)
         self.cap_issues = np.array([o.caps.issues or 0 for o in offers], dtype=np.int64)
@@ -303,6 +313,8 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         requires_coupon=spec.requires_coupon, control_share=spec.control_share,
         send_cost_minor=program.to_minor(spec.send_cost),
         conversion_value_minor=None if spec.conversion_value is None else program.to_minor(spec.conversion_value),
+        points_price=spec.points_price, points_nudge=spec.points_nudge,
+        points_expiring_days=spec.points_expiring_within_days,
         source="program",
     )
 

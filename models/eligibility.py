@@ -28,6 +28,7 @@ REASONS: tuple[str, ...] = (
     "PRODUCT_NOT_BOUGHT", "TIER_UNKNOWN", "TOP_TIER_REACHED", "CHALLENGE_OUT_OF_REACH", "NOT_ENOUGH_TIME",
     "RETENTION_NOT_NEEDED", "RETENTION_NOT_DUE", "FREQUENCY_CAPPED", "MEMBER_CAP_REACHED",
     "BUDGET_EXHAUSTED", "DIVERSITY_LIMIT", "OFFER_CONTROL", "HOLDOUT", "COST_EXCEEDS_VALUE",
+    "POINTS_INSUFFICIENT", "NO_POINTS_EXPIRING",
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
@@ -43,6 +44,7 @@ class MemberArrays:
     channel_mask: np.ndarray
     recent_spend: np.ndarray
     basket: np.ndarray
+    points_balance: np.ndarray
 
 
 def member_arrays(catalog: Catalog, members: Sequence[MemberContext], as_of: pd.Timestamp) -> MemberArrays:
@@ -61,6 +63,7 @@ def member_arrays(catalog: Catalog, members: Sequence[MemberContext], as_of: pd.
                               dtype=np.int64),
         recent_spend=np.array([m.recent_spend_minor for m in members], dtype=np.int64),
         basket=np.array([m.typical_basket_minor or default_basket for m in members], dtype=np.float64),
+        points_balance=np.array([m.points_balance or 0 for m in members], dtype=np.int64),
     )
 
 
@@ -96,6 +99,13 @@ def static_reasons(catalog: Catalog, cand: np.ndarray, members: Sequence[MemberC
         outside = np.isnan(days) | (days < np.where(np.isnan(lo), -np.inf, lo)) | (days > np.where(np.isnan(hi), np.inf, hi))
         fail(jr[None, :] & outside, "JOIN_DATE_NOT_ELIGIBLE")
     fail(catalog.min_recent[pos][None, :] > ma.recent_spend[:, None], "MIN_SPEND_NOT_MET")
+    fail((catalog.points_price[pos] > 0)[None, :] & (catalog.points_reach[pos][None, :] > ma.points_balance[:, None]),
+         "POINTS_INSUFFICIENT")
+    days = catalog.points_expiring_days[pos]
+    for j in np.flatnonzero(~np.isnan(days) & known):
+        until = as_of.value // 1_000_000_000 + int(days[j]) * 86_400
+        col = codes[:, j]
+        col[(col == 0) & np.array([mem.points_expiring(until) == 0 for mem in members])] = CODE["NO_POINTS_EXPIRING"]
     needs = np.flatnonzero(catalog.needs_bought[pos] & known)
     for j in needs:
         offer = catalog.offers[pos[j]]
@@ -134,6 +144,12 @@ def passed_reasons(offer: Offer, member: MemberContext, channel: str | None) -> 
         out.append("ELIGIBLE_JOIN_WINDOW")
     if offer.min_recent_spend_minor:
         out.append("ELIGIBLE_MIN_SPEND")
+    if offer.points_price:
+        balance = member.points_balance or 0
+        out.append(f"POINTS_BALANCE:{balance}" if balance >= offer.points_price
+                   else f"POINTS_NUDGE:{offer.points_price - balance}")
+    if offer.points_expiring_days is not None:
+        out.append("POINTS_EXPIRING")
     bought = sorted((offer.bought_categories & member.bought_categories) | (offer.bought_products & member.bought_products))
     if bought:
         out.append(f"ELIGIBLE_BOUGHT:{bought[0]}")

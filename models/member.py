@@ -38,6 +38,12 @@ class MemberContext:
     has_history
         Whether the member has any purchase history; None infers it from the basket,
         recent spend and tier metric. A member without history gets the cold-start policy.
+    points_balance
+        Spendable points (the ledger's balance now); None when the program keeps no ledger
+        (offers priced in points are then never eligible).
+    points_expiry
+        The member's spendable points by expiry, as (local program seconds when they expire,
+        points), soonest first; points that never expire are left out.
     """
 
     member_id: str
@@ -51,6 +57,12 @@ class MemberContext:
     typical_basket_minor: int | None = None
     recent_spend_minor: int = 0
     has_history: bool | None = None
+    points_balance: int | None = None
+    points_expiry: tuple[tuple[int, int], ...] = ()
+
+    def points_expiring(self, until: int) -> int:
+        """Spendable points expiring at or before ``until`` (local program seconds)."""
+        return sum(points for at, points in self.points_expiry if at <= until)
 
     @property
     def known_history(self) -> bool:

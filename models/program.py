@@ -57,7 +57,8 @@ NonNegInt = Annotated[int, Field(ge=0)]
 
 #: Placeholders a member-facing text template may use (see docs/program-config.md).
 TEMPLATE_FIELDS = frozenset({"amount", "deadline", "tier", "next_tier", "value", "currency",
-                             "days_left", "title"})
+                             "days_left", "title", "points_balance", "points_needed", "points_expiring",
+                             "expiry_date"})
 
 
 class _Strict(BaseModel):
@@ -168,6 +169,12 @@ class OfferSpec(_Strict):
     control_share: Share = 0.0
     starts_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
+    #: a reward priced in points: eligible only when the member's balance covers it
+    points_price: NonNegInt = 0
+    #: with points_price: also shown (as a nudge) when the balance is at most this many points short
+    points_nudge: NonNegInt = 0
+    #: eligible only when some of the member's points expire within this many days (an expiry nudge)
+    points_expiring_within_days: PosInt | None = None
 
 
 class OfferDefault(_Strict):
@@ -461,6 +468,11 @@ def semantic_problems(program: Program) -> list[tuple[tuple[str | int, ...], str
             out.append((("offers", i, "id"), f"duplicate offer id {spec.id!r}"))
         seen.add(spec.id)
         out.extend((("offers", i, *p), msg) for p, msg in _offer_problems(spec, names))
+    if not program.points.enabled:
+        out.extend((("offers", i, "points_price" if spec.points_price else "points_expiring_within_days"),
+                    "needs the points ledger (points.enabled: true)")
+                   for i, spec in enumerate(program.offers)
+                   if spec.points_price or spec.points_expiring_within_days is not None)
     offers = {spec.id: (str(spec.kind), spec.requires_coupon) for spec in program.offers}
     out.extend((("points", *p), msg) for p, msg in points_problems(program.points, names, offers))
     return out
@@ -499,6 +511,8 @@ def _offer_problems(spec: OfferSpec, tiers: set[str]) -> list[tuple[tuple[str | 
         out.append((("funder",), "a partner offer needs its funder"))
     if spec.starts_at and spec.ends_at and spec.ends_at < spec.starts_at:
         out.append((("ends_at",), "must not be before starts_at"))
+    if spec.points_nudge and not spec.points_price:
+        out.append((("points_nudge",), "a nudge needs the reward's points_price"))
     if spec.kind == "tier_challenge" and len(tiers) < 2:
         out.append((("kind",), "a tier challenge needs at least two tiers"))
     if spec.text is not None:

@@ -145,5 +145,18 @@ def offer_text(program: Program, offer: Offer, member: MemberContext, mech: Mech
         "value": format_value(program, offer, value),
         "currency": program.currency.name,
         "title": offer.title,
+        **_points_fields(offer, member, as_of),
     }
     return template.format_map(fields)
+
+
+def _points_fields(offer: Offer, member: MemberContext, as_of: pd.Timestamp) -> dict[str, str]:
+    """The points placeholders: the balance, the points still needed for a reward, and the points
+    expiring within the offer's window (or 30 days) with the date the first of them expire."""
+    balance = member.points_balance or 0
+    window = offer.points_expiring_days if offer.points_expiring_days is not None else 30
+    until = as_of.value // 1_000_000_000 + window * 86_400
+    first = next((at for at, points in member.points_expiry if at <= until and points > 0), None)
+    return {"points_balance": f"{balance:,}", "points_needed": f"{max(0, offer.points_price - balance):,}",
+            "points_expiring": f"{member.points_expiring(until):,}",
+            "expiry_date": "" if first is None else format_date(pd.Timestamp(first, unit="s"), as_of)}

@@ -20,6 +20,7 @@ from offers_cli.demo import demo
 from offers_cli.lift import lift
 from offers_cli.materialize import materialize
 from offers_cli.monitor import monitor
+from offers_cli.points import points
 from offers_cli.serve import serve
 from offers_cli.train import evaluate, models, score, train
 
@@ -50,6 +51,7 @@ cli.add_command(materialize)
 cli.add_command(batch)
 cli.add_command(lift)
 cli.add_command(monitor)
+cli.add_command(points)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

@@ -1,7 +1,7 @@
 """The points endpoints: a member's balance, redeeming rewards, admin adjustments.
 
 ``GET /v1/members/<member_id>/points`` (scope ``decisions``): balance, pending, expiring soon,
-lifetime totals and the last entries (``?entries=N``, 1-100, default 10). Due expiry and the
+lifetime totals and the last entries (``?entries=N``, 1-20, default 10; the log keeps every entry). Due expiry and the
 signup and birthday bonuses are applied first, so the figures are exact now.
 
 ``POST /v1/members/<member_id>/points/redeem`` (scope ``events``, ``Idempotency-Key``
@@ -24,10 +24,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from flask import Blueprint, Response, g, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
 from runtime.coupons.codes import Coupon
 from runtime.events.log import EventLogError
+from runtime.points.ledger import KEEP
 from runtime.points.service import InsufficientPoints, PointsService, UnknownReward
 from runtime.stores import StoreUnavailable
 from service.auth import require_scope
@@ -39,7 +40,7 @@ from service.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from service.events.bodies import Channel
+from service.events.bodies import Channel, json_integer
 from service.http import read_json
 from service.idempotency import HEADER, idempotent
 from service.state import current_state
@@ -48,7 +49,7 @@ from service.validation import describe, is_valid
 bp = Blueprint("points", __name__)
 
 
-class RedeemBody(BaseModel):
+class PointsRedeemBody(BaseModel):
     """``POST .../points/redeem``: which reward, and where."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -58,13 +59,17 @@ class RedeemBody(BaseModel):
     channel: Channel | None = Field(None, description="Where the member redeemed.")
 
 
-class AdjustBody(BaseModel):
+#: Whole points, signed and non-zero (an integral JSON number such as 40.0 is an integer).
+SignedPoints = Annotated[int, Field(ge=-10_000_000, le=10_000_000, json_schema_extra={"not": {"const": 0}}),
+                         Strict(False), BeforeValidator(json_integer)]
+
+
+class PointsAdjustBody(BaseModel):
     """``POST /v1/admin/.../points/adjust``: signed whole points and why."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    points: Annotated[int, Field(ge=-10_000_000, le=10_000_000)] = Field(
-        description="Points to add (positive) or take (negative); not 0.")
+    points: SignedPoints = Field(description="Points to add (positive) or take (negative); not 0.")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)] = Field(
         description="Why (kept in the ledger entry).")
 
@@ -106,9 +111,9 @@ def balance(member_id: str) -> Response:
     """The member's points now (see the module docstring)."""
     member_id = _member(member_id)
     raw = request.args.get("entries", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise ValidationFailed("entries must be an integer from 1 to 100", [FieldError(
-            code="out_of_range", parameter="entries", message="an integer from 1 to 100")])
+    if not raw.isdigit() or not 1 <= int(raw) <= KEEP:
+        raise ValidationFailed(f"entries must be an integer from 1 to {KEEP}", [FieldError(
+            code="out_of_range", parameter="entries", message=f"an integer from 1 to {KEEP}")])
     ledger = _ledger()
     try:
         return jsonify(ledger.view(member_id, int(raw)))
@@ -125,7 +130,7 @@ def redeem(member_id: str) -> tuple[Response, int]:
     """Burn a reward's points once per Idempotency-Key (see the module docstring)."""
     member_id = _member(member_id)
     key = _key()
-    body: RedeemBody = parse_body(RedeemBody, read_json())
+    body: PointsRedeemBody = parse_body(PointsRedeemBody, read_json())
     ledger = _ledger()
     try:
         done = ledger.redeem(member_id, body.reward_id, _scoped(key), body.channel)
@@ -155,7 +160,7 @@ def adjust(member_id: str) -> tuple[Response, int]:
     """Add or take points with a reason, once per Idempotency-Key (see the module docstring)."""
     member_id = _member(member_id)
     key = _key()
-    body: AdjustBody = parse_body(AdjustBody, read_json())
+    body: PointsAdjustBody = parse_body(PointsAdjustBody, read_json())
     if body.points == 0:
         raise ValidationFailed("points must not be 0", [FieldError(
             code="out_of_range", pointer="/points", message="a non-zero number of points")])

@@ -7,6 +7,7 @@ directory with a program whose points are hand-computed below.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import uuid
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 
 from models.points import UNIT, EarnContext, PurchaseLine, earn_postings, expiry_at
 from models.program import ProgramConfigError, parse_program
+from offers_cli.main import cli
 from runtime.decisions.materialize import load_members, materialize
 from runtime.points.rebuild import read_log, rebuild, replay
 from service.app import create_app
@@ -208,7 +211,7 @@ def _tx(event_id: str, member: str, amount: int, ts: str = "2017-03-10T09:00:00Z
 
 
 def _points(app: Flask, member: str) -> dict[str, Any]:
-    resp = app.test_client().get(f"/v1/members/{member}/points?entries=50", headers=READ)
+    resp = app.test_client().get(f"/v1/members/{member}/points?entries=20", headers=READ)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body: dict[str, Any] = resp.get_json()
     return body
@@ -289,6 +292,21 @@ def test_service_earns_burns_refunds_and_rebuilds(points_app: Flask, tmp_path: P
     dropped = [line for line in lines if not (line["rec"] == "posting" and line["posting"]["c"] == "earn:t2")]
     assert replay(dropped, NOW)["m3"]["balance"] == 15 - 5
 
+    # the same audit as a command: every balance matches; a live balance changed behind the
+    # ledger's back is found and the command exits 1
+    env = {"REDIS_URL": state.settings.redis_url, "OFFERS_REDIS_PREFIX": state.settings.redis_prefix}
+    args = ["points", "rebuild", "--log", str(log_dir), "--at", CLOCK]
+    ok = CliRunner().invoke(cli, args, env=env)
+    assert ok.exit_code == 0 and "rebuilt 2 members" in ok.output and "every balance matches" in ok.output
+    account = state.store.keys.points("m3")[0]  # type: ignore[attr-defined]
+    lot = next(k for k in state.store.client.hkeys(account) if k.startswith(b"l"))  # type: ignore[attr-defined]
+    state.store.client.hincrby(account, lot, 7)  # type: ignore[attr-defined]
+    bad = CliRunner().invoke(cli, [*args, "--json"], env=env)
+    assert bad.exit_code == 1, bad.output
+    assert json.loads(bad.output)["differing"] == {"m3": {"rebuilt": 15, "live": 22}}
+    no_redis = CliRunner().invoke(cli, args, env={"REDIS_URL": "", "OFFERS_REDIS_URL": ""})
+    assert no_redis.exit_code == 1 and "set REDIS_URL" in no_redis.output
+
 
 @pytest.mark.redis
 def test_points_expire_lazily_and_exactly(tmp_path: Path, tiny_dir: Path, redis_url: str) -> None:
@@ -310,3 +328,56 @@ def test_points_expire_lazily_and_exactly(tmp_path: Path, tiny_dir: Path, redis_
         assert m2["entries"][0]["kind"] == "expire" and m2["entries"][0]["points"] == -earned
     finally:
         close_app(later)
+
+
+REWARD_OFFERS = """
+  - {id: free_drink_offer, kind: free_item, title: A free drink, value: 4, points_price: 150, points_nudge: 50,
+     text: "You're {points_needed} points from a free drink ({points_balance} now)"}
+  - {id: use_them, kind: free_item, title: Use your points, value: 1, points_expiring_within_days: 30,
+     text: "{points_expiring} points expire on {expiry_date}"}
+"""
+
+
+@pytest.mark.redis
+def test_decisions_offer_rewards_the_balance_covers_and_nudge_the_rest(tmp_path: Path, tiny_dir: Path,
+                                                                       redis_url: str) -> None:
+    program = tmp_path / "program.yaml"
+    program.write_text(PROGRAM.replace("offers:\n", "offers:\n" + REWARD_OFFERS.strip("\n") + "\n", 1)
+                       .replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0"))
+    app = _app(tmp_path, tiny_dir, program, redis_url, CLOCK, "pt" + uuid.uuid4().hex[:8])
+    client = app.test_client()
+    decisions = {"X-API-Key": DECISIONS_KEY}
+
+    def decide() -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+        resp = client.post("/v1/decisions", json={"member_id": "m3", "channel": "app", "n": 5}, headers=decisions)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        body = resp.get_json()
+        return ({o["offer_id"]: o for o in body["offers"]}, {e["offer_id"]: e["reason"] for e in body["excluded"]},
+                body["member"])
+
+    def adjust(points: int, key: str) -> None:
+        resp = client.post("/v1/admin/members/m3/points/adjust", json={"points": points, "reason": "test"},
+                           headers={**ADMIN, "Idempotency-Key": key})
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+
+    try:
+        offers, excluded, member = decide()
+        assert member["points_balance"] == 0
+        assert excluded["free_drink_offer"] == "POINTS_INSUFFICIENT"
+        assert excluded["use_them"] == "NO_POINTS_EXPIRING"
+        adjust(120, "a1")  # 30 short of the drink, within the nudge of 50
+        offers, excluded, member = decide()
+        nudge = offers["free_drink_offer"]
+        assert nudge["text"] == "You're 30 points from a free drink (120 now)" and "POINTS_NUDGE:30" in nudge["reasons"]
+        assert excluded["use_them"] == "NO_POINTS_EXPIRING"  # adjusted points expire in 6 months
+        adjust(40, "a2")
+        offers, _, member = decide()
+        assert member["points_balance"] == 160 and "POINTS_BALANCE:160" in offers["free_drink_offer"]["reasons"]
+        # a purchase of 2016-09-20 earned points that expire on 2017-03-20: within the 30-day window
+        old = _tx("old-1", "m3", 1_000, ts="2016-09-20T10:00:00Z", product_id="p3")
+        assert client.post("/v1/events", json=old, headers=EVENTS).status_code == 200
+        offers, _, member = decide()
+        assert member["points_balance"] == 170
+        assert offers["use_them"]["text"] == "10 points expire on 20 Mar"
+    finally:
+        close_app(app)

@@ -14,7 +14,9 @@ Only events strictly before ``as_of`` count, like features:
 * has history: any purchase line; a member without one gets the cold-start policy;
 * bought products and categories: every product line (computed only when an offer
   targets buyers);
-* segment, birth month, channels and join date: the member's profile.
+* segment, birth month, channels and join date: the member's profile;
+* points balance and points by expiry: the ledger's account (when the program keeps one),
+  with the expiry due at ``as_of`` applied to a copy.
 
 Cap counters merge two sources and take the larger count per offer, so nothing is
 counted twice: the history records (exposures and redemptions, which ``offers
@@ -25,7 +27,7 @@ only source for the program's own offers, which have no records).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +39,8 @@ from models.features.history import UNKNOWN
 from models.member import MemberContext
 from models.tiers import NAT, TierState, tier_state_list
 from models.units import NO_TIME
-from runtime.decisions.setup import DecisionSetup
-from runtime.stores import MemberProfile, MemberState
+from runtime.decisions.setup import DecisionSetup, local_time
+from runtime.stores import MemberProfile, MemberState, points_rules
 
 RECENT_DAYS = 90
 BASKET_DAYS = 365
@@ -55,10 +57,12 @@ class MemberInputs:
 
 def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
                   profiles: Sequence[MemberProfile | None] | None = None,
-                  states: Sequence[MemberState | None] | None = None) -> list[MemberInputs]:
+                  states: Sequence[MemberState | None] | None = None,
+                  accounts: Sequence[Mapping[str, int] | None] | None = None) -> list[MemberInputs]:
     """Inputs of every member of ``hist`` at ``as_of`` (naive local), in ``hist`` order.
 
-    ``profiles`` and ``states`` are aligned with ``hist.member_ids`` when given.
+    ``profiles``, ``states`` and ``accounts`` (points accounts as stored) are aligned with
+    ``hist.member_ids`` when given.
     """
     n = hist.n_members
     t = setup.seconds(as_of)
@@ -78,6 +82,7 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
     for i, member_id in enumerate(ids):
         profile = profiles[i] if profiles is not None else None
         joined = int(hist.joined_at[i])
+        balance, expiry = _points(setup, accounts[i] if accounts is not None else None, member_id, now)
         context = MemberContext(
             member_id=member_id, tier=tiers[i],
             segment=profile.segment if profile else None,
@@ -87,10 +92,23 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
             bought_products=bought[0][i] if bought else frozenset(),
             bought_categories=bought[1][i] if bought else frozenset(),
             typical_basket_minor=None if np.isnan(basket[i]) else round(basket[i]),
-            recent_spend_minor=round(recent[i]), has_history=bool(lines[i]))
+            recent_spend_minor=round(recent[i]), has_history=bool(lines[i]),
+            points_balance=balance, points_expiry=expiry)
         state = states[i] if states is not None else None
         out.append(MemberInputs(context, _merge_counters(setup, counters[i], state, now)))
     return out
+
+
+def _points(setup: DecisionSetup, account: Mapping[str, int] | None, member_id: str,
+            now: int) -> tuple[int | None, tuple[tuple[int, int], ...]]:
+    """The member's spendable balance and points by expiry (local seconds) at ``now`` (epoch);
+    (None, ()) when the program keeps no ledger or the account was not read."""
+    if account is None or not setup.program.points.enabled:
+        return None, ()
+    view = points_rules.view_at(account, member_id, now)
+    expiry = tuple((setup.seconds(local_time(pd.Timestamp(x, unit="s", tz="UTC"), setup.zone)), int(p))
+                   for a, x, p in view["lots"] if x and a <= now)
+    return int(view["balance"]), expiry
 
 
 def _tiers(setup: DecisionSetup, joined_at: np.ndarray, mem: np.ndarray, times: np.ndarray,

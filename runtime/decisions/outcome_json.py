@@ -50,6 +50,8 @@ def _local(ts: pd.Timestamp | None, zone: str) -> str | None:
 def member_json(program: Program, member: MemberContext) -> dict[str, Any]:
     """The member's tier state and progress."""
     out: dict[str, Any] = {"member_id": member.member_id, "known": member.known_history}
+    if member.points_balance is not None:
+        out["points_balance"] = member.points_balance
     tier = member.tier
     if tier is None:
         return out

@@ -139,6 +139,8 @@ class DecisionPipeline:
         #: offers with a randomized control group, and its share (for the decision log)
         self.control_shares = {o.offer_id: o.control_share for o in setup.catalog.offers if o.control_share > 0}
         self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
+        #: read members' points accounts with them (offers priced in points, nudges)
+        self._points = setup.program.points.enabled
         #: translates and upgrades histories written under an earlier catalog
         self.upgrader = CatalogUpgrader(setup, store)
         #: whether the last read found the store without its generation marker (logged on change)
@@ -308,7 +310,8 @@ class DecisionPipeline:
         candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
         members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
         hist = stack([m.hist for m in members])
-        inputs = member_inputs(self.setup, hist, local, [m.profile for m in members], [m.state for m in members])
+        inputs = member_inputs(self.setup, hist, local, [m.profile for m in members], [m.state for m in members],
+                               [m.bundle.points if m.bundle is not None else None for m in members])
 
         n = len(members)
         props = contrib = uplift = None
@@ -394,9 +397,10 @@ class DecisionPipeline:
         (and nothing read) when the store cannot be reached."""
         try:
             if len(member_ids) == 1:
-                bundle = self.store.fetch_member(member_ids[0], slot, self._budget_refs)
+                bundle = self.store.fetch_member(member_ids[0], slot, self._budget_refs, points=self._points)
                 return [bundle], bundle.budgets, None
-            return list(self.store.fetch_members(member_ids, slot)), self.store.budget_usage(self._budget_refs), None
+            return (list(self.store.fetch_members(member_ids, slot, points=self._points)),
+                    self.store.budget_usage(self._budget_refs), None)
         except StoreUnavailable as exc:
             log.warning("deciding without the store: %s", exc)
             return [None] * len(member_ids), None, STORE_UNAVAILABLE

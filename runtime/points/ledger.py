@@ -34,7 +34,7 @@ from runtime.events.log import EventLog
 #: Segment kind of the points log (``points-<day>-<host>-<pid>-<seq>.ndjson``).
 KIND = "points"
 #: Entries kept per member in the store (the log keeps all).
-KEEP = 100
+KEEP = 20
 
 
 def wire(p: Posting) -> dict[str, object]:

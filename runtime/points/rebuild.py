@@ -67,11 +67,11 @@ def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, 
 
 def rebuild(log_dir: Path, store: Any, now: int) -> Rebuilt:
     """Replay the points log of ``log_dir`` and compare each member's balance and pending points
-    with the live store at ``now`` (one store call per member, which also applies due expiry)."""
+    with the live store at ``now``. Read-only: one read per member, nothing written."""
     lines = read_log(log_dir)
     result = Rebuilt(replay(lines, now))
     for member_id, account in result.accounts.items():
-        live = store.post_points(member_id, [], now)
+        live = points_rules.view_at(store.points_account(member_id), member_id, now)
         if (live["balance"], live["pending"]) != (account["balance"], account["pending"]):
             result.mismatches[member_id] = (int(account["balance"]), int(live["balance"]))
     return result

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from runtime.coupons.codes import Coupon, issue_coupon
 from runtime.decisions.limits import COUPON_DAYS
 from runtime.decisions.pipeline import DecisionPipeline
+from runtime.errors import OffersRuntimeError
 from runtime.events.event import FeedbackEvent
 from runtime.events.log import EventLog
 from runtime.points.earning import Earning
@@ -25,11 +26,11 @@ from runtime.stores import Store
 DAY = 86_400
 
 
-class UnknownReward(LookupError):
+class UnknownReward(OffersRuntimeError, LookupError):
     """The reward id is not in the program's ``points.rewards``."""
 
 
-class InsufficientPoints(Exception):
+class InsufficientPoints(OffersRuntimeError):
     """The balance does not cover the reward (nothing was burned)."""
 
     def __init__(self, balance: int, needed: int):

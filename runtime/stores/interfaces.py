@@ -100,13 +100,14 @@ class MemberStore(ABC):
     # -- reads for decisions -------------------------------------------------
     @abstractmethod
     def fetch_member(self, member_id: str, model_version: str | None = None,
-                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
-        """State + cached scores for ``model_version`` + budget counters, in one round trip."""
+                     budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
+        """State + cached scores for ``model_version`` + budget counters (+ the points account
+        with ``points``), in one round trip."""
 
     @abstractmethod
-    def fetch_members(self, member_ids: Sequence[str],
-                      model_version: str | None = None) -> list[MemberBundle]:
-        """Bundles (without budgets) for many members, in one round trip."""
+    def fetch_members(self, member_ids: Sequence[str], model_version: str | None = None,
+                      points: bool = False) -> list[MemberBundle]:
+        """Bundles (without budgets; with ``points``, their points accounts) for many members, in one round trip."""
 
     # -- history and profile ---------------------------------------------------
     @abstractmethod
@@ -215,12 +216,16 @@ class PointsStore(ABC):
 
     @abstractmethod
     def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
-                    keep: int = 100) -> dict[str, object]:
+                    keep: int = 20) -> dict[str, object]:
         """Apply ``postings`` (plain dicts, :func:`runtime.points.ledger.wire`) to the member's
         account at ``now`` in one atomic step (:mod:`runtime.stores.points_rules`): due lots
         expire, each posting is applied unless its cause was, burns that the balance does not
         cover are refused. With no postings it only applies expiry and returns the account.
         The reply: per posting a status, the new entries and the account."""
+
+    @abstractmethod
+    def points_account(self, member_id: str) -> dict[str, int]:
+        """The member's stored account fields as they are (read-only: no expiry applied)."""
 
     @abstractmethod
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:

@@ -99,7 +99,7 @@ class MemoryStore(Store):
 
     # -- reads --------------------------------------------------------------------
     def _bundle(self, member_id: str, model_version: str | None,
-                budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+                budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
         fields = self._get(self.keys.state(member_id)) or {}
         scores = None
         if model_version is not None:
@@ -112,20 +112,21 @@ class MemoryStore(Store):
             budgets={ref: self._budget(ref) for ref in budgets},
             history=None if history is None else bytes(history),
             profile=encoding.decode_profile(self._get(self.keys.profile(member_id))),
-            generation=self._get(self.keys.generation()))
+            generation=self._get(self.keys.generation()),
+            points=dict(self._get(self.keys.points(member_id)[0]) or {}) if points else None)
 
     def _budget(self, ref: BudgetRef) -> BudgetCounter:
         return self._get(self.keys.budget(*ref)) or BudgetCounter()
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
-                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+                     budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
         with self._lock:
-            return self._bundle(member_id, model_version, budgets)
+            return self._bundle(member_id, model_version, budgets, points)
 
-    def fetch_members(self, member_ids: Sequence[str],
-                      model_version: str | None = None) -> list[MemberBundle]:
+    def fetch_members(self, member_ids: Sequence[str], model_version: str | None = None,
+                      points: bool = False) -> list[MemberBundle]:
         with self._lock:
-            return [self._bundle(m, model_version) for m in member_ids]
+            return [self._bundle(m, model_version, points=points) for m in member_ids]
 
     # -- history and profile -------------------------------------------------------
     def put_members(self, members: Sequence[MemberWrite]) -> None:
@@ -333,7 +334,7 @@ class MemoryStore(Store):
     # -- idempotency -------------------------------------------------------------------------
     # -- points -----------------------------------------------------------------
     def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
-                    keep: int = 100) -> dict[str, object]:
+                    keep: int = 20) -> dict[str, object]:
         account_key, entries_key, causes_key = self.keys.points(member_id)
         with self._lock:
             causes = dict(self._get(causes_key) or {})
@@ -347,6 +348,10 @@ class MemoryStore(Store):
             if causes:
                 self._set(causes_key, causes, self.ttls.state)
         return json.loads(json.dumps(reply))
+
+    def points_account(self, member_id: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._get(self.keys.points(member_id)[0]) or {})
 
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
         with self._lock:

@@ -205,6 +205,12 @@ def post(fields: Mapping[str, Any], causes: MutableMapping[str, str], member_id:
     return acc.f, reply
 
 
+def view_at(fields: Mapping[str, Any], member_id: str, now: int) -> dict[str, Any]:
+    """A stored account as it stands at ``now``: due expiry applied to a copy (nothing is written)."""
+    expired, _ = post(dict(fields), {}, member_id, [], now)
+    return view(expired, now)
+
+
 def view(fields: Mapping[str, Any], now: int) -> dict[str, Any]:
     """The account as the balance endpoint shows it: balance, pending, lots, fraction, debt, totals."""
     acc = Account(fields, now)

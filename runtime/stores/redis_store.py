@@ -154,20 +154,24 @@ class RedisStore(Store):
             raise StoreError(f"redis {operation}: {exc}") from exc
 
     # -- reads ------------------------------------------------------------------
-    def _queue_member(self, pipe: redis.client.Pipeline, member_id: str, slot: str | None) -> None:
+    def _queue_member(self, pipe: redis.client.Pipeline, member_id: str, slot: str | None,
+                      points: bool = False) -> None:
         pipe.hgetall(self.keys.state(member_id))
         if slot is not None:
             pipe.hget(self.keys.cache(member_id), encoding.cache_field(slot))
         pipe.get(self.keys.history(member_id))
         pipe.hgetall(self.keys.profile(member_id))
+        if points:
+            pipe.hgetall(self.keys.points(member_id)[0])
 
     def _bundle(self, member_id: str, slot: str | None, replies: Sequence[object],
                 budgets: Mapping[BudgetRef, BudgetCounter] | None = None,
-                generation: object = None) -> MemberBundle:
+                generation: object = None, points: bool = False) -> MemberBundle:
         it = iter(replies)
         fields = next(it)
         scores = encoding.decode_scores(next(it)) if slot is not None else None  # type: ignore[arg-type]
         history, profile = next(it), next(it)
+        account = {_text(k) or "": int(v) for k, v in cast(dict[bytes, bytes], next(it)).items()} if points else None
         if slot is not None:
             self.observer.cache_lookup(scores is not None)
         return MemberBundle(
@@ -175,13 +179,13 @@ class RedisStore(Store):
             model_version=slot, scores=scores, budgets=dict(budgets or {}),
             history=None if history is None else cast(bytes, history),
             profile=encoding.decode_profile(profile),  # type: ignore[arg-type]
-            generation=_text(generation))
+            generation=_text(generation), points=account)
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
-                     budgets: Sequence[BudgetRef] = ()) -> MemberBundle:
+                     budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.generation())
-        self._queue_member(pipe, member_id, model_version)
+        self._queue_member(pipe, member_id, model_version, points)
         for key, period in budgets:
             pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("fetch_member"):
@@ -189,18 +193,19 @@ class RedisStore(Store):
         head = len(replies) - len(budgets)
         return self._bundle(member_id, model_version, replies[:head],
                             {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)},
-                            generation)
+                            generation, points)
 
-    def fetch_members(self, member_ids: Sequence[str],
-                      model_version: str | None = None) -> list[MemberBundle]:
+    def fetch_members(self, member_ids: Sequence[str], model_version: str | None = None,
+                      points: bool = False) -> list[MemberBundle]:
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.generation())
         for member_id in member_ids:
-            self._queue_member(pipe, member_id, model_version)
+            self._queue_member(pipe, member_id, model_version, points)
         with self._guard("fetch_members"):
             generation, *replies = pipe.execute()
-        step = 4 if model_version is not None else 3
-        return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step], generation=generation)
+        step = 3 + (model_version is not None) + points
+        return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step], generation=generation,
+                             points=points)
                 for i, member_id in enumerate(member_ids)]
 
     # -- history and profile ---------------------------------------------------
@@ -410,12 +415,17 @@ class RedisStore(Store):
     # -- idempotency -----------------------------------------------------------------------
     # -- points -----------------------------------------------------------------
     def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
-                    keep: int = 100) -> dict[str, object]:
+                    keep: int = 20) -> dict[str, object]:
         with self._guard("post_points"):
             reply = self._points(keys=list(self.keys.points(member_id)),
                                  args=[now, self.ttls.state, keep, member_id,
                                        json.dumps(list(postings), separators=(",", ":"))])
         return _lists(json.loads(reply))
+
+    def points_account(self, member_id: str) -> dict[str, int]:
+        with self._guard("points_account"):
+            raw = self.client.hgetall(self.keys.points(member_id)[0])
+        return {_text(k) or "": int(v) for k, v in cast(dict[bytes, bytes], raw).items()}
 
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
         with self._guard("points_entries"):

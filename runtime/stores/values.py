@@ -180,6 +180,9 @@ class MemberBundle:
     #: None means the store lost its data (or was never materialized): caps and budgets in it
     #: cannot be trusted.
     generation: str | None = None
+    #: The member's points account fields as stored (read when asked for: ``points=True``),
+    #: None when not read; :func:`runtime.stores.points_rules.view_at` gives the balance.
+    points: Mapping[str, int] | None = None
 
     @property
     def cache_hit(self) -> bool:

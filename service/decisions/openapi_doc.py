@@ -32,6 +32,8 @@ MEMBER_SCHEMA: dict[str, Any] = {
     "properties": {
         "member_id": {"type": "string", "description": "The member decided for."},
         "known": {"type": "boolean", "description": "Whether the member has purchase history (else cold start)."},
+        "points_balance": {"type": "integer", "description": "Spendable points now (programs with a points "
+                                                             "ledger only): offers priced in points need it."},
         "tier": {"type": "string", "description": "The tier held at the decision time (absent, like every "
                                                   "field below, when the program has no tier state)."},
         "tier_rank": {"type": "integer", "description": "Its rank: 0 for the entry tier, 1 for the next..."},
