@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from models.challenges import Progress
 from models.tiers import TierState
 
 
@@ -44,6 +45,9 @@ class MemberContext:
     points_expiry
         The member's spendable points by expiry, as (local program seconds when they expire,
         points), soonest first; points that never expire are left out.
+    challenges
+        The member's current run of each challenge they were given, with its progress
+        (:mod:`models.challenges`).
     """
 
     member_id: str
@@ -59,6 +63,7 @@ class MemberContext:
     has_history: bool | None = None
     points_balance: int | None = None
     points_expiry: tuple[tuple[int, int], ...] = ()
+    challenges: tuple[Progress, ...] = ()
 
     def points_expiring(self, until: int) -> int:
         """Spendable points expiring at or before ``until`` (local program seconds)."""

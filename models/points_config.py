@@ -58,6 +58,21 @@ class Reward(_Strict):
     cause: str | None = None
 
 
+class Challenge(_Strict):
+    """A gamified goal presented by a program offer, rewarded once per run (:mod:`models.challenges`)."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str
+    goal: Literal["purchases", "new_category", "streak", "category_spend"]
+    target: Annotated[float, Field(gt=0)]
+    window_days: PosInt = 7
+    #: the program offer that presents it: a run starts when a decision issues it to a member
+    offer: str
+    reward_points: PosInt
+    category: str | None = None
+    period: Literal["day", "week"] = "day"
+
+
 class Expiry(_Strict):
     """When earned points expire.
 
@@ -88,6 +103,7 @@ class PointsSettings(_Strict):
     expiring_soon_days: PosInt = 30
     expiry: Expiry = Expiry()
     rewards: tuple[Reward, ...] = ()
+    challenges: tuple[Challenge, ...] = ()
 
 
 def points_problems(points: PointsSettings, tiers: set[str],
@@ -126,4 +142,19 @@ def points_problems(points: PointsSettings, tiers: set[str],
             out.append((("rewards", i, "offer"), "only a voucher reward issues an offer"))
         if r.kind == "charity" and not r.cause:
             out.append((("rewards", i, "cause"), "a charity reward needs its cause"))
+    seen = set()
+    presenting: set[str] = set()
+    for i, c in enumerate(points.challenges):
+        if c.id in seen:
+            out.append((("challenges", i, "id"), f"duplicate challenge id {c.id!r}"))
+        seen.add(c.id)
+        if c.offer not in offers:
+            out.append((("challenges", i, "offer"), f"unknown program offer {c.offer!r}"))
+        elif c.offer in presenting:
+            out.append((("challenges", i, "offer"), f"offer {c.offer!r} already presents another challenge"))
+        presenting.add(c.offer)
+        if c.goal == "category_spend" and not c.category:
+            out.append((("challenges", i, "category"), "a category_spend challenge needs its category"))
+        if c.goal in ("purchases", "new_category", "streak") and c.target != int(c.target):
+            out.append((("challenges", i, "target"), f"a {c.goal} target is a whole number"))
     return out

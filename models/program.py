@@ -58,7 +58,7 @@ NonNegInt = Annotated[int, Field(ge=0)]
 #: Placeholders a member-facing text template may use (see docs/program-config.md).
 TEMPLATE_FIELDS = frozenset({"amount", "deadline", "tier", "next_tier", "value", "currency",
                              "days_left", "title", "points_balance", "points_needed", "points_expiring",
-                             "expiry_date"})
+                             "expiry_date", "progress", "target"})
 
 
 class _Strict(BaseModel):

@@ -146,8 +146,19 @@ def offer_text(program: Program, offer: Offer, member: MemberContext, mech: Mech
         "currency": program.currency.name,
         "title": offer.title,
         **_points_fields(offer, member, as_of),
+        **_challenge_fields(program, offer, member),
     }
     return template.format_map(fields)
+
+
+def _challenge_fields(program: Program, offer: Offer, member: MemberContext) -> dict[str, str]:
+    """``{progress}`` and ``{target}`` of the challenge the offer presents (0 before it started)."""
+    ch = next((c for c in program.points.challenges if c.offer == offer.offer_id), None)
+    if ch is None:
+        return {"progress": "", "target": ""}
+    run = next((r for r in member.challenges if r.challenge_id == ch.id), None)
+    done = 0.0 if run is None else min(run.progress, run.target)
+    return {"progress": f"{done:g}", "target": f"{ch.target:g}"}
 
 
 def _points_fields(offer: Offer, member: MemberContext, as_of: pd.Timestamp) -> dict[str, str]:

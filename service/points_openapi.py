@@ -51,7 +51,17 @@ VIEW_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
         name: {**_INT, "description": f"Points {name}."}
         for name in ("earned", "burned", "expired", "adjusted", "reversed")}},
     "entries": {"type": "array", "items": {"$ref": "#/components/schemas/PointsEntry"},
-                "description": "The last entries, newest first."}}}
+                "description": "The last entries, newest first."},
+    "challenges": {"type": "array", "description": "The member's current run of each challenge they were given.",
+                   "items": {"type": "object", "properties": {
+                       "challenge_id": {"type": "string", "description": "The challenge (points.challenges)."},
+                       "title": {"type": "string", "description": "Its title."},
+                       "progress": {"type": "number", "description": "Where the member stands (visits, "
+                                                                     "categories, streak length or money)."},
+                       "target": {"type": "number", "description": "The goal."},
+                       "completed": {"type": "boolean", "description": "Reached (its reward is paid once)."},
+                       "started_at": {**_INT, "description": "When the run started: the offer's issue (epoch s)."},
+                       "ends_at": {**_INT, "description": "When the run's window closes (epoch s)."}}}}}}
 
 _REDEEM_RESPONSE: dict[str, Any] = {"type": "object", "properties": {
     "status": {"type": "string", "enum": ["redeemed", "already_redeemed"],
@@ -72,6 +82,7 @@ _ADJUST_RESPONSE: dict[str, Any] = {"type": "object", "properties": {
 _INSUFFICIENT = problem_example("The balance does not cover it (points-insufficient; nothing burned).", {
     "type": "/docs#problem-points-insufficient", "title": "Not enough points", "status": 409,
     "detail": "the balance (120) does not cover this reward (150)", "instance": "/v1/members/1029/points/redeem",
+    "request_id": "7f0c2b9e4a1d4f7e9c3b5a6d7e8f9012",
     "balance": 120, "needed": 150})
 
 

@@ -381,3 +381,90 @@ def test_decisions_offer_rewards_the_balance_covers_and_nudge_the_rest(tmp_path:
         assert offers["use_them"]["text"] == "10 points expire on 20 Mar"
     finally:
         close_app(app)
+
+
+def _lines(*rows: tuple[int, float, str | None, int]) -> Any:
+    import numpy as np
+
+    from models.challenges import Purchases
+
+    t, a, c, b = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return Purchases(np.array(t, dtype=np.int64), np.array(a, dtype=float), np.array(c, dtype=object),
+                     np.array(b, dtype=np.int64))
+
+
+def test_challenge_goals_by_hand() -> None:
+    from models.challenges import progress
+    from models.points_config import Challenge
+
+    day = 86_400
+    start = 100 * day
+    lines = _lines((start - day, 500, "DAIRY", 1),                    # before the run: DAIRY is not new
+                   (start + 10, 300, "DAIRY", 2), (start + 20, 200, "FRUIT", 2),   # one visit, two lines
+                   (start + day + 5, 1_000, "FRUIT", 3), (start + 3 * day, 250, "TEA", 4),
+                   (start + 9 * day, 9_999, "WINE", 5))                            # after the 7-day window
+
+    def run(**kw: Any) -> float:
+        ch = Challenge(id="c", title="c", offer="o", reward_points=10, **kw)
+        return progress(ch, lines, start).progress
+
+    assert run(goal="purchases", target=3) == 3                  # baskets 2, 3, 4
+    assert run(goal="new_category", target=2) == 2               # FRUIT and TEA (not DAIRY, not WINE)
+    assert run(goal="streak", target=2) == 2                     # days 0 and 1, then a gap to day 3
+    assert run(goal="streak", target=1, period="week") == 1
+    assert run(goal="category_spend", target=10, category="FRUIT") == 12.0   # $2 + $10
+
+
+CHALLENGE = """
+  challenges:
+    - {id: three_visits, title: Visit 3 times this week, goal: purchases, target: 3, window_days: 7,
+       offer: three_visits_offer, reward_points: 50}
+"""
+CHALLENGE_OFFER = """
+  - {id: three_visits_offer, kind: bonus_points, title: Three visits, value: 50, caps: {issues: 1},
+     text: "Visit 3 times this week: {progress}/{target}"}
+"""
+
+
+@pytest.mark.redis
+def test_a_challenge_is_offered_tracked_and_rewarded_exactly_once(tmp_path: Path, tiny_dir: Path,
+                                                                   redis_url: str) -> None:
+    text = (PROGRAM.replace("offers:\n", "offers:\n" + CHALLENGE_OFFER.strip("\n") + "\n", 1)
+            .replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0")
+            .replace("points:\n", "points:\n" + CHALLENGE.strip("\n") + "\n", 1))
+    program = tmp_path / "program.yaml"
+    program.write_text(text)
+    app = _app(tmp_path, tiny_dir, program, redis_url, CLOCK, "pt" + uuid.uuid4().hex[:8])
+    client = app.test_client()
+    try:
+        resp = client.post("/v1/decisions", json={"member_id": "m3", "channel": "app", "n": 5},
+                           headers={"X-API-Key": DECISIONS_KEY})
+        offer = next(o for o in resp.get_json()["offers"] if o["offer_id"] == "three_visits_offer")
+        assert offer["text"] == "Visit 3 times this week: 0/3"
+        visits = [_tx(f"v{i}", "m3", 100, ts=f"2017-03-10T1{3 + i}:00:00Z", product_id="p3", basket_id=f"b{i}")
+                  for i in range(4)]
+        for ev in visits[:2]:
+            assert client.post("/v1/events", json=ev, headers=EVENTS).status_code == 200
+        [run] = _points(app, "m3")["challenges"]
+        assert (run["challenge_id"], run["progress"], run["target"], run["completed"]) == ("three_visits", 2, 3, False)
+        assert client.post("/v1/events", json=visits[2:], headers=EVENTS).status_code == 200  # the 3rd and a 4th
+        view = _points(app, "m3")
+        assert view["challenges"][0]["completed"] is True
+        rewards = [e for e in view["entries"] if e["m"].get("rule") == "challenge"]
+        assert len(rewards) == 1 and rewards[0]["points"] == 50
+        assert rewards[0]["cause"] == f"challenge:three_visits:{_local_seconds(run['started_at'])}"
+        # the presenting bonus_points offer pays by the challenge only, not per purchase
+        assert not any(e["cause"].startswith("bonus:") for e in view["entries"])
+        before = view["balance"]
+        state: ServiceState = app.extensions["offers"]
+        for ev in visits:  # replayed once the event de-duplication forgot them: nothing earns twice
+            state.store.client.delete(state.store.keys.event(ev["event_id"]))  # type: ignore[attr-defined]
+        client.post("/v1/events", json=visits, headers=EVENTS)
+        assert _points(app, "m3")["balance"] == before
+    finally:
+        close_app(app)
+
+
+def _local_seconds(epoch: int) -> int:
+    """Epoch seconds as the local program seconds challenge causes use (the test program is in UTC)."""
+    return epoch

@@ -40,6 +40,7 @@ from models.member import MemberContext
 from models.tiers import NAT, TierState, tier_state_list
 from models.units import NO_TIME
 from runtime.decisions.setup import DecisionSetup, local_time
+from runtime.points.challenge_runs import purchases_of, runs
 from runtime.stores import MemberProfile, MemberState, points_rules
 
 RECENT_DAYS = 90
@@ -83,6 +84,8 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
         profile = profiles[i] if profiles is not None else None
         joined = int(hist.joined_at[i])
         balance, expiry = _points(setup, accounts[i] if accounts is not None else None, member_id, now)
+        state = states[i] if states is not None else None
+        challenges = runs(setup, state, purchases_of(setup, hist, i, t)) if setup.program.points.challenges else ()
         context = MemberContext(
             member_id=member_id, tier=tiers[i],
             segment=profile.segment if profile else None,
@@ -93,8 +96,7 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
             bought_categories=bought[1][i] if bought else frozenset(),
             typical_basket_minor=None if np.isnan(basket[i]) else round(basket[i]),
             recent_spend_minor=round(recent[i]), has_history=bool(lines[i]),
-            points_balance=balance, points_expiry=expiry)
-        state = states[i] if states is not None else None
+            points_balance=balance, points_expiry=expiry, challenges=challenges)
         out.append(MemberInputs(context, _merge_counters(setup, counters[i], state, now)))
     return out
 

@@ -199,18 +199,19 @@ class DecisionPipeline:
                 self.upgrader.schedule(member_id, moved, profile, bundle.history_length)
         return _Member(member_id, hist, status, profile, state, bundle)
 
-    def read_inputs(self, member_ids: Sequence[str],
-                    when: datetime | None = None) -> list[tuple[MemberInputs, MemberBundle | None]]:
-        """Members' decision inputs at ``when`` (tier, counters, profile facts) with their stored
-        bundles, in one store read. The points ledger's earn rules read the tier and the offers
-        issued from them, the same way a decision does."""
+    def read_inputs(self, member_ids: Sequence[str], when: datetime | None = None
+                    ) -> list[tuple[MemberInputs, MemberBundle | None, History]]:
+        """Members' decision inputs at ``when`` (tier, counters, profile facts, points, challenge
+        progress) with their stored bundles and histories, in one store read. The points ledger's
+        earn rules read the tier, the offers issued and the purchases from them, the same way a
+        decision does."""
         moment = self.setup.moment(when)
-        bundles: list[MemberBundle | None] = list(self.store.fetch_members(member_ids))
+        bundles: list[MemberBundle | None] = list(self.store.fetch_members(member_ids, points=self._points))
         members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
         hist = stack([m.hist for m in members])
         inputs = member_inputs(self.setup, hist, moment.local, [m.profile for m in members],
-                               [m.state for m in members])
-        return list(zip(inputs, bundles, strict=True))
+                               [m.state for m in members], [b.points if b is not None else None for b in bundles])
+        return list(zip(inputs, bundles, [m.hist for m in members], strict=True))
 
     def _check_generation(self, bundles: Sequence[MemberBundle | None]) -> str | None:
         """``STORE_DATA_LOST`` when the store answered without its generation marker, else None.

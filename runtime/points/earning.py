@@ -14,11 +14,23 @@ from datetime import datetime
 
 import pandas as pd
 
+from models.challenges import Purchases
 from models.features.history import UNKNOWN
-from models.points import EarnContext, PointsOffer, Posting, PurchaseLine, earn_postings
+from models.points import (
+    UNIT,
+    EarnContext,
+    PointsOffer,
+    Posting,
+    PurchaseLine,
+    available_at,
+    earn_postings,
+    expiry_at,
+)
 from runtime.decisions.pipeline import DecisionPipeline
 from runtime.events.event import FeedbackEvent
+from runtime.points.challenge_runs import event_purchases, purchases_of, runs
 from runtime.points.ledger import MemberFacts
+from runtime.stores import MemberState
 
 POINT_KINDS = ("bonus_points", "points_multiplier")
 #: The state counters that say an offer reached a member.
@@ -33,11 +45,13 @@ class Earning:
         setup = pipeline.setup
         self.program = setup.program
         self.zone = setup.zone
+        # an offer presenting a challenge pays by the challenge's goal, not per purchase
+        presenting = {c.offer for c in setup.program.points.challenges}
         self.offers = [
             PointsOffer(o.offer_id, o.kind, float(o.value), o.category,
                         None if o.starts_at is None else setup.epoch(o.starts_at),
                         None if o.ends_at is None else setup.epoch(o.ends_at))
-            for o in setup.catalog.offers if o.kind in POINT_KINDS]
+            for o in setup.catalog.offers if o.kind in POINT_KINDS and o.offer_id not in presenting]
         fc = setup.features
         self.category = {str(p): str(fc.category_levels[c]) for p, c in zip(fc.product_ids, fc.product_category,
                                                                              strict=True)
@@ -52,10 +66,12 @@ class Earning:
                            getattr(profile, "birth_month", None))
 
     def read(self, member_ids: Sequence[str], when: datetime | None
-             ) -> dict[str, tuple[EarnContext, MemberFacts]]:
-        """Each member's earn context (tier, offers that reached them) and facts, one store read."""
+             ) -> dict[str, tuple[EarnContext, MemberFacts, MemberState | None, Purchases]]:
+        """Each member's earn context (tier, offers that reached them), facts, state and purchase
+        lines, in one store read."""
         out = {}
-        for member_id, (inputs, bundle) in zip(member_ids, self.pipeline.read_inputs(member_ids, when), strict=True):
+        for member_id, (inputs, bundle, hist) in zip(member_ids, self.pipeline.read_inputs(member_ids, when),
+                                                     strict=True):
             offered: dict[str, list[int]] = {}
             if bundle is not None:
                 for (subject, offer_id), counter in bundle.state.counters.items():
@@ -63,7 +79,9 @@ class Earning:
                         offered.setdefault(offer_id, []).extend(counter.recent)
             tier = inputs.context.tier
             out[member_id] = (EarnContext(tier.tier if tier is not None else self.program.tier_names[0], offered),
-                              self.facts(bundle.profile if bundle is not None else None))
+                              self.facts(bundle.profile if bundle is not None else None),
+                              bundle.state if bundle is not None else None,
+                              purchases_of(self.pipeline.setup, hist, 0))
         return out
 
     def postings(self, events: Sequence[FeedbackEvent], exponent: int, when: datetime | None
@@ -83,4 +101,20 @@ class Earning:
                                 self.category.get(str(ev.product_id)) if ev.product_id is not None else None,
                                 ev.basket_id, refund_of)
             out[ev.member_id] += earn_postings(self.program, self.offers, line, contexts[ev.member_id][0], self.zone)
+        if self.program.points.challenges:
+            for m in members:
+                out[m] += self.completed(m, [e for e in lines if e.member_id == m], contexts[m], exponent)
         return out, {m: contexts[m][1] for m in members}
+
+    def completed(self, member_id: str, events: Sequence[FeedbackEvent],
+                  context: tuple[EarnContext, MemberFacts, MemberState | None, Purchases],
+                  exponent: int) -> list[Posting]:
+        """The rewards of the challenge runs these purchases complete (each run pays once: its cause)."""
+        _, _, state, lines = context
+        now = lines.plus(event_purchases(self.pipeline.setup, events, exponent, self.category))
+        ts = max(int(e.ts.timestamp()) for e in events)
+        rewards = {c.id: c for c in self.program.points.challenges}
+        return [Posting(run.cause, "earn", rewards[run.challenge_id].reward_points * UNIT, ts,
+                        expiry_at(self.program.points, ts, self.zone), available_at(self.program.points, ts, self.zone),
+                        meta={"rule": "challenge", "challenge_id": run.challenge_id, "progress": run.progress})
+                for run in runs(self.pipeline.setup, state, now) if run.completed]

@@ -13,17 +13,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
+
 from runtime.coupons.codes import Coupon, issue_coupon
 from runtime.decisions.limits import COUPON_DAYS
 from runtime.decisions.pipeline import DecisionPipeline
 from runtime.errors import OffersRuntimeError
 from runtime.events.event import FeedbackEvent
 from runtime.events.log import EventLog
+from runtime.points.challenge_runs import runs
 from runtime.points.earning import Earning
 from runtime.points.ledger import KIND, MemberFacts, PointsLedger
 from runtime.stores import Store
 
 DAY = 86_400
+
+
+def _epoch(setup: Any, local_seconds: int) -> int:
+    """Local program seconds as epoch seconds."""
+    return int(setup.epoch(pd.Timestamp(local_seconds, unit="s")))
 
 
 class UnknownReward(OffersRuntimeError, LookupError):
@@ -80,8 +88,17 @@ class PointsService:
         return self.earning.facts(bundle.profile if bundle is not None else None)
 
     def view(self, member_id: str, last: int = 10) -> dict[str, Any]:
-        """Balance, pending, expiring soon, lifetime totals and the last entries (expiry applied)."""
-        return self.ledger.view(member_id, self.now(), self.facts(member_id), last)
+        """Balance, pending, expiring soon, lifetime totals, the last entries (expiry applied) and
+        the member's challenge runs with their progress."""
+        setup = self.earning.pipeline.setup
+        _, facts, state, lines = self.earning.read([member_id], self._now())[member_id]
+        out = self.ledger.view(member_id, self.now(), facts, last)
+        titles = {c.id: c.title for c in self.program.points.challenges}
+        out["challenges"] = [{"challenge_id": r.challenge_id, "title": titles[r.challenge_id],
+                              "progress": r.progress, "target": r.target, "completed": r.completed,
+                              "started_at": _epoch(setup, r.started_at), "ends_at": _epoch(setup, r.ends_at)}
+                             for r in runs(setup, state, lines)]
+        return out
 
     def redeem(self, member_id: str, reward_id: str, key: str, channel: str | None = None) -> Redemption:
         """Burn a reward's points once per ``key``; a voucher reward then issues its coupon.
