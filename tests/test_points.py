@@ -273,6 +273,10 @@ def test_service_earns_burns_refunds_and_rebuilds(points_app: Flask, tmp_path: P
     again = client.post("/v1/members/m1/points/redeem", json={"reward_id": "five_off", "channel": "app"},
                         headers={**EVENTS, "Idempotency-Key": "k2"})
     assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == body
+    # a donation is a burn, reported per cause
+    gift = client.post("/v1/members/m1/points/redeem", json={"reward_id": "trees"},
+                       headers={**EVENTS, "Idempotency-Key": "k3"})
+    assert gift.status_code == 200 and gift.get_json()["reward"]["cause"] == "One Tree Planted"
     # an admin adjustment needs a reason, and records who made it
     no_reason = client.post("/v1/admin/members/m3/points/adjust", json={"points": 5},
                             headers={**ADMIN, "Idempotency-Key": "a1"})
@@ -304,6 +308,14 @@ def test_service_earns_burns_refunds_and_rebuilds(points_app: Flask, tmp_path: P
     bad = CliRunner().invoke(cli, [*args, "--json"], env=env)
     assert bad.exit_code == 1, bad.output
     assert json.loads(bad.output)["differing"] == {"m3": {"rebuilt": 15, "live": 22}}
+    report = CliRunner().invoke(cli, ["points", "report", "--log", str(log_dir), "--json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.output) == [
+        {"reward_id": "five_off", "kind": "voucher", "cause": None, "redemptions": 1, "points": 200, "members": 1},
+        {"reward_id": "trees", "kind": "charity", "cause": "One Tree Planted", "redemptions": 1, "points": 10,
+         "members": 1}]
+    text = CliRunner().invoke(cli, ["points", "report", "--log", str(log_dir)]).output
+    assert "trees (charity) for One Tree Planted: 1 redemptions, 10 points, 1 members" in text
     no_redis = CliRunner().invoke(cli, args, env={"REDIS_URL": "", "OFFERS_REDIS_URL": ""})
     assert no_redis.exit_code == 1 and "set REDIS_URL" in no_redis.output
 

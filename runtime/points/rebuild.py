@@ -41,6 +41,31 @@ def read_log(log_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def burns_by_reward(lines: Sequence[Mapping[str, Any]], since: int | None = None,
+                    until: int | None = None) -> list[dict[str, Any]]:
+    """Points redeemed per reward (and charity cause) between ``since`` and ``until`` (epoch s,
+    by when the ledger applied them), from the log's entries, each counted once: redemptions,
+    points and distinct members per reward."""
+    seen: set[tuple[str, int]] = set()
+    groups: dict[tuple[str, str, str], tuple[list[int], set[str]]] = {}
+    for line in lines:
+        if line.get("rec") != "entry" or line.get("kind") != "burn":
+            continue
+        member, at = str(line["member_id"]), int(line["at"])
+        if (member, int(line["seq"])) in seen or (since is not None and at < since) \
+                or (until is not None and at >= until):
+            continue
+        seen.add((member, int(line["seq"])))
+        meta = line.get("m") or {}
+        key = (str(meta.get("reward_id", "")), str(meta.get("reward_kind", "")), str(meta.get("charity", "")))
+        counts, members = groups.setdefault(key, ([0, 0], set()))
+        counts[0] += 1
+        counts[1] -= int(line["points"])
+        members.add(member)
+    return [{"reward_id": r, "kind": k, "cause": c or None, "redemptions": counts[0], "points": counts[1],
+             "members": len(members)} for (r, k, c), (counts, members) in sorted(groups.items())]
+
+
 def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, Any]]:
     """Each member's account (:func:`runtime.stores.points_rules.view`) at ``now`` from log lines.
 
