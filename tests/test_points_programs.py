@@ -1,0 +1,272 @@
+"""The seed programs end to end (issue 16, section 6): examples/programs/ Starbucks-, MAC-Select-,
+Tesco- and CVS-like, each with its own earning scheme, through the real service on Redis.
+
+Each test writes a small contract data directory whose members' past purchases put them in
+known tiers, starts the service on the example program with a fixed clock, materializes the
+members into Redis, then sends transaction events with explicit timestamps, asks for
+decisions, redeems points and checks balances, tiers and offers against figures computed by
+hand in the comments. Nothing depends on today's date.
+
+No model is registered, so decisions use the cold-start fallback; every assertion is about
+eligibility, tiers and the ledger, never about a ranking the model would choose.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+from flask import Flask
+
+from runtime.decisions.materialize import load_members, materialize
+from service.app import create_app
+from service.state import ServiceState
+from tests.decisions_env import close_app
+from tests.factory import write_tiny
+from tests.service_helpers import ALL_KEYS, DECISIONS_KEY, EVENTS_KEY, make_settings
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "programs"
+EVENTS = {"X-API-Key": EVENTS_KEY}
+READ = {"X-API-Key": DECISIONS_KEY}
+
+pytestmark = pytest.mark.redis
+
+
+# -- a small contract data directory per program -------------------------------------------------
+def _data(path: Path, members: list[dict[str, Any]], products: dict[str, str],
+          purchases: list[tuple[str, str, str, int]]) -> Path:
+    """A valid data directory: ``members`` (member_id, joined_at, birth_month, segment),
+    ``products`` (id -> category) and ``purchases`` (member, local time, product, cents),
+    one basket per purchase. The offers tables are empty: the program's own offers are tested."""
+    ts = pd.Timestamp
+    tables = {
+        "members": pd.DataFrame({
+            "member_id": [m["member_id"] for m in members],
+            "joined_at": [ts(m["joined_at"]) if m.get("joined_at") else pd.NaT for m in members],
+            "birth_month": pd.array([m.get("birth_month") for m in members], dtype="Int64"),
+            "segment": [m.get("segment") for m in members],
+        }),
+        "products": pd.DataFrame({
+            "product_id": list(products),
+            "department": ["STORE"] * len(products),
+            "category": list(products.values()),
+            "brand": ["National"] * len(products),
+        }),
+        "transactions": pd.DataFrame({
+            "member_id": [p[0] for p in purchases],
+            "purchased_at": [ts(p[1]) for p in purchases],
+            "basket_id": [f"h{i}" for i in range(len(purchases))],
+            "product_id": [p[2] for p in purchases],
+            "quantity": [1] * len(purchases),
+            "amount_minor": [p[3] for p in purchases],
+            "discount_minor": [0] * len(purchases),
+            "coupon_discount_minor": [0] * len(purchases),
+        }),
+        "offers": pd.DataFrame({
+            "offer_id": pd.Series([], dtype=str), "campaign_id": pd.Series([], dtype=str),
+            "kind": pd.Series([], dtype=str), "starts_at": pd.Series([], dtype="datetime64[ns]"),
+            "ends_at": pd.Series([], dtype="datetime64[ns]"), "title": pd.Series([], dtype=str),
+            "value": pd.Series([], dtype=float), "channels": pd.Series([], dtype=str)}),
+        "offer_products": pd.DataFrame({"offer_id": pd.Series([], dtype=str),
+                                        "product_id": pd.Series([], dtype=str)}),
+        "exposures": pd.DataFrame({
+            "exposure_id": pd.Series([], dtype=str), "member_id": pd.Series([], dtype=str),
+            "offer_id": pd.Series([], dtype=str), "exposed_at": pd.Series([], dtype="datetime64[ns]"),
+            "channel": pd.Series([], dtype=str)}),
+        "redemptions": pd.DataFrame({
+            "redemption_id": pd.Series([], dtype=str), "member_id": pd.Series([], dtype=str),
+            "offer_id": pd.Series([], dtype=str), "redeemed_at": pd.Series([], dtype="datetime64[ns]")}),
+    }
+    return write_tiny(path, tables)
+
+
+def _app(tmp_path: Path, data: Path, program: str, redis_url: str, clock: str, prefix: str,
+         fresh: bool = True) -> Flask:
+    """The service on ``data`` with examples/programs/<program>.yaml; ``fresh``: its members
+    materialized (a later app on the same prefix keeps what the first one stored instead)."""
+    app = create_app(make_settings(tmp_path, api_keys=ALL_KEYS, clock=clock, redis_url=redis_url, data=data,
+                                   program=EXAMPLES / f"{program}.yaml", redis_prefix=prefix,
+                                   redis_timeout_ms=5000, redis_connect_timeout_ms=5000))
+    state: ServiceState = app.extensions["offers"]
+    assert state.decisions is not None and state.decisions.wait(60)
+    assert state.points is not None and state.decisions.setup is not None, state.decisions.error
+    if fresh:
+        hist, profiles = load_members(state.decisions.setup, data)
+        materialize(state.store, state.decisions.setup, hist, profiles)
+    return app
+
+
+def _prefix() -> str:
+    return "pp" + uuid.uuid4().hex[:8]
+
+
+class Client:
+    """The calls a program's tests make, each checked for success unless told otherwise."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.http = app.test_client()
+
+    def send(self, *events: dict[str, Any]) -> None:
+        resp = self.http.post("/v1/events", json=list(events), headers=EVENTS)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        assert resp.get_json()["accepted"] == len(events), resp.get_json()
+
+    def decide(self, member: str, channel: str = "app") -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """(member json, returned offers by id, excluded offer id -> reason)."""
+        resp = self.http.post("/v1/decisions", json={"member_id": member, "channel": channel, "n": 10},
+                              headers=READ)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        body = resp.get_json()
+        return (body["member"], {o["offer_id"]: o for o in body["offers"]},
+                {e["offer_id"]: e["reason"] for e in body["excluded"]})
+
+    def points(self, member: str) -> dict[str, Any]:
+        resp = self.http.get(f"/v1/members/{member}/points?entries=20", headers=READ)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        body: dict[str, Any] = resp.get_json()
+        return body
+
+    def redeem(self, member: str, reward: str, key: str, status: int = 200) -> dict[str, Any]:
+        resp = self.http.post(f"/v1/members/{member}/points/redeem", json={"reward_id": reward, "channel": "app"},
+                              headers={**EVENTS, "Idempotency-Key": key})
+        assert resp.status_code == status, resp.get_data(as_text=True)
+        body: dict[str, Any] = resp.get_json()
+        return body
+
+
+def tx(event_id: str, member: str, ts: str, cents: int, product: str, basket: str | None = None,
+       **extra: Any) -> dict[str, Any]:
+    """One purchase line (a transaction event); ``ts`` is RFC 3339 with its offset."""
+    out = {"event_id": event_id, "member_id": member, "type": "transaction", "ts": ts, "amount_minor": cents,
+           "product_id": product, **extra}
+    if basket is not None:
+        out["basket_id"] = basket
+    return out
+
+
+def epoch(local: str, zone: str) -> int:
+    """Epoch seconds of a local wall time in ``zone``."""
+    return int(datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone)).timestamp())
+
+
+@pytest.fixture
+def apps() -> Iterator[list[Flask]]:
+    """Apps a test started, closed whatever happens."""
+    started: list[Flask] = []
+    yield started
+    for app in started:
+        close_app(app)
+
+
+# -- Starbucks-like: a star per visit, Gold at 30 stars in 12 months, 12 stars buy a drink ---------
+# Tuesday 6 Aug 2024, 12:00 in Seattle (PDT, UTC-7)
+SBUX_CLOCK = "2024-08-06T12:00:00-07:00"
+
+
+def _sbux_data(path: Path) -> Path:
+    weekly = [str(pd.Timestamp("2024-01-02 08:00") + pd.Timedelta(days=7 * i)) for i in range(30)]
+    purchases = [("sb_gold", t, "latte", 495) for t in weekly]            # 30 visits: Gold
+    purchases += [("sb_green", t, "latte", 495) for t in weekly[:10]]     # 10 visits: Green
+    purchases += [("sb_new", "2024-07-30 08:00", "muffin", 325)]          # 1 visit: Welcome
+    members = [{"member_id": "sb_gold", "joined_at": "2023-05-01", "birth_month": 1},
+               {"member_id": "sb_green", "joined_at": "2023-05-01", "birth_month": 8},
+               {"member_id": "sb_new", "joined_at": "2024-07-30", "birth_month": 3}]
+    return _data(path, members, {"latte": "ESPRESSO", "muffin": "BAKERY"}, purchases)
+
+
+def test_starbucks_stars_per_visit_double_star_day_free_drink(tmp_path: Path, redis_url: str,
+                                                              apps: list[Flask]) -> None:
+    app = _app(tmp_path, _sbux_data(tmp_path / "data"), "starbucks", redis_url, SBUX_CLOCK, _prefix())
+    apps.append(app)
+    c = Client(app)
+    # tiers from the history: 30 visits in 12 months is Gold, 10 Green, 1 Welcome; no stars yet
+    # (the ledger starts empty: history before the ledger earned nothing)
+    gold, offers, excluded = c.decide("sb_gold")
+    assert (gold["tier"], gold["metric"], gold["points_balance"]) == ("Gold", 30, 0)
+    assert offers["double_star_day"]["text"] == "Gold members earn double stars on every purchase today"
+    assert excluded["free_drink_reward"] == "POINTS_INSUFFICIENT"  # 0 stars, 9 needed for the nudge
+    assert excluded["keep_gold"] == "RETENTION_NOT_DUE"           # Gold holds until 1 Jan 2025
+    green, offers, excluded = c.decide("sb_green")
+    assert (green["tier"], green["metric"], green["delta_to_next"]) == ("Green", 10, 20)
+    assert excluded["double_star_day"] == "TIER_NOT_ELIGIBLE"
+    assert excluded["reach_next_level"] == "CHALLENGE_OUT_OF_REACH"  # 20 visits away, more than 4
+    assert "birthday_drink" in offers                              # born in August
+    new, _, excluded = c.decide("sb_new")
+    assert (new["tier"], new["metric"]) == ("Welcome", 1)
+    assert excluded["double_star_day"] == "TIER_NOT_ELIGIBLE" and excluded["birthday_drink"] == "TIER_NOT_ELIGIBLE"
+
+    # sb_gold was issued the Double-Star Day offer by that decision (at the clock, 12:00 PDT).
+    # A visit is a basket, whatever its lines and amount:
+    #   basket g1 at 08:00 (before the offer reached them), 2 lines: 1 visit x 1 star      = 1
+    #   basket g2 at 12:30, 2 lines: 1 visit x 1 star x 2 (Double-Star Day)              = 2
+    #   g3 at 13:00, one line without a basket (a basket of its own): 1 x 2              = 2
+    c.send(tx("g1-1", "sb_gold", "2024-08-06T08:00:00-07:00", 495, "latte", "g1"),
+           tx("g1-2", "sb_gold", "2024-08-06T08:00:00-07:00", 325, "muffin", "g1"),
+           tx("g2-1", "sb_gold", "2024-08-06T12:30:00-07:00", 495, "latte", "g2"),
+           tx("g2-2", "sb_gold", "2024-08-06T12:30:00-07:00", 2_000, "muffin", "g2"),
+           tx("g3", "sb_gold", "2024-08-06T13:00:00-07:00", 210, "latte"))
+    view = c.points("sb_gold")
+    assert view["balance"] == 5 and view["pending"] == 0
+    earns = {e["cause"]: e["points"] for e in view["entries"] if e["kind"] == "earn"}
+    assert earns == {"visit:g1": 1, "visit:g2": 2, "visit:g3": 2}
+    # stars earned on 6 Aug expire six months later, on 6 Feb 2025: nothing expires within 30 days
+    assert view["expiring_soon"] == []
+    _, offers, excluded = c.decide("sb_gold")
+    assert excluded["free_drink_reward"] == "POINTS_INSUFFICIENT"  # 5 < 12 - 3
+    # two more doubled visits: 5 + 2 x 2 = 9 stars, 3 short of the drink: the nudge
+    c.send(tx("g4", "sb_gold", "2024-08-06T13:30:00-07:00", 495, "latte"),
+           tx("g5", "sb_gold", "2024-08-06T14:00:00-07:00", 495, "latte"))
+    gold, offers, _ = c.decide("sb_gold")
+    assert gold["points_balance"] == 9
+    nudge = offers["free_drink_reward"]
+    assert "POINTS_NUDGE:3" in nudge["reasons"] and nudge["text"] == "A free drink for 12 stars (you have 9)"
+    # the next morning (still before the clock + 24 h): 9 + 2 x 2 = 13 stars
+    # NOTE (limitation, see the report): the Double-Star "Day" offer has no end, so once it
+    # reached the member it doubles every later visit, not only the day's; g7 on 7 Aug is doubled
+    c.send(tx("g6", "sb_gold", "2024-08-06T15:00:00-07:00", 495, "latte"),
+           tx("g7", "sb_gold", "2024-08-07T09:00:00-07:00", 495, "latte"))
+    gold, offers, _ = c.decide("sb_gold")
+    assert gold["points_balance"] == 13 and "POINTS_BALANCE:13" in offers["free_drink_reward"]["reasons"]
+    # 12 stars buy the drink: 13 - 12 = 1; the same key replays, a new one is refused (1 < 12)
+    first = c.redeem("sb_gold", "free_drink", "sb-k1")
+    assert (first["status"], first["balance"], first["entry"]["points"]) == ("redeemed", 1, -12)
+    assert c.redeem("sb_gold", "free_drink", "sb-k1") == first
+    refused = c.redeem("sb_gold", "free_drink", "sb-k2", status=409)
+    assert (refused["balance"], refused["needed"]) == (1, 12)
+    assert c.points("sb_gold")["balance"] == 1
+
+    # sb_green: 12 visits on 20 Feb 2024 from 10:00 (each its own basket; the history's 20 Feb
+    # visit was at 08:00, a visit being a distinct purchase time) and one on 5 Aug.
+    # Stars earned on 20 Feb expire on 20 Aug (local midnight): 12 stars within 30 days.
+    feb = [tx(f"f{i}", "sb_green", f"2024-02-20T{10 + i // 2:02d}:{30 * (i % 2):02d}:00-08:00", 395, "latte")
+           for i in range(12)]
+    c.send(*feb, tx("a1", "sb_green", "2024-08-05T08:00:00-07:00", 395, "latte"))
+    green, offers, excluded = c.decide("sb_green")
+    # 10 visits in the history + 13 sent = 23 stars in 12 months: still Green, 7 from Gold
+    assert (green["tier"], green["metric"], green["delta_to_next"]) == ("Green", 23, 7)
+    assert green["points_balance"] == 13
+    assert offers["stars_expiring"]["text"] == "12 stars expire on 20 Aug: 12 of them buy a free drink"
+    assert excluded["free_drink_reward"] == "TIER_NOT_ELIGIBLE"  # the free-drink offer is for Gold
+    view = c.points("sb_green")
+    assert view["expiring_soon"] == [{"points": 12, "expires_at": epoch("2024-08-20T00:00", "America/Los_Angeles")}]
+    # sb_new: one visit, one star
+    c.send(tx("n1", "sb_new", "2024-08-06T07:45:00-07:00", 325, "muffin"))
+    assert c.points("sb_new")["balance"] == 1
+    app.extensions["offers"].close()  # keep its Redis keys for the next app
+    apps.remove(app)
+
+    # 21 Aug, the same Redis: sb_green's February stars are gone, as an expire entry; the rest stay
+    later = _app(tmp_path / "later", tmp_path / "data", "starbucks", redis_url, "2024-08-21T12:00:00-07:00",
+                 app.extensions["offers"].settings.redis_prefix, fresh=False)
+    apps.append(later)
+    view = Client(later).points("sb_green")
+    assert view["balance"] == 1 and view["lifetime"]["expired"] == 12
+    assert view["entries"][0]["kind"] == "expire" and view["entries"][0]["points"] == -12
+    assert Client(later).points("sb_gold")["balance"] == 1
