@@ -270,3 +270,85 @@ def test_starbucks_stars_per_visit_double_star_day_free_drink(tmp_path: Path, re
     assert view["balance"] == 1 and view["lifetime"]["expired"] == 12
     assert view["entries"][0]["kind"] == "expire" and view["entries"][0]["points"] == -12
     assert Client(later).points("sb_gold")["balance"] == 1
+
+
+# -- MAC-Select-like: calendar-year spend tiers, 1 point per dollar (x1.25 Obsessed), 100 buy $5 ---
+# Friday 15 Nov 2024, 12:00 in New York (EST, UTC-5)
+MAC_CLOCK = "2024-11-15T12:00:00-05:00"
+
+
+def _mac_data(path: Path) -> Path:
+    purchases = [("mac_devoted", "2024-03-01 14:00", "foundation", 48_000),  # $480 this year: Devoted
+                 ("mac_obsessed", "2024-02-01 14:00", "foundation", 52_000),  # $520: Obsessed
+                 ("mac_select", "2024-03-01 14:00", "lipstick", 12_000)]      # $120: Select
+    members = [{"member_id": "mac_devoted", "joined_at": "2022-01-10", "birth_month": 6},
+               {"member_id": "mac_obsessed", "joined_at": "2021-05-01", "birth_month": 2},
+               {"member_id": "mac_select", "joined_at": "2023-09-01", "birth_month": 11}]
+    return _data(path, members, {"lipstick": "LIPSTICK", "foundation": "FOUNDATION"}, purchases)
+
+
+def test_mac_select_tier_rates_reward_voucher_and_refund(tmp_path: Path, redis_url: str,
+                                                         apps: list[Flask]) -> None:
+    app = _app(tmp_path, _mac_data(tmp_path / "data"), "mac_select", redis_url, MAC_CLOCK, _prefix())
+    apps.append(app)
+    c = Client(app)
+    devoted, offers, excluded = c.decide("mac_devoted")
+    # $480 in 2024: Devoted, $20 (2,000 cents) from Obsessed
+    assert (devoted["tier"], devoted["metric"], devoted["delta_to_next"]) == ("Devoted", 48_000, 2_000)
+    assert "early_access_launch" in offers
+    assert excluded["reward_ready"] == "POINTS_INSUFFICIENT"
+    assert excluded["mac_reward"] == "SEGMENT_NOT_ELIGIBLE"  # only ever issued by redeeming points
+    obsessed, _, _ = c.decide("mac_obsessed")
+    assert obsessed["tier"] == "Obsessed"
+    select, offers, excluded = c.decide("mac_select")
+    assert select["tier"] == "Select" and excluded["early_access_launch"] == "TIER_NOT_ELIGIBLE"
+    assert offers["birthday_gift"]["text"] == "Happy birthday! Your $5 birthday reward is waiting"
+
+    # mac_obsessed earns 1.25 points a dollar:
+    #   $24.00 lipstick: 24 x 1.25 = 30; $39.99 foundation: 39.99 x 1.25 = 49.9875
+    #   = 79.9875: balance 79, the 0.9875 kept as the member's fraction
+    c.send(tx("o1", "mac_obsessed", "2024-11-14T10:00:00-05:00", 2_400, "lipstick", "ob1"),
+           tx("o2", "mac_obsessed", "2024-11-14T10:00:00-05:00", 3_999, "foundation", "ob1"))
+    view = c.points("mac_obsessed")
+    assert (view["balance"], view["fraction"]) == (79, 0.9875)
+    earn = next(e for e in view["entries"] if e["cause"] == "earn:o1")
+    assert earn["m"]["tier"] == "Obsessed" and earn["points"] == 30
+    assert earn["x"] == epoch("2025-11-14T00:00", "America/New_York")  # 12 months after the day earned
+    # half the lipstick comes back: half of its 30 points, 79.9875 - 15 = 64.9875
+    c.send(tx("o1-r", "mac_obsessed", "2024-11-15T09:00:00-05:00", 1_200, "lipstick", refund_of="o1"))
+    view = c.points("mac_obsessed")
+    assert (view["balance"], view["lifetime"]["reversed"]) == (64, 15)
+
+    # mac_devoted: $40 while Devoted earns 40 x 1 = 40, and takes the year to $520: Obsessed,
+    # so the next $60 earns 60 x 1.25 = 75; balance 115
+    c.send(tx("d1", "mac_devoted", "2024-11-14T10:00:00-05:00", 4_000, "foundation"))
+    devoted, _, _ = c.decide("mac_devoted")
+    assert (devoted["tier"], devoted["metric"], devoted["since"]) == ("Obsessed", 52_000, "2024-11-14T10:00:00-05:00")
+    c.send(tx("d2", "mac_devoted", "2024-11-15T09:00:00-05:00", 6_000, "lipstick"))
+    view = c.points("mac_devoted")
+    assert view["balance"] == 115
+    assert {e["cause"]: (e["m"]["tier"], e["points"]) for e in view["entries"]} == {
+        "earn:d1": ("Devoted", 40), "earn:d2": ("Obsessed", 75)}
+    devoted, offers, _ = c.decide("mac_devoted")
+    ready = offers["reward_ready"]
+    assert "POINTS_BALANCE:115" in ready["reasons"]
+    assert ready["text"] == "You have 115 points: 100 of them make a $5 reward"
+    # 100 points buy the $5 reward: a coupon of mac_reward, 15 points left
+    voucher = c.redeem("mac_devoted", "five_dollar_reward", "mac-k1")
+    assert voucher["balance"] == 15 and voucher["coupon"]["offer_id"] == "mac_reward"
+    assert voucher["entry"]["points"] == -100
+    # the coupon is redeemed at the till like any other; the points were burned once, at the redemption
+    till = c.http.post(f"/v1/coupons/{voucher['coupon']['code']}/redeem", headers=EVENTS,
+                       json={"member_id": "mac_devoted", "offer_id": "mac_reward", "channel": "pos"})
+    assert till.status_code == 200 and till.get_json()["status"] == "redeemed", till.get_data(as_text=True)
+    devoted, offers, excluded = c.decide("mac_devoted")
+    assert devoted["points_balance"] == 15 and excluded["reward_ready"] == "POINTS_INSUFFICIENT"  # 15 < 80
+    assert excluded["mac_reward"] == "SEGMENT_NOT_ELIGIBLE"
+
+    # mac_select: $85 at 1 point a dollar = 85 points, 15 short of 100 (within the nudge of 20),
+    # and $120 + $85 = $205 this year: Devoted from that purchase on
+    c.send(tx("s1", "mac_select", "2024-11-14T16:00:00-05:00", 8_500, "lipstick"))
+    select, offers, _ = c.decide("mac_select")
+    assert (select["tier"], select["points_balance"]) == ("Devoted", 85)
+    assert "POINTS_NUDGE:15" in offers["reward_ready"]["reasons"]
+    assert "early_access_launch" in offers
