@@ -423,3 +423,75 @@ def test_tesco_points_per_pound_fuel_bonus_voucher_and_calendar_expiry(tmp_path:
     assert {e["cause"]: e["x"] for e in view["entries"] if e["kind"] == "earn"} == {
         "earn:b1": epoch("2024-01-01T00:00", "Europe/London"), "earn:b2": epoch("2025-01-01T00:00", "Europe/London"),
         "earn:b3": epoch("2027-01-01T00:00", "Europe/London")}
+
+
+# -- CVS-ExtraCare-like: 2 points per dollar (12 on beauty), $3 birthday, 100 make $1 ExtraBucks ---
+# Tuesday 14 May 2024, 12:00 in New York (EDT, UTC-4)
+CVS_CLOCK = "2024-05-14T12:00:00-04:00"
+
+
+def _cvs_data(path: Path) -> Path:
+    purchases = [("cvs_bday", "2024-04-20 10:00", "lipstick", 3_500),      # $35 of beauty
+                 ("cvs_carepass", "2024-05-02 10:00", "vitamins", 1_200)]  # $12 of vitamins
+    members = [{"member_id": "cvs_bday", "joined_at": "2020-01-01", "birth_month": 5, "segment": "regular"},
+               {"member_id": "cvs_carepass", "joined_at": "2024-05-01", "birth_month": 9, "segment": "carepass"}]
+    return _data(path, members, {"lipstick": "BEAUTY", "vitamins": "HEALTH"}, purchases)
+
+
+def test_cvs_two_percent_beauty_club_birthday_and_extrabucks(tmp_path: Path, redis_url: str,
+                                                             apps: list[Flask]) -> None:
+    app = _app(tmp_path, _cvs_data(tmp_path / "data"), "cvs_extracare", redis_url, CVS_CLOCK, _prefix())
+    apps.append(app)
+    c = Client(app)
+    member, offers, excluded = c.decide("cvs_bday")
+    assert (member["tier"], member["points_balance"]) == ("ExtraCare", 0)  # the birthday is granted at
+    assert excluded["extrabucks_ready"] == "POINTS_INSUFFICIENT"           # the first ledger operation
+    assert excluded["carepass_monthly_reward"] == "SEGMENT_NOT_ELIGIBLE"
+    assert excluded["welcome_coupon"] == "JOIN_DATE_NOT_ELIGIBLE"
+    assert excluded["extrabucks_reward"] == "SEGMENT_NOT_ELIGIBLE"  # only ever issued by redeeming points
+    assert "spend_30_get_10" in offers                               # a beauty buyer with $35 spent
+    # born in May: the $3 birthday reward, 300 points, once this year
+    view = c.points("cvs_bday")
+    assert view["balance"] == 300 and [e["cause"] for e in view["entries"]] == ["birthday:2024"]
+
+    #   $25.00 of beauty: 25 x 2 x 6 (Beauty Club) = 300;  $10.50 of vitamins: 10.50 x 2 = 21
+    c.send(tx("c1", "cvs_bday", "2024-05-14T09:00:00-04:00", 2_500, "lipstick", "cb1"),
+           tx("c2", "cvs_bday", "2024-05-14T09:00:00-04:00", 1_050, "vitamins", "cb1"))
+    view = c.points("cvs_bday")
+    assert view["balance"] == 300 + 300 + 21
+    rules = {e["cause"]: (e["m"].get("rule"), e["points"]) for e in view["entries"]}
+    assert rules["earn:c1"] == ("base+beauty_club", 300) and rules["earn:c2"] == ("base", 21)
+    # $10 of the lipstick comes back: 10 / 25 of its 300 points = 120; 621 - 120 = 501
+    c.send(tx("c1-r", "cvs_bday", "2024-05-14T10:00:00-04:00", 1_000, "lipstick", refund_of="c1"))
+    member, offers, _ = c.decide("cvs_bday")
+    assert member["points_balance"] == 501
+    ready = offers["extrabucks_ready"]
+    assert "POINTS_BALANCE:501" in ready["reasons"]
+    assert ready["text"] == "You have 501 points: every 100 is $1 ExtraBucks"
+    # five $1 ExtraBucks Rewards: 501 - 5 x 100 = 1, five coupons that last 30 days; a sixth is refused
+    coupons = []
+    for i, left in enumerate([401, 301, 201, 101, 1]):
+        reward = c.redeem("cvs_bday", "extrabucks_1", f"cvs-k{i}")
+        assert reward["balance"] == left and reward["coupon"]["offer_id"] == "extrabucks_reward"
+        assert reward["coupon"]["expires_at"] - reward["coupon"]["issued_at"] == 30 * 86_400
+        coupons.append(reward["coupon"]["code"])
+    assert len(set(coupons)) == 5
+    refused = c.redeem("cvs_bday", "extrabucks_1", "cvs-k5", status=409)
+    assert (refused["balance"], refused["needed"]) == (1, 100)
+    view = c.points("cvs_bday")
+    assert view["balance"] == 1 and view["lifetime"] == {"earned": 621, "burned": 500, "expired": 0,
+                                                         "adjusted": 0, "reversed": 120}
+    assert view["expiring_soon"] == []  # ExtraCare points never expire
+
+    # cvs_carepass: $4.99 = 9.98 points (balance 9, 0.98 kept); a 1-cent line completes the 10th point
+    c.send(tx("p1", "cvs_carepass", "2024-05-14T08:00:00-04:00", 499, "vitamins"))
+    assert (c.points("cvs_carepass")["balance"], c.points("cvs_carepass")["fraction"]) == (9, 0.98)
+    c.send(tx("p2", "cvs_carepass", "2024-05-14T08:05:00-04:00", 1, "vitamins"))
+    view = c.points("cvs_carepass")
+    assert (view["balance"], view["fraction"]) == (10, 0)
+    assert not any(e["cause"].startswith("birthday") for e in view["entries"])  # born in September
+    member, offers, excluded = c.decide("cvs_carepass")
+    assert member["points_balance"] == 10
+    assert offers["carepass_monthly_reward"]["text"] == "Your monthly $10 CarePass reward is ready"
+    assert offers["welcome_coupon"]["text"] == "Welcome to ExtraCare: 20% off your next visit"  # joined 1 May
+    assert excluded["extrabucks_ready"] == "POINTS_INSUFFICIENT"  # 10 < 100 - 20
