@@ -73,6 +73,19 @@ class Challenge(_Strict):
     period: Literal["day", "week"] = "day"
 
 
+class Referrals(_Strict):
+    """Member-get-member: both earn when the referee makes a first qualifying purchase."""
+
+    referee_points: NonNegInt = 0
+    referrer_points: NonNegInt = 0
+    #: the qualifying purchase line's amount (major units)
+    min_purchase: Annotated[float, Field(ge=0.0)] = 0.0
+    #: days after the link within which the qualifying purchase must come
+    window_days: PosInt = 90
+    #: referrals one member may make (0: no limit)
+    max_per_member: NonNegInt = 0
+
+
 class Expiry(_Strict):
     """When earned points expire.
 
@@ -104,6 +117,8 @@ class PointsSettings(_Strict):
     expiry: Expiry = Expiry()
     rewards: tuple[Reward, ...] = ()
     challenges: tuple[Challenge, ...] = ()
+    #: member-get-member rewards (None: no referral program)
+    referrals: Referrals | None = None
 
 
 def points_problems(points: PointsSettings, tiers: set[str],

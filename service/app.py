@@ -26,13 +26,14 @@ from runtime.events.log import EventLog, EventLogError
 from runtime.metrics import Metrics
 from runtime.settings import Settings, SettingsError, load_settings, unknown_variables
 from runtime.stores import Store, build_store
-from service import admin, checkout, http, ops, points
+from service import admin, checkout, http, ops, points, referrals
 from service.console import init_console
 from service.decisions.wiring import init_decisions
 from service.errors import register_error_handlers
 from service.events import routes as events
 from service.logconfig import configure_logging
 from service.openapi import build_document
+from service.points_openapi import add_points_paths
 from service.readiness import Readiness
 from service.state import EXTENSION, ServiceState
 
@@ -103,6 +104,8 @@ def create_app(settings: Settings | None = None,
     app.register_blueprint(admin.bp)
     app.register_blueprint(checkout.bp)
     app.register_blueprint(points.bp)
+    app.register_blueprint(referrals.bp)
+    add_points_paths(state.openapi)
     init_decisions(app)
     init_console(app)
 

@@ -138,6 +138,10 @@ class PointsInsufficient(Conflict):
     slug, title = "points-insufficient", "Not enough points"
 
 
+class ReferralRefusedProblem(Conflict):
+    slug, title = "referral-refused", "Referral refused"
+
+
 class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -164,7 +168,7 @@ class ServiceUnavailable(ServiceError):
 #: Every problem class, for the docs page.
 PROBLEM_TYPES: tuple[type[ServiceError], ...] = (
     BadRequest, MalformedJSON, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PointsInsufficient, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
+    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PointsInsufficient, ReferralRefusedProblem, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
     ServiceUnavailable, ServiceError)
 
 

@@ -288,9 +288,6 @@ def build_document(version: str, max_events: int = 1000) -> ApiDocument:
                             "/member_id or /offer_id), or invalid body fields.")},
             "400", "401", "403", "413", "415", "503").items())),
     }})
-    from service.points_openapi import add_points_paths
-
-    add_points_paths(doc)
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     doc.add_path("/healthz", {"get": {"summary": "Liveness", "tags": ["operations"],
                                       "responses": {"200": _json("Alive.", {"type": "object"})}}})

@@ -74,7 +74,7 @@ class PointsAdjustBody(BaseModel):
         description="Why (kept in the ledger entry).")
 
 
-def _member(member_id: str) -> str:
+def checked_member(member_id: str) -> str:
     if not is_valid("member_id", member_id):
         raise ValidationFailed("member_id is not valid", [FieldError(
             code="invalid_member_id", parameter="member_id",
@@ -82,7 +82,7 @@ def _member(member_id: str) -> str:
     return member_id
 
 
-def _ledger() -> PointsService:
+def points_service() -> PointsService:
     state = current_state()
     if state.points is not None:
         return state.points
@@ -109,12 +109,12 @@ def _coupon(coupon: Coupon | None) -> dict[str, object] | None:
 @require_scope("decisions")
 def balance(member_id: str) -> Response:
     """The member's points now (see the module docstring)."""
-    member_id = _member(member_id)
+    member_id = checked_member(member_id)
     raw = request.args.get("entries", "10")
     if not raw.isdigit() or not 1 <= int(raw) <= KEEP:
         raise ValidationFailed(f"entries must be an integer from 1 to {KEEP}", [FieldError(
             code="out_of_range", parameter="entries", message=f"an integer from 1 to {KEEP}")])
-    ledger = _ledger()
+    ledger = points_service()
     try:
         return jsonify(ledger.view(member_id, int(raw)))
     except StoreUnavailable as exc:
@@ -128,10 +128,10 @@ def balance(member_id: str) -> Response:
 @idempotent
 def redeem(member_id: str) -> tuple[Response, int]:
     """Burn a reward's points once per Idempotency-Key (see the module docstring)."""
-    member_id = _member(member_id)
+    member_id = checked_member(member_id)
     key = _key()
     body: PointsRedeemBody = parse_body(PointsRedeemBody, read_json())
-    ledger = _ledger()
+    ledger = points_service()
     try:
         done = ledger.redeem(member_id, body.reward_id, _scoped(key), body.channel)
     except UnknownReward:
@@ -158,13 +158,13 @@ def redeem(member_id: str) -> tuple[Response, int]:
 @idempotent
 def adjust(member_id: str) -> tuple[Response, int]:
     """Add or take points with a reason, once per Idempotency-Key (see the module docstring)."""
-    member_id = _member(member_id)
+    member_id = checked_member(member_id)
     key = _key()
     body: PointsAdjustBody = parse_body(PointsAdjustBody, read_json())
     if body.points == 0:
         raise ValidationFailed("points must not be 0", [FieldError(
             code="out_of_range", pointer="/points", message="a non-zero number of points")])
-    ledger = _ledger()
+    ledger = points_service()
     api_key = g.get("api_key")
     actor = api_key.key_id if api_key is not None else "anonymous"
     try:

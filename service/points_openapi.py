@@ -12,6 +12,8 @@ from service.openapi import (
     id_schema,
     problem_example,
 )
+from service.points import PointsAdjustBody, PointsRedeemBody
+from service.referrals import ReferralBody
 
 _INT = {"type": "integer"}
 
@@ -88,7 +90,6 @@ _INSUFFICIENT = problem_example("The balance does not cover it (points-insuffici
 
 def add_points_paths(doc: ApiDocument) -> None:
     """Document the three points endpoints and their schemas."""
-    from service.points import PointsAdjustBody, PointsRedeemBody
 
     doc.add_schema("PointsEntry", ENTRY_SCHEMA)
     doc.add_schema("PointsView", VIEW_SCHEMA)
@@ -118,6 +119,37 @@ def add_points_paths(doc: ApiDocument) -> None:
         "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref}}}},
         "responses": responses({"200": {"description": "Redeemed.", "content": {JSON: {"schema": _REDEEM_RESPONSE}}}},
                                "400", "401", "403", "404", "413", "415", "422", "503", **{"409": _INSUFFICIENT}),
+    }})
+    referral_ref = doc.add_model(ReferralBody)
+    doc.add_path("/v1/members/{member_id}/referral-code", {"post": {
+        "summary": "A member's referral code", "tags": ["points"], "security": _SECURITY, "x-scope": "events",
+        "description": "Drawn the first time, the same ever after.", "parameters": [member],
+        "responses": responses({"200": {"description": "The code.", "content": {JSON: {"schema": {
+            "type": "object", "properties": {
+                "member_id": {"type": "string", "description": "The member."},
+                "code": {"type": "string", "description": "Their referral code."},
+                "referrals_made": {**_INT, "description": "Members they referred."},
+                "referred_by": {"type": ["string", "null"], "description": "Who referred them, if anyone."}}}}}}},
+            "401", "403", "404", "422", "503"),
+    }})
+    doc.add_path("/v1/referrals", {"post": {
+        "summary": "Link a new member to their referrer", "tags": ["points"], "security": _SECURITY,
+        "x-scope": "events",
+        "description": "Once per new member; both earn at the new member's first qualifying purchase.",
+        "parameters": [{**IDEMPOTENCY_HEADER, "description": "Replays the first successful response."}],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": referral_ref}}}},
+        "responses": responses({"200": {"description": "Linked.", "content": {JSON: {"schema": {
+            "type": "object", "properties": {
+                "status": {"type": "string", "enum": ["linked"], "description": "Always linked."},
+                "member_id": {"type": "string", "description": "The new member."}}}}}}},
+            "400", "401", "403", "404", "413", "415", "422", "503",
+            **{"409": problem_example("Refused (referral-refused): reason loop, already_referred, not_new or "
+                                      "limit.", {"type": "/docs#problem-referral-refused",
+                                                 "title": "Referral refused", "status": 409,
+                                                 "detail": "this member was already referred",
+                                                 "instance": "/v1/referrals",
+                                                 "request_id": "7f0c2b9e4a1d4f7e9c3b5a6d7e8f9012",
+                                                 "reason": "already_referred"})}),
     }})
     doc.add_path("/v1/admin/members/{member_id}/points/adjust", {"post": {
         "summary": "Add or take a member's points, with a reason", "tags": ["admin"], "security": _SECURITY,

@@ -316,6 +316,7 @@ def test_service_earns_burns_refunds_and_rebuilds(points_app: Flask, tmp_path: P
          "members": 1}]
     text = CliRunner().invoke(cli, ["points", "report", "--log", str(log_dir)]).output
     assert "trees (charity) for One Tree Planted: 1 redemptions, 10 points, 1 members" in text
+    _every_key_has_a_ttl(points_app)
     no_redis = CliRunner().invoke(cli, args, env={"REDIS_URL": "", "OFFERS_REDIS_URL": ""})
     assert no_redis.exit_code == 1 and "set REDIS_URL" in no_redis.output
 
@@ -477,6 +478,74 @@ def test_a_challenge_is_offered_tracked_and_rewarded_exactly_once(tmp_path: Path
         close_app(app)
 
 
+def _every_key_has_a_ttl(app: Flask) -> None:
+    """Every key the app wrote (its prefix is unique to the test) expires."""
+    store = app.extensions["offers"].store
+    keys = list(store.client.scan_iter(match=store.keys.pattern(), count=1000))
+    assert keys and all(store.client.ttl(k) > 0 for k in keys), [k for k in keys if store.client.ttl(k) <= 0]
+
+
 def _local_seconds(epoch: int) -> int:
     """Epoch seconds as the local program seconds challenge causes use (the test program is in UTC)."""
     return epoch
+
+
+REFERRALS = """
+  referrals: {referee_points: 100, referrer_points: 200, min_purchase: 5, window_days: 90, max_per_member: 2}
+"""
+
+
+@pytest.mark.redis
+def test_referrals_link_once_refuse_self_loops_and_limits_and_pay_both_once(tmp_path: Path, tiny_dir: Path,
+                                                                            redis_url: str) -> None:
+    program = tmp_path / "program.yaml"
+    program.write_text(PROGRAM.replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0")
+                       .replace("points:\n", "points:\n" + REFERRALS.strip("\n") + "\n", 1))
+    app = _app(tmp_path, tiny_dir, program, redis_url, CLOCK, "pt" + uuid.uuid4().hex[:8])
+    client = app.test_client()
+
+    def code(member: str) -> str:
+        resp = client.post(f"/v1/members/{member}/referral-code", headers=EVENTS)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        value: str = resp.get_json()["code"]
+        return value
+
+    def refer(member: str, with_code: str) -> Any:
+        return client.post("/v1/referrals", json={"member_id": member, "code": with_code}, headers=EVENTS)
+
+    def refused(resp: Any) -> str:
+        assert resp.status_code == 409 and resp.mimetype == "application/problem+json", resp.get_data(as_text=True)
+        reason: str = resp.get_json()["reason"]
+        return reason
+
+    try:
+        c1 = code("m1")
+        assert code("m1") == c1  # one code per member
+        assert refer("n1", c1.lower()).get_json() == {"status": "linked", "member_id": "n1"}  # as typed
+        assert refused(refer("n1", c1)) == "already_referred"
+        own = refer("m1", c1)
+        assert own.status_code == 422 and own.get_json()["errors"][0]["code"] == "self_referral"
+        assert refused(refer("m2", c1)) == "not_new"  # m2 has bought before
+        unknown = refer("n9", "R0000000000")
+        assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["pointer"] == "/code"
+        assert refer("n2", c1).status_code == 200           # m1 -> n2: m1's second and last referral
+        assert refer("n3", code("n2")).status_code == 200   # n2 -> n3
+        assert refused(refer("n2", code("n3"))) == "loop"   # n3 was referred by n2's own referral
+        assert refused(refer("n4", c1)) == "limit"
+        info = client.post("/v1/members/m1/referral-code", headers=EVENTS).get_json()
+        assert info["referrals_made"] == 2 and info["referred_by"] is None
+
+        # n1's first purchase of $3 does not qualify; the $10 one pays both, once
+        after = "2017-03-10T13:00:00Z"  # after the link (the service clock: noon)
+        client.post("/v1/events", json=_tx("n1-a", "n1", 300, ts=after), headers=EVENTS)
+        assert _points(app, "m1")["balance"] == 0
+        client.post("/v1/events", json=[_tx("n1-b", "n1", 1_000, ts=after), _tx("n1-c", "n1", 2_000, ts=after)],
+                    headers=EVENTS)
+        n1 = _points(app, "n1")
+        assert n1["balance"] == 6 + 20 + 40 + 100  # Friday x2 on $3, $10 and $20, plus the referee reward
+        assert [e["cause"] for e in n1["entries"]].count("referral:referee") == 1
+        m1 = _points(app, "m1")
+        assert m1["balance"] == 200 and m1["entries"][0]["cause"] == "referral:n1"
+        _every_key_has_a_ttl(app)
+    finally:
+        close_app(app)

@@ -30,6 +30,7 @@ from runtime.decisions.pipeline import DecisionPipeline
 from runtime.events.event import FeedbackEvent
 from runtime.points.challenge_runs import event_purchases, purchases_of, runs
 from runtime.points.ledger import MemberFacts
+from runtime.points.referrals import referral_postings
 from runtime.stores import MemberState
 
 POINT_KINDS = ("bonus_points", "points_multiplier")
@@ -104,6 +105,10 @@ class Earning:
         if self.program.points.challenges:
             for m in members:
                 out[m] += self.completed(m, [e for e in lines if e.member_id == m], contexts[m], exponent)
+        if self.program.points.referrals is not None:
+            links = dict(zip(members, self.pipeline.store.referrals(members), strict=True))
+            for m, extra in referral_postings(self.program, self.zone, links, lines, exponent).items():
+                out.setdefault(m, []).extend(extra)
         return out, {m: contexts[m][1] for m in members}
 
     def completed(self, member_id: str, events: Sequence[FeedbackEvent],

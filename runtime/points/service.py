@@ -24,6 +24,7 @@ from runtime.events.log import EventLog
 from runtime.points.challenge_runs import runs
 from runtime.points.earning import Earning
 from runtime.points.ledger import KIND, MemberFacts, PointsLedger
+from runtime.points.referrals import ReferralInfo, link, member_code
 from runtime.stores import Store
 
 DAY = 86_400
@@ -130,6 +131,20 @@ class PointsService:
             if end > now:
                 return end
         return now + COUPON_DAYS * DAY
+
+    def referral_code(self, member_id: str) -> ReferralInfo:
+        """The member's referral code (drawn the first time) and counts."""
+        return member_code(self.store, member_id)
+
+    def refer(self, referee_id: str, code: str) -> str:
+        """Link a new member to the holder of ``code`` (module runtime.points.referrals); the referrer.
+
+        Raises UnknownReferralCode, ReferralRefused."""
+        rules = self.program.points.referrals
+        assert rules is not None
+        [(inputs, bundle, _)] = self.earning.pipeline.read_inputs([referee_id], self._now())
+        bought = bool(inputs.context.has_history) or (bundle is not None and bundle.state.purchases > 0)
+        return link(self.store, referee_id, code, self.now(), rules.max_per_member, bought)
 
     def adjust(self, member_id: str, points: int, reason: str, actor: str, key: str) -> dict[str, Any]:
         """An admin adjustment once per ``key``; a debit the balance does not cover is refused.

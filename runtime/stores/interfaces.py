@@ -232,6 +232,27 @@ class PointsStore(ABC):
         """The member's most recent entries, newest first (at most ``keep`` are kept)."""
 
 
+class ReferralStore(ABC):
+    """Referral codes and the links between referrers and the members they brought."""
+
+    @abstractmethod
+    def claim_referral_code(self, member_id: str, candidate: str) -> str:
+        """The member's referral code: theirs, else ``candidate`` if free ('' when taken: draw again)."""
+
+    @abstractmethod
+    def referral_owner(self, code: str) -> str | None:
+        """The member who holds referral ``code``, None when no one does."""
+
+    @abstractmethod
+    def referrals(self, member_ids: Sequence[str]) -> list[dict[str, str]]:
+        """Each member's referral fields (``code``, ``by``, ``at``, ``n``), one round trip."""
+
+    @abstractmethod
+    def link_referral(self, referee_id: str, referrer_id: str, now: int, limit: int) -> str:
+        """Record a referral atomically: ``linked``, or why not (``self``, ``loop``,
+        ``already_referred``, ``limit``; :mod:`runtime.stores.referrals_lua`)."""
+
+
 class IdempotencyStore(ABC):
     """Claimed idempotency keys, stored responses and side records."""
 
@@ -291,7 +312,8 @@ class StoreHousekeeping(ABC):
         """Release connections."""
 
 
-class Store(MemberStore, ScoreCache, Reservations, CouponStore, PointsStore, IdempotencyStore, StoreHousekeeping):
+class Store(MemberStore, ScoreCache, Reservations, CouponStore, PointsStore, ReferralStore, IdempotencyStore,
+            StoreHousekeeping):
     """Every capability at once: what a Redis or in-process store implements (module docstring)."""
 
     #: "redis" or "memory"

@@ -41,6 +41,8 @@ KINDS = {
     "points": "p",
     "points_entries": "pe",
     "points_causes": "pc",
+    "referral": "rf",
+    "referral_code": "rc",
 }
 _PART = re.compile(r"[^\s:{}\x00-\x1f\x7f]{1,256}")
 
@@ -102,6 +104,14 @@ class KeySpace:
         return build_key(self.prefix, "catalog", fingerprint)
     def wallet(self, member_id: str) -> str:
         return build_key(self.prefix, "wallet", member_id)
+
+    def referral(self, member_id: str) -> str:
+        """The member's referral fields: their code, who referred them (``by``, ``at``), referrals made (``n``)."""
+        return build_key(self.prefix, "referral", member_id)
+
+    def referral_code(self, code: str) -> str:
+        """A referral code -> the member who holds it."""
+        return build_key(self.prefix, "referral_code", code)
 
     def points(self, member_id: str) -> tuple[str, str, str]:
         """The member's points account, recent entries and applied causes (one script touches all three)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.stores import coupon_records, encoding, points_rules, rules_python
+from runtime.stores import coupon_records, encoding, points_rules, referral_rules, rules_python
 from runtime.stores.interfaces import NullObserver, Store, StoreObserver, TTLs
 from runtime.stores.keys import KeySpace
 from runtime.stores.values import (
@@ -356,6 +356,38 @@ class MemoryStore(Store):
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
         with self._lock:
             return json.loads(json.dumps((self._get(self.keys.points(member_id)[1]) or [])[:limit]))
+
+    # -- referrals -------------------------------------------------------------
+    def claim_referral_code(self, member_id: str, candidate: str) -> str:
+        key = self.keys.referral(member_id)
+        with self._lock:
+            fields = dict(self._get(key) or {})
+            owner = self._get(self.keys.referral_code(candidate))
+            codes = {} if owner is None else {candidate: owner}
+            code = referral_rules.claim_code(fields, codes, member_id, candidate)
+            if code == candidate and owner is None:
+                self._set(self.keys.referral_code(candidate), member_id, self.ttls.state)
+                self._set(key, fields, self.ttls.state)
+            return code
+
+    def referral_owner(self, code: str) -> str | None:
+        with self._lock:
+            owner = self._get(self.keys.referral_code(code))
+            return None if owner is None else str(owner)
+
+    def referrals(self, member_ids: Sequence[str]) -> list[dict[str, str]]:
+        with self._lock:
+            return [{k: str(v) for k, v in (self._get(self.keys.referral(m)) or {}).items()} for m in member_ids]
+
+    def link_referral(self, referee_id: str, referrer_id: str, now: int, limit: int) -> str:
+        with self._lock:
+            referee = dict(self._get(self.keys.referral(referee_id)) or {})
+            referrer = dict(self._get(self.keys.referral(referrer_id)) or {})
+            status = referral_rules.link(referee, referrer, referee_id, referrer_id, now, limit)
+            if status == "linked":
+                self._set(self.keys.referral(referee_id), referee, self.ttls.state)
+                self._set(self.keys.referral(referrer_id), referrer, self.ttls.state)
+            return status
 
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
         with self._lock:

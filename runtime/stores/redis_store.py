@@ -32,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from runtime.stores import encoding, points_lua, rules_lua, rules_python
+from runtime.stores import encoding, points_lua, referrals_lua, rules_lua, rules_python
 from runtime.stores.interfaces import (
     NullObserver,
     Store,
@@ -136,6 +136,8 @@ class RedisStore(Store):
         self._redeem = client.register_script(rules_lua.REDEEM)
         self._unredeem = client.register_script(rules_lua.UNREDEEM)
         self._points = client.register_script(points_lua.POST_POINTS)
+        self._claim_code = client.register_script(referrals_lua.CLAIM_CODE)
+        self._link = client.register_script(referrals_lua.LINK)
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -431,6 +433,31 @@ class RedisStore(Store):
         with self._guard("points_entries"):
             raw = self.client.lrange(self.keys.points(member_id)[1], 0, limit - 1)
         return [_entry(json.loads(r)) for r in raw]
+
+    # -- referrals -------------------------------------------------------------
+    def claim_referral_code(self, member_id: str, candidate: str) -> str:
+        with self._guard("claim_referral_code"):
+            got = self._claim_code(keys=[self.keys.referral(member_id), self.keys.referral_code(candidate)],
+                                   args=[member_id, candidate, self.ttls.state])
+        return _text(got) or ""
+
+    def referral_owner(self, code: str) -> str | None:
+        with self._guard("referral_owner"):
+            return _text(self.client.get(self.keys.referral_code(code)))
+
+    def referrals(self, member_ids: Sequence[str]) -> list[dict[str, str]]:
+        pipe = self.client.pipeline(transaction=False)
+        for member_id in member_ids:
+            pipe.hgetall(self.keys.referral(member_id))
+        with self._guard("referrals"):
+            replies = pipe.execute()
+        return [{_text(k) or "": _text(v) or "" for k, v in r.items()} for r in replies]
+
+    def link_referral(self, referee_id: str, referrer_id: str, now: int, limit: int) -> str:
+        with self._guard("link_referral"):
+            status = self._link(keys=[self.keys.referral(referee_id), self.keys.referral(referrer_id)],
+                                args=[referee_id, referrer_id, now, limit, self.ttls.state])
+        return _text(status) or ""
 
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
         pending = encoding.encode_response(StoredResponse(request_hash=request_hash))
