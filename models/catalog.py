@@ -99,6 +99,8 @@ class Offer:
     points_nudge: int = 0
     #: eligible only when some points expire within this many days (None: no such rule)
     points_expiring_days: int | None = None
+    #: only for members with one of these paid plans active (None: everyone)
+    plans: frozenset[str] | None = None
     source: str = "contract"
 
     @property
@@ -154,6 +156,7 @@ class Catalog:
         self.join_min = np.array([np.nan if o.join_min_days is None else o.join_min_days for o in offers])
         self.join_max = np.array([np.nan if o.join_max_days is None else o.join_max_days for o in offers])
         self.join_restricted = ~(np.isnan(self.join_min) & np.isnan(self.join_max))
+        self.plan_restricted = np.array([o.plans is not None for o in offers], dtype=bool)
         self.points_price = np.array([o.points_price for o in offers], dtype=np.int64)
         self.points_reach = np.array([o.points_price - o.points_nudge for o in offers], dtype=np.int64)
         self.points_expiring_days = np.array([np.nan if o.points_expiring_days is None else o.points_expiring_days
@@ -315,6 +318,7 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         conversion_value_minor=None if spec.conversion_value is None else program.to_minor(spec.conversion_value),
         points_price=spec.points_price, points_nudge=spec.points_nudge,
         points_expiring_days=spec.points_expiring_within_days,
+        plans=None if spec.plans is None else frozenset(spec.plans),
         source="program",
     )
 

@@ -28,7 +28,7 @@ REASONS: tuple[str, ...] = (
     "PRODUCT_NOT_BOUGHT", "TIER_UNKNOWN", "TOP_TIER_REACHED", "CHALLENGE_OUT_OF_REACH", "NOT_ENOUGH_TIME",
     "RETENTION_NOT_NEEDED", "RETENTION_NOT_DUE", "FREQUENCY_CAPPED", "MEMBER_CAP_REACHED",
     "BUDGET_EXHAUSTED", "DIVERSITY_LIMIT", "OFFER_CONTROL", "HOLDOUT", "COST_EXCEEDS_VALUE",
-    "POINTS_INSUFFICIENT", "NO_POINTS_EXPIRING",
+    "POINTS_INSUFFICIENT", "NO_POINTS_EXPIRING", "PLAN_REQUIRED",
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
@@ -101,6 +101,10 @@ def static_reasons(catalog: Catalog, cand: np.ndarray, members: Sequence[MemberC
     fail(catalog.min_recent[pos][None, :] > ma.recent_spend[:, None], "MIN_SPEND_NOT_MET")
     fail((catalog.points_price[pos] > 0)[None, :] & (catalog.points_reach[pos][None, :] > ma.points_balance[:, None]),
          "POINTS_INSUFFICIENT")
+    for j in np.flatnonzero(catalog.plan_restricted[pos] & known):
+        plans = catalog.offers[pos[j]].plans or frozenset()
+        col = codes[:, j]
+        col[(col == 0) & np.array([not (plans & mem.plans) for mem in members], dtype=bool)] = CODE["PLAN_REQUIRED"]
     days = catalog.points_expiring_days[pos]
     for j in np.flatnonzero(~np.isnan(days) & known):
         until = as_of.value // 1_000_000_000 + int(days[j]) * 86_400
@@ -150,6 +154,8 @@ def passed_reasons(offer: Offer, member: MemberContext, channel: str | None) -> 
                    else f"POINTS_NUDGE:{offer.points_price - balance}")
     if offer.points_expiring_days is not None:
         out.append("POINTS_EXPIRING")
+    if offer.plans is not None and offer.plans & member.plans:
+        out.append(f"ELIGIBLE_PLAN:{sorted(offer.plans & member.plans)[0]}")
     bought = sorted((offer.bought_categories & member.bought_categories) | (offer.bought_products & member.bought_products))
     if bought:
         out.append(f"ELIGIBLE_BOUGHT:{bought[0]}")

@@ -48,6 +48,8 @@ class MemberContext:
     challenges
         The member's current run of each challenge they were given, with its progress
         (:mod:`models.challenges`).
+    plans
+        The paid plans (``points.plans``) active for the member now.
     """
 
     member_id: str
@@ -64,6 +66,7 @@ class MemberContext:
     points_balance: int | None = None
     points_expiry: tuple[tuple[int, int], ...] = ()
     challenges: tuple[Progress, ...] = ()
+    plans: frozenset[str] = frozenset()
 
     def points_expiring(self, until: int) -> int:
         """Spendable points expiring at or before ``until`` (local program seconds)."""

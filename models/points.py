@@ -98,6 +98,8 @@ class EarnContext:
 
     tier: str
     offered: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    #: paid plans active for the member
+    plans: frozenset[str] = frozenset()
 
 
 def expiry_at(settings: PointsSettings, ts: int, zone: ZoneInfo) -> int:
@@ -164,6 +166,8 @@ def line_factor(program: Program, offers: Sequence[PointsOffer], line: PurchaseL
             continue
         if m.tiers is not None and ctx.tier not in m.tiers:
             continue
+        if m.plans is not None and not (ctx.plans & set(m.plans)):
+            continue
         factors.append((Fraction(str(m.factor)), m.name))
     for o in offers:
         if o.kind == "points_multiplier" and o.value > 0 and _offered(o, line, ctx) is not None:
@@ -184,10 +188,15 @@ def _offered(offer: PointsOffer, line: PurchaseLine, ctx: EarnContext) -> int | 
     return max(times) if times else None
 
 
-def base_rate(program: Program, tier: str) -> Fraction:
-    """Points per major unit (or per visit) for a member of ``tier``."""
+def base_rate(program: Program, tier: str, plans: frozenset[str] = frozenset()) -> Fraction:
+    """Points per major unit (or per visit) for a member of ``tier`` with ``plans`` active: the
+    currency's rate times the tier's and every active plan's ``earn_multiplier``."""
     multiplier = next((t.earn_multiplier for t in program.tiers if t.name == tier), 1.0)
-    return program.earn_fraction * Fraction(str(multiplier))
+    rate = program.earn_fraction * Fraction(str(multiplier))
+    for plan in program.points.plans:
+        if plan.id in plans:
+            rate *= Fraction(str(plan.earn_multiplier))
+    return rate
 
 
 def earn_postings(program: Program, offers: Sequence[PointsOffer], line: PurchaseLine, ctx: EarnContext,
@@ -206,7 +215,7 @@ def earn_postings(program: Program, offers: Sequence[PointsOffer], line: Purchas
         return [Posting(f"refund:{line.event_id}", "reverse", 0, line.ts, of=f"earn:{line.refund_of}",
                         amount_minor=-line.amount_minor, meta={**meta_base, "refund_of": line.refund_of})]
     factor, names = line_factor(program, offers, line, ctx, zone)
-    rate = base_rate(program, ctx.tier) * factor
+    rate = base_rate(program, ctx.tier, ctx.plans) * factor
     meta = {**meta_base, "rule": "+".join(["base", *names]), "factor": float(factor)}
     out: list[Posting] = []
     if program.currency.earn_basis == "visit":

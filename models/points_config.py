@@ -40,6 +40,23 @@ class Multiplier(_Strict):
     dates: tuple[dt.date, ...] = ()
     categories: tuple[str, ...] = ()
     tiers: tuple[str, ...] | None = None
+    #: only for members with one of these paid plans active
+    plans: tuple[str, ...] | None = None
+
+
+class Plan(_Strict):
+    """A paid membership (Amazon Prime, REI, CVS CarePass): a fee buys ``term_days`` of benefits.
+
+    Buying it again renews it from its current end (or from now when it lapsed). While active,
+    the member earns ``earn_multiplier`` times the base rate, multipliers and offers may be
+    restricted to it (``plans:``), and it lapses by itself at the end of the term.
+    """
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str
+    fee: Annotated[float, Field(ge=0.0)]
+    term_days: PosInt
+    earn_multiplier: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
 
 
 class Reward(_Strict):
@@ -119,6 +136,8 @@ class PointsSettings(_Strict):
     challenges: tuple[Challenge, ...] = ()
     #: member-get-member rewards (None: no referral program)
     referrals: Referrals | None = None
+    #: paid memberships
+    plans: tuple[Plan, ...] = ()
 
 
 def points_problems(points: PointsSettings, tiers: set[str],
@@ -138,9 +157,13 @@ def points_problems(points: PointsSettings, tiers: set[str],
             dt.date(2001 if not (exp.month == 2 and exp.day == 29) else 2000, exp.month, exp.day)
         except ValueError:
             out.append((("expiry", "day"), f"month {exp.month} has no day {exp.day}"))
+    plan_ids = [p.id for p in points.plans]
+    out.extend((("plans", i, "id"), f"duplicate plan id {p!r}") for i, p in enumerate(plan_ids) if p in plan_ids[:i])
     for i, m in enumerate(points.multipliers):
         out.extend((("multipliers", i, "tiers", j), f"unknown tier {t!r}")
                    for j, t in enumerate(m.tiers or ()) if t not in tiers)
+        out.extend((("multipliers", i, "plans", j), f"unknown plan {p!r}")
+                   for j, p in enumerate(m.plans or ()) if p not in plan_ids)
     seen: set[str] = set()
     for i, r in enumerate(points.rewards):
         if r.id in seen:

@@ -175,6 +175,8 @@ class OfferSpec(_Strict):
     points_nudge: NonNegInt = 0
     #: eligible only when some of the member's points expire within this many days (an expiry nudge)
     points_expiring_within_days: PosInt | None = None
+    #: only for members with one of these paid plans (points.plans) active
+    plans: tuple[str, ...] | None = None
 
 
 class OfferDefault(_Strict):
@@ -468,6 +470,10 @@ def semantic_problems(program: Program) -> list[tuple[tuple[str | int, ...], str
             out.append((("offers", i, "id"), f"duplicate offer id {spec.id!r}"))
         seen.add(spec.id)
         out.extend((("offers", i, *p), msg) for p, msg in _offer_problems(spec, names))
+    plan_ids = {p.id for p in program.points.plans}
+    for i, spec in enumerate(program.offers):
+        out.extend((("offers", i, "plans", j), f"unknown plan {p!r}")
+                   for j, p in enumerate(spec.plans or ()) if p not in plan_ids)
     if not program.points.enabled:
         out.extend((("offers", i, "points_price" if spec.points_price else "points_expiring_within_days"),
                     "needs the points ledger (points.enabled: true)")

@@ -29,7 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 from runtime.coupons.codes import Coupon
 from runtime.events.log import EventLogError
 from runtime.points.ledger import KEEP
-from runtime.points.service import InsufficientPoints, PointsService, UnknownReward
+from runtime.points.service import InsufficientPoints, PointsService, UnknownPlan, UnknownReward
 from runtime.stores import StoreUnavailable
 from service.auth import require_scope
 from service.decisions.bodies import parse_body
@@ -179,6 +179,26 @@ def adjust(member_id: str) -> tuple[Response, int]:
         raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
     return jsonify({"status": "adjusted" if done["status"] == "applied" else "already_adjusted",
                     "balance": done["balance"], "entry": done["entry"]}), 200
+
+
+@bp.post("/v1/members/<member_id>/plans/<plan_id>")
+@require_scope("events")
+@idempotent
+def subscribe(member_id: str, plan_id: str) -> tuple[Response, int]:
+    """Start or renew a paid plan, once per Idempotency-Key (the fee is charged by the caller)."""
+    member_id = checked_member(member_id)
+    key = _key()
+    ledger = points_service()
+    try:
+        done = ledger.subscribe(member_id, plan_id, _scoped(key))
+    except UnknownPlan:
+        raise NotFound(f"no paid plan {plan_id!r}; the program's plans: "
+                       f"{', '.join(p.id for p in ledger.program.points.plans) or '(none)'}") from None
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable("the online store is unavailable; retry with the same Idempotency-Key") from exc
+    except EventLogError as exc:
+        raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
+    return jsonify({"member_id": member_id, **done}), 200
 
 
 def _scoped(key: str) -> str:

@@ -54,6 +54,12 @@ VIEW_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
         for name in ("earned", "burned", "expired", "adjusted", "reversed")}},
     "entries": {"type": "array", "items": {"$ref": "#/components/schemas/PointsEntry"},
                 "description": "The last entries, newest first."},
+    "plans": {"type": "array", "description": "The member's paid plans (points.plans), active or lapsed.",
+              "items": {"type": "object", "properties": {
+                  "plan": {"type": "string", "description": "The plan."},
+                  "title": {"type": "string", "description": "Its title."},
+                  "expires_at": {"type": ["integer", "null"], "description": "When it lapses (epoch seconds)."},
+                  "active": {"type": "boolean", "description": "Whether its benefits apply now."}}}},
     "challenges": {"type": "array", "description": "The member's current run of each challenge they were given.",
                    "items": {"type": "object", "properties": {
                        "challenge_id": {"type": "string", "description": "The challenge (points.challenges)."},
@@ -119,6 +125,24 @@ def add_points_paths(doc: ApiDocument) -> None:
         "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": redeem_ref}}}},
         "responses": responses({"200": {"description": "Redeemed.", "content": {JSON: {"schema": _REDEEM_RESPONSE}}}},
                                "400", "401", "403", "404", "413", "415", "422", "503", **{"409": _INSUFFICIENT}),
+    }})
+    doc.add_path("/v1/members/{member_id}/plans/{plan_id}", {"post": {
+        "summary": "Start or renew a paid plan", "tags": ["points"], "security": _SECURITY, "x-scope": "events",
+        "description": "Renews from the plan's current end while it is active, else from now; once per "
+                       "Idempotency-Key. The fee is charged by the caller's checkout (fee_minor says how much).",
+        "parameters": [member, {"name": "plan_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                                "description": "A plan of the program's points.plans."}, key],
+        "responses": responses({"200": {"description": "Started or renewed.", "content": {JSON: {"schema": {
+            "type": "object", "properties": {
+                "member_id": {"type": "string", "description": "The member."},
+                "plan": {"type": "string", "description": "The plan."},
+                "title": {"type": "string", "description": "Its title."},
+                "status": {"type": "string", "enum": ["started", "renewed", "duplicate"],
+                           "description": "What this request did (duplicate: an earlier one with this key)."},
+                "expires_at": {**_INT, "description": "When the plan now lapses (epoch seconds)."},
+                "fee_minor": {**_INT, "description": "The plan's fee, minor units."}}}}}}},
+            "400", "401", "403", "404", "422", "503"),
     }})
     referral_ref = doc.add_model(ReferralBody)
     doc.add_path("/v1/members/{member_id}/referral-code", {"post": {

@@ -549,3 +549,60 @@ def test_referrals_link_once_refuse_self_loops_and_limits_and_pay_both_once(tmp_
         _every_key_has_a_ttl(app)
     finally:
         close_app(app)
+
+
+PLANS = """
+  plans:
+    - {id: plus, title: Plus membership, fee: 4.99, term_days: 30, earn_multiplier: 2}
+"""
+PLAN_OFFER = """
+  - {id: plus_perk, kind: free_shipping, title: Free delivery for Plus members, value: 3, plans: [plus]}
+"""
+
+
+@pytest.mark.redis
+def test_a_paid_plan_feeds_eligibility_and_earning_renews_and_lapses(tmp_path: Path, tiny_dir: Path,
+                                                                     redis_url: str) -> None:
+    program = tmp_path / "program.yaml"
+    program.write_text(PROGRAM.replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0")
+                       .replace("offers:\n", "offers:\n" + PLAN_OFFER.strip("\n") + "\n", 1)
+                       .replace("points:\n", "points:\n" + PLANS.strip("\n") + "\n", 1))
+    prefix = "pt" + uuid.uuid4().hex[:8]
+    app = _app(tmp_path, tiny_dir, program, redis_url, CLOCK, prefix)
+    client = app.test_client()
+
+    def decide(c: Any) -> tuple[set[str], dict[str, str]]:
+        body = c.post("/v1/decisions", json={"member_id": "m3", "channel": "app", "n": 10},
+                      headers={"X-API-Key": DECISIONS_KEY}).get_json()
+        return {o["offer_id"] for o in body["offers"]}, {e["offer_id"]: e["reason"] for e in body["excluded"]}
+
+    def buy(key: str) -> Any:
+        return client.post("/v1/members/m3/plans/plus", headers={**EVENTS, "Idempotency-Key": key})
+
+    try:
+        assert decide(client)[1]["plus_perk"] == "PLAN_REQUIRED"
+        first = buy("p1")
+        assert first.status_code == 200, first.get_data(as_text=True)
+        assert first.get_json() == {"member_id": "m3", "plan": "plus", "title": "Plus membership",
+                                  "status": "started", "expires_at": NOW + 30 * 86_400, "fee_minor": 499}
+        assert buy("p1").headers.get("Idempotent-Replayed") == "true"
+        assert buy("p2").get_json()["expires_at"] == NOW + 60 * 86_400  # renewed from its end
+        unknown = client.post("/v1/members/m3/plans/gold", headers={**EVENTS, "Idempotency-Key": "p3"})
+        assert unknown.status_code == 404
+        assert "plus_perk" in decide(client)[0]
+        client.post("/v1/events", json=_tx("plan-1", "m3", 1_000, ts="2017-03-10T13:00:00Z"), headers=EVENTS)
+        view = _points(app, "m3")
+        assert view["balance"] == 10 * 2 * 2  # $10, Friday x2, the plan's x2
+        assert view["plans"] == [{"plan": "plus", "title": "Plus membership", "expires_at": NOW + 60 * 86_400,
+                                  "active": True}]
+    finally:
+        app.extensions["offers"].close()  # keep the Redis keys for the later app
+    later = _app(tmp_path / "later", tiny_dir, program, redis_url, "2017-05-10T12:00:00+00:00", prefix)
+    try:  # 61 days on, the plan has lapsed: no perk, base earn only (a Wednesday: $10 earns 10)
+        assert decide(later.test_client())[1]["plus_perk"] == "PLAN_REQUIRED"
+        later.test_client().post("/v1/events", json=_tx("plan-2", "m3", 1_000, ts="2017-05-10T11:00:00Z"),
+                                 headers=EVENTS)
+        view = _points(later, "m3")
+        assert view["balance"] == 40 + 10 and view["plans"][0]["active"] is False
+    finally:
+        close_app(later)

@@ -83,7 +83,9 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
     for i, member_id in enumerate(ids):
         profile = profiles[i] if profiles is not None else None
         joined = int(hist.joined_at[i])
-        balance, expiry = _points(setup, accounts[i] if accounts is not None else None, member_id, now)
+        account = accounts[i] if accounts is not None else None
+        balance, expiry = _points(setup, account, member_id, now)
+        plans = points_rules.active_plans(account, now) if account else frozenset()
         state = states[i] if states is not None else None
         challenges = runs(setup, state, purchases_of(setup, hist, i, t)) if setup.program.points.challenges else ()
         context = MemberContext(
@@ -96,7 +98,7 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
             bought_categories=bought[1][i] if bought else frozenset(),
             typical_basket_minor=None if np.isnan(basket[i]) else round(basket[i]),
             recent_spend_minor=round(recent[i]), has_history=bool(lines[i]),
-            points_balance=balance, points_expiry=expiry, challenges=challenges)
+            points_balance=balance, points_expiry=expiry, challenges=challenges, plans=plans)
         out.append(MemberInputs(context, _merge_counters(setup, counters[i], state, now)))
     return out
 

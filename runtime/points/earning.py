@@ -79,7 +79,8 @@ class Earning:
                     if subject in REACHED:
                         offered.setdefault(offer_id, []).extend(counter.recent)
             tier = inputs.context.tier
-            out[member_id] = (EarnContext(tier.tier if tier is not None else self.program.tier_names[0], offered),
+            out[member_id] = (EarnContext(tier.tier if tier is not None else self.program.tier_names[0], offered,
+                                          inputs.context.plans),
                               self.facts(bundle.profile if bundle is not None else None),
                               bundle.state if bundle is not None else None,
                               purchases_of(self.pipeline.setup, hist, 0))

@@ -35,6 +35,10 @@ def _epoch(setup: Any, local_seconds: int) -> int:
     return int(setup.epoch(pd.Timestamp(local_seconds, unit="s")))
 
 
+class UnknownPlan(OffersRuntimeError, LookupError):
+    """The plan id is not in the program's ``points.plans``."""
+
+
 class UnknownReward(OffersRuntimeError, LookupError):
     """The reward id is not in the program's ``points.rewards``."""
 
@@ -95,6 +99,10 @@ class PointsService:
         _, facts, state, lines = self.earning.read([member_id], self._now())[member_id]
         out = self.ledger.view(member_id, self.now(), facts, last)
         titles = {c.id: c.title for c in self.program.points.challenges}
+        account = self.store.points_account(member_id) if self.program.points.plans else {}
+        out["plans"] = [{"plan": p.id, "title": p.title, "expires_at": int(account.get("P" + p.id, 0)) or None,
+                         "active": int(account.get("P" + p.id, 0)) > self.now()} for p in self.program.points.plans
+                        if "P" + p.id in account]
         out["challenges"] = [{"challenge_id": r.challenge_id, "title": titles[r.challenge_id],
                               "progress": r.progress, "target": r.target, "completed": r.completed,
                               "started_at": _epoch(setup, r.started_at), "ends_at": _epoch(setup, r.ends_at)}
@@ -131,6 +139,20 @@ class PointsService:
             if end > now:
                 return end
         return now + COUPON_DAYS * DAY
+
+    def subscribe(self, member_id: str, plan_id: str, key: str) -> dict[str, Any]:
+        """Start or renew a paid plan once per ``key`` (its fee is taken by the caller's checkout);
+        the plan line is logged first. Raises UnknownPlan, StoreUnavailable, EventLogError."""
+        plan = next((p for p in self.program.points.plans if p.id == plan_id), None)
+        if plan is None:
+            raise UnknownPlan(plan_id)
+        now, cause = self.now(), f"plan:{key}"
+        fee = self.program.to_minor(plan.fee)
+        self.ledger.log.append([{"rec": "plan", "member_id": member_id, "plan": plan.id, "cause": cause,
+                                 "fee_minor": fee, "at": now}])
+        reply = self.store.subscribe_plan(member_id, plan.id, plan.term_days * DAY, now, cause)
+        return {"plan": plan.id, "title": plan.title, "status": reply["status"], "expires_at": reply["expires_at"],
+                "fee_minor": fee}
 
     def referral_code(self, member_id: str) -> ReferralInfo:
         """The member's referral code (drawn the first time) and counts."""

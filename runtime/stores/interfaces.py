@@ -224,6 +224,11 @@ class PointsStore(ABC):
         The reply: per posting a status, the new entries and the account."""
 
     @abstractmethod
+    def subscribe_plan(self, member_id: str, plan: str, term_seconds: int, now: int, cause: str) -> dict[str, object]:
+        """Start or renew a paid plan atomically, once per ``cause``: ``{status, expires_at}``
+        (status ``started``, ``renewed`` or ``duplicate``)."""
+
+    @abstractmethod
     def points_account(self, member_id: str) -> dict[str, int]:
         """The member's stored account fields as they are (read-only: no expiry applied)."""
 

@@ -349,6 +349,16 @@ class MemoryStore(Store):
                 self._set(causes_key, causes, self.ttls.state)
         return json.loads(json.dumps(reply))
 
+    def subscribe_plan(self, member_id: str, plan: str, term_seconds: int, now: int, cause: str) -> dict[str, object]:
+        account_key, _, causes_key = self.keys.points(member_id)
+        with self._lock:
+            fields = dict(self._get(account_key) or {})
+            causes = dict(self._get(causes_key) or {})
+            reply = points_rules.subscribe(fields, causes, plan, term_seconds, now, cause)
+            self._set(account_key, fields, self.ttls.state)
+            self._set(causes_key, causes, self.ttls.state)
+            return reply
+
     def points_account(self, member_id: str) -> dict[str, int]:
         with self._lock:
             return dict(self._get(self.keys.points(member_id)[0]) or {})

@@ -5,7 +5,12 @@ that became available, apply each posting unless its cause was applied before, e
 and keep the entries. :mod:`.points_rules` documents the rule and the account's fields; both
 must stay the same rule (``tests/test_points_store.py`` compares them).
 
-KEYS: 1 the account hash, 2 the recent-entries list, 3 the applied-causes hash (all the
+``SUBSCRIBE`` starts or renews a paid plan: its end is kept in the account as ``P<plan>`` (epoch
+seconds), renewed from the current end when the plan is active, else from now; idempotent by
+cause (KEYS: the account, the causes; ARGV: plan, term seconds, now, cause, TTL). Returns JSON
+``{status: started|renewed|duplicate, expires_at}``.
+
+POST_POINTS' KEYS: 1 the account hash, 2 the recent-entries list, 3 the applied-causes hash (all the
 member's, so a Redis Cluster hash tag keeps them in one slot).
 ARGV: 1 now (epoch s), 2 TTL (s), 3 entries kept, 4 member id, 5 the postings (JSON array of
 ``{c, k, u, ts, x, a, of, amt, m}``). Returns the reply as JSON.
@@ -14,6 +19,25 @@ Arithmetic: Lua numbers are doubles, exact for integers below 2^53; :func:`idiv`
 division exactly for such integers, and a refund's share is computed as
 ``(u // a) * r + ((u % a) * r) // a``, exact while ``a * r`` stays below 2^53 (purchase lines
 below about 90 million minor units).
+"""
+
+SUBSCRIBE = r"""
+local plan, term, now, cause, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local seen = redis.call('HGET', KEYS[2], cause)
+if seen then
+  local r = cjson.decode(seen)
+  return cjson.encode({status = 'duplicate', expires_at = r.x})
+end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'P' .. plan) or '0')
+local status = 'started'
+local from = now
+if cur > now then status = 'renewed'; from = cur end
+local ends = from + term
+redis.call('HSET', KEYS[1], 'P' .. plan, string.format('%d', ends))
+redis.call('HSET', KEYS[2], cause, cjson.encode({s = 0, x = ends}))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return cjson.encode({status = status, expires_at = ends})
 """
 
 POST_POINTS = r"""

@@ -205,6 +205,23 @@ def post(fields: Mapping[str, Any], causes: MutableMapping[str, str], member_id:
     return acc.f, reply
 
 
+def subscribe(fields: dict[str, int], causes: MutableMapping[str, str], plan: str, term: int, now: int,
+              cause: str) -> dict[str, Any]:
+    """Start or renew ``plan`` in the account ``fields`` (in place): SUBSCRIBE's twin."""
+    if cause in causes:
+        return {"status": "duplicate", "expires_at": json.loads(causes[cause])["x"]}
+    current = int(fields.get("P" + plan, 0))
+    status, start = ("renewed", current) if current > now else ("started", now)
+    fields["P" + plan] = start + term
+    causes[cause] = json.dumps({"s": 0, "x": start + term}, separators=(",", ":"))
+    return {"status": status, "expires_at": start + term}
+
+
+def active_plans(fields: Mapping[str, Any], now: int) -> frozenset[str]:
+    """The plans whose end (``P<plan>`` fields) is after ``now``."""
+    return frozenset(name[1:] for name, value in fields.items() if name.startswith("P") and int(value) > now)
+
+
 def view_at(fields: Mapping[str, Any], member_id: str, now: int) -> dict[str, Any]:
     """A stored account as it stands at ``now``: due expiry applied to a copy (nothing is written)."""
     expired, _ = post(dict(fields), {}, member_id, [], now)

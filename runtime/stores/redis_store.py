@@ -136,6 +136,7 @@ class RedisStore(Store):
         self._redeem = client.register_script(rules_lua.REDEEM)
         self._unredeem = client.register_script(rules_lua.UNREDEEM)
         self._points = client.register_script(points_lua.POST_POINTS)
+        self._subscribe = client.register_script(points_lua.SUBSCRIBE)
         self._claim_code = client.register_script(referrals_lua.CLAIM_CODE)
         self._link = client.register_script(referrals_lua.LINK)
 
@@ -423,6 +424,13 @@ class RedisStore(Store):
                                  args=[now, self.ttls.state, keep, member_id,
                                        json.dumps(list(postings), separators=(",", ":"))])
         return _lists(json.loads(reply))
+
+    def subscribe_plan(self, member_id: str, plan: str, term_seconds: int, now: int, cause: str) -> dict[str, object]:
+        account, _, causes = self.keys.points(member_id)
+        with self._guard("subscribe_plan"):
+            reply = self._subscribe(keys=[account, causes], args=[plan, term_seconds, now, cause, self.ttls.state])
+        out: dict[str, object] = json.loads(reply)
+        return out
 
     def points_account(self, member_id: str) -> dict[str, int]:
         with self._guard("points_account"):
