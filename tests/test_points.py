@@ -36,6 +36,7 @@ from tests.service_helpers import (
     make_settings,
     make_store,
 )
+from tests.test_console_browser import browser, page  # noqa: F401 - the real-browser fixtures
 
 # Friday 2017-03-10; member m1 of the tiny data was born in March and joined 2016-01-05
 CLOCK = "2017-03-10T12:00:00+00:00"
@@ -606,3 +607,39 @@ def test_a_paid_plan_feeds_eligibility_and_earning_renews_and_lapses(tmp_path: P
         assert view["balance"] == 40 + 10 and view["plans"][0]["active"] is False
     finally:
         close_app(later)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_the_console_member_page_shows_points_read_only_in_a_real_browser(
+        points_app: Flask, page: Any, tmp_path: Path) -> None:  # noqa: F811 - the imported fixture
+    """Debian's chromium (tests/test_console_browser.py's fixtures): the member page's Points section
+    shows the balance and the entries, and looking a member up writes nothing to the ledger."""
+    from werkzeug.serving import make_server
+
+    from tests.test_console_browser import sign_in as browser_sign_in
+
+    client = points_app.test_client()
+    client.post("/v1/events", json=_tx("w1", "m3", 1_000, product_id="p4"), headers=EVENTS)  # 10 x 3 = 30
+    client.post("/v1/admin/members/m3/points/adjust", json={"points": 12, "reason": "browser check"},
+                headers={**ADMIN, "Idempotency-Key": "b1"})
+    state: ServiceState = points_app.extensions["offers"]
+    before = state.store.points_entries("m3", 20)
+    httpd = make_server("127.0.0.1", 0, points_app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        browser_sign_in(page, base, ADMIN_KEY)
+        page.goto(f"{base}/console/members?q=m3&channel=app")
+        section = page.get_by_role("region", name="Points")
+        assert section.is_visible()
+        assert page.locator("#points-balance").inner_text() == "42"
+        rows = page.locator("#points-entries tbody tr").all_inner_texts()
+        assert len(rows) == 2 and "adjust" in rows[0] and "reason=browser check" in rows[0] and "earn:w1" in rows[1]
+        page.screenshot(path=str(tmp_path / "member-points.png"), full_page=True)
+        assert page.errors == []
+    finally:
+        httpd.shutdown()
+        thread.join()
+    assert state.store.points_entries("m3", 20) == before  # the preview wrote nothing

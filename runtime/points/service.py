@@ -25,7 +25,7 @@ from runtime.points.challenge_runs import runs
 from runtime.points.earning import Earning
 from runtime.points.ledger import KIND, MemberFacts, PointsLedger
 from runtime.points.referrals import ReferralInfo, link, member_code
-from runtime.stores import Store
+from runtime.stores import Store, points_rules
 
 DAY = 86_400
 
@@ -139,6 +139,18 @@ class PointsService:
             if end > now:
                 return end
         return now + COUPON_DAYS * DAY
+
+    def peek(self, member_id: str, last: int = 10) -> dict[str, Any]:
+        """The member's points as the view shows them, read-only (due expiry applied to a copy,
+        bonuses not granted, nothing written): for the operator console's member page."""
+        now = self.now()
+        account = self.store.points_account(member_id)
+        view = points_rules.view_at(account, member_id, now)
+        soon = now + self.program.points.expiring_soon_days * DAY
+        return {"balance": view["balance"], "pending": view["pending"], "debt": view["debt"],
+                "expiring_soon_total": sum(p for a, x, p in view["lots"] if x and x <= soon and a <= now),
+                "lifetime": view["totals"], "entries": self.store.points_entries(member_id, last),
+                "plans": sorted(points_rules.active_plans(account, now))}
 
     def subscribe(self, member_id: str, plan_id: str, key: str) -> dict[str, Any]:
         """Start or renew a paid plan once per ``key`` (its fee is taken by the caller's checkout);

@@ -87,4 +87,16 @@ def member() -> tuple[str, int] | str:
         return render_template("console/member.html", **page, error=f"{exc}; retry shortly"), 503
     decision = outcome_json(decider.setup.program, outcome)
     return render_template("console/member.html", **page, member_id=member_id, coupon=coupon,
-                           decision=decision, state=_state(member_id))
+                           decision=decision, state=_state(member_id), points=_points(member_id))
+
+
+def _points(member_id: str) -> dict[str, Any] | None:
+    """The member's points, read-only, when the program keeps a ledger (None otherwise or when
+    the store is away)."""
+    ledger = current_state().points
+    if ledger is None:
+        return None
+    try:
+        return ledger.peek(member_id)
+    except StoreUnavailable:
+        return None
