@@ -14,7 +14,8 @@ Every posting carries its **cause**, the key that makes it idempotent: the same 
 never applied twice, so a replayed event never earns twice:
 
 * ``earn:<event_id>`` a purchase line's base earn, with its multipliers;
-* ``visit:<basket>`` the earn of a visit (``currency.earn_basis: visit``), once per basket;
+* ``visit:<ts>`` the earn of a visit (``currency.earn_basis: visit``): once per distinct purchase
+  time, exactly the visits the tier engine counts (a basket's lines share their time);
 * ``bonus:<offer_id>:<issued_at>`` a bonus-points offer, once per issue;
 * ``refund:<event_id>`` the reversal of (a share of) an earlier earn;
 * ``signup`` and ``birthday:<year>`` the program's bonuses;
@@ -205,7 +206,8 @@ def earn_postings(program: Program, offers: Sequence[PointsOffer], line: Purchas
 
     A refund (``refund_of`` set, negative amount) reverses its share of that purchase's earn.
     A negative amount without ``refund_of`` reverses at today's rate. Spend-based programs
-    earn per line; visit-based ones once per basket. Bonus-points offers are fulfilled once
+    earn per line; visit-based ones once per distinct purchase time (a visit, as the tier engine
+    counts them). Bonus-points offers are fulfilled once
     per issue by a purchase while they are active.
     """
     settings = program.points
@@ -220,9 +222,8 @@ def earn_postings(program: Program, offers: Sequence[PointsOffer], line: Purchas
     out: list[Posting] = []
     if program.currency.earn_basis == "visit":
         if line.amount_minor > 0:
-            basket = line.basket_id or line.event_id
-            out.append(Posting(f"visit:{basket}", "earn", math.floor(rate * UNIT), line.ts, exp, avail,
-                               meta=meta))
+            out.append(Posting(f"visit:{line.ts}", "earn", math.floor(rate * UNIT), line.ts, exp, avail,
+                               meta={**meta, "basket_id": line.basket_id}))
     else:
         units = math.floor(rate * line.amount_minor * UNIT / program.currency.minor_units) \
             if line.amount_minor >= 0 else -math.floor(rate * -line.amount_minor * UNIT / program.currency.minor_units)

@@ -519,6 +519,9 @@ def _offer_problems(spec: OfferSpec, tiers: set[str]) -> list[tuple[tuple[str | 
         out.append((("ends_at",), "must not be before starts_at"))
     if spec.points_nudge and not spec.points_price:
         out.append((("points_nudge",), "a nudge needs the reward's points_price"))
+    if spec.points_price and spec.requires_coupon:
+        out.append((("requires_coupon",), "an offer priced in points must not carry a coupon (it would skip the "
+                                          "burn): sell the coupon as a points.rewards voucher instead"))
     if spec.kind == "tier_challenge" and len(tiers) < 2:
         out.append((("kind",), "a tier challenge needs at least two tiers"))
     if spec.text is not None:

@@ -77,6 +77,9 @@ def test_program_config_refuses_bad_points_sections() -> None:
     text = str(err.value)
     assert "points.rewards[1].offer" in text and "unknown program offer 'nope'" in text
     assert "points.expiry.months" in text and "a rolling expiry needs months" in text
+    free_coupon = PROGRAM.replace("requires_coupon: true}", "requires_coupon: true, points_price: 200}")
+    with pytest.raises(ProgramConfigError, match=r"offers\[0\]\.requires_coupon.*must not carry a coupon"):
+        parse_program(free_coupon)
 
 
 def test_earn_rules_by_hand() -> None:

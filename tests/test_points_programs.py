@@ -203,7 +203,7 @@ def test_starbucks_stars_per_visit_double_star_day_free_drink(tmp_path: Path, re
     assert excluded["double_star_day"] == "TIER_NOT_ELIGIBLE" and excluded["birthday_drink"] == "TIER_NOT_ELIGIBLE"
 
     # sb_gold was issued the Double-Star Day offer by that decision (at the clock, 12:00 PDT).
-    # A visit is a basket, whatever its lines and amount:
+    # A visit is a distinct purchase time (a basket's lines share theirs), whatever its lines and amount:
     #   basket g1 at 08:00 (before the offer reached them), 2 lines: 1 visit x 1 star      = 1
     #   basket g2 at 12:30, 2 lines: 1 visit x 1 star x 2 (Double-Star Day)              = 2
     #   g3 at 13:00, one line without a basket (a basket of its own): 1 x 2              = 2
@@ -214,8 +214,8 @@ def test_starbucks_stars_per_visit_double_star_day_free_drink(tmp_path: Path, re
            tx("g3", "sb_gold", "2024-08-06T13:00:00-07:00", 210, "latte"))
     view = c.points("sb_gold")
     assert view["balance"] == 5 and view["pending"] == 0
-    earns = {e["cause"]: e["points"] for e in view["entries"] if e["kind"] == "earn"}
-    assert earns == {"visit:g1": 1, "visit:g2": 2, "visit:g3": 2}
+    earns = {e["m"]["basket_id"] or e["m"]["event_id"]: e["points"] for e in view["entries"] if e["kind"] == "earn"}
+    assert earns == {"g1": 1, "g2": 2, "g3": 2}  # one entry per visit (its cause: visit:<time>)
     # stars earned on 6 Aug expire six months later, on 6 Feb 2025: nothing expires within 30 days
     assert view["expiring_soon"] == []
     _, offers, excluded = c.decide("sb_gold")
@@ -259,13 +259,14 @@ def test_starbucks_stars_per_visit_double_star_day_free_drink(tmp_path: Path, re
     # sb_new: one visit, one star
     c.send(tx("n1", "sb_new", "2024-08-06T07:45:00-07:00", 325, "muffin"))
     assert c.points("sb_new")["balance"] == 1
-    # one basket whose two lines are stamped five minutes apart: one visit, one more star
+    # a visit is a distinct purchase time, for the ledger as for the tier engine: one basket whose
+    # two lines are stamped five minutes apart is two visits, two more stars
     c.send(tx("n2-1", "sb_new", "2024-08-06T08:00:00-07:00", 325, "muffin", "n2"),
-           tx("n2-2", "sb_new", "2024-08-06T08:05:00-07:00", 250, "latte", "n2"))
+           tx("n2-2", "sb_new", "2024-08-06T08:05:00-07:00", 250, "latte", "n2"),
+           tx("n2-3", "sb_new", "2024-08-06T08:05:00-07:00", 100, "cookie", "n2"))  # same time: same visit
     new, _, _ = c.decide("sb_new")
-    assert (new["tier"], new["points_balance"]) == ("Welcome", 2)
-    # BUG (see the report): the tier engine counts a visit per distinct purchase time, the ledger
-    # one per basket. Expected 1 (history) + n1 + basket n2 = 3 stars of tier metric; it counts 4
+    assert (new["tier"], new["points_balance"]) == ("Welcome", 3)
+    # the tier metric counts the same visits: 1 in the history + n1 + 08:00 + 08:05 = 4
     assert new["metric"] == 4
     app.extensions["offers"].close()  # keep its Redis keys for the next app
     apps.remove(app)
