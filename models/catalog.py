@@ -101,6 +101,8 @@ class Offer:
     points_expiring_days: int | None = None
     #: only for members with one of these paid plans active (None: everyone)
     plans: frozenset[str] | None = None
+    #: points offers apply to purchases this many days after reaching the member (None: until the end)
+    valid_days: int | None = None
     source: str = "contract"
 
     @property
@@ -318,7 +320,7 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         conversion_value_minor=None if spec.conversion_value is None else program.to_minor(spec.conversion_value),
         points_price=spec.points_price, points_nudge=spec.points_nudge,
         points_expiring_days=spec.points_expiring_within_days,
-        plans=None if spec.plans is None else frozenset(spec.plans),
+        plans=None if spec.plans is None else frozenset(spec.plans), valid_days=spec.valid_days,
         source="program",
     )
 

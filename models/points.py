@@ -75,6 +75,8 @@ class PointsOffer:
     category: str | None = None
     starts: int | None = None
     ends: int | None = None
+    #: seconds after reaching the member that it applies (None: until it ends)
+    valid_seconds: int | None = None
 
     def active(self, ts: int) -> bool:
         return (self.starts is None or self.starts <= ts) and (self.ends is None or ts < self.ends)
@@ -186,7 +188,9 @@ def _offered(offer: PointsOffer, line: PurchaseLine, ctx: EarnContext) -> int | 
     if not offer.active(line.ts) or (offer.category is not None and line.category != offer.category):
         return None
     times = [t for t in ctx.offered.get(offer.offer_id, ()) if t <= line.ts]
-    return max(times) if times else None
+    if not times or (offer.valid_seconds is not None and line.ts >= max(times) + offer.valid_seconds):
+        return None
+    return max(times)
 
 
 def base_rate(program: Program, tier: str, plans: frozenset[str] = frozenset()) -> Fraction:

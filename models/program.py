@@ -177,6 +177,9 @@ class OfferSpec(_Strict):
     points_expiring_within_days: PosInt | None = None
     #: only for members with one of these paid plans (points.plans) active
     plans: tuple[str, ...] | None = None
+    #: points offers (bonus_points, points_multiplier): days after reaching the member that they
+    #: apply to purchases (None: until the offer ends); "Double Star Day" is 1
+    valid_days: PosInt | None = None
 
 
 class OfferDefault(_Strict):

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from models.points import UNIT, EarnContext, PurchaseLine, earn_postings, expiry_at
+from models.points import UNIT, EarnContext, PointsOffer, PurchaseLine, earn_postings, expiry_at, line_factor
 from models.program import ProgramConfigError, parse_program
 from offers_cli.main import cli
 from runtime.decisions.materialize import load_members, materialize
@@ -95,6 +95,12 @@ def test_earn_rules_by_hand() -> None:
     [p] = earn_postings(program, [], PurchaseLine("e2", "m1", friday + 86_400, 399, "FRUIT"),
                         EarnContext("Gold"), utc)
     assert p.units == 2 * 3 * 399 * UNIT // 100  # Gold x2, fruit x3 (max of the rules: Saturday)
+    # a points-multiplier offer applies for its valid_days after it reached the member, not after
+    double = PointsOffer("dsd", "points_multiplier", 2.0, valid_seconds=86_400)
+    reached = EarnContext("Base", {"dsd": [friday + 86_400]})
+    saturday, sunday = friday + 86_400 + 3_600, friday + 2 * 86_400 + 3_600
+    assert line_factor(program, [double], PurchaseLine("e4", "m1", saturday, 100), reached, utc)[0] == 2
+    assert line_factor(program, [double], PurchaseLine("e5", "m1", sunday, 100), reached, utc)[0] == 1
     refund = PurchaseLine("e3", "m1", friday, -100, refund_of="e1")
     [p] = earn_postings(program, [], refund, EarnContext("Base"), utc)
     assert (p.kind, p.of, p.amount_minor) == ("reverse", "earn:e1", 100)

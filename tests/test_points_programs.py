@@ -228,8 +228,8 @@ def test_starbucks_stars_per_visit_double_star_day_free_drink(tmp_path: Path, re
     nudge = offers["free_drink_reward"]
     assert "POINTS_NUDGE:3" in nudge["reasons"] and nudge["text"] == "A free drink for 12 stars (you have 9)"
     # the next morning (still before the clock + 24 h): 9 + 2 x 2 = 13 stars
-    # NOTE (limitation, see the report): the Double-Star "Day" offer has no end, so once it
-    # reached the member it doubles every later visit, not only the day's; g7 on 7 Aug is doubled
+    # the Double-Star Day offer applies for 24 hours after it reached the member (valid_days: 1),
+    # so g7 at 09:00 on 7 Aug, within them, is doubled too
     c.send(tx("g6", "sb_gold", "2024-08-06T15:00:00-07:00", 495, "latte"),
            tx("g7", "sb_gold", "2024-08-07T09:00:00-07:00", 495, "latte"))
     gold, offers, _ = c.decide("sb_gold")

@@ -51,7 +51,8 @@ class Earning:
         self.offers = [
             PointsOffer(o.offer_id, o.kind, float(o.value), o.category,
                         None if o.starts_at is None else setup.epoch(o.starts_at),
-                        None if o.ends_at is None else setup.epoch(o.ends_at))
+                        None if o.ends_at is None else setup.epoch(o.ends_at),
+                        None if o.valid_days is None else o.valid_days * 86_400)
             for o in setup.catalog.offers if o.kind in POINT_KINDS and o.offer_id not in presenting]
         fc = setup.features
         self.category = {str(p): str(fc.category_levels[c]) for p, c in zip(fc.product_ids, fc.product_category,
