@@ -20,7 +20,15 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from models.points import UNIT, EarnContext, PointsOffer, PurchaseLine, earn_postings, expiry_at, line_factor
+from models.points import (
+    UNIT,
+    EarnContext,
+    PointsOffer,
+    PurchaseLine,
+    earn_postings,
+    expiry_at,
+    line_factor,
+)
 from models.program import ProgramConfigError, parse_program
 from offers_cli.main import cli
 from runtime.decisions.materialize import load_members, materialize
