@@ -3,7 +3,7 @@
 ``POST_POINTS`` applies one member's postings in one atomic step: expire due lots, merge lots
 that became available, apply each posting unless its cause was applied before, expire again,
 and keep the entries. :mod:`.points_rules` documents the rule and the account's fields; both
-must stay the same rule (``tests/test_points_store.py`` compares them).
+must stay the same rule (``tests/test_points_ledger.py`` compares them).
 
 ``SUBSCRIBE`` starts or renews a paid plan: its end is kept in the account as ``P<plan>`` (epoch
 seconds), renewed from the current end when the plan is active, else from now; idempotent by

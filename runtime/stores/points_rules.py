@@ -2,7 +2,7 @@
 
 One call applies a member's postings (:class:`models.points.Posting`, as plain dicts) to their
 account, in order, all inside one atomic step (the Lua script in Redis; a lock in the
-in-process store). The behavioural suite (``tests/test_points_store.py``) runs against both and
+in-process store). The behavioural suite (``tests/test_points_ledger.py``) runs against both and
 compares what they return and store, so the two stay the same rule.
 
 The account, as stored (Redis hash ``ofr:p:<member>``; see docs/redis.md):
