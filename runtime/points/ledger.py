@@ -97,33 +97,21 @@ class PointsLedger:
         StoreUnavailable when the store cannot be reached (the postings are logged; a retry
         applies them once).
         """
-        due = self.bonuses(now, facts) + list(postings)
-        wired = [wire(p) for p in due]
-        if wired:
-            call = uuid.uuid4().hex[:16]
-            self.log.append([{"rec": "posting", "member_id": member_id, "at": now, "call": call, "posting": w}
-                             for w in wired])
-        reply = self.store.post_points(member_id, wired, now, self.keep)
-        outcome = PostOutcome(reply)
-        lines: list[Mapping[str, object]] = [{"rec": "entry", **e} for e in outcome.entries]
-        lines += [{"rec": "refused", "member_id": member_id, "cause": r["cause"], "at": now}
-                  for r in outcome.results if r["status"] == "refused"]
-        if lines:
-            self.log.append(lines)
-        return outcome
+        return self.post_many({member_id: postings}, now, {member_id: facts} if facts else None)[member_id]
 
     def post_many(self, postings: Mapping[str, Sequence[Posting]], now: int,
                   facts: Mapping[str, MemberFacts] | None = None) -> dict[str, PostOutcome]:
-        """:meth:`post` for several members (one log write for all their postings first)."""
+        """:meth:`post` for several members: one log write for all their postings, one store round
+        trip (each member's postings one atomic call), one log write for the outcomes."""
         facts = facts or {}
-        due = {m: self.bonuses(now, facts.get(m)) + list(ps) for m, ps in postings.items()}
+        due = {m: [wire(p) for p in self.bonuses(now, facts.get(m)) + list(ps)] for m, ps in postings.items()}
         calls = {m: uuid.uuid4().hex[:16] for m in due}
-        lines = [{"rec": "posting", "member_id": m, "at": now, "call": calls[m], "posting": wire(p)}
-                 for m, ps in due.items() for p in ps]
+        lines = [{"rec": "posting", "member_id": m, "at": now, "call": calls[m], "posting": w}
+                 for m, ws in due.items() for w in ws]
         if lines:
             self.log.append(lines)
-        out = {m: PostOutcome(self.store.post_points(m, [wire(p) for p in ps], now, self.keep))
-               for m, ps in due.items()}
+        replies = self.store.post_points_many(list(due.items()), now, self.keep)
+        out = {m: PostOutcome(reply) for m, reply in zip(due, replies, strict=True)}
         after: list[Mapping[str, object]] = []
         for m, o in out.items():
             after += [{"rec": "entry", **e} for e in o.entries]

@@ -223,6 +223,11 @@ class PointsStore(ABC):
         cover are refused. With no postings it only applies expiry and returns the account.
         The reply: per posting a status, the new entries and the account."""
 
+    def post_points_many(self, items: Sequence[tuple[str, Sequence[Mapping[str, object]]]], now: int,
+                         keep: int = 20) -> list[dict[str, object]]:
+        """:meth:`post_points` for several members (each atomic on its own); Redis sends them in one pipeline."""
+        return [self.post_points(m, ps, now, keep) for m, ps in items]
+
     @abstractmethod
     def subscribe_plan(self, member_id: str, plan: str, term_seconds: int, now: int, cause: str) -> dict[str, object]:
         """Start or renew a paid plan atomically, once per ``cause``: ``{status, expires_at}``

@@ -437,6 +437,18 @@ class RedisStore(Store):
             raw = self.client.hgetall(self.keys.points(member_id)[0])
         return {_text(k) or "": int(v) for k, v in cast(dict[bytes, bytes], raw).items()}
 
+    def post_points_many(self, items: Sequence[tuple[str, Sequence[Mapping[str, object]]]], now: int,
+                         keep: int = 20) -> list[dict[str, object]]:
+        if len(items) <= 1:
+            return [self.post_points(m, ps, now, keep) for m, ps in items]
+        pipe = self.client.pipeline(transaction=False)
+        for member_id, postings in items:
+            self._points(keys=list(self.keys.points(member_id)), client=pipe,
+                         args=[now, self.ttls.state, keep, member_id, json.dumps(list(postings), separators=(",", ":"))])
+        with self._guard("post_points_many"):
+            replies = pipe.execute()
+        return [_lists(json.loads(r)) for r in replies]
+
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
         with self._guard("points_entries"):
             raw = self.client.lrange(self.keys.points(member_id)[1], 0, limit - 1)
