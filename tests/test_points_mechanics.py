@@ -15,6 +15,7 @@ from tests.points_env import (
     EVENTS,
     NOW,
     PROGRAM,
+    READ,
     every_key_has_a_ttl,
     points_of,
     start_points_app,
@@ -195,3 +196,34 @@ def test_a_paid_plan_feeds_eligibility_and_earning_renews_and_lapses(tmp_path: P
         assert view["balance"] == 40 + 10 and view["plans"][0]["active"] is False
     finally:
         close_app(later)
+
+
+PROMOTION = """
+  - {id: reach_gold, kind: tier_challenge, title: Reach Gold, value: 25, text: "Spend {amount} to reach {next_tier}"}
+"""
+
+
+@pytest.mark.redis
+def test_an_upgrade_challenge_pays_its_bonus_points_when_the_member_reaches_the_tier(
+        tmp_path: Path, tiny_dir: Path, redis_url: str) -> None:
+    program = tmp_path / "program.yaml"
+    program.write_text(PROGRAM.replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0")
+                       .replace("offers:\n", "offers:\n" + PROMOTION.strip("\n") + "\n", 1))
+    app = start_points_app(tmp_path, tiny_dir, program, redis_url, CLOCK, "pt" + uuid.uuid4().hex[:8])
+    client = app.test_client()
+    try:
+        # m1 has spent $6.48 (Base); Gold is at $10: the challenge asks for $4 (rounded up)
+        body = client.post("/v1/decisions", json={"member_id": "m1", "channel": "app", "n": 5}, headers=READ).get_json()
+        challenge = next(o for o in body["offers"] if o["offer_id"] == "reach_gold")
+        assert challenge["text"] == "Spend $4 to reach Gold"
+        after = "2017-03-10T13:00:00Z"
+        client.post("/v1/events", json=tx("u1", "m1", 200, ts=after), headers=EVENTS)   # $8.48: not yet
+        assert not [e for e in points_of(app, "m1")["entries"] if e["m"].get("rule") == "tier_challenge"]
+        client.post("/v1/events", json=tx("u2", "m1", 200, ts=after), headers=EVENTS)   # $10.48: Gold
+        bonus = [e for e in points_of(app, "m1")["entries"] if e["m"].get("rule") == "tier_challenge"]
+        assert len(bonus) == 1 and bonus[0]["points"] == 25
+        assert (bonus[0]["m"]["from_tier"], bonus[0]["m"]["to_tier"]) == ("Base", "Gold")
+        client.post("/v1/events", json=tx("u3", "m1", 5_000, ts=after), headers=EVENTS)  # already Gold: no more
+        assert len([e for e in points_of(app, "m1")["entries"] if e["m"].get("rule") == "tier_challenge"]) == 1
+    finally:
+        close_app(app)

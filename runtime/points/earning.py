@@ -10,6 +10,7 @@ decision sees it, and the offers issued or shown to them) and applies the pure e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -26,16 +27,34 @@ from models.points import (
     earn_postings,
     expiry_at,
 )
+from models.tiers import TierState
 from runtime.decisions.pipeline import DecisionPipeline
 from runtime.events.event import FeedbackEvent
 from runtime.points.challenge_runs import event_purchases, purchases_of, runs
 from runtime.points.ledger import MemberFacts
 from runtime.points.referrals import referral_postings
+from runtime.points.tier_bonus import KINDS as PROMOTION_KINDS
+from runtime.points.tier_bonus import tier_after, tier_bonus_postings
 from runtime.stores import MemberState
 
 POINT_KINDS = ("bonus_points", "points_multiplier")
 #: The state counters that say an offer reached a member.
 REACHED = ("issue", "impression")
+
+
+@dataclass(frozen=True)
+class MemberRead:
+    """What the earn rules read about one member, in the one store read of a batch."""
+
+    context: EarnContext
+    facts: MemberFacts
+    state: MemberState | None
+    #: purchase lines from the history (local seconds), before this batch's
+    lines: Purchases
+    #: the tier now, before this batch's purchases
+    tier: TierState | None
+    #: the join time in local seconds (None: unknown)
+    joined_local: int | None
 
 
 class Earning:
@@ -54,6 +73,8 @@ class Earning:
                         None if o.ends_at is None else setup.epoch(o.ends_at),
                         None if o.valid_days is None else o.valid_days * 86_400)
             for o in setup.catalog.offers if o.kind in POINT_KINDS and o.offer_id not in presenting]
+        #: upgrade challenges and retention nudges with bonus points to pay
+        self.promotions = any(o.kind in PROMOTION_KINDS and o.value > 0 for o in setup.catalog.offers)
         fc = setup.features
         self.category = {str(p): str(fc.category_levels[c]) for p, c in zip(fc.product_ids, fc.product_category,
                                                                              strict=True)
@@ -67,8 +88,7 @@ class Earning:
         return MemberFacts(None if joined is None else self.pipeline.setup.epoch(pd.Timestamp(joined, unit="s")),
                            getattr(profile, "birth_month", None))
 
-    def read(self, member_ids: Sequence[str], when: datetime | None
-             ) -> dict[str, tuple[EarnContext, MemberFacts, MemberState | None, Purchases]]:
+    def read(self, member_ids: Sequence[str], when: datetime | None) -> dict[str, MemberRead]:
         """Each member's earn context (tier, offers that reached them), facts, state and purchase
         lines, in one store read."""
         out = {}
@@ -80,11 +100,13 @@ class Earning:
                     if subject in REACHED:
                         offered.setdefault(offer_id, []).extend(counter.recent)
             tier = inputs.context.tier
-            out[member_id] = (EarnContext(tier.tier if tier is not None else self.program.tier_names[0], offered,
-                                          inputs.context.plans),
-                              self.facts(bundle.profile if bundle is not None else None),
-                              bundle.state if bundle is not None else None,
-                              purchases_of(self.pipeline.setup, hist, 0))
+            profile = bundle.profile if bundle is not None else None
+            out[member_id] = MemberRead(
+                EarnContext(tier.tier if tier is not None else self.program.tier_names[0], offered,
+                            inputs.context.plans),
+                self.facts(profile), bundle.state if bundle is not None else None,
+                purchases_of(self.pipeline.setup, hist, 0), tier,
+                profile.joined_at if profile is not None else None)
         return out
 
     def postings(self, events: Sequence[FeedbackEvent], exponent: int, when: datetime | None
@@ -103,21 +125,34 @@ class Earning:
                                 -amount if refund_of is not None else amount,
                                 self.category.get(str(ev.product_id)) if ev.product_id is not None else None,
                                 ev.basket_id, refund_of)
-            out[ev.member_id] += earn_postings(self.program, self.offers, line, contexts[ev.member_id][0], self.zone)
-        if self.program.points.challenges:
-            for m in members:
-                out[m] += self.completed(m, [e for e in lines if e.member_id == m], contexts[m], exponent)
+            out[ev.member_id] += earn_postings(self.program, self.offers, line, contexts[ev.member_id].context,
+                                               self.zone)
+        for m in members:
+            mine = [e for e in lines if e.member_id == m]
+            if self.program.points.challenges:
+                out[m] += self.completed(mine, contexts[m], exponent)
+            if self.promotions:
+                out[m] += self.promoted(mine, contexts[m], exponent)
         if self.program.points.referrals is not None:
             links = dict(zip(members, self.pipeline.store.referrals(members), strict=True))
             for m, extra in referral_postings(self.program, self.zone, links, lines, exponent).items():
                 out.setdefault(m, []).extend(extra)
-        return out, {m: contexts[m][1] for m in members}
+        return out, {m: contexts[m].facts for m in members}
 
-    def completed(self, member_id: str, events: Sequence[FeedbackEvent],
-                  context: tuple[EarnContext, MemberFacts, MemberState | None, Purchases],
-                  exponent: int) -> list[Posting]:
+    def promoted(self, events: Sequence[FeedbackEvent], member: MemberRead, exponent: int) -> list[Posting]:
+        """The tier-promotion bonuses these purchases earn (:mod:`runtime.points.tier_bonus`)."""
+        setup = self.pipeline.setup
+        new = event_purchases(setup, events, exponent, self.category)
+        if not len(new.time):
+            return []
+        at = max(int(new.time.max()) + 1, setup.seconds(setup.moment().local))
+        after = tier_after(setup, member.lines.plus(new), member.joined_local, at)
+        return tier_bonus_postings(setup, member.tier, after, member.context.offered,
+                                   max(int(e.ts.timestamp()) for e in events))
+
+    def completed(self, events: Sequence[FeedbackEvent], member: MemberRead, exponent: int) -> list[Posting]:
         """The rewards of the challenge runs these purchases complete (each run pays once: its cause)."""
-        _, _, state, lines = context
+        state, lines = member.state, member.lines
         now = lines.plus(event_purchases(self.pipeline.setup, events, exponent, self.category))
         ts = max(int(e.ts.timestamp()) for e in events)
         rewards = {c.id: c for c in self.program.points.challenges}

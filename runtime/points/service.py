@@ -96,8 +96,9 @@ class PointsService:
         """Balance, pending, expiring soon, lifetime totals, the last entries (expiry applied) and
         the member's challenge runs with their progress."""
         setup = self.earning.pipeline.setup
-        _, facts, state, lines = self.earning.read([member_id], self._now())[member_id]
-        out = self.ledger.view(member_id, self.now(), facts, last)
+        member = self.earning.read([member_id], self._now())[member_id]
+        state, lines = member.state, member.lines
+        out = self.ledger.view(member_id, self.now(), member.facts, last)
         titles = {c.id: c.title for c in self.program.points.challenges}
         account = self.store.points_account(member_id) if self.program.points.plans else {}
         out["plans"] = [{"plan": p.id, "title": p.title, "expires_at": int(account.get("P" + p.id, 0)) or None,
