@@ -17,7 +17,7 @@ from flask import Flask
 from models.policy import in_holdout
 from offers_cli.main import cli
 from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build, close_app, start_app
-from tests.service_helpers import DECISIONS_KEY, EVENTS_KEY
+from tests.service_helpers import ADMIN_KEY, DECISIONS_KEY, EVENTS_KEY
 from training.lift import lift_row, measure, sample_ratio
 
 TRUE_LIFT = 40.0  # minor units of spend per treated member
@@ -115,6 +115,25 @@ def test_offers_lift_reports_a_services_decisions_against_its_outcomes(app: Flas
     page = report.read_text()
     assert "What the offers earned" in page and "data:image/png;base64," in page
     assert "spend_minor" in result.output and "incremental total" in result.output
+    # the funnel: every offer the logged decisions returned, counted once per decision, with the
+    # window's redemptions (the data's own) and their rate
+    issued: dict[str, int] = {}
+    for d in decisions:
+        for o in d["offers"]:
+            issued[o["offer_id"]] = issued.get(o["offer_id"], 0) + 1
+    assert {f["offer_id"]: f["issued"] for f in data["funnel"]} == issued
+    assert all(f["rate"] == f["redeemed"] / f["issued"] for f in data["funnel"] if f["issued"])
+    # and the console's offers page shows them from the report
+    from tests.test_console import sign_in
+
+    (tmp_path / "events" / "lift.json").write_text(figures.read_text())
+    sign_in(client, ADMIN_KEY)
+    offers_page = client.get("/console/offers").text
+    top = data["funnel"][0]
+    assert 'id="funnel"' in offers_page and f'<td>{top["offer_id"]}</td><td>{top["issued"]:,}</td>' in offers_page
+    (tmp_path / "events" / "lift.json").write_text(json.dumps({**data, "funnel": [{"offer_id": 1}]}))
+    broken = client.get("/console/offers")
+    assert broken.status_code == 200 and "no readable issued and redeemed counts" in broken.text
 
 
 def test_offers_lift_without_decisions_says_what_to_do(env: DecisionEnv, tmp_path: Path) -> None:

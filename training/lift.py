@@ -103,12 +103,14 @@ class LiftReport:
     sample_ratio: SampleRatio
     confidence: float
     notes: list[str] = field(default_factory=list)
+    #: per offer: decisions that issued it, its redemptions in the window, and their rate
+    funnel: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         return {"since": self.since, "until": self.until, "decisions": self.decisions, "members": self.members,
                 "confidence": self.confidence, "sample_ratio": asdict(self.sample_ratio),
-                "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+                "rows": [asdict(r) for r in self.rows], "notes": self.notes, "funnel": self.funnel}
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -152,6 +154,28 @@ def in_window(at: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | N
     if until is not None:
         keep &= at < until
     return keep
+
+
+def offer_funnel(log_dir: str | os.PathLike[str], red: pd.DataFrame, timezone: str, since: pd.Timestamp | None,
+                 until: pd.Timestamp) -> list[dict[str, Any]]:
+    """Per offer: how many logged decisions in the window issued it (returned it to a member), how
+    many redemptions of it the window holds (redeem events and the data's redemptions), and the
+    rate; offers by issues, most first."""
+    from offerdata.decision_log import iter_decisions
+
+    issued: dict[str, int] = {}
+    for rec in iter_decisions(log_dir)[0]:
+        at = pd.Timestamp(rec["ts"]).tz_convert(timezone).tz_localize(None)
+        if (since is not None and at < since) or at >= until:
+            continue
+        for shown in rec.get("shown") or []:
+            if isinstance(shown, dict) and isinstance(shown.get("offer_id"), str):
+                issued[shown["offer_id"]] = issued.get(shown["offer_id"], 0) + 1
+    window = red[in_window(pd.to_datetime(red["at"]), since, until)] if len(red) else red
+    redeemed = window.groupby("offer_id").size().to_dict() if len(window) else {}
+    offers = sorted(set(issued) | {str(o) for o in redeemed}, key=lambda o: (-issued.get(o, 0), o))
+    return [{"offer_id": o, "issued": issued.get(o, 0), "redeemed": int(redeemed.get(o, 0)),
+             "rate": redeemed.get(o, 0) / issued[o] if issued.get(o) else None} for o in offers]
 
 
 def read_offer_arms(log_dir: str | os.PathLike[str], timezone: str, since: pd.Timestamp | None,
@@ -344,7 +368,7 @@ def lift_report(log_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str
                      "the assignment or the logging is explained")
     return LiftReport(since=None if since is None else since.isoformat(), until=end.isoformat(),
                       decisions=decisions, members=len(outcomes), rows=rows, sample_ratio=srm,
-                      confidence=confidence, notes=notes)
+                      confidence=confidence, notes=notes, funnel=offer_funnel(log_dir, red, timezone, since, end))
 
 
 # -- rendering ------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""The offers page: the catalog with each offer's status at the service's clock, its caps, and
-every budget's burn (issues and money reserved against its limit) as a server-rendered chart."""
+"""The offers page: the catalog with each offer's status at the service's clock, its caps, every
+budget's burn (issues and money reserved against its limit) as a server-rendered chart, and each
+offer's issued and redeemed counts and redemption rate from the latest ``offers lift`` report
+(the same file the lift page reads: counted over the durable logs, not per page view)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from flask import g, render_template
 from runtime.stores import StoreUnavailable
 from service.console.blueprint import bp
 from service.console.charts import bar_chart
+from service.console.lift_page import read_report, report_path
 from service.console.session import signed_in
 from service.state import current_decisions, current_state
 
@@ -44,6 +47,21 @@ def budgets(offers: Any) -> tuple[list[dict[str, Any]], str | None]:
     return list(limits.values()), None
 
 
+def funnel_rows(report: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The report's per-offer counts when every row is well formed, else None (never a broken page)."""
+    rows = report.get("funnel") if isinstance(report, dict) else None
+    if not isinstance(rows, list):
+        return None
+
+    def count(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    ok = all(isinstance(r, dict) and isinstance(r.get("offer_id"), str) and count(r.get("issued"))
+             and count(r.get("redeemed")) and (r.get("rate") is None or isinstance(r.get("rate"), int | float))
+             for r in rows)
+    return rows if ok else None
+
+
 @bp.get("/offers")
 @signed_in()
 def offers() -> str:
@@ -57,5 +75,11 @@ def offers() -> str:
                       [(b["key"], b["burn"], f"{b['burn']:.0%}") for b in found if b.get("burn") is not None],
                       maximum=1.0) if found and error is None else None
     counts = {s: sum(r["status"] == s for r in rows) for s in ("active", "upcoming", "ended")}
+    path = report_path()
+    report, funnel_error = read_report(path)
+    funnel = funnel_rows(report)
+    if report is not None and funnel is None:
+        funnel_error = f"the lift report {path} has no readable issued and redeemed counts (made by an older offers lift?)"
     return render_template("console/offers.html", session=g.console, rows=rows, budgets=found,
-                           budget_error=error, chart=chart, now=now, counts=counts)
+                           budget_error=error, chart=chart, now=now, counts=counts, funnel=funnel,
+                           funnel_until=(report or {}).get("until"), funnel_error=funnel_error, funnel_path=path)
