@@ -84,7 +84,9 @@ def ingestion(args: argparse.Namespace) -> dict[str, object]:
         bodies = {b: event_bodies(runs / f"events-{b}.txt", b, members, offers,
                                   products["product_id"].astype(str).tolist()) for b in args.batches}
         for label, program in (("off", bench.program), ("on", program_on)):
-            env = service_env(bench, data_dir, redis_server.url(), runs / f"log-{label}", {"OFFERS_PROGRAM": str(program)})
+            # the wall clock: the bodies are stamped around now (the data's clock would make them "future")
+            env = service_env(bench, data_dir, redis_server.url(), runs / f"log-{label}",
+                              {"OFFERS_PROGRAM": str(program), "OFFERS_CLOCK": "wall"})
             with Gunicorn("service.wsgi:app", env, runs / f"service-{label}.log") as svc:
                 status, body = http("POST", svc.base + "/v1/events", {
                     "event_id": f"probe-{label}", "member_id": members[0], "type": "transaction",
