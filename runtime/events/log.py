@@ -79,8 +79,9 @@ class EventLog:
         """Every segment in the directory, oldest name first."""
         return sorted(self.directory.glob(f"{self.kind}-*.ndjson"))
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write ``records`` as JSON lines, then fsync per the policy; EventLogError on failure."""
+    def append(self, records: Sequence[Mapping[str, Any]], sync: bool = True) -> None:
+        """Write ``records`` as JSON lines, then fsync per the policy (``sync=False``: leave this
+        write's flushing to the OS, for records that can be rebuilt); EventLogError on failure."""
         if not records:
             return
         data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n"
@@ -93,7 +94,7 @@ class EventLog:
                     written = os.write(fd, view)
                     view = view[written:]
                 self._size += len(data)
-                if self.fsync == "request":
+                if self.fsync == "request" and sync:
                     os.fsync(fd)
             except OSError as exc:
                 self._close_locked()

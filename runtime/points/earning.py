@@ -74,7 +74,8 @@ class Earning:
                         None if o.valid_days is None else o.valid_days * 86_400)
             for o in setup.catalog.offers if o.kind in POINT_KINDS and o.offer_id not in presenting]
         #: upgrade challenges and retention nudges with bonus points to pay
-        self.promotions = any(o.kind in PROMOTION_KINDS and o.value > 0 for o in setup.catalog.offers)
+        self.promotion_offers = [o.offer_id for o in setup.catalog.offers if o.kind in PROMOTION_KINDS and o.value > 0]
+        self.promotions = bool(self.promotion_offers)
         fc = setup.features
         self.category = {str(p): str(fc.category_levels[c]) for p, c in zip(fc.product_ids, fc.product_category,
                                                                              strict=True)
@@ -140,8 +141,11 @@ class Earning:
         return out, {m: contexts[m].facts for m in members}
 
     def promoted(self, events: Sequence[FeedbackEvent], member: MemberRead, exponent: int) -> list[Posting]:
-        """The tier-promotion bonuses these purchases earn (:mod:`runtime.points.tier_bonus`)."""
+        """The tier-promotion bonuses these purchases earn (:mod:`runtime.points.tier_bonus`); the
+        tier engine runs again only for a member a promotion with points reached."""
         setup = self.pipeline.setup
+        if not any(member.context.offered.get(o) for o in self.promotion_offers):
+            return []
         new = event_purchases(setup, events, exponent, self.category)
         if not len(new.time):
             return []

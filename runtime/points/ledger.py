@@ -10,7 +10,9 @@ follows the same order, so nothing is lost and nothing is applied twice:
    before anything changes: a log failure changes nothing;
 3. the store applies them atomically, each cause at most once (a retry after a failure is
    a duplicate, never a second earn or burn);
-4. the outcome (the entries, and any refused burn) is appended to the log too.
+4. the outcome (the entries, and any refused burn) is appended to the log too: fsynced only
+   when it holds a refusal, which the rebuild needs; the entries are an audit trail the
+   postings and the store can rebuild, so the OS flushes them.
 
 The log therefore holds every posting ever intended and what became of it;
 :mod:`runtime.points.rebuild` replays it into balances and compares them with the store.
@@ -118,7 +120,7 @@ class PointsLedger:
             after += [{"rec": "refused", "member_id": m, "cause": r["cause"], "at": now}
                       for r in o.results if r["status"] == "refused"]
         if after:
-            self.log.append(after)
+            self.log.append(after, sync=any(line["rec"] == "refused" for line in after))
         return out
 
     def bonuses(self, now: int, facts: MemberFacts | None) -> list[Posting]:
