@@ -145,6 +145,10 @@ def test_lua_and_python_rules_agree_andevery_key_has_a_ttl(redis_url: str) -> No
     assert totals["E"] + totals["A"] - totals["B"] - totals["X"] - totals["V"] == lots - reply["debt"]
     for key in redis_store.keys.points(member):
         assert redis_store.client.ttl(key) > 0, key
+    # the script's three keys share a Redis Cluster hash slot (the member id is their hash tag)
+    from redis.crc import key_slot
+
+    assert len({key_slot(k.encode()) for k in redis_store.keys.points(member)}) == 1
 
 
 @pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])

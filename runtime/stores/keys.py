@@ -114,9 +114,12 @@ class KeySpace:
         return build_key(self.prefix, "referral_code", code)
 
     def points(self, member_id: str) -> tuple[str, str, str]:
-        """The member's points account, recent entries and applied causes (one script touches all three)."""
-        return (build_key(self.prefix, "points", member_id), build_key(self.prefix, "points_entries", member_id),
-                build_key(self.prefix, "points_causes", member_id))
+        """The member's points account, recent entries and applied causes. One script touches all
+        three, so they carry the member id as a Redis Cluster hash tag (``ofr:p:{1029}``): one slot."""
+        def tagged(kind: str) -> str:
+            return build_key(self.prefix, kind, member_id)[:-len(member_id)] + "{" + member_id + "}"
+
+        return tagged("points"), tagged("points_entries"), tagged("points_causes")
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""
