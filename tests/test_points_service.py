@@ -231,7 +231,8 @@ def test_decisions_offer_rewards_the_balance_covers_and_nudge_the_rest(tmp_path:
 def test_the_console_member_page_shows_points_read_only_in_a_real_browser(
         points_app: Flask, page: Any, tmp_path: Path) -> None:  # noqa: F811 - the imported fixture
     """Debian's chromium (tests/test_console_browser.py's fixtures): the member page's Points section
-    shows the balance and the entries, and looking a member up writes nothing to the ledger."""
+    shows the balance and the entries, and looking a member up writes nothing to the ledger; the
+    offers page shows each offer's issued and redeemed counts from the lift report."""
     from werkzeug.serving import make_server
 
     from tests.test_console_browser import sign_in as browser_sign_in
@@ -255,6 +256,15 @@ def test_the_console_member_page_shows_points_read_only_in_a_real_browser(
         rows = page.locator("#points-entries tbody tr").all_inner_texts()
         assert len(rows) == 2 and "adjust" in rows[0] and "reason=browser check" in rows[0] and "earn:w1" in rows[1]
         page.screenshot(path=str(tmp_path / "member-points.png"), full_page=True)
+        # the offers page's issued / redeemed / rate, from the report offers lift --json writes
+        report = state.settings.event_log / "lift.json"
+        funnel = [{"offer_id": "c1-o1", "issued": 1200, "redeemed": 90, "rate": 0.075},
+                  {"offer_id": "tea_voucher", "issued": 0, "redeemed": 3, "rate": None}]
+        report.write_text(json.dumps({"until": "2017-03-10T00:00:00", "rows": [], "funnel": funnel}))
+        page.goto(f"{base}/console/offers")
+        cells = page.locator("#funnel tbody tr").all_inner_texts()
+        assert [c.split("\t") for c in cells] == [["c1-o1", "1,200", "90", "7.5%"], ["tea_voucher", "0", "3", "n/a"]]
+        page.screenshot(path=str(tmp_path / "offers-funnel.png"), full_page=True)
         assert page.errors == []
     finally:
         httpd.shutdown()
