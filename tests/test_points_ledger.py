@@ -168,6 +168,23 @@ def test_burn_never_overdraws_and_causes_apply_once(kind: str, request: pytest.F
     assert store.post_points(member, [], NOW + 86_400)["balance"] == 190
 
 
+def test_the_replay_follows_the_stores_order_not_the_segments() -> None:
+    """Two workers log an adjustment and then a burn at the same second in separate segments,
+    read back in the other order: the entry numbers the store gave them order the replay."""
+    from runtime.points.rebuild import replay
+
+    adjust = {"c": "adjust:k1", "k": "adjust", "u": 400 * UNIT, "ts": NOW, "x": 0, "a": 0, "m": {}}
+    burn = {"c": "redeem:k2", "k": "burn", "u": -300 * UNIT, "ts": NOW, "m": {}}
+    lines = [  # the burn's segment sorts first
+        {"rec": "posting", "member_id": "m", "at": NOW, "call": "b", "posting": burn},
+        {"rec": "entry", "member_id": "m", "seq": 2, "kind": "burn", "cause": "redeem:k2", "points": -300},
+        {"rec": "posting", "member_id": "m", "at": NOW, "call": "a", "posting": adjust},
+        {"rec": "entry", "member_id": "m", "seq": 1, "kind": "adjust", "cause": "adjust:k1", "points": 400}]
+    assert replay(lines, NOW)["m"]["balance"] == 100
+    # without the outcome lines (never fsynced, lost), the log's order is all there is
+    assert replay([lines[0], lines[2]], NOW)["m"]["balance"] == 400
+
+
 @pytest.mark.redis
 def test_100_concurrent_redemptions_against_a_balance_for_10_redeem_exactly_10(redis_url: str) -> None:
     store = make_store("redis", redis_url)

@@ -70,20 +70,27 @@ def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, 
     """Each member's account (:func:`runtime.stores.points_rules.view`) at ``now`` from log lines.
 
     A posting the store refused at that moment (a burn the balance did not cover) is skipped;
-    the same cause posted again later (a retry) is replayed."""
+    the same cause posted again later (a retry) is replayed.
+
+    Calls are replayed in the order the store applied them: by their moment, then by the entry
+    number the store gave their first posting (the outcome lines record it; several workers write
+    separate segments, so the log's own order says nothing across them), then by the log's order."""
     refused = {(r["member_id"], r["cause"], r["at"]) for r in lines if r.get("rec") == "refused"}
-    calls: dict[str, dict[str, tuple[int, int, list[Mapping[str, Any]]]]] = {}
+    applied = {(str(r["member_id"]), r["cause"]): int(r["seq"]) for r in lines
+               if r.get("rec") == "entry" and r.get("kind") != "expire"}
+    calls: dict[str, dict[str, list[Any]]] = {}
     for i, line in enumerate(lines):
         if line.get("rec") == "posting" and (line["member_id"], line["posting"]["c"], line["at"]) not in refused:
-            by_call = calls.setdefault(str(line["member_id"]), {})
-            call = by_call.setdefault(str(line.get("call", i)), (int(line["at"]), i, []))
-            call[2].append(line["posting"])
+            member = str(line["member_id"])
+            by_call = calls.setdefault(member, {})
+            call = by_call.setdefault(str(line.get("call", i)), [int(line["at"]), float("inf"), i, []])
+            call[1] = min(call[1], applied.get((member, line["posting"]["c"]), float("inf")))
+            call[3].append(line["posting"])
     out = {}
     for member_id, by_call in calls.items():
         fields: dict[str, int] = {}
         causes: dict[str, str] = {}
-        # each store call again, in the order they were made (their moment, then the log's order)
-        for at, _, group in sorted(by_call.values(), key=lambda c: (c[0], c[1])):
+        for at, _, _, group in sorted(by_call.values(), key=lambda c: (c[0], c[1], c[2])):
             fields, _ = points_rules.post(fields, causes, member_id, group, at)
         fields, _ = points_rules.post(fields, causes, member_id, [], now)
         out[member_id] = points_rules.view(fields, now)
