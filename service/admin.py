@@ -18,7 +18,8 @@ from service.validation import describe, is_valid
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 
 
-def _member(member_id: str) -> str:
+def checked_member(member_id: str) -> str:
+    """The path's member id, or a 422 naming the parameter (every member endpoint checks it so)."""
     if not is_valid("member_id", member_id):
         raise ValidationFailed("member_id is not valid", [FieldError(
             code="invalid_member_id", parameter="member_id",
@@ -29,14 +30,14 @@ def _member(member_id: str) -> str:
 @bp.get("/members/<member_id>/state")
 @require_scope("admin")
 def member_state(member_id: str) -> Response:
-    bundle = current_state().store.fetch_member(_member(member_id))  # StoreUnavailable: 503 (service.errors)
+    bundle = current_state().store.fetch_member(checked_member(member_id))  # StoreUnavailable: 503 (service.errors)
     return jsonify({"state": bundle.state.to_dict()})
 
 
 @bp.delete("/members/<member_id>/cache")
 @require_scope("admin")
 def drop_cache(member_id: str) -> tuple[str, int]:
-    current_state().store.invalidate(_member(member_id))  # StoreUnavailable: 503 (service.errors)
+    current_state().store.invalidate(checked_member(member_id))  # StoreUnavailable: 503 (service.errors)
     return "", 204
 
 

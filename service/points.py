@@ -21,6 +21,8 @@ loads or the store or log is unavailable.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -31,6 +33,7 @@ from runtime.events.log import EventLogError
 from runtime.points.ledger import KEEP
 from runtime.points.service import InsufficientPoints, PointsService, UnknownPlan, UnknownReward
 from runtime.stores import StoreUnavailable
+from service.admin import checked_member
 from service.auth import require_scope
 from service.decisions.bodies import parse_body
 from service.errors import (
@@ -44,7 +47,6 @@ from service.events.bodies import Channel, json_integer
 from service.http import read_json
 from service.idempotency import HEADER, idempotent
 from service.state import current_state
-from service.validation import describe, is_valid
 
 bp = Blueprint("points", __name__)
 
@@ -74,14 +76,6 @@ class PointsAdjustBody(BaseModel):
         description="Why (kept in the ledger entry).")
 
 
-def checked_member(member_id: str) -> str:
-    if not is_valid("member_id", member_id):
-        raise ValidationFailed("member_id is not valid", [FieldError(
-            code="invalid_member_id", parameter="member_id",
-            message=f"member_id must be {describe('member_id')}")])
-    return member_id
-
-
 def points_service() -> PointsService:
     state = current_state()
     if state.points is not None:
@@ -90,6 +84,28 @@ def points_service() -> PointsService:
     if decisions is not None and decisions.points_expected:
         raise ServiceUnavailable("the points ledger is loading; retry shortly")
     raise NotFound("this program has no points ledger (points.enabled in the program config)")
+
+
+@contextmanager
+def ledger_errors(retry: str = "retry with the same Idempotency-Key") -> Iterator[None]:
+    """Translate the ledger's failures into problems: not enough points (409 with ``balance`` and
+    ``needed``), the store or the points log unavailable (503, saying how to retry)."""
+    try:
+        yield
+    except InsufficientPoints as exc:
+        problem = PointsInsufficient(f"the balance ({exc.balance}) does not cover {exc.needed} points")
+        problem.extensions.update(balance=exc.balance, needed=exc.needed)
+        raise problem from None
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(f"the online store is unavailable; {retry}") from exc
+    except EventLogError as exc:
+        raise ServiceUnavailable(f"the points log cannot be written; {retry}") from exc
+
+
+def _caller() -> str:
+    """The short id of the caller's API key (``anonymous`` on an open demo service)."""
+    api_key = g.get("api_key")
+    return api_key.key_id if api_key is not None else "anonymous"
 
 
 def _key() -> str:
@@ -115,12 +131,8 @@ def balance(member_id: str) -> Response:
         raise ValidationFailed(f"entries must be an integer from 1 to {KEEP}", [FieldError(
             code="out_of_range", parameter="entries", message=f"an integer from 1 to {KEEP}")])
     ledger = points_service()
-    try:
+    with ledger_errors("retry shortly"):
         return jsonify(ledger.view(member_id, int(raw)))
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable; retry shortly") from exc
-    except EventLogError as exc:
-        raise ServiceUnavailable("the points log cannot be written; retry shortly") from exc
 
 
 @bp.post("/v1/members/<member_id>/points/redeem")
@@ -133,19 +145,12 @@ def redeem(member_id: str) -> tuple[Response, int]:
     body: PointsRedeemBody = parse_body(PointsRedeemBody, read_json())
     ledger = points_service()
     try:
-        done = ledger.redeem(member_id, body.reward_id, _scoped(key), body.channel)
+        with ledger_errors():
+            done = ledger.redeem(member_id, body.reward_id, _scoped(key), body.channel)
     except UnknownReward:
         raise ValidationFailed("unknown reward", [FieldError(
             code="unknown_reward", pointer="/reward_id",
             message=f"one of: {', '.join(sorted(ledger.ledger.rewards)) or '(none configured)'}")]) from None
-    except InsufficientPoints as exc:
-        problem = PointsInsufficient(f"the balance ({exc.balance}) does not cover this reward ({exc.needed})")
-        problem.extensions.update(balance=exc.balance, needed=exc.needed)
-        raise problem from None
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable; retry with the same Idempotency-Key") from exc
-    except EventLogError as exc:
-        raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
     reward = done.reward
     return jsonify({"status": "redeemed" if done.status == "applied" else "already_redeemed",
                     "reward": {"id": reward.id, "title": reward.title, "points": reward.points, "kind": reward.kind,
@@ -165,18 +170,8 @@ def adjust(member_id: str) -> tuple[Response, int]:
         raise ValidationFailed("points must not be 0", [FieldError(
             code="out_of_range", pointer="/points", message="a non-zero number of points")])
     ledger = points_service()
-    api_key = g.get("api_key")
-    actor = api_key.key_id if api_key is not None else "anonymous"
-    try:
-        done = ledger.adjust(member_id, body.points, body.reason, actor, _scoped(key))
-    except InsufficientPoints as exc:
-        problem = PointsInsufficient(f"the balance ({exc.balance}) does not cover taking {exc.needed} points")
-        problem.extensions.update(balance=exc.balance, needed=exc.needed)
-        raise problem from None
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable; retry with the same Idempotency-Key") from exc
-    except EventLogError as exc:
-        raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
+    with ledger_errors():
+        done = ledger.adjust(member_id, body.points, body.reason, _caller(), _scoped(key))
     return jsonify({"status": "adjusted" if done["status"] == "applied" else "already_adjusted",
                     "balance": done["balance"], "entry": done["entry"]}), 200
 
@@ -190,18 +185,14 @@ def subscribe(member_id: str, plan_id: str) -> tuple[Response, int]:
     key = _key()
     ledger = points_service()
     try:
-        done = ledger.subscribe(member_id, plan_id, _scoped(key))
+        with ledger_errors():
+            done = ledger.subscribe(member_id, plan_id, _scoped(key))
     except UnknownPlan:
         raise NotFound(f"no paid plan {plan_id!r}; the program's plans: "
                        f"{', '.join(p.id for p in ledger.program.points.plans) or '(none)'}") from None
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable; retry with the same Idempotency-Key") from exc
-    except EventLogError as exc:
-        raise ServiceUnavailable("the points log cannot be written; retry with the same Idempotency-Key") from exc
     return jsonify({"member_id": member_id, **done}), 200
 
 
 def _scoped(key: str) -> str:
     """The ledger cause of a request: the Idempotency-Key scoped to the caller's API key."""
-    api_key = g.get("api_key")
-    return f"{api_key.key_id if api_key is not None else 'anonymous'}:{key}"
+    return f"{_caller()}:{key}"

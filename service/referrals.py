@@ -20,19 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from runtime.points.referrals import ReferralRefused, UnknownReferralCode
 from runtime.points.service import PointsService
-from runtime.stores import StoreUnavailable
+from service.admin import checked_member
 from service.auth import require_scope
 from service.decisions.bodies import parse_body
 from service.errors import (
     FieldError,
     NotFound,
     ReferralRefusedProblem,
-    ServiceUnavailable,
     ValidationFailed,
 )
 from service.http import read_json
 from service.idempotency import idempotent
-from service.points import checked_member, points_service
+from service.points import ledger_errors, points_service
 from service.validation import MemberId
 
 bp = Blueprint("referrals", __name__)
@@ -61,10 +60,8 @@ def referral_code(member_id: str) -> tuple[Response, int]:
     """The member's referral code (see the module docstring)."""
     member_id = checked_member(member_id)
     ledger = _program()
-    try:
+    with ledger_errors("retry shortly"):
         info = ledger.referral_code(member_id)
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable; retry shortly") from exc
     return jsonify({"member_id": info.member_id, "code": info.code, "referrals_made": info.referrals_made,
                     "referred_by": info.referred_by}), 200
 
@@ -78,7 +75,8 @@ def refer() -> tuple[Response, int]:
     ledger = _program()
     code = body.code.replace("-", "").upper()
     try:
-        ledger.refer(body.member_id, code)
+        with ledger_errors("retry shortly"):
+            ledger.refer(body.member_id, code)
     except UnknownReferralCode:
         raise ValidationFailed("unknown referral code", [FieldError(
             code="unknown_referral_code", pointer="/code", message="no member holds this code")]) from None
@@ -89,8 +87,6 @@ def refer() -> tuple[Response, int]:
         problem = ReferralRefusedProblem(_WHY.get(exc.reason, exc.reason))
         problem.extensions["reason"] = exc.reason
         raise problem from None
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable("the online store is unavailable; retry shortly") from exc
     return jsonify({"status": "linked", "member_id": body.member_id}), 200
 
 
