@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models import points_account
 from models.caps import CapCounters
 from models.features import History
 from models.features.history import UNKNOWN
@@ -41,7 +42,7 @@ from models.tiers import NAT, TierState, tier_state_list
 from models.units import NO_TIME
 from runtime.decisions.setup import DecisionSetup, local_time
 from runtime.points.challenge_runs import purchases_of, runs
-from runtime.stores import MemberProfile, MemberState, points_rules
+from runtime.stores import MemberProfile, MemberState
 
 RECENT_DAYS = 90
 BASKET_DAYS = 365
@@ -85,7 +86,7 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
         joined = int(hist.joined_at[i])
         account = accounts[i] if accounts is not None else None
         balance, expiry = _points(setup, account, member_id, now)
-        plans = points_rules.active_plans(account, now) if account else frozenset()
+        plans = points_account.active_plans(account, now) if account else frozenset()
         state = states[i] if states is not None else None
         challenges = runs(setup, state, purchases_of(setup, hist, i, t)) if setup.program.points.challenges else ()
         context = MemberContext(
@@ -109,7 +110,7 @@ def _points(setup: DecisionSetup, account: Mapping[str, int] | None, member_id: 
     (None, ()) when the program keeps no ledger or the account was not read."""
     if account is None or not setup.program.points.enabled:
         return None, ()
-    view = points_rules.view_at(account, member_id, now)
+    view = points_account.view_at(account, member_id, now)
     expiry = tuple((setup.seconds(local_time(pd.Timestamp(x, unit="s", tz="UTC"), setup.zone)), int(p))
                    for a, x, p in view["lots"] if x and a <= now)
     return int(view["balance"]), expiry

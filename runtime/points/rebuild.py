@@ -2,7 +2,7 @@
 
 The points log (:mod:`runtime.points.ledger`) holds every posting before it was applied and
 what became of it. Replaying each member's postings in the order they were made (by ``at``,
-then by log order), through the same rule the store runs (:mod:`runtime.stores.points_rules`),
+then by log order), through the same rule the store runs (:mod:`models.points_account`),
 skipping causes the store refused, gives each member's account from nothing. A balance that
 differs from the live one means an entry was lost or applied twice: the rebuild is the
 ledger's audit.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models import points_account
 from runtime.points.ledger import KIND
-from runtime.stores import points_rules
 
 
 @dataclass
@@ -67,7 +67,7 @@ def burns_by_reward(lines: Sequence[Mapping[str, Any]], since: int | None = None
 
 
 def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, Any]]:
-    """Each member's account (:func:`runtime.stores.points_rules.view`) at ``now`` from log lines.
+    """Each member's account (:func:`runtime.stores.points_account.view`) at ``now`` from log lines.
 
     A posting the store refused at that moment (a burn the balance did not cover) is skipped;
     the same cause posted again later (a retry) is replayed.
@@ -91,9 +91,9 @@ def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, 
         fields: dict[str, int] = {}
         causes: dict[str, str] = {}
         for at, _, _, group in sorted(by_call.values(), key=lambda c: (c[0], c[1], c[2])):
-            fields, _ = points_rules.post(fields, causes, member_id, group, at)
-        fields, _ = points_rules.post(fields, causes, member_id, [], now)
-        out[member_id] = points_rules.view(fields, now)
+            fields, _ = points_account.post(fields, causes, member_id, group, at)
+        fields, _ = points_account.post(fields, causes, member_id, [], now)
+        out[member_id] = points_account.view(fields, now)
     return out
 
 
@@ -103,7 +103,7 @@ def rebuild(log_dir: Path, store: Any, now: int) -> Rebuilt:
     lines = read_log(log_dir)
     result = Rebuilt(replay(lines, now))
     for member_id, account in result.accounts.items():
-        live = points_rules.view_at(store.points_account(member_id), member_id, now)
+        live = points_account.view_at(store.points_account(member_id), member_id, now)
         if (live["balance"], live["pending"]) != (account["balance"], account["pending"]):
             result.mismatches[member_id] = (int(account["balance"]), int(live["balance"]))
     return result

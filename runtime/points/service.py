@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from models import points_account
 from runtime.coupons.codes import Coupon, issue_coupon
 from runtime.decisions.limits import COUPON_DAYS
 from runtime.decisions.pipeline import DecisionPipeline
@@ -25,7 +26,7 @@ from runtime.points.challenge_runs import runs
 from runtime.points.earning import Earning
 from runtime.points.ledger import KIND, MemberFacts, PointsLedger
 from runtime.points.referrals import ReferralInfo, link, member_code
-from runtime.stores import Store, points_rules
+from runtime.stores import Store
 
 DAY = 86_400
 
@@ -146,12 +147,12 @@ class PointsService:
         bonuses not granted, nothing written): for the operator console's member page."""
         now = self.now()
         account = self.store.points_account(member_id)
-        view = points_rules.view_at(account, member_id, now)
+        view = points_account.view_at(account, member_id, now)
         soon = now + self.program.points.expiring_soon_days * DAY
         return {"balance": view["balance"], "pending": view["pending"], "debt": view["debt"],
                 "expiring_soon_total": sum(p for a, x, p in view["lots"] if x and x <= soon and a <= now),
                 "lifetime": view["totals"], "entries": self.store.points_entries(member_id, last),
-                "plans": sorted(points_rules.active_plans(account, now))}
+                "plans": sorted(points_account.active_plans(account, now))}
 
     def subscribe(self, member_id: str, plan_id: str, key: str) -> dict[str, Any]:
         """Start or renew a paid plan once per ``key`` (its fee is taken by the caller's checkout);

@@ -12,7 +12,7 @@ described capability by capability; each is an abstract class a caller can type 
   atomic round trip;
 * :class:`CouponStore` - coupon records and their atomic, all-or-none redemption;
 * :class:`PointsStore` - members' points accounts, posted to atomically and idempotently
-  by cause (:mod:`runtime.stores.points_rules`);
+  by cause (:mod:`models.points_account`);
 * :class:`IdempotencyStore` - claimed idempotency keys, stored responses and side records;
 * :class:`StoreHousekeeping` - the catalog ids of earlier catalogs, the generation marker
   that tells a store that lost its data, and the connection itself.
@@ -218,7 +218,7 @@ class PointsStore(ABC):
     def post_points(self, member_id: str, postings: Sequence[Mapping[str, object]], now: int,
                     keep: int = 20) -> dict[str, object]:
         """Apply ``postings`` (plain dicts, :func:`runtime.points.ledger.wire`) to the member's
-        account at ``now`` in one atomic step (:mod:`runtime.stores.points_rules`): due lots
+        account at ``now`` in one atomic step (:mod:`models.points_account`): due lots
         expire, each posting is applied unless its cause was, burns that the balance does not
         cover are refused. With no postings it only applies expiry and returns the account.
         The reply: per posting a status, the new entries and the account."""

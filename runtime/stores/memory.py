@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.stores import coupon_records, encoding, points_rules, referral_rules, rules_python
+from models import points_account
+from runtime.stores import coupon_records, encoding, referral_rules, rules_python
 from runtime.stores.interfaces import NullObserver, Store, StoreObserver, TTLs
 from runtime.stores.keys import KeySpace
 from runtime.stores.values import (
@@ -338,7 +339,7 @@ class MemoryStore(Store):
         account_key, entries_key, causes_key = self.keys.points(member_id)
         with self._lock:
             causes = dict(self._get(causes_key) or {})
-            fields, reply = points_rules.post(self._get(account_key) or {}, causes, member_id, postings, now)
+            fields, reply = points_account.post(self._get(account_key) or {}, causes, member_id, postings, now)
             entries = reply["entries"]
             if fields:  # as the script: the account is written (and its TTL renewed) at every call
                 self._set(account_key, fields, self.ttls.state)
@@ -354,7 +355,7 @@ class MemoryStore(Store):
         with self._lock:
             fields = dict(self._get(account_key) or {})
             causes = dict(self._get(causes_key) or {})
-            reply = points_rules.subscribe(fields, causes, plan, term_seconds, now, cause)
+            reply = points_account.subscribe(fields, causes, plan, term_seconds, now, cause)
             self._set(account_key, fields, self.ttls.state)
             self._set(causes_key, causes, self.ttls.state)
             return reply

@@ -1,8 +1,8 @@
-"""The points ledger's atomic rule as a Lua script run inside Redis (twin of :mod:`.points_rules`).
+"""The points ledger's atomic rule as a Lua script run inside Redis (twin of :mod:`models.points_account`).
 
 ``POST_POINTS`` applies one member's postings in one atomic step: expire due lots, merge lots
 that became available, apply each posting unless its cause was applied before, expire again,
-and keep the entries. :mod:`.points_rules` documents the rule and the account's fields; both
+and keep the entries. :mod:`models.points_account` documents the rule and the account's fields; both
 must stay the same rule (``tests/test_points_ledger.py`` compares them).
 
 ``SUBSCRIBE`` starts or renews a paid plan: its end is kept in the account as ``P<plan>`` (epoch

@@ -181,7 +181,7 @@ class MemberBundle:
     #: cannot be trusted.
     generation: str | None = None
     #: The member's points account fields as stored (read when asked for: ``points=True``),
-    #: None when not read; :func:`runtime.stores.points_rules.view_at` gives the balance.
+    #: None when not read; :func:`models.points_account.view_at` gives the balance.
     points: Mapping[str, int] | None = None
 
     @property

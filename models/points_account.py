@@ -1,4 +1,5 @@
-"""The points ledger's atomic rule, in Python: the in-process store's twin of :mod:`.points_lua`.
+"""The points ledger's atomic rule, in pure Python: the in-process store's twin of Redis's Lua script
+(:mod:`runtime.stores.points_lua`), and the replay that rebuilds accounts and point-in-time features.
 
 One call applies a member's postings (:class:`models.points.Posting`, as plain dicts) to their
 account, in order, all inside one atomic step (the Lua script in Redis; a lock in the
