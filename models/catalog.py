@@ -307,6 +307,7 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         channels=frozenset(spec.channels) if spec.channels is not None else None,
         tiers=tiers, segments=frozenset(spec.segments) if spec.segments is not None else None,
         min_recent_spend_minor=program.to_minor(spec.min_recent_spend),
+        min_spend_minor=program.to_minor(spec.min_spend),
         birthday_month=spec.birthday_month or spec.kind == "birthday",
         join_min_days=None if join is None else join.min, join_max_days=None if join is None else join.max,
         bought_products=frozenset(spec.bought_products), bought_categories=frozenset(spec.bought_categories),

@@ -228,8 +228,24 @@ HOLDOUT_TRANSACTIONS = Table(
     columns=TRANSACTIONS.columns,
 )
 
+POINTS = Table(
+    name="points",
+    description=("Optional. The points ledger's calls, in the order the store applied them (written by "
+                 "`offers data events` from the service's points log): replayed by the ledger's own rule, they "
+                 "give the point-balance features at any past moment."),
+    key=("member_id", "call"),
+    references=((("member_id",), "members", ("member_id",)),),
+    columns=(
+        Column("member_id", "string", False, "The member whose account the call changed."),
+        Column("call", "int", False, "The call's position among the member's calls (0, 1, ...), in applied order."),
+        Column("applied_at", "int", False, "When the store applied the call, UTC epoch seconds (the ledger's clock)."),
+        Column("postings", "string", False, "The call's postings as a JSON list, as the points log records them "
+                                            "(cause, kind, units, expiry, availability)."),
+    ),
+)
+
 #: Tables a directory may hold but need not: validated when present.
-OPTIONAL_TABLES: dict[str, Table] = {HOLDOUT_TRANSACTIONS.name: HOLDOUT_TRANSACTIONS}
+OPTIONAL_TABLES: dict[str, Table] = {HOLDOUT_TRANSACTIONS.name: HOLDOUT_TRANSACTIONS, POINTS.name: POINTS}
 
 
 def split_list(value: object) -> tuple[str, ...]:

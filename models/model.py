@@ -34,6 +34,7 @@ from models.compiled import CompiledForest, CompileError, compile_forest
 from models.errors import CoreError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 from models.features.definitions import MEMBER_FEATURES
+from models.features.points_features import POINTS_FEATURES
 from models.features.tier_features import TIER_FEATURES
 from models.model_probe import ProbeFailed, probe_model
 from models.modelfile import ModelFileError, check_model_text
@@ -101,7 +102,7 @@ MEMBER_METHODS = ("member", "blend_member")
 #: offer of one member in one request, so a term built from them cannot reorder that member's offers.
 MEMBER_LEVEL_FEATURES: tuple[str, ...] = (
     *MEMBER_FEATURES, "exposures_all", "redemptions_all", "redemption_rate", "days_since_last_redemption",
-    *TIER_FEATURES)
+    *TIER_FEATURES, *POINTS_FEATURES)
 #: What the member model may split on: the member-level features and, under a non-decreasing
 #: constraint, ``product_spend`` (with a positive spend weight the served score stays strictly
 #: increasing in spend within one member's request, so the heuristic's order and ties are kept).

@@ -77,6 +77,8 @@ class PointsOffer:
     ends: int | None = None
     #: seconds after reaching the member that it applies (None: until it ends)
     valid_seconds: int | None = None
+    #: the smallest basket it applies to, in minor units (0: any purchase)
+    min_spend_minor: int = 0
 
     def active(self, ts: int) -> bool:
         return (self.starts is None or self.starts <= ts) and (self.ends is None or ts < self.ends)
@@ -93,6 +95,14 @@ class PurchaseLine:
     category: str | None = None
     basket_id: str | None = None
     refund_of: str | None = None
+    #: the whole basket's spend (minor units) when known: the lines of its basket that arrived
+    #: together; None: the line is its own basket
+    basket_minor: int | None = None
+
+    @property
+    def basket_spend(self) -> int:
+        """What a basket-size condition compares: the basket's spend, else this line's."""
+        return self.amount_minor if self.basket_minor is None else self.basket_minor
 
 
 @dataclass(frozen=True)
@@ -184,8 +194,12 @@ def line_factor(program: Program, offers: Sequence[PointsOffer], line: PurchaseL
 
 
 def _offered(offer: PointsOffer, line: PurchaseLine, ctx: EarnContext) -> int | None:
-    """The latest time the offer reached the member at or before the purchase, when it applies."""
+    """The latest time the offer reached the member at or before the purchase, when it applies:
+    active then, in its category (if any), on a basket of at least its minimum spend, and within
+    its validity after reaching the member."""
     if not offer.active(line.ts) or (offer.category is not None and line.category != offer.category):
+        return None
+    if line.basket_spend < offer.min_spend_minor:
         return None
     times = [t for t in ctx.offered.get(offer.offer_id, ()) if t <= line.ts]
     if not times or (offer.valid_seconds is not None and line.ts >= max(times) + offer.valid_seconds):

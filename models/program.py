@@ -154,6 +154,8 @@ class OfferSpec(_Strict):
     min_tier: str | None = None
     segments: tuple[str, ...] | None = None
     min_recent_spend: NonNeg = 0.0
+    #: the smallest basket (major units) the offer applies to; points offers earn only on such baskets
+    min_spend: NonNeg = 0.0
     birthday_month: bool = False
     days_since_join: JoinWindow | None = None
     bought_products: tuple[str, ...] = ()

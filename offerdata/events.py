@@ -11,7 +11,9 @@ at-least-once) and merges them into a copy of a data directory:
   adding another,
 * other ``impression`` events become exposures (``exposure_id`` = ``event_id``),
 * ``redeem`` events become redemptions (``redemption_id`` = ``event_id``),
-* members seen only in events are added to ``members``.
+* the points log's calls become the optional ``points`` table (:mod:`offerdata.points_export`),
+  from which training computes point-balance features,
+* members seen only in events (or only in the points log) are added to ``members``.
 
 Clicks and dismissals have no place in the contract and are counted, not merged;
 transactions without a product are counted and skipped. Log times are UTC; they are
@@ -37,10 +39,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.data_contract import TABLES
+from models.data_contract import OPTIONAL_TABLES, TABLES
 from models.timerange import DESCRIPTION, in_range
 from offerdata.decision_log import read_decisions
-from offerdata.tables import DataDirError, coerce, read_table, write_table
+from offerdata.points_export import log_calls, merged_points
+from offerdata.tables import DataDirError, coerce, read_table, table_path, write_table
 
 
 @dataclass
@@ -186,6 +189,19 @@ def decision_exposures(log_dir: str | os.PathLike[str], decision_dir: str | os.P
     rows["exposures"] = pd.concat([exposures[~confirmed], from_log], ignore_index=True)
 
 
+def points_rows(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str],
+                summary: MergeSummary) -> pd.DataFrame | None:
+    """The ``points`` table the merged directory gets: the data's own (if any) plus the points
+    log's calls (:mod:`offerdata.points_export`); None when neither exists."""
+    previous = read_table(data_dir, "points") if table_path(data_dir, "points") is not None else None
+    has_log = any(Path(log_dir).glob("points-*.ndjson"))
+    if previous is None and not has_log:
+        return None
+    merged = merged_points(previous, log_calls(log_dir) if has_log else None)
+    summary.added["points"] = len(merged) - (0 if previous is None else len(previous))
+    return merged
+
+
 def merge_events(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  timezone: str = "UTC", decision_dir: str | os.PathLike[str] | None = None) -> MergeSummary:
     """Write ``data_dir`` plus the log's events and decisions into ``out_dir`` (atomically).
@@ -198,12 +214,14 @@ def merge_events(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[st
     rows = event_rows(events, timezone, summary)
     offers = set(read_table(data_dir, "offers")["offer_id"].astype(str))
     decision_exposures(log_dir, decision_dir, rows, offers, timezone, summary)
+    points = points_rows(data_dir, log_dir, summary)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".events-", dir=out.parent))
     try:
         members = read_table(data_dir, "members")
-        new_ids = sorted({m for f in rows.values() for m in f["member_id"]} - set(members["member_id"]))
+        seen = {m for f in rows.values() for m in f["member_id"]} | set(() if points is None else points["member_id"])
+        new_ids = sorted(seen - set(members["member_id"]))
         if new_ids:
             members = pd.concat([members, pd.DataFrame({"member_id": new_ids})], ignore_index=True)
         summary.added["members"] = len(new_ids)
@@ -214,8 +232,12 @@ def merge_events(data_dir: str | os.PathLike[str], log_dir: str | os.PathLike[st
                 frame = pd.concat([frame, extra], ignore_index=True)
                 summary.added[name] = len(rows[name])
             write_table(coerce(frame, TABLES[name]), staging, name)
+        names = list(TABLES)
+        if points is not None:
+            write_table(coerce(points, OPTIONAL_TABLES["points"]), staging, "points")
+            names.append("points")
         out.mkdir(parents=True, exist_ok=True)
-        for name in TABLES:
+        for name in names:
             os.replace(staging / f"{name}.parquet", out / f"{name}.parquet")
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,12 @@ def _arrow_codes(column: pa.ChunkedArray, index: pd.Index) -> np.ndarray:
     return lookup[encoded.indices.to_numpy(zero_copy_only=False)] if len(lookup) else np.zeros(0, dtype=np.int64)
 
 
+def lines_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Line arrays as keyword arguments of :func:`dataclasses.replace` on a History (whose other
+    fields are not arrays), for the type checker."""
+    return dict(arrays)
+
+
 def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureVocabulary) -> dict[str, np.ndarray]:
     """The purchase-line arrays of a History straight from a Parquet transactions table.
 
@@ -84,6 +91,14 @@ def _arrow_lines(table: pa.Table, member_index: pd.Index, catalog: FeatureVocabu
     }
 
 
+def read_points(data_dir: str | os.PathLike[str], member_ids: Collection[str] | None = None) -> pd.DataFrame | None:
+    """The optional ``points`` table (the ledger's calls, :mod:`offerdata.points_export`), or None when
+    the data keeps no points ledger (the point-balance features then stay missing)."""
+    if table_path(data_dir, "points") is None:
+        return None
+    return read_table(data_dir, "points", member_ids=member_ids)
+
+
 def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
                  members: Sequence[str] | None = None) -> tuple[History, pd.DataFrame, pd.DataFrame]:
     """Every (or the listed) member's history, plus the raw exposures and redemptions frames."""
@@ -93,19 +108,21 @@ def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
         exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"])
         redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
         empty = History.from_frames(catalog, member_frame, pd.DataFrame(columns=TRANSACTION_COLUMNS),
-                                    exposures, redemptions)
+                                    exposures, redemptions, read_points(data_dir))
         lines = _parquet_lines(path, pd.Index(empty.member_ids, dtype=object), catalog)
-        return replace(empty, **lines), exposures, redemptions
+        return replace(empty, **lines_of(lines)), exposures, redemptions
     transactions = read_table(data_dir, "transactions", columns=TRANSACTION_COLUMNS)
     exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"])
     redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
+    points = read_points(data_dir)
     if members is not None:
         wanted = set(members)
+        points = None if points is None else points[points["member_id"].isin(wanted)]
         member_frame = member_frame[member_frame["member_id"].isin(wanted)]
         transactions = transactions[transactions["member_id"].isin(wanted)]
         exposures = exposures[exposures["member_id"].isin(wanted)]
         redemptions = redemptions[redemptions["member_id"].isin(wanted)]
-    history = History.from_frames(catalog, member_frame, transactions, exposures, redemptions)
+    history = History.from_frames(catalog, member_frame, transactions, exposures, redemptions, points)
     return history, exposures, redemptions
 
 
@@ -136,11 +153,12 @@ def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabula
             table = (pq.read_table(path, columns=cols, filters=member_filter(ids)) if ids
                      else schema.empty_table().select(cols))
             empty = History.from_frames(catalog, members, pd.DataFrame(columns=TRANSACTION_COLUMNS), exposures,
-                                        redemptions)
+                                        redemptions, read_points(data_dir, ids))
             lines = _arrow_lines(table, pd.Index(empty.member_ids, dtype=object), catalog)
-            return replace(empty, **lines).sorted_by_member()
+            return replace(empty, **lines_of(lines)).sorted_by_member()
     transactions = read_table(data_dir, "transactions", columns=TRANSACTION_COLUMNS, member_ids=ids)
-    return History.from_frames(catalog, members, transactions, exposures, redemptions).sorted_by_member()
+    return History.from_frames(catalog, members, transactions, exposures, redemptions,
+                               read_points(data_dir, ids)).sorted_by_member()
 
 
 def _member_rows(data_dir: str | os.PathLike[str], lo: int, hi: int) -> pd.DataFrame:

@@ -227,3 +227,33 @@ def test_an_upgrade_challenge_pays_its_bonus_points_when_the_member_reaches_the_
         assert len([e for e in points_of(app, "m1")["entries"] if e["m"].get("rule") == "tier_challenge"]) == 1
     finally:
         close_app(app)
+
+
+@pytest.mark.redis
+def test_a_bonus_offer_with_a_minimum_basket_earns_only_on_a_basket_that_big(tmp_path: Path, tiny_dir: Path,
+                                                                              redis_url: str) -> None:
+    """"100 bonus points on a basket of $20 or more": the lines of one basket that arrive together
+    count as one basket; a smaller basket earns only its base points."""
+    offer = ("  - {id: big_basket, kind: bonus_points, title: 100 points on $20+, value: 100, min_spend: 20, "
+             "caps: {issues: 2}}\n")
+    text = (PROGRAM.replace("offers:\n", "offers:\n" + offer, 1)
+            .replace("signup: 100", "signup: 0").replace("birthday: 50", "birthday: 0"))
+    program = tmp_path / "program.yaml"
+    program.write_text(text)
+    app = start_points_app(tmp_path, tiny_dir, program, redis_url, CLOCK, "pt" + uuid.uuid4().hex[:8])
+    client = app.test_client()
+    try:
+        resp = client.post("/v1/decisions", json={"member_id": "m3", "channel": "app", "n": 5},
+                           headers={"X-API-Key": DECISIONS_KEY})
+        assert "big_basket" in [o["offer_id"] for o in resp.get_json()["offers"]], resp.get_json()
+        small = [tx("s1", "m3", 900, ts="2017-03-10T13:00:00Z", product_id="p1", basket_id="small"),
+                 tx("s2", "m3", 900, ts="2017-03-10T13:00:00Z", product_id="p3", basket_id="small")]
+        assert client.post("/v1/events", json=small, headers=EVENTS).status_code == 200
+        assert not any(e["cause"].startswith("bonus:") for e in points_of(app, "m3")["entries"])
+        big = [tx("b1", "m3", 1_200, ts="2017-03-10T14:00:00Z", product_id="p1", basket_id="big"),
+               tx("b2", "m3", 900, ts="2017-03-10T14:00:00Z", product_id="p3", basket_id="big")]
+        assert client.post("/v1/events", json=big, headers=EVENTS).status_code == 200
+        bonus = [e for e in points_of(app, "m3")["entries"] if e["cause"].startswith("bonus:big_basket:")]
+        assert len(bonus) == 1 and bonus[0]["points"] == 100  # once for the basket, not per line
+    finally:
+        close_app(app)

@@ -39,12 +39,13 @@ from sklearn.preprocessing import StandardScaler
 
 from models.features import FEATURE_NAMES, History
 from models.features.compute import HISTORY_FEATURES, MEMBER_FEATURES
+from models.features.points_features import POINTS_FEATURES
 from models.features.tier_features import TIER_FEATURES
 from training.metrics import pooled
 
 AFFINITY_AGGREGATES = ("product_spend", "product_coupon", "product_lines", "category_spend", "category_share",
                        "manufacturer_spend", "overlap_redemptions", "overlap_exposures")
-CONSTANT = [*MEMBER_FEATURES, *HISTORY_FEATURES, *TIER_FEATURES, "campaign_type", "offer_duration_days",
+CONSTANT = [*MEMBER_FEATURES, *HISTORY_FEATURES, *TIER_FEATURES, *POINTS_FEATURES, "campaign_type", "offer_duration_days",
             "channel"]
 #: The tree model's columns of :func:`campaign_frame`.
 TREE_COLUMNS = [*CONSTANT, *(f"{n}__max" for n in AFFINITY_AGGREGATES), *(f"{n}__sum" for n in AFFINITY_AGGREGATES),

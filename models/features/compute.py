@@ -17,6 +17,8 @@ features need no history and are computed here for both.
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import numpy as np
 from scipy import sparse
 
@@ -34,6 +36,7 @@ from models.features.definitions import (
     vocabulary_index,
 )
 from models.features.history import FeatureVocabulary, History
+from models.features.points_features import points_features
 from models.features.prefix import DAY, PrefixIndex, expand, expansion_size
 from models.features.snapshot import features_at
 from models.features.tier_features import tier_features
@@ -204,6 +207,8 @@ def compute_features(hist: History, catalog: FeatureVocabulary, member_idx: np.n
     else:
         _features_any_as_of(index, hist, member_idx, offer_idx, as_of, out, program)
 
+    zone = ZoneInfo(program.timezone if program is not None else "UTC")
+    points_features(hist.points, member_idx, as_of, zone, out)
     out["offer_kind"][:] = catalog.offer_kind[offer_idx]
     out["offer_value"][:] = catalog.offer_value[offer_idx]
     out["offer_cost"][:] = catalog.offer_cost[offer_idx]

@@ -19,6 +19,7 @@ Features come in groups:
 * past offer behaviour: exposures, redemptions, redemption rate (overall and for the
   offer's kind), days since the last redemption;
 * tier state under the program config (:mod:`models.features.tier_features`);
+* the points account at the request's moment (:mod:`models.features.points_features`);
 * offer attributes, context (channel, day of week, offer age and time left) and
   within-group position (:mod:`models.features.compute`).
 """
@@ -34,6 +35,7 @@ from scipy import sparse
 
 from models.data_contract import CHANNELS
 from models.features.history import FeatureVocabulary, History
+from models.features.points_features import POINTS_FEATURES
 from models.features.prefix import DAY
 from models.features.tier_features import TIER_FEATURES
 from models.units import NO_TIME
@@ -65,7 +67,7 @@ GROUP_FEATURES = ["group_size", "product_spend_rank", "product_spend_rel", "cate
                   "category_spend_rel", "manufacturer_spend_rank"]
 
 FEATURE_NAMES: list[str] = [*MEMBER_FEATURES, *HISTORY_FEATURES, *AFFINITY_FEATURES, *TIER_FEATURES,
-                            *OFFER_FEATURES, *CONTEXT_FEATURES, *GROUP_FEATURES]
+                            *POINTS_FEATURES, *OFFER_FEATURES, *CONTEXT_FEATURES, *GROUP_FEATURES]
 #: Features LightGBM treats as categorical (integer codes).
 CATEGORICAL_FEATURES = ["offer_kind", "campaign_type", "channel"]
 CHANNEL_CODES = {c: i for i, c in enumerate(CHANNELS)}

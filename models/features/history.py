@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import sparse
 
 from models.data_contract import OFFER_KINDS
+from models.features.points_features import PointsBook, PostingsBook
 
 UNKNOWN = "<unknown>"
 
@@ -163,6 +164,8 @@ class History:
     red_member: np.ndarray        # int32
     red_time: np.ndarray          # int64 seconds
     red_offer: np.ndarray         # int32 offer index (-1 unknown)
+    #: the members' points ledger (None: the data keeps none; :mod:`models.features.points_features`)
+    points: PointsBook | None = None
 
     @property
     def n_members(self) -> int:
@@ -184,7 +187,7 @@ class History:
         return History(member_ids=self.member_ids, joined_at=self.joined_at,
                        **take("line_", np.argsort(self.line_member, kind="stable")),
                        **take("exp_", np.argsort(self.exp_member, kind="stable")),
-                       **take("red_", np.argsort(self.red_member, kind="stable")))
+                       **take("red_", np.argsort(self.red_member, kind="stable")), points=self.points)
 
     @property
     def is_sorted_by_member(self) -> bool:
@@ -205,7 +208,8 @@ class History:
             return part
 
         return History(member_ids=self.member_ids[lo:hi], joined_at=self.joined_at[lo:hi],
-                       **cut("line_"), **cut("exp_"), **cut("red_"))
+                       **cut("line_"), **cut("exp_"), **cut("red_"),
+                       points=None if self.points is None else self.points.take(np.arange(lo, hi)))
 
     def with_members(self, member_ids: np.ndarray | list[str]) -> History:
         """A copy that also holds ``member_ids`` it lacked, with empty histories (cold start)."""
@@ -213,13 +217,15 @@ class History:
         if not new:
             return self
         return History(**{**self.__dict__,
+                          "points": None if self.points is None else self.points.extended(len(new)),
                           "member_ids": np.concatenate([self.member_ids, np.asarray(new, dtype=object)]),
                           "joined_at": np.concatenate([self.joined_at, np.full(len(new), np.iinfo(np.int64).min)])})
 
     @classmethod
     def from_frames(cls, catalog: FeatureVocabulary, members: pd.DataFrame, transactions: pd.DataFrame,
-                    exposures: pd.DataFrame, redemptions: pd.DataFrame) -> History:
-        """Build a history from contract frames (any subset of members, e.g. one partition)."""
+                    exposures: pd.DataFrame, redemptions: pd.DataFrame, points: pd.DataFrame | None = None) -> History:
+        """Build a history from contract frames (any subset of members, e.g. one partition);
+        ``points``, the contract's optional points table, gives the point-balance features."""
         member_ids = members["member_id"].astype(str).to_numpy()
         m_index = pd.Index(member_ids)
         joined = to_seconds(members["joined_at"]) if "joined_at" in members else np.full(
@@ -243,5 +249,6 @@ class History:
             red_member=m_index.get_indexer(redemptions["member_id"].astype(str)).astype(np.int32),
             red_time=to_seconds(redemptions["redeemed_at"]),
             red_offer=catalog.offer_index(redemptions["offer_id"].astype(str)).astype(np.int32),
+            points=None if points is None else PostingsBook.from_frame(points, member_ids),
         )
 

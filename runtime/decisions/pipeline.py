@@ -69,6 +69,7 @@ from runtime.decisions.scoring import (
     predict,
     stack,
     uplift_scores,
+    with_accounts,
 )
 from runtime.decisions.setup import DecisionSetup, Universe
 from runtime.drift import DriftMonitor
@@ -311,8 +312,11 @@ class DecisionPipeline:
         candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
         members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
         hist = stack([m.hist for m in members])
+        accounts = [m.bundle.points if m.bundle is not None else None for m in members]
+        if self.setup.program.points.enabled:  # the point-balance features read the accounts just fetched
+            hist = with_accounts(hist, accounts, now)
         inputs = member_inputs(self.setup, hist, local, [m.profile for m in members], [m.state for m in members],
-                               [m.bundle.points if m.bundle is not None else None for m in members])
+                               accounts)
 
         n = len(members)
         props = contrib = uplift = None

@@ -16,12 +16,15 @@ the treated-arm probability and the uplift of every offer the model knows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.features import History, channel_codes, compute_features
+from models.features.points_features import AccountBook
 from models.model import PropensityModel
 from models.program import Program
 from models.uplift import UpliftModel
@@ -50,6 +53,13 @@ def stack(histories: Sequence[History]) -> History:
     )
 
 
+def with_accounts(hist: History, accounts: Sequence[Mapping[str, Any] | None], now: int) -> History:
+    """``hist`` whose point-balance features read ``accounts`` (the stored points accounts the
+    decision fetched with the members' state, aligned with ``hist.member_ids``) at ``now``
+    (epoch seconds), as training reads the ledger's calls replayed to the same moment."""
+    return replace(hist, points=AccountBook(tuple(accounts), tuple(str(m) for m in hist.member_ids), now))
+
+
 def subset(hist: History, members: np.ndarray) -> History:
     """A History of only ``members`` (indices into ``hist``), renumbered 0..k-1 in that order."""
     members = np.asarray(members, dtype=np.int64)
@@ -67,7 +77,7 @@ def subset(hist: History, members: np.ndarray) -> History:
     return History(member_ids=hist.member_ids[members], joined_at=hist.joined_at[members],
                    line_member=lm, line_time=lt, line_basket=lb, line_product=lp, line_amount=la, line_coupon=lc,
                    line_discount=ld, exp_member=em, exp_time=et, exp_offer=eo, red_member=rm, red_time=rt,
-                   red_offer=ro)
+                   red_offer=ro, points=None if hist.points is None else hist.points.take(members))
 
 
 def feature_rows(setup: DecisionSetup, hist: History, members: np.ndarray, universe: Universe,

@@ -57,6 +57,17 @@ class MemberRead:
     joined_local: int | None
 
 
+def basket_totals(lines: Sequence[FeedbackEvent], exponent: int) -> dict[tuple[str, str], int]:
+    """Spend per (member, basket id) over the purchase lines that arrived together (refunds excluded),
+    so a bonus offer's minimum basket is checked against the basket, not one line of it."""
+    out: dict[tuple[str, str], int] = {}
+    for ev in lines:
+        if ev.basket_id is not None and getattr(ev, "refund_of", None) is None:
+            key = (ev.member_id, ev.basket_id)
+            out[key] = out.get(key, 0) + ev.amount(exponent)
+    return out
+
+
 class Earning:
     """The earn rules bound to one decision pipeline (see the module docstring)."""
 
@@ -71,7 +82,7 @@ class Earning:
             PointsOffer(o.offer_id, o.kind, float(o.value), o.category,
                         None if o.starts_at is None else setup.epoch(o.starts_at),
                         None if o.ends_at is None else setup.epoch(o.ends_at),
-                        None if o.valid_days is None else o.valid_days * 86_400)
+                        None if o.valid_days is None else o.valid_days * 86_400, o.min_spend_minor)
             for o in setup.catalog.offers if o.kind in POINT_KINDS and o.offer_id not in presenting]
         #: upgrade challenges and retention nudges with bonus points to pay
         self.promotion_offers = [o.offer_id for o in setup.catalog.offers if o.kind in PROMOTION_KINDS and o.value > 0]
@@ -119,13 +130,15 @@ class Earning:
             return {}, {}
         contexts = self.read(members, when)
         out: dict[str, list[Posting]] = {m: [] for m in members}
+        baskets = basket_totals(lines, exponent)
         for ev in lines:
             refund_of = getattr(ev, "refund_of", None)
             amount = ev.amount(exponent)
             line = PurchaseLine(ev.event_id, ev.member_id, int(ev.ts.timestamp()),
                                 -amount if refund_of is not None else amount,
                                 self.category.get(str(ev.product_id)) if ev.product_id is not None else None,
-                                ev.basket_id, refund_of)
+                                ev.basket_id, refund_of,
+                                None if ev.basket_id is None else baskets[(ev.member_id, ev.basket_id)])
             out[ev.member_id] += earn_postings(self.program, self.offers, line, contexts[ev.member_id].context,
                                                self.zone)
         for m in members:

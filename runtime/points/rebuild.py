@@ -66,15 +66,15 @@ def burns_by_reward(lines: Sequence[Mapping[str, Any]], since: int | None = None
              "members": len(members)} for (r, k, c), (counts, members) in sorted(groups.items())]
 
 
-def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, Any]]:
-    """Each member's account (:func:`runtime.stores.points_account.view`) at ``now`` from log lines.
+def ordered_calls(lines: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, list[dict[str, Any]]]]]:
+    """Each member's ledger calls from log lines, as (moment, postings), in the order the store applied them.
 
-    A posting the store refused at that moment (a burn the balance did not cover) is skipped;
-    the same cause posted again later (a retry) is replayed.
-
-    Calls are replayed in the order the store applied them: by their moment, then by the entry
-    number the store gave their first posting (the outcome lines record it; several workers write
-    separate segments, so the log's own order says nothing across them), then by the log's order."""
+    A posting the store refused at that moment (a burn the balance did not cover) is left out;
+    the same cause posted again later (a retry) is kept. Calls are ordered by their moment, then by
+    the entry number the store gave their first posting (the outcome lines record it; several
+    workers write separate segments, so the log's own order says nothing across them), then by
+    the log's order. Both the rebuild and the points table for training (``offers data events``)
+    read the ledger through this one ordering."""
     refused = {(r["member_id"], r["cause"], r["at"]) for r in lines if r.get("rec") == "refused"}
     applied = {(str(r["member_id"]), r["cause"]): int(r["seq"]) for r in lines
                if r.get("rec") == "entry" and r.get("kind") != "expire"}
@@ -86,11 +86,18 @@ def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, 
             call = by_call.setdefault(str(line.get("call", i)), [int(line["at"]), float("inf"), i, []])
             call[1] = min(call[1], applied.get((member, line["posting"]["c"]), float("inf")))
             call[3].append(line["posting"])
+    return {member: [(c[0], c[3]) for c in sorted(by_call.values(), key=lambda c: (c[0], c[1], c[2]))]
+            for member, by_call in calls.items()}
+
+
+def replay(lines: Sequence[Mapping[str, Any]], now: int) -> dict[str, dict[str, Any]]:
+    """Each member's account (:func:`models.points_account.view`) at ``now`` from log lines,
+    replaying :func:`ordered_calls` through the store's own rule."""
     out = {}
-    for member_id, by_call in calls.items():
+    for member_id, calls in ordered_calls(lines).items():
         fields: dict[str, int] = {}
         causes: dict[str, str] = {}
-        for at, _, _, group in sorted(by_call.values(), key=lambda c: (c[0], c[1], c[2])):
+        for at, group in calls:
             fields, _ = points_account.post(fields, causes, member_id, group, at)
         fields, _ = points_account.post(fields, causes, member_id, [], now)
         out[member_id] = points_account.view(fields, now)
