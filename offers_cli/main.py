@@ -22,6 +22,7 @@ from offers_cli.materialize import materialize
 from offers_cli.monitor import monitor
 from offers_cli.points import points
 from offers_cli.serve import serve
+from offers_cli.simulate import simulate
 from offers_cli.train import evaluate, models, score, train
 
 
@@ -52,6 +53,7 @@ cli.add_command(batch)
 cli.add_command(lift)
 cli.add_command(monitor)
 cli.add_command(points)
+cli.add_command(simulate)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()
