@@ -11,8 +11,12 @@ Failure: connection errors, timeouts and "the server cannot write now" replies
 (LOADING, READONLY, MISCONF, OOM) raise :class:`StoreUnavailable` after one immediate
 retry (which heals a pooled connection that the server closed); timeouts are short
 (``OFFERS_REDIS_TIMEOUT_MS``), there is no back-off sleep, and the next call simply
-connects again, so the service recovers by itself when Redis comes back. The layout
-needs one Redis primary (scripts touch several members' and budgets' keys at once).
+connects again, so the service recovers by itself when Redis comes back.
+
+On a Redis Cluster (:mod:`.cluster`, the client a :class:`redis.cluster.RedisCluster`) the
+keys carry each member's id as a hash tag (:class:`KeySpace` with ``cluster=True``), event
+application runs one script per member (all of them in one cluster pipeline), and the
+pipelines over several members are cluster pipelines that redis-py splits per node.
 
 Why one module of about 460 lines: it is one class implementing every store capability
 (:mod:`runtime.stores.interfaces`) on Redis; its methods share the pipelining, script
@@ -30,8 +34,11 @@ from typing import cast
 import numpy as np
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
+from runtime.stores import cluster as cluster_client
 from runtime.stores import encoding, points_lua, referrals_lua, rules_lua, rules_python
 from runtime.stores.interfaces import (
     NullObserver,
@@ -120,12 +127,17 @@ class RedisStore(Store):
 
     kind = "redis"
 
-    def __init__(self, client: redis.Redis, keys: KeySpace | None = None, ttls: TTLs | None = None,
+    def __init__(self, client: redis.Redis | RedisCluster, keys: KeySpace | None = None, ttls: TTLs | None = None,
                  observer: StoreObserver | None = None,
                  wall_clock: Callable[[], float] = time.time):
         self.client = client
         self._wall_clock = wall_clock
-        self.keys = keys or KeySpace()
+        #: True on a Redis Cluster: hash-tagged keys, per-member scripts, cluster pipelines
+        self.cluster = isinstance(client, RedisCluster)
+        self.keys = keys or KeySpace(cluster=self.cluster)
+        if self.keys.cluster != self.cluster:
+            raise ValueError("a RedisCluster client needs KeySpace(cluster=True), and only it does")
+        self._scripts_loaded = False
         self.ttls = ttls or TTLs()
         self.observer: StoreObserver = observer or NullObserver()
         self._apply = client.register_script(rules_lua.APPLY_EVENTS)
@@ -139,17 +151,38 @@ class RedisStore(Store):
         self._subscribe = client.register_script(points_lua.SUBSCRIBE)
         self._claim_code = client.register_script(referrals_lua.CLAIM_CODE)
         self._link = client.register_script(referrals_lua.LINK)
+        self._pipelined_scripts = (self._apply, self._commit, self._points)
+
+    def _pipeline(self, scripts: bool = False) -> redis.client.Pipeline:
+        """A non-transactional pipeline (a cluster pipeline on a cluster, split per node by redis-py).
+
+        A cluster pipeline cannot load a script, so before the first one that queues scripts
+        they are loaded on every master (:func:`.cluster.load_scripts`)."""
+        if scripts and self.cluster and not self._scripts_loaded:
+            with self._guard("script_load"):
+                cluster_client.load_scripts(cast(RedisCluster, self.client), self._pipelined_scripts)
+            self._scripts_loaded = True
+        return cast(redis.client.Pipeline, self.client.pipeline(transaction=False))
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, SlotNotCoveredError, redis.exceptions.ClusterDownError) as exc:
+            # a cluster master that died or whose slots nobody serves yet is an outage too
             self.observer.store_error(operation)
             raise StoreUnavailable(f"redis {operation}: {exc}") from exc
+        except RedisClusterException as exc:
+            self.observer.store_error(operation)
+            raise StoreError(f"redis {operation}: {exc}") from exc
         except redis.ResponseError as exc:
             self.observer.store_error(operation)
-            if str(exc).startswith(_UNAVAILABLE_REPLIES) or isinstance(exc, redis.ReadOnlyError):
+            if cluster_client.is_noscript(exc):
+                # a promoted replica or an emptied master lacks the scripts: load them again
+                # on the next pipeline; this call failed before its script ran
+                self._scripts_loaded = False
+            if (str(exc).startswith(_UNAVAILABLE_REPLIES) or isinstance(exc, redis.ReadOnlyError)
+                    or cluster_client.is_noscript(exc)):
                 raise StoreUnavailable(f"redis {operation}: {exc}") from exc
             raise StoreError(f"redis {operation}: {exc}") from exc
         except redis.RedisError as exc:
@@ -186,7 +219,7 @@ class RedisStore(Store):
 
     def fetch_member(self, member_id: str, model_version: str | None = None,
                      budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         pipe.get(self.keys.generation())
         self._queue_member(pipe, member_id, model_version, points)
         for key, period in budgets:
@@ -200,7 +233,7 @@ class RedisStore(Store):
 
     def fetch_members(self, member_ids: Sequence[str], model_version: str | None = None,
                       points: bool = False) -> list[MemberBundle]:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         pipe.get(self.keys.generation())
         for member_id in member_ids:
             self._queue_member(pipe, member_id, model_version, points)
@@ -215,12 +248,16 @@ class RedisStore(Store):
     def put_members(self, members: Sequence[MemberWrite]) -> None:
         if not members:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         ttl = self.ttls.state
         for m in members:
             profile_key = self.keys.profile(m.member_id)
             pipe.set(self.keys.history(m.member_id), m.records, ex=ttl)
-            pipe.delete(profile_key, self.keys.cache(m.member_id))
+            if self.cluster:  # a cluster pipeline's DEL takes one key
+                pipe.delete(profile_key)
+                pipe.delete(self.keys.cache(m.member_id))
+            else:
+                pipe.delete(profile_key, self.keys.cache(m.member_id))
             pipe.hset(profile_key, mapping=encoding.encode_profile(m.profile))  # type: ignore[arg-type]
             pipe.expire(profile_key, ttl)
         with self._guard("put_members"):
@@ -233,7 +270,7 @@ class RedisStore(Store):
 
     def put_scores_many(self, model_version: str,
                         items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for member_id, scores in items.items():
             key = self.keys.cache(member_id)
             pipe.hset(key, encoding.cache_field(model_version), encoding.encode_scores(scores))
@@ -246,30 +283,64 @@ class RedisStore(Store):
             self.client.delete(self.keys.cache(member_id))
 
     # -- events --------------------------------------------------------------------
-    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+    def events_seen(self, event_ids: Sequence[str], member_ids: Sequence[str] | None = None) -> list[bool]:
         if not event_ids:
             return []
         # one MGET (the markers are strings) instead of a pipeline of EXISTS: one command to
         # encode and parse however many events the request carries
+        if self.cluster:
+            if member_ids is None:
+                raise ValueError("events_seen on a Redis Cluster needs each event's member id")
+            keys = [self.keys.event(e, m) for e, m in zip(event_ids, member_ids, strict=True)]
+            with self._guard("events_seen"):  # one MGET per slot, sent node by node
+                values = cast(RedisCluster, self.client).mget_nonatomic(keys)
+            return [v is not None for v in values]
         with self._guard("events_seen"):
             return [v is not None for v in self.client.mget([self.keys.event(e) for e in event_ids])]
 
     def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
         if not events:
             return []
+        if self.cluster:
+            return self._apply_events_per_member(events)
+        keys, args = self._apply_call(events)
+        with self._guard("apply_events"):
+            result = self._apply(keys=keys, args=args)
+        return [bool(n) for n in result]
+
+    def _apply_events_per_member(self, events: Sequence[StateEvent]) -> list[bool]:
+        """Cluster: one APPLY script per member (its keys share a slot), all in one cluster pipeline.
+
+        Each member's events keep their order; members are independent, so splitting the
+        batch by member changes no outcome."""
+        by_member: dict[str, list[int]] = {}
+        for i, ev in enumerate(events):
+            by_member.setdefault(ev.member_id, []).append(i)
+        pipe = self._pipeline(scripts=True)
+        for positions in by_member.values():
+            keys, args = self._apply_call([events[i] for i in positions])
+            self._apply(keys=keys, args=args, client=pipe)
+        with self._guard("apply_events"):
+            replies = pipe.execute()
+        out = [False] * len(events)
+        for positions, reply in zip(by_member.values(), replies, strict=True):
+            for i, n in zip(positions, reply, strict=True):
+                out[i] = bool(n)
+        return out
+
+    def _apply_call(self, events: Sequence[StateEvent]) -> tuple[list[str], list[str | int | bytes]]:
+        """The APPLY script's keys and arguments for ``events``."""
         keys: list[str] = []
         args: list[str | int | bytes] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
                                  rules_python.month_cutoff(self._wall_clock())]
         for ev in events:
-            keys += [self.keys.event(ev.event_id), self.keys.state(ev.member_id),
+            keys += [self.keys.event(ev.event_id, ev.member_id), self.keys.state(ev.member_id),
                      self.keys.cache(ev.member_id)]
             keys += [self.keys.history(ev.member_id), self.keys.profile(ev.member_id)]
             code = "txn" if ev.type == "transaction" else SUBJECT_CODES[ev.type]
             args += [code, ev.ts, ev.offer_id or "", ev.amount_minor, ev.month, ev.record,
                      ev.fingerprint]
-        with self._guard("apply_events"):
-            result = self._apply(keys=keys, args=args)
-        return [bool(n) for n in result]
+        return keys, args
 
     # -- caps and budgets ------------------------------------------------------------
     def _request_args(self, keys: list[str], req: CapRequest) -> list[str | int | bytes]:
@@ -348,7 +419,7 @@ class RedisStore(Store):
         out = [CommitResult([], [], False) for _ in commits]
         if not todo:
             return out
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline(scripts=True)
         for _, (member_id, requests, coupons, cache) in todo:
             keys, args = self._commit_call(member_id, requests, coupons, now, cache)
             self._commit(keys=keys, args=args, client=pipe)
@@ -377,7 +448,7 @@ class RedisStore(Store):
     def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         if not refs:
             return {}
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for key, period in refs:
             pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("budget_usage"):
@@ -441,7 +512,7 @@ class RedisStore(Store):
                          keep: int = 20) -> list[dict[str, object]]:
         if len(items) <= 1:
             return [self.post_points(m, ps, now, keep) for m, ps in items]
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline(scripts=True)
         for member_id, postings in items:
             self._points(keys=list(self.keys.points(member_id)), client=pipe,
                          args=[now, self.ttls.state, keep, member_id, json.dumps(list(postings), separators=(",", ":"))])
@@ -466,7 +537,7 @@ class RedisStore(Store):
             return _text(self.client.get(self.keys.referral_code(code)))
 
     def referrals(self, member_ids: Sequence[str]) -> list[dict[str, str]]:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for member_id in member_ids:
             pipe.hgetall(self.keys.referral(member_id))
         with self._guard("referrals"):
@@ -499,14 +570,16 @@ class RedisStore(Store):
     def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
+        names = [self.keys.idempotency(k) for k in keys]
         with self._guard("records_get"):
-            values = self.client.mget([self.keys.idempotency(k) for k in keys])
+            values = (cast(RedisCluster, self.client).mget_nonatomic(names) if self.cluster
+                      else self.client.mget(names))
         return [None if v is None else cast(bytes, v) for v in values]
 
     def records_put(self, items: Mapping[str, bytes]) -> None:
         if not items:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for key, value in items.items():
             pipe.set(self.keys.idempotency(key), value, ex=self.ttls.idempotency)
         with self._guard("records_put"):

@@ -1,0 +1,76 @@
+"""Redis Cluster: the client, its URL scheme and the slot rules the store follows on it.
+
+``REDIS_URL=redis+cluster://HOST:PORT`` (or a plain ``redis://`` URL with
+``OFFERS_REDIS_CLUSTER=true``) names any node of a Redis Cluster; redis-py's
+:class:`redis.cluster.RedisCluster` discovers the others and routes each command to the
+master that owns its key's slot. On a cluster the store's keys change in one way only:
+every key of a member carries the member id as a hash tag (``ofr:s:{1029}``, see
+:class:`runtime.stores.keys.KeySpace`), so each per-member Lua script touches one slot;
+commands over several members go through cluster pipelines, which redis-py splits per
+node. docs/redis.md ("Redis Cluster") has the key table and what happens when a master dies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.retry import Retry
+
+#: The URL scheme that asks for a cluster client (``rediss+cluster://`` for TLS).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for a ``redis+cluster://`` (or ``rediss+cluster://``) URL."""
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def node_url(url: str) -> str:
+    """The plain ``redis://``/``rediss://`` URL of the seed node a cluster URL names.
+
+    >>> node_url("redis+cluster://10.0.0.5:7000")
+    'redis://10.0.0.5:7000'
+    """
+    for scheme in CLUSTER_SCHEMES:
+        if url.startswith(scheme):
+            return scheme.replace("+cluster", "") + url[len(scheme):]
+    return url
+
+
+def connect_cluster(url: str, timeout_ms: int = 100, connect_timeout_ms: int = 100,
+                    max_connections: int = 16) -> RedisCluster:
+    """A cluster client with the single-Redis client's short timeouts and no back-off sleep.
+
+    ``max_connections`` bounds the pool of each node. One immediate retry (no sleep) lets
+    redis-py refresh its slot map after a MOVED or a dropped node connection; a dead master
+    then fails fast as a connection error, which the store turns into ``StoreUnavailable``.
+    """
+    return RedisCluster.from_url(
+        node_url(url),
+        socket_timeout=timeout_ms / 1000,
+        socket_connect_timeout=connect_timeout_ms / 1000,
+        max_connections=max_connections,
+        retry=Retry(NoBackoff(), 1),
+        # slots of a dead master fail; the other masters' members are still served
+        require_full_coverage=False,
+    )
+
+
+def load_scripts(client: RedisCluster, scripts: Iterable[Script]) -> None:
+    """SCRIPT LOAD every script on every master, so pipelined EVALSHA calls find them.
+
+    A cluster pipeline cannot load a script itself (redis-py queues EVALSHA only), so the
+    store loads them up front and again after a ``NOSCRIPT`` (a replica promoted after the
+    load, or a master restarted empty).
+    """
+    for script in scripts:
+        script.sha = client.script_load(script.script)
+
+
+def is_noscript(exc: BaseException) -> bool:
+    """True when a (cluster pipeline) error is Redis' NOSCRIPT reply."""
+    return isinstance(exc, redis.exceptions.NoScriptError) or "NOSCRIPT" in str(exc)
