@@ -79,9 +79,9 @@ def build_store(settings: Settings, observer: StoreObserver | None = None,
         # a Redis Cluster: hash-tagged member keys, routed per slot (runtime/stores/cluster.py)
         from runtime.stores.cluster import connect_cluster
 
-        client = connect_cluster(settings.redis_url, settings.redis_timeout_ms,
-                                 settings.redis_connect_timeout_ms, settings.redis_max_connections)
-        return RedisStore(client, keys=keys, ttls=ttls_from(settings), observer=observer, wall_clock=clock)
+        cluster = connect_cluster(settings.redis_url, settings.redis_timeout_ms,
+                                  settings.redis_connect_timeout_ms, settings.redis_max_connections)
+        return RedisStore(cluster, keys=keys, ttls=ttls_from(settings), observer=observer, wall_clock=clock)
     client = connect(settings.redis_url, settings.redis_timeout_ms,
                      settings.redis_connect_timeout_ms, settings.redis_max_connections)
     return RedisStore(client, keys=keys, ttls=ttls_from(settings), observer=observer,

@@ -12,12 +12,16 @@ node. docs/redis.md ("Redis Cluster") has the key table and what happens when a 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.connection import Encoder
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 #: The URL scheme that asks for a cluster client (``rediss+cluster://`` for TLS).
@@ -41,16 +45,60 @@ def node_url(url: str) -> str:
     return url
 
 
+class LazyCluster:
+    """A :class:`RedisCluster` made on first use, so building a store opens no connection.
+
+    redis-py's cluster client asks a node for the slot map as soon as it is constructed; the
+    service builds its store at start-up and must start (and answer 503 until the store
+    answers) even while the cluster is away, as it does with one Redis. Until then, a
+    failed construction is a ``redis.ConnectionError`` (the store's ``StoreUnavailable``) and
+    is tried again by the next call. Every other attribute is the real client's.
+    """
+
+    def __init__(self, url: str, **options: object):
+        self._url = node_url(url)
+        self._options = options
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def get_encoder(self) -> Encoder:
+        """The encoder redis-py's Script needs for a script's SHA (the client's defaults)."""
+        return Encoder("utf-8", "strict", False)
+
+    def register_script(self, script: str) -> Script:
+        """A script bound to this client (loaded when first called, as redis-py does)."""
+        return Script(self, script)  # type: ignore[arg-type]
+
+    def connected(self) -> RedisCluster:
+        """The cluster client, made now if it was not yet."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = RedisCluster.from_url(self._url, **self._options)
+                    except (RedisClusterException, redis.RedisError) as exc:
+                        raise redis.ConnectionError(f"no node of the Redis Cluster answers: {exc}") from exc
+        return self._client
+
+    def close(self) -> None:
+        """Close the client's connections (nothing to do when it was never made)."""
+        if self._client is not None:
+            self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connected(), name)
+
+
 def connect_cluster(url: str, timeout_ms: int = 100, connect_timeout_ms: int = 100,
-                    max_connections: int = 16) -> RedisCluster:
+                    max_connections: int = 16) -> LazyCluster:
     """A cluster client with the single-Redis client's short timeouts and no back-off sleep.
 
     ``max_connections`` bounds the pool of each node. One immediate retry (no sleep) lets
     redis-py refresh its slot map after a MOVED or a dropped node connection; a dead master
     then fails fast as a connection error, which the store turns into ``StoreUnavailable``.
     """
-    return RedisCluster.from_url(
-        node_url(url),
+    return LazyCluster(
+        url,
         socket_timeout=timeout_ms / 1000,
         socket_connect_timeout=connect_timeout_ms / 1000,
         max_connections=max_connections,
@@ -60,7 +108,7 @@ def connect_cluster(url: str, timeout_ms: int = 100, connect_timeout_ms: int = 1
     )
 
 
-def load_scripts(client: RedisCluster, scripts: Iterable[Script]) -> None:
+def load_scripts(client: RedisCluster | LazyCluster, scripts: Iterable[Script]) -> None:
     """SCRIPT LOAD every script on every master, so pipelined EVALSHA calls find them.
 
     A cluster pipeline cannot load a script itself (redis-py queues EVALSHA only), so the

@@ -127,13 +127,14 @@ class RedisStore(Store):
 
     kind = "redis"
 
-    def __init__(self, client: redis.Redis | RedisCluster, keys: KeySpace | None = None, ttls: TTLs | None = None,
+    def __init__(self, client: redis.Redis | RedisCluster | cluster_client.LazyCluster, keys: KeySpace | None = None, ttls: TTLs | None = None,
                  observer: StoreObserver | None = None,
                  wall_clock: Callable[[], float] = time.time):
-        self.client = client
+        # a RedisCluster (or LazyCluster, which makes one) answers the same commands
+        self.client: redis.Redis = cast(redis.Redis, client)
         self._wall_clock = wall_clock
         #: True on a Redis Cluster: hash-tagged keys, per-member scripts, cluster pipelines
-        self.cluster = isinstance(client, RedisCluster)
+        self.cluster = isinstance(client, RedisCluster | cluster_client.LazyCluster)
         self.keys = keys or KeySpace(cluster=self.cluster)
         if self.keys.cluster != self.cluster:
             raise ValueError("a RedisCluster client needs KeySpace(cluster=True), and only it does")
@@ -162,7 +163,8 @@ class RedisStore(Store):
             with self._guard("script_load"):
                 cluster_client.load_scripts(cast(RedisCluster, self.client), self._pipelined_scripts)
             self._scripts_loaded = True
-        return cast(redis.client.Pipeline, self.client.pipeline(transaction=False))
+        with self._guard("connect"):  # a cluster client connects on first use
+            return cast(redis.client.Pipeline, self.client.pipeline(transaction=False))
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
