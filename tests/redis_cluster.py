@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 #: The ports the cluster's nodes listen on (the first three start as masters).
@@ -98,12 +99,55 @@ class RedisClusterServers:
 
         self._wait(healthy, "the Redis Cluster did not become healthy")
 
+    def wait_replicated(self) -> None:
+        """Wait until every master has a replica online at the master's replication offset.
+
+        Redis replicates asynchronously: a write a master acknowledged but had not yet sent
+        is lost when a replica takes over. Waiting here makes "before the kill" mean
+        "replicated", which is what the failover test's no-over-issue claim rests on."""
+        def caught_up() -> bool:
+            for port in self.master_ports():
+                info = _node(port).info("replication")
+                replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+                offset = info.get("master_repl_offset")
+                if not replicas or any(r.get("state") != "online" or r.get("offset") != offset for r in replicas):
+                    return False
+            return True
+
+        self._wait(caught_up, "the replicas did not catch up with their masters")
+
+    def wait_taken_over(self, dead: int) -> None:
+        """Wait until a replica took over the slots of the killed master on ``dead`` (all nodes agree)."""
+        def taken_over() -> bool:
+            for port, proc in self.procs.items():
+                if proc.poll() is not None:
+                    continue
+                try:
+                    slots = _node(port).execute_command("CLUSTER SLOTS")
+                except redis.RedisError:
+                    return False
+                if any(int(master[1]) == dead for _, _, master, *_ in slots):
+                    return False
+            return True
+
+        self._wait(taken_over, f"no replica took over the slots of the master on port {dead}")
+        self.wait_healthy()
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving ``key``'s slot now (asked of a live node)."""
+        live = next(p for p, proc in self.procs.items() if proc.poll() is None)
+        slot = key_slot(key.encode())
+        for start, end, master, *_ in _node(live).execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise RuntimeError(f"no master serves slot {slot}")
+
     def master_ports(self) -> list[int]:
         """The ports of the running nodes that are masters now."""
         out = []
         for port, proc in self.procs.items():
             if proc.poll() is None:
-                role = redis.Redis(port=port, socket_timeout=1).execute_command("ROLE")[0]
+                role = _node(port).execute_command("ROLE")[0]
                 if (role.decode() if isinstance(role, bytes) else role) == "master":
                     out.append(port)
         return sorted(out)

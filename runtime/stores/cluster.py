@@ -24,6 +24,9 @@ from redis.connection import Encoder
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+#: Seconds between two slot-map refreshes that failed commands ask for (redis-py's default is 1 s).
+TOPOLOGY_REFRESH_SECONDS = 0.0
+
 #: The URL scheme that asks for a cluster client (``rediss+cluster://`` for TLS).
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
@@ -93,18 +96,23 @@ def connect_cluster(url: str, timeout_ms: int = 100, connect_timeout_ms: int = 1
                     max_connections: int = 16) -> LazyCluster:
     """A cluster client with the single-Redis client's short timeouts and no back-off sleep.
 
-    ``max_connections`` bounds the pool of each node. One immediate retry (no sleep) lets
-    redis-py refresh its slot map after a MOVED or a dropped node connection; a dead master
-    then fails fast as a connection error, which the store turns into ``StoreUnavailable``.
+    ``max_connections`` bounds the pool of each node. No retry: redis-py's cluster client
+    would retry a timed-out command too, and a script that may have run must never run
+    twice. A command that fails on a dead master raises at once (``StoreUnavailable``,
+    503) and asks redis-py for a new slot map, which the next command fetches first
+    (``TOPOLOGY_REFRESH_SECONDS``), so after a failover at most one command per client
+    fails before the promoted replica is used. Redirections (MOVED, ASK) are followed as usual.
     """
     return LazyCluster(
         url,
         socket_timeout=timeout_ms / 1000,
         socket_connect_timeout=connect_timeout_ms / 1000,
         max_connections=max_connections,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 0),
         # slots of a dead master fail; the other masters' members are still served
         require_full_coverage=False,
+        # ask the cluster for its slot map again after a failed command at most this often
+        topology_refresh_min_interval=TOPOLOGY_REFRESH_SECONDS,
     )
 
 

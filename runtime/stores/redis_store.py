@@ -29,12 +29,13 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
@@ -139,6 +140,8 @@ class RedisStore(Store):
         if self.keys.cluster != self.cluster:
             raise ValueError("a RedisCluster client needs KeySpace(cluster=True), and only it does")
         self._scripts_loaded = False
+        #: cluster: the generation marker last read, used while its master is away
+        self._generation_seen: object = None
         self.ttls = ttls or TTLs()
         self.observer: StoreObserver = observer or NullObserver()
         self._apply = client.register_script(rules_lua.APPLY_EVENTS)
@@ -219,28 +222,61 @@ class RedisStore(Store):
             profile=encoding.decode_profile(profile),  # type: ignore[arg-type]
             generation=_text(generation), points=account)
 
+    def _execute_with_marker(self, queue: Callable[[redis.client.Pipeline], None],
+                             operation: str) -> tuple[object, list[object]]:
+        """One read pipeline: GET the generation marker, then what ``queue`` adds; (marker, its replies).
+
+        On a cluster the marker is one key on one master; when that master is away, the
+        pipeline is sent again without it (a second round trip, only then), so the members
+        on the other masters are still read, with the marker this store last read (None
+        before any: the decision then withholds capped offers as for a lost store). The
+        members' own commands still fail the call when their master is away."""
+        def run(marker: bool) -> list[object]:
+            pipe = self._pipeline()
+            if marker:
+                pipe.get(self.keys.generation())
+            queue(pipe)
+            return cast(list[object], pipe.execute(raise_on_error=not self.cluster))
+
+        missing = object()
+        with self._guard(operation):
+            if not self.cluster:
+                generation, *replies = run(True)
+                return generation, replies
+            try:
+                generation, *replies = run(True)
+            except (redis.ConnectionError, redis.TimeoutError, SlotNotCoveredError,
+                    redis.exceptions.ClusterDownError):
+                generation, replies = missing, run(False)
+            failed = next((r for r in replies if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+        if generation is missing or isinstance(generation, Exception):
+            self.observer.store_error(operation)
+            return self._generation_seen, replies
+        self._generation_seen = generation
+        return generation, replies
+
     def fetch_member(self, member_id: str, model_version: str | None = None,
                      budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
-        pipe = self._pipeline()
-        pipe.get(self.keys.generation())
-        self._queue_member(pipe, member_id, model_version, points)
-        for key, period in budgets:
-            pipe.hmget(self.keys.budget(key, period), "n", "m")
-        with self._guard("fetch_member"):
-            generation, *replies = pipe.execute()
+        def queue(pipe: redis.client.Pipeline) -> None:
+            self._queue_member(pipe, member_id, model_version, points)
+            for key, period in budgets:
+                pipe.hmget(self.keys.budget(key, period), "n", "m")
+
+        generation, replies = self._execute_with_marker(queue, "fetch_member")
         head = len(replies) - len(budgets)
         return self._bundle(member_id, model_version, replies[:head],
-                            {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)},
+                            {ref: _budget(cast(Sequence[bytes | None], r)) for ref, r in zip(budgets, replies[head:], strict=True)},
                             generation, points)
 
     def fetch_members(self, member_ids: Sequence[str], model_version: str | None = None,
                       points: bool = False) -> list[MemberBundle]:
-        pipe = self._pipeline()
-        pipe.get(self.keys.generation())
-        for member_id in member_ids:
-            self._queue_member(pipe, member_id, model_version, points)
-        with self._guard("fetch_members"):
-            generation, *replies = pipe.execute()
+        def queue(pipe: redis.client.Pipeline) -> None:
+            for member_id in member_ids:
+                self._queue_member(pipe, member_id, model_version, points)
+
+        generation, replies = self._execute_with_marker(queue, "fetch_members")
         step = 3 + (model_version is not None) + points
         return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step], generation=generation,
                              points=points)
@@ -310,6 +346,33 @@ class RedisStore(Store):
             result = self._apply(keys=keys, args=args)
         return [bool(n) for n in result]
 
+    def _run_scripts(self, calls: Sequence[tuple[Script, list[str], list[str | int | bytes]]],
+                     operation: str) -> list[Any]:
+        """Run script calls in one pipeline; their replies in order.
+
+        On a cluster a master may lack a script (a replica promoted since they were loaded):
+        the calls it refused with NOSCRIPT never ran, so only those are sent again, once,
+        after loading the scripts on every master; the others are not run twice."""
+        def send(todo: Sequence[tuple[Script, list[str], list[str | int | bytes]]]) -> list[Any]:
+            pipe = self._pipeline(scripts=True)
+            for script, keys, args in todo:
+                script(keys=keys, args=args, client=pipe)
+            return cast(list[Any], pipe.execute(raise_on_error=not self.cluster))
+
+        with self._guard(operation):
+            replies = send(calls)
+            if not self.cluster:
+                return replies
+            again = [i for i, r in enumerate(replies) if isinstance(r, Exception) and cluster_client.is_noscript(r)]
+            if again:
+                self._scripts_loaded = False
+                for i, reply in zip(again, send([calls[i] for i in again]), strict=True):
+                    replies[i] = reply
+            failed = next((r for r in replies if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+        return replies
+
     def _apply_events_per_member(self, events: Sequence[StateEvent]) -> list[bool]:
         """Cluster: one APPLY script per member (its keys share a slot), all in one cluster pipeline.
 
@@ -318,12 +381,8 @@ class RedisStore(Store):
         by_member: dict[str, list[int]] = {}
         for i, ev in enumerate(events):
             by_member.setdefault(ev.member_id, []).append(i)
-        pipe = self._pipeline(scripts=True)
-        for positions in by_member.values():
-            keys, args = self._apply_call([events[i] for i in positions])
-            self._apply(keys=keys, args=args, client=pipe)
-        with self._guard("apply_events"):
-            replies = pipe.execute()
+        calls = [(self._apply, *self._apply_call([events[i] for i in positions])) for positions in by_member.values()]
+        replies = self._run_scripts(calls, "apply_events")
         out = [False] * len(events)
         for positions, reply in zip(by_member.values(), replies, strict=True):
             for i, n in zip(positions, reply, strict=True):
@@ -421,12 +480,9 @@ class RedisStore(Store):
         out = [CommitResult([], [], False) for _ in commits]
         if not todo:
             return out
-        pipe = self._pipeline(scripts=True)
-        for _, (member_id, requests, coupons, cache) in todo:
-            keys, args = self._commit_call(member_id, requests, coupons, now, cache)
-            self._commit(keys=keys, args=args, client=pipe)
-        with self._guard("commit_many"):
-            replies = pipe.execute()
+        calls = [(self._commit, *self._commit_call(member_id, requests, coupons, now, cache))
+                 for _, (member_id, requests, coupons, cache) in todo]
+        replies = self._run_scripts(calls, "commit_many")
         for (i, (_, requests, _, _)), reply in zip(todo, replies, strict=True):
             out[i] = self._commit_result(requests, reply, now)
         return out
@@ -514,12 +570,11 @@ class RedisStore(Store):
                          keep: int = 20) -> list[dict[str, object]]:
         if len(items) <= 1:
             return [self.post_points(m, ps, now, keep) for m, ps in items]
-        pipe = self._pipeline(scripts=True)
-        for member_id, postings in items:
-            self._points(keys=list(self.keys.points(member_id)), client=pipe,
-                         args=[now, self.ttls.state, keep, member_id, json.dumps(list(postings), separators=(",", ":"))])
-        with self._guard("post_points_many"):
-            replies = pipe.execute()
+        calls: list[tuple[Script, list[str], list[str | int | bytes]]] = [
+            (self._points, list(self.keys.points(member_id)),
+             [now, self.ttls.state, keep, member_id, json.dumps(list(postings), separators=(",", ":"))])
+            for member_id, postings in items]
+        replies = self._run_scripts(calls, "post_points_many")
         return [_lists(json.loads(r)) for r in replies]
 
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
