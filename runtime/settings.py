@@ -13,7 +13,9 @@ OFFERS_PROGRAM             program config file [unset: a one-tier default]; must
 OFFERS_CLOCK               decision time: ``wall``, ``data`` (just after the latest transaction in
                            OFFERS_DATA) or an ISO 8601 timestamp [wall]
 OFFERS_REDIS_URL, REDIS_URL
-                           Redis URL [unset: embedded in-process stores, one per worker]
+                           Redis URL [unset: embedded in-process stores, one per worker];
+                           ``redis+cluster://HOST:PORT`` (any node) for a Redis Cluster
+OFFERS_REDIS_CLUSTER       ``true``: the Redis URL names a node of a Redis Cluster [false]
 OFFERS_REDIS_PREFIX        prefix of every Redis key [ofr]
 OFFERS_REDIS_TIMEOUT_MS    socket read/write timeout [100]
 OFFERS_REDIS_CONNECT_TIMEOUT_MS  connect timeout [100]
@@ -55,7 +57,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from redis.connection import parse_url
 
@@ -63,6 +72,7 @@ from models.compiled import default_cache_dir
 from models.timerange import OutOfRange, check_moment
 from runtime.apikeys import ApiKey, parse_api_keys
 from runtime.errors import OffersRuntimeError
+from runtime.stores.cluster import CLUSTER_SCHEMES, is_cluster_url, node_url
 
 ENV_PREFIX = "OFFERS_"
 #: Settings read from a variable other than ``OFFERS_<FIELD>``, first match wins.
@@ -136,6 +146,8 @@ class Settings(BaseSettings):
     redis_timeout_ms: int = Field(default=100, ge=1, le=10_000)
     redis_connect_timeout_ms: int = Field(default=100, ge=1, le=10_000)
     redis_max_connections: int = Field(default=16, ge=1, le=1024)
+    #: the URL names a Redis Cluster node (also implied by a ``redis+cluster://`` URL)
+    redis_cluster: bool = False
 
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     console_secret: SecretStr | None = Field(default=None, min_length=32)
@@ -205,13 +217,32 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)):
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+cluster://")
         try:
-            parse_url(value)
+            parse_url(node_url(value))
         except ValueError as exc:
             raise ValueError(f"is not a valid Redis URL: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _cluster(self) -> Settings:
+        """A cluster needs a TCP URL to a node and database 0 (a cluster has no other)."""
+        if not self.redis_is_cluster:
+            return self
+        name = "OFFERS_REDIS_CLUSTER" if self.redis_cluster else "REDIS_URL"
+        if self.redis_url is None:
+            raise ValueError(f"{name}: needs REDIS_URL (a node of the cluster) to be set")
+        if self.redis_url.startswith("unix://"):
+            raise ValueError(f"{name}: a cluster is reached over TCP, not unix://")
+        if int(parse_url(node_url(self.redis_url)).get("db") or 0) != 0:
+            raise ValueError(f"{name}: a Redis Cluster has only database 0 (REDIS_URL names another)")
+        return self
+
+    @property
+    def redis_is_cluster(self) -> bool:
+        """True when the store is a Redis Cluster (``OFFERS_REDIS_CLUSTER`` or a ``redis+cluster://`` URL)."""
+        return self.redis_cluster or (self.redis_url is not None and is_cluster_url(self.redis_url))
 
     @field_validator("clock")
     @classmethod
@@ -281,6 +312,9 @@ def _error_message(exc: ValidationError, present: Mapping[str, Any]) -> str:
         got = (f" (got {shown!r})" if isinstance(shown, str | int | float)
                and field not in SECRET_FIELDS else "")
         message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names the variables
+            lines.append(message)
+            continue
         lines.append(f"{' or '.join(names)}: {message}{got}")
     return "; ".join(lines)
 

@@ -3,7 +3,8 @@
 Redis tests talk to a real server. The session uses ``OFFERS_TEST_REDIS_URL`` (default
 redis://127.0.0.1:6379/15) when it answers; otherwise it starts its own
 ``redis-server`` on a free port. Under CI (``CI`` set) a missing Redis fails the run
-instead of skipping, so Redis tests never skip silently there.
+instead of skipping, so Redis tests never skip silently there. The ``redis_cluster`` fixture
+starts a 3-master Redis Cluster (tests/redis_cluster.py) under the same rule.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.factory import write_tiny
+from tests.redis_cluster import RedisClusterServers
 
 
 @pytest.fixture
@@ -98,6 +100,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"no Redis answers at {url} and none could be started: {exc}")
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A real Redis Cluster (3 masters, 3 replicas on ports 7100-7105) started for the session.
+
+    Skipped with the reason when redis-server or redis-cli is missing, or the ports are taken;
+    under CI (``CI`` set) that fails instead, like :func:`redis_url`.
+    """
+    servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        servers.start()
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        servers.stop()
+        if os.environ.get("CI"):
+            pytest.fail(f"no Redis Cluster for the tests under CI: {exc}")
+        pytest.skip(f"no Redis Cluster could be started: {exc}")
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture

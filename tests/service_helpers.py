@@ -15,6 +15,7 @@ import requests
 
 from offers_cli.demo import stop_server
 from runtime.settings import Settings, settings_for
+from runtime.stores.cluster import connect_cluster
 from runtime.stores.keys import KeySpace
 from runtime.stores.memory import MemoryStore
 from runtime.stores.redis_store import RedisStore, connect
@@ -55,10 +56,13 @@ class RecordingObserver:
 
 def make_store(kind: str, redis_url: str | None = None, **kwargs: Any) -> MemoryStore | RedisStore:
     """A store of ``kind`` with a unique key prefix (so tests never see each other's keys)."""
-    keys = KeySpace("t" + uuid.uuid4().hex[:8])
+    keys = KeySpace("t" + uuid.uuid4().hex[:8], cluster=kind == "cluster")
     if kind == "memory":
         return MemoryStore(keys=keys, **kwargs)
     assert redis_url is not None
+    if kind == "cluster":
+        return RedisStore(connect_cluster(redis_url, timeout_ms=2000, connect_timeout_ms=2000, max_connections=128),
+                          keys=keys, **kwargs)
     return RedisStore(connect(redis_url, timeout_ms=2000, connect_timeout_ms=2000, max_connections=128),
                       keys=keys, **kwargs)
 

@@ -144,7 +144,8 @@ def ingest(events: Sequence[FeedbackEvent], store: Store, log: EventLog, zone: Z
     for i, ev in enumerate(events):
         first.setdefault(ev.event_id, i)
     unique = [events[i] for i in sorted(first.values())]
-    seen = dict(zip((e.event_id for e in unique), store.events_seen([e.event_id for e in unique]),
+    seen = dict(zip((e.event_id for e in unique), store.events_seen([e.event_id for e in unique],
+                                                                         [e.member_id for e in unique]),
                     strict=True))
     new = [e for e in unique if not seen[e.event_id]]
     made = redemption.claim(store, redemption.claims_for(

@@ -1,7 +1,8 @@
 """Online stores: member state, score cache, caps, coupons and idempotency records.
 
 Use :func:`build_store` to get the store the settings ask for: Redis when
-``REDIS_URL``/``OFFERS_REDIS_URL`` is set, otherwise the in-process store.
+``REDIS_URL``/``OFFERS_REDIS_URL`` is set (a Redis Cluster with a ``redis+cluster://`` URL
+or ``OFFERS_REDIS_CLUSTER=true``), otherwise the in-process store.
 """
 
 from __future__ import annotations
@@ -67,13 +68,20 @@ def build_store(settings: Settings, observer: StoreObserver | None = None,
 
     ``clock`` (epoch seconds) decides which spend months are old enough to drop.
     """
-    keys = KeySpace(settings.redis_prefix)
+    keys = KeySpace(settings.redis_prefix, cluster=settings.redis_is_cluster)
     if settings.redis_url is None:
         from runtime.stores.memory import MemoryStore
 
         return MemoryStore(keys=keys, ttls=ttls_from(settings), observer=observer, wall_clock=clock)
     from runtime.stores.redis_store import RedisStore, connect
 
+    if settings.redis_is_cluster:
+        # a Redis Cluster: hash-tagged member keys, routed per slot (runtime/stores/cluster.py)
+        from runtime.stores.cluster import connect_cluster
+
+        cluster = connect_cluster(settings.redis_url, settings.redis_timeout_ms,
+                                  settings.redis_connect_timeout_ms, settings.redis_max_connections)
+        return RedisStore(cluster, keys=keys, ttls=ttls_from(settings), observer=observer, wall_clock=clock)
     client = connect(settings.redis_url, settings.redis_timeout_ms,
                      settings.redis_connect_timeout_ms, settings.redis_max_connections)
     return RedisStore(client, keys=keys, ttls=ttls_from(settings), observer=observer,

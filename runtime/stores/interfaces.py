@@ -116,8 +116,11 @@ class MemberStore(ABC):
 
     # -- events ---------------------------------------------------------------
     @abstractmethod
-    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
-        """Whether each event id was already applied (read-only, one round trip)."""
+    def events_seen(self, event_ids: Sequence[str], member_ids: Sequence[str] | None = None) -> list[bool]:
+        """Whether each event id was already applied (read-only, one round trip).
+
+        ``member_ids`` (each event's member) is needed by the Redis Cluster layout, whose
+        event markers live in their member's slot; the other layouts ignore it."""
 
     @abstractmethod
     def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:

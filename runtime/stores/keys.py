@@ -17,6 +17,13 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:w:<member_id>            hash    the member's held (issued, unredeemed) coupons:
                                          field = offer id, value = coupon record  TTL the longest coupon's
 
+On a Redis Cluster (``KeySpace(prefix, cluster=True)``) every key of one member carries the
+member id as a hash tag, so one script's keys share a slot: ``ofr:s:{<member_id>}``,
+``ofr:c:{..}``, ``ofr:h:{..}``, ``ofr:m:{..}``, ``ofr:w:{..}``, ``ofr:rf:{..}`` and the event
+marker ``ofr:e:{<member_id>}:<event_id>`` (event ids are de-duplicated per member there). The
+points keys carry the tag in both layouts. Global keys (budgets, coupons, idempotency, catalog,
+generation) keep their names: each is one key, so its own slot.
+
 docs/redis.md describes the values. Parts are checked so that no id can forge another
 key: they must be non-empty and free of ``:``, braces, whitespace and control characters
 (the id patterns in :mod:`service.validation` already guarantee this).
@@ -66,19 +73,32 @@ def build_key(prefix: str, kind: str, *parts: str) -> str:
 class KeySpace:
     """:func:`build_key` bound to one prefix, with a method per key kind."""
 
-    def __init__(self, prefix: str = "ofr"):
+    def __init__(self, prefix: str = "ofr", cluster: bool = False):
         if not prefix or not _PART.fullmatch(prefix):
             raise ValueError(f"invalid key prefix {prefix!r}")
         self.prefix = prefix
+        #: the Redis Cluster layout: member keys carry the member id as a hash tag
+        self.cluster = cluster
+
+    def _member(self, kind: str, member_id: str) -> str:
+        """A member's key of ``kind``: ``ofr:s:1029``, or ``ofr:s:{1029}`` in the cluster layout."""
+        key = build_key(self.prefix, kind, member_id)
+        return key[:-len(member_id)] + "{" + member_id + "}" if self.cluster else key
 
     def state(self, member_id: str) -> str:
-        return build_key(self.prefix, "state", member_id)
+        return self._member("state", member_id)
 
     def cache(self, member_id: str) -> str:
-        return build_key(self.prefix, "cache", member_id)
+        return self._member("cache", member_id)
 
-    def event(self, event_id: str) -> str:
-        return build_key(self.prefix, "event", event_id)
+    def event(self, event_id: str, member_id: str | None = None) -> str:
+        """An event's seen marker; in the cluster layout in its member's slot (``member_id`` needed)."""
+        if not self.cluster:
+            return build_key(self.prefix, "event", event_id)
+        if member_id is None:
+            raise ValueError("the cluster key layout needs the member id of an event marker")
+        return self._member("event", member_id) + ":" + build_key(self.prefix, "event", event_id)[
+            len(self.prefix) + 3:]
 
     def budget(self, offer_id: str, period: str) -> str:
         return build_key(self.prefix, "budget", offer_id, period)
@@ -90,10 +110,10 @@ class KeySpace:
         return build_key(self.prefix, "idempotency", digest)
 
     def history(self, member_id: str) -> str:
-        return build_key(self.prefix, "history", member_id)
+        return self._member("history", member_id)
 
     def profile(self, member_id: str) -> str:
-        return build_key(self.prefix, "profile", member_id)
+        return self._member("profile", member_id)
 
     def generation(self) -> str:
         """The generation marker ``offers materialize`` writes (one key per prefix)."""
@@ -102,12 +122,13 @@ class KeySpace:
     def catalog(self, fingerprint: str) -> str:
         """The ids of the catalog with ``fingerprint`` (content-addressed: never rewritten differently)."""
         return build_key(self.prefix, "catalog", fingerprint)
+
     def wallet(self, member_id: str) -> str:
-        return build_key(self.prefix, "wallet", member_id)
+        return self._member("wallet", member_id)
 
     def referral(self, member_id: str) -> str:
         """The member's referral fields: their code, who referred them (``by``, ``at``), referrals made (``n``)."""
-        return build_key(self.prefix, "referral", member_id)
+        return self._member("referral", member_id)
 
     def referral_code(self, code: str) -> str:
         """A referral code -> the member who holds it."""

@@ -169,7 +169,7 @@ class MemoryStore(Store):
             self._data.pop(self.keys.cache(member_id), None)
 
     # -- events ------------------------------------------------------------------------
-    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+    def events_seen(self, event_ids: Sequence[str], member_ids: Sequence[str] | None = None) -> list[bool]:
         with self._lock:
             return [self._get(self.keys.event(e)) is not None for e in event_ids]
 

@@ -11,8 +11,12 @@ Failure: connection errors, timeouts and "the server cannot write now" replies
 (LOADING, READONLY, MISCONF, OOM) raise :class:`StoreUnavailable` after one immediate
 retry (which heals a pooled connection that the server closed); timeouts are short
 (``OFFERS_REDIS_TIMEOUT_MS``), there is no back-off sleep, and the next call simply
-connects again, so the service recovers by itself when Redis comes back. The layout
-needs one Redis primary (scripts touch several members' and budgets' keys at once).
+connects again, so the service recovers by itself when Redis comes back.
+
+On a Redis Cluster (:mod:`.cluster`, the client a :class:`redis.cluster.RedisCluster`) the
+keys carry each member's id as a hash tag (:class:`KeySpace` with ``cluster=True``), event
+application runs one script per member (all of them in one cluster pipeline), and the
+pipelines over several members are cluster pipelines that redis-py splits per node.
 
 Why one module of about 460 lines: it is one class implementing every store capability
 (:mod:`runtime.stores.interfaces`) on Redis; its methods share the pipelining, script
@@ -25,13 +29,17 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
+from runtime.stores import cluster as cluster_client
 from runtime.stores import encoding, points_lua, referrals_lua, rules_lua, rules_python
 from runtime.stores.interfaces import (
     NullObserver,
@@ -120,12 +128,20 @@ class RedisStore(Store):
 
     kind = "redis"
 
-    def __init__(self, client: redis.Redis, keys: KeySpace | None = None, ttls: TTLs | None = None,
+    def __init__(self, client: redis.Redis | RedisCluster | cluster_client.LazyCluster, keys: KeySpace | None = None, ttls: TTLs | None = None,
                  observer: StoreObserver | None = None,
                  wall_clock: Callable[[], float] = time.time):
-        self.client = client
+        # a RedisCluster (or LazyCluster, which makes one) answers the same commands
+        self.client: redis.Redis = cast(redis.Redis, client)
         self._wall_clock = wall_clock
-        self.keys = keys or KeySpace()
+        #: True on a Redis Cluster: hash-tagged keys, per-member scripts, cluster pipelines
+        self.cluster = isinstance(client, RedisCluster | cluster_client.LazyCluster)
+        self.keys = keys or KeySpace(cluster=self.cluster)
+        if self.keys.cluster != self.cluster:
+            raise ValueError("a RedisCluster client needs KeySpace(cluster=True), and only it does")
+        self._scripts_loaded = False
+        #: cluster: the generation marker last read, used while its master is away
+        self._generation_seen: object = None
         self.ttls = ttls or TTLs()
         self.observer: StoreObserver = observer or NullObserver()
         self._apply = client.register_script(rules_lua.APPLY_EVENTS)
@@ -139,17 +155,39 @@ class RedisStore(Store):
         self._subscribe = client.register_script(points_lua.SUBSCRIBE)
         self._claim_code = client.register_script(referrals_lua.CLAIM_CODE)
         self._link = client.register_script(referrals_lua.LINK)
+        self._pipelined_scripts = (self._apply, self._commit, self._points)
+
+    def _pipeline(self, scripts: bool = False) -> redis.client.Pipeline:
+        """A non-transactional pipeline (a cluster pipeline on a cluster, split per node by redis-py).
+
+        A cluster pipeline cannot load a script, so before the first one that queues scripts
+        they are loaded on every master (:func:`.cluster.load_scripts`)."""
+        if scripts and self.cluster and not self._scripts_loaded:
+            with self._guard("script_load"):
+                cluster_client.load_scripts(cast(RedisCluster, self.client), self._pipelined_scripts)
+            self._scripts_loaded = True
+        with self._guard("connect"):  # a cluster client connects on first use
+            return cast(redis.client.Pipeline, self.client.pipeline(transaction=False))
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, SlotNotCoveredError, redis.exceptions.ClusterDownError) as exc:
+            # a cluster master that died or whose slots nobody serves yet is an outage too
             self.observer.store_error(operation)
             raise StoreUnavailable(f"redis {operation}: {exc}") from exc
+        except RedisClusterException as exc:
+            self.observer.store_error(operation)
+            raise StoreError(f"redis {operation}: {exc}") from exc
         except redis.ResponseError as exc:
             self.observer.store_error(operation)
-            if str(exc).startswith(_UNAVAILABLE_REPLIES) or isinstance(exc, redis.ReadOnlyError):
+            if cluster_client.is_noscript(exc):
+                # a promoted replica or an emptied master lacks the scripts: load them again
+                # on the next pipeline; this call failed before its script ran
+                self._scripts_loaded = False
+            if (str(exc).startswith(_UNAVAILABLE_REPLIES) or isinstance(exc, redis.ReadOnlyError)
+                    or cluster_client.is_noscript(exc)):
                 raise StoreUnavailable(f"redis {operation}: {exc}") from exc
             raise StoreError(f"redis {operation}: {exc}") from exc
         except redis.RedisError as exc:
@@ -184,28 +222,61 @@ class RedisStore(Store):
             profile=encoding.decode_profile(profile),  # type: ignore[arg-type]
             generation=_text(generation), points=account)
 
+    def _execute_with_marker(self, queue: Callable[[redis.client.Pipeline], None],
+                             operation: str) -> tuple[object, list[object]]:
+        """One read pipeline: GET the generation marker, then what ``queue`` adds; (marker, its replies).
+
+        On a cluster the marker is one key on one master; when that master is away, the
+        pipeline is sent again without it (a second round trip, only then), so the members
+        on the other masters are still read, with the marker this store last read (None
+        before any: the decision then withholds capped offers as for a lost store). The
+        members' own commands still fail the call when their master is away."""
+        def run(marker: bool) -> list[object]:
+            pipe = self._pipeline()
+            if marker:
+                pipe.get(self.keys.generation())
+            queue(pipe)
+            return cast(list[object], pipe.execute(raise_on_error=not self.cluster))
+
+        missing = object()
+        with self._guard(operation):
+            if not self.cluster:
+                generation, *replies = run(True)
+                return generation, replies
+            try:
+                generation, *replies = run(True)
+            except (redis.ConnectionError, redis.TimeoutError, SlotNotCoveredError,
+                    redis.exceptions.ClusterDownError):
+                generation, replies = missing, run(False)
+            failed = next((r for r in replies if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+        if generation is missing or isinstance(generation, Exception):
+            self.observer.store_error(operation)
+            return self._generation_seen, replies
+        self._generation_seen = generation
+        return generation, replies
+
     def fetch_member(self, member_id: str, model_version: str | None = None,
                      budgets: Sequence[BudgetRef] = (), points: bool = False) -> MemberBundle:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.generation())
-        self._queue_member(pipe, member_id, model_version, points)
-        for key, period in budgets:
-            pipe.hmget(self.keys.budget(key, period), "n", "m")
-        with self._guard("fetch_member"):
-            generation, *replies = pipe.execute()
+        def queue(pipe: redis.client.Pipeline) -> None:
+            self._queue_member(pipe, member_id, model_version, points)
+            for key, period in budgets:
+                pipe.hmget(self.keys.budget(key, period), "n", "m")
+
+        generation, replies = self._execute_with_marker(queue, "fetch_member")
         head = len(replies) - len(budgets)
         return self._bundle(member_id, model_version, replies[:head],
-                            {ref: _budget(r) for ref, r in zip(budgets, replies[head:], strict=True)},
+                            {ref: _budget(cast(Sequence[bytes | None], r)) for ref, r in zip(budgets, replies[head:], strict=True)},
                             generation, points)
 
     def fetch_members(self, member_ids: Sequence[str], model_version: str | None = None,
                       points: bool = False) -> list[MemberBundle]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.generation())
-        for member_id in member_ids:
-            self._queue_member(pipe, member_id, model_version, points)
-        with self._guard("fetch_members"):
-            generation, *replies = pipe.execute()
+        def queue(pipe: redis.client.Pipeline) -> None:
+            for member_id in member_ids:
+                self._queue_member(pipe, member_id, model_version, points)
+
+        generation, replies = self._execute_with_marker(queue, "fetch_members")
         step = 3 + (model_version is not None) + points
         return [self._bundle(member_id, model_version, replies[i * step:(i + 1) * step], generation=generation,
                              points=points)
@@ -215,12 +286,16 @@ class RedisStore(Store):
     def put_members(self, members: Sequence[MemberWrite]) -> None:
         if not members:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         ttl = self.ttls.state
         for m in members:
             profile_key = self.keys.profile(m.member_id)
             pipe.set(self.keys.history(m.member_id), m.records, ex=ttl)
-            pipe.delete(profile_key, self.keys.cache(m.member_id))
+            if self.cluster:  # a cluster pipeline's DEL takes one key
+                pipe.delete(profile_key)
+                pipe.delete(self.keys.cache(m.member_id))
+            else:
+                pipe.delete(profile_key, self.keys.cache(m.member_id))
             pipe.hset(profile_key, mapping=encoding.encode_profile(m.profile))  # type: ignore[arg-type]
             pipe.expire(profile_key, ttl)
         with self._guard("put_members"):
@@ -233,7 +308,7 @@ class RedisStore(Store):
 
     def put_scores_many(self, model_version: str,
                         items: Mapping[str, Sequence[float] | np.ndarray]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for member_id, scores in items.items():
             key = self.keys.cache(member_id)
             pipe.hset(key, encoding.cache_field(model_version), encoding.encode_scores(scores))
@@ -246,30 +321,87 @@ class RedisStore(Store):
             self.client.delete(self.keys.cache(member_id))
 
     # -- events --------------------------------------------------------------------
-    def events_seen(self, event_ids: Sequence[str]) -> list[bool]:
+    def events_seen(self, event_ids: Sequence[str], member_ids: Sequence[str] | None = None) -> list[bool]:
         if not event_ids:
             return []
         # one MGET (the markers are strings) instead of a pipeline of EXISTS: one command to
         # encode and parse however many events the request carries
+        if self.cluster:
+            if member_ids is None:
+                raise ValueError("events_seen on a Redis Cluster needs each event's member id")
+            keys = [self.keys.event(e, m) for e, m in zip(event_ids, member_ids, strict=True)]
+            with self._guard("events_seen"):  # one MGET per slot, sent node by node
+                values = cast(RedisCluster, self.client).mget_nonatomic(keys)
+            return [v is not None for v in values]
         with self._guard("events_seen"):
             return [v is not None for v in self.client.mget([self.keys.event(e) for e in event_ids])]
 
     def apply_events(self, events: Sequence[StateEvent]) -> list[bool]:
         if not events:
             return []
+        if self.cluster:
+            return self._apply_events_per_member(events)
+        keys, args = self._apply_call(events)
+        with self._guard("apply_events"):
+            result = self._apply(keys=keys, args=args)
+        return [bool(n) for n in result]
+
+    def _run_scripts(self, calls: Sequence[tuple[Script, list[str], list[str | int | bytes]]],
+                     operation: str) -> list[Any]:
+        """Run script calls in one pipeline; their replies in order.
+
+        On a cluster a master may lack a script (a replica promoted since they were loaded):
+        the calls it refused with NOSCRIPT never ran, so only those are sent again, once,
+        after loading the scripts on every master; the others are not run twice."""
+        def send(todo: Sequence[tuple[Script, list[str], list[str | int | bytes]]]) -> list[Any]:
+            pipe = self._pipeline(scripts=True)
+            for script, keys, args in todo:
+                script(keys=keys, args=args, client=pipe)
+            return cast(list[Any], pipe.execute(raise_on_error=not self.cluster))
+
+        with self._guard(operation):
+            replies = send(calls)
+            if not self.cluster:
+                return replies
+            again = [i for i, r in enumerate(replies) if isinstance(r, Exception) and cluster_client.is_noscript(r)]
+            if again:
+                self._scripts_loaded = False
+                for i, reply in zip(again, send([calls[i] for i in again]), strict=True):
+                    replies[i] = reply
+            failed = next((r for r in replies if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+        return replies
+
+    def _apply_events_per_member(self, events: Sequence[StateEvent]) -> list[bool]:
+        """Cluster: one APPLY script per member (its keys share a slot), all in one cluster pipeline.
+
+        Each member's events keep their order; members are independent, so splitting the
+        batch by member changes no outcome."""
+        by_member: dict[str, list[int]] = {}
+        for i, ev in enumerate(events):
+            by_member.setdefault(ev.member_id, []).append(i)
+        calls = [(self._apply, *self._apply_call([events[i] for i in positions])) for positions in by_member.values()]
+        replies = self._run_scripts(calls, "apply_events")
+        out = [False] * len(events)
+        for positions, reply in zip(by_member.values(), replies, strict=True):
+            for i, n in zip(positions, reply, strict=True):
+                out[i] = bool(n)
+        return out
+
+    def _apply_call(self, events: Sequence[StateEvent]) -> tuple[list[str], list[str | int | bytes]]:
+        """The APPLY script's keys and arguments for ``events``."""
         keys: list[str] = []
         args: list[str | int | bytes] = [self.ttls.event_dedup, self.ttls.state, RECENT_LIMIT,
                                  rules_python.month_cutoff(self._wall_clock())]
         for ev in events:
-            keys += [self.keys.event(ev.event_id), self.keys.state(ev.member_id),
+            keys += [self.keys.event(ev.event_id, ev.member_id), self.keys.state(ev.member_id),
                      self.keys.cache(ev.member_id)]
             keys += [self.keys.history(ev.member_id), self.keys.profile(ev.member_id)]
             code = "txn" if ev.type == "transaction" else SUBJECT_CODES[ev.type]
             args += [code, ev.ts, ev.offer_id or "", ev.amount_minor, ev.month, ev.record,
                      ev.fingerprint]
-        with self._guard("apply_events"):
-            result = self._apply(keys=keys, args=args)
-        return [bool(n) for n in result]
+        return keys, args
 
     # -- caps and budgets ------------------------------------------------------------
     def _request_args(self, keys: list[str], req: CapRequest) -> list[str | int | bytes]:
@@ -348,12 +480,9 @@ class RedisStore(Store):
         out = [CommitResult([], [], False) for _ in commits]
         if not todo:
             return out
-        pipe = self.client.pipeline(transaction=False)
-        for _, (member_id, requests, coupons, cache) in todo:
-            keys, args = self._commit_call(member_id, requests, coupons, now, cache)
-            self._commit(keys=keys, args=args, client=pipe)
-        with self._guard("commit_many"):
-            replies = pipe.execute()
+        calls = [(self._commit, *self._commit_call(member_id, requests, coupons, now, cache))
+                 for _, (member_id, requests, coupons, cache) in todo]
+        replies = self._run_scripts(calls, "commit_many")
         for (i, (_, requests, _, _)), reply in zip(todo, replies, strict=True):
             out[i] = self._commit_result(requests, reply, now)
         return out
@@ -377,7 +506,7 @@ class RedisStore(Store):
     def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         if not refs:
             return {}
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for key, period in refs:
             pipe.hmget(self.keys.budget(key, period), "n", "m")
         with self._guard("budget_usage"):
@@ -441,12 +570,11 @@ class RedisStore(Store):
                          keep: int = 20) -> list[dict[str, object]]:
         if len(items) <= 1:
             return [self.post_points(m, ps, now, keep) for m, ps in items]
-        pipe = self.client.pipeline(transaction=False)
-        for member_id, postings in items:
-            self._points(keys=list(self.keys.points(member_id)), client=pipe,
-                         args=[now, self.ttls.state, keep, member_id, json.dumps(list(postings), separators=(",", ":"))])
-        with self._guard("post_points_many"):
-            replies = pipe.execute()
+        calls: list[tuple[Script, list[str], list[str | int | bytes]]] = [
+            (self._points, list(self.keys.points(member_id)),
+             [now, self.ttls.state, keep, member_id, json.dumps(list(postings), separators=(",", ":"))])
+            for member_id, postings in items]
+        replies = self._run_scripts(calls, "post_points_many")
         return [_lists(json.loads(r)) for r in replies]
 
     def points_entries(self, member_id: str, limit: int = 20) -> list[dict[str, object]]:
@@ -466,7 +594,7 @@ class RedisStore(Store):
             return _text(self.client.get(self.keys.referral_code(code)))
 
     def referrals(self, member_ids: Sequence[str]) -> list[dict[str, str]]:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for member_id in member_ids:
             pipe.hgetall(self.keys.referral(member_id))
         with self._guard("referrals"):
@@ -499,14 +627,16 @@ class RedisStore(Store):
     def records_get(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
+        names = [self.keys.idempotency(k) for k in keys]
         with self._guard("records_get"):
-            values = self.client.mget([self.keys.idempotency(k) for k in keys])
+            values = (cast(RedisCluster, self.client).mget_nonatomic(names) if self.cluster
+                      else self.client.mget(names))
         return [None if v is None else cast(bytes, v) for v in values]
 
     def records_put(self, items: Mapping[str, bytes]) -> None:
         if not items:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for key, value in items.items():
             pipe.set(self.keys.idempotency(key), value, ex=self.ttls.idempotency)
         with self._guard("records_put"):
