@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Vali
 from models.data_contract import CHANNELS
 from models.timerange import DESCRIPTION
 from service.errors import FieldError, ValidationFailed, field_errors
-from service.events.bodies import Timestamp, json_integer
+from service.events.bodies import Money, Timestamp, json_integer
 from service.validation import MemberId, OfferId, Placement
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
@@ -35,7 +35,6 @@ MAX_CART_LINES = 500
 Label = Annotated[str, Field(min_length=1, max_length=128)]
 #: A cart line's quantity: a JSON integer.
 Quantity = Annotated[int, Field(ge=1, le=100_000), Strict(False), BeforeValidator(json_integer)]
-Money = Annotated[float, Field(ge=0, le=1e12)]
 
 
 class CartLine(BaseModel):

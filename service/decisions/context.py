@@ -9,6 +9,7 @@ units and leaves in minor units.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from models.program import Program
@@ -26,7 +27,8 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == "string":
         return isinstance(value, str) and 1 <= len(value) <= 128
-    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= 1e15
+    # the body's fractions arrive as Decimal (service.http.read_json)
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) and abs(value) <= 10**15
 
 
 def request_context(ctx: DecisionContext | None, program: Program, pointer: str = "/context") -> RequestContext | None:
@@ -47,7 +49,8 @@ def request_context(ctx: DecisionContext | None, program: Program, pointer: str 
             errors.append(FieldError(code="type_error", pointer=f"{pointer}/{key}",
                                      message=f"{key} is declared as {kind}: expected {_EXPECTED[kind]}"))
         elif value is not None:
-            custom.append((key, program.to_minor(value) if kind == "money" else value))
+            number = kind in ("number", "money")
+            custom.append((key, program.to_minor(value) if kind == "money" else float(value) if number else value))
     if errors:
         raise ValidationFailed("the request's context is not valid", errors)
     cart = ctx.cart
