@@ -19,6 +19,7 @@ that is false itself. Decisions report it with ``RULE_NOT_MET``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +39,9 @@ Shape = tuple[object, ...]
 @dataclass(frozen=True)
 class _Values:
     """One field over the members: numbers (float64, NaN missing), strings (with a presence
-    mask) or sets (tuple of frozensets, None missing)."""
+    mask), sets (tuple of frozensets, None missing), or one value all members share."""
 
-    kind: str  # "num", "str" or "set"
+    kind: str  # "num", "str", "set" or "one"
     data: Any
     present: np.ndarray
 
@@ -88,16 +89,32 @@ class RuleSet:
         rule holds, ``failing`` the pre-order index of its failing clause (-1 where it holds).
 
         ``thresholds`` are the tier thresholds in metric units (for ``member.tier_progress``).
+        The failing clauses are only worked out for the shapes some member fails.
         """
         m = len(members)
         ctx = request or EMPTY_CONTEXT
         values = {f: read_field(f, ftype, members, as_of, thresholds, ctx) for f, ftype in self.fields.items()}
         results = [_test(t, values[t.field], m) for t in self.tests]
-        ok = np.ones((len(self.shapes), m), dtype=bool)
+        ok = np.empty((len(self.shapes), m), dtype=bool)
         failing = np.full((len(self.shapes), m), -1, dtype=np.int64)
         for s, shape in enumerate(self.shapes):
-            ok[s], failing[s], _ = _combine(shape, results, 0)
+            ok[s] = _holds(shape, results)
+            if not ok[s].all():
+                failing[s] = _combine(shape, results, 0)[1]
         return ok, failing
+
+
+def _holds(shape: Shape, results: list[np.ndarray]) -> np.ndarray:
+    """Whether ``shape`` holds, per member."""
+    head = shape[0]
+    if head == "leaf":
+        return results[int(shape[1])]  # type: ignore[call-overload]
+    parts = [_holds(child, results) for child in shape[1:]]  # type: ignore[arg-type]
+    if head == "not":
+        return ~parts[0]
+    if len(parts) == 1:
+        return parts[0]
+    return (np.logical_and if head == "all" else np.logical_or).reduce(parts)
 
 
 def _combine(shape: Shape, results: list[np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -122,32 +139,46 @@ def _combine(shape: Shape, results: list[np.ndarray], index: int) -> tuple[np.nd
     return ok, np.where(ok, -1, index), nxt
 
 
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lte": operator.le, "gt": operator.gt,
+            "gte": operator.ge}
+
+
+def _scalar_test(t: Compare, value: Any) -> bool:
+    """One comparison on a value every member shares (time, request context); None is missing."""
+    if t.op == "exists":
+        return (value is not None) == t.value
+    if value is None:
+        return False
+    op, x = t.op, t.value
+    if op == "contains":
+        return not frozenset(x).isdisjoint(value)
+    if op in ("in", "not_in"):
+        return (value in x) == (op == "in")
+    if op == "between":
+        return bool(x[0] <= value <= x[1])
+    return bool(_COMPARE[op](value, x))
+
+
 def _test(t: Compare, v: _Values, m: int) -> np.ndarray:
     """One comparison over the members (bool, length ``m``): false where the value is missing."""
+    if v.kind == "one":
+        return np.full(m, _scalar_test(t, v.data), dtype=bool)
     if t.op == "exists":
-        out = v.present if t.value else ~v.present
-        return np.broadcast_to(out, (m,)) if len(out) != m else out
+        return v.present if t.value else ~v.present
     if v.kind == "set":
         wanted = frozenset(t.value)
         sets: tuple[frozenset[str] | None, ...] = v.data
-        out = np.fromiter((s is not None and not wanted.isdisjoint(s) for s in sets), dtype=bool, count=len(sets))
+        return np.fromiter((s is not None and not wanted.isdisjoint(s) for s in sets), dtype=bool, count=len(sets))
+    a, op, x = v.data, t.op, t.value
+    if op in ("in", "not_in"):
+        out = (a[:, None] == np.asarray(x)[None, :]).any(axis=1)
+        if op == "not_in":
+            out = ~out
+    elif op == "between":
+        out = (a >= x[0]) & (a <= x[1])
     else:
-        a = v.data
-        op, x = t.op, t.value
-        if op == "eq":
-            out = a == x
-        elif op == "ne":
-            out = a != x
-        elif op in ("in", "not_in"):
-            out = np.isin(a, list(x))
-            if op == "not_in":
-                out = ~out
-        elif op == "between":
-            out = (a >= x[0]) & (a <= x[1])
-        else:
-            out = {"lt": np.less, "lte": np.less_equal, "gt": np.greater, "gte": np.greater_equal}[op](a, x)
-        out = np.asarray(out, dtype=bool) & v.present
-    return np.broadcast_to(out, (m,)) if len(out) != m else out
+        out = _COMPARE[op](a, x)
+    return np.asarray(out, dtype=bool) & v.present
 
 
 def _num(values: Sequence[float | None] | np.ndarray) -> _Values:
@@ -155,12 +186,9 @@ def _num(values: Sequence[float | None] | np.ndarray) -> _Values:
     return _Values("num", data, ~np.isnan(data))
 
 
-def _one_num(value: float | None) -> _Values:
-    return _num([np.nan if value is None else float(value)])
-
-
-def _one_str(value: str | None) -> _Values:
-    return _Values("str", np.array([value or ""]), np.array([value is not None]))
+def _one(value: Any) -> _Values:
+    """A value every member shares (None: missing), tested once in Python and broadcast."""
+    return _Values("one", value, np.empty(0, dtype=bool))
 
 
 def _strs(values: Sequence[str | None]) -> _Values:
@@ -184,7 +212,7 @@ def read_field(name: str, ftype: str, members: Sequence[MemberContext], as_of: p
         part = name.removeprefix("time.")
         value = {"day_of_week": as_of.day_of_week, "hour": as_of.hour, "day": as_of.day, "month": as_of.month,
                  "date": as_of.date().toordinal()}[part]
-        return _one_num(value)
+        return _one(float(value))
     if name.startswith("context."):
         return _context_field(name.removeprefix("context."), ftype, request)
     return _member_field(name.removeprefix("member."), ftype, members, as_of, thresholds)
@@ -193,21 +221,23 @@ def read_field(name: str, ftype: str, members: Sequence[MemberContext], as_of: p
 def _context_field(part: str, ftype: str, ctx: RequestContext) -> _Values:
     lines = ctx.cart_lines
     if part == "cart.total":
-        return _one_num(ctx.cart_total)
+        total = ctx.cart_total
+        return _one(None if total is None else float(total))
     if part in ("cart.quantity", "cart.lines"):
-        return _one_num(None if lines is None else sum(x.quantity for x in lines) if part == "cart.quantity"
-                        else len(lines))
+        return _one(None if lines is None else float(sum(x.quantity for x in lines)) if part == "cart.quantity"
+                    else float(len(lines)))
     if part in ("cart.product_ids", "cart.categories"):
         if lines is None:
-            return _Values("set", (None,), np.array([False]))
-        items = frozenset(x.product_id if part == "cart.product_ids" else x.category or "" for x in lines) - {""}
-        return _Values("set", (items,), np.array([True]))
+            return _one(None)
+        return _one(frozenset(x.product_id if part == "cart.product_ids" else x.category or "" for x in lines) - {""})
     if part in ("store_id", "device", "location"):
-        return _one_str(getattr(ctx, part))
+        return _one(getattr(ctx, part))
     value = ctx.value(part)  # a declared key, validated against its type by the HTTP layer
     if ftype == "string":
-        return _one_str(_as_text(value))
-    return _one_num(None if value is None or isinstance(value, str) else float(value))
+        return _one(_as_text(value))
+    if ftype == "boolean":
+        return _one(value if isinstance(value, bool) else None)
+    return _one(None if value is None or isinstance(value, str | bool) else float(value))
 
 
 def _member_field(part: str, ftype: str, members: Sequence[MemberContext], as_of: pd.Timestamp,
