@@ -10,6 +10,7 @@ units and leaves in minor units.
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from models.program import Program
@@ -28,7 +29,14 @@ def _fits(kind: str, value: Any) -> bool:
     if kind == "string":
         return isinstance(value, str) and 1 <= len(value) <= 128
     # the body's fractions arrive as Decimal (service.http.read_json)
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) and abs(value) <= 10**15
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return False
+    return -(10**15) <= value <= 10**15
+
+
+def _minor(program: Program, major: Any) -> int:
+    """Major money units (a JSON number: int or Decimal) -> minor units, exactly."""
+    return round(Fraction(str(major)) * program.currency.minor_units)
 
 
 def request_context(ctx: DecisionContext | None, program: Program, pointer: str = "/context") -> RequestContext | None:
@@ -50,13 +58,13 @@ def request_context(ctx: DecisionContext | None, program: Program, pointer: str 
                                      message=f"{key} is declared as {kind}: expected {_EXPECTED[kind]}"))
         elif value is not None:
             number = kind in ("number", "money")
-            custom.append((key, program.to_minor(value) if kind == "money" else float(value) if number else value))
+            custom.append((key, _minor(program, value) if kind == "money" else float(value) if number else value))
     if errors:
         raise ValidationFailed("the request's context is not valid", errors)
     cart = ctx.cart
     lines = None if cart is None else tuple(
         CartLine(product_id=line.product_id, quantity=line.quantity, category=line.category,
-                 price_minor=None if line.price is None else program.to_minor(line.price)) for line in cart.lines)
-    total = None if cart is None or cart.total is None else program.to_minor(cart.total)
+                 price_minor=None if line.price is None else _minor(program, line.price)) for line in cart.lines)
+    total = None if cart is None or cart.total is None else _minor(program, cart.total)
     return RequestContext(store_id=ctx.store_id, device=ctx.device, location=ctx.location, cart_lines=lines,
                           cart_total_minor=total, custom=tuple(custom))
