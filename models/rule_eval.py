@@ -73,9 +73,11 @@ class RuleSet:
         self.fields = {t.field: t.type for t in self.tests}
 
     def __bool__(self) -> bool:
+        """Whether any offer has a rule."""
         return bool(self.shapes)
 
     def _shape(self, node: Node, tests: dict[tuple[object, ...], int]) -> Shape:
+        """``node``'s shape, registering its comparisons (deduplicated) in :attr:`tests`."""
         if isinstance(node, Compare):
             if node.key not in tests:
                 tests[node.key] = len(self.tests)
@@ -182,6 +184,7 @@ def _test(t: Compare, v: _Values, m: int) -> np.ndarray:
 
 
 def _num(values: Sequence[float | None] | np.ndarray) -> _Values:
+    """Numbers per member, NaN where missing."""
     data = np.asarray(values, dtype=np.float64)
     return _Values("num", data, ~np.isnan(data))
 
@@ -192,6 +195,7 @@ def _one(value: Any) -> _Values:
 
 
 def _strs(values: Sequence[str | None]) -> _Values:
+    """Strings per member, with a presence mask (None: missing)."""
     return _Values("str", np.array([v or "" for v in values], dtype=str),
                    np.array([v is not None for v in values], dtype=bool))
 
@@ -219,6 +223,7 @@ def read_field(name: str, ftype: str, members: Sequence[MemberContext], as_of: p
 
 
 def _context_field(part: str, ftype: str, ctx: RequestContext) -> _Values:
+    """A ``context.*`` field: one value for the whole call (None where the request did not say)."""
     lines = ctx.cart_lines
     if part == "cart.total":
         total = ctx.cart_total
@@ -242,6 +247,7 @@ def _context_field(part: str, ftype: str, ctx: RequestContext) -> _Values:
 
 def _member_field(part: str, ftype: str, members: Sequence[MemberContext], as_of: pd.Timestamp,
                   thresholds: np.ndarray) -> _Values:
+    """A ``member.*`` field over the members, one array (sets: one tuple) for the whole batch."""
     tiers = [m.tier for m in members]
     if part == "tier" or part == "tier_rank":
         return _num([np.nan if t is None else t.tier_rank for t in tiers])

@@ -94,6 +94,7 @@ def parse_rule(data: Any, path: Path, targeting: Targeting, literals: Literals) 
 
 
 def _node(data: Any, path: Path, tg: Targeting, lit: Literals, problems: list[Problem], depth: int) -> Node | None:
+    """One rule at ``path``: a boolean node or a comparison (problems recorded, None on any)."""
     if not isinstance(data, dict) or not data:
         problems.append((path, "a rule is a mapping: all, any, not, or a comparison {field: ..., <operator>: ...}"))
         return None
@@ -114,6 +115,7 @@ def _node(data: Any, path: Path, tg: Targeting, lit: Literals, problems: list[Pr
 
 def _bool(op: str, items: Any, path: Path, tg: Targeting, lit: Literals, problems: list[Problem],
           depth: int) -> Node | None:
+    """``all``/``any`` over a non-empty list, or ``not`` over one rule."""
     if op == "not":
         child = _node(items, path, tg, lit, problems, depth + 1)
         return None if child is None else BoolNode("not", (child,), path, _clip(f"not ({child.text})"))
@@ -129,6 +131,7 @@ def _bool(op: str, items: Any, path: Path, tg: Targeting, lit: Literals, problem
 
 
 def _compare(data: dict[str, Any], path: Path, tg: Targeting, lit: Literals, problems: list[Problem]) -> Node | None:
+    """A comparison: a known field, exactly one operator its type takes, a literal of that type."""
     field = data.get("field")
     if not isinstance(field, str):
         problems.append(((*path, "field"), "a comparison needs field: the name of what it reads"
@@ -249,6 +252,7 @@ def _text(field: str, op: str, raw: Any) -> str:
 
 
 def _clip(text: str) -> str:
+    """Shorten a clause's text for responses (a long ``any`` would otherwise bloat every exclusion)."""
     return text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT - 3] + "..."
 
 
