@@ -96,7 +96,9 @@ class RuleSet:
         m = len(members)
         ctx = request or EMPTY_CONTEXT
         values = {f: read_field(f, ftype, members, as_of, thresholds, ctx) for f, ftype in self.fields.items()}
-        results = [_test(t, values[t.field], m) for t in self.tests]
+        yes, no = np.ones(m, dtype=bool), np.zeros(m, dtype=bool)  # shared, never written to
+        results = [(yes if _scalar_test(t, v.data) else no) if (v := values[t.field]).kind == "one"
+                   else _test(t, v) for t in self.tests]
         ok = np.empty((len(self.shapes), m), dtype=bool)
         failing = np.full((len(self.shapes), m), -1, dtype=np.int64)
         for s, shape in enumerate(self.shapes):
@@ -161,10 +163,8 @@ def _scalar_test(t: Compare, value: Any) -> bool:
     return bool(_COMPARE[op](value, x))
 
 
-def _test(t: Compare, v: _Values, m: int) -> np.ndarray:
-    """One comparison over the members (bool, length ``m``): false where the value is missing."""
-    if v.kind == "one":
-        return np.full(m, _scalar_test(t, v.data), dtype=bool)
+def _test(t: Compare, v: _Values) -> np.ndarray:
+    """One comparison over the members' values: false where the value is missing."""
     if t.op == "exists":
         return v.present if t.value else ~v.present
     if v.kind == "set":
@@ -214,8 +214,8 @@ def read_field(name: str, ftype: str, members: Sequence[MemberContext], as_of: p
     context fields as one value (broadcast by the tests). ``as_of`` is the naive local decision time."""
     if name.startswith("time."):
         part = name.removeprefix("time.")
-        value = {"day_of_week": as_of.day_of_week, "hour": as_of.hour, "day": as_of.day, "month": as_of.month,
-                 "date": as_of.date().toordinal()}[part]
+        value = (as_of.day_of_week if part == "day_of_week" else as_of.hour if part == "hour" else as_of.day
+                 if part == "day" else as_of.month if part == "month" else as_of.date().toordinal())
         return _one(float(value))
     if name.startswith("context."):
         return _context_field(name.removeprefix("context."), ftype, request)
