@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -59,29 +61,31 @@ targeting:
 
 
 @pytest.fixture(scope="module")
-def rules_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[DecisionEnv, Path, Path, set[str]]:
+def rules_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[DecisionEnv, Path, Path, set[str], list[str]]:
     """The shared decision environment's data with a favourite-store attribute, and its program
     with rule offers (exploration off, so a slate is the ranking)."""
     env = build(tmp_path_factory.mktemp("decisions"))
     root = tmp_path_factory.mktemp("rules")
     data = root / "data"
     shutil.copytree(env.data, data)
-    members = pd.read_parquet(data / "members.parquet")
-    stores = ["S1" if i % 3 == 0 else None if i % 7 == 0 else "S2" for i in range(len(members))]
-    members["attr_favourite_store"] = pd.Series(stores, dtype="string")
-    members.to_parquet(data / "members.parquet", index=False)
+    (data / "members.parquet").unlink()  # a copy of its own, not the shared file
+    table = pq.read_table(env.data / "members.parquet")
+    stores = ["S1" if i % 3 == 0 else None if i % 7 == 0 else "S2" for i in range(table.num_rows)]
+    pq.write_table(table.append_column("attr_favourite_store", pa.array(stores, pa.string())),
+                   data / "members.parquet")
+    ids = [str(m) for m in table.column("member_id").to_pylist()]
     text = env.program.read_text().replace("exploration: {share: 0.1", "exploration: {share: 0.0")
     program = root / "program.yaml"
     program.write_text(text.replace("\noffers:\n", "\noffers:\n" + RULE_OFFERS.split("targeting:")[0].lstrip("\n"), 1)
                        + "targeting:" + RULE_OFFERS.split("targeting:")[1])
-    s1 = {str(m) for m, s in zip(members["member_id"], stores, strict=True) if s == "S1"}
-    return env, data, program, s1
+    s1 = {m for m, s in zip(ids, stores, strict=True) if s == "S1"}
+    return env, data, program, s1, ids
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def app(request: pytest.FixtureRequest, rules_env: tuple[DecisionEnv, Path, Path, set[str]],
+def app(request: pytest.FixtureRequest, rules_env: tuple[DecisionEnv, Path, Path, set[str], list[str]],
         tmp_path: Path) -> Iterator[Flask]:
-    env, data, program, _ = rules_env
+    env, data, program, _, _ = rules_env
     env.promote(env.v1)
     redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     app = start_app(env.settings(tmp_path, data=data, program=program, redis_url=redis_url))
@@ -127,7 +131,7 @@ def test_request_context_decides_which_rule_offers_a_member_gets(app: Flask, rul
     assert rule_view(post(app, member, {"cart": {"total": 19.99}}))["basket_builder"].endswith(
         "context.cart.total >= 20")
 
-    other = next(m for m in map(str, range(1, 1000)) if m not in rules_env[3])
+    other = next(m for m in rules_env[4] if m not in rules_env[3])
     assert rule_view(post(app, other))["home_store"].endswith(".rule.all[0]: member.attr_favourite_store == S1")
 
 
@@ -159,8 +163,8 @@ def test_undeclared_or_ill_typed_context_is_a_422_naming_the_key(app: Flask) -> 
 
 def test_batch_endpoint_and_offers_batch_apply_the_same_rules_as_real_time(
         app: Flask, rules_env: Any, tmp_path: Path) -> None:
-    env, data, program, s1 = rules_env
-    members = [str(m) for m in range(1, 61)]
+    env, data, program, s1, ids = rules_env
+    members = ids[:60]
     context = {"device": "app", "cart": {"total": 25}}
     realtime = {m: rule_view(post(app, m, context)) for m in members}
     resp = app.test_client().post("/v1/decisions/batch", headers=DECIDE, json={
@@ -185,7 +189,7 @@ def test_batch_endpoint_and_offers_batch_apply_the_same_rules_as_real_time(
 
 
 def test_a_malformed_rule_stops_the_cli_with_its_path_and_reason(rules_env: Any, tmp_path: Path) -> None:
-    env, data, program, _ = rules_env
+    env, data, program, _, _ = rules_env
     bad = tmp_path / "bad.yaml"
     bad.write_text(program.read_text().replace("{field: context.device, eq: app}",
                                                "{field: context.device, gte: app}"))
