@@ -24,6 +24,8 @@ import pandas as pd
 
 from models.data_contract import CHANNELS, OFFER_KINDS, split_list
 from models.program import OfferSpec, Program
+from models.rule_eval import RuleSet
+from models.rules import Node, offer_rules
 from models.units import UNLIMITED
 
 PERCENT_KINDS = frozenset({"percent_off"})
@@ -104,6 +106,8 @@ class Offer:
     #: points offers apply to purchases this many days after reaching the member (None: until the end)
     valid_days: int | None = None
     source: str = "contract"
+    #: targeting rules the member must pass (its own, its kind's default, its promotion's)
+    rules: tuple[Node, ...] = ()
 
     @property
     def charge_minor(self) -> int:
@@ -202,6 +206,8 @@ class Catalog:
                               dtype=np.int64)
         self.popularity = np.array([self.popularity_map.get(o.offer_id, np.nan) for o in offers], dtype=np.float64)
         self.requires_coupon = np.array([o.requires_coupon for o in offers], dtype=bool)
+        #: every offer's targeting rules, compiled (models.rule_eval)
+        self.rules = RuleSet([o.rules for o in offers])
 
 
 def build_catalog(program: Program, offers: pd.DataFrame | None = None,
@@ -246,6 +252,7 @@ def _opt(row: Mapping[str, object], name: str) -> object:
 
 def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[str, str]) -> list[Offer]:
     out = []
+    kind_rules: dict[str, tuple[Node, ...]] = {}  # parsed once per kind
     for row in frame.to_dict("records"):
         kind = str(row["kind"])
         default = program.offer_defaults.get(kind)  # type: ignore[call-overload]
@@ -276,6 +283,7 @@ def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[
             control_share=float(default.control_share) if default is not None else 0.0,
             send_cost_minor=0 if send is None else int(send),  # type: ignore[call-overload]
             conversion_value_minor=None if conversion is None else int(conversion),  # type: ignore[call-overload]
+            rules=kind_rules[kind] if kind in kind_rules else kind_rules.setdefault(kind, offer_rules(program, kind)),
         ))
     return out
 
@@ -322,8 +330,13 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         points_price=spec.points_price, points_nudge=spec.points_nudge,
         points_expiring_days=spec.points_expiring_within_days,
         plans=None if spec.plans is None else frozenset(spec.plans), valid_days=spec.valid_days,
-        source="program",
+        source="program", rules=offer_rules(program, spec.kind, _spec_index(program, spec)),
     )
+
+
+def _spec_index(program: Program, spec: OfferSpec) -> int | None:
+    """Where ``spec`` sits in the program's offers (its rule's YAML path); None when it is not there."""
+    return next((i for i, s in enumerate(program.offers) if s is spec or s == spec), None)
 
 
 def with_offers(catalog: Catalog, offers: Sequence[Offer]) -> Catalog:

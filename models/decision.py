@@ -62,6 +62,8 @@ from models.promotions import (
     offer_text,
     tier_promo,
 )
+from models.request_context import RequestContext
+from models.rule_checks import rule_checks
 
 TOP_FEATURES = 3
 
@@ -72,7 +74,7 @@ def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], p
            as_of: pd.Timestamp, channel: str | None = None, counters: CapCounters | None = None,
            budgets: BudgetUsage | BudgetState | None = None, contributions: np.ndarray | None = None,
            feature_names: Sequence[str] | None = None, seed: int = 0, max_offers: int | None = None,
-           uplift: object = None) -> Decision:
+           uplift: object = None, request: RequestContext | None = None) -> Decision:
     """Decide which offers one member gets.
 
     Parameters
@@ -105,20 +107,24 @@ def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], p
         (None or NaN: no uplift score); where given, the offer is ranked by uplift x value -
         cost (:func:`models.arbitration.net_values`) and ``propensities`` are the treated-arm
         probabilities.
+    request
+        The request's context (store, cart, device, location, custom keys) that targeting
+        rules read; None: no context (rules on it fail).
     """
     props = None if propensities is None else np.asarray(propensities, dtype=np.float64)[None, :]
     upl = None if uplift is None else np.asarray(uplift, dtype=np.float64)[None, :]
     contrib = None if contributions is None else np.asarray(contributions)[None]
     state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets)
     return _decide(catalog, [member], candidates, props, as_of, channel, [counters or NO_COUNTERS], state,
-                   contrib, feature_names, [seed], max_offers, upl)[0]
+                   contrib, feature_names, [seed], max_offers, upl, request)[0]
 
 
 def decide_batch(catalog: Catalog, members: Sequence[MemberContext], candidates: Sequence[str],
                  propensities: np.ndarray | None = None, *, as_of: pd.Timestamp, channel: str | None = None,
                  counters: Sequence[CapCounters] | None = None, budgets: BudgetUsage | BudgetState | None = None,
                  contributions: np.ndarray | None = None, feature_names: Sequence[str] | None = None,
-                 seed: int = 0, max_offers: int | None = None, uplift: np.ndarray | None = None) -> list[Decision]:
+                 seed: int = 0, max_offers: int | None = None, uplift: np.ndarray | None = None,
+                 request: RequestContext | None = None) -> list[Decision]:
     """Decide for many members at once (same candidates; ``propensities`` is members x candidates).
 
     Budgets are consumed in member order across the whole batch. Member ``i`` gets the
@@ -128,7 +134,7 @@ def decide_batch(catalog: Catalog, members: Sequence[MemberContext], candidates:
     return decide_members(catalog, members, candidates, propensities, as_of=as_of, channel=channel,
                           counters=counters, budgets=budgets, contributions=contributions,
                           feature_names=feature_names, seeds=[seed_for(seed, m.member_id) for m in members],
-                          max_offers=max_offers, uplift=uplift)
+                          max_offers=max_offers, uplift=uplift, request=request)
 
 
 def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidates: Sequence[str],
@@ -136,7 +142,7 @@ def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidate
                    counters: Sequence[CapCounters] | None = None, budgets: BudgetUsage | BudgetState | None = None,
                    contributions: np.ndarray | None = None, feature_names: Sequence[str] | None = None,
                    seeds: Sequence[int], max_offers: int | None = None,
-                   uplift: np.ndarray | None = None) -> list[Decision]:
+                   uplift: np.ndarray | None = None, request: RequestContext | None = None) -> list[Decision]:
     """:func:`decide_batch` with each member's exploration seed given, for any number of members.
 
     The runtime's one decision path (:meth:`runtime.decisions.pipeline.DecisionPipeline.decide_many`)
@@ -150,7 +156,7 @@ def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidate
     return _decide(catalog, list(members), candidates, props, as_of, channel,
                    list(counters) if counters is not None else [NO_COUNTERS] * len(members), state,
                    None if contributions is None else np.asarray(contributions), feature_names, list(seeds),
-                   max_offers, None if uplift is None else np.asarray(uplift, dtype=np.float64))
+                   max_offers, None if uplift is None else np.asarray(uplift, dtype=np.float64), request)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,16 +184,18 @@ class _Call:
     weight: np.ndarray
     contrib: np.ndarray | None
     feature_names: Sequence[str] | None
+    clauses: np.ndarray | None  # each cell's failing rule clause (-1: none); None: no rules
 
 
 def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
             as_of: pd.Timestamp, channel: str | None, counters: list[CapCounters], budget: BudgetState,
             contrib: np.ndarray | None, feature_names: Sequence[str] | None, seeds: list[int],
-            max_offers: int | None, uplift: np.ndarray | None = None) -> list[Decision]:
+            max_offers: int | None, uplift: np.ndarray | None = None,
+            request: RequestContext | None = None) -> list[Decision]:
     """Decide for ``members`` in order: array work for all at once, then each member's
     caps, budgets and slate (budgets are consumed member after member)."""
     call = _prepare(catalog, members, candidates, props, pd.Timestamp(as_of), channel, contrib, feature_names,
-                    uplift)
+                    uplift, request)
     settings = catalog.program.decisions
     n_slots = max_offers or settings.max_offers
     out = []
@@ -209,7 +217,8 @@ def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence
 
 def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
              as_of: pd.Timestamp, channel: str | None, contrib: np.ndarray | None,
-             feature_names: Sequence[str] | None, uplift: np.ndarray | None = None) -> _Call:
+             feature_names: Sequence[str] | None, uplift: np.ndarray | None = None,
+             request: RequestContext | None = None) -> _Call:
     """Everything that does not depend on budgets consumed by earlier members, for all
     members at once: static eligibility, tier mechanics, values, policies, priorities, ranks.
 
@@ -228,7 +237,8 @@ def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequenc
     if uplift is not None and uplift.shape != (m, c):
         raise ValueError(f"uplift has shape {uplift.shape}, but {m} members x {c} candidates were given")
     ma = member_arrays(catalog, members, as_of)
-    codes = static_reasons(catalog, cand, members, ma, as_of, channel)
+    ruled = rule_checks(catalog, cand, members, as_of, request)
+    codes = static_reasons(catalog, cand, members, ma, as_of, channel, None if ruled is None else ruled[0])
     mechanics = [member_mechanics(program, mem, as_of) for mem in members]
     _apply_mechanics(catalog, cand, codes, mechanics)
     face, value_minor = member_values(catalog, pos, ma)
@@ -249,7 +259,8 @@ def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequenc
                  mechanics=mechanics, policies=policies, props=used, known=known, uplift=upl, value=value,
                  priority=priority,
                  rank=order(catalog, pos, priority, value_minor), face=face, value_minor=value_minor,
-                 levers=levers, weight=weight, contrib=contrib, feature_names=feature_names)
+                 levers=levers, weight=weight, contrib=contrib, feature_names=feature_names,
+                 clauses=None if ruled is None else ruled[1])
 
 
 def _policies(catalog: Catalog, members: list[MemberContext], scored: np.ndarray,
@@ -313,7 +324,8 @@ def _decision(call: _Call, i: int, member: MemberContext, row: np.ndarray, cols:
     return Decision(member_id=member.member_id, offers=offers, holdout=policy == "holdout", policy=policy,
                     explored=explored, cold_start=policy == "cold_start", fallback=any(o.fallback for o in offers),
                     seed=seed, _arrays=ArbitrationArrays(call.catalog, call.ids, call.pos, row, tuple(cols),
-                                                         call.weight[i], call.props[i]))
+                                                         call.weight[i], call.props[i],
+                                                         None if call.clauses is None else call.clauses[i]))
 
 
 def _ranked_offer(call: _Call, i: int, member: MemberContext, col: int, rank: int, prob: float,

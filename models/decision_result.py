@@ -20,7 +20,8 @@ import pandas as pd
 from models.arbitration import saturated
 from models.caps import CounterIncrement, increments
 from models.catalog import Catalog
-from models.eligibility import REASONS
+from models.eligibility import CODE, REASONS
+from models.rule_checks import failing_clause
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class ArbitrationArrays:
     shared by every member of a call; ``codes`` is this member's reason code per candidate
     (0: eligible), ``chosen`` the returned columns in rank order and ``weights`` the value
     weight the policy multiplied each candidate's propensity by (its priority is the product;
-    the decision log keeps them so that another model's policy can be replayed offline), and
-    ``propensities`` the propensity the policy used (the model's, or its fallback).
+    the decision log keeps them so that another model's policy can be replayed offline),
+    ``propensities`` the propensity the policy used (the model's, or its fallback), and
+    ``clauses`` each candidate's failing rule clause (-1: none; None: no candidate has rules).
     """
 
     catalog: Catalog
@@ -74,6 +76,18 @@ class ArbitrationArrays:
     chosen: tuple[int, ...]
     weights: np.ndarray
     propensities: np.ndarray
+    clauses: np.ndarray | None = None
+
+    def rule_clauses(self) -> dict[str, str]:
+        """Offer id -> the failing clause, for the candidates excluded as ``RULE_NOT_MET``."""
+        if self.clauses is None:
+            return {}
+        out = {}
+        for j in np.flatnonzero(self.codes == CODE["RULE_NOT_MET"]).tolist():
+            text = failing_clause(self.catalog, int(self.pos[j]), int(self.clauses[j]))
+            if text is not None:
+                out[self.ids[j]] = text
+        return out
 
     def excluded(self) -> tuple[Excluded, ...]:
         """The candidates that failed a check, in candidate order, then those an eligible
@@ -142,6 +156,12 @@ class Decision:
     def propensities(self) -> np.ndarray:
         """Each candidate's propensity as the policy used it (the model's, else its fallback)."""
         return self._arrays.propensities
+
+    @cached_property
+    def rule_clauses(self) -> dict[str, str]:
+        """Offer id -> the rule clause that failed, for candidates excluded as ``RULE_NOT_MET``
+        (``offers[2].rule.all[0]: context.device == app``)."""
+        return self._arrays.rule_clauses()
 
     @cached_property
     def increments(self) -> tuple[CounterIncrement, ...]:

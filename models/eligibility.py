@@ -28,7 +28,7 @@ REASONS: tuple[str, ...] = (
     "PRODUCT_NOT_BOUGHT", "TIER_UNKNOWN", "TOP_TIER_REACHED", "CHALLENGE_OUT_OF_REACH", "NOT_ENOUGH_TIME",
     "RETENTION_NOT_NEEDED", "RETENTION_NOT_DUE", "FREQUENCY_CAPPED", "MEMBER_CAP_REACHED",
     "BUDGET_EXHAUSTED", "DIVERSITY_LIMIT", "OFFER_CONTROL", "HOLDOUT", "COST_EXCEEDS_VALUE",
-    "POINTS_INSUFFICIENT", "NO_POINTS_EXPIRING", "PLAN_REQUIRED",
+    "POINTS_INSUFFICIENT", "NO_POINTS_EXPIRING", "PLAN_REQUIRED", "RULE_NOT_MET",
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
@@ -68,10 +68,12 @@ def member_arrays(catalog: Catalog, members: Sequence[MemberContext], as_of: pd.
 
 
 def static_reasons(catalog: Catalog, cand: np.ndarray, members: Sequence[MemberContext], ma: MemberArrays,
-                   as_of: pd.Timestamp, channel: str | None) -> np.ndarray:
+                   as_of: pd.Timestamp, channel: str | None, rule_fails: np.ndarray | None = None) -> np.ndarray:
     """Reason codes (members x candidates, int64) for everything but caps and tier mechanics.
 
-    ``cand`` holds catalog positions; -1 marks an id the catalog does not know.
+    ``cand`` holds catalog positions; -1 marks an id the catalog does not know. ``rule_fails``
+    marks the cells whose targeting rules fail (:func:`models.rule_checks.rule_checks`):
+    ``RULE_NOT_MET`` after the fixed fields, before the offer's control group draw.
     """
     m, c = len(members), len(cand)
     known = cand >= 0
@@ -117,6 +119,8 @@ def static_reasons(catalog: Catalog, cand: np.ndarray, members: Sequence[MemberC
                                  or offer.bought_categories & mem.bought_categories) for mem in members])
         col = codes[:, j]
         col[(col == 0) & missing] = CODE["PRODUCT_NOT_BOUGHT"]
+    if rule_fails is not None:
+        fail(rule_fails, "RULE_NOT_MET")
     for j in np.flatnonzero((catalog.control_share[pos] > 0) & known):
         offer = catalog.offers[pos[j]]
         held = np.array([offer_control_draw(mem.member_id, offer.offer_id) < offer.control_share for mem in members])
@@ -156,6 +160,8 @@ def passed_reasons(offer: Offer, member: MemberContext, channel: str | None) -> 
         out.append("POINTS_EXPIRING")
     if offer.plans is not None and offer.plans & member.plans:
         out.append(f"ELIGIBLE_PLAN:{sorted(offer.plans & member.plans)[0]}")
+    if offer.rules:
+        out.append("ELIGIBLE_RULE")
     bought = sorted((offer.bought_categories & member.bought_categories) | (offer.bought_products & member.bought_products))
     if bought:
         out.append(f"ELIGIBLE_BOUGHT:{bought[0]}")

@@ -50,6 +50,9 @@ class MemberContext:
         (:mod:`models.challenges`).
     plans
         The paid plans (``points.plans``) active for the member now.
+    attributes
+        The member's ``attr_*`` columns as (name, value) pairs (numbers and booleans as
+        floats, categories as strings; missing values left out), for targeting rules.
     """
 
     member_id: str
@@ -67,6 +70,14 @@ class MemberContext:
     points_expiry: tuple[tuple[int, int], ...] = ()
     challenges: tuple[Progress, ...] = ()
     plans: frozenset[str] = frozenset()
+    attributes: tuple[tuple[str, str | float], ...] = ()
+
+    def attribute(self, name: str) -> str | float | None:
+        """The member's value of attribute column ``name`` (``attr_...``); None when missing."""
+        for key, value in self.attributes:
+            if key == name:
+                return value
+        return None
 
     def points_expiring(self, until: int) -> int:
         """Spendable points expiring at or before ``until`` (local program seconds)."""

@@ -41,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.data_contract import CHANNELS, OFFER_KINDS
 from models.errors import CoreError
 from models.points_config import PointsSettings, points_problems
+from models.rules import rule_problems
+from models.targeting import Targeting
 from models.yamlnodes import YamlSyntaxError, format_path, line_of, parse_with_lines, resolve
 
 OfferKind = Literal[
@@ -182,6 +184,8 @@ class OfferSpec(_Strict):
     #: points offers (bonus_points, points_multiplier): days after reaching the member that they
     #: apply to purchases (None: until the offer ends); "Double Star Day" is 1
     valid_days: PosInt | None = None
+    #: a targeting rule (models.rules): all/any/not over comparisons; checked at load
+    rule: dict[str, Any] | None = None
 
 
 class OfferDefault(_Strict):
@@ -191,6 +195,8 @@ class OfferDefault(_Strict):
     requires_coupon: bool = False
     #: share of the members eligible for an offer of this kind held back as its randomized control
     control_share: Share = 0.0
+    #: a targeting rule every offer of this kind must also pass (models.rules)
+    rule: dict[str, Any] | None = None
 
 
 class Levers(_Strict):
@@ -260,6 +266,8 @@ class UpgradeChallenge(_Strict):
     min_days_left: NonNegInt = 7
     horizon_days: PosInt = 30
     text: str | None = None
+    #: a targeting rule every upgrade challenge must also pass (models.rules)
+    rule: dict[str, Any] | None = None
 
 
 class RetentionNudge(_Strict):
@@ -267,6 +275,8 @@ class RetentionNudge(_Strict):
 
     window_days: PosInt = 30
     text: str | None = None
+    #: a targeting rule every retention nudge must also pass (models.rules)
+    rule: dict[str, Any] | None = None
 
 
 class Promotions(_Strict):
@@ -299,6 +309,8 @@ class Program(_Strict):
     offers: tuple[OfferSpec, ...] = ()
     #: the points ledger's earning, rewards and expiry (:mod:`models.points_config`)
     points: PointsSettings = PointsSettings()
+    #: attribute columns and custom request-context keys rules may read (:mod:`models.targeting`)
+    targeting: Targeting = Targeting()
 
     # -- derived values -------------------------------------------------------------------
     @cached_property
@@ -486,6 +498,7 @@ def semantic_problems(program: Program) -> list[tuple[tuple[str | int, ...], str
                    if spec.points_price or spec.points_expiring_within_days is not None)
     offers = {spec.id: (str(spec.kind), spec.requires_coupon) for spec in program.offers}
     out.extend((("points", *p), msg) for p, msg in points_problems(program.points, names, offers))
+    out.extend(rule_problems(program))
     return out
 
 

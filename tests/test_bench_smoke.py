@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["bench_serving.py", "bench_events.py", "bench_batch.py", "bench_redis_memory.py",
-           "profile_decisions.py", "closed_loop.py"]
+           "profile_decisions.py", "closed_loop.py", "bench_rules.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -38,3 +38,14 @@ def test_verdicts_and_metric_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(harness, "http", lambda *a, **k: (200, text))
     assert harness.metric_sum("http://x", "offers_score_cache_lookups_total", result="hit") == 3.0
     assert harness.metric_sum("http://x", "offers_score_cache_lookups_total") == 5.0
+
+
+def test_the_rules_benchmark_program_has_twenty_comparisons(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.bench_rules import rules_program
+    from bench.program import PROGRAM
+    from models.program import load_program
+
+    program = load_program(rules_program(PROGRAM, tmp_path / "rules.yaml"))
+    assert program.offer_defaults["amount_off"].caps.redemptions == 1  # the base program's settings kept
+    assert program.offer_defaults["free_item"].rule is not None

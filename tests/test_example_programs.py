@@ -222,3 +222,74 @@ def test_completejourney_and_synthetic_challenge_silver_members_near_gold() -> N
     synth = got(decide_for(example("synthetic"), [("2025-02-01", 650.0)], "2025-06-01", basket=40.0))
     assert synth["reach_next_tier"] == "Spend $50 by 1 Jul to reach Gold"
     assert synth["keep_tier"] == "RETENTION_NOT_DUE"
+
+
+# -- targeting rules: the offers that depend on the request's context ---------------------
+
+def _rule_outcomes(name: str, member: MemberContext, as_of: str, request: object) -> dict[str, str]:
+    """Each offer of example ``name`` with a rule: ELIGIBLE, or its reason (and failing clause)."""
+    from models.request_context import RequestContext
+
+    assert request is None or isinstance(request, RequestContext)
+    catalog = build_catalog(example(name))
+    ids = [o.offer_id for o in catalog.offers if o.rules]
+    d = decide(catalog, member, ids, np.full(len(ids), 0.5), as_of=pd.Timestamp(as_of), request=request,
+               max_offers=len(ids))
+    out = {e.offer_id: e.reason + (f" {d.rule_clauses[e.offer_id]}" if e.offer_id in d.rule_clauses else "")
+           for e in d.excluded}
+    out.update({o.offer_id: "ELIGIBLE" for o in d.offers})
+    return out
+
+
+def test_starbucks_mobile_order_happy_hour_and_reserve_rules() -> None:
+    from models.request_context import RequestContext
+
+    sbux = example("starbucks")
+    green = MemberContext("m", tier=state(sbux, visits(10), "2024-08-01"))
+    thursday_8am = "2024-08-01 08:30"
+    got = _rule_outcomes("starbucks", green, thursday_8am, RequestContext(device="app"))
+    assert got["mobile_order_morning"] == "ELIGIBLE"
+    assert got["happy_hour"].startswith("RULE_NOT_MET") and "time.hour between 12 and 16" in got["happy_hour"]
+    assert got["reserve_double_stars"].startswith("RULE_NOT_MET")
+    web = _rule_outcomes("starbucks", green, thursday_8am, RequestContext(device="web"))
+    assert web["mobile_order_morning"].endswith("rule.all[0]: context.device == app")
+    afternoon = _rule_outcomes("starbucks", green, "2024-08-01 15:00", RequestContext(device="app",
+                                                                                      store_id="SEA-ROASTERY"))
+    assert afternoon["happy_hour"] == afternoon["reserve_double_stars"] == "ELIGIBLE"
+    assert "time.hour between 5 and 9" in afternoon["mobile_order_morning"]
+    welcome = MemberContext("w", tier=state(sbux, visits(1), "2024-08-01"))
+    assert "member.tier >= Green" in _rule_outcomes("starbucks", welcome, thursday_8am,
+                                                    RequestContext(device="app"))["mobile_order_morning"]
+
+
+def test_tesco_basket_threshold_and_store_rules() -> None:
+    from models.request_context import CartLine, RequestContext
+
+    member = MemberContext("m")
+    shop = tuple(CartLine(f"p{i}", 1, 700, "GROCERY") for i in range(10))  # £70, 10 items
+    got = _rule_outcomes("tesco_clubcard", member, "2024-09-10 18:00",
+                         RequestContext(device="handset", store_id="2911", cart_lines=shop))
+    assert got["save_5_on_60"] == got["new_store_double_points"] == got["scan_as_you_shop"] == "ELIGIBLE"
+    smokes = (*shop, CartLine("cigs", 1, 1200, "TOBACCO"))
+    got = _rule_outcomes("tesco_clubcard", member, "2024-10-10 18:00",
+                         RequestContext(store_id="2911", cart_lines=smokes))
+    assert got["save_5_on_60"].endswith("rule.all[1].not: not (context.cart.categories contains any of "
+                                        "[TOBACCO, INFANT FORMULA, LOTTERY])")
+    assert "time.date between 2024-09-02 and 2024-09-29" in got["new_store_double_points"]
+    assert "context.device in [handset, app]" in got["scan_as_you_shop"]
+
+
+def test_cvs_kiosk_beauty_coupon_and_pharmacy_rules() -> None:
+    from models.request_context import CartLine, RequestContext
+
+    basket = (CartLine("lipstick", 2, 1299, "COSMETICS"),)
+    got = _rule_outcomes("cvs_extracare", MemberContext("m", segment="carepass"), "2024-05-02 10:00",
+                         RequestContext(device="kiosk", store_id="10431", cart_lines=basket,
+                                        custom=(("pharmacy_pickup", True),)))
+    assert got["beauty_5_off_25"] == got["pharmacy_pickup_bonus"] == got["store_reopening"] == "ELIGIBLE"
+    got = _rule_outcomes("cvs_extracare", MemberContext("m", segment="regular"), "2024-05-02 10:00",
+                         RequestContext(device="web", cart_lines=(CartLine("gum", 1, 199, "CANDY"),),
+                                        custom=(("pharmacy_pickup", True),)))
+    assert got["beauty_5_off_25"].endswith("context.device in [kiosk, app]")
+    assert "rule.all[1].any: any(member.segment == carepass or context.cart.total >= 10)" \
+        in got["pharmacy_pickup_bonus"]

@@ -14,7 +14,7 @@ Only events strictly before ``as_of`` count, like features:
 * has history: any purchase line; a member without one gets the cold-start policy;
 * bought products and categories: every product line (computed only when an offer
   targets buyers);
-* segment, birth month, channels and join date: the member's profile;
+* segment, birth month, channels, join date and ``attr_*`` attributes: the member's profile;
 * points balance and points by expiry: the ledger's account (when the program keeps one),
   with the expiry due at ``as_of`` applied to a copy.
 
@@ -99,7 +99,8 @@ def member_inputs(setup: DecisionSetup, hist: History, as_of: pd.Timestamp,
             bought_categories=bought[1][i] if bought else frozenset(),
             typical_basket_minor=None if np.isnan(basket[i]) else round(basket[i]),
             recent_spend_minor=round(recent[i]), has_history=bool(lines[i]),
-            points_balance=balance, points_expiry=expiry, challenges=challenges, plans=plans)
+            points_balance=balance, points_expiry=expiry, challenges=challenges, plans=plans,
+            attributes=profile.attributes or () if profile else ())
         out.append(MemberInputs(context, _merge_counters(setup, counters[i], state, now)))
     return out
 

@@ -14,6 +14,7 @@ from functools import cached_property
 
 from models.decision import Decision, Excluded, RankedOffer
 from models.member import MemberContext
+from models.request_context import RequestContext
 from runtime.coupons.codes import Coupon
 
 #: Why a coupon offer left an unknown member's slate (program ``coupons.unknown_members`` off).
@@ -38,6 +39,8 @@ class DecisionRequest:
     explain: bool = False
     #: who asked, for the decision log: ``realtime``, ``batch`` (the endpoint) or ``offers_batch``
     source: str = "realtime"
+    #: the request's context (store, cart, device, location, custom keys) targeting rules read
+    context: RequestContext | None = None
 
 
 @dataclass(frozen=True)

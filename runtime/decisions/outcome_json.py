@@ -7,7 +7,7 @@ One decision::
                  propensity, uplift, priority, net_value, send_cost, explored,
                  probability, tier_promo, reasons, requires_coupon, coupon_code?,
                  coupon_display?, expires_at?}],
-     "excluded": [{offer_id, reason}], "holdout", "policy", "scores", "history",
+     "excluded": [{offer_id, reason, clause?}], "holdout", "policy", "scores", "history",
      "degraded", "took_ms"}
 
 An offer's ``value`` is in the unit ``value_unit`` names (``currency_minor``: minor units
@@ -17,6 +17,8 @@ units (``net_value`` in major units): uplift x value - cost for an uplift model 
 incremental conversion probability, null for propensity models), propensity x value - cost
 otherwise; ``send_cost`` is what one send costs, in major units. Money in the member's tier state is in the metric's unit (minor units
 for spend programs, with ``metric_display`` beside it); ``progress`` is the share of the next tier's threshold reached (1 at the top).
+An excluded offer whose targeting rule failed (``RULE_NOT_MET``) names the failing clause
+with its YAML path: ``"clause": "offers[2].rule.all[0]: context.device == app"``.
 Times are RFC 3339: decision times in UTC, tier dates with the program zone's offset.
 """
 
@@ -130,7 +132,10 @@ def outcome_json(program: Program, outcome: Outcome, include_excluded: bool = Tr
         "offers": [offer_json(program, o) for o in outcome.offers],
     }
     if include_excluded:
-        out["excluded"] = [{"offer_id": e.offer_id, "reason": e.reason} for e in outcome.excluded]
+        clauses = d.rule_clauses
+        out["excluded"] = [{"offer_id": e.offer_id, "reason": e.reason, "clause": clauses[e.offer_id]}
+                           if e.reason == "RULE_NOT_MET" and e.offer_id in clauses
+                           else {"offer_id": e.offer_id, "reason": e.reason} for e in outcome.excluded]
     out.update({"holdout": d.holdout, "policy": d.policy, "explored": d.explored, "scores": outcome.scores,
                 "history": outcome.history, "degraded": outcome.degraded,
                 "took_ms": round(outcome.took_ms, 3)})

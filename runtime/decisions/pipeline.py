@@ -365,7 +365,7 @@ class DecisionPipeline:
                                    as_of=local, channel=req.channel, counters=counters,
                                    budgets=self.limits.usage(budgets if degraded is None else None),
                                    contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
-                                   seeds=seeds, max_offers=req.n, uplift=uplift)
+                                   seeds=seeds, max_offers=req.n, uplift=uplift, request=req.context)
         issued: Sequence[Sequence[Issued] | None] = [None] * n
         if degraded != STORE_UNAVAILABLE:
             requests = [self.limits.requests(d, now, w) for d, w in zip(decisions, withheld, strict=True)]

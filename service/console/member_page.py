@@ -79,7 +79,7 @@ def member() -> tuple[str, int] | str:
             args["as_of"] = replay_moment(as_of)
         body = parse_query(member_id, args)
         decider = current_decisions().require()
-        outcome = decider.decide_without_commit(to_request(body), new_decision_id())
+        outcome = decider.decide_without_commit(to_request(body, decider.setup.program), new_decision_id())
     except ValidationFailed as exc:
         problems = [f"{e.parameter or 'query'}: {e.message}" for e in exc.errors]
         return render_template("console/member.html", **page, error=exc.detail, problems=problems), 422

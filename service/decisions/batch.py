@@ -38,6 +38,7 @@ from runtime.errors import NotReady
 from runtime.stores import Store, StoredResponse, StoreUnavailable
 from service.auth import require_scope
 from service.decisions.bodies import BatchBody, check_distinct, parse_body
+from service.decisions.context import request_context
 from service.errors import (
     Conflict,
     FieldError,
@@ -112,13 +113,15 @@ def post_batch() -> Response:
     body: BatchBody = parse_body(BatchBody, read_json())
     check_distinct(body)
     decider = current_decisions().require()
+    context = request_context(body.context, decider.setup.program)  # 400 before anything is claimed
     decider.serving()  # NotReady: 503 (service.errors)
     store = current_state().store
     header, body_hash, replay = _claim(store)
     batch_id = "b-" + (hashlib.sha256(header.encode()).hexdigest()[:32] if header else uuid.uuid4().hex)
     req = DecisionRequest(member_id="", channel=body.channel, n=body.n, placement=body.placement, source="batch",
                           as_of=body.context.as_of if body.context is not None else None,
-                          exclude=tuple(body.exclude_offer_ids))
+                          exclude=tuple(body.exclude_offer_ids),
+                          context=context)
     program = decider.setup.program
     index = {m: i for i, m in enumerate(body.member_ids)}
     rid = request_id()

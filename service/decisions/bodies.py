@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Vali
 from models.data_contract import CHANNELS
 from models.timerange import DESCRIPTION
 from service.errors import FieldError, ValidationFailed, field_errors
-from service.events.bodies import Timestamp, json_integer
+from service.events.bodies import Money, Timestamp, json_integer
 from service.validation import MemberId, OfferId, Placement
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
@@ -29,15 +29,59 @@ MAX_EXCLUDED = 500
 MAX_BATCH = 10_000
 
 
-class DecisionContext(BaseModel):
-    """Context of a decision."""
+#: Most lines a request's cart may have.
+MAX_CART_LINES = 500
+#: A context label (store id, device, location, a custom string key): 1-128 characters.
+Label = Annotated[str, Field(min_length=1, max_length=128)]
+#: A cart line's quantity: a JSON integer.
+Quantity = Annotated[int, Field(ge=1, le=100_000), Strict(False), BeforeValidator(json_integer)]
+
+
+class CartLine(BaseModel):
+    """One line of the member's current cart."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    product_id: Label = Field(description="The product's id, as in the data's products table.")
+    quantity: Quantity = Field(1, description="Units of the product (default 1).")
+    price: Money | None = Field(None, description="Unit price in major money units (dollars); with every line "
+                                                  "priced and no total, the cart's total is their sum.")
+    category: Label | None = Field(None, description="The product's category, for rules on "
+                                                     "context.cart.categories.")
+
+
+class Cart(BaseModel):
+    """The member's current cart, for rules on ``context.cart.*``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    lines: list[CartLine] = Field(default_factory=list, max_length=MAX_CART_LINES,
+                                  description=f"Up to {MAX_CART_LINES} lines.")
+    total: Money | None = Field(None, description="The cart's total in major money units (dollars); default the "
+                                                  "sum of the lines' prices.")
+
+
+class DecisionContext(BaseModel):
+    """Context of a decision: the moment, and what targeting rules read (``context.*`` fields).
+
+    Besides the keys below, a request may send the custom keys the program declares under
+    ``targeting.context`` (checked against their declared types); any other key is refused.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     as_of: Timestamp | None = Field(None, description=(
         f"Decide as of this moment (RFC 3339 with an offset, {DESCRIPTION}) instead of the service clock, "
         "e.g. to replay a past decision; features and tiers use only events strictly before it. "
         "Replays neither read nor write the score cache."))
+    store_id: Label | None = Field(None, description="The store the member is in or ordering from "
+                                                     "(rules: context.store_id).")
+    device: Label | None = Field(None, description="The device or app asking, e.g. app, web, kiosk "
+                                                   "(rules: context.device).")
+    location: Label | None = Field(None, description="Where the member is, as a label such as a region or "
+                                                     "postcode (rules: context.location).")
+    cart: Cart | None = Field(None, description="The member's current cart (rules: context.cart.total, "
+                                                ".quantity, .lines, .product_ids, .categories).")
 
 
 class _Common(BaseModel):
@@ -48,8 +92,9 @@ class _Common(BaseModel):
     placement: Placement | None = Field(None, description="Where in the channel (a label such as "
                                                           "home_banner); echoed back and logged.")
     n: SlateSize | None = Field(None, description="Slate size; default the program's decisions.max_offers.")
-    context: DecisionContext | None = Field(None, description="Optional context, e.g. as_of to replay a past "
-                                                              "moment.")
+    context: DecisionContext | None = Field(None, description="Optional context: as_of to replay a past "
+                                                              "moment; store_id, device, location, cart and "
+                                                              "the program's declared keys for targeting rules.")
     exclude_offer_ids: list[OfferId] = Field(default_factory=list, max_length=MAX_EXCLUDED,
                                              description="Offers not to return (e.g. already on screen).")
 

@@ -116,7 +116,12 @@ DECISION_SCHEMA: dict[str, Any] = {
                                                                      "MEMBER_CAP_REACHED, DIVERSITY_LIMIT, OFFER_CONTROL "
                                                                      "(the offer's control group), HOLDOUT, "
                                                                      "COST_EXCEEDS_VALUE (sending it would cost more "
-                                                                     "than it is expected to earn)."}}}},
+                                                                     "than it is expected to earn), RULE_NOT_MET (the "
+                                                                     "offer's targeting rule failed: see clause)."},
+                         "clause": {"type": "string", "description": "RULE_NOT_MET only: the failing clause of the "
+                                                                     "rule, its YAML path in the program then its "
+                                                                     "text, e.g. \"offers[3].rule.all[0]: "
+                                                                     "context.cart.total >= 20\"."}}}},
         "holdout": {"type": "boolean", "description": "Whether the member is in the control group (policy "
                                                       "holdout)."},
         "policy": {"type": "string", "enum": ["personalised", "cold_start", "holdout"],
@@ -176,7 +181,9 @@ def document(doc: ApiDocument) -> None:
             "description": "Replays the first successful response (same decision, same coupon codes) for 24-72 h."}
     doc.add_path("/v1/decisions", {"post": {
         "summary": "Decide a member's next best offers",
-        "description": "Candidates are the offers valid at the decision time; eligibility, caps and budgets "
+        "description": "Candidates are the offers valid at the decision time; eligibility, targeting rules "
+                       "(which read context: store_id, device, location, cart and the program's declared "
+                       "targeting.context keys; any other context key is a 422 naming it), caps and budgets "
                        "exclude some (each with a reason code), the model's propensities (cached per model "
                        "version) and the program's arbitration rank the rest. Returned offers are reserved "
                        "against member caps and budgets atomically and get coupon codes when they need one. "

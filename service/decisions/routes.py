@@ -20,10 +20,12 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
+from models.program import Program
 from runtime.decisions.outcome import DecisionRequest, Outcome
 from runtime.decisions.outcome_json import outcome_json
 from service.auth import require_scope
 from service.decisions.bodies import DecisionBody, parse_body, parse_query
+from service.decisions.context import request_context
 from service.errors import FieldError, ValidationFailed
 from service.http import read_json
 from service.idempotency import idempotent
@@ -38,17 +40,19 @@ def new_decision_id() -> str:
     return "d-" + uuid.uuid4().hex
 
 
-def to_request(body: DecisionBody) -> DecisionRequest:
+def to_request(body: DecisionBody, program: Program) -> DecisionRequest:
+    """The pipeline's request for ``body``; 400 for context keys ``program`` does not declare."""
     return DecisionRequest(member_id=body.member_id, channel=body.channel, n=body.n, placement=body.placement,
                            as_of=body.context.as_of if body.context is not None else None,
-                           exclude=tuple(body.exclude_offer_ids), explain=body.explain)
+                           exclude=tuple(body.exclude_offer_ids), explain=body.explain,
+                           context=request_context(body.context, program))
 
 
 def run(body: DecisionBody) -> Response:
     """Decide and render one decision (503 while the model or catalog is loading)."""
     service = current_decisions()
     decider = service.require()
-    outcome: Outcome = decider.decide(to_request(body), new_decision_id())  # NotReady: 503 (service.errors)
+    outcome: Outcome = decider.decide(to_request(body, decider.setup.program), new_decision_id())  # NotReady: 503 (service.errors)
     return jsonify(outcome_json(decider.setup.program, outcome))
 
 
