@@ -30,7 +30,7 @@ share of a batch's decision time (much of it in the garbage collections they tri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,7 @@ from models.decision_result import (
 )
 from models.eligibility import CODE, member_arrays, passed_reasons, static_reasons
 from models.member import MemberContext
+from models.points import basket_points
 from models.policy import choose, in_holdout, seed_for
 from models.promotions import (
     CHALLENGE,
@@ -185,6 +186,7 @@ class _Call:
     contrib: np.ndarray | None
     feature_names: Sequence[str] | None
     clauses: np.ndarray | None  # each cell's failing rule clause (-1: none); None: no rules
+    basket_points: np.ndarray | None = None  # points each member's current basket earns (None: no cart)
 
 
 def _decide(catalog: Catalog, members: list[MemberContext], candidates: Sequence[str], props: np.ndarray | None,
@@ -237,6 +239,11 @@ def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequenc
     if uplift is not None and uplift.shape != (m, c):
         raise ValueError(f"uplift has shape {uplift.shape}, but {m} members x {c} candidates were given")
     ma = member_arrays(catalog, members, as_of)
+    basket = np.array(basket_points(program, [mem.tier.tier if mem.tier is not None else program.tier_names[0]
+                                              for mem in members], [mem.plans for mem in members],
+                                    None if request is None else request.cart_total), dtype=np.int64)
+    if basket.any():  # a reward the balance plus the current basket covers is eligible
+        ma = replace(ma, points_balance=ma.points_balance + basket)
     ruled = rule_checks(catalog, cand, members, as_of, request)
     codes = static_reasons(catalog, cand, members, ma, as_of, channel, None if ruled is None else ruled[0])
     mechanics = [member_mechanics(program, mem, as_of) for mem in members]
@@ -260,7 +267,7 @@ def _prepare(catalog: Catalog, members: list[MemberContext], candidates: Sequenc
                  priority=priority,
                  rank=order(catalog, pos, priority, value_minor), face=face, value_minor=value_minor,
                  levers=levers, weight=weight, contrib=contrib, feature_names=feature_names,
-                 clauses=None if ruled is None else ruled[1])
+                 clauses=None if ruled is None else ruled[1], basket_points=basket if basket.any() else None)
 
 
 def _policies(catalog: Catalog, members: list[MemberContext], scored: np.ndarray,
@@ -355,7 +362,8 @@ def _reasons(call: _Call, i: int, member: MemberContext, col: int, promo: str | 
     catalog = call.catalog
     p = int(call.cand[col])
     offer = catalog.offers[p]
-    reasons = passed_reasons(offer, member, call.channel)
+    reasons = passed_reasons(offer, member, call.channel,
+                             0 if call.basket_points is None else int(call.basket_points[i]))
     if promo:
         reasons.append(f"TIER_MECHANIC:{promo}")
     uplift = call.uplift[i, col]

@@ -137,8 +137,9 @@ def offer_control_draw(member_id: str, offer_id: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-def passed_reasons(offer: Offer, member: MemberContext, channel: str | None) -> list[str]:
-    """The eligibility rules an offer restricts on and the member passed, as reason strings."""
+def passed_reasons(offer: Offer, member: MemberContext, channel: str | None, basket_points: int = 0) -> list[str]:
+    """The eligibility rules an offer restricts on and the member passed, as reason strings
+    (``basket_points``: what the request's cart earns, counted toward a reward's price)."""
     out = []
     if offer.tiers is not None and member.tier is not None:
         out.append(f"ELIGIBLE_TIER:{member.tier.tier}")
@@ -154,8 +155,12 @@ def passed_reasons(offer: Offer, member: MemberContext, channel: str | None) -> 
         out.append("ELIGIBLE_MIN_SPEND")
     if offer.points_price:
         balance = member.points_balance or 0
-        out.append(f"POINTS_BALANCE:{balance}" if balance >= offer.points_price
-                   else f"POINTS_NUDGE:{offer.points_price - balance}")
+        if balance >= offer.points_price:
+            out.append(f"POINTS_BALANCE:{balance}")
+        elif balance + basket_points >= offer.points_price:
+            out.append(f"POINTS_WITH_BASKET:{basket_points}")
+        else:
+            out.append(f"POINTS_NUDGE:{offer.points_price - balance - basket_points}")
     if offer.points_expiring_days is not None:
         out.append("POINTS_EXPIRING")
     if offer.plans is not None and offer.plans & member.plans:

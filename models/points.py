@@ -218,6 +218,25 @@ def base_rate(program: Program, tier: str, plans: frozenset[str] = frozenset()) 
     return rate
 
 
+def basket_points(program: Program, tiers: Sequence[str], plans: Sequence[frozenset[str]],
+                  basket_minor: int | None) -> list[int]:
+    """Whole points each member (by tier and active plans) would earn on the current basket of
+    ``basket_minor`` at the base rate: what a reward's price may count on top of the balance when
+    the decision request carries the cart ("your balance plus this basket covers a free drink").
+
+    Day, category and offer multipliers are left out (they depend on the lines and the moment of
+    payment), so the figure never promises more than the purchase earns. All 0 without a points
+    ledger or a known, positive basket."""
+    if basket_minor is None or basket_minor <= 0 or not program.points.enabled:
+        return [0] * len(tiers)
+    out = []
+    for tier, active in zip(tiers, plans, strict=True):
+        rate = base_rate(program, tier, active)
+        whole = rate if program.currency.earn_basis == "visit" else rate * basket_minor / program.currency.minor_units
+        out.append(math.floor(whole))
+    return out
+
+
 def earn_postings(program: Program, offers: Sequence[PointsOffer], line: PurchaseLine, ctx: EarnContext,
                   zone: ZoneInfo) -> list[Posting]:
     """The postings one transaction event makes (module docstring for the causes).

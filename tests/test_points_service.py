@@ -191,8 +191,9 @@ def test_decisions_offer_rewards_the_balance_covers_and_nudge_the_rest(tmp_path:
     client = app.test_client()
     decisions = {"X-API-Key": DECISIONS_KEY}
 
-    def decide() -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-        resp = client.post("/v1/decisions", json={"member_id": "m3", "channel": "app", "n": 5}, headers=decisions)
+    def decide(context: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+        body = {"member_id": "m3", "channel": "app", "n": 5, **({"context": context} if context else {})}
+        resp = client.post("/v1/decisions", json=body, headers=decisions)
         assert resp.status_code == 200, resp.get_data(as_text=True)
         body = resp.get_json()
         return ({o["offer_id"]: o for o in body["offers"]}, {e["offer_id"]: e["reason"] for e in body["excluded"]},
@@ -208,6 +209,13 @@ def test_decisions_offer_rewards_the_balance_covers_and_nudge_the_rest(tmp_path:
         assert member["points_balance"] == 0
         assert excluded["free_drink_offer"] == "POINTS_INSUFFICIENT"
         assert excluded["use_them"] == "NO_POINTS_EXPIRING"
+        # the balance plus what the current basket earns (a point per dollar, Base) covers the price
+        offers, excluded, _ = decide({"cart": {"total": 99}})
+        assert excluded["free_drink_offer"] == "POINTS_INSUFFICIENT"  # 99 points: 51 short, beyond the nudge of 50
+        offers, _, _ = decide({"cart": {"total": 120}})
+        assert "POINTS_NUDGE:30" in offers["free_drink_offer"]["reasons"]  # 30 short after this basket
+        offers, _, _ = decide({"cart": {"total": 150}})
+        assert "POINTS_WITH_BASKET:150" in offers["free_drink_offer"]["reasons"]
         adjust(120, "a1")  # 30 short of the drink, within the nudge of 50
         offers, excluded, member = decide()
         nudge = offers["free_drink_offer"]
