@@ -61,7 +61,7 @@ def period_bounds(period: str, local: pd.Timestamp) -> tuple[pd.Timestamp, pd.Ti
     if period == "day":
         return day, day + pd.Timedelta(days=1)
     if period == "week":
-        start = day - pd.Timedelta(days=day.dayofweek)
+        start = day - pd.Timedelta(days=day.day_of_week)
         return start, start + pd.Timedelta(days=7)
     if period == "month":
         start = day.replace(day=1)
