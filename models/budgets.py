@@ -13,20 +13,22 @@ time zone:
 Each period has its own counter in the store, so a new period starts from zero by itself
 (no reset job); the counter's key lives until its period has ended plus :data:`GRACE_SECONDS`.
 
-**Pacing** spreads a budget over its period. With ``f`` the elapsed share of the period at
-the decision (local clock time; 0 at its start, 1 at its end) and ``L`` the period's limit,
-at most ``allowance(L, f)`` may be spent so far:
+**Pacing** spreads a budget over its period, released slot by slot: a day has 24 hourly
+slots, a week 7 daily slots, a month one slot per day. With ``s = (slots started) / (slots in
+the period)`` at the decision (local clock time: 1/24 from midnight, 2/24 from 01:00... 1 in
+the last slot) and ``L`` the period's limit, at most ``allowance(L, s)`` may be spent so far:
 
 * ``none`` - ``L`` (spend as fast as traffic comes);
-* ``even`` - ``ceil(L x f)``: a straight line from 0 to ``L``;
-* ``front_loaded`` - ``ceil(L x (2f - f^2))``: the spend rate starts at twice the even rate and
-  falls linearly to zero at the period's end, so three quarters of the budget may go in the
-  first half (the curve Adobe's "front-loaded" capping describes: more early, all of it by the end).
+* ``even`` - ``ceil(L x s)``: the same share in every slot;
+* ``front_loaded`` - ``ceil(L x (2s - s^2))``: the release rate starts at twice the even rate
+  and falls linearly to zero at the period's end, so three quarters of the budget may go in
+  the first half (the curve Adobe's "front-loaded" capping describes: more early, all of it
+  by the end).
 
-``ceil`` makes the first issue possible from the period's first second. An offer refused
-only by pacing (the full limit would still allow it) is ``BUDGET_PACED``; refused by the
-limit itself, ``BUDGET_EXHAUSTED``. Pacing needs a bounded period: with ``total`` it is a
-config error. Everything here is pure: the runtime passes the local moment in.
+A slot's share is released at its start, so the first hour of a day can spend already. An
+offer refused only by pacing (the full limit would still allow it) is ``BUDGET_PACED``;
+refused by the limit itself, ``BUDGET_EXHAUSTED``. Pacing needs a bounded period: with
+``total`` it is a config error. Everything here is pure: the runtime passes the local moment in.
 """
 
 from __future__ import annotations
@@ -86,17 +88,22 @@ def period_id(period: str, local: pd.Timestamp) -> str:
     raise ValueError(f"unknown budget period {period!r}; one of {', '.join(PERIODS)}")
 
 
-def elapsed_share(period: str, local: pd.Timestamp) -> float:
-    """How much of the period containing ``local`` has passed, in [0, 1] (1 for ``total``)."""
+def released_share(period: str, local: pd.Timestamp) -> float:
+    """The share of the period's pacing slots started by ``local`` (hours of a day, days of a week
+    or month), in (0, 1]; 1 for ``total``."""
     bounds = period_bounds(period, local)
     if bounds is None:
         return 1.0
     start, end = bounds
-    return min(max((pd.Timestamp(local) - start) / (end - start), 0.0), 1.0)
+    ts = pd.Timestamp(local)
+    if period == "day":
+        return (int((ts - start) // pd.Timedelta(hours=1)) + 1) / 24
+    days = (end - start).days
+    return min(int((ts - start) // pd.Timedelta(days=1)) + 1, days) / days
 
 
 def allowance(limit: int, pacing: str, share: float) -> int:
-    """How much of ``limit`` may be spent when ``share`` of the period has passed (module docstring)."""
+    """How much of ``limit`` may be spent once ``share`` of the period is released (module docstring)."""
     if pacing == "none" or share >= 1.0:
         return limit
     if pacing == "even":
@@ -110,7 +117,7 @@ def allowance(limit: int, pacing: str, share: float) -> int:
 
 def paced(rule: BudgetRule, local: pd.Timestamp) -> tuple[int | None, int | None]:
     """The rule's count and money allowances at ``local`` (None where unlimited)."""
-    share = elapsed_share(rule.period, local)
+    share = released_share(rule.period, local)
     return (None if rule.count is None else allowance(rule.count, rule.pacing, share),
             None if rule.minor is None else allowance(rule.minor, rule.pacing, share))
 

@@ -21,9 +21,9 @@ from models.budgets import (
     BudgetRule,
     allowance,
     counter_ttl,
-    elapsed_share,
     paced,
     period_id,
+    released_share,
 )
 from models.catalog import build_catalog
 from models.program import ProgramConfigError, parse_program
@@ -81,11 +81,8 @@ def test_period_ids_follow_the_local_calendar() -> None:
     assert period_id("day", t + pd.Timedelta(minutes=31)) == "d2024-12-31"
 
 
-def test_elapsed_share_and_counter_ttl() -> None:
-    assert elapsed_share("day", pd.Timestamp("2024-06-03 06:00")) == 0.25
-    assert elapsed_share("week", pd.Timestamp("2024-06-05 12:00")) == pytest.approx(2.5 / 7)  # Wed noon
-    assert elapsed_share("month", pd.Timestamp("2024-02-15 00:00")) == pytest.approx(14 / 29)
-    assert elapsed_share("total", pd.Timestamp("2024-06-03")) == 1.0
+def test_counter_ttl_outlives_the_period() -> None:
+    assert released_share("total", pd.Timestamp("2024-06-03")) == 1.0
     # a period's counter outlives the period by the grace, measured from the reservation
     assert counter_ttl("day", pd.Timestamp("2024-06-03 18:00"), 999) == 6 * 3600 + GRACE_SECONDS
     assert counter_ttl("total", pd.Timestamp("2024-06-03 18:00"), 999) == 999
@@ -96,8 +93,13 @@ def test_pacing_curves() -> None:
     assert [allowance(100, "even", f) for f in (0.0, 0.001, 0.25, 0.5, 1.0)] == [0, 1, 25, 50, 100]
     assert [allowance(100, "front_loaded", f) for f in (0.001, 0.25, 0.5, 0.75, 1.0)] == [1, 44, 75, 94, 100]
     assert allowance(100, "none", 0.1) == 100
+    # slots: hours of a day, days of a week or a month; a slot's share is released at its start
+    assert released_share("day", pd.Timestamp("2024-06-03 00:00")) == 1 / 24
+    assert released_share("day", pd.Timestamp("2024-06-03 23:59:59")) == 1.0
+    assert released_share("week", pd.Timestamp("2024-06-05 12:00")) == 3 / 7  # Wednesday
+    assert released_share("month", pd.Timestamp("2024-02-29 08:00")) == 1.0
     rule = BudgetRule("b", count=8, minor=10_000, period="day", pacing="even")
-    assert paced(rule, pd.Timestamp("2024-06-03 03:00")) == (1, 1250)
+    assert paced(rule, pd.Timestamp("2024-06-03 03:00")) == (2, 1667)
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ offers:
     claims = campaign_limits.claims(catalog, catalog["flash"], local)
     assert [(c.key, c.period, c.count_limit, c.minor_limit, c.paced_count, c.paced_minor, c.charge_minor)
             for c in claims] == [("flash", "d2025-11-12", 4, None, 2, None, 200),
-                                 ("sunmill", "m2025-11", None, 2000, None, 750, 200)]
+                                 ("sunmill", "m2025-11", None, 2000, None, 800, 200)]
     assert [c.name for c in program.contact_policy.caps_for("email")] == ["all.week", "email.day"]
     assert campaign_limits.contact_limits(program, "app", local) == (ContactLimit("all.week", "w2025-46", 3, None),)
     assert campaign_limits.quiet(program, "sms", pd.Timestamp("2025-11-12 22:00"))
@@ -367,8 +369,8 @@ def reason(outcome: Outcome, offer_id: str) -> str | None:
 
 
 def test_even_pacing_across_a_day_and_into_the_next(pipeline: DecisionPipeline) -> None:
-    """A daily budget of 4 paced evenly (local New York days): 1 by 06:00, 2 by noon, 4 by the
-    day's end; the next day starts a counter of its own."""
+    """A daily budget of 4 paced evenly (local New York days, hourly slots): 1 in the 05:00 slot,
+    2 in the 11:00 slot, 4 in the last hour; the next day starts a counter of its own."""
     got = [reason(decide(pipeline, f"u{i}", at), "flash") for i, at in enumerate([
         "2025-11-12 05:00", "2025-11-12 05:30", "2025-11-12 11:00", "2025-11-12 11:30",
         "2025-11-12 23:00", "2025-11-12 23:30", "2025-11-12 23:59", "2025-11-13 00:10"])]
