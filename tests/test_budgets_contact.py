@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import redis
 
 from models.budgets import (
     GRACE_SECONDS,
@@ -395,3 +396,40 @@ def test_contact_policy_and_quiet_hours_in_real_time_and_batch(pipeline: Decisio
     chunk = pipeline.decide_chunk(["c1", "c3"], req, ["b1", "b2"])
     assert [len(o.offers) for o in chunk] == [0, 2]  # c1 already had 3 offers this week
     assert {r.reason for r in chunk[0].refused} == {"CONTACT_CAPPED"}
+
+
+class CountingConnection(redis.Connection):
+    """A connection that counts what it sends: one send is one round trip (a pipeline packs its
+    commands into one)."""
+
+    sent = 0
+
+    def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        """Count, then send."""
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)  # type: ignore[arg-type]
+
+
+@pytest.mark.redis
+def test_round_trips_of_a_decision_write(redis_url: str) -> None:
+    """The write of one decision (docs/redis.md, Round trips): 1 without budgets, 2 with a
+    budgeted offer (budgets, then the member), 3 when the member step refuses a budgeted offer."""
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    store = RedisStore(redis.Redis(connection_pool=pool), keys=make_store("memory").keys)
+    try:
+        budgeted = CapRequest("o1", member_limit=1, budgets=(claim("b", count=9),))
+        plain = CapRequest("o2")
+        store.commit_decision("warm", [budgeted, plain], [None, None], T0)  # loads the scripts
+        store.release("warm", store.reserve("warm", [budgeted], T0))
+
+        def trips(member: str, reqs: list[CapRequest]) -> int:
+            before = CountingConnection.sent
+            store.commit_decision(member, reqs, [None] * len(reqs), T0, contact=(ContactLimit("all.day", "d", 5),))
+            return CountingConnection.sent - before
+
+        assert trips("m1", [plain]) == 1
+        assert trips("m1", [budgeted, plain]) == 2
+        assert trips("m1", [budgeted]) == 3  # the member cap refuses: the budget is given back
+        assert store.budget_usage([("b", "total")])[("b", "total")] == BudgetCounter(2, 0)  # warm + m1
+    finally:
+        drop(store)

@@ -362,11 +362,17 @@ class RedisStore(TwoPhaseReservations, Store):
         out = [CommitResult([], [], False) for _ in commits]
         if not todo:
             return out
+        if len(todo) == 1:  # one EVALSHA: a pipeline would add a SCRIPT EXISTS round trip
+            i, (member_id, requests, coupons, cache) = todo[0]
+            keys, args = self._commit_call(member_id, requests, coupons, now, cache, contacts[i])
+            with self._guard("commit_decision"):
+                out[i] = self._commit_result(requests, self._commit(keys=keys, args=args), now)
+            return out
         pipe = self.client.pipeline(transaction=False)
         for i, (member_id, requests, coupons, cache) in todo:
             keys, args = self._commit_call(member_id, requests, coupons, now, cache, contacts[i])
             self._commit(keys=keys, args=args, client=pipe)
-        with self._guard("commit_decision" if len(commits) == 1 else "commit_many"):
+        with self._guard("commit_many"):
             replies = pipe.execute()
         for (i, (_, requests, _, _)), reply in zip(todo, replies, strict=True):
             out[i] = self._commit_result(requests, reply, now)
