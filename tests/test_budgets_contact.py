@@ -433,3 +433,20 @@ def test_round_trips_of_a_decision_write(redis_url: str) -> None:
         assert store.budget_usage([("b", "total")])[("b", "total")] == BudgetCounter(2, 0)  # warm + m1
     finally:
         drop(store)
+
+
+def test_the_tesco_like_program_shares_brand_x_budget_across_its_offers() -> None:
+    """Brand X's monthly budget covers its program offers and its coupons from the data; each
+    partner coupon from the data also has its own monthly count (offer_defaults)."""
+    program = parse_program((Path(__file__).resolve().parents[1] / "examples/programs/tesco_clubcard.yaml").read_text())
+    offers = pd.DataFrame([{"offer_id": "bx9", "campaign_id": "C9", "kind": "partner", "starts_at": "2024-01-01",
+                            "ends_at": "2024-12-31", "title": "Brand X biscuits", "cost_minor": 100,
+                            "funder": "Brand X"}])
+    catalog = build_catalog(program, offers)
+    assert catalog["brand_switch_coffee"].budget_keys == ("brand-x-monthly",)
+    assert catalog["brand_x_tea"].budget_keys == ("brand-x-monthly",)
+    assert catalog["bx9"].budget_keys == ("bx9", "brand-x-monthly")
+    local = pd.Timestamp("2024-06-10 09:30")  # the 10th of 30 days: a third of the month released
+    bx9 = campaign_limits.claims(catalog, catalog["bx9"], local)
+    assert [(c.key, c.period, c.count_limit, c.minor_limit, c.paced_minor) for c in bx9] == [
+        ("bx9", "m2024-06", 20000, None, None), ("brand-x-monthly", "m2024-06", None, 500000, 166667)]

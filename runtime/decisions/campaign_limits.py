@@ -17,7 +17,7 @@ Quiet hours are a function of the moment alone, so checking them here, at every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -29,13 +29,19 @@ from models.units import ALL_USED
 from runtime.stores import BudgetClaim, BudgetCounter, BudgetRef, ContactLimit
 
 
-def budget_refs(catalog: Catalog, local: pd.Timestamp) -> list[BudgetRef]:
-    """Every budget's counter for the period containing ``local`` (naive program time)."""
-    return [(rule.key, period_id(rule.period, local)) for rule in catalog.budget_rules]
+def budget_refs(catalog: Catalog, local: pd.Timestamp, offer_ids: Sequence[str] | None = None) -> list[BudgetRef]:
+    """The budgets' counters for the period containing ``local`` (naive program time): every
+    budget's, or only those the offers ``offer_ids`` draw on (a decision reads its candidates')."""
+    rules = catalog.budget_rules
+    if offer_ids is not None:
+        wanted = sorted({b for o in offer_ids for b in catalog.budget_links[catalog.index[o]]})
+        rules = tuple(rules[b] for b in wanted)
+    return [(rule.key, period_id(rule.period, local)) for rule in rules]
 
 
 def usage(catalog: Catalog, counters: Mapping[BudgetRef, BudgetCounter] | None, local: pd.Timestamp) -> BudgetUsage:
-    """The current periods' consumption by budget key; unknown (store down) counts as exhausted."""
+    """The current periods' consumption by budget key; unknown (store down) counts as exhausted.
+    A counter not in ``counters`` counts as unused (the caller reads those of its candidates)."""
     keys = catalog.budget_keys
     if counters is None:
         return BudgetUsage(count=dict.fromkeys(keys, ALL_USED), minor=dict.fromkeys(keys, ALL_USED))

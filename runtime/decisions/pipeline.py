@@ -302,8 +302,8 @@ class DecisionPipeline:
         by_uplift = serving is not None and isinstance(serving.model, UpliftModel)
         slot = (universe.slot(serving.version, req.channel)  # uplift scores are not cached: cheap to compute
                 if serving is not None and not by_uplift and req.as_of is None and len(universe.scorable) else None)
-        bundles, budgets, degraded = self._read(member_ids, slot, campaign_limits.budget_refs(self.setup.catalog,
-                                                                                               local))
+        refs = campaign_limits.budget_refs(self.setup.catalog, local, universe.offer_ids)
+        bundles, budgets, degraded = self._read(member_ids, slot, refs)
         degraded = self._check_generation(bundles[:1]) or degraded
         withheld = [self.limits.withheld(b) for b in bundles]
         # coupon offers withheld from unknown members leave the candidates, so others fill the slate
