@@ -20,8 +20,9 @@ Why it never over-issues: each counter is only ever checked and incremented insi
 atomic script, and step 3 only decrements what step 1 added. Between steps 1 and 3 a budget
 may count an issue that is then given back, so a concurrent decision may be refused a budget
 that ends up unspent (it errs towards under-issuing, by at most the requests in flight).
-When step 2 fails (the store went away), step 1's reservations are given back before the
-error is raised. Round trips: 1 for a decision without budgeted offers, 2 with them, 3 when
+When step 2 fails (the store went away), step 1's reservations are given back (best effort)
+before the error is raised; when only step 3 fails, the decision stands and the budgets keep
+the unused reservations. Round trips: 1 for a decision without budgeted offers, 2 with them, 3 when
 something has to be given back (docs/redis.md, Reservations).
 
 The stores implement the primitives (:meth:`_reserve_budgets`, :meth:`_release_budgets`,
@@ -30,7 +31,7 @@ The stores implement the primitives (:meth:`_reserve_budgets`, :meth:`_release_b
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from abc import abstractmethod
 from collections.abc import Sequence
 
@@ -49,6 +50,8 @@ from runtime.stores.values import (
 #: One budget step answer: (granted, reason, first budget's counter after or as found).
 BudgetAnswer = tuple[bool, str | None, BudgetCounter | None]
 Commit = tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None], CacheWrite | None]
+
+log = logging.getLogger(__name__)
 
 
 class TwoPhaseReservations(Reservations):
@@ -87,14 +90,19 @@ class TwoPhaseReservations(Reservations):
         return dict(zip(flat, answers, strict=True))
 
     def _give_back(self, claims: list[BudgetClaim]) -> None:
-        if claims:
+        """Step 3. Best effort: when the store went away after step 2, the decision stands and
+        the budgets keep the unused reservations (they err towards under-issuing, never over)."""
+        if not claims:
+            return
+        try:
             self._release_budgets(claims)
+        except StoreUnavailable as exc:
+            log.warning("%d budget reservation(s) not given back: %s", len(claims), exc)
 
     def _give_back_quietly(self, requests: Sequence[Sequence[CapRequest]],
                            answers: dict[tuple[int, int], BudgetAnswer]) -> None:
         """After step 2 failed: give back step 1's grants, best effort (the store may be away)."""
-        with contextlib.suppress(StoreUnavailable):
-            self._give_back([c for (i, j), a in answers.items() if a[0] for c in requests[i][j].claims])
+        self._give_back([c for (i, j), a in answers.items() if a[0] for c in requests[i][j].claims])
 
     def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
         if not requests:
