@@ -7,9 +7,10 @@ increments that decision implies. Applying them is the caller's job.
 * Member caps (per offer, within the offer's ``caps.window_days``): impressions
   (FREQUENCY_CAPPED), issues and redemptions (MEMBER_CAP_REACHED). An offer passes
   while ``count < limit``; a returned offer adds one impression and one issue.
-* Global budgets (per budget key, shared by offers that name the same key): a count
-  of issues and/or money. A returned offer *reserves* one issue and its full cost
-  at once, so a budget holds even if every issued offer is redeemed.
+* Global budgets (per budget key, shared by offers that name the same key, a campaign or a
+  funder): a count of issues and/or money per period, paced (:mod:`models.budgets`). A
+  returned offer *reserves* one issue and its full cost from each budget it draws on at
+  once, so a budget holds even if every issued offer is redeemed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
+from models.budgets import paced
 from models.catalog import Catalog
 
 
@@ -81,37 +84,68 @@ def _reached(catalog: Catalog, cand: np.ndarray, limits: np.ndarray, counts: Map
 
 
 class BudgetState:
-    """Remaining global budget per budget key, consumed as offers are chosen (mutable)."""
+    """Remaining global budget per budget key, consumed as offers are chosen (mutable).
 
-    def __init__(self, catalog: Catalog, usage: BudgetUsage | None = None):
+    ``usage`` is keyed by budget key and counts the current period of each budget (the caller
+    reads the period's counter, :func:`models.budgets.period_id`). With ``as_of`` (naive local)
+    the paced allowance (:func:`models.budgets.paced`) binds too: an offer that fits the
+    period's limit but not the allowance is paced, not exhausted. An offer drawing on several
+    budgets (its own, a campaign's, a funder's) must fit every one of them.
+    """
+
+    def __init__(self, catalog: Catalog, usage: BudgetUsage | None = None, as_of: pd.Timestamp | None = None):
         usage = usage or BudgetUsage()
         keys = catalog.budget_keys
         self.catalog = catalog
-        self.count = catalog.budget_count_limit - np.array([usage.count.get(k, 0) for k in keys], dtype=np.int64)
-        self.minor = catalog.budget_minor_limit - np.array([usage.minor.get(k, 0) for k in keys], dtype=np.int64)
+        used_n = np.array([usage.count.get(k, 0) for k in keys], dtype=np.int64)
+        used_m = np.array([usage.minor.get(k, 0) for k in keys], dtype=np.int64)
+        self.count = catalog.budget_count_limit - used_n
+        self.minor = catalog.budget_minor_limit - used_m
+        self.paced_count, self.paced_minor = self.count.copy(), self.minor.copy()
+        if as_of is not None:
+            for b, rule in enumerate(catalog.budget_rules):
+                if rule.pacing != "none":
+                    n, m = paced(rule, as_of)
+                    if n is not None:
+                        self.paced_count[b] = n - used_n[b]
+                    if m is not None:
+                        self.paced_minor[b] = m - used_m[b]
 
     def copy(self) -> BudgetState:
         """An independent copy (to simulate a slate without consuming the real budget)."""
         twin = object.__new__(BudgetState)
         twin.catalog, twin.count, twin.minor = self.catalog, self.count.copy(), self.minor.copy()
+        twin.paced_count, twin.paced_minor = self.paced_count.copy(), self.paced_minor.copy()
         return twin
 
+    def refusals(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which candidates (catalog positions) a budget refuses: (exhausted, paced only)."""
+        cat = self.catalog
+        lo, lb = cat.link_offer, cat.link_budget
+        charge = cat.charge[lo]
+        full = (self.count[lb] >= 1) & (self.minor[lb] >= charge)
+        pace = (self.paced_count[lb] >= 1) & (self.paced_minor[lb] >= charge)
+        exhausted = np.zeros(len(cat), dtype=bool)
+        slowed = np.zeros(len(cat), dtype=bool)
+        exhausted[lo[~full]] = True
+        slowed[lo[~pace]] = True
+        return exhausted[cand], slowed[cand] & ~exhausted[cand]
+
     def affordable(self, cand: np.ndarray) -> np.ndarray:
-        """Whether each candidate (catalog positions) still fits its budget."""
-        b = self.catalog.budget[cand]
-        has = b >= 0
-        if not has.any():
+        """Whether each candidate (catalog positions) still fits its budgets and their pacing."""
+        if not len(self.catalog.link_offer):
             return np.ones(len(cand), dtype=bool)
-        bb = np.maximum(b, 0)
-        fits = (self.count[bb] >= 1) & (self.minor[bb] >= self.catalog.charge[cand])
-        return ~has | fits
+        exhausted, slowed = self.refusals(cand)
+        return ~(exhausted | slowed)
 
     def consume(self, position: int) -> None:
-        """Reserve one issue and the offer's cost from its budget."""
-        b = self.catalog.budget[position]
-        if b >= 0:
+        """Reserve one issue and the offer's cost from each of its budgets."""
+        charge = self.catalog.charge[position]
+        for b in self.catalog.budget_links[position]:
             self.count[b] -= 1
-            self.minor[b] -= self.catalog.charge[position]
+            self.minor[b] -= charge
+            self.paced_count[b] -= 1
+            self.paced_minor[b] -= charge
 
 
 def increments(catalog: Catalog, position: int) -> list[CounterIncrement]:
@@ -120,8 +154,8 @@ def increments(catalog: Catalog, position: int) -> list[CounterIncrement]:
     window = offer.caps.window_days
     out = [CounterIncrement("member", "impression", offer.offer_id, 1, window),
            CounterIncrement("member", "issue", offer.offer_id, 1, window)]
-    if offer.budget_key is not None:
-        out.append(CounterIncrement("global", "budget_count", offer.budget_key, 1))
+    for key in offer.budget_keys:
+        out.append(CounterIncrement("global", "budget_count", key, 1))
         if offer.charge_minor:
-            out.append(CounterIncrement("global", "budget_minor", offer.budget_key, offer.charge_minor))
+            out.append(CounterIncrement("global", "budget_minor", key, offer.charge_minor))
     return out

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from models.budgets import BudgetRule
 from models.data_contract import CHANNELS, OFFER_KINDS, split_list
-from models.program import OfferSpec, Program
+from models.program import Budget, OfferSpec, Program
 from models.rule_eval import RuleSet
 from models.rules import Node, offer_rules
 from models.units import UNLIMITED
@@ -85,6 +87,11 @@ class Offer:
     budget_key: str | None = None
     budget_count: int | None = None
     budget_minor: int | None = None
+    #: the own budget's period and pacing (:mod:`models.budgets`)
+    budget_period: str = "total"
+    budget_pacing: str = "none"
+    #: ids of the program's shared budgets (``budgets:``) this offer also draws on
+    shared_budgets: tuple[str, ...] = ()
     stacking_group: str | None = None
     priority: int = 0
     lever: float = 1.0
@@ -113,6 +120,12 @@ class Offer:
     def charge_minor(self) -> int:
         """Money a money budget reserves when this offer is issued (its full cost)."""
         return int(self.cost_minor or 0)
+
+    @property
+    def budget_keys(self) -> tuple[str, ...]:
+        """Every budget an issue of this offer draws on: its own, then the shared ones."""
+        own = () if self.budget_key is None else (self.budget_key,)
+        return own + self.shared_budgets
 
 
 class Catalog:
@@ -171,19 +184,7 @@ class Catalog:
         self.cap_impressions = np.array([o.caps.impressions or 0 for o in offers], dtype=np.int64)
         self.cap_issues = np.array([o.caps.issues or 0 for o in offers], dtype=np.int64)
         self.cap_redemptions = np.array([o.caps.redemptions or 0 for o in offers], dtype=np.int64)
-        keys = sorted({o.budget_key for o in offers if o.budget_key is not None})
-        self.budget_keys: tuple[str, ...] = tuple(keys)
-        code = {k: i for i, k in enumerate(keys)}
-        self.budget = np.array([-1 if o.budget_key is None else code[o.budget_key] for o in offers], dtype=np.int64)
-        self.budget_count_limit = np.full(len(keys), UNLIMITED, dtype=np.int64)
-        self.budget_minor_limit = np.full(len(keys), UNLIMITED, dtype=np.int64)
-        for o in offers:  # offers sharing a key share the smallest limit any of them states
-            if o.budget_key is not None:
-                b = code[o.budget_key]
-                if o.budget_count is not None:
-                    self.budget_count_limit[b] = min(self.budget_count_limit[b], o.budget_count)
-                if o.budget_minor is not None:
-                    self.budget_minor_limit[b] = min(self.budget_minor_limit[b], o.budget_minor)
+        self._build_budgets()
         self.charge = np.array([o.charge_minor for o in offers], dtype=np.int64)
         self.value_by_tier = np.array([[o.tier_values.get(t, o.value) for t in tiers] for o in offers],
                                       dtype=np.float64).reshape(n, len(tiers))
@@ -208,6 +209,47 @@ class Catalog:
         self.requires_coupon = np.array([o.requires_coupon for o in offers], dtype=bool)
         #: every offer's targeting rules, compiled (models.rule_eval)
         self.rules = RuleSet([o.rules for o in offers])
+
+    def _build_budgets(self) -> None:
+        """Budget keys, their rules (limits, period, pacing) and the (offer, budget) links.
+
+        Offers sharing an own key share the smallest limit any of them states; a shared budget
+        (``budgets:``) takes its limits from the program. ``budget_links`` pairs, by offer
+        position, every budget an offer draws on (``link_offer``, ``link_budget`` arrays)."""
+        offers, program = self.offers, self.program
+        shared = {b.id: b for b in program.budgets}
+        keys = sorted({k for o in offers for k in o.budget_keys})
+        self.budget_keys: tuple[str, ...] = tuple(keys)
+        code = {k: i for i, k in enumerate(keys)}
+        self.budget_count_limit = np.full(len(keys), UNLIMITED, dtype=np.int64)
+        self.budget_minor_limit = np.full(len(keys), UNLIMITED, dtype=np.int64)
+        period = dict.fromkeys(keys, "total")
+        pacing = dict.fromkeys(keys, "none")
+        for o in offers:
+            if o.budget_key is not None:
+                b = code[o.budget_key]
+                period[o.budget_key], pacing[o.budget_key] = o.budget_period, o.budget_pacing
+                if o.budget_count is not None:
+                    self.budget_count_limit[b] = min(self.budget_count_limit[b], o.budget_count)
+                if o.budget_minor is not None:
+                    self.budget_minor_limit[b] = min(self.budget_minor_limit[b], o.budget_minor)
+        for key, spec in shared.items():
+            if key in code:
+                b = code[key]
+                period[key], pacing[key] = spec.period, spec.pacing
+                if spec.count is not None:
+                    self.budget_count_limit[b] = spec.count
+                if spec.money is not None:
+                    self.budget_minor_limit[b] = program.to_minor(spec.money)
+        self.budget_rules: tuple[BudgetRule, ...] = tuple(
+            BudgetRule(k, None if self.budget_count_limit[i] >= UNLIMITED else int(self.budget_count_limit[i]),
+                       None if self.budget_minor_limit[i] >= UNLIMITED else int(self.budget_minor_limit[i]),
+                       period[k], pacing[k]) for i, k in enumerate(keys))
+        links = [(i, code[k]) for i, o in enumerate(offers) for k in o.budget_keys]
+        self.link_offer = np.array([i for i, _ in links], dtype=np.int64)
+        self.link_budget = np.array([b for _, b in links], dtype=np.int64)
+        self.budget_links: tuple[tuple[int, ...], ...] = tuple(
+            tuple(code[k] for k in o.budget_keys) for o in offers)
 
 
 def build_catalog(program: Program, offers: pd.DataFrame | None = None,
@@ -263,14 +305,19 @@ def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[
         cost, share, prio, value = (_opt(row, k) for k in ("cost_minor", "cost_share", "priority", "value"))
         send, conversion = _opt(row, "send_cost_minor"), _opt(row, "value_minor")
         offer_id = str(row["offer_id"])
+        own = default.budget if default is not None else None
+        funder = _opt(row, "funder")
         out.append(Offer(
             offer_id=offer_id, kind=kind, title=str(_opt(row, "title") or offer_id),
             value=float(value) if value is not None else 0.0,  # type: ignore[arg-type]
             campaign_id=str(row["campaign_id"]),
             cost_minor=None if cost is None else int(cost),  # type: ignore[call-overload]
-            funder=_opt(row, "funder"),  # type: ignore[arg-type]
+            funder=funder,  # type: ignore[arg-type]
             cost_share=0.0 if share is None else float(share),  # type: ignore[arg-type]
             starts_at=pd.Timestamp(row["starts_at"]), ends_at=pd.Timestamp(row["ends_at"]),
+            **_own_budget(program, own, offer_id),
+            shared_budgets=shared_budgets(program, offer_id, str(row["campaign_id"]),
+                                          None if funder is None else str(funder), kind),
             channels=frozenset(channels) if channels else None,
             tiers=frozenset(tiers) if tiers else None,
             segments=frozenset(segments) if segments else None,
@@ -288,6 +335,22 @@ def _contract_offers(program: Program, frame: pd.DataFrame, categories: Mapping[
     return out
 
 
+def _own_budget(program: Program, budget: Budget | None, offer_id: str) -> dict[str, Any]:
+    """An offer's own budget fields from a config ``budget:`` (key: its own, else the offer id)."""
+    if budget is None:
+        return {}
+    money = budget.money
+    return {"budget_key": budget.key or offer_id, "budget_count": budget.count,
+            "budget_minor": None if money is None else program.to_minor(money),
+            "budget_period": budget.period, "budget_pacing": budget.pacing}
+
+
+def shared_budgets(program: Program, offer_id: str, campaign_id: str | None, funder: str | None,
+                   kind: str) -> tuple[str, ...]:
+    """Ids of the program's shared budgets (``budgets:``) an offer with these attributes draws on."""
+    return tuple(b.id for b in program.budgets if b.selects(offer_id, campaign_id, funder, kind))
+
+
 def _caps(caps: object) -> OfferCaps:
     if caps is None:
         return OfferCaps()
@@ -303,7 +366,6 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
     if spec.min_tier is not None:
         allowed = frozenset(program.tier_names[program.tier_rank[spec.min_tier]:])
         tiers = allowed if tiers is None else tiers & allowed
-    budget = spec.budget
     join = spec.days_since_join
     return Offer(
         offer_id=spec.id, kind=spec.kind, title=spec.title, text=spec.text, value=value_in_unit(spec.value),
@@ -320,9 +382,8 @@ def offer_from_spec(program: Program, spec: OfferSpec) -> Offer:
         join_min_days=None if join is None else join.min, join_max_days=None if join is None else join.max,
         bought_products=frozenset(spec.bought_products), bought_categories=frozenset(spec.bought_categories),
         category=spec.category, caps=_caps(spec.caps),
-        budget_key=None if budget is None else (budget.key or spec.id),
-        budget_count=None if budget is None else budget.count,
-        budget_minor=None if budget is None or budget.money is None else program.to_minor(budget.money),
+        **_own_budget(program, spec.budget, spec.id),
+        shared_budgets=shared_budgets(program, spec.id, None, spec.funder, spec.kind),
         stacking_group=spec.stacking_group, priority=spec.priority, lever=spec.lever,
         requires_coupon=spec.requires_coupon, control_share=spec.control_share,
         send_cost_minor=program.to_minor(spec.send_cost),

@@ -115,7 +115,7 @@ def decide(catalog: Catalog, member: MemberContext, candidates: Sequence[str], p
     props = None if propensities is None else np.asarray(propensities, dtype=np.float64)[None, :]
     upl = None if uplift is None else np.asarray(uplift, dtype=np.float64)[None, :]
     contrib = None if contributions is None else np.asarray(contributions)[None]
-    state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets)
+    state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets, pd.Timestamp(as_of))
     return _decide(catalog, [member], candidates, props, as_of, channel, [counters or NO_COUNTERS], state,
                    contrib, feature_names, [seed], max_offers, upl, request)[0]
 
@@ -151,7 +151,7 @@ def decide_members(catalog: Catalog, members: Sequence[MemberContext], candidate
     batch chunk (seeded by the batch seed and member id) alike.
     """
     props = None if propensities is None else np.asarray(propensities, dtype=np.float64)
-    state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets)
+    state = budgets if isinstance(budgets, BudgetState) else BudgetState(catalog, budgets, pd.Timestamp(as_of))
     if len(seeds) != len(members):
         raise ValueError(f"{len(seeds)} seeds for {len(members)} members")
     return _decide(catalog, list(members), candidates, props, as_of, channel,
@@ -306,7 +306,9 @@ def _member_codes(call: _Call, i: int, counters: CapCounters, budget: BudgetStat
     np.putmask(row, (row == 0) & freq, CODE["FREQUENCY_CAPPED"])
     np.putmask(row, (row == 0) & capped, CODE["MEMBER_CAP_REACHED"])
     if catalog.budget_keys:
-        np.putmask(row, (row == 0) & ~budget.affordable(pos), CODE["BUDGET_EXHAUSTED"])
+        exhausted, slowed = budget.refusals(pos)
+        np.putmask(row, (row == 0) & exhausted, CODE["BUDGET_EXHAUSTED"])
+        np.putmask(row, (row == 0) & slowed, CODE["BUDGET_PACED"])
     return row
 
 

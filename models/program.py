@@ -38,8 +38,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.budgets import Pacing, Period
 from models.data_contract import CHANNELS, OFFER_KINDS
 from models.errors import CoreError
+from models.limits_config import ContactPolicy, SharedBudget, limits_problems
 from models.points_config import PointsSettings, points_problems
 from models.rules import rule_problems
 from models.targeting import Targeting
@@ -120,11 +122,14 @@ class Caps(_Strict):
 
 
 class Budget(_Strict):
-    """A global budget: a count of issues and/or money (major units); shared by ``key``."""
+    """A global budget: a count of issues and/or money (major units) per ``period`` in the program
+    timezone, spent at the ``pacing`` pace (:mod:`models.budgets`); shared by ``key``."""
 
     count: PosInt | None = None
     money: Positive | None = None
     key: str | None = None
+    period: Period = "total"
+    pacing: Pacing = "none"
 
 
 class JoinWindow(_Strict):
@@ -197,6 +202,9 @@ class OfferDefault(_Strict):
     control_share: Share = 0.0
     #: a targeting rule every offer of this kind must also pass (models.rules)
     rule: dict[str, Any] | None = None
+    #: a budget for every catalog offer of this kind: its own (keyed by the offer id), or one
+    #: shared by all of them when ``key`` is given
+    budget: Budget | None = None
 
 
 class Levers(_Strict):
@@ -311,6 +319,10 @@ class Program(_Strict):
     points: PointsSettings = PointsSettings()
     #: attribute columns and custom request-context keys rules may read (:mod:`models.targeting`)
     targeting: Targeting = Targeting()
+    #: budgets shared by the offers they select: offer ids, a campaign, a funder, a kind (:mod:`models.limits_config`)
+    budgets: tuple[SharedBudget, ...] = ()
+    #: caps across offers per member and channel, and quiet hours (:mod:`models.limits_config`)
+    contact_policy: ContactPolicy = ContactPolicy()
 
     # -- derived values -------------------------------------------------------------------
     @cached_property
@@ -499,6 +511,27 @@ def semantic_problems(program: Program) -> list[tuple[tuple[str | int, ...], str
     offers = {spec.id: (str(spec.kind), spec.requires_coupon) for spec in program.offers}
     out.extend((("points", *p), msg) for p, msg in points_problems(program.points, names, offers))
     out.extend(rule_problems(program))
+    out.extend(_budget_problems(program))
+    return out
+
+
+def _budget_problems(program: Program) -> list[tuple[tuple[str | int, ...], str]]:
+    """Budgets' cross-field checks: pacing needs a period, offers sharing a key agree on its
+    period and pacing, and the ``budgets:`` and ``contact_policy:`` sections' own checks."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    periods: dict[str, tuple[str, str]] = {}
+    owned: list[tuple[tuple[str | int, ...], str, Budget]] = [
+        (("offer_defaults", kind, "budget"), d.budget.key or "", d.budget)
+        for kind, d in program.offer_defaults.items() if d.budget is not None]
+    owned += [(("offers", i, "budget"), spec.budget.key or spec.id, spec.budget)
+              for i, spec in enumerate(program.offers) if spec.budget is not None]
+    for path, key, budget in owned:
+        if budget.pacing != "none" and budget.period == "total":
+            out.append(((*path, "pacing"), "pacing needs a day, week or month period"))
+        if key and periods.setdefault(key, (budget.period, budget.pacing)) != (budget.period, budget.pacing):
+            out.append(((*path, "period"), f"offers sharing budget {key!r} must agree on its period and pacing"))
+    out.extend(limits_problems(program.budgets, program.contact_policy, frozenset(OFFER_KINDS),
+                               frozenset(k for _, k, _ in owned if k)))
     return out
 
 

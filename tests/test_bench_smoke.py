@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["bench_serving.py", "bench_events.py", "bench_batch.py", "bench_redis_memory.py",
+SCRIPTS = ["bench_serving.py", "bench_events.py", "bench_batch.py", "bench_redis_memory.py", "bench_reservations.py",
            "profile_decisions.py", "closed_loop.py", "bench_rules.py"]
 
 

@@ -112,7 +112,7 @@ def test_keys_are_built_by_one_function_under_the_prefix() -> None:
     keys = KeySpace("app2")
     assert [keys.state("m"), keys.cache("m"), keys.event("e"), keys.budget("b", "p"),
             keys.coupon("C0DE"), keys.idempotency("ab12")] == [
-        "app2:s:m", "app2:c:m", "app2:e:e", "app2:b:b:p", "app2:k:C0DE", "app2:i:ab12"]
+        "app2:s:m", "app2:c:m", "app2:e:e", "app2:b:{budgets}:b:p", "app2:k:C0DE", "app2:i:ab12"]
     assert keys.pattern() == "app2:*"
 
 

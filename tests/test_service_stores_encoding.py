@@ -147,7 +147,7 @@ def test_score_vectors_keep_probabilities_closely_and_other_scores_exactly() -> 
 def test_a_release_counts_down_what_a_reservation_counted() -> None:
     fields: dict[bytes, bytes] = {}
     req = CapRequest("o1", count_impression=True)
-    granted, _, _ = rules_python.reserve_one(fields, None, req, T0)
+    granted, _ = rules_python.reserve_one(fields, req, T0)
     assert granted and set(fields) == {b"oo1"} and set(encoding.split_offer(fields[b"oo1"])) == {"I", "S"}
     rules_python.release_one(fields, req, T0)
     assert fields == {}

@@ -15,7 +15,8 @@ Two entry points:
 The decision endpoint calls :func:`commit` with the offers it is about to return. Each
 offer's member cap and budget are checked-and-incremented atomically in the store
 (:meth:`~runtime.stores.Store.reserve`); refused offers come back with their reason code
-(``MEMBER_CAP_REACHED``, ``BUDGET_EXHAUSTED``) for the response's ``excluded`` list.
+(``MEMBER_CAP_REACHED``, ``BUDGET_EXHAUSTED``, ``BUDGET_PACED``, ``CONTACT_CAPPED``) for the
+response's ``excluded`` list.
 Granted offers that need a code get a unique coupon. When the store fails half-way,
 every reservation already made is released before the error propagates, so a failed
 decision consumes no cap or budget.
@@ -33,6 +34,7 @@ from runtime.stores import (
     CapRequest,
     CapResult,
     CommitResult,
+    ContactLimit,
     CouponWrite,
     Store,
     StoreUnavailable,
@@ -122,8 +124,9 @@ def _finish(store: Store, member_id: str, offers: Offers, result: CommitResult,
 
 
 def commit(store: Store, member_id: str, offers: Offers, now: int, decision_id: str | None = None,
-           cache: CacheWrite | None = None) -> tuple[list[Issued], bool]:
-    """Reserve, issue coupons and cache scores in one atomic round trip.
+           cache: CacheWrite | None = None, contact: Sequence[ContactLimit] = ()) -> tuple[list[Issued], bool]:
+    """Reserve (budgets, then member and ``contact`` caps: :mod:`runtime.stores.two_phase`),
+    issue coupons and cache scores; one round trip without budgets.
 
     Returns the outcome per offer and whether the scores were cached.
 
@@ -133,16 +136,19 @@ def commit(store: Store, member_id: str, offers: Offers, now: int, decision_id: 
         When the store fails (nothing is reserved then, best effort).
     """
     drawn = [_draw(member_id, req, spec, now, decision_id) for req, spec in offers]
-    result = store.commit_decision(member_id, [req for req, _ in offers], [w for _, w in drawn], now, cache)
+    result = store.commit_decision(member_id, [req for req, _ in offers], [w for _, w in drawn], now, cache,
+                                   contact)
     issued = _finish(store, member_id, offers, result, [c for c, _ in drawn], now, decision_id)
     return issued, result.cache_written
 
 
 def commit_many(store: Store, commits: Sequence[tuple[str, Offers, str | None, CacheWrite | None]],
-                now: int) -> list[list[Issued]]:
-    """:func:`commit` for many members ``(member_id, offers, decision_id, cache)``, one pipeline."""
+                now: int, contact: Sequence[ContactLimit] = ()) -> list[list[Issued]]:
+    """:func:`commit` for many members ``(member_id, offers, decision_id, cache)`` deciding on one
+    channel (``contact``: its caps), one pipeline for the member steps."""
     drawn = [[_draw(m, req, spec, now, d) for req, spec in offers] for m, offers, d, _ in commits]
     results = store.commit_many([(m, [req for req, _ in offers], [w for _, w in dr], cache)
-                                 for (m, offers, _, cache), dr in zip(commits, drawn, strict=True)], now)
+                                 for (m, offers, _, cache), dr in zip(commits, drawn, strict=True)], now,
+                                [contact] * len(commits))
     return [_finish(store, m, offers, r, [c for c, _ in dr], now, d)
             for (m, offers, d, _), r, dr in zip(commits, results, drawn, strict=True)]

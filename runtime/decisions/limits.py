@@ -13,14 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import pandas as pd
+
 from models.caps import BudgetUsage, CapCounters
 from models.catalog import Offer
 from models.decision import Decision, Excluded
-from models.units import ALL_USED, CAP_REACHED, DAY_SECONDS, is_unlimited
+from models.units import CAP_REACHED, DAY_SECONDS
 from runtime.coupons.issuance import CouponSpec, Issued
+from runtime.decisions import campaign_limits
 from runtime.decisions.outcome import UNKNOWN_MEMBER, IssuedOffer
 from runtime.decisions.setup import DecisionSetup
 from runtime.stores import BudgetCounter, BudgetRef, CapRequest, CapResult, MemberBundle
+
+#: Why every offer of a decision on a channel in its quiet hours was refused.
+QUIET_HOURS = "QUIET_HOURS"
 
 #: Lifetime of a coupon for an offer without an end date.
 COUPON_DAYS = 30
@@ -32,39 +38,29 @@ class DecisionLimits:
     def __init__(self, setup: DecisionSetup):
         self.setup = setup
 
-    def usage(self, budgets: Mapping[BudgetRef, BudgetCounter] | None) -> BudgetUsage:
-        """Budget use as the core wants it; unknown (store down) counts as exhausted."""
-        keys = self.setup.catalog.budget_keys
-        if budgets is None:
-            return BudgetUsage(count=dict.fromkeys(keys, ALL_USED), minor=dict.fromkeys(keys, ALL_USED))
-        return BudgetUsage(count={k: budgets[(k, "total")].count for k in keys},
-                           minor={k: budgets[(k, "total")].minor for k in keys})
+    def usage(self, budgets: Mapping[BudgetRef, BudgetCounter] | None, local: pd.Timestamp) -> BudgetUsage:
+        """Budget use in the current periods as the core wants it; unknown (store down) counts as exhausted."""
+        return campaign_limits.usage(self.setup.catalog, budgets, local)
 
-    def request_for(self, offer: Offer, now: int) -> tuple[CapRequest, CouponSpec | None]:
-        """What to reserve for one returned offer: its member issue cap and window, its budget's
-        limits and charge, and a coupon living until the offer ends (else :data:`COUPON_DAYS`)."""
-        catalog = self.setup.catalog
+    def request_for(self, offer: Offer, now: int, local: pd.Timestamp) -> tuple[CapRequest, CouponSpec | None]:
+        """What to reserve for one returned offer at ``now`` (``local`` in program time): its member
+        issue cap and window, each of its budgets' current-period counter, limits, pacing
+        allowances and charge, and a coupon living until the offer ends (else :data:`COUPON_DAYS`)."""
         caps = offer.caps
-        count_limit = minor_limit = None
-        if offer.budget_key is not None:
-            b = catalog.budget_keys.index(offer.budget_key)
-            count_limit = None if is_unlimited(catalog.budget_count_limit[b]) else int(catalog.budget_count_limit[b])
-            minor_limit = None if is_unlimited(catalog.budget_minor_limit[b]) else int(catalog.budget_minor_limit[b])
         request = CapRequest(
             offer.offer_id, member_limit=caps.issues or None,
             member_window_seconds=None if caps.window_days is None else int(caps.window_days) * DAY_SECONDS,
-            budget_key=offer.budget_key, budget_count_limit=count_limit, budget_minor_limit=minor_limit,
-            charge_minor=offer.charge_minor)
+            charge_minor=offer.charge_minor, budgets=campaign_limits.claims(self.setup.catalog, offer, local))
         spec = None
         if offer.requires_coupon:
             ends = self.setup.epoch(offer.ends_at) if offer.ends_at is not None else now + COUPON_DAYS * DAY_SECONDS
             spec = CouponSpec(ttl_seconds=max(ends - now, 60))
         return request, spec
 
-    def requests(self, decision: Decision, now: int,
-                  withheld: bool = False) -> list[tuple[CapRequest, CouponSpec | None]]:
+    def requests(self, decision: Decision, now: int, local: pd.Timestamp,
+                 withheld: bool = False) -> list[tuple[CapRequest, CouponSpec | None]]:
         """What to reserve for the returned offers (the withheld coupon offers left out)."""
-        return [self.request_for(self.setup.catalog[o.offer_id], now) for o in decision.offers
+        return [self.request_for(self.setup.catalog[o.offer_id], now, local) for o in decision.offers
                 if not (withheld and o.requires_coupon)]
 
     def withheld(self, bundle: MemberBundle | None) -> bool:
@@ -90,20 +86,23 @@ class DecisionLimits:
     def limited(self, offer_id: str) -> str | None:
         """The reason an offer cannot be returned unreserved (it has a budget or an issue cap)."""
         offer = self.setup.catalog[offer_id]
-        if offer.budget_key is not None:
+        if offer.budget_keys:
             return "BUDGET_EXHAUSTED"
         if offer.caps.issues:
             return "MEMBER_CAP_REACHED"
         return None
 
     def apply(self, decision: Decision, issued: Sequence[Issued] | None,
-               withheld: bool = False) -> tuple[tuple[IssuedOffer, ...], tuple[Excluded, ...]]:
+              withheld: bool = False, quiet: bool = False) -> tuple[tuple[IssuedOffer, ...], tuple[Excluded, ...]]:
         """Offers whose reservation was granted (re-ranked), and the refused ones.
 
         ``issued`` None means nothing could be reserved: limited offers are refused.
         ``withheld``: coupon offers are refused as ``UNKNOWN_MEMBER`` (``issued`` has no
-        entry for them).
+        entry for them). ``quiet``: the channel is in quiet hours, every offer is refused as
+        ``QUIET_HOURS`` (nothing was reserved for them).
         """
+        if quiet:
+            return (), tuple(Excluded(o.offer_id, QUIET_HOURS) for o in decision.offers)
         kept: list[IssuedOffer] = []
         refused: list[Excluded] = []
         results = iter(issued or ())

@@ -50,6 +50,7 @@ from models.policy import seed_for
 from models.units import NO_TIME
 from models.uplift import UpliftModel
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
+from runtime.decisions import campaign_limits
 from runtime.decisions.catalog_change import CatalogUpgrader
 from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.limits import DecisionLimits
@@ -80,6 +81,7 @@ from runtime.stores import (
     BudgetRef,
     CacheWrite,
     CapRequest,
+    ContactLimit,
     MemberBundle,
     MemberProfile,
     MemberState,
@@ -139,7 +141,6 @@ class DecisionPipeline:
         self.drift = drift
         #: offers with a randomized control group, and its share (for the decision log)
         self.control_shares = {o.offer_id: o.control_share for o in setup.catalog.offers if o.control_share > 0}
-        self._budget_refs = [(key, "total") for key in setup.catalog.budget_keys]
         #: read members' points accounts with them (offers priced in points, nudges)
         self._points = setup.program.points.enabled
         #: translates and upgrades histories written under an earlier catalog
@@ -302,7 +303,8 @@ class DecisionPipeline:
         by_uplift = serving is not None and isinstance(serving.model, UpliftModel)
         slot = (universe.slot(serving.version, req.channel)  # uplift scores are not cached: cheap to compute
                 if serving is not None and not by_uplift and req.as_of is None and len(universe.scorable) else None)
-        bundles, budgets, degraded = self._read(member_ids, slot)
+        refs = campaign_limits.budget_refs(self.setup.catalog, local, universe.offer_ids)
+        bundles, budgets, degraded = self._read(member_ids, slot, refs)
         degraded = self._check_generation(bundles[:1]) or degraded
         withheld = [self.limits.withheld(b) for b in bundles]
         # coupon offers withheld from unknown members leave the candidates, so others fill the slate
@@ -363,17 +365,20 @@ class DecisionPipeline:
                     else self.limits.unchecked(inp.counters) for inp in inputs]
         decisions = decide_members(self.setup.catalog, [inp.context for inp in inputs], candidates, props,
                                    as_of=local, channel=req.channel, counters=counters,
-                                   budgets=self.limits.usage(budgets if degraded is None else None),
+                                   budgets=self.limits.usage(budgets if degraded is None else None, local),
                                    contributions=contrib, feature_names=FEATURE_NAMES if contrib is not None else None,
                                    seeds=seeds, max_offers=req.n, uplift=uplift, request=req.context)
         issued: Sequence[Sequence[Issued] | None] = [None] * n
+        quiet = campaign_limits.quiet(self.setup.program, req.channel, local)
         if degraded != STORE_UNAVAILABLE:
-            requests = [self.limits.requests(d, now, w) for d, w in zip(decisions, withheld, strict=True)]
+            requests = [[] if quiet else self.limits.requests(d, now, local, w)
+                        for d, w in zip(decisions, withheld, strict=True)]
             if not commit_it:
                 issued = [self.limits.granted_unreserved(r, now) for r in requests]
             else:
                 try:
-                    issued = self._commit(members, requests, decision_ids, caches, now)
+                    issued = self._commit(members, requests, decision_ids, caches, now,
+                                          campaign_limits.contact_limits(self.setup.program, req.channel, local))
                 except StoreUnavailable as exc:
                     log.warning("%d decision(s) not committed: %s", n, exc)
                     degraded = STORE_UNAVAILABLE
@@ -382,7 +387,7 @@ class DecisionPipeline:
         unknown = tuple(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded)
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
-            offers, refused = self.limits.apply(d, issued[i], withheld[i])
+            offers, refused = self.limits.apply(d, issued[i], withheld[i], quiet)
             outcome = Outcome(decision_id=decision_ids[i], member_id=m.member_id, as_of=moment.utc,
                               model_version=serving.version if serving else None, decision=d, offers=offers,
                               refused=(*refused, *unknown), member=inputs[i].context, scores=scores[i],
@@ -395,28 +400,31 @@ class DecisionPipeline:
                                      self.control_shares)
         return out
 
-    def _read(self, member_ids: Sequence[str], slot: str | None,
+    def _read(self, member_ids: Sequence[str], slot: str | None, refs: Sequence[BudgetRef],
               ) -> tuple[list[MemberBundle | None], Mapping[BudgetRef, BudgetCounter] | None, str | None]:
-        """The read step: each member's bundle and the budget counters, in one round trip for one
-        member (``fetch_member`` carries the budgets) and two for a chunk; ``STORE_UNAVAILABLE``
-        (and nothing read) when the store cannot be reached."""
+        """The read step: each member's bundle and the budget counters of the current periods
+        (``refs``), in one round trip for one member (``fetch_member`` carries the budgets) and two
+        for a chunk; ``STORE_UNAVAILABLE`` (and nothing read) when the store cannot be reached."""
         try:
             if len(member_ids) == 1:
-                bundle = self.store.fetch_member(member_ids[0], slot, self._budget_refs, points=self._points)
+                bundle = self.store.fetch_member(member_ids[0], slot, refs, points=self._points)
                 return [bundle], bundle.budgets, None
             return (list(self.store.fetch_members(member_ids, slot, points=self._points)),
-                    self.store.budget_usage(self._budget_refs), None)
+                    self.store.budget_usage(refs), None)
         except StoreUnavailable as exc:
             log.warning("deciding without the store: %s", exc)
             return [None] * len(member_ids), None, STORE_UNAVAILABLE
 
     def _commit(self, members: Sequence[_Member], requests: Sequence[list[tuple[CapRequest, CouponSpec | None]]],
-                decision_ids: Sequence[str], caches: Sequence[CacheWrite | None], now: int) -> list[Sequence[Issued]]:
-        """The write step: reservations, coupons and score caches of every member, in one atomic
-        round trip for one member and one pipeline for a chunk."""
+                decision_ids: Sequence[str], caches: Sequence[CacheWrite | None], now: int,
+                contact: Sequence[ContactLimit]) -> list[Sequence[Issued]]:
+        """The write step: reservations (budgets first, then each member's caps and ``contact``
+        caps: runtime.stores.two_phase), coupons and score caches of every member; one round
+        trip for one member without budgets, one pipeline for a chunk's member steps."""
         if len(members) == 1:
-            issued, _ = commit(self.store, members[0].member_id, requests[0], now, decision_ids[0], caches[0])
+            issued, _ = commit(self.store, members[0].member_id, requests[0], now, decision_ids[0], caches[0],
+                               contact)
             return [issued]
         return list(commit_many(self.store, [
             (m.member_id, r, did, cache)
-            for m, r, did, cache in zip(members, requests, decision_ids, caches, strict=True)], now))
+            for m, r, did, cache in zip(members, requests, decision_ids, caches, strict=True)], now, contact))

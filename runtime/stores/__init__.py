@@ -15,6 +15,7 @@ from runtime.stores.interfaces import Store, StoreError, StoreObserver, StoreUna
 from runtime.stores.keys import KeySpace, build_key
 from runtime.stores.values import (
     BUDGET_EXHAUSTED,
+    BUDGET_PACED,
     CLAIM_AGAIN,
     CLAIM_EXPIRED,
     CLAIM_MEMBER,
@@ -22,8 +23,10 @@ from runtime.stores.values import (
     CLAIM_OFFER,
     CLAIM_OK,
     CLAIM_REDEEMED,
+    CONTACT_CAPPED,
     MEMBER_CAP_REACHED,
     RECENT_LIMIT,
+    BudgetClaim,
     BudgetCounter,
     BudgetRef,
     CacheWrite,
@@ -31,6 +34,7 @@ from runtime.stores.values import (
     CapResult,
     ClaimResult,
     CommitResult,
+    ContactLimit,
     CouponClaim,
     CouponWrite,
     MemberBundle,
@@ -46,9 +50,11 @@ if TYPE_CHECKING:
     from runtime.settings import Settings
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "CLAIM_AGAIN", "CLAIM_EXPIRED", "CLAIM_MEMBER", "CLAIM_MISSING", "CLAIM_OFFER",
-    "CLAIM_OK", "CLAIM_REDEEMED", "MEMBER_CAP_REACHED", "RECENT_LIMIT", "BudgetCounter", "BudgetRef", "CacheWrite",
-    "CapRequest", "CapResult", "ClaimResult", "CommitResult", "CouponClaim", "CouponWrite", "KeySpace", "MemberBundle", "MemberProfile",
+    "BUDGET_EXHAUSTED", "BUDGET_PACED", "CLAIM_AGAIN", "CLAIM_EXPIRED", "CLAIM_MEMBER", "CLAIM_MISSING",
+    "CLAIM_OFFER", "CLAIM_OK", "CLAIM_REDEEMED", "CONTACT_CAPPED", "MEMBER_CAP_REACHED", "RECENT_LIMIT",
+    "BudgetClaim", "BudgetCounter", "BudgetRef", "CacheWrite",
+    "CapRequest", "CapResult", "ClaimResult", "CommitResult", "ContactLimit", "CouponClaim", "CouponWrite", "KeySpace",
+    "MemberBundle", "MemberProfile",
     "MemberState", "MemberWrite", "OfferCounter", "StateEvent",
     "Store", "StoreError", "StoreObserver", "StoreUnavailable", "StoredResponse", "TTLs",
     "build_key", "build_store",

@@ -7,9 +7,9 @@ described capability by capability; each is an abstract class a caller can type 
   reads state, cached scores and budget counters in one round trip), events applied
   atomically with de-duplication, histories rewritten under a new catalog;
 * :class:`ScoreCache` - propensity vectors per member and cache slot;
-* :class:`Reservations` - member caps and global budgets, checked and reserved
-  atomically, and a decision's whole write (reservations, coupons, score cache) in one
-  atomic round trip;
+* :class:`Reservations` - member caps, contact caps and global budgets, checked and
+  reserved atomically (budgets in their own slot first, :mod:`runtime.stores.two_phase`),
+  and a decision's whole write (reservations, coupons, score cache);
 * :class:`CouponStore` - coupon records and their atomic, all-or-none redemption;
 * :class:`PointsStore` - members' points accounts, posted to atomically and idempotently
   by cause (:mod:`models.points_account`);
@@ -48,6 +48,7 @@ from runtime.stores.values import (
     CapResult,
     ClaimResult,
     CommitResult,
+    ContactLimit,
     CouponClaim,
     CouponWrite,
     MemberBundle,
@@ -172,17 +173,19 @@ class Reservations(ABC):
     @abstractmethod
     def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
                         coupons: Sequence[CouponWrite | None], now: int,
-                        cache: CacheWrite | None = None) -> CommitResult:
-        """A decision's whole write in one atomic round trip: reserve each request as
-        :meth:`reserve` does, store the coupon of each granted request (SET NX), and cache
-        the scores (see :class:`CacheWrite`). ``coupons`` is aligned with ``requests``."""
+                        cache: CacheWrite | None = None, contact: Sequence[ContactLimit] = ()) -> CommitResult:
+        """A decision's whole write: reserve each request as :meth:`reserve` does (budgets in
+        their slot, then the member's caps and ``contact`` caps atomically,
+        :mod:`runtime.stores.two_phase`), store the coupon of each granted request (SET NX), and
+        cache the scores (see :class:`CacheWrite`). ``coupons`` is aligned with ``requests``."""
 
+    @abstractmethod
     def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
                                                   CacheWrite | None]],
-                    now: int) -> list[CommitResult]:
-        """:meth:`commit_decision` for many members (batch decisions); each member's commit
-        is atomic on its own. The Redis store sends them in one pipeline."""
-        return [self.commit_decision(m, r, c, now, cache) for m, r, c, cache in commits]
+                    now: int, contacts: Sequence[Sequence[ContactLimit]] | None = None) -> list[CommitResult]:
+        """:meth:`commit_decision` for many members (batch decisions), ``contacts`` aligned with
+        ``commits``; each member's commit is atomic on its own, the budgets of all of them are
+        one atomic step. The Redis store sends the member steps in one pipeline."""
 
 
 class CouponStore(ABC):

@@ -5,7 +5,8 @@ Layout (``ofr`` is the default ``OFFERS_REDIS_PREFIX``)::
     ofr:s:<member_id>            hash    member online state            TTL state (400 d, refreshed on write)
     ofr:c:<member_id>            hash    cached score vectors, field = model version   TTL cache (1 h)
     ofr:e:<event_id>             string  event seen marker              TTL event dedup (7 d)
-    ofr:b:<budget_key>:<period>  hash    budget use: n issues, m minor units  TTL budget (set at first use)
+    ofr:b:{budgets}:<key>:<period>  hash budget use: n issues, m minor units  TTL to the period's end + 2 d
+                                         (total: budget TTL, 400 d, from the last reservation)
     ofr:k:<coupon_code>          string  coupon record                  TTL until the coupon expires
     ofr:i:<digest>               string  idempotency record             TTL idempotency (48 h)
     ofr:h:<member_id>            string  history records (APPEND-only)  TTL state (400 d, refreshed on write)
@@ -100,8 +101,12 @@ class KeySpace:
         return self._member("event", member_id) + ":" + build_key(self.prefix, "event", event_id)[
             len(self.prefix) + 3:]
 
-    def budget(self, offer_id: str, period: str) -> str:
-        return build_key(self.prefix, "budget", offer_id, period)
+    def budget(self, budget_key: str, period: str) -> str:
+        """A budget's counter for one period. Every budget counter carries the Redis Cluster hash
+        tag ``{budgets}`` (``ofr:b:{budgets}:welcome:m2024-06``): one slot, so one script reserves
+        every budget a decision draws on (:mod:`runtime.stores.two_phase`)."""
+        plain = build_key(self.prefix, "budget", budget_key, period)
+        return plain.replace(f"{self.prefix}:b:", f"{self.prefix}:b:{{budgets}}:", 1)
 
     def coupon(self, code: str) -> str:
         return build_key(self.prefix, "coupon", code)

@@ -19,13 +19,22 @@ from typing import Any
 import numpy as np
 
 from models import points_account
-from runtime.stores import coupon_records, encoding, referral_rules, rules_python
+from runtime.stores import (
+    budget_rules,
+    coupon_records,
+    encoding,
+    referral_rules,
+    rules_python,
+)
+from runtime.stores.contact_rules import ContactTally
 from runtime.stores.interfaces import NullObserver, Store, StoreObserver, TTLs
 from runtime.stores.keys import KeySpace
+from runtime.stores.two_phase import TwoPhaseReservations
 from runtime.stores.values import (
     CLAIM_AGAIN,
     CLAIM_OK,
     MEMBER_CAP_REACHED,
+    BudgetClaim,
     BudgetCounter,
     BudgetRef,
     CacheWrite,
@@ -33,6 +42,7 @@ from runtime.stores.values import (
     CapResult,
     ClaimResult,
     CommitResult,
+    ContactLimit,
     CouponClaim,
     CouponWrite,
     MemberBundle,
@@ -44,7 +54,7 @@ from runtime.stores.values import (
 _SWEEP_EVERY = 4096
 
 
-class MemoryStore(Store):
+class MemoryStore(TwoPhaseReservations, Store):
     """Store in a dict guarded by a lock; see the module docstring."""
 
     kind = "memory"
@@ -193,79 +203,88 @@ class MemoryStore(Store):
                 out.append(True)
         return out
 
-    # -- caps and budgets -----------------------------------------------------------------
-    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
+    # -- caps and budgets (the primitives of two_phase) ----------------------------------------
+    def _reserve_budgets(self, requests: Sequence[CapRequest]) -> list[tuple[bool, str | None, BudgetCounter | None]]:
+        out: list[tuple[bool, str | None, BudgetCounter | None]] = []
+        with self._lock:
+            for req in requests:
+                claims = req.claims
+                current = [self._budget(c.ref) for c in claims]
+                reason = budget_rules.refusal(claims, current)
+                if reason is None:
+                    current = [budget_rules.charged(c, cur) for c, cur in zip(claims, current, strict=True)]
+                    for c, cur in zip(claims, current, strict=True):
+                        self._set(self.keys.budget(*c.ref), cur, c.ttl_seconds or self.ttls.budget)
+                out.append((reason is None, reason, current[0] if current else None))
+        return out
+
+    def _release_budgets(self, claims: Sequence[BudgetClaim]) -> None:
+        with self._lock:
+            for c in claims:
+                key = self.keys.budget(*c.ref)
+                cur = self._get(key)
+                if cur is not None:
+                    self._keep(key, budget_rules.released(c, cur))
+
+    def _member_reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
         out = []
         with self._lock:
             key = self.keys.state(member_id)
             fields = dict(self._get(key) or {})
             granted_any = False
             for req in requests:
-                budget = self._budget(req.budget) if req.budget is not None else None
-                granted, reason, after = rules_python.reserve_one(fields, budget, req, now)
-                if granted and req.budget is not None:
-                    bkey = self.keys.budget(*req.budget)
-                    if self._get(bkey) is None:
-                        self._set(bkey, after, req.budget_ttl_seconds or self.ttls.budget)
-                    else:
-                        self._keep(bkey, after)
+                granted, reason = rules_python.reserve_one(fields, req, now)
                 granted_any |= granted
-                out.append(CapResult(request=req, granted=granted, reason=reason, issued_at=now,
-                                     budget=after))
+                out.append(CapResult(request=req, granted=granted, reason=reason, issued_at=now))
             if granted_any:
                 self._set(key, fields, self.ttls.state)
         return out
 
-    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
+    def _member_release(self, member_id: str, results: Sequence[CapResult]) -> None:
         with self._lock:
             fields = self._get(self.keys.state(member_id))
-            for r in results:
-                if not (r.granted and r.reserved):
-                    continue
-                if fields is not None:
+            if fields is not None:
+                for r in results:
                     rules_python.release_one(fields, r.request, r.issued_at)
-                if r.request.budget is not None:
-                    bkey = self.keys.budget(*r.request.budget)
-                    cur = self._get(bkey)
-                    if cur is not None:
-                        self._keep(bkey, BudgetCounter(cur.count - min(1, cur.count),
-                                                       cur.minor - min(r.request.charge_minor, cur.minor)))
 
     def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         with self._lock:
             return {ref: self._budget(ref) for ref in refs}
 
-    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
-                        coupons: Sequence[CouponWrite | None], now: int,
-                        cache: CacheWrite | None = None) -> CommitResult:
+    def _member_commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
+                                                          CacheWrite | None]],
+                            now: int, contacts: Sequence[Sequence[ContactLimit]]) -> list[CommitResult]:
+        return [self._member_commit(m, r, c, now, cache, contact)
+                for (m, r, c, cache), contact in zip(commits, contacts, strict=True)]
+
+    def _member_commit(self, member_id: str, requests: Sequence[CapRequest],
+                       coupons: Sequence[CouponWrite | None], now: int,
+                       cache: CacheWrite | None, contact: Sequence[ContactLimit]) -> CommitResult:
+        """One member's side of a commit under the lock (the twin of the Lua ``COMMIT``)."""
         caps: list[CapResult] = []
         stored: list[bool] = []
         reused: list[bytes | None] = []
         with self._lock:
             key, wkey = self.keys.state(member_id), self.keys.wallet(member_id)
             fields = dict(self._get(key) or {})
+            tally = ContactTally(fields, contact)
             granted_any = False
             for req, coupon in zip(requests, coupons, strict=True):
                 held = (self._get(wkey) or {}).get(req.offer_id) if coupon is not None else None
-                if coupon_records.live_unredeemed(held, now) and rules_python.cap_reached(fields, req, now):
+                again = coupon_records.live_unredeemed(held, now)
+                if again and not tally.refused() and rules_python.cap_reached(fields, req, now):
                     caps.append(CapResult(request=req, granted=False, reason=MEMBER_CAP_REACHED, issued_at=now))
                     stored.append(False)
                     reused.append(None)
                     continue
-                if coupon_records.live_unredeemed(held, now):
+                if again and not tally.refused():
+                    tally.count()
                     caps.append(CapResult(request=req, granted=True, reason=None, issued_at=now, reserved=False))
                     stored.append(False)
                     reused.append(held)
                     continue
-                budget = self._budget(req.budget) if req.budget is not None else None
                 taken = coupon is not None and self._get(self.keys.coupon(coupon.code)) is not None
-                result, store_coupon = rules_python.commit_one(fields, budget, req, now, coupon, taken)
-                if result.granted and req.budget is not None:
-                    bkey = self.keys.budget(*req.budget)
-                    if self._get(bkey) is None:
-                        self._set(bkey, result.budget, req.budget_ttl_seconds or self.ttls.budget)
-                    else:
-                        self._keep(bkey, result.budget)
+                result, store_coupon = rules_python.commit_one(fields, req, now, coupon, taken, tally)
                 if store_coupon and coupon is not None:
                     self._set(self.keys.coupon(coupon.code), bytes(coupon.record), max(coupon.ttl_seconds, 1))
                     self._hold(wkey, req.offer_id, bytes(coupon.record), max(coupon.ttl_seconds, 1))
@@ -273,7 +292,8 @@ class MemoryStore(Store):
                 caps.append(result)
                 stored.append(store_coupon)
                 reused.append(None)
-            if granted_any:
+            tally.save(fields)
+            if granted_any or tally.counted:
                 self._set(key, fields, self.ttls.state)
             cached = rules_python.cache_allowed(cache, self._get(self.keys.history(member_id)))
             if cached and cache is not None:

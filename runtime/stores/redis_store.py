@@ -3,9 +3,12 @@
 Round trips: :meth:`RedisStore.fetch_member` is one pipeline (HGETALL state, HGET the
 cached vector, HMGET budgets, GET history, HGETALL profile); :meth:`~RedisStore.fetch_members`,
 :meth:`~RedisStore.put_members` and :meth:`~RedisStore.put_scores_many` are one pipeline
-for any number of members; :meth:`~RedisStore.apply_events`, :meth:`~RedisStore.reserve`,
-:meth:`~RedisStore.release` and :meth:`~RedisStore.commit_decision` are one Lua script
-call each (atomic), whatever the batch.
+for any number of members; :meth:`~RedisStore.apply_events` is one Lua script call
+(atomic), whatever the batch. Reservations (:meth:`~RedisStore.reserve`,
+:meth:`~RedisStore.commit_decision`, :meth:`~RedisStore.commit_many`) follow
+:mod:`.two_phase`: one budget script call in the ``{budgets}`` slot when a request has a
+budget, then the member scripts (one pipeline for a batch), then a give-back call only when
+something was refused.
 
 Failure: connection errors, timeouts and "the server cannot write now" replies
 (LOADING, READONLY, MISCONF, OOM) raise :class:`StoreUnavailable` after one immediate
@@ -39,8 +42,8 @@ from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
+from runtime.stores import budgets_lua, encoding, points_lua, referrals_lua, rules_lua, rules_python
 from runtime.stores import cluster as cluster_client
-from runtime.stores import encoding, points_lua, referrals_lua, rules_lua, rules_python
 from runtime.stores.interfaces import (
     NullObserver,
     Store,
@@ -50,9 +53,11 @@ from runtime.stores.interfaces import (
     TTLs,
 )
 from runtime.stores.keys import KeySpace
+from runtime.stores.two_phase import TwoPhaseReservations
 from runtime.stores.values import (
     RECENT_LIMIT,
     SUBJECT_CODES,
+    BudgetClaim,
     BudgetCounter,
     BudgetRef,
     CacheWrite,
@@ -60,6 +65,7 @@ from runtime.stores.values import (
     CapResult,
     ClaimResult,
     CommitResult,
+    ContactLimit,
     CouponClaim,
     CouponWrite,
     MemberBundle,
@@ -123,7 +129,7 @@ def _lists(reply: dict[str, object]) -> dict[str, object]:
     return reply
 
 
-class RedisStore(Store):
+class RedisStore(TwoPhaseReservations, Store):
     """Store on a Redis server; see the module docstring for round trips and failures."""
 
     kind = "redis"
@@ -148,6 +154,8 @@ class RedisStore(Store):
         self._reserve = client.register_script(rules_lua.RESERVE)
         self._release = client.register_script(rules_lua.RELEASE)
         self._commit = client.register_script(rules_lua.COMMIT)
+        self._budgets = client.register_script(budgets_lua.RESERVE_BUDGETS)
+        self._budgets_back = client.register_script(budgets_lua.RELEASE_BUDGETS)
         self._upgrade = client.register_script(rules_lua.UPGRADE_MEMBER)
         self._redeem = client.register_script(rules_lua.REDEEM)
         self._unredeem = client.register_script(rules_lua.UNREDEEM)
@@ -403,49 +411,65 @@ class RedisStore(Store):
                      ev.fingerprint]
         return keys, args
 
-    # -- caps and budgets ------------------------------------------------------------
-    def _request_args(self, keys: list[str], req: CapRequest) -> list[str | int | bytes]:
-        """The 9 RESERVE arguments of one request (adding its budget key to ``keys``)."""
-        bidx = 0
-        if req.budget is not None:
-            keys.append(self.keys.budget(*req.budget))
-            bidx = len(keys)
-        return [req.offer_id, _or_minus(req.member_limit), _or_minus(req.member_window_seconds),
-                bidx, _or_minus(req.budget_count_limit), _or_minus(req.budget_minor_limit),
-                req.charge_minor, req.budget_ttl_seconds or self.ttls.budget, int(req.count_impression)]
+    # -- caps and budgets (the primitives of two_phase) ---------------------------------------
+    def _reserve_budgets(self, requests: Sequence[CapRequest]) -> list[tuple[bool, str | None, BudgetCounter | None]]:
+        keys: list[str] = []
+        index: dict[str, int] = {}
+        args: list[str | int] = [0]
+        for req in requests:
+            claims = req.claims
+            args.append(len(claims))
+            for c in claims:
+                key = self.keys.budget(c.key, c.period)
+                if key not in index:
+                    keys.append(key)
+                    index[key] = len(keys)
+                args += [index[key], _or_minus(c.count_limit), _or_minus(c.minor_limit), _or_minus(c.paced_count),
+                         _or_minus(c.paced_minor), c.charge_minor, c.ttl_seconds or self.ttls.budget]
+        with self._guard("reserve_budgets"):
+            replies = self._budgets(keys=keys, args=args)
+        return [(bool(g), _text(r) or None, None if n == -1 else BudgetCounter(int(n), int(m)))
+                for g, r, n, m in replies]
+
+    def _release_budgets(self, claims: Sequence[BudgetClaim]) -> None:
+        keys: list[str] = []
+        args: list[int] = []
+        for c in claims:
+            keys.append(self.keys.budget(c.key, c.period))
+            args += [len(keys), c.charge_minor]
+        with self._guard("release_budgets"):
+            self._budgets_back(keys=keys, args=args)
 
     @staticmethod
-    def _cap_result(req: CapRequest, reply: Sequence[object], now: int, reserved: bool = True) -> CapResult:
-        granted, reason, n, m = reply[:4]
-        if isinstance(reason, bytes):
-            reason = reason.decode()
-        return CapResult(request=req, granted=bool(granted), reason=str(reason) if reason else None,
-                         issued_at=now,
-                         budget=None if n == -1 else BudgetCounter(int(n), int(m)),  # type: ignore[call-overload]
-                         reserved=reserved)
+    def _request_args(req: CapRequest) -> list[str | int | bytes]:
+        """The 4 member-script arguments of one request."""
+        return [req.offer_id, _or_minus(req.member_limit), _or_minus(req.member_window_seconds),
+                int(req.count_impression)]
 
-    def reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
+    def _member_reserve(self, member_id: str, requests: Sequence[CapRequest], now: int) -> list[CapResult]:
         if not requests:
             return []
-        keys = [self.keys.state(member_id)]
         args: list[str | int | bytes] = [self.ttls.state, now, RECENT_LIMIT]
         for req in requests:
-            args += self._request_args(keys, req)
+            args += self._request_args(req)
         with self._guard("reserve"):
-            replies = self._reserve(keys=keys, args=args)
-        return [self._cap_result(req, reply, now) for req, reply in zip(requests, replies, strict=True)]
+            replies = self._reserve(keys=[self.keys.state(member_id)], args=args)
+        return [CapResult(request=req, granted=bool(g), reason=_text(r) or None, issued_at=now)
+                for req, (g, r) in zip(requests, replies, strict=True)]
 
     def _commit_call(self, member_id: str, requests: Sequence[CapRequest],
                      coupons: Sequence[CouponWrite | None], now: int,
-                     cache: CacheWrite | None) -> tuple[list[str], list[str | int | bytes]]:
+                     cache: CacheWrite | None, contact: Sequence[ContactLimit]) -> tuple[list[str], list[str | int | bytes]]:
         keys = [self.keys.state(member_id), self.keys.cache(member_id), self.keys.history(member_id),
                 self.keys.wallet(member_id)]
         args: list[str | int | bytes] = [
             self.ttls.state, now, RECENT_LIMIT, b"" if cache is None else encoding.cache_field(cache.slot),
             b"" if cache is None else encoding.encode_scores(cache.scores), self.ttls.cache,
-            -1 if cache is None else cache.history_length]
+            -1 if cache is None else cache.history_length, len(contact)]
+        for c in contact:
+            args += [c.name, c.period, _or_minus(c.max_offers), _or_minus(c.max_contacts)]
         for req, coupon in zip(requests, coupons, strict=True):
-            args += self._request_args(keys, req)
+            args += self._request_args(req)
             if coupon is None:
                 args += [0, b"", 0]
             else:
@@ -453,55 +477,42 @@ class RedisStore(Store):
                 args += [len(keys), coupon.record, max(coupon.ttl_seconds, 1)]
         return keys, args
 
-    @classmethod
-    def _commit_result(cls, requests: Sequence[CapRequest], reply: Sequence[object],
-                       now: int) -> CommitResult:
+    @staticmethod
+    def _commit_result(requests: Sequence[CapRequest], reply: Sequence[object], now: int) -> CommitResult:
         cached, rows = reply
         rows = list(rows)  # type: ignore[call-overload]
-        return CommitResult(caps=[cls._cap_result(req, row, now, reserved=row[4] != 2)
+        return CommitResult(caps=[CapResult(request=req, granted=bool(row[0]), reason=_text(row[1]) or None,
+                                            issued_at=now, reserved=row[4] != 2)
                                   for req, row in zip(requests, rows, strict=True)],
                             coupons_stored=[row[4] == 1 for row in rows], cache_written=bool(cached),
                             coupons_reused=[bytes(row[5]) if row[4] == 2 else None for row in rows])
 
-    def commit_decision(self, member_id: str, requests: Sequence[CapRequest],
-                        coupons: Sequence[CouponWrite | None], now: int,
-                        cache: CacheWrite | None = None) -> CommitResult:
-        if not requests and cache is None:
-            return CommitResult([], [], False)
-        keys, args = self._commit_call(member_id, requests, coupons, now, cache)
-        with self._guard("commit_decision"):
-            reply = self._commit(keys=keys, args=args)
-        return self._commit_result(requests, reply, now)
-
-    def commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
-                                                  CacheWrite | None]],
-                    now: int) -> list[CommitResult]:
+    def _member_commit_many(self, commits: Sequence[tuple[str, Sequence[CapRequest], Sequence[CouponWrite | None],
+                                                          CacheWrite | None]],
+                            now: int, contacts: Sequence[Sequence[ContactLimit]]) -> list[CommitResult]:
         todo = [(i, c) for i, c in enumerate(commits) if c[1] or c[3] is not None]
         out = [CommitResult([], [], False) for _ in commits]
         if not todo:
             return out
-        calls = [(self._commit, *self._commit_call(member_id, requests, coupons, now, cache))
-                 for _, (member_id, requests, coupons, cache) in todo]
+        if len(todo) == 1 and not self.cluster:  # one EVALSHA: a pipeline would add a SCRIPT EXISTS round trip
+            i, (member_id, requests, coupons, cache) = todo[0]
+            keys, args = self._commit_call(member_id, requests, coupons, now, cache, contacts[i])
+            with self._guard("commit_decision"):
+                out[i] = self._commit_result(requests, self._commit(keys=keys, args=args), now)
+            return out
+        calls = [(self._commit, *self._commit_call(member_id, requests, coupons, now, cache, contacts[i]))
+                 for i, (member_id, requests, coupons, cache) in todo]
         replies = self._run_scripts(calls, "commit_many")
         for (i, (_, requests, _, _)), reply in zip(todo, replies, strict=True):
             out[i] = self._commit_result(requests, reply, now)
         return out
 
-    def release(self, member_id: str, results: Sequence[CapResult]) -> None:
-        granted = [r for r in results if r.granted and r.reserved]
-        if not granted:
-            return
-        keys = [self.keys.state(member_id)]
+    def _member_release(self, member_id: str, results: Sequence[CapResult]) -> None:
         args: list[str | int] = []
-        for r in granted:
-            bidx = 0
-            if r.request.budget is not None:
-                keys.append(self.keys.budget(*r.request.budget))
-                bidx = len(keys)
-            args += [r.request.offer_id, r.issued_at, bidx, r.request.charge_minor,
-                     int(r.request.count_impression)]
+        for r in results:
+            args += [r.request.offer_id, r.issued_at, int(r.request.count_impression)]
         with self._guard("release"):
-            self._release(keys=keys, args=args)
+            self._release(keys=[self.keys.state(member_id)], args=args)
 
     def budget_usage(self, refs: Sequence[BudgetRef]) -> dict[BudgetRef, BudgetCounter]:
         if not refs:

@@ -16,6 +16,7 @@ field named by its one-letter subject code and the offer id (``S<offer>`` issues
 
 from __future__ import annotations
 
+from runtime.stores.contact_lua import CONTACT_HELPERS
 from runtime.stores.values import OFFER_VALUE_MAX, SUBJECT_ORDER
 
 _COUNTER_HELPERS = r"""
@@ -224,10 +225,8 @@ return out
 """
 
 _RESERVE_ONE = r"""
--- Check-and-increment one request against the member hash ks and the budget hash kb
--- (nil without a budget). Returns the refusal reason (nil when granted) and the budget's
--- n and m after the reservation, or as found when it refused (-1, -1 without a budget or
--- when the member cap refused first).
+-- Check-and-increment one request against the member hash ks: its issue cap in its window.
+-- Budgets are not here: they live in the {budgets} slot (budgets_lua, two_phase).
 -- Whether the member's issue cap of the offer is reached (issue counter bytes v).
 local function cap_reached(v, now, limit, mlimit, window)
   if mlimit < 0 then return false end
@@ -242,85 +241,70 @@ local function cap_reached(v, now, limit, mlimit, window)
   return used >= mlimit
 end
 
-local function reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp)
+-- Returns the refusal reason, nil when granted (and counted).
+local function reserve_one(ks, now, limit, offer, mlimit, window, imp)
   local v = get_counter(ks, 'S', offer)
-  local refused = nil
-  local bn, bm = -1, -1
-  if cap_reached(v, now, limit, mlimit, window) then refused = 'MEMBER_CAP_REACHED' end
-  if not refused and kb then
-    local cur = redis.call('HMGET', kb, 'n', 'm')
-    bn, bm = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
-    if (climit >= 0 and bn + 1 > climit) or (mnlimit >= 0 and bm + charge > mnlimit) then
-      refused = 'BUDGET_EXHAUSTED'
-    else
-      bn = redis.call('HINCRBY', kb, 'n', 1)
-      bm = redis.call('HINCRBY', kb, 'm', charge)
-      if redis.call('TTL', kb) < 0 then redis.call('EXPIRE', kb, bttl) end
-    end
+  if cap_reached(v, now, limit, mlimit, window) then return 'MEMBER_CAP_REACHED' end
+  put_counter(ks, 'S', offer, bump(v, now, limit))
+  if imp == '1' then
+    put_counter(ks, 'I', offer, bump(get_counter(ks, 'I', offer), now, limit))
   end
-  if not refused then
-    put_counter(ks, 'S', offer, bump(v, now, limit))
-    if imp == '1' then
-      put_counter(ks, 'I', offer, bump(get_counter(ks, 'I', offer), now, limit))
-    end
-  end
-  return refused, bn, bm
+  return nil
 end
 
--- The 9 arguments of one request starting after ARGV[a], and its budget key (or nil).
+-- The 4 arguments of one request starting after ARGV[a].
 local function request_at(a)
-  local bidx = tonumber(ARGV[a + 4])
-  local kb = nil
-  if bidx > 0 then kb = KEYS[bidx] end
-  return ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), kb,
-         tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), ARGV[a + 8], ARGV[a + 9]
+  return ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
 end
 """
 
-#: KEYS[1]: member state key; KEYS[2..]: budget hashes (fields n = issues, m = minor units).
+#: KEYS[1]: member state key.
 #: ARGV: state_ttl, now, recent_limit, then per request
-#:       (offer_id, member_limit or -1, window or -1, budget key index or 0,
-#:        count limit or -1, minor limit or -1, charge_minor, budget_ttl, count_impression 0/1).
-#: Returns per request {granted 1/0, reason or '', budget n or -1, budget m or -1}.
+#:       (offer_id, member_limit or -1, window or -1, count_impression 0/1).
+#: Returns per request {granted 1/0, reason or ''}.
 RESERVE = _COUNTER_HELPERS + _RESERVE_ONE + r"""
 local ks = KEYS[1]
 local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 local granted_any = false
-for i = 0, (#ARGV - 3) / 9 - 1 do
-  local offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp = request_at(3 + 9 * i)
-  local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,
-                                      charge, bttl, imp)
+for i = 0, (#ARGV - 3) / 4 - 1 do
+  local offer, mlimit, window, imp = request_at(3 + 4 * i)
+  local refused = reserve_one(ks, now, limit, offer, mlimit, window, imp)
   if refused then
-    out[#out + 1] = {0, refused, bn, bm}
+    out[#out + 1] = {0, refused}
   else
     granted_any = true
-    out[#out + 1] = {1, '', bn, bm}
+    out[#out + 1] = {1, ''}
   end
 end
 if granted_any then redis.call('EXPIRE', ks, state_ttl) end
 return out
 """
 
-#: A decision's whole write in one call.
+#: A decision's member-side write in one call (its budgets were reserved before, two_phase).
 #: KEYS[1]: member state key, KEYS[2]: cache key, KEYS[3]: history key, KEYS[4]: the member's
-#:          held coupons (wallet hash: offer id -> coupon record), then budget hashes and coupon
-#:          keys (referred to by index).
+#:          held coupons (wallet hash: offer id -> coupon record), then coupon keys (by index).
 #: ARGV: state_ttl, now, recent_limit, cache slot ('' = no cache write), score bytes,
-#:       cache_ttl, history length the scores were computed from, then per request the 9
-#:       RESERVE arguments plus (coupon key index or 0, coupon record, coupon ttl).
-#: A request that wants a coupon while the member holds a live, unredeemed one for the offer
-#: gets that coupon again and reserves nothing (no issue, no budget), unless the member's
-#: issue cap is reached (then it is refused as MEMBER_CAP_REACHED, as a decision reading the
-#: counter would have excluded it: a held code never makes a capped offer reappear). Otherwise it is
-#: reserved, and when granted its coupon is stored (SET NX) and added to the wallet.
+#:       cache_ttl, history length the scores were computed from, then the contact caps
+#:       (contact_lua: their number, then per cap name, period id, max offers, max contacts),
+#:       then per request the 4 RESERVE arguments plus (coupon key index or 0, coupon record,
+#:       coupon ttl).
+#: A request the contact caps refuse (one more offer, or one more contact for the slate's
+#: first offer, would pass a cap) is CONTACT_CAPPED. A request that wants a coupon while the
+#: member holds a live, unredeemed one for the offer gets that coupon again and reserves
+#: nothing (no issue), unless the member's issue cap is reached (then it is refused as
+#: MEMBER_CAP_REACHED, as a decision reading the counter would have excluded it: a held code
+#: never makes a capped offer reappear). Otherwise it is reserved, and when granted its coupon
+#: is stored (SET NX) and added to the wallet. Every granted offer counts into the contact caps.
 #: The scores are cached only while the history still has that length (no event came
-#: in between). Returns {cached 1/0, per request {granted, reason, n, m,
+#: in between). Returns {cached 1/0, per request {granted, reason, -1, -1,
 #: coupon stored 1/0 or 2 when reused, the reused record or ''}}.
-COMMIT = _COUNTER_HELPERS + _RESERVE_ONE + r"""
+COMMIT = _COUNTER_HELPERS + _RESERVE_ONE + CONTACT_HELPERS + r"""
 local ks, kc, kh, kw = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state_ttl, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot, vec, cttl, hlen = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local caps, head = contact_load(ks, 7)
+local counted = false
 local out = {}
 local granted_any = false
 
@@ -335,34 +319,40 @@ local function held(offer)
   return nil
 end
 
-for i = 0, (#ARGV - 7) / 12 - 1 do
-  local a = 7 + 12 * i
-  local offer, mlimit, window, kb, climit, mnlimit, charge, bttl, imp = request_at(a)
-  local cidx, crec, cttl_c = tonumber(ARGV[a + 10]), ARGV[a + 11], ARGV[a + 12]
+for i = 0, (#ARGV - head) / 7 - 1 do
+  local a = head + 7 * i
+  local offer, mlimit, window, imp = request_at(a)
+  local cidx, crec, cttl_c = tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7]
   local again = nil
   if cidx > 0 then again = held(offer) end
-  if again and cap_reached(get_counter(ks, 'S', offer), now, limit, mlimit, window) then
+  if contact_refused(caps, counted) then
+    out[#out + 1] = {0, 'CONTACT_CAPPED', -1, -1, 0, ''}
+  elseif again and cap_reached(get_counter(ks, 'S', offer), now, limit, mlimit, window) then
     out[#out + 1] = {0, 'MEMBER_CAP_REACHED', -1, -1, 0, ''}
   elseif again then
+    contact_count(caps, counted)
+    counted = true
     out[#out + 1] = {1, '', -1, -1, 2, again}
   else
-    local refused, bn, bm = reserve_one(ks, now, limit, offer, mlimit, window, kb, climit, mnlimit,
-                                        charge, bttl, imp)
+    local refused = reserve_one(ks, now, limit, offer, mlimit, window, imp)
     if refused then
-      out[#out + 1] = {0, refused, bn, bm, 0, ''}
+      out[#out + 1] = {0, refused, -1, -1, 0, ''}
     else
       granted_any = true
+      contact_count(caps, counted)
+      counted = true
       local stored = 0
       if cidx > 0 and redis.call('SET', KEYS[cidx], crec, 'NX', 'EX', cttl_c) then
         stored = 1
         redis.call('HSET', kw, offer, crec)
         if redis.call('TTL', kw) < tonumber(cttl_c) then redis.call('EXPIRE', kw, cttl_c) end
       end
-      out[#out + 1] = {1, '', bn, bm, stored, ''}
+      out[#out + 1] = {1, '', -1, -1, stored, ''}
     end
   end
 end
-if granted_any then redis.call('EXPIRE', ks, state_ttl) end
+if counted then contact_save(ks, caps) end
+if granted_any or counted then redis.call('EXPIRE', ks, state_ttl) end
 local cached = 0
 if slot ~= '' and redis.call('STRLEN', kh) == hlen then
   redis.call('HSET', kc, slot, vec)
@@ -372,9 +362,8 @@ end
 return {cached, out}
 """
 
-#: KEYS[1]: member state key; KEYS[2..]: budget hashes.
-#: ARGV: per granted reservation (offer_id, issued_at, budget key index or 0, charge_minor,
-#:       count_impression 0/1).
+#: KEYS[1]: member state key.
+#: ARGV: per granted reservation (offer_id, issued_at, count_impression 0/1).
 RELEASE = _COUNTER_HELPERS + r"""
 local ks = KEYS[1]
 
@@ -391,17 +380,11 @@ local function unbump(code, offer, t)
   end
 end
 
-for i = 0, #ARGV / 5 - 1 do
-  local a = 5 * i
-  local offer, t = ARGV[a + 1], tonumber(ARGV[a + 2])
-  local bidx, charge, imp = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
+for i = 0, #ARGV / 3 - 1 do
+  local a = 3 * i
+  local offer, t, imp = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
   unbump('S', offer, t)
   if imp == '1' then unbump('I', offer, t) end
-  if bidx > 0 and redis.call('EXISTS', KEYS[bidx]) == 1 then
-    local cur = redis.call('HMGET', KEYS[bidx], 'n', 'm')
-    redis.call('HINCRBY', KEYS[bidx], 'n', -math.min(1, tonumber(cur[1] or '0')))
-    redis.call('HINCRBY', KEYS[bidx], 'm', -math.min(charge, tonumber(cur[2] or '0')))
-  end
 end
 return 1
 """

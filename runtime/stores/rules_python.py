@@ -8,10 +8,11 @@ a Lua script, field for field and encoding for encoding (:mod:`.encoding`):
   the ``APPLY_EVENTS`` script: de-duplicated events update recency, spend, months and
   per-offer counters;
 * :func:`cap_reached`, :func:`reserve_one`, :func:`release_one` - ``RESERVE`` and
-  ``RELEASE``: member caps in their windows and global budgets, checked then counted;
+  ``RELEASE``: member caps in their windows, checked then counted (budgets are
+  :mod:`.budget_rules`', reserved first by :mod:`.two_phase`);
 * :func:`commit_one`, :func:`cache_allowed`, :func:`append_allowed` - ``COMMIT``: a
-  decision's reservations, coupons and score cache in one atomic step, and the
-  fingerprint check before history records are appended.
+  decision's contact caps (:mod:`.contact_rules`), member caps, coupons and score cache
+  in one atomic step, and the fingerprint check before history records are appended.
 
 ``tests/test_service_stores.py`` runs one behavioural suite against both stores, which
 keeps the two copies in agreement; change them together.
@@ -23,6 +24,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from runtime.stores.contact_rules import ContactTally
 from runtime.stores.encoding import (
     Fields,
     decode_counter,
@@ -33,12 +35,11 @@ from runtime.stores.encoding import (
     put_counter,
 )
 from runtime.stores.values import (
-    BUDGET_EXHAUSTED,
+    CONTACT_CAPPED,
     MEMBER_CAP_REACHED,
     MONTHS_KEPT,
     RECENT_LIMIT,
     SUBJECT_CODES,
-    BudgetCounter,
     CacheWrite,
     CapRequest,
     CapResult,
@@ -122,29 +123,18 @@ def cap_reached(fields: Mapping[bytes, bytes], req: CapRequest, now: int) -> boo
     return counter.reached(req.member_limit, since)
 
 
-def reserve_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest,
-                now: int) -> tuple[bool, str | None, BudgetCounter | None]:
-    """Check-and-increment one request against a member hash and its budget's counter.
+def reserve_one(fields: Fields, req: CapRequest, now: int) -> tuple[bool, str | None]:
+    """Check-and-increment one request's member issue cap in a member hash (the Lua ``reserve_one``).
 
-    ``budget`` is the budget's current consumption (None when the request has no
-    budget). Returns (granted, reason, budget after, or as found when the budget
-    refused; None when the member cap refused first); the twin of the Lua ``RESERVE``.
-    ``fields`` is updated in place when granted.
+    Returns (granted, reason); ``fields`` is updated in place when granted. Budgets are
+    reserved apart, in their own slot (:mod:`.budget_rules`, :mod:`.two_phase`).
     """
     if cap_reached(fields, req, now):
-        return False, MEMBER_CAP_REACHED, None
-    after = budget
-    if req.budget_key is not None:
-        current = budget or BudgetCounter()
-        if ((req.budget_count_limit is not None and current.count + 1 > req.budget_count_limit)
-                or (req.budget_minor_limit is not None
-                    and current.minor + req.charge_minor > req.budget_minor_limit)):
-            return False, BUDGET_EXHAUSTED, current
-        after = BudgetCounter(current.count + 1, current.minor + req.charge_minor)
+        return False, MEMBER_CAP_REACHED
     bump(fields, "issue", req.offer_id, now)
     if req.count_impression:
         bump(fields, "impression", req.offer_id, now)
-    return True, None, after
+    return True, None
 
 
 def release_one(fields: Fields, req: CapRequest, issued_at: int) -> None:
@@ -163,15 +153,20 @@ def append_allowed(profile_fields: Mapping[bytes, bytes] | None, fingerprint: st
     return current is None or current.decode() == fingerprint
 
 
-def commit_one(fields: Fields, budget: BudgetCounter | None, req: CapRequest, now: int,
-               coupon: CouponWrite | None, coupon_taken: bool) -> tuple[CapResult, bool]:
-    """One request of a decision's commit: reserve, then whether its coupon may be stored.
+def commit_one(fields: Fields, req: CapRequest, now: int, coupon: CouponWrite | None,
+               coupon_taken: bool, contact: ContactTally) -> tuple[CapResult, bool]:
+    """One request of a decision's member-side commit: the contact caps, then the member cap,
+    then whether its coupon may be stored (the twin of the Lua ``COMMIT``).
 
-    ``coupon_taken`` tells whether the coupon's code already exists; the twin of the Lua
-    ``COMMIT``. Returns the reservation and whether the coupon is to be stored.
+    ``coupon_taken`` tells whether the coupon's code already exists. A granted request is
+    counted into ``contact``. Returns the reservation and whether the coupon is to be stored.
     """
-    granted, reason, after = reserve_one(fields, budget, req, now)
-    result = CapResult(request=req, granted=granted, reason=reason, issued_at=now, budget=after)
+    if contact.refused():
+        return CapResult(request=req, granted=False, reason=CONTACT_CAPPED, issued_at=now), False
+    granted, reason = reserve_one(fields, req, now)
+    if granted:
+        contact.count()
+    result = CapResult(request=req, granted=granted, reason=reason, issued_at=now)
     return result, granted and coupon is not None and not coupon_taken
 
 

@@ -32,6 +32,10 @@ OFFER_VALUE_MAX = 63
 
 MEMBER_CAP_REACHED = "MEMBER_CAP_REACHED"
 BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+#: refused by a budget's pacing only (the period's limit would still allow it)
+BUDGET_PACED = "BUDGET_PACED"
+#: refused by the member's contact policy (offers or contacts per period)
+CONTACT_CAPPED = "CONTACT_CAPPED"
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,41 @@ class ClaimResult:
 
 
 @dataclass(frozen=True)
+class BudgetClaim:
+    """One budget an issue draws on: its counter (key, period id), limits, pacing allowances,
+    charge and the counter's lifetime.
+
+    ``paced_count`` / ``paced_minor`` are what the budget's pacing allows spent so far
+    (:func:`models.budgets.paced`; None: the limit). A claim that fits the limit but not the
+    allowance is refused as ``BUDGET_PACED``, one that does not fit the limit ``BUDGET_EXHAUSTED``.
+    """
+
+    key: str
+    period: str = "total"
+    count_limit: int | None = None
+    minor_limit: int | None = None
+    charge_minor: int = 0
+    ttl_seconds: int | None = None
+    paced_count: int | None = None
+    paced_minor: int | None = None
+
+    @property
+    def ref(self) -> BudgetRef:
+        return (self.key, self.period)
+
+
+@dataclass(frozen=True)
+class ContactLimit:
+    """One contact cap a decision counts against (:class:`models.limits_config.ContactCap`):
+    its ``name`` (``all.week``), the current period's id, and its limits (None: none)."""
+
+    name: str
+    period: str
+    max_offers: int | None = None
+    max_contacts: int | None = None
+
+
+@dataclass(frozen=True)
 class CapRequest:
     """Reserve one issue of an offer for a member, within a member cap and a budget.
 
@@ -322,6 +361,9 @@ class CapRequest:
         Money this issue reserves from the budget.
     budget_ttl_seconds
         Lifetime of the budget counter from its first use; None uses the store default.
+    budgets
+        Further budgets the issue draws on (a campaign's, a funder's...); all of them and the
+        one above are reserved together or not at all (:attr:`claims`).
     count_impression
         Also count an impression of the offer when granted (the decision core counts a
         returned offer as an impression and an issue).
@@ -337,6 +379,7 @@ class CapRequest:
     charge_minor: int = 0
     budget_ttl_seconds: int | None = None
     count_impression: bool = False
+    budgets: tuple[BudgetClaim, ...] = ()
 
     def __post_init__(self) -> None:
         if self.member_limit is not None and self.member_limit < 0:
@@ -351,7 +394,18 @@ class CapRequest:
 
     @property
     def budget(self) -> BudgetRef | None:
-        return None if self.budget_key is None else (self.budget_key, self.budget_period)
+        """The first budget's counter, None without a budget."""
+        claims = self.claims
+        return claims[0].ref if claims else None
+
+    @property
+    def claims(self) -> tuple[BudgetClaim, ...]:
+        """Every budget this issue draws on: the one of the ``budget_*`` fields, then ``budgets``."""
+        if self.budget_key is None:
+            return self.budgets
+        own = BudgetClaim(self.budget_key, self.budget_period, self.budget_count_limit, self.budget_minor_limit,
+                          self.charge_minor, self.budget_ttl_seconds)
+        return (own, *self.budgets)
 
 
 @dataclass(frozen=True)
@@ -360,11 +414,11 @@ class CapResult:
 
     request: CapRequest
     granted: bool
-    #: None when granted, else MEMBER_CAP_REACHED or BUDGET_EXHAUSTED
+    #: None when granted, else MEMBER_CAP_REACHED, BUDGET_EXHAUSTED, BUDGET_PACED or CONTACT_CAPPED
     reason: str | None
     #: The issue time recorded (epoch s); needed to release the reservation.
     issued_at: int
-    #: The budget after the reservation, or as found when the budget refused;
+    #: The first budget after the reservation, or as found when a budget refused;
     #: None without a budget or when the member cap refused first.
     budget: BudgetCounter | None = None
     #: False when granted without counting anything (a held coupon handed out again):

@@ -1,5 +1,5 @@
 """The offers page: the catalog with each offer's status at the service's clock, its caps, every
-budget's burn (issues and money reserved against its limit) as a server-rendered chart, and each
+budget's burn in its current period (issues and money reserved against its limit) as a server-rendered chart, and each
 offer's issued and redeemed counts and redemption rate from the latest ``offers lift`` report
 (the same file the lift page reads: counted over the durable logs, not per page view)."""
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import g, render_template
 
+from runtime.decisions import campaign_limits
 from runtime.stores import StoreUnavailable
 from service.console.blueprint import bp
 from service.console.charts import bar_chart
@@ -26,20 +27,23 @@ def status(offer: Any, now: Any) -> str:
     return "active"
 
 
-def budgets(offers: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """Each budget's limits and use from the store (one read), and an error when it is away."""
+def budgets(catalog: Any, now: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Each budget's limits and use in its current period at ``now`` (local) from the store (one
+    read), and an error when it is away. Shared budgets (``budgets:``) are listed with their offers."""
     limits: dict[str, dict[str, Any]] = {}
-    for o in offers:
-        if o.budget_key is not None:
-            entry = limits.setdefault(o.budget_key, {"key": o.budget_key, "count_limit": o.budget_count,
-                                                     "minor_limit": o.budget_minor, "offers": []})
-            entry["offers"].append(o.offer_id)
+    refs = campaign_limits.budget_refs(catalog, now)
+    for rule, (_, period) in zip(catalog.budget_rules, refs, strict=True):
+        limits[rule.key] = {"key": rule.key, "count_limit": rule.count, "minor_limit": rule.minor,
+                            "period": period, "pacing": rule.pacing, "offers": []}
+    for offer in catalog.offers:
+        for key in offer.budget_keys:
+            limits[key]["offers"].append(offer.offer_id)
     try:
-        usage = current_state().store.budget_usage([(k, "total") for k in limits])
+        usage = current_state().store.budget_usage(refs)
     except StoreUnavailable:
         return list(limits.values()), "the online store is unavailable: budget use is unknown"
-    for key, entry in limits.items():
-        used = usage[(key, "total")]
+    for (key, _), used in usage.items():
+        entry = limits[key]
         entry["count"], entry["minor"] = used.count, used.minor
         share = [used.count / entry["count_limit"] if entry["count_limit"] else None,
                  used.minor / entry["minor_limit"] if entry["minor_limit"] else None]
@@ -70,7 +74,7 @@ def offers() -> str:
     now = setup.moment().local
     catalog = setup.catalog.offers
     rows = [{"offer": o, "status": status(o, now)} for o in catalog]
-    found, error = budgets(catalog)
+    found, error = budgets(setup.catalog, now)
     chart = bar_chart("Budget burn: share of each budget's limit reserved so far",
                       [(b["key"], b["burn"], f"{b['burn']:.0%}") for b in found if b.get("burn") is not None],
                       maximum=1.0) if found and error is None else None

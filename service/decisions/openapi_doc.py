@@ -113,7 +113,11 @@ DECISION_SCHEMA: dict[str, Any] = {
                      "items": {"type": "object", "properties": {
                          "offer_id": {"type": "string", "description": "The offer left out."},
                          "reason": {"type": "string", "description": "Why, e.g. CHANNEL_NOT_ELIGIBLE, "
-                                                                     "MEMBER_CAP_REACHED, DIVERSITY_LIMIT, OFFER_CONTROL "
+                                                                     "MEMBER_CAP_REACHED, BUDGET_EXHAUSTED, BUDGET_PACED (the "
+                                                                     "budget's pacing allows no more yet), "
+                                                                     "CONTACT_CAPPED (the member's contact "
+                                                                     "policy), QUIET_HOURS, DIVERSITY_LIMIT, "
+                                                                     "OFFER_CONTROL "
                                                                      "(the offer's control group), HOLDOUT, "
                                                                      "COST_EXCEEDS_VALUE (sending it would cost more "
                                                                      "than it is expected to earn), RULE_NOT_MET (the "
