@@ -78,10 +78,6 @@ def store(make: object) -> Store:
     return make()  # type: ignore[operator]
 
 
-#: Why a test skips on the cluster: RESERVE and COMMIT touch the member's keys and the budget
-#: hashes in one script, which a cluster refuses (CROSSSLOT); the two-step protocol that makes
-#: them slot-safe is on branch budgets.
-BUDGET_SLOTS = "reservation spans member and budget slots: made slot-safe on branch budgets"
 #: COMMIT (a coupon stored with the reservation) and REDEEM/UNREDEEM (record and wallet) touch
 #: a coupon key, named by its code, beside the member's keys: another slot (docs/redis.md, Redis Cluster).
 COUPON_SLOTS = "coupon records are keyed by code, outside the member's slot: not slot-safe on a cluster yet"
@@ -286,7 +282,6 @@ def test_member_windowed_cap(store: Store) -> None:
 
 
 def test_budget_limits_count_and_money(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, BUDGET_SLOTS)
     req = CapRequest("o1", budget_key="supplier", budget_period="2024-06",
                      budget_minor_limit=1000, charge_minor=400)
     results = [store.reserve(f"m{i}", [req], now=T0)[0] for i in range(3)]
@@ -306,7 +301,6 @@ def test_budget_limits_count_and_money(store: Store, store_kind: str) -> None:
 
 
 def test_several_requests_in_one_call_are_checked_one_by_one(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, BUDGET_SLOTS)
     reqs = [CapRequest("o1", member_limit=1, budget_key="b", budget_count_limit=5),
             CapRequest("o1", member_limit=1),
             CapRequest("o2", budget_key="b", budget_count_limit=1),
@@ -328,7 +322,6 @@ def test_a_reservation_can_count_the_impression_too(store: Store) -> None:
 
 
 def test_release_undoes_granted_reservations(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, BUDGET_SLOTS)
     req = CapRequest("o1", member_limit=1, budget_key="b", budget_count_limit=1, charge_minor=250)
     granted = store.reserve("m1", [req], now=T0)
     assert granted[0].granted
@@ -371,8 +364,6 @@ def test_cap_requests_are_checked() -> None:
 def test_100_concurrent_reservations_never_over_issue(make: object, budget: int | None,
                                                      member_limit: int | None, expect: int,
                                                      store_kind: str) -> None:
-    if budget is not None:
-        skip_on_cluster(store_kind, BUDGET_SLOTS)
     store: Store = make()  # type: ignore[operator]
     req = CapRequest("hot", member_limit=member_limit,
                      budget_key="hot-budget" if budget is not None else None,
@@ -462,7 +453,7 @@ def test_events_append_records_under_the_same_fingerprint_only(store: Store) -> 
 
 
 def test_a_commit_reserves_stores_coupons_and_caches_in_one_call(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, BUDGET_SLOTS)
+    skip_on_cluster(store_kind, COUPON_SLOTS)
     store.put_members([MemberWrite("m1", b"h" * 8, PROFILE)])
     requests = [CapRequest("o1", member_limit=1), CapRequest("o2", budget_key="b", budget_count_limit=1)]
     coupons = [coupon_write("CODE1"), None]
@@ -497,7 +488,7 @@ def test_a_colliding_coupon_code_is_not_overwritten(store: Store, store_kind: st
 
 
 def test_commits_for_many_members(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, BUDGET_SLOTS)
+    skip_on_cluster(store_kind, COUPON_SLOTS)
     members = [f"m{i}" for i in range(20)]
     commits = [(m, [CapRequest("o1", budget_key="b", budget_count_limit=5)],
                 [CouponWrite(f"C{i}", b"r", 60)], CacheWrite("v1", np.array([i], dtype=np.float32), 0))
@@ -521,7 +512,7 @@ def claim(code: str, event: str = "r1", member: str = "m1", offer: str = "o1", a
 
 
 def test_a_member_holding_a_live_coupon_gets_it_again_without_a_new_reservation(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, BUDGET_SLOTS)
+    skip_on_cluster(store_kind, COUPON_SLOTS)
     request = CapRequest("o1", budget_key="b", budget_count_limit=5)
     first = store.commit_decision("m1", [request], [coupon_write("C1")], T0)
     assert first.coupons_stored == [True] and first.coupons_reused == [None]
@@ -624,8 +615,8 @@ def test_side_records_round_trip(store: Store) -> None:
 
 # -- every key has a TTL --------------------------------------------------------------------
 def test_every_key_written_has_a_ttl(store: Store, store_kind: str) -> None:
-    # on the cluster, the operations that are not slot-safe yet (budget and coupon keys beside
-    # a member's, BUDGET_SLOTS and COUPON_SLOTS) are left out; every other kind is checked
+    # on the cluster, the operations that are not slot-safe yet (coupon keys beside a member's,
+    # COUPON_SLOTS) are left out; every other kind is checked
     slot_safe_only = store_kind == "cluster"
     store.apply_events([txn("e1"), offer_event("e2", "impression")])
     store.put_scores("m2", "v1", [0.5])
@@ -635,8 +626,8 @@ def test_every_key_written_has_a_ttl(store: Store, store_kind: str) -> None:
     store.put_members([MemberWrite("m4", b"r" * 36, PROFILE)])
     store.apply_events([record_event("e3", b"s" * 36, member="m5")])
     store.commit_decision("m6", [CapRequest("o1")], [None], T0, CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
+    store.reserve("m3", [CapRequest("o2", member_limit=1, budget_key="b", budget_count_limit=9)], now=T0)
     if not slot_safe_only:
-        store.reserve("m3", [CapRequest("o2", member_limit=1, budget_key="b", budget_count_limit=9)], now=T0)
         store.commit_decision("m6", [CapRequest("o1", budget_key="b2")], [CouponWrite("CODE2", b"x", 60)], T0,
                               CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
     store.records_put({"r": b"x"})
@@ -647,7 +638,7 @@ def test_every_key_written_has_a_ttl(store: Store, store_kind: str) -> None:
         store.unredeem_coupons([claim("CODE3", member="m7")])
     keys = all_store_keys(store)  # type: ignore[arg-type]
     kinds = {k.split(":")[1] for k in keys}
-    assert kinds == {"s", "c", "e", "k", "i", "h", "m", "g"} | (set() if slot_safe_only else {"b", "w"})
+    assert kinds == {"s", "c", "e", "k", "i", "h", "m", "g", "b"} | (set() if slot_safe_only else {"w"})
     assert all(ttl is not None and ttl > 0 for ttl in keys.values()), keys
 
 
