@@ -36,11 +36,13 @@ Current: <code>{{ current.program }}</code>. New: <code>{{ new.program }}</code>
 <rect class="bar cur" x="0" y="0" height="7" width="{{ 200 * row.current / top }}"/>
 <rect class="bar" x="0" y="8" height="7" width="{{ 200 * row.new / top }}"/></svg></td></tr>{% endfor %}</table>
 <h2>Budget burn</h2>
-{% if budgets %}<table><tr><th>budget</th><th>issues current</th><th>issues new</th><th>issue limit</th>
-<th>money current</th><th>money new</th><th>money limit</th></tr>
-{% for b in budgets %}<tr><td>{{ b.budget }}</td><td>{{ b.current_count }}</td><td>{{ b.new_count }}</td>
-<td>{{ b.limit_count if b.limit_count is not none else "-" }}</td><td>{{ money(b.current_minor) }}</td>
-<td>{{ money(b.new_minor) }}</td><td>{{ money(b.limit_minor) if b.limit_minor is not none else "-" }}</td></tr>{% endfor %}
+{% if budgets %}<table><tr><th>budget</th><th>period</th><th>issues current</th><th>issues new</th><th>issue limit (paced now)</th>
+<th>money current</th><th>money new</th><th>money limit (paced now)</th></tr>
+{% for b in budgets %}<tr><td>{{ b.budget }}</td><td>{{ b.period }}{% if b.pacing != "none" %}, {{ b.pacing }}{% endif %}</td>
+<td>{{ b.current_count }}</td><td>{{ b.new_count }}</td>
+<td>{{ b.limit_count if b.limit_count is not none else "-" }}{% if b.pacing != "none" and b.paced_count is not none %} ({{ b.paced_count }}){% endif %}</td>
+<td>{{ money(b.current_minor) }}</td><td>{{ money(b.new_minor) }}</td>
+<td>{{ money(b.limit_minor) if b.limit_minor is not none else "-" }}{% if b.pacing != "none" and b.paced_minor is not none %} ({{ money(b.paced_minor) }}){% endif %}</td></tr>{% endfor %}
 </table>{% else %}<p>No offer of either config has a budget.</p>{% endif %}
 <h2>Why offers were left out (new config)</h2>
 <table><tr><th>reason</th><th>current</th><th>new</th></tr>
@@ -118,8 +120,8 @@ def _table(result: Any, offers: list[dict[str, Any]], budgets: list[dict[str, An
              f"{'offer':<28} {'current':>8} {'new':>8} {'change':>8}"]
     lines += [f"{str(r['offer_id'])[:28]:<28} {r['current']:>8,} {r['new']:>8,} {r['change']:>+8,}" for r in offers]
     if budgets:
-        lines += ["", f"{'budget':<28} {'issues now':>10} {'issues new':>10} {'limit':>8}"]
-        lines += [f"{str(b['budget'])[:28]:<28} {b['current_count']:>10,} {b['new_count']:>10,} "
+        lines += ["", f"{'budget':<28} {'period':<12} {'issues now':>10} {'issues new':>10} {'limit':>8}"]
+        lines += [f"{str(b['budget'])[:28]:<28} {b['period']!s:<12} {b['current_count']:>10,} {b['new_count']:>10,} "
                   f"{'-' if b['limit_count'] is None else format(b['limit_count'], ','):>8}" for b in budgets]
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ NEW = CURRENT + """
 offers:
   - {id: welcome5, kind: amount_off, title: $5 welcome, value: 5, cost: 5, budget: {count: 2}}
   - {id: gold_only, kind: amount_off, title: Gold treat, value: 2, cost: 2, tiers: [Gold]}
+  - {id: paced, kind: amount_off, title: Paced, value: 1, cost: 1, budget: {count: 24, period: day, pacing: even}}
 """
 
 
@@ -49,9 +50,11 @@ def test_simulate_compares_two_configs_on_a_sample_with_budgets_binding(tiny_dir
     # the budget of 2 binds across the sample: two members get the welcome offer, the third is refused
     assert offers["welcome5"]["current"] == 0 and offers["welcome5"]["new"] == 2
     assert body["excluded"]["new"]["BUDGET_EXHAUSTED"] == 1 and "BUDGET_EXHAUSTED" not in body["excluded"]["current"]
-    [budget] = body["budgets"]
+    budget, paced = (next(b for b in body["budgets"] if b["budget"] == key) for key in ("welcome5", "paced"))
+    # at noon 13 of the day's 24 hourly slots have started: even pacing releases 13 of 24
+    assert (paced["period"], paced["pacing"], paced["paced_count"], paced["new_count"]) == ("d2017-02-15", "even", 13, 3)
     assert (budget["budget"], budget["current_count"], budget["new_count"], budget["limit_count"]) == ("welcome5", 0, 2, 2)
-    assert budget["new_minor"] == 1000
+    assert budget["new_minor"] == 1000 and budget["period"] == "total"
     # only m2 ($13.99 of spend) is Gold at $10; m1 ($6.48) and m3 ($0.99) are left out by tier
     assert offers["gold_only"]["new"] == 1 and body["excluded"]["new"]["TIER_NOT_ELIGIBLE"] == 2
     assert body["reached"]["new"] >= body["reached"]["current"]

@@ -21,6 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pandas as pd
+
+from models.budgets import paced, period_id
 from models.catalog import Catalog
 from models.policy import seed_for
 from runtime.decisions.audience import read_members
@@ -36,13 +39,18 @@ CHUNK = 1000
 
 @dataclass
 class BudgetBurn:
-    """What one budget key would reserve: issues and money (minor units), against its limits."""
+    """What one budget would reserve in its period at the decision moment: issues and money
+    (minor units), against its limits and, for a paced budget, what pacing releases by then."""
 
     key: str
     count: int = 0
     minor: int = 0
     limit_count: int | None = None
     limit_minor: int | None = None
+    period: str = "total"
+    pacing: str = "none"
+    paced_count: int | None = None
+    paced_minor: int | None = None
 
 
 @dataclass
@@ -72,13 +80,15 @@ class Comparison:
     minor_units: int = 100
 
 
-def _budget_limits(catalog: Catalog) -> dict[str, BudgetBurn]:
-    """An empty burn per budget key of the catalog, with the key's limits (the first offer naming it)."""
+def _budget_limits(catalog: Catalog, local: pd.Timestamp) -> dict[str, BudgetBurn]:
+    """An empty burn per budget of the catalog (offers' own, shared, funders'), with its limits,
+    the period containing the decision moment and what pacing releases by then."""
     out: dict[str, BudgetBurn] = {}
-    for offer in catalog.offers:
-        if offer.budget_key is not None and offer.budget_key not in out:
-            out[offer.budget_key] = BudgetBurn(offer.budget_key, limit_count=offer.budget_count,
-                                               limit_minor=offer.budget_minor)
+    for rule in catalog.budget_rules:
+        count, minor = paced(rule, local)
+        out[rule.key] = BudgetBurn(rule.key, limit_count=rule.count, limit_minor=rule.minor,
+                                   period=period_id(rule.period, local), pacing=rule.pacing,
+                                   paced_count=count, paced_minor=minor)
     return out
 
 
@@ -91,8 +101,8 @@ def tally(side: SideResult, catalog: Catalog, outcomes: Sequence[Outcome]) -> No
             offer = catalog[issued.offer.offer_id]
             side.issued[offer.offer_id] += 1
             side.titles.setdefault(offer.offer_id, offer.title)
-            if offer.budget_key is not None:
-                burn = side.budgets.setdefault(offer.budget_key, BudgetBurn(offer.budget_key))
+            for key in offer.budget_keys:  # an issue counts in every budget it draws on
+                burn = side.budgets.setdefault(key, BudgetBurn(key))
                 burn.count += 1
                 burn.minor += offer.charge_minor
         for excluded in outcome.excluded:
@@ -115,7 +125,7 @@ def run_side(label: str, data_dir: str | os.PathLike[str], program: str | os.Pat
     req = DecisionRequest(member_id="", channel=channel, n=n, placement="offers simulate", as_of=when,
                           source="offers_simulate")
     side = SideResult(label, str(program) if program is not None else "(data default)",
-                      budgets=_budget_limits(setup.catalog))
+                      budgets=_budget_limits(setup.catalog, setup.local(when)))
     for lo in range(0, len(members), CHUNK):
         ids = list(members[lo:lo + CHUNK])
         outcomes = pipeline.decide_many(ids, req, [f"sim-{label}-{lo + i}" for i in range(len(ids))],
@@ -149,7 +159,8 @@ def compare(result: Comparison) -> tuple[list[dict[str, object]], list[dict[str,
     budget_rows: list[dict[str, object]] = []
     for key in sorted(set(cur.budgets) | set(new.budgets)):
         c, w = cur.budgets.get(key, BudgetBurn(key)), new.budgets.get(key, BudgetBurn(key))
-        budget_rows.append({"budget": key, "current_count": c.count, "new_count": w.count,
-                            "limit_count": w.limit_count, "current_minor": c.minor, "new_minor": w.minor,
-                            "limit_minor": w.limit_minor})
+        budget_rows.append({"budget": key, "period": w.period, "pacing": w.pacing, "current_count": c.count,
+                            "new_count": w.count, "limit_count": w.limit_count, "paced_count": w.paced_count,
+                            "current_minor": c.minor, "new_minor": w.minor, "limit_minor": w.limit_minor,
+                            "paced_minor": w.paced_minor})
     return offer_rows, budget_rows
