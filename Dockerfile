@@ -9,11 +9,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The optional dependency groups to install, comma-separated: docker-compose.yml's scale profile
+# builds with EXTRAS=datasets,dask for its Dask scheduler and workers (docs/scaling.md).
+ARG EXTRAS=datasets
 # Install only the dependencies declared in pyproject.toml (no project code yet).
-RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['dependencies'] + d['optional-dependencies']['datasets']))" > requirements.txt \
+RUN python -c "import os, tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [e for e in os.environ['EXTRAS'].split(',') if e]; print('\n'.join(d['dependencies'] + [r for e in extras for r in d['optional-dependencies'][e]]))" > requirements.txt \
     && pip install -r requirements.txt
 COPY models ./models
 COPY offerdata ./offerdata
+COPY runtime ./runtime
 COPY training ./training
 COPY service ./service
 COPY offers_cli ./offers_cli
