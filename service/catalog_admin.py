@@ -17,6 +17,7 @@ applies it within half a second of its next request (runtime.catalog.follower).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -166,9 +167,10 @@ def _editor(follow: CatalogFollower) -> CatalogEditor:
 @bp.get("")
 @require_scope("admin")
 def list_offers() -> Response:
-    """The live catalog: its version and every offer with its status and version."""
+    """The live catalog as this worker applies it (its pid in ``worker``): its version and every offer
+    with its status and version."""
     live = follower().poll()
-    return jsonify({"version": live.version,
+    return jsonify({"version": live.version, "worker": os.getpid(),
                     "offers": [offer_view(live, o.offer_id) for o in live.catalog.offers]})
 
 

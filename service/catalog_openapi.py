@@ -72,7 +72,8 @@ def add_catalog_paths(doc: ApiDocument) -> None:
         "summary": "The live catalog: every offer with its status and version", **secured,
         "responses": {"200": {"description": "The catalog.", "content": {JSON: {"schema": {
             "type": "object", "properties": {
-                "version": {"type": "integer", "description": "The change log's version."},
+                "version": {"type": "integer", "description": "The change log's version this worker applies."},
+                "worker": {"type": "integer", "description": "The answering worker's process id."},
                 "offers": {"type": "array", "items": {"$ref": "#/components/schemas/CatalogOffer"}}}}}}},
             **{c: PROBLEMS[c] for c in ("401", "403", "503")}}}})
     doc.add_path("/v1/admin/offers/{offer_id}", {
