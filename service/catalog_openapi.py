@@ -45,11 +45,46 @@ EXAMPLE_PUT = {"kind": "amount_off", "title": "$5 off a $40 basket", "value": 5,
                "channels": ["email", "app"], "caps": {"issues": 1}, "budget": {"count": 1000}}
 
 
+#: Descriptions of the main offer keys; the others say where they are documented.
+KEY_DESCRIPTIONS = {
+    "id": "The offer id (optional: the path gives it; when present it must be the same).",
+    "kind": "The offer kind (docs/data.md, offer kinds).", "title": "The title members see.",
+    "value": "Its value: percent, multiplier, points, or major money units by kind.",
+    "cost": "What one redemption costs (major money units).", "caps": "Per-member caps.",
+    "budget": "A global budget: a count of issues and/or money.", "channels": "Channels it may be shown in.",
+    "tiers": "Tiers it is for.", "lever": "Multiplier on its value term in arbitration.",
+    "starts_at": "Validity start (local program time).", "ends_at": "Validity end (local program time).",
+}
+
+
+def offer_definition_schema() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The request body's schema: the program file's offer keys (:class:`models.program.OfferSpec`, so
+    the document follows the validation) plus ``status``, and the schemas it refers to (prefixed
+    ``Offer``), every property described."""
+    schema = OfferSpec.model_json_schema(ref_template="#/components/schemas/Offer{model}")
+    defs = {f"Offer{name}": sub for name, sub in schema.pop("$defs", {}).items()}
+    for name, sub in [("OfferDefinition", schema), *defs.items()]:
+        for key, prop in sub.get("properties", {}).items():
+            own = KEY_DESCRIPTIONS.get(key) if name == "OfferDefinition" else None
+            prop.setdefault("description", own or f"The `{key}` key as in the program file's offers "
+                                                  "(docs/program-config.md).")
+    schema["required"] = [k for k in schema.get("required", []) if k != "id"]
+    schema["properties"]["status"] = {"type": "string", "enum": ["active", "paused"],
+                                      "description": "active (default) or paused; DELETE retires."}
+    schema["title"] = "OfferDefinition"
+    schema["description"] = "An offer as written in the program YAML's offers (docs/program-config.md)."
+    return schema, defs
+
+
 def add_catalog_paths(doc: ApiDocument) -> None:
     """Document the live catalog's endpoints in ``doc``."""
     doc.add_schema("CatalogOffer", OFFER_SCHEMA)
     doc.add_schema("CatalogChange", CHANGE_SCHEMA)
-    spec_ref = doc.add_model(OfferSpec)
+    definition, defs = offer_definition_schema()
+    for name, sub in defs.items():
+        doc.add_schema(name, sub)
+    doc.add_schema("OfferDefinition", definition)
+    spec_ref = "#/components/schemas/OfferDefinition"
     secured = {"security": [{"ApiKeyHeader": []}, {"ApiKeyAuthorization": []}], "x-scope": "admin",
                "tags": ["admin"]}
     offer = {"name": "offer_id", "in": "path", "required": True, "schema": id_schema("offer_id")}
@@ -60,14 +95,15 @@ def add_catalog_paths(doc: ApiDocument) -> None:
         "content": {JSON: {"schema": {"$ref": "#/components/schemas/CatalogOffer"}}}}
     invalid = problem_example("A body field is invalid; each error names it.", {
         "type": "/docs#problem-validation-failed", "title": "Validation failed", "status": 422,
-        "detail": "the offer is not valid", "errors": [{"pointer": "/caps/issues", "code": "invalid_offer",
+        "detail": "the offer is not valid", "instance": "/v1/admin/offers/weekend",
+        "request_id": "6f1c2b3a4d5e4f60718293a4b5c6d7e8",
+        "errors": [{"pointer": "/caps/issues", "code": "invalid_offer",
                                                         "message": "caps.issues: Input should be greater than 0"}]})
     changes = {"412": PROBLEMS["409"] | {"description": "If-Match names a version the offer no longer has."},
                "409": {**PROBLEMS["409"], "description": "The offer is retired (PUT a definition to bring it back)."},
                "422": invalid}
     common = {c: PROBLEMS[c] for c in ("400", "401", "403", "413", "415", "503")}
-    body_schema = {"allOf": [{"$ref": spec_ref}], "description": "An offer as in the program YAML, plus an "
-                   "optional status (active or paused)."}
+    body_schema = {"$ref": spec_ref}
     doc.add_path("/v1/admin/offers", {"get": {
         "summary": "The live catalog: every offer with its status and version", **secured,
         "responses": {"200": {"description": "The catalog.", "content": {JSON: {"schema": {
