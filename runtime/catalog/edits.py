@@ -24,7 +24,15 @@ from typing import Any
 from models.catalog import Catalog
 from models.program import ProgramConfigError, validate_offer
 from runtime.catalog.changelog import CatalogLog, ChangeRecord
-from runtime.catalog.live import ACTIVE, PAUSED, RETIRED, definition, latest_changes, spec_json
+from runtime.catalog.live import (
+    ACTIVE,
+    PAUSED,
+    RETIRED,
+    definition,
+    latest_changes,
+    offer_of,
+    spec_json,
+)
 from runtime.errors import OffersRuntimeError
 
 #: Statuses a request may set (``retired`` is set by retiring).
@@ -85,9 +93,11 @@ class CatalogEditor:
             raise InvalidChange([("id", f"must be the path's offer id {offer_id!r} (or left out)")])
         try:
             spec = validate_offer(self.base.program, {**body, "id": offer_id})
+            stored = spec_json(spec)
+            offer_of(self.base, stored)  # it must also build into the catalog's arrays
         except ProgramConfigError as exc:
             raise InvalidChange([(path, msg) for path, _, msg in exc.issues]) from None
-        return spec_json(spec)
+        return stored
 
     def _status(self, body: Mapping[str, Any], default: str) -> str:
         status = body.get("status", default)

@@ -89,9 +89,19 @@ def spec_json(spec: OfferSpec) -> dict[str, Any]:
 
 
 def offer_of(base: Catalog, definition_: dict[str, Any]) -> Offer:
-    """A stored definition as a catalog offer, validated under the program as the YAML loader does."""
+    """A stored definition as a catalog offer, validated under the program as the YAML loader does,
+    and proven to fit the catalog's arrays (money beyond int64 minor units is refused here, so one
+    change can never make every worker's catalog fail to build).
+
+    Raises ProgramConfigError naming the problem.
+    """
     spec = validate_offer(base.program, definition_)
-    return dataclasses.replace(offer_from_spec(base.program, spec), source=LIVE)
+    offer = dataclasses.replace(offer_from_spec(base.program, spec), source=LIVE)
+    try:
+        Catalog(base.program, [offer])
+    except (OverflowError, ValueError) as exc:
+        raise ProgramConfigError([("<offer>", None, f"cannot be served: {exc}")], f"offer {spec.id!r}") from None
+    return offer
 
 
 def apply_changes(base: Catalog, records: Sequence[ChangeRecord]) -> LiveCatalog:
