@@ -591,3 +591,38 @@ def template_problems(text: str) -> list[str]:
         return [f"malformed template: {exc}"]
     return [f"unknown placeholder {{{f}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
             for f in fields if f not in TEMPLATE_FIELDS]
+
+
+def validate_offer(program: Program, data: object) -> OfferSpec:
+    """Validate one offer mapping (the keys of an entry of ``offers:``) as the program file's
+    loader would: the field checks of :class:`OfferSpec`, then every program-wide check
+    (:func:`semantic_problems`: known tiers, channels and plans, the points ledger...) on the
+    program with this offer in place of any offer of its id.
+
+    Why: the live catalog (``PUT /v1/admin/offers/{id}``) accepts offers written exactly as
+    in the YAML file, and must refuse what the loader refuses, with no second validator.
+
+    Raises
+    ------
+    ProgramConfigError
+        With every problem, each path relative to the offer (``caps.issues``, ``tiers[0]``);
+        a problem elsewhere in the program that this offer causes keeps its full path.
+    """
+    if not isinstance(data, dict):
+        raise ProgramConfigError([("<offer>", None, "an offer must be a mapping of the offer keys")], "offer")
+    try:
+        spec = OfferSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ProgramConfigError([(format_path(resolve(data, err["loc"])), None, _message(err))
+                                  for err in exc.errors()], "offer") from None
+    others = tuple(s for s in program.offers if s.id != spec.id)
+    candidate = program.model_copy(update={"offers": (*others, spec)})
+    issues: list[tuple[str, int | None, str]] = []
+    for path, msg in semantic_problems(candidate):
+        if path[:2] == ("offers", len(others)):
+            issues.append((format_path(path[2:]), None, msg))
+        elif path[:1] != ("offers",):
+            issues.append((format_path(path), None, msg))
+    if issues:
+        raise ProgramConfigError(issues, f"offer {spec.id!r}")
+    return spec

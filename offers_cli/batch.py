@@ -31,8 +31,12 @@ from models.data_contract import CHANNELS
 @click.option("--version", default="champion", show_default=True, help="Model version or alias.")
 @click.option("--decision-log", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also log every decision here (decisions-*.ndjson), for offers data events and lift.")
+@click.option("--catalog-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The live catalog's change log to apply (paused offers are never issued); default "
+                   "OFFERS_CATALOG_DIR, else $OFFERS_EVENT_LOG/catalog when OFFERS_EVENT_LOG is set.")
 def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program: Path | None, as_of: str | None,
-          channel: str, n: int | None, seed: int, version: str, decision_log: Path | None) -> None:
+          channel: str, n: int | None, seed: int, version: str, decision_log: Path | None,
+          catalog_dir: Path | None) -> None:
     """Decide for a whole audience (bounded memory, progress bar), without the online store."""
     from tqdm.auto import tqdm
 
@@ -40,6 +44,7 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
     from models.registry import RegistryError
     from offerdata.directory import decision_moment, default_program
     from offerdata.tables import DataDirError
+    from runtime.catalog.changelog import CatalogLogError
     from runtime.decisions.audience import AudienceError, read_members, run
     from runtime.decisions.clock import ClockError
     from runtime.events.log import EventLogError
@@ -49,13 +54,25 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
         program = program or default_program(data_dir)
         moment = decision_moment(data_dir)
         as_of = as_of or os.environ.get("OFFERS_CLOCK") or (moment.isoformat() if moment is not None else "wall")
+        catalog_dir = catalog_dir or live_catalog_dir()
         total = len(read_members(members_file))
         with tqdm(total=total, unit="member", desc="decisions") as bar:
             summary = run(data_dir, registry, members_file, out, program=program,
                           as_of=as_of, channel=channel, n=n, seed=seed,
-                          version=version, progress=bar.update, decision_log=decision_log)
-    except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError, EventLogError) as exc:
+                          version=version, progress=bar.update, decision_log=decision_log,
+                          catalog_dir=catalog_dir)
+    except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError, EventLogError,
+            CatalogLogError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary.members:,} members ({summary.unknown:,} not in the data: cold starts), "
                f"{summary.offers:,} offers, model {summary.model_version}, as of {summary.as_of} -> {summary.out} "
                f"in {time.perf_counter() - started:.1f}s")
+
+
+def live_catalog_dir() -> Path | None:
+    """The live catalog's directory the service would use, from the environment (None: none set)."""
+    if os.environ.get("OFFERS_CATALOG_DIR"):
+        return Path(os.environ["OFFERS_CATALOG_DIR"])
+    if os.environ.get("OFFERS_EVENT_LOG"):
+        return Path(os.environ["OFFERS_EVENT_LOG"]) / "catalog"
+    return None

@@ -15,6 +15,7 @@ import click
 
 from models.errors import OffersError
 from offers_cli.batch import batch
+from offers_cli.catalog import catalog
 from offers_cli.data import data
 from offers_cli.demo import demo
 from offers_cli.lift import lift
@@ -50,6 +51,7 @@ for command in (train, evaluate, score, models):
 cli.add_command(serve)
 cli.add_command(materialize)
 cli.add_command(batch)
+cli.add_command(catalog)
 cli.add_command(lift)
 cli.add_command(monitor)
 cli.add_command(points)

@@ -36,6 +36,8 @@ OFFERS_BUDGET_TTL_SECONDS  default lifetime of a budget counter [34560000]
 OFFERS_EVENT_LOG           directory of the durable event log [$XDG_STATE_HOME/offers/events]
 OFFERS_EVENT_LOG_MAX_BYTES segment size before rotation [67108864]
 OFFERS_EVENT_LOG_FSYNC     ``request`` (fsync before answering) or ``none`` [request]
+OFFERS_CATALOG_DIR         the live catalog's change log (admin offer edits), shared by every worker and
+                           host [$OFFERS_EVENT_LOG/catalog]
 OFFERS_TIMEZONE            IANA zone deciding calendar months of spend counters [UTC]
 OFFERS_CURRENCY_EXPONENT   minor-unit digits of the currency, for event ``value`` [2]
 OFFERS_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR [INFO]
@@ -171,6 +173,8 @@ class Settings(BaseSettings):
     #: the ``offers lift --json`` report the console's lift page shows; None: ``lift.json`` in
     #: the decision log's directory
     lift_report: Path | None = None
+    #: the live catalog's change log directory (runtime.catalog); None: ``catalog`` in the event log's
+    catalog_dir: Path | None = None
 
     timezone: str = "UTC"
     currency_exponent: int = Field(default=2, ge=0, le=4)
@@ -192,6 +196,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit values first, then the environment; no .env files or secret dirs.
         return (init_settings, env_settings)
+
+    @property
+    def catalog_directory(self) -> Path:
+        """Where the live catalog's change log is: ``OFFERS_CATALOG_DIR``, else beside the event log."""
+        return self.catalog_dir if self.catalog_dir is not None else self.event_log / "catalog"
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -26,7 +26,8 @@ from runtime.events.log import EventLog, EventLogError
 from runtime.metrics import Metrics
 from runtime.settings import Settings, SettingsError, load_settings, unknown_variables
 from runtime.stores import Store, build_store
-from service import admin, checkout, http, ops, points, referrals
+from service import admin, catalog_admin, checkout, http, ops, points, referrals
+from service.catalog_openapi import add_catalog_paths
 from service.console import init_console
 from service.decisions.wiring import init_decisions
 from service.errors import register_error_handlers
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None,
     app.register_blueprint(checkout.bp)
     app.register_blueprint(points.bp)
     app.register_blueprint(referrals.bp)
+    app.register_blueprint(catalog_admin.bp)
     add_points_paths(state.openapi)
+    add_catalog_paths(state.openapi)
     init_decisions(app)
     init_console(app)
 

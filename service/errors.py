@@ -13,6 +13,7 @@ Exception tree (each class knows its HTTP status and problem type)::
     │   ├── ArtifactRejected          409  the champion model cannot be served; the old one still is
     │   ├── CouponAlreadyRedeemed     409  the coupon was redeemed before (``redeemed_at`` says when)
     │   └── CouponExpired             409  the coupon expired before this redemption
+    ├── PreconditionFailed            412  If-Match names a version the resource no longer has
     ├── PayloadTooLarge               413  body above OFFERS_MAX_BODY_BYTES
     ├── UnsupportedMediaType          415  body is not application/json
     ├── ValidationFailed              422  well-formed JSON, invalid content; ``errors`` name fields
@@ -142,6 +143,10 @@ class ReferralRefusedProblem(Conflict):
     slug, title = "referral-refused", "Referral refused"
 
 
+class PreconditionFailed(ServiceError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
 class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -168,7 +173,7 @@ class ServiceUnavailable(ServiceError):
 #: Every problem class, for the docs page.
 PROBLEM_TYPES: tuple[type[ServiceError], ...] = (
     BadRequest, MalformedJSON, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PointsInsufficient, ReferralRefusedProblem, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
+    ArtifactRejected, CouponAlreadyRedeemed, CouponExpired, PointsInsufficient, ReferralRefusedProblem, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, IdempotencyKeyReused,
     ServiceUnavailable, ServiceError)
 
 

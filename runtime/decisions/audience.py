@@ -37,6 +37,8 @@ from models.policy import seed_for
 from models.registry import Registry
 from models.uplift import load_serving_model
 from offerdata.validate import require_valid
+from runtime.catalog.changelog import CatalogLog
+from runtime.catalog.live import apply_changes
 from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
 from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.materialize import load_members, materialize
@@ -151,7 +153,8 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
         out: str | os.PathLike[str], program: str | os.PathLike[str] | None = None, as_of: str = "wall",
         channel: str = "email", n: int | None = None, seed: int = 0, version: str = "champion",
         chunk: int = CHUNK, progress: Callable[[int], None] | None = None,
-        decision_log: str | os.PathLike[str] | None = None) -> AudienceSummary:
+        decision_log: str | os.PathLike[str] | None = None,
+        catalog_dir: str | os.PathLike[str] | None = None) -> AudienceSummary:
     """Decide for every member of ``members_file`` and write the rows to ``out``.
 
     With ``decision_log`` (a directory), every decision is also appended to a decision log
@@ -159,9 +162,15 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     campaign sent from the file becomes exposures with their probabilities.
 
     ``as_of`` takes the values of ``OFFERS_CLOCK`` (``wall``, ``data`` or a timestamp).
+    With ``catalog_dir``, the live catalog's changes there apply (runtime.catalog): offers created
+    or changed through the admin API are decided as the service decides them, and paused or
+    retired ones are never issued.
     """
     require_valid(data_dir)
     setup = DecisionSetup.load(data_dir, program, as_of)
+    if catalog_dir is not None:
+        live = apply_changes(setup.catalog, CatalogLog(catalog_dir).read())
+        setup = setup.with_catalog(live.catalog, live.withheld, live.version)
     model = load_serving_model(Registry(registry).path(version))
     if isinstance(model, PropensityModel):
         model.try_compile(default_cache_dir())  # same scores either way; compiled trees are faster

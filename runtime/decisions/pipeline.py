@@ -49,6 +49,7 @@ from models.model import PropensityModel
 from models.policy import seed_for
 from models.units import NO_TIME
 from models.uplift import UpliftModel
+from runtime.catalog.live import REASONS as WITHHELD_REASONS
 from runtime.coupons.issuance import CouponSpec, Issued, commit, commit_many
 from runtime.decisions import campaign_limits
 from runtime.decisions.catalog_change import CatalogUpgrader
@@ -147,6 +148,13 @@ class DecisionPipeline:
         self.upgrader = CatalogUpgrader(setup, store)
         #: whether the last read found the store without its generation marker (logged on change)
         self.data_lost = False
+
+    def with_setup(self, setup: DecisionSetup) -> DecisionPipeline:
+        """A pipeline deciding with ``setup`` (a live catalog change) and everything else of this one:
+        store, models, metrics, logs, drift and the history upgrader (same vocabulary)."""
+        out = DecisionPipeline(setup, self.store, self.holder, self.metrics, self.decision_log, self.drift)
+        out.upgrader, out.data_lost = self.upgrader, self.data_lost
+        return out
 
     # -- shared steps -------------------------------------------------------------------
     def serving(self) -> ServingModel | None:
@@ -311,7 +319,9 @@ class DecisionPipeline:
         # (when every member of the call is withheld; otherwise they are refused after the decision)
         no_coupons = (tuple(o for o in universe.offer_ids if self.setup.catalog[o].requires_coupon)
                       if all(withheld) else ())
-        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons))
+        paused = self.setup.withheld  # paused and retired offers: scored (cache intact), never issued
+        stopped = tuple(o for o in universe.offer_ids if o in paused) if paused else ()
+        candidates, keep = self._candidates(universe, (*req.exclude, *no_coupons, *stopped))
         members = [self._member(m, b) for m, b in zip(member_ids, bundles, strict=True)]
         hist = stack([m.hist for m in members])
         accounts = [m.bundle.points if m.bundle is not None else None for m in members]
@@ -385,6 +395,7 @@ class DecisionPipeline:
         took = (time.perf_counter() - started) * 1000 / max(n, 1)
         excluded = set(req.exclude)
         unknown = tuple(Excluded(o, UNKNOWN_MEMBER) for o in no_coupons if o not in excluded)
+        unknown += tuple(Excluded(o, WITHHELD_REASONS[paused[o]]) for o in stopped if o not in excluded)
         out = []
         for i, (m, d) in enumerate(zip(members, decisions, strict=True)):
             offers, refused = self.limits.apply(d, issued[i], withheld[i], quiet)

@@ -98,6 +98,20 @@ class DecisionSetup:
         self.cap_windows = cap_windows(catalog)
         self.record_windows = {subject: self._by_feature_index(self.cap_windows[subject])
                                for subject in ("impression", "redeem")}
+        #: paused or retired offers (id -> status): never issued (runtime.catalog)
+        self.withheld: dict[str, str] = {}
+        #: the live catalog's change-log version this setup decides with (0: the start-up catalog)
+        self.catalog_version = 0
+
+    def with_catalog(self, catalog: Catalog, withheld: dict[str, str], version: int) -> DecisionSetup:
+        """This setup with another decision catalog (a live catalog change, runtime.catalog).
+
+        Program, feature vocabulary, fingerprint and clock stay: histories and their records
+        refer to the vocabulary, which a live change never touches.
+        """
+        out = DecisionSetup(self.program, catalog, self.features, self.clock, self.latest_transaction, self.data_dir)
+        out.withheld, out.catalog_version = dict(withheld), version
+        return out
 
     def _by_feature_index(self, windows: dict[str, int | None]) -> np.ndarray:
         """Cap windows (seconds; inf for lifetime; NaN when uncapped) by feature offer index."""

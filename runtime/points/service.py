@@ -82,6 +82,11 @@ class PointsService:
     def now(self) -> int:
         return int(self._now().timestamp())
 
+    def follow(self, pipeline: DecisionPipeline) -> None:
+        """Earn by ``pipeline``'s catalog from now on: after a live catalog change (runtime.catalog),
+        a points offer created live pays like one loaded at start-up."""
+        self.earning = Earning(pipeline)
+
     def earn(self, events: Sequence[FeedbackEvent]) -> None:
         """Post what new transaction events earn (ingest calls this before updating the state)."""
         postings, facts = self.earning.postings(events, self.exponent, self._now())

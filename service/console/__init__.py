@@ -12,7 +12,14 @@ import secrets
 
 from flask import Flask
 
-from service.console import auth_views, lift_page, member_page, model_page, offers_page  # noqa: F401  (routes)
+from service.console import (  # noqa: F401  (routes)
+    auth_views,
+    lift_page,
+    member_page,
+    model_page,
+    offer_forms,
+    offers_page,
+)
 from service.console.blueprint import bp
 from service.console.session import CONFIG
 

@@ -1,19 +1,23 @@
 """The offers page: the catalog with each offer's status at the service's clock, its caps, every
 budget's burn in its current period (issues and money reserved against its limit) as a server-rendered chart, and each
 offer's issued and redeemed counts and redemption rate from the latest ``offers lift`` report
-(the same file the lift page reads: counted over the durable logs, not per page view)."""
+(the same file the lift page reads: counted over the durable logs, not per page view).
+
+Each offer's live status (active, paused, retired: :mod:`runtime.catalog`) is shown too; admin
+sessions get a pause/resume button and an edit link per offer (:mod:`.offer_forms`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import g, render_template
+from flask import g, render_template, request
 
 from runtime.decisions import campaign_limits
 from runtime.stores import StoreUnavailable
 from service.console.blueprint import bp
 from service.console.charts import bar_chart
 from service.console.lift_page import read_report, report_path
+from service.console.model_page import page_message
 from service.console.session import signed_in
 from service.state import current_decisions, current_state
 
@@ -73,7 +77,9 @@ def offers() -> str:
     setup = current_decisions().require().setup
     now = setup.moment().local
     catalog = setup.catalog.offers
-    rows = [{"offer": o, "status": status(o, now)} for o in catalog]
+    rows = [{"offer": o, "status": status(o, now), "live": setup.withheld.get(o.offer_id, "active")}
+            for o in catalog]
+    live_counts = {s: sum(r["live"] == s for r in rows) for s in ("paused", "retired")}
     found, error = budgets(setup.catalog, now)
     chart = bar_chart("Budget burn: share of each budget's limit reserved so far",
                       [(b["key"], b["burn"], f"{b['burn']:.0%}") for b in found if b.get("burn") is not None],
@@ -86,4 +92,6 @@ def offers() -> str:
         funnel_error = f"the lift report {path} has no readable issued and redeemed counts (made by an older offers lift?)"
     return render_template("console/offers.html", session=g.console, rows=rows, budgets=found,
                            budget_error=error, chart=chart, now=now, counts=counts, funnel=funnel,
-                           funnel_until=(report or {}).get("until"), funnel_error=funnel_error, funnel_path=path)
+                           funnel_until=(report or {}).get("until"), funnel_error=funnel_error, funnel_path=path,
+                           live_counts=live_counts, catalog_version=setup.catalog_version,
+                           message=page_message(request.args))

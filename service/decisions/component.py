@@ -11,6 +11,10 @@ answers ``/healthz`` at once and gunicorn's heartbeat never waits on a slow star
    matrix (:class:`~runtime.decisions.model_holder.ModelHolder`), and the challenger when
    the registry names one (routed a share of members: :mod:`runtime.decisions.routing`).
 
+The decision catalog follows the live catalog's change log (:mod:`runtime.catalog`): a change
+swaps in a new setup and decider (:meth:`DecisionsComponent.require` checks the log at most every
+half second), so admin offer edits reach every worker without a restart.
+
 Readiness checks ``decisions`` (steps 1-2) and ``model`` (step 3) turn true when done;
 with Redis, ``store_data`` is false while Redis holds no generation marker (it lost its
 data, or ``offers materialize`` never ran; the detail says what to run) and renews the
@@ -38,6 +42,9 @@ from models.features.online import history_from_records, records_from_history
 from models.model import PropensityModel
 from models.program import load_program
 from models.uplift import UpliftModel
+from runtime.catalog.changelog import CatalogLog
+from runtime.catalog.follower import CatalogFollower
+from runtime.catalog.live import LiveCatalog
 from runtime.decisions.decision_log import KIND as DECISION_LOG_KIND
 from runtime.decisions.decision_log import DecisionLog
 from runtime.decisions.materialize import load_members, materialize
@@ -85,6 +92,8 @@ class DecisionsComponent:
         #: champion/challenger routing over ``holder`` and a challenger holder
         self.router: ModelRouter | None = None
         self.decider: DecisionPipeline | None = None
+        #: follows the live catalog's change log (runtime.catalog), once the catalog loaded
+        self.follower: CatalogFollower | None = None
         self.error: str | None = None
         self.materialized = 0
         self._done = threading.Event()
@@ -120,6 +129,7 @@ class DecisionsComponent:
         try:
             setup = DecisionSetup.load(settings.data, settings.program, settings.clock,
                                          wall=self.state.wall_clock)
+            setup = self._follow_catalog(setup)
             self.setup = setup
             self.state.decision_clock = setup.clock
             self.state.recorder = HistoryRecorder(setup.features, setup.fingerprint, setup.zone)
@@ -142,6 +152,8 @@ class DecisionsComponent:
             self.decider = DecisionPipeline(setup, self.state.store, self.router, self.state.metrics,
                                             decision_log=self._decision_log(),
                                             drift=DriftMonitor(self.state.metrics) if self.router else None)
+            assert self.follower is not None
+            self.follower.on_change = self._catalog_changed
             if setup.program.points.enabled:
                 self.state.points = PointsService(
                     self.decider, self.state.store, settings.event_log, settings.currency_exponent,
@@ -163,6 +175,23 @@ class DecisionsComponent:
             self._flag.set(False, f"loading failed: {self.error}")
         finally:
             self._done.set()
+
+    def _follow_catalog(self, setup: DecisionSetup) -> DecisionSetup:
+        """Start following the live catalog's change log (runtime.catalog) over the start-up catalog;
+        the setup with the changes so far applied. A log that cannot be read stops the loading."""
+        self.follower = CatalogFollower(CatalogLog(self.state.settings.catalog_directory), setup.catalog)
+        live = self.follower.current
+        return setup.with_catalog(live.catalog, live.withheld, live.version) if live.version else setup
+
+    def _catalog_changed(self, live: LiveCatalog) -> None:
+        """Swap in a new live catalog: a new setup and decider; requests in flight keep theirs."""
+        decider, base = self.decider, self.setup
+        if decider is None or base is None:
+            return
+        setup = base.with_catalog(live.catalog, live.withheld, live.version)
+        self.setup, self.decider = setup, decider.with_setup(setup)
+        if self.state.points is not None:
+            self.state.points.follow(self.decider)
 
     def _router(self, setup: DecisionSetup, champion: ModelHolder) -> ModelRouter:
         """The champion/challenger router; the challenger is loaded now when the registry names one
@@ -259,8 +288,10 @@ class DecisionsComponent:
         return out
 
     def require(self) -> DecisionPipeline:
-        """The decider, or a 503 problem saying why there is none yet."""
+        """The decider (with the live catalog's latest changes), or a 503 problem saying why there is none yet."""
         if self.decider is not None:
+            if self.follower is not None:
+                self.follower.poll()
             return self.decider
         if not self.configured:
             raise ServiceUnavailable("decisions are not configured: set OFFERS_DATA (and OFFERS_REGISTRY, "
