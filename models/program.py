@@ -53,11 +53,15 @@ OfferKind = Literal[
 ]
 assert set(OfferKind.__args__) == set(OFFER_KINDS)  # type: ignore[attr-defined]
 
+#: The largest number a config may give (money, counts, multipliers, days): far beyond any real
+#: program, and small enough that money in minor units and times in seconds fit the catalog's int64
+#: arrays, so a valid config (or a live catalog edit) can always be served.
+MAX_NUMBER = 10**12
 Share = Annotated[float, Field(ge=0.0, lt=1.0)]
-NonNeg = Annotated[float, Field(ge=0.0)]
-Positive = Annotated[float, Field(gt=0.0)]
-PosInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
+NonNeg = Annotated[float, Field(ge=0.0, le=MAX_NUMBER)]
+Positive = Annotated[float, Field(gt=0.0, le=MAX_NUMBER)]
+PosInt = Annotated[int, Field(gt=0, le=MAX_NUMBER)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_NUMBER)]
 
 #: Placeholders a member-facing text template may use (see docs/program-config.md).
 TEMPLATE_FIELDS = frozenset({"amount", "deadline", "tier", "next_tier", "value", "currency",
@@ -171,7 +175,7 @@ class OfferSpec(_Strict):
     caps: Caps = Caps()
     budget: Budget | None = None
     stacking_group: str | None = None
-    priority: int = 0
+    priority: Annotated[int, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)] = 0
     lever: NonNeg = 1.0
     requires_coupon: bool = False
     #: share of the members eligible for the offer held back from it as its randomized control

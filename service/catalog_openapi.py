@@ -88,7 +88,8 @@ def add_catalog_paths(doc: ApiDocument) -> None:
     secured = {"security": [{"ApiKeyHeader": []}, {"ApiKeyAuthorization": []}], "x-scope": "admin",
                "tags": ["admin"]}
     offer = {"name": "offer_id", "in": "path", "required": True, "schema": id_schema("offer_id")}
-    if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+    if_match = {"name": "If-Match", "in": "header", "required": False,
+                "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
                 "description": "The offer's ETag (\"3\"): change it only if it is still at that version."}
     one = {"description": "The offer after the change, with the change.", "headers": {
         "ETag": {"schema": {"type": "string"}, "description": "The offer's version."}},
@@ -121,8 +122,10 @@ def add_catalog_paths(doc: ApiDocument) -> None:
                 "responses": {"200": one, "201": {**one, "description": "Created."}, **common, **changes}},
         "patch": {"summary": "Change some keys (JSON merge patch) and/or the status (pause, resume)", **secured,
                   "parameters": [offer, if_match],
-                  "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"},
-                                                                       "example": {"status": "paused"}}}},
+                  "requestBody": {"required": True, "content": {JSON: {
+                      "schema": {"type": "object", "minProperties": 1,
+                                 "description": "Offer keys to change (null removes a key) and/or status."},
+                      "example": {"status": "paused"}}}},
                   "responses": {"200": one, "404": PROBLEMS["404"], **common, **changes}},
         "delete": {"summary": "Retire an offer: never issued again", **secured, "parameters": [offer, if_match],
                    "responses": {"200": one, "404": PROBLEMS["404"], "422": PROBLEMS["422"],

@@ -7,9 +7,11 @@ balancers, Prometheus and developers on the private network.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from service.decisions.context import declared_context_schema
 from service.docs_page import render
 from service.state import current_state
 
@@ -49,9 +51,22 @@ def metrics() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(current_state().openapi.to_dict())
+    """The OpenAPI document, with this deployment's custom decision-context keys once its program is loaded."""
+    return jsonify(served_document())
+
+
+def served_document() -> dict[str, Any]:
+    """The app's document plus the program's declared ``targeting.context`` keys in DecisionContext
+    (a request with any other key is refused, as the document's ``additionalProperties: false`` says)."""
+    state = current_state()
+    doc = state.openapi.to_dict()
+    setup = state.decisions.setup if state.decisions is not None else None
+    context = doc.get("components", {}).get("schemas", {}).get("DecisionContext")
+    if setup is not None and context is not None:
+        context.setdefault("properties", {}).update(declared_context_schema(setup.program))
+    return doc
 
 
 @bp.get("/docs")
 def docs() -> Response:
-    return Response(render(current_state().openapi.to_dict()), mimetype="text/html")
+    return Response(render(served_document()), mimetype="text/html")

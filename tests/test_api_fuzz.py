@@ -23,6 +23,7 @@ from flask import Flask
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.failures import FailureGroup
 
 from runtime.coupons.codes import ALPHABET, check_character
@@ -77,7 +78,24 @@ def _send(case: Any, positive: bool, headers: dict[str, str], number: int) -> No
         case.body = _conform(case.body, LATEST_TS)
     if positive and case.operation.path in ("/v1/admin/coupons/{code}", "/v1/coupons/{code}/redeem"):
         case.path_parameters["code"] = _valid_code(case.path_parameters["code"])
+    if positive and case.operation.path == "/v1/admin/offers/{offer_id}":
+        _send_offer_change(case, headers)
+        return
     case.call_and_validate(headers=headers)
+
+
+def _send_offer_change(case: Any, headers: dict[str, str]) -> None:
+    """A schema-valid live-catalog change, with the two things JSON Schema cannot state left to
+    their own tests (tests/test_catalog_api.py): an If-Match version is state (a stale one is a
+    412), and an offer's cross-field rules (a partner offer needs a funder, tiers the program
+    knows...) are the program's own validation, refused as the documented 422 ``invalid_offer``.
+    Every other check still runs on the answer, a 5xx included."""
+    (case.headers or {}).pop("If-Match", None)
+    response = case.call(headers=headers)
+    errors = response.json().get("errors", []) if response.status_code == 422 else []
+    semantic = bool(errors) and all(e.get("code") == "invalid_offer" for e in errors)
+    case.validate_response(response, excluded_checks=[positive_data_acceptance] if semantic else None,
+                           headers=headers)
 
 
 def _fuzz_one(operation: Any, mode: GenerationMode, headers: dict[str, str], examples: int,

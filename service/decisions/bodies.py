@@ -68,7 +68,10 @@ class DecisionContext(BaseModel):
     ``targeting.context`` (checked against their declared types); any other key is refused.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    # custom keys are accepted only when the program declares them: the served document lists them
+    # (service.decisions.context.declared_context_schema) and refuses any other
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True,
+                              json_schema_extra={"additionalProperties": False})
 
     as_of: Timestamp | None = Field(None, description=(
         f"Decide as of this moment (RFC 3339 with an offset, {DESCRIPTION}) instead of the service clock, "

@@ -34,6 +34,18 @@ def _fits(kind: str, value: Any) -> bool:
     return -(10**15) <= value <= 10**15
 
 
+def declared_context_schema(program: Program) -> dict[str, dict[str, Any]]:
+    """JSON schemas of the program's custom context keys (``targeting.context``), for the served
+    OpenAPI document: the same types :func:`_fits` accepts, so the document and the validation agree."""
+    number = {"type": "number", "minimum": -(10**15), "maximum": 10**15}
+    by_kind: dict[str, dict[str, Any]] = {
+        "number": number, "money": number, "string": {"type": "string", "minLength": 1, "maxLength": 128},
+        "boolean": {"type": "boolean"}}
+    return {key: {**by_kind[kind], "description": f"A custom context key the program declares ({kind}; "
+                                                  f"rules: context.{key})."}
+            for key, kind in sorted(program.targeting.context.items())}
+
+
 def _minor(program: Program, major: Any) -> int:
     """Major money units (a JSON number: int or Decimal) -> minor units, exactly."""
     return round(Fraction(str(major)) * program.currency.minor_units)
