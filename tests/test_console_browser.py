@@ -24,7 +24,15 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.decisions_env import CHANNEL, FLASH, DecisionEnv, build, close_app, start_app
+from tests.decisions_env import (
+    CHANNEL,
+    FLASH,
+    FLASH_BUDGET,
+    DecisionEnv,
+    build,
+    close_app,
+    start_app,
+)
 from tests.service_helpers import ADMIN_KEY, ALL_KEYS, DECISIONS_KEY
 
 pytestmark = pytest.mark.slow
@@ -113,7 +121,7 @@ def sign_in(page: Any, base: str, key: str) -> None:
 
 def test_nothing_is_reachable_without_signing_in(page: Any, server: str) -> None:
     for path in ["/console/", f"/console/members?q={MEMBER}", "/console/offers", "/console/models",
-                 "/console/lift"]:
+                 "/console/lift", "/console/preview?audience=segment"]:
         page.goto(server + path)
         assert "/console/login" in page.url, path
         assert page.get_by_label("API key").is_visible()
@@ -207,4 +215,40 @@ def test_support_sees_no_pause_or_edit_form(page: Any, server: str) -> None:
     page.goto(f"{server}/console/offers")
     assert page.get_by_role("button", name=f"Pause {FLASH}").count() == 0
     assert page.get_by_role("link", name=f"Edit {FLASH}").count() == 0
+    assert page.errors == [], page.errors
+
+
+def test_a_campaign_preview_of_a_segment_and_of_an_upload(page: Any, server: str, artifacts: Path,
+                                                          tmp_path: Path) -> None:
+    """Support previews a segment sample through the form (the flash bonus's budget of 10 binds
+    across the audience), then an uploaded file; neither issues anything, so a real decision for a
+    previewed member still gets the budgeted bonus."""
+    sign_in(page, server, SUPPORT_KEY)
+    nav(page, "Campaign preview").click()
+    form = page.locator("#segment-form")
+    form.get_by_label("Sample size").fill("150")
+    form.get_by_label("Channel").select_option(CHANNEL)
+    form.get_by_role("button", name="Preview segment").click()
+    page.wait_for_selector("#result")
+    counts = dict(page.locator("#offer-counts tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.dataset.offerId, Number(r.querySelector('td.count').textContent)])"))
+    assert counts[FLASH] == FLASH_BUDGET
+    assert page.locator(f'#budget-projection tr[data-budget="{FLASH}"] td.add-count').inner_text() == str(FLASH_BUDGET)
+    assert page.locator("svg.chart").count() == 2  # offers and budget burn
+    page.screenshot(path=str(artifacts / "preview.png"), full_page=True)
+
+    audience = tmp_path / "audience.csv"
+    audience.write_text(f"member_id\n{MEMBER}\nM00000004\nM00000007\n")
+    upload = page.locator("#upload-form")
+    upload.get_by_label("File (CSV with a member_id column, or one id per line)").set_input_files(str(audience))
+    upload.get_by_label("Channel").select_option(CHANNEL)
+    upload.get_by_role("button", name="Preview upload").click()
+    page.wait_for_selector("#result")
+    assert "Preview: audience.csv" in page.locator("#result-h").inner_text()
+    shown = page.locator("#sample tbody tr").evaluate_all("rows => rows.map(r => r.dataset.memberId)")
+    assert shown == [MEMBER, "M00000004", "M00000007"]
+    answer = requests.post(f"{server}/v1/decisions", json={"member_id": MEMBER, "channel": CHANNEL},
+                           headers={"X-API-Key": DECISIONS_KEY}, timeout=30).json()
+    if not answer["explored"]:  # nothing was reserved by either preview: the budget is whole
+        assert FLASH in [o["offer_id"] for o in answer["offers"]]
     assert page.errors == [], page.errors

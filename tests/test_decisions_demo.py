@@ -68,7 +68,9 @@ def test_the_demo_serves_a_decision_and_its_console_then_stops(tmp_path: Path) -
         signed = console.post(f"{base}/console/login", data={"csrf_token": token, "api_key": admin_key,
                                                              "next": "/console/"}, timeout=60)
         assert signed.status_code == 200 and "Sign in" not in signed.text
-        for page in ("/console/", "/console/offers", "/console/models",
+        preview = console.get(f"{base}/console/preview?audience=segment&size=200&channel=mail", timeout=120)
+        assert preview.status_code == 200 and 'id="reached"' in preview.text, preview.text[-2000:]
+        for page in ("/console/", "/console/offers", "/console/models", "/console/lift",
                      f"/console/members?q={member}&channel=mail"):
             resp = console.get(base + page, timeout=120)
             assert resp.status_code == 200, (page, resp.status_code, resp.text[-2000:])

@@ -80,7 +80,7 @@ class Comparison:
     minor_units: int = 100
 
 
-def _budget_limits(catalog: Catalog, local: pd.Timestamp) -> dict[str, BudgetBurn]:
+def budget_limits(catalog: Catalog, local: pd.Timestamp) -> dict[str, BudgetBurn]:
     """An empty burn per budget of the catalog (offers' own, shared, funders'), with its limits,
     the period containing the decision moment and what pacing releases by then."""
     out: dict[str, BudgetBurn] = {}
@@ -125,7 +125,7 @@ def run_side(label: str, data_dir: str | os.PathLike[str], program: str | os.Pat
     req = DecisionRequest(member_id="", channel=channel, n=n, placement="offers simulate", as_of=when,
                           source="offers_simulate")
     side = SideResult(label, str(program) if program is not None else "(data default)",
-                      budgets=_budget_limits(setup.catalog, setup.local(when)))
+                      budgets=budget_limits(setup.catalog, setup.local(when)))
     for lo in range(0, len(members), CHUNK):
         ids = list(members[lo:lo + CHUNK])
         outcomes = pipeline.decide_many(ids, req, [f"sim-{label}-{lo + i}" for i in range(len(ids))],

@@ -2,8 +2,10 @@
 
 :func:`init_console` (called by :func:`service.app.create_app`) registers the blueprint and
 the session secret. Pages: sign-in (:mod:`.auth_views`), a member's current decision
-(:mod:`.member_page`), the offer catalog with budget burn (:mod:`.offers_page`) and the
-models with promote and rollback (:mod:`.model_page`). Sign-in and CSRF: :mod:`.session`.
+(:mod:`.member_page`), the offer catalog with budget burn and its pause and edit forms
+(:mod:`.offers_page`, :mod:`.offer_forms`), the models with promote and rollback
+(:mod:`.model_page`), the lift figures (:mod:`.lift_page`) and the campaign preview
+(:mod:`.preview_page`). Sign-in and CSRF: :mod:`.session`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from service.console import (  # noqa: F401  (routes)
     model_page,
     offer_forms,
     offers_page,
+    preview_page,
 )
 from service.console.blueprint import bp
 from service.console.session import CONFIG
