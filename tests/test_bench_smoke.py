@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["bench_serving.py", "bench_events.py", "bench_batch.py", "bench_redis_memory.py", "bench_reservations.py",
-           "profile_decisions.py", "closed_loop.py", "bench_rules.py"]
+           "profile_decisions.py", "closed_loop.py", "bench_rules.py", "bench_console.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -109,7 +109,7 @@ def test_a_colliding_code_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> Non
     taken = issue_coupon(store, "m1", "o1", NOW, NOW + 60).code
     fresh = generate()
     draws = iter([taken, fresh])
-    monkeypatch.setattr("runtime.coupons.codes.generate", lambda prefix="", length=12: next(draws))
+    monkeypatch.setattr("runtime.coupons.codes.generate", lambda prefix="", length=12, marker="": next(draws))
     assert issue_coupon(store, "m2", "o1", NOW, NOW + 60).code == fresh
     assert find_coupon(store, taken).member_id == "m1"  # type: ignore[union-attr]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import numpy as np
@@ -78,15 +78,15 @@ def store(make: object) -> Store:
     return make()  # type: ignore[operator]
 
 
-#: COMMIT (a coupon stored with the reservation) and REDEEM/UNREDEEM (record and wallet) touch
-#: a coupon key, named by its code, beside the member's keys: another slot (docs/redis.md, Redis Cluster).
-COUPON_SLOTS = "coupon records are keyed by code, outside the member's slot: not slot-safe on a cluster yet"
+def codes_for(store: Store) -> Callable[..., str]:
+    """Coupon codes in the store's key layout: on a cluster a code carries its holder's slot marker
+    before its (here dummy) check character, as issued codes do (runtime.stores.slots)."""
 
+    def code(name: str, member: str = "m1") -> str:
+        marker = store.keys.coupon_marker(member)
+        return f"{name}{marker}0" if marker else name
 
-def skip_on_cluster(store_kind: str, reason: str) -> None:
-    """Skip the current test on the cluster parameter only, saying why."""
-    if store_kind == "cluster":
-        pytest.skip(reason)
+    return code
 
 
 def txn(event_id: str, member: str = "m1", ts: int = T0, amount: int = 1000,
@@ -453,20 +453,20 @@ def test_events_append_records_under_the_same_fingerprint_only(store: Store) -> 
 
 
 def test_a_commit_reserves_stores_coupons_and_caches_in_one_call(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
+    c = codes_for(store)
     store.put_members([MemberWrite("m1", b"h" * 8, PROFILE)])
     requests = [CapRequest("o1", member_limit=1), CapRequest("o2", budget_key="b", budget_count_limit=1)]
-    coupons = [coupon_write("CODE1"), None]
+    coupons = [coupon_write(c("CODE1")), None]
     cache = CacheWrite("v1|app|x", np.array([0.25, 0.5], dtype=np.float32), history_length=8)
     first = store.commit_decision("m1", requests, coupons, T0, cache)
     assert [c.granted for c in first.caps] == [True, True]
     assert first.coupons_stored == [True, False] and first.cache_written
-    assert store.get_coupon("CODE1") == coupons[0].record  # type: ignore[union-attr]
+    assert store.get_coupon(c("CODE1")) == coupons[0].record  # type: ignore[union-attr]
     got = store.fetch_member("m1", "v1|app|x").scores
     assert got is not None and got.tolist() == pytest.approx([0.25, 0.5], rel=encoding.LOG_MAX_RELATIVE_ERROR)
-    again = store.commit_decision("m1", requests, [None, coupon_write("CODE2", offer="o2")], T0)
+    again = store.commit_decision("m1", requests, [None, coupon_write(c("CODE2"), offer="o2")], T0)
     assert [c.reason for c in again.caps] == [MEMBER_CAP_REACHED, BUDGET_EXHAUSTED]
-    assert again.coupons_stored == [False, False] and store.get_coupon("CODE2") is None
+    assert again.coupons_stored == [False, False] and store.get_coupon(c("CODE2")) is None
     assert store.fetch_member("m1").state.counter("issue", "o1").total == 1
 
 
@@ -480,18 +480,18 @@ def test_a_commit_never_caches_scores_an_event_made_stale(store: Store) -> None:
 
 
 def test_a_colliding_coupon_code_is_not_overwritten(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
-    assert store.put_coupon("TAKEN", b"first", 60)
-    result = store.commit_decision("m1", [CapRequest("o1")], [CouponWrite("TAKEN", b"second", 60)], T0)
+    c = codes_for(store)
+    assert store.put_coupon(c("TAKEN"), b"first", 60)
+    result = store.commit_decision("m1", [CapRequest("o1")], [CouponWrite(c("TAKEN"), b"second", 60)], T0)
     assert result.caps[0].granted and result.coupons_stored == [False]
-    assert store.get_coupon("TAKEN") == b"first"
+    assert store.get_coupon(c("TAKEN")) == b"first"
 
 
 def test_commits_for_many_members(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
+    c = codes_for(store)
     members = [f"m{i}" for i in range(20)]
     commits = [(m, [CapRequest("o1", budget_key="b", budget_count_limit=5)],
-                [CouponWrite(f"C{i}", b"r", 60)], CacheWrite("v1", np.array([i], dtype=np.float32), 0))
+                [CouponWrite(c(f"C{i}", m), b"r", 60)], CacheWrite("v1", np.array([i], dtype=np.float32), 0))
                for i, m in enumerate(members)]
     results = store.commit_many([*commits, ("idle", [], [], None)], T0)
     assert sum(r.caps[0].granted for r in results[:20]) == 5 and results[20].caps == []
@@ -512,74 +512,74 @@ def claim(code: str, event: str = "r1", member: str = "m1", offer: str = "o1", a
 
 
 def test_a_member_holding_a_live_coupon_gets_it_again_without_a_new_reservation(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
+    c = codes_for(store)
     request = CapRequest("o1", budget_key="b", budget_count_limit=5)
-    first = store.commit_decision("m1", [request], [coupon_write("C1")], T0)
+    first = store.commit_decision("m1", [request], [coupon_write(c("C1"))], T0)
     assert first.coupons_stored == [True] and first.coupons_reused == [None]
-    again = store.commit_decision("m1", [request], [coupon_write("C2")], T0 + 60)
+    again = store.commit_decision("m1", [request], [coupon_write(c("C2"))], T0 + 60)
     assert again.caps[0].granted and not again.caps[0].reserved
-    assert again.coupons_stored == [False] and store.get_coupon("C2") is None
-    assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == "C1"
+    assert again.coupons_stored == [False] and store.get_coupon(c("C2")) is None
+    assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == c("C1")
     # nothing was counted for the second one, and releasing it undoes nothing
     store.release("m1", again.caps)
     assert store.fetch_member("m1").state.counter("issue", "o1").total == 1
     assert store.budget_usage([("b", "total")])[("b", "total")].count == 1
     # another member, or a coupon past its expiry, gets a new code
-    assert store.commit_decision("m2", [request], [coupon_write("C3", member="m2")], T0).coupons_stored == [True]
-    late = store.commit_decision("m1", [request], [coupon_write("C4")], T0 + 600)
+    assert store.commit_decision("m2", [request], [coupon_write(c("C3", "m2"), member="m2")], T0).coupons_stored == [True]
+    late = store.commit_decision("m1", [request], [coupon_write(c("C4"))], T0 + 600)
     assert late.coupons_stored == [True] and late.coupons_reused == [None]
     # a held code never makes an offer whose issue cap is reached come back
     capped = CapRequest("o9", member_limit=1)
-    assert store.commit_decision("m1", [capped], [coupon_write("C5", offer="o9")], T0).coupons_stored == [True]
-    refused = store.commit_decision("m1", [capped], [coupon_write("C6", offer="o9")], T0 + 1)
+    assert store.commit_decision("m1", [capped], [coupon_write(c("C5"), offer="o9")], T0).coupons_stored == [True]
+    refused = store.commit_decision("m1", [capped], [coupon_write(c("C6"), offer="o9")], T0 + 1)
     assert refused.caps[0].reason == MEMBER_CAP_REACHED and refused.coupons_reused == [None]
 
 
 def test_a_redeemed_coupon_is_not_handed_out_again(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
-    store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C1")], T0)
-    [result] = store.redeem_coupons([claim("C1")])
+    c = codes_for(store)
+    store.commit_decision("m1", [CapRequest("o1")], [coupon_write(c("C1"))], T0)
+    [result] = store.redeem_coupons([claim(c("C1"))])
     assert result.status == CLAIM_OK and result.ok
-    redeemed = Coupon.from_bytes(store.get_coupon("C1") or b"")
+    redeemed = Coupon.from_bytes(store.get_coupon(c("C1")) or b"")
     assert redeemed.redeemed_at == T0 + 1 and redeemed.redeemed_event_id == "r1"
-    after = store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C2")], T0 + 2)
+    after = store.commit_decision("m1", [CapRequest("o1")], [coupon_write(c("C2"))], T0 + 2)
     assert after.coupons_stored == [True] and after.coupons_reused == [None]
 
 
 def test_redemptions_check_member_offer_expiry_and_first_use(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
-    store.commit_decision("m1", [CapRequest("o1")], [coupon_write("C1", ttl=600)], T0)
+    c = codes_for(store)
+    store.commit_decision("m1", [CapRequest("o1")], [coupon_write(c("C1"), ttl=600)], T0)
     def status(c: CouponClaim) -> str:
         return store.redeem_coupons([c])[0].status
-    assert status(claim("NOPE")) == CLAIM_MISSING
-    assert status(claim("C1", member="m2")) == CLAIM_MEMBER
-    assert status(claim("C1", offer="o2")) == CLAIM_OFFER
-    assert status(claim("C1", at=T0 + 600)) == CLAIM_EXPIRED
-    assert status(claim("C1", event="r1")) == CLAIM_OK
-    assert status(claim("C1", event="r1")) == CLAIM_AGAIN  # the same event again: a retry
-    second = store.redeem_coupons([claim("C1", event="r2", at=T0 + 5)])[0]
+    assert status(claim(c("NOPE"))) == CLAIM_MISSING
+    assert status(claim(c("C1"), member="m2")) == CLAIM_MEMBER
+    assert status(claim(c("C1"), offer="o2")) == CLAIM_OFFER
+    assert status(claim(c("C1"), at=T0 + 600)) == CLAIM_EXPIRED
+    assert status(claim(c("C1"), event="r1")) == CLAIM_OK
+    assert status(claim(c("C1"), event="r1")) == CLAIM_AGAIN  # the same event again: a retry
+    second = store.redeem_coupons([claim(c("C1"), event="r2", at=T0 + 5)])[0]
     assert second.status == CLAIM_REDEEMED and Coupon.from_bytes(second.record or b"").redeemed_at == T0 + 1
 
 
 def test_redemptions_are_all_or_nothing_and_can_be_undone(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
+    c = codes_for(store)
     for code in ("C1", "C2"):
-        store.commit_decision("m1", [CapRequest(code)], [coupon_write(code, offer=code)], T0)
-    mixed = store.redeem_coupons([claim("C1", offer="C1"), claim("C2", offer="C2", member="m9")])
+        store.commit_decision("m1", [CapRequest(code)], [coupon_write(c(code), offer=code)], T0)
+    mixed = store.redeem_coupons([claim(c("C1"), offer="C1"), claim(c("C2"), offer="C2", member="m9")])
     assert [r.status for r in mixed] == [CLAIM_OK, CLAIM_MEMBER]
-    assert Coupon.from_bytes(store.get_coupon("C1") or b"").redeemed_at is None  # nothing written
+    assert Coupon.from_bytes(store.get_coupon(c("C1")) or b"").redeemed_at is None  # nothing written
     # one code twice in a call by two events: the second is refused
-    twice = store.redeem_coupons([claim("C1", offer="C1", event="a"), claim("C1", offer="C1", event="b")])
+    twice = store.redeem_coupons([claim(c("C1"), offer="C1", event="a"), claim(c("C1"), offer="C1", event="b")])
     assert [r.status for r in twice] == [CLAIM_OK, CLAIM_REDEEMED]
-    done = store.redeem_coupons([claim("C1", offer="C1", event="a")])
+    done = store.redeem_coupons([claim(c("C1"), offer="C1", event="a")])
     assert done[0].status == CLAIM_OK
-    store.unredeem_coupons([claim("C1", offer="C1", event="other")])  # not the redeeming event: no-op
-    assert Coupon.from_bytes(store.get_coupon("C1") or b"").redeemed
-    store.unredeem_coupons([claim("C1", offer="C1", event="a")])
-    assert not Coupon.from_bytes(store.get_coupon("C1") or b"").redeemed
+    store.unredeem_coupons([claim(c("C1"), offer="C1", event="other")])  # not the redeeming event: no-op
+    assert Coupon.from_bytes(store.get_coupon(c("C1")) or b"").redeemed
+    store.unredeem_coupons([claim(c("C1"), offer="C1", event="a")])
+    assert not Coupon.from_bytes(store.get_coupon(c("C1")) or b"").redeemed
     # back in the wallet: the next decision hands it out again
-    again = store.commit_decision("m1", [CapRequest("C1")], [coupon_write("C9", offer="C1")], T0 + 2)
-    assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == "C1"
+    again = store.commit_decision("m1", [CapRequest("C1")], [coupon_write(c("C9"), offer="C1")], T0 + 2)
+    assert Coupon.from_bytes(again.coupons_reused[0] or b"").code == c("C1")
 
 
 def race_redemptions(store: Store, code: str) -> list[str]:
@@ -600,9 +600,9 @@ def race_redemptions(store: Store, code: str) -> list[str]:
 
 
 def test_two_concurrent_redemptions_of_one_code_give_one_success(store: Store, store_kind: str) -> None:
-    skip_on_cluster(store_kind, COUPON_SLOTS)
+    c = codes_for(store)
     for round_ in range(20):
-        code = f"R{round_}"
+        code = c(f"R{round_}")
         store.commit_decision("m1", [CapRequest(code)], [coupon_write(code, offer=code)], T0)
         assert sorted(race_redemptions(store, code)) == [CLAIM_OK, CLAIM_REDEEMED]
 
@@ -614,31 +614,27 @@ def test_side_records_round_trip(store: Store) -> None:
 
 
 # -- every key has a TTL --------------------------------------------------------------------
-def test_every_key_written_has_a_ttl(store: Store, store_kind: str) -> None:
-    # on the cluster, the operations that are not slot-safe yet (coupon keys beside a member's,
-    # COUPON_SLOTS) are left out; every other kind is checked
-    slot_safe_only = store_kind == "cluster"
+def test_every_key_written_has_a_ttl(store: Store) -> None:
+    c = codes_for(store)
     store.apply_events([txn("e1"), offer_event("e2", "impression")])
     store.put_scores("m2", "v1", [0.5])
     store.reserve("m3", [CapRequest("o1", member_limit=1)], now=T0)
-    store.put_coupon("CODE1", b"x", 3600)
+    store.put_coupon(c("CODE1"), b"x", 3600)
     store.idempotency_begin("k", "h", 30)
     store.put_members([MemberWrite("m4", b"r" * 36, PROFILE)])
     store.apply_events([record_event("e3", b"s" * 36, member="m5")])
     store.commit_decision("m6", [CapRequest("o1")], [None], T0, CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
     store.reserve("m3", [CapRequest("o2", member_limit=1, budget_key="b", budget_count_limit=9)], now=T0)
-    if not slot_safe_only:
-        store.commit_decision("m6", [CapRequest("o1", budget_key="b2")], [CouponWrite("CODE2", b"x", 60)], T0,
-                              CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
+    store.commit_decision("m6", [CapRequest("o1", budget_key="b2")], [CouponWrite(c("CODE2", "m6"), b"x", 60)], T0,
+                          CacheWrite("v1", np.array([0.1], dtype=np.float32), 0))
     store.records_put({"r": b"x"})
     store.put_generation("g1")
-    if not slot_safe_only:
-        store.commit_decision("m7", [CapRequest("o1")], [coupon_write("CODE3", member="m7")], T0)
-        store.redeem_coupons([claim("CODE3", member="m7")])
-        store.unredeem_coupons([claim("CODE3", member="m7")])
+    store.commit_decision("m7", [CapRequest("o1")], [coupon_write(c("CODE3", "m7"), member="m7")], T0)
+    store.redeem_coupons([claim(c("CODE3", "m7"), member="m7")])
+    store.unredeem_coupons([claim(c("CODE3", "m7"), member="m7")])
     keys = all_store_keys(store)  # type: ignore[arg-type]
     kinds = {k.split(":")[1] for k in keys}
-    assert kinds == {"s", "c", "e", "k", "i", "h", "m", "g", "b"} | (set() if slot_safe_only else {"w"})
+    assert kinds == {"s", "c", "e", "k", "i", "h", "m", "g", "b", "w"}
     assert all(ttl is not None and ttl > 0 for ttl in keys.values()), keys
 
 

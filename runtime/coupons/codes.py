@@ -4,7 +4,8 @@ Format. Uppercase Crockford base32 (``0-9`` and ``A-Z`` without ``I L O U``): an
 campaign prefix (1-8 characters of the same alphabet), ``length`` random characters from
 :mod:`secrets` (12 by default: 60 bits), then one check character (Luhn mod 32 over
 everything before it, which catches every single mistyped character and most swaps of
-neighbours). The canonical form has no separators (``SPR7QK2M9XW4TAB3``); people see it
+neighbours). On a Redis Cluster, three characters naming the holder's hash slot come just
+before the check character (:mod:`runtime.stores.slots`). The canonical form has no separators (``SPR7QK2M9XW4TAB3``); people see it
 grouped by four (``SPR-7QK2-M9XW-4TAB-3``).
 
 Normalisation before lookup: spaces, ``-``, ``_`` and ``.`` are dropped, letters are
@@ -63,13 +64,18 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
-def generate(prefix: str = "", length: int = DEFAULT_LENGTH) -> str:
-    """A new canonical code: prefix + ``length`` random characters + check character."""
+def generate(prefix: str = "", length: int = DEFAULT_LENGTH, marker: str = "") -> str:
+    """A new canonical code: prefix + ``length`` random characters + ``marker`` + check character.
+
+    ``marker`` is the store's slot marker for the holder (empty except on a Redis Cluster:
+    :meth:`runtime.stores.keys.KeySpace.coupon_marker`), so the code says where its record is."""
     _check_prefix(prefix)
     if not 10 <= length <= 32:
         raise ValueError("the random part is 10-32 characters (50-160 bits)")
+    if any(c not in _INDEX for c in marker):
+        raise ValueError(f"a slot marker is written in {ALPHABET} (got {marker!r})")
     # one read of the OS random source; 256 is a multiple of the 32 letters, so b & 31 is uniform
-    payload = prefix + "".join([ALPHABET[b & 31] for b in secrets.token_bytes(length)])
+    payload = prefix + "".join([ALPHABET[b & 31] for b in secrets.token_bytes(length)]) + marker
     return payload + check_character(payload)
 
 
@@ -146,7 +152,7 @@ def issue_coupon(store: Store, member_id: str, offer_id: str, now: int, expires_
     if expires_at <= now:
         raise ValueError("a coupon must expire after it is issued")
     for _ in range(MAX_ATTEMPTS):
-        code = generate(prefix, length)
+        code = generate(prefix, length, store.keys.coupon_marker(member_id))
         coupon = Coupon(code=code, display=display(code, prefix), member_id=member_id,
                         offer_id=offer_id, issued_at=now, expires_at=expires_at,
                         decision_id=decision_id)

@@ -89,11 +89,13 @@ def issue(store: Store, member_id: str, offers: Sequence[tuple[CapRequest, Coupo
     return out
 
 
-def _draw(member_id: str, request: CapRequest, spec: CouponSpec | None, now: int,
+def _draw(store: Store, member_id: str, request: CapRequest, spec: CouponSpec | None, now: int,
           decision_id: str | None) -> tuple[Coupon | None, CouponWrite | None]:
+    """A new coupon for the offer (None without a coupon spec), its code marked with the
+    holder's slot when the store is a cluster, and its record to write."""
     if spec is None:
         return None, None
-    code = generate(spec.prefix)
+    code = generate(spec.prefix, marker=store.keys.coupon_marker(member_id))
     coupon = Coupon(code=code, display=display(code, spec.prefix), member_id=member_id,
                     offer_id=request.offer_id, issued_at=now, expires_at=now + spec.ttl_seconds,
                     decision_id=decision_id)
@@ -135,7 +137,7 @@ def commit(store: Store, member_id: str, offers: Offers, now: int, decision_id: 
     StoreUnavailable
         When the store fails (nothing is reserved then, best effort).
     """
-    drawn = [_draw(member_id, req, spec, now, decision_id) for req, spec in offers]
+    drawn = [_draw(store, member_id, req, spec, now, decision_id) for req, spec in offers]
     result = store.commit_decision(member_id, [req for req, _ in offers], [w for _, w in drawn], now, cache,
                                    contact)
     issued = _finish(store, member_id, offers, result, [c for c, _ in drawn], now, decision_id)
@@ -146,7 +148,7 @@ def commit_many(store: Store, commits: Sequence[tuple[str, Offers, str | None, C
                 now: int, contact: Sequence[ContactLimit] = ()) -> list[list[Issued]]:
     """:func:`commit` for many members ``(member_id, offers, decision_id, cache)`` deciding on one
     channel (``contact``: its caps), one pipeline for the member steps."""
-    drawn = [[_draw(m, req, spec, now, d) for req, spec in offers] for m, offers, d, _ in commits]
+    drawn = [[_draw(store, m, req, spec, now, d) for req, spec in offers] for m, offers, d, _ in commits]
     results = store.commit_many([(m, [req for req, _ in offers], [w for _, w in dr], cache)
                                  for (m, offers, _, cache), dr in zip(commits, drawn, strict=True)], now,
                                 [contact] * len(commits))

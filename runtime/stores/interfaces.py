@@ -40,6 +40,7 @@ from typing import Protocol
 import numpy as np
 
 from runtime.errors import OffersRuntimeError
+from runtime.stores.keys import KeySpace
 from runtime.stores.values import (
     BudgetCounter,
     BudgetRef,
@@ -334,3 +335,5 @@ class Store(MemberStore, ScoreCache, Reservations, CouponStore, PointsStore, Ref
 
     #: "redis" or "memory"
     kind: str
+    #: the key layout (single Redis or cluster), which coupon codes depend on
+    keys: KeySpace

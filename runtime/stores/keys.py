@@ -22,8 +22,9 @@ On a Redis Cluster (``KeySpace(prefix, cluster=True)``) every key of one member 
 member id as a hash tag, so one script's keys share a slot: ``ofr:s:{<member_id>}``,
 ``ofr:c:{..}``, ``ofr:h:{..}``, ``ofr:m:{..}``, ``ofr:w:{..}``, ``ofr:rf:{..}`` and the event
 marker ``ofr:e:{<member_id>}:<event_id>`` (event ids are de-duplicated per member there). The
-points keys carry the tag in both layouts. Global keys (budgets, coupons, idempotency, catalog,
-generation) keep their names: each is one key, so its own slot.
+points keys carry the tag in both layouts. A coupon record lives in its holder's slot:
+``ofr:k:{<tag>}:<code>``, the code naming the slot (:mod:`runtime.stores.slots`). Global keys
+(budgets, idempotency, catalog, generation) keep their names: each is one key, so its own slot.
 
 docs/redis.md describes the values. Parts are checked so that no id can forge another
 key: they must be non-empty and free of ``:``, braces, whitespace and control characters
@@ -33,6 +34,8 @@ key: they must be non-empty and free of ``:``, braces, whitespace and control ch
 from __future__ import annotations
 
 import re
+
+from runtime.stores.slots import MARKER_LENGTH, marker_for, marker_slot, member_slot, slot_tag
 
 KINDS = {
     "state": "s",
@@ -109,7 +112,20 @@ class KeySpace:
         return plain.replace(f"{self.prefix}:b:", f"{self.prefix}:b:{{budgets}}:", 1)
 
     def coupon(self, code: str) -> str:
-        return build_key(self.prefix, "coupon", code)
+        """A coupon record's key: ``ofr:k:<code>``; in the cluster layout ``ofr:k:{<tag>}:<code>``,
+        in the slot the code's marker names, its holder's (:mod:`runtime.stores.slots`)."""
+        key = build_key(self.prefix, "coupon", code)
+        if not self.cluster:
+            return key
+        slot = marker_slot(code[-1 - MARKER_LENGTH:-1])
+        if slot is None:  # not a code issued on a cluster: a key no coupon has
+            return key
+        return f"{self.prefix}:{KINDS['coupon']}:{{{slot_tag(slot)}}}:{code}"
+
+    def coupon_marker(self, member_id: str) -> str:
+        """What a code issued to ``member_id`` carries before its check character: nothing, or in
+        the cluster layout the three characters naming the member's slot."""
+        return marker_for(member_slot(member_id)) if self.cluster else ""
 
     def idempotency(self, digest: str) -> str:
         return build_key(self.prefix, "idempotency", digest)

@@ -42,7 +42,15 @@ from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
-from runtime.stores import budgets_lua, encoding, points_lua, referrals_lua, rules_lua, rules_python
+from runtime.stores import (
+    budgets_lua,
+    cluster_coupons,
+    encoding,
+    points_lua,
+    referrals_lua,
+    rules_lua,
+    rules_python,
+)
 from runtime.stores import cluster as cluster_client
 from runtime.stores.interfaces import (
     NullObserver,
@@ -534,13 +542,31 @@ class RedisStore(TwoPhaseReservations, Store):
             value = self.client.get(self.keys.coupon(code))
         return None if value is None else cast(bytes, value)
 
+    def _claim_keys(self, claim: CouponClaim) -> list[str]:
+        """A claim's coupon record and its member's wallet (one slot when the member holds it)."""
+        return [self.keys.coupon(claim.code), self.keys.wallet(claim.member_id)]
+
     def redeem_coupons(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
         if not claims:
             return []
+        if self.cluster:
+            groups = cluster_coupons.slots_of(claims, self._claim_keys)
+            if len(groups) > 1 or -1 in groups:  # several members, or a member who does not hold the code
+                with self._guard("redeem_coupons"):
+                    pipe = self._pipeline()
+                    for c in claims:
+                        pipe.get(self.keys.coupon(c.code))
+                    records = pipe.execute()
+                return cluster_coupons.redeem_across_slots(claims, records, groups, self._redeem_one_slot,
+                                                           self.unredeem_coupons)
+        return self._redeem_one_slot(claims)
+
+    def _redeem_one_slot(self, claims: Sequence[CouponClaim]) -> list[ClaimResult]:
+        """One atomic REDEEM script for ``claims`` (all of one slot on a cluster)."""
         keys: list[str] = []
         args: list[str | int] = []
         for c in claims:
-            keys += [self.keys.coupon(c.code), self.keys.wallet(c.member_id)]
+            keys += self._claim_keys(c)
             args += [c.member_id, c.offer_id, c.at, c.event_id]
         with self._guard("redeem_coupons"):
             replies = self._redeem(keys=keys, args=args)
@@ -549,11 +575,15 @@ class RedisStore(TwoPhaseReservations, Store):
     def unredeem_coupons(self, claims: Sequence[CouponClaim]) -> None:
         if not claims:
             return
-        keys: list[str] = []
-        for c in claims:
-            keys += [self.keys.coupon(c.code), self.keys.wallet(c.member_id)]
-        with self._guard("unredeem_coupons"):
-            self._unredeem(keys=keys, args=[c.event_id for c in claims])
+        groups = (cluster_coupons.slots_of(claims, self._claim_keys) if self.cluster
+                  else {0: list(range(len(claims)))})
+        groups.pop(-1, None)  # a claim by a member who does not hold the code was never made
+        for idx in groups.values():  # undoing is per claim: one script per slot needs no atomicity across them
+            keys: list[str] = []
+            for i in idx:
+                keys += self._claim_keys(claims[i])
+            with self._guard("unredeem_coupons"):
+                self._unredeem(keys=keys, args=[claims[i].event_id for i in idx])
 
     # -- idempotency -----------------------------------------------------------------------
     # -- points -----------------------------------------------------------------
