@@ -39,12 +39,12 @@ def test_a_slot_marker_and_tag_put_a_coupon_in_its_holders_slot() -> None:
     for s in (0, 1, 5461, 16383):
         assert key_slot(f"x:{{{slot_tag(s)}}}:y".encode()) == s
     for member in ("1029", "M00000002", "a" * 64):
-        code = generate("SPR", marker=keys.coupon_marker(member))
+        code = generate("SPR", marker=keys.code_marker(member))
         assert has_valid_check(code) and len(code) == 3 + 12 + 3 + 1
         assert key_slot(keys.coupon(code).encode()) == key_slot(keys.wallet(member).encode()) == member_slot(member)
         assert keys.coupon(normalise("-".join([code[:5], code[5:]]).lower())) == keys.coupon(code)
     # the single-Redis layout is unchanged: no marker, a plain key
-    assert KeySpace().coupon_marker("1029") == "" and KeySpace().coupon("C0DE") == "ofr:k:C0DE"
+    assert KeySpace().code_marker("1029") == "" and KeySpace().coupon("C0DE") == "ofr:k:C0DE"
     with pytest.raises(ValueError, match="slot marker"):
         generate(marker="U!")
 

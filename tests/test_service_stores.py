@@ -83,7 +83,7 @@ def codes_for(store: Store) -> Callable[..., str]:
     before its (here dummy) check character, as issued codes do (runtime.stores.slots)."""
 
     def code(name: str, member: str = "m1") -> str:
-        marker = store.keys.coupon_marker(member)
+        marker = store.keys.code_marker(member)
         return f"{name}{marker}0" if marker else name
 
     return code

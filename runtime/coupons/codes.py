@@ -68,7 +68,7 @@ def generate(prefix: str = "", length: int = DEFAULT_LENGTH, marker: str = "") -
     """A new canonical code: prefix + ``length`` random characters + ``marker`` + check character.
 
     ``marker`` is the store's slot marker for the holder (empty except on a Redis Cluster:
-    :meth:`runtime.stores.keys.KeySpace.coupon_marker`), so the code says where its record is."""
+    :meth:`runtime.stores.keys.KeySpace.code_marker`), so the code says where its record is."""
     _check_prefix(prefix)
     if not 10 <= length <= 32:
         raise ValueError("the random part is 10-32 characters (50-160 bits)")
@@ -152,7 +152,7 @@ def issue_coupon(store: Store, member_id: str, offer_id: str, now: int, expires_
     if expires_at <= now:
         raise ValueError("a coupon must expire after it is issued")
     for _ in range(MAX_ATTEMPTS):
-        code = generate(prefix, length, store.keys.coupon_marker(member_id))
+        code = generate(prefix, length, store.keys.code_marker(member_id))
         coupon = Coupon(code=code, display=display(code, prefix), member_id=member_id,
                         offer_id=offer_id, issued_at=now, expires_at=expires_at,
                         decision_id=decision_id)

@@ -95,7 +95,7 @@ def _draw(store: Store, member_id: str, request: CapRequest, spec: CouponSpec | 
     holder's slot when the store is a cluster, and its record to write."""
     if spec is None:
         return None, None
-    code = generate(spec.prefix, marker=store.keys.coupon_marker(member_id))
+    code = generate(spec.prefix, marker=store.keys.code_marker(member_id))
     coupon = Coupon(code=code, display=display(code, spec.prefix), member_id=member_id,
                     offer_id=request.offer_id, issued_at=now, expires_at=now + spec.ttl_seconds,
                     decision_id=decision_id)

@@ -54,7 +54,7 @@ def member_code(store: Store, member_id: str) -> ReferralInfo:
     """The member's referral code (drawn the first time), with their referral counts."""
     code = ""
     while not code:  # a drawn code collides practically never; then draw again
-        code = store.claim_referral_code(member_id, generate(CODE_PREFIX))
+        code = store.claim_referral_code(member_id, generate(CODE_PREFIX, marker=store.keys.code_marker(member_id)))
     fields = store.referrals([member_id])[0]
     return ReferralInfo(member_id, code, int(fields.get("n") or 0), fields.get("by") or None)
 

@@ -114,17 +114,22 @@ class KeySpace:
     def coupon(self, code: str) -> str:
         """A coupon record's key: ``ofr:k:<code>``; in the cluster layout ``ofr:k:{<tag>}:<code>``,
         in the slot the code's marker names, its holder's (:mod:`runtime.stores.slots`)."""
-        key = build_key(self.prefix, "coupon", code)
+        return self._coded("coupon", code)
+
+    def _coded(self, kind: str, code: str) -> str:
+        """The key of a record found by a code (a coupon, a referral code); in the cluster layout
+        tagged into the slot the code's marker names."""
+        key = build_key(self.prefix, kind, code)
         if not self.cluster:
             return key
         slot = marker_slot(code[-1 - MARKER_LENGTH:-1])
-        if slot is None:  # not a code issued on a cluster: a key no coupon has
+        if slot is None:  # not a code issued on a cluster: a key no record has
             return key
-        return f"{self.prefix}:{KINDS['coupon']}:{{{slot_tag(slot)}}}:{code}"
+        return f"{self.prefix}:{KINDS[kind]}:{{{slot_tag(slot)}}}:{code}"
 
-    def coupon_marker(self, member_id: str) -> str:
-        """What a code issued to ``member_id`` carries before its check character: nothing, or in
-        the cluster layout the three characters naming the member's slot."""
+    def code_marker(self, member_id: str) -> str:
+        """What a code issued to ``member_id`` (a coupon, a referral code) carries before its check
+        character: nothing, or in the cluster layout the three characters naming the member's slot."""
         return marker_for(member_slot(member_id)) if self.cluster else ""
 
     def idempotency(self, digest: str) -> str:
@@ -152,8 +157,8 @@ class KeySpace:
         return self._member("referral", member_id)
 
     def referral_code(self, code: str) -> str:
-        """A referral code -> the member who holds it."""
-        return build_key(self.prefix, "referral_code", code)
+        """A referral code -> the member who holds it (in the holder's slot on a cluster)."""
+        return self._coded("referral_code", code)
 
     def points(self, member_id: str) -> tuple[str, str, str]:
         """The member's points account, recent entries and applied causes. One script touches all

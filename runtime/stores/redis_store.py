@@ -45,6 +45,7 @@ from redis.retry import Retry
 from runtime.stores import (
     budgets_lua,
     cluster_coupons,
+    cluster_referrals,
     encoding,
     points_lua,
     referrals_lua,
@@ -171,6 +172,9 @@ class RedisStore(TwoPhaseReservations, Store):
         self._subscribe = client.register_script(points_lua.SUBSCRIBE)
         self._claim_code = client.register_script(referrals_lua.CLAIM_CODE)
         self._link = client.register_script(referrals_lua.LINK)
+        self._link_steps = {"reserve": client.register_script(referrals_lua.LINK_RESERVE),
+                            "set": client.register_script(referrals_lua.LINK_SET),
+                            "release": client.register_script(referrals_lua.LINK_RELEASE)}
         self._pipelined_scripts = (self._apply, self._commit, self._points)
 
     def _pipeline(self, scripts: bool = False) -> redis.client.Pipeline:
@@ -643,9 +647,18 @@ class RedisStore(TwoPhaseReservations, Store):
         return [{_text(k) or "": _text(v) or "" for k, v in r.items()} for r in replies]
 
     def link_referral(self, referee_id: str, referrer_id: str, now: int, limit: int) -> str:
+        referee, referrer = self.keys.referral(referee_id), self.keys.referral(referrer_id)
+        if self.cluster:  # two members' slots: three one-slot steps (runtime.stores.cluster_referrals)
+            with self._guard("link_referral"):
+                by = _text(self.client.hget(referee, "by"))
+
+                def run(step: str, key: str, args: list[str | int]) -> str:
+                    return _text(self._link_steps[step](keys=[key], args=args)) or ""
+
+                return cluster_referrals.link_across_slots(referee_id, referrer_id, now, limit, self.ttls.state,
+                                                           referee, referrer, by, run)
         with self._guard("link_referral"):
-            status = self._link(keys=[self.keys.referral(referee_id), self.keys.referral(referrer_id)],
-                                args=[referee_id, referrer_id, now, limit, self.ttls.state])
+            status = self._link(keys=[referee, referrer], args=[referee_id, referrer_id, now, limit, self.ttls.state])
         return _text(status) or ""
 
     def idempotency_begin(self, key: str, request_hash: str, lock_seconds: int) -> StoredResponse | None:
