@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 
 from models.registry import Registry
 from models.uplift import load_serving_model
-from offerdata.loader import PARTITION_MEMBERS
+from offerdata import loader
 from offerdata.tables import read_table
 from offerdata.validate import require_valid
 from runtime.catalog.changelog import CatalogLog, ChangeRecord
@@ -68,6 +68,7 @@ from runtime.decisions.audience import (
     read_members,
 )
 from runtime.decisions.campaign_limits import budget_refs
+from runtime.decisions.cluster_worker import decide_partition, redis_settings
 from runtime.decisions.outcome_json import rfc3339
 from runtime.decisions.setup import DecisionSetup
 from runtime.settings import Settings
@@ -106,7 +107,7 @@ class BatchTask:
     expected: list[str] = field(default_factory=list)       # its known members (the worker checks its data)
 
 
-def plan(wanted: list[str], table_ids: pd.Index, partition_members: int = PARTITION_MEMBERS,
+def plan(wanted: list[str], table_ids: pd.Index, partition_members: int,
          chunk: int = CHUNK) -> list[BatchTask]:
     """Group the audience into tasks by partition, chunked so every decision sees what it would
     in-process (module docstring, "Same decisions")."""
@@ -123,7 +124,7 @@ def plan(wanted: list[str], table_ids: pd.Index, partition_members: int = PARTIT
     for i in pos[known].tolist():
         p = int(row[i]) // partition_members
         chunks = members_of[p]
-        if not chunks or sum(1 for j in chunks[-1] if known[j]) >= chunk:
+        if not chunks or len(chunks[-1]) >= chunk:  # known members only, so far
             chunks.append([])
         chunks[-1].append(i)
         where[i] = (p, len(chunks) - 1)
@@ -153,8 +154,10 @@ def run_on_cluster(client: Any, data_dir: str | os.PathLike[str], registry: str 
                    channel: str = "email", n: int | None = None, seed: int = 0, version: str = "champion",
                    progress: Progress | None = None, decision_log: str | os.PathLike[str] | None = None,
                    catalog_dir: str | os.PathLike[str] | None = None,
-                   partition_members: int = PARTITION_MEMBERS) -> AudienceSummary:
+                   partition_members: int | None = None) -> AudienceSummary:
     """:func:`runtime.decisions.audience.run` on the Dask cluster ``client`` is connected to.
+
+    ``partition_members`` defaults to :data:`offerdata.loader.PARTITION_MEMBERS`.
 
     ``settings`` give the Redis that holds the run's budget counters (``REDIS_URL``); needed
     only when the program has budgets.
@@ -185,11 +188,9 @@ def run_on_cluster(client: Any, data_dir: str | os.PathLike[str], registry: str 
             keys = ", ".join(r.key for r in setup.catalog.budget_rules[:5])
             raise AudienceError(f"the program has budgets ({keys}); on a Dask cluster their reservations are shared "
                                 "through Redis: set REDIS_URL, or run offers batch without --scheduler/--workers")
-        budgets = {"redis_url": settings.redis_url, "redis_cluster": settings.redis_is_cluster,
-                   "redis_prefix": f"{settings.redis_prefix[:4]}b{run_id[:10]}",
-                   "redis_timeout_ms": max(settings.redis_timeout_ms, 2000),
-                   "redis_connect_timeout_ms": max(settings.redis_connect_timeout_ms, 2000),
-                   "budget_ttl_seconds": settings.budget_ttl_seconds}
+        budgets = redis_settings(settings, redis_prefix=f"{settings.redis_prefix[:4]}b{run_id[:10]}",
+                                 redis_timeout_ms=max(settings.redis_timeout_ms, 2000),
+                                 redis_connect_timeout_ms=max(settings.redis_connect_timeout_ms, 2000))
     if decision_log is not None:
         from runtime.decisions.decision_log import KIND
         from runtime.events.log import EventLog
@@ -198,7 +199,7 @@ def run_on_cluster(client: Any, data_dir: str | os.PathLike[str], registry: str 
     wanted = read_members(members_file)
     table_ids = pd.Index(read_table(data_dir, "members", columns=["member_id"])["member_id"].astype(str),
                          dtype=object)
-    tasks = plan(wanted, table_ids, partition_members)
+    tasks = plan(wanted, table_ids, partition_members or loader.PARTITION_MEMBERS)
     unknown = int((table_ids.get_indexer(pd.Index(wanted, dtype=object)) < 0).sum()) if wanted else 0
     del table_ids
     job = BatchJob(data_dir=str(Path(data_dir).resolve()), program=None if program is None else str(Path(program).resolve()),
@@ -206,8 +207,6 @@ def run_on_cluster(client: Any, data_dir: str | os.PathLike[str], registry: str 
                    channel=channel, n=n, seed=seed, run_id=run_id, changes=changes,
                    decision_log=None if decision_log is None else str(Path(decision_log).resolve()),
                    budget_store=budgets)
-    from runtime.decisions.cluster_worker import decide_partition
-
     futures = [client.submit(decide_partition, job, task, pure=False, key=f"offers-batch-{run_id}-{task.part}")
                for task in tasks]
     stamp = {"model_version": model.version, "as_of": rfc3339(when), "channel": channel}

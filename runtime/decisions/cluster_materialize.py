@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from models.features.online import catalog_ids
-from offerdata.loader import PARTITION_MEMBERS
+from offerdata import loader
 from offerdata.tables import read_table, require_table
 from runtime.decisions.cluster_worker import materialize_partition, redis_settings
 from runtime.decisions.materialize import MaterializeSummary, new_generation
@@ -54,12 +54,14 @@ def materialize_on_cluster(client: Any, store: Store, settings: Settings, setup:
                            data_dir: str | os.PathLike[str], program: str | os.PathLike[str] | None,
                            model_dir: str | os.PathLike[str] | None = None, channels: Sequence[str] = (),
                            progress: Callable[[int], None] | None = None,
-                           partition_members: int = PARTITION_MEMBERS) -> ClusterMaterialized:
+                           partition_members: int | None = None) -> ClusterMaterialized:
     """Write every member (and warm the cache for ``model_dir`` on ``channels``) from the workers.
 
     ``store`` is the client's connection (catalog record and generation marker); the workers
     connect with ``settings``' Redis fields. The decision moment is pinned to the client's clock.
+    ``partition_members`` defaults to :data:`offerdata.loader.PARTITION_MEMBERS`.
     """
+    size_of = partition_members or loader.PARTITION_MEMBERS
     from distributed import as_completed
 
     store.put_catalog(setup.fingerprint, catalog_ids(setup.features))
@@ -68,10 +70,10 @@ def materialize_on_cluster(client: Any, store: Store, settings: Settings, setup:
     redis = redis_settings(settings)
     futures = [client.submit(materialize_partition, str(Path(data_dir).resolve()),
                              None if program is None else str(Path(program).resolve()), as_of, setup.fingerprint,
-                             lo, min(lo + partition_members, total), redis,
+                             lo, min(lo + size_of, total), redis,
                              None if model_dir is None else str(Path(model_dir).resolve()), tuple(channels),
                              pure=False, key=f"offers-materialize-{lo}-{os.urandom(4).hex()}")
-               for lo in range(0, total, partition_members)]
+               for lo in range(0, total, size_of)]
     members = records = size = warmed = 0
     try:
         for future in as_completed(futures):
