@@ -75,17 +75,43 @@ def same_rows(a: Path, b: Path) -> bool:
     return bool(norm(a).equals(norm(b)))
 
 
+def table(results: list[dict[str, Any]]) -> str:
+    """The BENCHMARKS.md section body for one or more runs of :func:`main` (their JSON)."""
+    lines = ["| members | run | wall | members/s | rows/s | peak RSS per worker | client peak RSS | "
+             "load avg before/after | same rows as in-process |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    ratios = []
+    for result in results:
+        for r in result["runs"]:
+            workers = " / ".join(f"{v:,} MB" for v in r.get("worker_peak_rss_mb", [])) or "-"
+            load = f"{r['load_before']['loadavg_1m']:.1f} / {r['load_after']['loadavg_1m']:.1f}"
+            same = {True: "yes", False: "NO", None: "-"}[r.get("identical")]
+            lines.append(f"| {result['members']:,} | {r['mode']} | {r['wall_s']:.1f} s | {r['members_per_s']:,} | "
+                         f"{r['rows_per_s']:,} | {workers} | {r['client_peak_rss_mb']:,} MB | {load} | {same} |")
+        found = [f"{k.replace('_', ' ')} {v}x" for k, v in result.items() if k.startswith("speedup")]
+        if found:
+            ratios.append(f"- {result['members']:,} members, same run: " + "; ".join(found))
+    return "\n".join(lines) + "\n\n" + "\n".join(ratios) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--registry", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--registry", type=Path, default=None)
     parser.add_argument("--workers", type=int, action="append", default=None, help="worker counts (repeat; default 1 and 2)")
     parser.add_argument("--skip-in-process", action="store_true", help="only the cluster runs (no identity check)")
     parser.add_argument("--as-of", default="data")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_dask_batch"))
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--doc-from", type=Path, action="append", default=None,
+                        help="print the BENCHMARKS.md table of these JSON results and stop (repeat)")
     args = parser.parse_args()
+    if args.doc_from:
+        print(table([json.loads(p.read_text()) for p in args.doc_from]))
+        return
+    if args.data is None or args.registry is None:
+        parser.error("--data and --registry are required")
     audience = args.work / "audience.txt"
     if args.one is not None:  # a child: one run, its figures as the last line
         out = args.work / ("in-process.parquet" if args.one == "in-process" else args.one)

@@ -119,7 +119,8 @@ class AudienceWriter:
 
     def __init__(self, out: Path):
         if out.suffix.lower() not in (".parquet", ".csv"):
-            raise AudienceError(f"--out must end in .parquet or .csv (got {out.name})")
+            raise AudienceError(f"--out must end in .parquet or .csv (got {out.name}; a directory of Parquet "
+                                "part files needs --workers or --scheduler)")
         out.parent.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.tmp = out.with_name(f".{out.name}.tmp")
