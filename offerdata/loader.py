@@ -21,10 +21,14 @@ import pyarrow.parquet as pq
 
 from models.data_contract import CONTROL, TABLES
 from models.features import FeatureVocabulary, History, to_seconds
+from models.features.history import basket_codes_of
 from offerdata.tables import coerce, member_filter, read_table, table_path
 
 TRANSACTION_COLUMNS = ["member_id", "purchased_at", "basket_id", "product_id", "amount_minor", "discount_minor",
                        "coupon_discount_minor"]
+#: Members per partition of the distributed paths (consecutive rows of the members table): the
+#: unit one Dask task loads with :func:`load_member_range`, which sets a worker's memory.
+PARTITION_MEMBERS = 20_000
 
 
 def load_catalog(data_dir: str | os.PathLike[str]) -> FeatureVocabulary:
@@ -59,7 +63,8 @@ def lines_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     return dict(arrays)
 
 
-def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureVocabulary) -> dict[str, np.ndarray]:
+def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureVocabulary,
+                   stable_baskets: bool = False) -> dict[str, np.ndarray]:
     """The purchase-line arrays of a History straight from a Parquet transactions table.
 
     Large tables (51M rows for 1M synthetic members) would cost several GB as pandas strings;
@@ -67,11 +72,27 @@ def _parquet_lines(path: Path, member_index: pd.Index, catalog: FeatureVocabular
     """
     present = set(pq.read_schema(path).names)
     return _arrow_lines(pq.read_table(path, columns=[c for c in TRANSACTION_COLUMNS if c in present]),
-                        member_index, catalog)
+                        member_index, catalog, stable_baskets)
 
 
-def _arrow_lines(table: pa.Table, member_index: pd.Index, catalog: FeatureVocabulary) -> dict[str, np.ndarray]:
-    """The purchase-line arrays of a History from an Arrow transactions table (any subset of rows)."""
+def _basket_codes(table: pa.Table, stable: bool) -> np.ndarray:
+    """Each line's basket code: its dictionary position in ``table`` (cheap), or with ``stable``
+    the 64-bit hash of its basket id (:func:`models.features.history.basket_codes_of`), which is
+    the same whichever rows were read. Features only compare codes, so either gives the same
+    features; the online store keeps the codes, so ``offers materialize`` wants stable ones
+    (a partition written by a Dask worker then equals the whole-table write byte for byte)."""
+    basket = pc.dictionary_encode(table["basket_id"].cast(pa.string())).combine_chunks()
+    indices = basket.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if not stable:
+        return indices
+    codes = basket_codes_of(basket.dictionary.to_numpy(zero_copy_only=False).astype(object))
+    return codes[indices] if len(indices) else np.zeros(0, dtype=np.int64)
+
+
+def _arrow_lines(table: pa.Table, member_index: pd.Index, catalog: FeatureVocabulary,
+                 stable_baskets: bool = False) -> dict[str, np.ndarray]:
+    """The purchase-line arrays of a History from an Arrow transactions table (any subset of rows);
+    ``stable_baskets``: hashed basket codes (:func:`_basket_codes`)."""
     present = set(table.column_names)
 
     def money(name: str) -> np.ndarray:
@@ -79,11 +100,10 @@ def _arrow_lines(table: pa.Table, member_index: pd.Index, catalog: FeatureVocabu
             return np.zeros(table.num_rows)
         return table[name].to_numpy(zero_copy_only=False).astype(np.float64)
 
-    basket = pc.dictionary_encode(table["basket_id"].cast(pa.string())).combine_chunks()
     return {
         "line_member": _arrow_codes(table["member_id"], member_index).astype(np.int32),
         "line_time": to_seconds(table["purchased_at"].to_numpy()),
-        "line_basket": basket.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        "line_basket": _basket_codes(table, stable_baskets),
         "line_product": _arrow_codes(table["product_id"], pd.Index(catalog.product_ids, dtype=object)).astype(np.int32),
         "line_amount": np.nan_to_num(money("amount_minor")),
         "line_coupon": np.nan_to_num(money("coupon_discount_minor")),
@@ -100,8 +120,12 @@ def read_points(data_dir: str | os.PathLike[str], member_ids: Collection[str] | 
 
 
 def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
-                 members: Sequence[str] | None = None) -> tuple[History, pd.DataFrame, pd.DataFrame]:
-    """Every (or the listed) member's history, plus the raw exposures and redemptions frames."""
+                 members: Sequence[str] | None = None,
+                 stable_baskets: bool = False) -> tuple[History, pd.DataFrame, pd.DataFrame]:
+    """Every (or the listed) member's history, plus the raw exposures and redemptions frames.
+
+    ``stable_baskets``: basket codes that do not depend on the rows read (:func:`_basket_codes`;
+    the listed-members and CSV paths always have them)."""
     member_frame = read_table(data_dir, "members", columns=["member_id", "joined_at"])
     path = table_path(data_dir, "transactions")
     if members is None and path is not None and path.suffix == ".parquet":
@@ -109,7 +133,7 @@ def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
         redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"])
         empty = History.from_frames(catalog, member_frame, pd.DataFrame(columns=TRANSACTION_COLUMNS),
                                     exposures, redemptions, read_points(data_dir))
-        lines = _parquet_lines(path, pd.Index(empty.member_ids, dtype=object), catalog)
+        lines = _parquet_lines(path, pd.Index(empty.member_ids, dtype=object), catalog, stable_baskets)
         return replace(empty, **lines_of(lines)), exposures, redemptions
     transactions = read_table(data_dir, "transactions", columns=TRANSACTION_COLUMNS)
     exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"])
@@ -126,7 +150,8 @@ def load_history(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary,
     return history, exposures, redemptions
 
 
-def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary, lo: int, hi: int) -> History:
+def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabulary, lo: int, hi: int,
+                      stable_baskets: bool = False) -> History:
     """Members ``lo``..``hi``-1 (rows of the members table) as their own History, read from disk.
 
     Equal to ``load_history(data_dir, catalog)[0].sorted_by_member().partition(lo, hi)``
@@ -138,6 +163,8 @@ def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabula
     codes are dictionary positions within the rows read instead of the whole table; a
     basket's lines belong to one member, so the codes keep their order and equality, which
     is all the features use (they sort by member, time, basket and count basket changes).
+    With ``stable_baskets`` the codes are hashes of the basket ids instead, the ones a whole-table
+    load with ``stable_baskets`` gives (what the online store keeps).
     """
     members = _member_rows(data_dir, lo, hi)
     ids = members["member_id"].astype(str).tolist()
@@ -154,7 +181,7 @@ def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabula
                      else schema.empty_table().select(cols))
             empty = History.from_frames(catalog, members, pd.DataFrame(columns=TRANSACTION_COLUMNS), exposures,
                                         redemptions, read_points(data_dir, ids))
-            lines = _arrow_lines(table, pd.Index(empty.member_ids, dtype=object), catalog)
+            lines = _arrow_lines(table, pd.Index(empty.member_ids, dtype=object), catalog, stable_baskets)
             return replace(empty, **lines_of(lines)).sorted_by_member()
     transactions = read_table(data_dir, "transactions", columns=TRANSACTION_COLUMNS, member_ids=ids)
     return History.from_frames(catalog, members, transactions, exposures, redemptions,

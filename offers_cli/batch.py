@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from models.data_contract import CHANNELS
+from offers_cli.cluster_options import cluster_options
 
 
 @click.command("batch")
@@ -18,8 +19,9 @@ from models.data_contract import CHANNELS
               help="Contract data directory.")
 @click.option("--members", "members_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Audience: Parquet/CSV with a member_id column, or one id per line.")
-@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Output file, .parquet or .csv: one row per (member, offer).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Output file, .parquet or .csv: one row per (member, offer). On a Dask cluster, a path "
+                   "without either suffix is a directory of Parquet part files, one per member partition.")
 @click.option("--program", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Program config (default: DATA/program.yaml when present).")
 @click.option("--as-of", default=None,
@@ -34,9 +36,10 @@ from models.data_contract import CHANNELS
 @click.option("--catalog-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="The live catalog's change log to apply (paused offers are never issued); default "
                    "OFFERS_CATALOG_DIR, else $OFFERS_EVENT_LOG/catalog when OFFERS_EVENT_LOG is set.")
+@cluster_options("the decisions, one task per member partition (budgets then need REDIS_URL),")
 def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program: Path | None, as_of: str | None,
           channel: str, n: int | None, seed: int, version: str, decision_log: Path | None,
-          catalog_dir: Path | None) -> None:
+          catalog_dir: Path | None, scheduler: str | None, workers: int | None) -> None:
     """Decide for a whole audience (bounded memory, progress bar), without the online store."""
     from tqdm.auto import tqdm
 
@@ -47,7 +50,9 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
     from runtime.catalog.changelog import CatalogLogError
     from runtime.decisions.audience import AudienceError, read_members, run
     from runtime.decisions.clock import ClockError
+    from runtime.distributed import ClusterError, client_for
     from runtime.events.log import EventLogError
+    from runtime.settings import SettingsError, load_settings
 
     started = time.perf_counter()
     try:
@@ -56,13 +61,21 @@ def batch(registry: Path, data_dir: Path, members_file: Path, out: Path, program
         as_of = as_of or os.environ.get("OFFERS_CLOCK") or (moment.isoformat() if moment is not None else "wall")
         catalog_dir = catalog_dir or live_catalog_dir()
         total = len(read_members(members_file))
-        with tqdm(total=total, unit="member", desc="decisions") as bar:
-            summary = run(data_dir, registry, members_file, out, program=program,
-                          as_of=as_of, channel=channel, n=n, seed=seed,
-                          version=version, progress=bar.update, decision_log=decision_log,
-                          catalog_dir=catalog_dir)
+        with client_for(scheduler, workers) as client, tqdm(total=total, unit="member", desc="decisions") as bar:
+            if client is None:
+                summary = run(data_dir, registry, members_file, out, program=program,
+                              as_of=as_of, channel=channel, n=n, seed=seed,
+                              version=version, progress=bar.update, decision_log=decision_log,
+                              catalog_dir=catalog_dir)
+            else:
+                from runtime.decisions.cluster_batch import run_on_cluster
+
+                summary = run_on_cluster(client, data_dir, registry, members_file, out, load_settings(),
+                                         program=program, as_of=as_of, channel=channel, n=n, seed=seed,
+                                         version=version, progress=bar.update, decision_log=decision_log,
+                                         catalog_dir=catalog_dir)
     except (AudienceError, DataDirError, ClockError, RegistryError, ArtifactError, EventLogError,
-            CatalogLogError) as exc:
+            CatalogLogError, ClusterError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary.members:,} members ({summary.unknown:,} not in the data: cold starts), "
                f"{summary.offers:,} offers, model {summary.model_version}, as of {summary.as_of} -> {summary.out} "

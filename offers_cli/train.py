@@ -13,12 +13,13 @@ import click
 from models.model import ArtifactError
 from models.registry import RegistryError
 from offerdata.tables import DataDirError
+from offers_cli.cluster_options import cluster_options
 
 USER_ERRORS: tuple[type[Exception], ...] = (DataDirError, RegistryError, ArtifactError)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from training.distributed import ClusterError
+    from runtime.distributed import ClusterError
     from training.train import TrainingError
     from training.uplift.train import UpliftTrainingError
 
@@ -63,20 +64,14 @@ def _moment_option(ctx: click.Context, param: click.Parameter, value: str | None
 
 def _cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--scheduler`` and ``--workers``: compute the features on a Dask cluster (training.distributed)."""
-    command = click.option("--workers", type=click.IntRange(1, 1024), default=None,
-                           help="Compute features on a local Dask cluster of this many single-threaded "
-                                "worker processes (docs/scale-out.md).")(command)
-    return click.option("--scheduler", default=None, metavar="ADDRESS",
-                        help="Compute features on the Dask cluster at this scheduler address, e.g. "
-                             "tcp://10.0.0.5:8786 (default: $OFFERS_DASK_SCHEDULER; neither: in-process).")(command)
+    return cluster_options("the features")(command)
 
 
 def _client(scheduler: str | None, workers: int | None) -> AbstractContextManager[Any]:
-    """The Dask client for the cluster options (None: in-process). ``--workers`` wins over the
-    environment's scheduler, not over an explicit ``--scheduler`` (that is an error)."""
-    from training.distributed import dask_client, scheduler_address
+    """The Dask client for the cluster options (None: in-process); see runtime.distributed.client_for."""
+    from runtime.distributed import client_for
 
-    return dask_client(scheduler if workers else scheduler_address(scheduler), workers)
+    return client_for(scheduler, workers)
 
 
 @click.command()

@@ -30,70 +30,25 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from models.errors import OffersError
+from runtime.distributed import (  # noqa: F401 - re-exported: the client lives in runtime
+    CONNECT_TIMEOUT_ENV,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    SCHEDULER_ENV,
+    ClusterError,
+    dask_client,
+    scheduler_address,
+)
 
 if TYPE_CHECKING:
     from models.features import FeatureVocabulary
     from models.program import Program
     from training.dataset import Dataset
-
-#: The environment variable naming a Dask scheduler (``--scheduler`` wins over it).
-SCHEDULER_ENV = "OFFERS_DASK_SCHEDULER"
-#: Seconds to wait for a ``--scheduler`` to answer before giving up with a clear error.
-CONNECT_TIMEOUT_ENV = "OFFERS_DASK_CONNECT_TIMEOUT"
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
-
-
-class ClusterError(OffersError):
-    """The Dask cluster cannot be reached or used (bad address, workers seeing other data)."""
-
-
-def scheduler_address(scheduler: str | None) -> str | None:
-    """The scheduler to use: ``scheduler`` when given, else ``OFFERS_DASK_SCHEDULER``, else None."""
-    return scheduler or os.environ.get(SCHEDULER_ENV) or None
-
-
-@contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
-    """A ``distributed.Client`` for ``scheduler`` or for a local cluster of ``workers`` processes.
-
-    Yields None when neither is given (the in-process default; dask is not imported). A local
-    cluster has ``workers`` single-threaded worker processes, so the parallelism is Dask's, not
-    numpy's or LightGBM's threads; it is closed on exit. An address that does not answer within
-    ``OFFERS_DASK_CONNECT_TIMEOUT`` seconds (default 10) raises :class:`ClusterError`.
-    """
-    if scheduler and workers:
-        raise ClusterError("give either a Dask scheduler address or a number of local workers, not both")
-    if not scheduler and not workers:
-        yield None
-        return
-    from distributed import Client, LocalCluster
-
-    cluster = None
-    if workers:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
-        client = Client(cluster)
-    else:
-        timeout = float(os.environ.get(CONNECT_TIMEOUT_ENV) or DEFAULT_CONNECT_TIMEOUT_S)
-        try:
-            client = Client(scheduler, timeout=timeout)
-        except (OSError, ValueError, TypeError) as exc:  # distributed raises OSError on a timeout
-            raise ClusterError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
 
 def cluster_feature_matrix(client: Any, ds: Dataset, rows: pd.DataFrame, program: Program | None,
                            partition_members: int, progress: bool = False) -> np.ndarray:

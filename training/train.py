@@ -49,6 +49,7 @@ from models.model import (
 )
 from models.program import Program, ProgramConfigError, load_program
 from models.registry import Registry
+from offerdata.loader import PARTITION_MEMBERS  # the partition size lives with the loader
 from training.baselines import baseline_scores
 from training.dataset import Dataset, load_dataset
 from training.drift_reference import model_reference
@@ -56,7 +57,6 @@ from training.metrics import pooled as pooled_metrics
 from training.metrics import ranking, summarize
 from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
 
-PARTITION_MEMBERS = 20_000
 MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
 MAX_TEST_ROWS = 2_000_000   # above this, the test block is a sample of members (groups stay whole)
 REFIT_ROUNDS_FACTOR = 1.15  # the refit sees about a third more rows than the early-stopped fit

@@ -114,12 +114,13 @@ def read_members(path: str | os.PathLike[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-class _Writer:
+class AudienceWriter:
     """Appends frames to a Parquet (row groups) or CSV file under a temporary name."""
 
     def __init__(self, out: Path):
         if out.suffix.lower() not in (".parquet", ".csv"):
-            raise AudienceError(f"--out must end in .parquet or .csv (got {out.name})")
+            raise AudienceError(f"--out must end in .parquet or .csv (got {out.name}; a directory of Parquet "
+                                "part files needs --workers or --scheduler)")
         out.parent.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.tmp = out.with_name(f".{out.name}.tmp")
@@ -190,7 +191,7 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
     req = DecisionRequest(member_id="", channel=channel, n=n, placement="offers batch", as_of=when,
                           source="offers_batch")
     run_id = uuid.uuid4().hex[:12]
-    writer = _Writer(Path(out))
+    writer = AudienceWriter(Path(out))
     offers = 0
     try:
         for lo in range(0, len(wanted), chunk):

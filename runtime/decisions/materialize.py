@@ -61,9 +61,15 @@ def _opt_str(value: object) -> str | None:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def profiles(setup: DecisionSetup, data_dir: str | os.PathLike[str], hist: History) -> list[MemberProfile]:
-    """Each member's profile from the ``members`` table, aligned with ``hist.member_ids``."""
-    frame = read_table(data_dir, "members", columns=["member_id", "birth_month", "segment", "channels"])
+def profiles(setup: DecisionSetup, data_dir: str | os.PathLike[str], hist: History,
+             only_these: bool = False) -> list[MemberProfile]:
+    """Each member's profile from the ``members`` table, aligned with ``hist.member_ids``.
+
+    ``only_these``: read only these members' rows (a Dask worker's partition), not the whole table.
+    """
+    wanted = hist.member_ids.astype(str).tolist() if only_these and hist.n_members else None
+    frame = read_table(data_dir, "members", columns=["member_id", "birth_month", "segment", "channels"],
+                       member_ids=wanted)
     frame = frame.set_index(frame["member_id"].astype(str)).reindex(hist.member_ids.astype(str))
     attributes = member_attributes(data_dir, hist.member_ids.astype(str))
     out = []
@@ -101,8 +107,12 @@ def member_attributes(data_dir: str | os.PathLike[str], member_ids: np.ndarray
 
 def load_members(setup: DecisionSetup, data_dir: str | os.PathLike[str],
                  members: Sequence[str] | None = None) -> tuple[History, list[MemberProfile]]:
-    """Histories and profiles of every (or the listed) member of a validated data directory."""
-    hist, _, _ = load_history(data_dir, setup.features, members)
+    """Histories and profiles of every (or the listed) member of a validated data directory.
+
+    Basket codes are the stable ones (hashes of the basket ids), so what a Dask worker loads
+    for its partition writes the same bytes (:mod:`runtime.decisions.cluster_materialize`).
+    """
+    hist, _, _ = load_history(data_dir, setup.features, members, stable_baskets=True)
     return hist, profiles(setup, data_dir, hist)
 
 
@@ -111,9 +121,21 @@ def materialize(store: Store, setup: DecisionSetup, hist: History, member_profil
     """Write every member's records and profile, :data:`CHUNK` members per pipeline, then a new
     generation marker (only once every member is written, so an interrupted run leaves a wiped
     store flagged as such)."""
+    store.put_catalog(setup.fingerprint, catalog_ids(setup.features))
+    written = write_members(store, hist, member_profiles, chunk, progress)
+    generation = new_generation(setup)
+    store.put_generation(generation)
+    return MaterializeSummary(members=written.members, records=written.records, bytes=written.bytes,
+                              generation=generation)
+
+
+def write_members(store: Store, hist: History, member_profiles: Sequence[MemberProfile], chunk: int = CHUNK,
+                  progress: Progress | None = None) -> MaterializeSummary:
+    """The member part of :func:`materialize`: records and profiles, :data:`CHUNK` members per
+    pipeline, no catalog and no generation marker (a Dask worker writes its partition with this;
+    the client writes those once)."""
     records = member_records(hist)
     ids = hist.member_ids.astype(str)
-    store.put_catalog(setup.fingerprint, catalog_ids(setup.features))
     total = 0
     for lo in range(0, hist.n_members, chunk):
         hi = min(lo + chunk, hist.n_members)
@@ -122,9 +144,12 @@ def materialize(store: Store, setup: DecisionSetup, hist: History, member_profil
         if progress is not None:
             progress(hi - lo)
     n_records = len(hist.line_time) + len(hist.exp_time) + len(hist.red_time)
-    generation = f"{setup.fingerprint}-{uuid.uuid4().hex[:12]}"
-    store.put_generation(generation)
-    return MaterializeSummary(members=hist.n_members, records=n_records, bytes=total, generation=generation)
+    return MaterializeSummary(members=hist.n_members, records=n_records, bytes=total)
+
+
+def new_generation(setup: DecisionSetup) -> str:
+    """A fresh generation marker for a materialization under ``setup``'s catalog."""
+    return f"{setup.fingerprint}-{uuid.uuid4().hex[:12]}"
 
 
 def members_with_history(setup: DecisionSetup, hist: History, as_of: pd.Timestamp) -> np.ndarray:
