@@ -22,6 +22,12 @@ import pytest
 from tests.factory import write_tiny
 from tests.redis_cluster import RedisClusterServers
 
+# Every LightGBM fit in the tests (and in the processes they start) runs on one thread
+# (training/threads.py): the fits are small and share the cores with servers, browsers and
+# other test processes, where LightGBM's spinning threads made a fit up to 6x slower
+# (docs/BENCHMARKS.md, "Test suite time"). Set it in the shell to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
