@@ -29,6 +29,27 @@ from tests.redis_cluster import RedisClusterServers
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+#: Session fixtures that cost more than a few seconds the first time (a real model trained,
+#: a real data set converted): a test using one is ``slow`` whatever its own body costs, so
+#: ``-m "not slow"`` never pays for them.
+SLOW_FIXTURES = {
+    "trained_registry": "trains a model on the 2,000-member synthetic program",
+    "cj_dir": "converts The Complete Journey",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses one of :data:`SLOW_FIXTURES`.
+
+    Why here and not on each test: a new test that takes the fixture is marked without anyone
+    having to remember it, so the quick run stays quick.
+    """
+    for item in items:
+        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
     """A fresh, valid, tiny data directory."""
