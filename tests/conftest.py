@@ -40,14 +40,19 @@ SLOW_FIXTURES = {
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``slow`` every test that uses one of :data:`SLOW_FIXTURES`.
+    """Mark ``slow`` every test that uses one of :data:`SLOW_FIXTURES`, and put every test of
+    the Redis Cluster in one pytest-xdist group.
 
     Why here and not on each test: a new test that takes the fixture is marked without anyone
-    having to remember it, so the quick run stays quick.
+    having to remember it, so the quick run stays quick; and under ``-n N --dist loadgroup``
+    the cluster's fixed ports (7100-7105) are only ever used by one worker.
     """
     for item in items:
-        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES.keys() & names:
             item.add_marker(pytest.mark.slow)
+        if "redis_cluster" in names:
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
 
 
 @pytest.fixture
@@ -115,7 +120,10 @@ class RedisServer:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis database reserved for tests (flushed around each use)."""
     url = os.environ.get("OFFERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    if _answers(url):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    # under pytest-xdist only the first worker uses the shared database: the others start a
+    # redis-server of their own (tests flush their database)
+    if worker == "gw0" and _answers(url):
         yield url
         return
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
