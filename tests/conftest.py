@@ -22,6 +22,38 @@ import pytest
 from tests.factory import write_tiny
 from tests.redis_cluster import RedisClusterServers
 
+# Every LightGBM fit in the tests (and in the processes they start) runs on one thread
+# (training/threads.py): the fits are small and share the cores with servers, browsers and
+# other test processes, where LightGBM's spinning threads made a fit up to 6x slower
+# (docs/BENCHMARKS.md, "Test suite time"). Set it in the shell to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+#: Session fixtures that cost more than a few seconds the first time (a real model trained,
+#: a real data set converted): a test using one is ``slow`` whatever its own body costs, so
+#: ``-m "not slow"`` never pays for them.
+SLOW_FIXTURES = {
+    "trained_registry": "trains a model on the 2,000-member synthetic program",
+    "cj_dir": "converts The Complete Journey",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses one of :data:`SLOW_FIXTURES`, and put every test of
+    the Redis Cluster in one pytest-xdist group.
+
+    Why here and not on each test: a new test that takes the fixture is marked without anyone
+    having to remember it, so the quick run stays quick; and under ``-n N --dist loadgroup``
+    the cluster's fixed ports (7100-7105) are only ever used by one worker.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES.keys() & names:
+            item.add_marker(pytest.mark.slow)
+        if "redis_cluster" in names:
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
+
 
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
@@ -88,7 +120,10 @@ class RedisServer:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis database reserved for tests (flushed around each use)."""
     url = os.environ.get("OFFERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    if _answers(url):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    # under pytest-xdist only the first worker uses the shared database: the others start a
+    # redis-server of their own (tests flush their database)
+    if worker == "gw0" and _answers(url):
         yield url
         return
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))

@@ -15,6 +15,12 @@ gets the same one): a synthetic program of 1,000 members (``offers data syntheti
 Versions are promoted here without the registry's check (:meth:`DecisionEnv.promote`),
 as if a champion went bad after its promotion.
 
+Right after it is built, a pristine copy (before any test promotes or routes anything) is
+kept in ``pristine/`` beside it with a manifest of the versions. A child pytest run started
+by a test of the same run (tests/test_fake_dates.py) is handed that directory in
+:data:`PREBUILT` and copies it instead of generating and training again: the same
+artifacts, built once per run, never cached across runs.
+
 The service clock is fixed at :data:`CLOCK`, inside the data's campaigns.
 """
 
@@ -62,6 +68,8 @@ class DecisionEnv:
     v2: str
     bad: str
     broken: str
+    #: The environment as built, before any test changed its registry (see the module doc).
+    pristine: Path
 
     def settings(self, tmp_path: Path, **overrides: Any) -> Any:
         values: dict[str, Any] = {"data": self.data, "program": self.program, "registry": self.registry,
@@ -77,6 +85,10 @@ class DecisionEnv:
 
 
 _BUILT: dict[str, DecisionEnv] = {}
+#: Environment variable naming a pristine environment built by the outer run (see the module doc).
+PREBUILT = "LOYALTY_TESTS_DECISIONS_ENV"
+MANIFEST = "versions.json"
+PARTS = ("data", "program.yaml", "registry")
 
 
 def _copy_version(registry: Path, source: str, stamp: datetime, edit: Any) -> str:
@@ -89,9 +101,30 @@ def _copy_version(registry: Path, source: str, stamp: datetime, edit: Any) -> st
         return reg.register(staged, now=stamp)
 
 
+def _copy_parts(source: Path, target: Path) -> None:
+    """Copy an environment's data, program and registry from ``source`` into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for part in PARTS:
+        if (source / part).is_dir():
+            shutil.copytree(source / part, target / part)
+        else:
+            shutil.copy2(source / part, target / part)
+
+
 def build(base: Path) -> DecisionEnv:
-    """The environment (built under ``base`` the first time, then reused)."""
+    """The environment (built under ``base`` the first time, then reused).
+
+    With :data:`PREBUILT` set, the outer run's pristine copy is copied under ``base`` instead
+    of being built again.
+    """
     if "env" in _BUILT:
+        return _BUILT["env"]
+    prebuilt = os.environ.get(PREBUILT)
+    if prebuilt:
+        _copy_parts(Path(prebuilt), base)
+        versions = json.loads((Path(prebuilt) / MANIFEST).read_text())
+        _BUILT["env"] = DecisionEnv(data=base / "data", program=base / "program.yaml",
+                                    registry=base / "registry", pristine=Path(prebuilt), **versions)
         return _BUILT["env"]
     data, program, registry = base / "data", base / "program.yaml", base / "registry"
     program.write_text((ROOT / "examples" / "programs" / "synthetic.yaml").read_text() + FLASH_OFFER)
@@ -126,8 +159,11 @@ def build(base: Path) -> DecisionEnv:
     v2 = _copy_version(registry, v1, datetime(2030, 1, 1, tzinfo=UTC), recalibrate)
     bad = _copy_version(registry, v2, datetime(2030, 1, 2, tzinfo=UTC), truncate)
     broken = _copy_version(registry, v1, datetime(2030, 1, 3, tzinfo=UTC), halve)
-    _BUILT["env"] = DecisionEnv(data=data, program=program, registry=registry, v1=v1, v2=v2, bad=bad,
-                                broken=broken)
+    versions = {"v1": v1, "v2": v2, "bad": bad, "broken": broken}
+    pristine = base / "pristine"
+    _copy_parts(base, pristine)
+    (pristine / MANIFEST).write_text(json.dumps(versions))
+    _BUILT["env"] = DecisionEnv(data=data, program=program, registry=registry, pristine=pristine, **versions)
     return _BUILT["env"]
 
 

@@ -13,6 +13,9 @@ Two checks:
 
 The faked clock starts at the given moment and ticks (``@DATE``), so ``time.sleep`` and
 deadline loops still work; the moments lie ahead of today, so no TTL is ever in the past.
+The child runs copy this run's decision environment (tests/decisions_env.py, built once)
+instead of generating and training it again each: training reads the data's dates, not the
+clock, and the tests that use it run under the faked clock all the same.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.decisions_env import PREBUILT, build
 from tests.service_helpers import ROOT
 
 TESTS = Path(__file__).parent
@@ -61,7 +65,8 @@ def test_the_date_sensitive_files_exist() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", MOMENTS)
-def test_date_sensitive_tests_pass_on_awkward_dates(moment: str, tmp_path: Path) -> None:
+def test_date_sensitive_tests_pass_on_awkward_dates(moment: str, tmp_path: Path, redis_url: str,
+                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     faketime = shutil.which("faketime")
     if faketime is None:
         if os.environ.get("CI"):
@@ -71,9 +76,11 @@ def test_date_sensitive_tests_pass_on_awkward_dates(moment: str, tmp_path: Path)
     # run under faketime, its ports are the outer run's, and it adds no date logic of its own (the
     # same scripts run against the single Redis here)
     args = [faketime, "-m", "-f", f"@{moment}", sys.executable, "-m", "pytest", "-q", "-x",
-            "-p", "no:cacheprovider", "-m", "not slow", "-k", "not cluster", "--basetemp", str(tmp_path / "t"),
+            "-p", "no:cacheprovider", "-p", "no:xdist", "-m", "not slow", "-k", "not cluster", "--basetemp", str(tmp_path / "t"),
             *[str(TESTS / name) for name in DATE_SENSITIVE]]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=540)
+    prebuilt = build(tmp_path_factory.mktemp("decisions")).pristine
+    done = subprocess.run(args, cwd=ROOT, env={**os.environ, PREBUILT: str(prebuilt), "OFFERS_TEST_REDIS_URL": redis_url}, capture_output=True,
+                          text=True, timeout=540)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-6000:]
     assert " passed" in out and " failed" not in out, out[-2000:]

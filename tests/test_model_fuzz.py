@@ -60,6 +60,7 @@ def classify(reason: str) -> str:
     return "other: " + reason[:80]
 
 
+@pytest.mark.slow
 def test_random_mutations_of_a_real_model_never_crash_the_loading_process(env: DecisionEnv, tmp_path: Path) -> None:
     source = env.registry / "versions" / env.v1
     original = (source / "model.txt").read_bytes()

@@ -24,7 +24,7 @@ from service.state import ServiceState
 from tests.redis_cluster import RedisClusterServers
 from tests.service_helpers import ADMIN_KEY, EVENTS_KEY, make_settings
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 MOMENT = datetime(2026, 5, 15, 12, tzinfo=UTC)
 TS, NOW = MOMENT.isoformat(), int(MOMENT.timestamp())

@@ -53,6 +53,7 @@ def test_trained_model_beats_random_and_is_registered(trained_registry: Path) ->
     assert "<th>hit@1</th>" in report and "<th>exposures</th>" in report
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_score_and_models(tmp_path: Path, syn_dir: Path) -> None:
     reg = tmp_path / "reg"
     trained = run("train", "--data", str(syn_dir), "--registry", str(reg), "--bootstrap", "10")

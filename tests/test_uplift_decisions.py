@@ -168,6 +168,7 @@ def test_the_service_decides_with_an_uplift_champion_over_redis(trained: tuple[P
         close_app(app)
 
 
+@pytest.mark.slow
 def test_gunicorn_workers_serve_an_uplift_champion(trained: tuple[Path, Path, Path], tmp_path: Path,
                                                    redis_url: str) -> None:
     """The real CLI materializes the attributes into Redis; two gunicorn workers load the uplift

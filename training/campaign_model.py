@@ -27,7 +27,6 @@ campaigns. Both numbers are in ``fit_and_evaluate``'s ``validation`` output.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightgbm as lgb
@@ -42,6 +41,7 @@ from models.features.compute import HISTORY_FEATURES, MEMBER_FEATURES
 from models.features.points_features import POINTS_FEATURES
 from models.features.tier_features import TIER_FEATURES
 from training.metrics import pooled
+from training.threads import fit_threads
 
 AFFINITY_AGGREGATES = ("product_spend", "product_coupon", "product_lines", "category_spend", "category_share",
                        "manufacturer_spend", "overlap_redemptions", "overlap_exposures")
@@ -194,7 +194,7 @@ def fit_and_evaluate(train_rows: pd.DataFrame, X_train: np.ndarray, test_rows: p
     y = train["label"].to_numpy()
     val_start = train.loc[train["label"] == 1, "exposed_at"].quantile(0.75)
     val = (train["exposed_at"] >= val_start).to_numpy()
-    params = dict(PARAMS, num_threads=os.cpu_count() or 1)
+    params = dict(PARAMS, num_threads=fit_threads())
     fit_set = lgb.Dataset(train.loc[~val, cols], y[~val], categorical_feature=["campaign_type", "channel"])
     booster = lgb.train(params, fit_set, 2000, valid_sets=[lgb.Dataset(train.loc[val, cols], y[val], reference=fit_set)],
                         callbacks=[lgb.early_stopping(100, verbose=False)])

@@ -56,6 +56,7 @@ from training.drift_reference import model_reference
 from training.metrics import pooled as pooled_metrics
 from training.metrics import ranking, summarize
 from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
+from training.threads import fit_threads
 
 MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
 MAX_TEST_ROWS = 2_000_000   # above this, the test block is a sample of members (groups stay whole)
@@ -198,7 +199,7 @@ def _train(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np
            rounds: int | None, monotone: list[int] | None) -> lgb.Booster:
     """The LightGBM fit both the trees and the member model make: ``monotone`` constraints per
     feature (None: none), early-stopped on ``val`` when given, else ``rounds`` rounds."""
-    params = dict(BASE_PARAMS, num_threads=os.cpu_count() or 1)
+    params = dict(BASE_PARAMS, num_threads=fit_threads())
     if monotone is not None:
         params["monotone_constraints"] = monotone
         params["monotone_constraints_method"] = ("advanced" if int(fit.sum()) <= ADVANCED_MONOTONE_ROWS
