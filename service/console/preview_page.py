@@ -18,6 +18,7 @@ from flask import g, render_template, request
 from werkzeug.datastructures import MultiDict
 
 from models.data_contract import CHANNELS
+from models.errors import OffersError
 from runtime.decisions.audience import AudienceError
 from runtime.decisions.outcome_json import outcome_json
 from runtime.decisions.preview import (
@@ -42,7 +43,7 @@ MAX_UPLOAD = 1 << 20
 _SHOWN_BAD_IDS = 5
 
 
-class FormError(ValueError):
+class FormError(OffersError, ValueError):
     """A field of the preview form is invalid; the message names it."""
 
 
