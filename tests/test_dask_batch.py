@@ -36,7 +36,7 @@ from click.testing import CliRunner
 from offerdata import loader
 from offers_cli.main import cli
 from runtime.decisions.audience import run
-from runtime.decisions.cluster_batch import _write_parts, run_on_cluster
+from runtime.decisions.cluster_batch import run_on_cluster, write_parts
 from runtime.settings import settings_for
 from tests.conftest import free_port
 from tests.decisions_env import CHANNEL, CLOCK, FLASH, FLASH_BUDGET, DecisionEnv, build
@@ -131,9 +131,9 @@ def _boom(_: int) -> None:
 
 
 def _frame(_: int) -> tuple[pd.DataFrame, int]:
-    from runtime.decisions.audience import _rows
+    from runtime.decisions.audience import offer_rows
 
-    return _rows([], 100), 0
+    return offer_rows([], 100), 0
 
 
 def test_a_failed_task_leaves_no_output(client: Any, tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_a_failed_task_leaves_no_output(client: Any, tmp_path: Path) -> None:
     good.result()
     bad = client.submit(_boom, 1, key="offers-batch-t-1", pure=False)
     with pytest.raises(RuntimeError, match="a worker failed"):
-        _write_parts(tmp_path / "out", "t", as_completed([good, bad]),
+        write_parts(tmp_path / "out", "t", as_completed([good, bad]),
                      {"model_version": "v", "as_of": "t", "channel": "email"}, None)
     assert list(tmp_path.iterdir()) == []
 

@@ -63,7 +63,7 @@ SCHEMA = pa.schema([
 ])
 
 
-def _rows(outcomes: list[Outcome], minor_units: int) -> pd.DataFrame:
+def offer_rows(outcomes: list[Outcome], minor_units: int) -> pd.DataFrame:
     """One row per returned offer (its final rank after reservations), with the member's tier.
 
     ``net_value`` (the offer's priority: expected net value of the send) and ``send_cost`` are
@@ -198,7 +198,7 @@ def run(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], memb
             ids = wanted[lo:lo + chunk]
             outcomes = pipeline.decide_many(ids, req, [f"batch-{run_id}-{lo + i}" for i in range(len(ids))],
                                             [seed_for(seed, m) for m in ids])
-            frame = _rows(outcomes, setup.program.currency.minor_units)
+            frame = offer_rows(outcomes, setup.program.currency.minor_units)
             frame["model_version"], frame["as_of"], frame["channel"] = model.version, rfc3339(when), channel
             writer.write(frame)
             offers += len(frame)

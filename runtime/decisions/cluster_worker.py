@@ -124,7 +124,7 @@ def decide_partition(job: BatchJob, task: BatchTask) -> tuple[pd.DataFrame, int]
     """One task of ``offers batch``: its members' decisions as output rows (without the run's
     model version, moment and channel columns), and how many members it decided."""
     from models.policy import seed_for
-    from runtime.decisions.audience import _rows
+    from runtime.decisions.audience import offer_rows
     from runtime.decisions.materialize import materialize
     from runtime.decisions.model_holder import FixedModel
     from runtime.decisions.outcome import DecisionRequest
@@ -160,11 +160,11 @@ def decide_partition(job: BatchJob, task: BatchTask) -> tuple[pd.DataFrame, int]
         ids = [task.ids[i] for i in chunk.tolist()]
         outcomes = pipeline.decide_many(ids, req, [f"batch-{job.run_id}-{i}" for i in chunk.tolist()],
                                         [seed_for(job.seed, m) for m in ids])
-        frame = _rows(outcomes, setup.program.currency.minor_units)
+        frame = offer_rows(outcomes, setup.program.currency.minor_units)
         frame["_pos"] = frame["member_id"].map(dict(zip(ids, chunk.tolist(), strict=True)))
         frames.append(frame)
     if not frames:
-        return pd.DataFrame(columns=[c for c in _rows([], setup.program.currency.minor_units).columns]), 0
+        return pd.DataFrame(columns=[c for c in offer_rows([], setup.program.currency.minor_units).columns]), 0
     rows = pd.concat(frames, ignore_index=True).sort_values(["_pos", "rank"], kind="stable")
     return rows.drop(columns="_pos").reset_index(drop=True), sum(len(c) for c in task.chunks)
 
