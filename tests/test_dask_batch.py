@@ -19,6 +19,7 @@ environment for a budgeted program), so nothing is trained here. Partitions are 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from click.testing import CliRunner
 from offerdata import loader
 from offers_cli.main import cli
 from runtime.decisions.audience import run
-from runtime.decisions.cluster_batch import _write_parts, run_on_cluster
+from runtime.decisions.cluster_batch import run_on_cluster, write_parts
 from runtime.settings import settings_for
 from tests.conftest import free_port
 from tests.decisions_env import CHANNEL, CLOCK, FLASH, FLASH_BUDGET, DecisionEnv, build
@@ -81,9 +82,11 @@ def test_batch_on_the_cluster_decides_as_in_process(client: Any, syn_dir: Path, 
                                                     tmp_path: Path) -> None:
     members = tmp_path / "audience.csv"
     wanted = _audience(syn_dir, members)
-    local = run(syn_dir, trained_registry, members, tmp_path / "local.parquet", as_of="data", seed=3)
+    local = run(syn_dir, trained_registry, members, tmp_path / "local.parquet", as_of="data", seed=3,
+                decision_log=tmp_path / "local-log")
     remote = run_on_cluster(client, syn_dir, trained_registry, members, tmp_path / "remote.parquet",
-                            settings_for(), as_of="data", seed=3, partition_members=300)
+                            settings_for(), as_of="data", seed=3, partition_members=300,
+                            decision_log=tmp_path / "remote-log")
     assert (remote.members, remote.unknown, remote.offers) == (local.members, local.unknown, local.offers)
     assert local.unknown == 2000 and local.offers > 0
     a, b = pd.read_parquet(local.out), pd.read_parquet(remote.out)
@@ -91,6 +94,16 @@ def test_batch_on_the_cluster_decides_as_in_process(client: Any, syn_dir: Path, 
     assert set(b["member_id"]) & {f"stranger-{k}" for k in range(5)}, "cold starts get offers too"
     pd.testing.assert_frame_equal(_sorted(b), _sorted(a), check_exact=True)
     assert set(b["member_id"]) <= set(wanted)
+    # the workers log every decision, in segments of their own, as the in-process run does
+    logs = [_logged(tmp_path / name) for name in ("local-log", "remote-log")]
+    assert len(logs[0]) == len(wanted) and logs[1] == logs[0]
+    assert len(list((tmp_path / "remote-log").glob("decisions-*.ndjson"))) == 2, "one segment per worker"
+
+
+def _logged(directory: Path) -> list[tuple[str, tuple[str, ...], str]]:
+    """Each logged decision's member, shown offers and source, sorted (decision ids name the run)."""
+    lines = [json.loads(line) for f in directory.glob("decisions-*.ndjson") for line in f.read_text().splitlines()]
+    return sorted((d["member_id"], tuple(s["offer_id"] for s in d["shown"]), d["source"]) for d in lines)
 
 
 def test_partitioned_output_through_the_cli(client: Any, syn_dir: Path, trained_registry: Path, tmp_path: Path,
@@ -118,9 +131,9 @@ def _boom(_: int) -> None:
 
 
 def _frame(_: int) -> tuple[pd.DataFrame, int]:
-    from runtime.decisions.audience import _rows
+    from runtime.decisions.audience import offer_rows
 
-    return _rows([], 100), 0
+    return offer_rows([], 100), 0
 
 
 def test_a_failed_task_leaves_no_output(client: Any, tmp_path: Path) -> None:
@@ -130,7 +143,7 @@ def test_a_failed_task_leaves_no_output(client: Any, tmp_path: Path) -> None:
     good.result()
     bad = client.submit(_boom, 1, key="offers-batch-t-1", pure=False)
     with pytest.raises(RuntimeError, match="a worker failed"):
-        _write_parts(tmp_path / "out", "t", as_completed([good, bad]),
+        write_parts(tmp_path / "out", "t", as_completed([good, bad]),
                      {"model_version": "v", "as_of": "t", "channel": "email"}, None)
     assert list(tmp_path.iterdir()) == []
 

@@ -213,7 +213,7 @@ def run_on_cluster(client: Any, data_dir: str | os.PathLike[str], registry: str 
     offers = 0
     try:
         if directory:
-            offers = _write_parts(target, run_id, as_completed(futures), stamp, progress)
+            offers = write_parts(target, run_id, as_completed(futures), stamp, progress)
         else:
             offers = _write_file(target, iter(futures), stamp, progress)
     finally:
@@ -250,7 +250,7 @@ def _write_file(target: Path, futures: Iterator[Any], stamp: dict[str, str], pro
     return offers
 
 
-def _write_parts(target: Path, run_id: str, finished: Iterator[Any], stamp: dict[str, str],
+def write_parts(target: Path, run_id: str, finished: Iterator[Any], stamp: dict[str, str],
                  progress: Progress | None) -> int:
     """Each task's rows as ``part-NNNNN.parquet`` of a temporary directory, then renamed to ``target``
     (a previous directory there is replaced whole); a failure removes the temporary directory."""
