@@ -4,7 +4,7 @@ A model's artifact keeps a **reference** (``metadata.json``, key ``reference``):
 feature and for the calibrated score, the decile edges of the population the model was
 trained for and the share of that population in each bin, plus the share of missing values.
 The population is what serving scores: members x the offers valid at the training cut-off
-(:func:`training.drift_reference.reference_rows`), not the exposures the model was fit on.
+(:func:`training.design.reference_plan`), not the exposures the model was fit on.
 
 The **population stability index** of a sample against a reference is::
 

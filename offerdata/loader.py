@@ -166,7 +166,7 @@ def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabula
     With ``stable_baskets`` the codes are hashes of the basket ids instead, the ones a whole-table
     load with ``stable_baskets`` gives (what the online store keeps).
     """
-    members = _member_rows(data_dir, lo, hi)
+    members = member_rows(data_dir, lo, hi)
     ids = members["member_id"].astype(str).tolist()
     exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"], member_ids=ids)
     redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"],
@@ -188,7 +188,15 @@ def load_member_range(data_dir: str | os.PathLike[str], catalog: FeatureVocabula
                                read_points(data_dir, ids)).sorted_by_member()
 
 
-def _member_rows(data_dir: str | os.PathLike[str], lo: int, hi: int) -> pd.DataFrame:
+def member_count(data_dir: str | os.PathLike[str]) -> int:
+    """Rows of the members table, from the Parquet footer when there is one (nothing else is read)."""
+    path = table_path(data_dir, "members")
+    if path is not None and path.suffix == ".parquet":
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return len(read_table(data_dir, "members", columns=["member_id"]))
+
+
+def member_rows(data_dir: str | os.PathLike[str], lo: int, hi: int) -> pd.DataFrame:
     """Rows ``lo``..``hi``-1 of the members table (member_id, joined_at), reading only their row groups."""
     path = table_path(data_dir, "members")
     if path is None or path.suffix != ".parquet":

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import History
-from training.campaign_model import DAY, _blend, coupon_habits
+from training.campaign_model import DAY, CouponLines, _blend, coupon_habits
 
 T0 = 1_500_000_000  # the data's first purchase line
 
@@ -39,7 +39,7 @@ def test_coupon_habits_are_point_in_time_and_count_baskets_once() -> None:
     frame = pd.DataFrame({"m": [0, 1], "as_of": [as_of, as_of], "tenure_days": [200.0, 3.0],
                           "baskets_365d": [3.0, 1.0], "product_spend__sum": [600.0, 0.0],
                           "category_spend__sum": [900.0, 70.0]})
-    out = coupon_habits(frame, history)
+    out = coupon_habits(frame, CouponLines.of_history(history))
     # member a: two coupon baskets of three in 365 days; two coupon lines in 90 days over 90 observed days
     assert out.loc[0, "coupon_basket_share_365d"] == 2 / (3 + 1)
     assert out.loc[0, "coupon_lines_90d_rate"] == 2 / 90 * 30
@@ -56,7 +56,7 @@ def test_coupon_habits_use_only_the_history_before_the_data_start_cap() -> None:
     frame = pd.DataFrame({"m": [0, 1], "as_of": [as_of, as_of], "tenure_days": [400.0, np.nan],
                           "baskets_365d": [1.0, 0.0], "product_spend__sum": [140.0, 0.0],
                           "category_spend__sum": [0.0, 0.0]})
-    out = coupon_habits(frame, history)
+    out = coupon_habits(frame, CouponLines.of_history(history))
     assert out.loc[0, "coupon_lines_90d_rate"] == 1 / 14 * 30
     assert out.loc[0, "product_spend__sum_rate"] == 140 / 14 * 30
     assert out.loc[1, "coupon_lines_90d_rate"] == 0.0  # its only coupon line is after as_of

@@ -27,6 +27,7 @@ campaigns. Both numbers are in ``fit_and_evaluate``'s ``validation`` output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -97,11 +98,44 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in TREE_COLUMNS if c in frame.columns]
 
 
-def coupon_habits(frame: pd.DataFrame, history: History) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CouponLines:
+    """What :func:`coupon_habits` reads of the purchase lines, for every member.
+
+    ``line_key`` and ``basket_key`` are sorted ``member << 32 | time`` keys of the lines with a
+    coupon discount and of one such line per basket; ``start`` is the data's first purchase
+    time (None without lines). Members are indexed as the rows' ``m``. A partition's lines
+    can be built on its own (a basket belongs to one member) and concatenated.
+    """
+
+    line_key: np.ndarray
+    basket_key: np.ndarray
+    start: int | None
+
+    @classmethod
+    def of_history(cls, history: History, lo: int = 0) -> CouponLines:
+        """The coupon lines of ``history``, whose member 0 is member ``lo`` of the data set."""
+        coupon = history.line_coupon > 0
+        member = history.line_member[coupon].astype(np.int64) + lo
+        when, basket = history.line_time[coupon].astype(np.int64), history.line_basket[coupon]
+        _, first = np.unique(basket, return_index=True)  # one coupon line per basket (lines of a basket share its time)
+        return cls(np.sort(member << 32 | when), np.sort(member[first] << 32 | when[first]),
+                   int(history.line_time.min()) if len(history.line_time) else None)
+
+    @classmethod
+    def concat(cls, parts: list[CouponLines]) -> CouponLines:
+        """Several partitions' lines as one (keys re-sorted, the earliest start)."""
+        starts = [p.start for p in parts if p.start is not None]
+        return cls(np.sort(np.concatenate([p.line_key for p in parts] or [np.zeros(0, dtype=np.int64)])),
+                   np.sort(np.concatenate([p.basket_key for p in parts] or [np.zeros(0, dtype=np.int64)])),
+                   min(starts) if starts else None)
+
+
+def coupon_habits(frame: pd.DataFrame, lines: CouponLines) -> pd.DataFrame:
     """Point-in-time coupon habits and per-day rates for each group of :func:`campaign_frame`.
 
-    Reads only purchase lines strictly before the group's ``as_of``. ``history`` must index
-    members as ``frame["m"]`` does (the data set's full history). Adds:
+    Reads only purchase lines strictly before the group's ``as_of``. ``lines`` must index
+    members as ``frame["m"]`` does (the data set's member indices). Adds:
 
     * ``coupon_basket_share_365d``: baskets with a coupon discount in the last 365 days
       over ``baskets_365d + 1``;
@@ -116,18 +150,14 @@ def coupon_habits(frame: pd.DataFrame, history: History) -> pd.DataFrame:
     """
     m = frame["m"].to_numpy(dtype=np.int64)
     t = frame["as_of"].to_numpy(dtype=np.int64)
-    coupon = history.line_coupon > 0
-    member, when, basket = history.line_member[coupon], history.line_time[coupon], history.line_basket[coupon]
-    line_key = np.sort(member.astype(np.int64) << 32 | when.astype(np.int64))
-    _, first = np.unique(basket, return_index=True)  # one coupon line per basket (lines of a basket share its time)
-    basket_key = np.sort(member[first].astype(np.int64) << 32 | when[first].astype(np.int64))
+    line_key, basket_key = lines.line_key, lines.basket_key
 
     def count(keys: np.ndarray, days: int) -> np.ndarray:
         hi = np.searchsorted(keys, m << 32 | t, "left")
         lo = np.searchsorted(keys, m << 32 | np.maximum(t - days * DAY, 0), "left")
         return np.where(m >= 0, hi - lo, 0).astype(np.float64)
 
-    start = int(history.line_time.min()) if len(history.line_time) else int(t.min(initial=0))
+    start = lines.start if lines.start is not None else int(t.min(initial=0))
     in_data = np.clip((t - start) / DAY, 0, None)
     observed = np.clip(np.minimum(np.nan_to_num(frame["tenure_days"].to_numpy(dtype=np.float64)), in_data), 7, None)
     out = pd.DataFrame(index=frame.index)
@@ -176,20 +206,20 @@ def _blend(p_tree: np.ndarray, p_linear: np.ndarray) -> np.ndarray:
 
 
 def fit_and_evaluate(train_rows: pd.DataFrame, X_train: np.ndarray, test_rows: pd.DataFrame,
-                     X_test: np.ndarray, history: History | None = None) -> dict[str, Any]:
+                     X_test: np.ndarray, coupons: CouponLines | None = None) -> dict[str, Any]:
     """Fit on training groups (early stopping on the latest quarter), refit, evaluate on test groups.
 
-    With ``history`` (the data set's member histories, indexed like the rows' ``m``) the
+    With ``coupons`` (the data set's coupon lines, members indexed like the rows' ``m``) the
     score is the blend of the tree model and the coupon-habit logistic regression; without
     it, the tree model alone (``"blend": False`` in the result). ``validation`` holds the
     validation block's ROC-AUC of each part, fitted on the groups before the block.
     """
     train = campaign_frame(train_rows, X_train)
     test = campaign_frame(test_rows, X_test)
-    blend = history is not None and {"m", "as_of"} <= set(train.columns) and {"m", "as_of"} <= set(test.columns)
-    if blend and history is not None:
-        train = pd.concat([train, coupon_habits(train, history)], axis=1)
-        test = pd.concat([test, coupon_habits(test, history)], axis=1)
+    blend = coupons is not None and {"m", "as_of"} <= set(train.columns) and {"m", "as_of"} <= set(test.columns)
+    if blend and coupons is not None:
+        train = pd.concat([train, coupon_habits(train, coupons)], axis=1)
+        test = pd.concat([test, coupon_habits(test, coupons)], axis=1)
     cols = feature_columns(train)
     y = train["label"].to_numpy()
     val_start = train.loc[train["label"] == 1, "exposed_at"].quantile(0.75)

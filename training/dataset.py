@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def fingerprint(data_dir: str | os.PathLike[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def labelled_rows(exposures: pd.DataFrame, offers: pd.DataFrame, redemptions: pd.DataFrame,
+                  member_index: Callable[[pd.Series], np.ndarray], catalog: FeatureVocabulary) -> pd.DataFrame:
+    """Labelled exposures with their feature-row columns, in the order every builder uses.
+
+    ``member_index`` maps member ids to member indices (``m``). Rows are sorted by exposure
+    time, member and offer index (:data:`training.design.ORDER`), an order that does not depend
+    on how the tables were read or split into partitions.
+    """
+    labelled = label_exposures(exposures, offers, redemptions)
+    labelled["as_of"] = to_seconds(labelled["exposed_at"])
+    labelled["m"] = member_index(labelled["member_id"])
+    labelled["o"] = catalog.offer_index(labelled["offer_id"])
+    labelled["ch"] = channel_codes(labelled["channel"])
+    return labelled.sort_values(["exposed_at", "m", "o"], kind="stable").reset_index(drop=True)
+
+
 def label_exposures(exposures: pd.DataFrame, offers: pd.DataFrame, redemptions: pd.DataFrame) -> pd.DataFrame:
     """First exposure per (member, offer), labelled by a redemption inside the validity window.
 
@@ -84,9 +101,5 @@ def load_dataset(data_dir: str | os.PathLike[str], validate: bool = True) -> Dat
     history, exposures, redemptions = load_history(data_dir, catalog)
     history = history.sorted_by_member()  # once, so feature partitions are slices
     offers = read_table(data_dir, "offers", columns=["offer_id", "campaign_id", "starts_at", "ends_at"])
-    labelled = label_exposures(exposures, offers, redemptions)
-    labelled["as_of"] = to_seconds(labelled["exposed_at"])
-    labelled["m"] = history.member_index(labelled["member_id"])
-    labelled["o"] = catalog.offer_index(labelled["offer_id"])
-    labelled["ch"] = channel_codes(labelled["channel"])
+    labelled = labelled_rows(exposures, offers, redemptions, history.member_index, catalog)
     return Dataset(Path(data_dir), catalog, history, labelled, fingerprint(data_dir))

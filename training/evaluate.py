@@ -9,6 +9,7 @@ import pandas as pd
 
 from models.model import PropensityModel
 from models.registry import Registry
+from training.baselines import Redemptions
 from training.dataset import load_dataset
 from training.train import TrainingError, evaluate_rows, feature_matrix, sample_test_members, split
 
@@ -27,7 +28,7 @@ def evaluate_version(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     test = sample_test_members(test)
     if test["label"].sum() == 0:
         raise TrainingError(f"no redemptions among exposures from {cut.date()}: nothing to evaluate")
-    metrics = evaluate_rows(ds, test, feature_matrix(ds, test, model.program, client=client), model,
-                           bootstrap_reps)
+    X = feature_matrix(ds, test, model.program, client=client)
+    metrics = evaluate_rows(ds.catalog, Redemptions.of_history(ds.history), test, X, model, bootstrap_reps)
     metrics.update({"version": model.version, "train_end": str(cut.date())})
     return metrics

@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from models.errors import OffersError
-from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, compute_features
+from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, FeatureVocabulary, compute_features
 from models.model import (
     MEMBER_MODEL_FEATURES,
     Calibration,
@@ -50,16 +50,28 @@ from models.model import (
 from models.program import Program, ProgramConfigError, load_program
 from models.registry import Registry
 from offerdata.loader import PARTITION_MEMBERS  # the partition size lives with the loader
-from training.baselines import baseline_scores
+from training.baselines import Redemptions, baseline_scores
 from training.dataset import Dataset, load_dataset
+from training.design import (  # noqa: F401 - the sampling limits and samplers, re-exported
+    MAX_TEST_ROWS,
+    MAX_TRAIN_ROWS,
+    Design,
+    check_cut,
+    check_positives,
+    cut_from_days,
+    day_counts,
+    design_from_dataset,
+    exposure_days,
+    sample_test_members,
+    sample_training_rows,
+    split_rows,
+)
 from training.drift_reference import model_reference
 from training.metrics import pooled as pooled_metrics
 from training.metrics import ranking, summarize
 from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
 from training.threads import fit_threads
 
-MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
-MAX_TEST_ROWS = 2_000_000   # above this, the test block is a sample of members (groups stay whole)
 REFIT_ROUNDS_FACTOR = 1.15  # the refit sees about a third more rows than the early-stopped fit
 SEARCH_ROWS = 1_000_000     # candidate fits (model selection) use at most this many training rows
 #: Above this many rows LightGBM's "advanced" monotone method costs minutes per fit; "intermediate"
@@ -132,8 +144,8 @@ def feature_matrix(ds: Dataset, rows: pd.DataFrame, program: Program | None = No
 
 
 def default_train_end(ds: Dataset) -> pd.Timestamp:
-    """The exposure-time 75th percentile, floored to a day: a quarter of exposures for testing."""
-    return pd.Timestamp(ds.exposures["exposed_at"].quantile(0.75)).floor("D")
+    """The day of the lower 75th-percentile exposure time: a quarter of exposures for testing."""
+    return cut_from_days(day_counts(exposure_days(ds.exposures["exposed_at"])))
 
 
 def split(ds: Dataset, train_end: pd.Timestamp, censor_labels: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -142,46 +154,10 @@ def split(ds: Dataset, train_end: pd.Timestamp, censor_labels: bool = False) -> 
     With ``censor_labels`` a training row counts as redeemed only if the redemption came
     before ``train_end``, as a model trained on that day would have seen it.
     """
-    exp = ds.exposures
-    if not ds.first_exposure < train_end <= ds.last_exposure:
-        raise TrainingError(f"--train-end {train_end.date()} lies outside the data's exposures "
-                            f"({ds.first_exposure.date()} to {ds.last_exposure.date()})")
-    train = exp[exp["exposed_at"] < train_end].copy()
-    if censor_labels:
-        train["label"] = (train["label"].astype(bool) & (train["redeemed_at"] < train_end)).astype(np.int8)
-    test = exp[exp["exposed_at"] >= train_end].copy()
-    if train["label"].sum() < 20:
-        raise TrainingError(f"only {int(train['label'].sum())} redemptions before {train_end.date()}: "
-                            "too few to train; choose a later --train-end")
-    return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-def sample_training_rows(train: pd.DataFrame, limit: int = MAX_TRAIN_ROWS, seed: int = 0) -> pd.DataFrame:
-    """Every positive and a uniform sample of negatives, weighted by the inverse sampling rate.
-
-    Keeps the fitted probabilities unbiased (the weights restore the base rate) while
-    bounding the feature matrix; below ``limit`` rows nothing is sampled (weight 1).
-    """
-    train = train.copy()
-    train["weight"] = 1.0
-    positives = train["label"] == 1
-    n_neg = int((~positives).sum())
-    if len(train) <= limit or n_neg == 0:
-        return train
-    rate = max(limit - int(positives.sum()), 1) / n_neg
-    keep = positives | (np.random.default_rng(seed).random(len(train)) < rate)
-    train = train[keep].copy()
-    train.loc[train["label"] == 0, "weight"] = 1.0 / rate
-    return train.reset_index(drop=True)
-
-
-def sample_test_members(test: pd.DataFrame, limit: int = MAX_TEST_ROWS) -> pd.DataFrame:
-    """The test rows of a hash-chosen share of members, so at most about ``limit`` rows remain."""
-    if len(test) <= limit:
-        return test
-    share = limit / len(test)
-    bucket = pd.util.hash_array(test["member_id"].to_numpy(dtype=object)) % 10_000
-    return test[bucket < int(share * 10_000)].reset_index(drop=True)
+    check_cut(train_end, ds.first_exposure, ds.last_exposure)
+    train, test = split_rows(ds.exposures, train_end, censor_labels)
+    check_positives(int(train["label"].sum()), train_end)
+    return train, test
 
 
 def _groups(rows: pd.DataFrame) -> np.ndarray:
@@ -373,7 +349,7 @@ def _floor_candidates(folds: list[Fold], X: np.ndarray, y: np.ndarray, groups: n
     return out
 
 
-def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
+def fit_propensity(train: pd.DataFrame, X: np.ndarray,
                    progress: bool = False) -> tuple[PropensityModel, dict[str, Any]]:
     """Fit the candidates on expanding-window folds, select, calibrate on the latest block, refit.
 
@@ -424,16 +400,18 @@ def fit_propensity(ds: Dataset, train: pd.DataFrame, X: np.ndarray,
     return PropensityModel(booster=booster, calibration=served, member_booster=member), selection
 
 
-def evaluate_rows(ds: Dataset, rows: pd.DataFrame, X: np.ndarray, model: PropensityModel,
-                  bootstrap_reps: int = 200) -> dict[str, Any]:
-    """Model and baselines on the same rows, plus the household x campaign view of the model."""
+def evaluate_rows(catalog: FeatureVocabulary, redemptions: Redemptions, rows: pd.DataFrame, X: np.ndarray,
+                  model: PropensityModel, bootstrap_reps: int = 200) -> dict[str, Any]:
+    """Model and baselines on the same rows, plus the household x campaign view of the model.
+
+    ``redemptions`` are every member's (the popularity baseline counts them across members)."""
     y = rows["label"].to_numpy()
     groups = _groups(rows)
     members = rows["member_id"].to_numpy()
     p = model.predict(X)
     out: dict[str, Any] = {"rows": len(rows), "positives": int(y.sum()),
                            "model": summarize(y, p, groups, members, True, bootstrap_reps)}
-    for name, score in baseline_scores(ds, rows, X).items():
+    for name, score in baseline_scores(catalog, redemptions, rows, X).items():
         out[name] = summarize(y, score, groups, members, False, bootstrap_reps)
     # household x campaign: did the member redeem anything from the campaign?
     frame = pd.DataFrame({"g": groups, "y": y, "lp": np.log1p(-np.clip(p, 0, 1 - 1e-9))})
@@ -477,48 +455,51 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     """Train, evaluate and register a propensity model; return its version and metrics.
 
     ``promote=None`` promotes the new version to champion only when there is no champion yet.
-    With a ``distributed.Client``, the training and test feature matrices are computed on its
-    cluster (:mod:`training.distributed`); the rows, the fit and everything else stay here,
-    so the registered model is the one the in-process run gives.
+    With a ``distributed.Client``, the design (labelled rows, samples, features) is built on its
+    cluster and this process never loads a history (:mod:`training.cluster_design`); the fit,
+    evaluation and registration stay here, on the bounded sample, and the registered model is
+    the one the in-process run gives.
     """
     import time
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
     program, program_text = read_program(config)
-    ds = load_dataset(data_dir)
-    timings["load"] = time.perf_counter() - started
-    cut = default_train_end(ds) if train_end is None else pd.Timestamp(train_end)
-    train, test = split(ds, cut, censor_labels)
-    n_train_all, n_test_all = len(train), len(test)
-    train, test = sample_training_rows(train), sample_test_members(test)
+    if client is None:
+        ds = load_dataset(data_dir)
+        timings["load"] = time.perf_counter() - started
+        design = design_from_dataset(ds, train_end, censor_labels, program, progress)
+    else:
+        from training.cluster_design import cluster_design
+
+        design = cluster_design(client, data_dir, train_end, censor_labels, program, progress)
+    timings.update(design.timings)
+    cut, train, test, X_train, X_test = design.cut, design.train, design.test, design.X_train, design.X_test
+    n_train_all, n_test_all = design.n_train_all, design.n_test_all
     t0 = time.perf_counter()
-    X_train = feature_matrix(ds, train, program, progress, client)
-    X_test = feature_matrix(ds, test, program, progress, client)
-    timings["features"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model, selection = fit_propensity(ds, train, X_train, progress)
+    model, selection = fit_propensity(train, X_train, progress)
     model.program, model.program_text = program, program_text
     timings["fit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics = evaluate_rows(ds, test, X_test, model, bootstrap_reps) if len(test) and test["label"].sum() else {}
-    if metrics and len(train) == n_train_all:  # group-level rows need unsampled training groups
+    metrics = (evaluate_rows(design.catalog, design.redemptions, test, X_test, model, bootstrap_reps)
+               if len(test) and test["label"].sum() else {})
+    if metrics and design.coupons is not None:  # group-level rows need unsampled training groups
         from training.campaign_model import fit_and_evaluate
 
-        metrics["member_campaign_model"] = fit_and_evaluate(train, X_train, test, X_test, history=ds.history)
+        metrics["member_campaign_model"] = fit_and_evaluate(train, X_train, test, X_test, coupons=design.coupons)
     timings["evaluate"] = time.perf_counter() - t0
     metrics["selection"] = selection
     heads = headline(metrics)
     t0 = time.perf_counter()
-    reference = model_reference(ds, cut, model, X_test, lambda rows: feature_matrix(ds, rows, program))
+    reference = model_reference(cut, model, design.X_reference, X_test)
     timings["reference"] = time.perf_counter() - t0
     model.metadata = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "train_end": str(cut.date()),
         "censor_labels": censor_labels,
-        "training_window": [str(ds.first_exposure), str(cut)],
+        "training_window": [str(design.first_exposure), str(cut)],
         "data_dir": str(Path(data_dir).resolve()),
-        "data_fingerprint": ds.fingerprint,
+        "data_fingerprint": design.fingerprint,
         "program_config_sha256": hashlib.sha256(program_text.encode()).hexdigest() if program_text else None,
         "program_name": program.name if program is not None else None,
         "rows": {"train": len(train), "test": len(test), "train_positives": int(train["label"].sum()),
