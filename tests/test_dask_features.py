@@ -117,15 +117,22 @@ def test_cli_train_on_two_workers_registers_the_in_process_model(syn_dir: Path, 
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """``offers train --workers 2`` registers the model the in-process run registers.
 
-    The features are identical and everything after them (sampling, folds, LightGBM with a
-    fixed seed, calibration) runs on the client as before, so the trees and the predictions
-    are the same. One variant makes both runs use LightGBM's ``intermediate`` monotone
-    method (the one used above 500k rows), the other runs the shipped settings. Both train
-    twice and are slow: on one thread (tests/conftest.py) the two methods cost about the same
-    here (84 s and 85 s on a busy machine).
+    On the cluster the design (labels, samples, features) is built by the workers in 7
+    partitions of 300 members (``training.cluster_design``), and equals the in-process design;
+    everything after it (folds, LightGBM with a fixed seed, calibration) runs on the client,
+    so the trees and the predictions are the same. One variant makes both runs use LightGBM's
+    ``intermediate`` monotone method (the one used above 500k rows) and samples the training
+    negatives and the test members, as above 2M rows; the other runs the shipped settings
+    unsampled. Both train twice and are slow: on one thread (tests/conftest.py) the two
+    methods cost about the same here (84 s and 85 s on a busy machine).
     """
+    from training import cluster_design, design
+
+    monkeypatch.setattr(cluster_design, "PARTITION_MEMBERS", 300)
     if not shipped_fit:
         monkeypatch.setattr(train_module, "ADVANCED_MONOTONE_ROWS", 0)
+        monkeypatch.setattr(design, "MAX_TRAIN_ROWS", 20_000)
+        monkeypatch.setattr(design, "MAX_TEST_ROWS", 12_000)
     runner = CliRunner()
     local, remote = tmp_path / "local", tmp_path / "remote"
     for registry, extra in ((local, []), (remote, ["--workers", "2"])):
@@ -136,6 +143,9 @@ def test_cli_train_on_two_workers_registers_the_in_process_model(syn_dir: Path, 
     assert np.array_equal(_predictions(remote, X), _predictions(local, X))
     meta = [json.loads((Registry(r).path("champion") / "metadata.json").read_text()) for r in (local, remote)]
     assert meta[0]["headline_metrics"] == meta[1]["headline_metrics"]
+    assert meta[0]["rows"] == meta[1]["rows"]
+    assert (meta[0]["rows"]["train"] < meta[0]["rows"]["train_before_sampling"]) is (not shipped_fit)
+    assert meta[0]["reference"] == meta[1]["reference"]
     assert meta[0]["variant"] == meta[1]["variant"]
     models = [(Registry(r).path("champion") / "model.txt").read_text() for r in (local, remote)]
     assert models[0] == models[1]

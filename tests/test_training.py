@@ -174,11 +174,19 @@ def test_api_refuses_unknown_config_and_unknown_versions(tmp_path: Path, syn_dir
 
 
 def test_negative_sampling_keeps_positives_and_restores_the_base_rate() -> None:
+    from training.design import apply_training_rate, training_rate
     from training.train import sample_test_members, sample_training_rows
 
     rng = pd.Series(range(100_000))
-    rows = pd.DataFrame({"label": (rng % 50 == 0).astype("int8"), "member_id": (rng // 20).astype(str)})
+    rows = pd.DataFrame({"label": (rng % 50 == 0).astype("int8"), "member_id": (rng // 20).astype(str),
+                         "offer_id": (rng % 20).astype(str)})
     sampled = sample_training_rows(rows, limit=20_000, seed=3)
+    # each row's draw is its own: sampling two halves at the whole's rate keeps the same rows
+    rate = training_rate(len(rows), int(rows["label"].sum()), 20_000)
+    halves = pd.concat([apply_training_rate(rows.iloc[:40_000], rate, 3), apply_training_rate(rows.iloc[40_000:], rate, 3)],
+                       ignore_index=True)
+    pd.testing.assert_frame_equal(halves, sampled)
+    assert not sample_training_rows(rows, limit=20_000, seed=4).equals(sampled)
     assert len(sampled) < 25_000
     assert sampled["label"].sum() == rows["label"].sum()
     weighted_negatives = sampled.loc[sampled["label"] == 0, "weight"].sum()
@@ -211,7 +219,7 @@ def test_bootstrap_auc_table_equals_the_pass_over_rows(monkeypatch: pytest.Monke
 def test_popularity_baseline_counts_overlapping_redemptions_strictly_before(syn_dir: Path) -> None:
     """The popularity baseline equals its definition, evaluated row by row on continuous-time data."""
     from models.features.definitions import vocabulary_index
-    from training.baselines import popularity
+    from training.baselines import Redemptions, popularity
     from training.dataset import load_dataset
 
     ds = load_dataset(syn_dir, validate=False)
@@ -221,4 +229,4 @@ def test_popularity_baseline_counts_overlapping_redemptions_strictly_before(syn_
     expected = [overlap[o, hist.red_offer[valid & (hist.red_time < t)]].sum()
                 for o, t in zip(rows["o"].to_numpy(), rows["as_of"].to_numpy(), strict=True)]
     assert rows["as_of"].nunique() > 100
-    np.testing.assert_array_equal(popularity(ds, rows), expected)
+    np.testing.assert_array_equal(popularity(ds.catalog, Redemptions.of_history(hist), rows), expected)
