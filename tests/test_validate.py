@@ -180,3 +180,25 @@ def test_cli_as_a_process(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "offers_cli.main", "data", "validate", str(tmp_path / "x")],
                              capture_output=True, text=True, check=False)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_duckdb_memory_is_capped_and_a_bad_cap_is_a_clear_error(syn_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``OFFERS_DUCKDB_MEMORY`` caps the validation's DuckDB (it spills to disk beyond it); a value
+    DuckDB cannot read is named, on the CLI with a non-zero exit."""
+    import duckdb
+
+    from offerdata.validate import bound_memory
+
+    con = duckdb.connect(":memory:")
+    monkeypatch.setenv("OFFERS_DUCKDB_MEMORY", "200MB")
+    bound_memory(con, str(tmp_path))
+    limit, spill = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert limit.replace(" ", "").upper().startswith(("190", "200")) and spill == str(tmp_path)
+    assert validate(syn_dir).ok  # the 2,000-member program validates within the cap
+    monkeypatch.setenv("OFFERS_DUCKDB_MEMORY", "lots")
+    with pytest.raises(DataDirError, match="OFFERS_DUCKDB_MEMORY='lots'"):
+        validate(syn_dir)
+    proc = subprocess.run([sys.executable, "-m", "offers_cli.main", "data", "validate", str(syn_dir)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "OFFERS_DUCKDB_MEMORY='lots'" in proc.stderr and "Traceback" not in proc.stderr
