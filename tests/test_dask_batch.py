@@ -148,10 +148,9 @@ def test_a_failed_task_leaves_no_output(client: Any, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.redis
-def test_a_budget_holds_across_partitions_in_redis(client: Any, budget_env: DecisionEnv, tmp_path: Path,
-                                                   redis_client: Any, redis_url: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def _budgeted_batch(client: Any, budget_env: DecisionEnv, tmp_path: Path, redis_url: str,
+                    monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Path, pd.DataFrame]:
+    """``offers batch`` of every member on the cluster, 100-member partitions, counting budgets at ``redis_url``."""
     monkeypatch.setattr(loader, "PARTITION_MEMBERS", 100)
     monkeypatch.setenv("REDIS_URL", redis_url)
     members = [str(m) for m in pd.read_parquet(budget_env.data / "members.parquet")["member_id"]]
@@ -161,13 +160,21 @@ def test_a_budget_holds_across_partitions_in_redis(client: Any, budget_env: Deci
     args = ["batch", "--registry", str(budget_env.registry), "--data", str(budget_env.data), "--members",
             str(audience), "--out", str(out), "--program", str(budget_env.program), "--as-of", CLOCK,
             "--channel", CHANNEL, "--scheduler", client.scheduler.address]
-    redis_client.set("ofr:unrelated", b"kept", ex=600)
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out)
     flashes = frame[frame["offer_id"] == FLASH]
     assert len(flashes) == FLASH_BUDGET and flashes["member_id"].is_unique
     assert frame["member_id"].nunique() > 500, "every partition decided"
+    return args, out, frame
+
+
+@pytest.mark.redis
+def test_a_budget_holds_across_partitions_in_redis(client: Any, budget_env: DecisionEnv, tmp_path: Path,
+                                                   redis_client: Any, redis_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_client.set("ofr:unrelated", b"kept", ex=600)
+    args, out, _ = _budgeted_batch(client, budget_env, tmp_path, redis_url, monkeypatch)
     # the run counted in its own keys, deleted at the end; the online store was not touched
     assert redis_client.keys("*") == [b"ofr:unrelated"]
 
@@ -177,6 +184,25 @@ def test_a_budget_holds_across_partitions_in_redis(client: Any, budget_env: Deci
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 1 and "set REDIS_URL" in refused.output and "Traceback" not in refused.output
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_budget_holds_across_partitions_on_a_redis_cluster(client: Any, budget_env: DecisionEnv, tmp_path: Path,
+                                                             redis_cluster: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same batch against a real 3-master Redis Cluster: the budget's counters share one slot
+    (``{budgets}``), every partition's worker reserves through it, and exactly K are issued."""
+    from redis.cluster import RedisCluster
+
+    _budgeted_batch(client, budget_env, tmp_path, redis_cluster.url, monkeypatch)
+    from tests.redis_cluster import PORTS
+
+    nodes = RedisCluster(host="127.0.0.1", port=PORTS[0])
+    try:
+        left = [k for k in nodes.keys(target_nodes=RedisCluster.PRIMARIES) if k.startswith(b"ofrb")]
+    finally:
+        nodes.close()
+    assert left == [], "the run's own budget keys are deleted at the end"
 
 
 def _dump(redis_client: Any) -> dict[bytes, tuple[bytes, Any, int]]:
