@@ -24,7 +24,7 @@ from offerdata.directory import default_program
 from training import cluster_design, design
 from training.dataset import Dataset, load_dataset
 from training.design import Design, design_from_dataset
-from training.train import TrainingError, read_program
+from training.train import TrainingError, feature_matrix, read_program
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,10 @@ def syn_ds(syn_dir: Path) -> Dataset:
 @pytest.fixture
 def small_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_design, "PARTITION_MEMBERS", 300)
+
+
+def _in_process(ds: Dataset, train_end: str | None, censor: bool, program: Any) -> Design:
+    return design_from_dataset(ds, train_end, censor, lambda rows, shown=False: feature_matrix(ds, rows, program))
 
 
 def _assert_same(local: Design, remote: Design) -> None:
@@ -82,7 +86,7 @@ def test_cluster_design_equals_the_in_process_design(client: object, syn_ds: Dat
                                                      small_partitions: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Default cut-off, no sampling: rows, features, reference and coupon lines all equal."""
     program, _ = read_program(default_program(syn_dir))
-    local = design_from_dataset(syn_ds, None, False, program)
+    local = _in_process(syn_ds, None, False, program)
     _no_whole_history(monkeypatch)
     remote = cluster_design.cluster_design(client, syn_dir, None, False, program)
     assert local.coupons is not None and len(local.coupons.line_key)
@@ -94,10 +98,10 @@ def test_cluster_design_samples_the_rows_the_in_process_design_samples(
         client: object, syn_ds: Dataset, syn_dir: Path, small_partitions: None,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Negatives and test members sampled at the global rate, labels censored at a given cut-off."""
-    local_full = design_from_dataset(syn_ds, "2025-09-01", True, None)
+    local_full = _in_process(syn_ds, "2025-09-01", True, None)
     monkeypatch.setattr(design, "MAX_TRAIN_ROWS", len(local_full.train) // 3)
     monkeypatch.setattr(design, "MAX_TEST_ROWS", len(local_full.test) // 2)
-    local = design_from_dataset(syn_ds, "2025-09-01", True, None)
+    local = _in_process(syn_ds, "2025-09-01", True, None)
     _no_whole_history(monkeypatch)
     remote = cluster_design.cluster_design(client, syn_dir, "2025-09-01", True, None)
     # sampled: every positive kept, negatives weighted back up, whole test members, no coupon lines

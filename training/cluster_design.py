@@ -57,6 +57,7 @@ from training.design import (
     training_rate,
 )
 from training.distributed import worker_catalog
+from training.errors import TrainingError
 
 #: Members per task; read when the design is built, so a test can make partitions small.
 PARTITION_MEMBERS = loader.PARTITION_MEMBERS
@@ -180,7 +181,6 @@ def cluster_design(client: Any, data_dir: str | os.PathLike[str], train_end: str
     """:func:`training.design.design_from_dataset`'s design, built on the cluster ``client`` is connected to."""
     from offerdata.loader import load_catalog
     from offerdata.validate import require_valid
-    from training.train import TrainingError
 
     started = time.perf_counter()
     require_valid(data_dir)

@@ -23,8 +23,8 @@ the members are split:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from models.features import FEATURE_NAMES, FeatureVocabulary, History, to_second
 from training.baselines import Redemptions
 from training.campaign_model import CouponLines
 from training.dataset import Dataset
+from training.errors import TrainingError
 
 MAX_TRAIN_ROWS = 2_000_000  # above this, negatives are down-sampled (and weighted back up)
 MAX_TEST_ROWS = 2_000_000   # above this, the test block is a sample of members (groups stay whole)
@@ -102,8 +103,6 @@ def canonical_order(rows: pd.DataFrame) -> pd.DataFrame:
 
 def check_cut(cut: pd.Timestamp, first: pd.Timestamp, last: pd.Timestamp) -> None:
     """Refuse a cut-off that leaves no training or no test exposure."""
-    from training.train import TrainingError
-
     if not first < cut <= last:
         raise TrainingError(f"--train-end {cut.date()} lies outside the data's exposures "
                             f"({first.date()} to {last.date()})")
@@ -111,8 +110,6 @@ def check_cut(cut: pd.Timestamp, first: pd.Timestamp, last: pd.Timestamp) -> Non
 
 def check_positives(positives: int, cut: pd.Timestamp) -> None:
     """Refuse a cut-off with too few training redemptions to fit anything."""
-    from training.train import TrainingError
-
     if positives < 20:
         raise TrainingError(f"only {positives} redemptions before {cut.date()}: too few to train; "
                             "choose a later --train-end")
@@ -257,11 +254,13 @@ def coupon_lines(history: History, lo: int = 0) -> CouponLines:
 
 
 def design_from_dataset(ds: Dataset, train_end: str | pd.Timestamp | None, censor_labels: bool,
-                        program: Any, progress: bool = False) -> Design:
-    """The design in-process, from the whole history in memory."""
-    import time
+                        features: Callable[..., np.ndarray]) -> Design:
+    """The design in-process, from the whole history in memory.
 
-    from training.train import feature_matrix
+    ``features(rows, shown=False)`` computes a feature matrix for ``rows`` of ``ds``
+    (:func:`training.train.feature_matrix` with the program; ``shown``: with a progress bar).
+    """
+    import time
 
     timings: dict[str, float] = {}
     exposures = ds.exposures
@@ -273,13 +272,13 @@ def design_from_dataset(ds: Dataset, train_end: str | pd.Timestamp | None, censo
     n_train_all, n_test_all = len(train), len(test)
     train, test = sample_training_rows(train), sample_test_members(test)
     t0 = time.perf_counter()
-    X_train = feature_matrix(ds, train, program, progress)
-    X_test = feature_matrix(ds, test, program, progress)
+    X_train = features(train, shown=True)
+    X_test = features(test, shown=True)
     plan = reference_plan(ds.catalog, cut, int((ds.history.joined_at <= _seconds(cut)).sum()),
                           channel_counts(exposures["ch"].to_numpy()))
     X_reference = None
     if plan is not None:
-        X_reference = feature_matrix(ds, plan.rows(joined_by(ds.history.joined_at, plan.at)[plan.ranks]), program)
+        X_reference = features(plan.rows(joined_by(ds.history.joined_at, plan.at)[plan.ranks]))
     timings["features"] = time.perf_counter() - t0
     coupons = coupon_lines(ds.history) if len(train) == n_train_all else None
     return Design(ds.catalog, ds.fingerprint, cut, ds.first_exposure, ds.last_exposure, train, test, X_train, X_test,

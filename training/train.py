@@ -37,7 +37,6 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
-from models.errors import OffersError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES, FeatureVocabulary, compute_features
 from models.model import (
     MEMBER_MODEL_FEATURES,
@@ -67,6 +66,7 @@ from training.design import (  # noqa: F401 - the sampling limits and samplers, 
     split_rows,
 )
 from training.drift_reference import model_reference
+from training.errors import TrainingError
 from training.metrics import pooled as pooled_metrics
 from training.metrics import ranking, summarize
 from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
@@ -96,10 +96,6 @@ BASE_PARAMS: dict[str, Any] = {
     "min_sum_hessian_in_leaf": 1.0, "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1,
     "lambda_l2": 10.0, "verbose": -1, "seed": 1,
 }
-
-
-class TrainingError(OffersError):
-    """Training cannot proceed on this input (bad cut-off, no positives, ...)."""
 
 
 @dataclass
@@ -468,7 +464,8 @@ def train_propensity(data_dir: str | os.PathLike[str], registry: str | os.PathLi
     if client is None:
         ds = load_dataset(data_dir)
         timings["load"] = time.perf_counter() - started
-        design = design_from_dataset(ds, train_end, censor_labels, program, progress)
+        design = design_from_dataset(ds, train_end, censor_labels,
+                                     lambda rows, shown=False: feature_matrix(ds, rows, program, progress and shown))
     else:
         from training.cluster_design import cluster_design
 
