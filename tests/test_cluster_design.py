@@ -26,6 +26,8 @@ from training.dataset import Dataset, load_dataset
 from training.design import Design, design_from_dataset
 from training.train import TrainingError, feature_matrix, read_program
 
+pytestmark = pytest.mark.slow  # a LocalCluster and three whole designs: about a minute
+
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[object]:
