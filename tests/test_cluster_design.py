@@ -116,3 +116,18 @@ def test_cluster_design_samples_the_rows_the_in_process_design_samples(
 def test_cluster_design_refuses_what_in_process_refuses(client: object, syn_dir: Path) -> None:
     with pytest.raises(TrainingError, match="lies outside the data's exposures"):
         cluster_design.cluster_design(client, syn_dir, "2001-01-01", False, None)
+
+
+def test_evaluate_on_the_cluster_gives_the_in_process_metrics(client: object, syn_dir: Path, trained_registry: Path,
+                                                              small_partitions: None,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``offers evaluate`` on the cluster: the test rows sampled (whole members) and featurised by
+    the workers, the client loading no history, the metrics those of the in-process run."""
+    from training.evaluate import evaluate_version
+
+    monkeypatch.setattr(design, "MAX_TEST_ROWS", 8_000)
+    local = evaluate_version(syn_dir, trained_registry, bootstrap_reps=0)
+    _no_whole_history(monkeypatch)
+    remote = evaluate_version(syn_dir, trained_registry, bootstrap_reps=0, client=client)
+    assert 0 < local["rows"] < 12_000 and local["positives"] > 0
+    assert remote == local

@@ -99,6 +99,7 @@ class DesignTask:
     channels: np.ndarray
     plan: ReferencePlan | None
     coupons: bool
+    train: bool = True
 
 
 @dataclass
@@ -160,6 +161,8 @@ def design_partition(data_dir: str, fingerprint: str, lo: int, hi: int, task: De
     members, rows, _ = partition_rows(data_dir, fingerprint, lo, hi)
     train, test = split_rows(rows, task.cut, task.censor_labels)
     train, test = apply_training_rate(train, task.rate), apply_test_share(test, task.share)
+    if not task.train:
+        train = train.iloc[0:0]
     history = loader.load_member_range(data_dir, catalog, lo, hi)
 
     def features(frame: pd.DataFrame) -> np.ndarray:
@@ -177,8 +180,12 @@ def design_partition(data_dir: str, fingerprint: str, lo: int, hi: int, task: De
 
 
 def cluster_design(client: Any, data_dir: str | os.PathLike[str], train_end: str | pd.Timestamp | None,
-                   censor_labels: bool, program: Any, progress: bool = False) -> Design:
-    """:func:`training.design.design_from_dataset`'s design, built on the cluster ``client`` is connected to."""
+                   censor_labels: bool, program: Any, progress: bool = False, with_training: bool = True) -> Design:
+    """:func:`training.design.design_from_dataset`'s design, built on the cluster ``client`` is connected to.
+
+    ``with_training=False`` (``offers evaluate``): only the test rows, their features and the redemptions;
+    no training rows, drift reference or coupon lines are computed or returned.
+    """
     from offerdata.loader import load_catalog
     from offerdata.validate import require_valid
 
@@ -203,22 +210,25 @@ def cluster_design(client: Any, data_dir: str | os.PathLike[str], train_end: str
     check_positives(positives, cut)
     rate, share = training_rate(n_train, positives), test_share(n_test)
     joined = np.array([c.joined for c in counts], dtype=np.int64)
-    plan = reference_plan(catalog, cut, int(joined.sum()), np.sum([s.channels for s in surveys], axis=0))
+    plan = reference_plan(catalog, cut, int(joined.sum()), np.sum([s.channels for s in surveys], axis=0)) \
+        if with_training else None
     loaded = time.perf_counter()
-    tasks = _design_tasks(cut, censor_labels, rate, share, plan, joined, coupons=rate is None)
+    tasks = _design_tasks(cut, censor_labels, rate, share, plan, joined, coupons=with_training and rate is None,
+                          train=with_training)
     blocks: list[Block] = _run(client, "design", design_partition, path, fingerprint, bounds, (), progress,
                                per_task=[(t, program) for t in tasks])
     train, X_train = _assemble([b.train for b in blocks], [b.X_train for b in blocks])
     test, X_test = _assemble([b.test for b in blocks], [b.X_test for b in blocks])
     X_reference = np.concatenate([b.X_reference for b in blocks]) if plan is not None else None
-    coupons = CouponLines.concat([b.coupons for b in blocks if b.coupons is not None]) if rate is None else None
+    coupons = CouponLines.concat([b.coupons for b in blocks if b.coupons is not None]) \
+        if with_training and rate is None else None
     timings = {"load": loaded - started, "features": time.perf_counter() - loaded}
     return Design(catalog, fingerprint, cut, pd.Timestamp(first), pd.Timestamp(last), train, test, X_train, X_test,
                   n_train, n_test, X_reference, Redemptions.concat([s.redemptions for s in surveys]), coupons, timings)
 
 
 def _design_tasks(cut: pd.Timestamp, censor_labels: bool, rate: float | None, share: float | None,
-                  plan: ReferencePlan | None, joined: np.ndarray, coupons: bool) -> list[DesignTask]:
+                  plan: ReferencePlan | None, joined: np.ndarray, coupons: bool, train: bool) -> list[DesignTask]:
     """One task per partition; the reference's global member ranks cut into each partition's own."""
     offsets = np.concatenate([[0], np.cumsum(joined)])
     ranks = plan.ranks if plan is not None else np.zeros(0, dtype=np.int64)
@@ -227,7 +237,8 @@ def _design_tasks(cut: pd.Timestamp, censor_labels: bool, rate: float | None, sh
     for p in range(len(joined)):
         lo, hi = np.searchsorted(ranks, offsets[p]), np.searchsorted(ranks, offsets[p + 1])
         channels = plan.channels[lo * width:hi * width] if plan is not None else np.zeros(0, dtype=np.int64)
-        tasks.append(DesignTask(cut, censor_labels, rate, share, ranks[lo:hi] - offsets[p], channels, plan, coupons))
+        tasks.append(DesignTask(cut, censor_labels, rate, share, ranks[lo:hi] - offsets[p], channels, plan, coupons,
+                                train))
     return tasks
 
 
