@@ -5,6 +5,7 @@
 >>> result.version, result.headline                                             # doctest: +SKIP
 """
 
+import models  # noqa: F401  (first: OpenMP's wait policy before LightGBM loads, models/openmp.py)
 from training.evaluate import evaluate_version
 from training.score import score_pairs
 from training.train import TrainingError, TrainResult, train_propensity

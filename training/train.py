@@ -70,7 +70,7 @@ from training.errors import TrainingError
 from training.metrics import pooled as pooled_metrics
 from training.metrics import ranking, summarize
 from training.selection import HEURISTIC_BAR, Fold, floor, pooled_ranking, select, validation_folds
-from training.threads import fit_threads
+from training.threads import fit_threads, run_fits
 
 REFIT_ROUNDS_FACTOR = 1.15  # the refit sees about a third more rows than the early-stopped fit
 SEARCH_ROWS = 1_000_000     # candidate fits (model selection) use at most this many training rows
@@ -161,17 +161,18 @@ def _groups(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None, monotone: bool,
-         rounds: int | None = None) -> lgb.Booster:
+         rounds: int | None = None, threads: int | None = None) -> lgb.Booster:
     """One LightGBM fit: early-stopped on ``val`` when given, else exactly ``rounds`` rounds."""
     constraints = [MONOTONE.get(f, 0) for f in FEATURE_NAMES] if monotone else None
-    return _train(X, y, w, fit, val, rounds, constraints)
+    return _train(X, y, w, fit, val, rounds, constraints, threads)
 
 
 def _train(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None,
-           rounds: int | None, monotone: list[int] | None) -> lgb.Booster:
+           rounds: int | None, monotone: list[int] | None, threads: int | None = None) -> lgb.Booster:
     """The LightGBM fit both the trees and the member model make: ``monotone`` constraints per
-    feature (None: none), early-stopped on ``val`` when given, else ``rounds`` rounds."""
-    params = dict(BASE_PARAMS, num_threads=fit_threads())
+    feature (None: none), early-stopped on ``val`` when given, else ``rounds`` rounds, on
+    ``threads`` threads (default :func:`training.threads.fit_threads`)."""
+    params = dict(BASE_PARAMS, num_threads=threads or fit_threads())
     if monotone is not None:
         params["monotone_constraints"] = monotone
         params["monotone_constraints_method"] = ("advanced" if int(fit.sum()) <= ADVANCED_MONOTONE_ROWS
@@ -206,27 +207,62 @@ def _search_rows(fit: np.ndarray, limit: int = SEARCH_ROWS, seed: int = 0) -> np
     return keep
 
 
-def _fit_variants(X: np.ndarray, y: np.ndarray, w: np.ndarray, folds: list[Fold], groups: np.ndarray,
-                  progress: bool) -> dict[str, dict[str, Any]]:
-    """Each LightGBM variant early-stopped on every fold; its out-of-sample scores and pooled ranking."""
-    variants = [("binary_monotone", True), ("binary", False)]
+#: The LightGBM variants model selection compares: name, monotone constraints or not.
+VARIANTS = (("binary_monotone", True), ("binary", False))
+#: The key of the member model's fold fits among :func:`_fold_fits`' results.
+MEMBER = "member"
+
+
+def _fold_fits(X: np.ndarray, Z: np.ndarray, y: np.ndarray, w: np.ndarray, folds: list[Fold],
+               progress: bool) -> dict[tuple[str, int], tuple[lgb.Booster, np.ndarray]]:
+    """Every fold fit model selection needs: each LightGBM variant and the member model
+    (on ``Z``, :func:`member_matrix` of ``X``), early-stopped on every fold's block, with their
+    out-of-sample raw scores on that block; keyed by (variant or :data:`MEMBER`, fold).
+
+    The fits do not depend on each other, so they run side by side as
+    :func:`training.threads.run_fits` plans them, the largest first; each fit is the one a
+    sequential run makes (same rows, same parameters, same thread count).
+    """
+    def tree_job(fold: Fold, mono: bool) -> Any:
+        def job(threads: int) -> tuple[lgb.Booster, np.ndarray]:
+            booster = _fit(X, y, w, _search_rows(fold.fit), fold.validation, mono, threads=threads)
+            return booster, np.asarray(booster.predict(X[fold.validation], num_iteration=booster.best_iteration,
+                                                       num_threads=threads), dtype=np.float64)
+        return job
+
+    def member_job(fold: Fold) -> Any:
+        def job(threads: int) -> tuple[lgb.Booster, np.ndarray]:
+            booster = _member_fit(Z, y, w, _search_rows(fold.fit), fold.validation, threads=threads)
+            return booster, np.asarray(booster.predict(Z[fold.validation], num_iteration=booster.best_iteration,
+                                                       num_threads=threads), dtype=np.float64)
+        return job
+
+    jobs: dict[tuple[str, int], Any] = {}
+    for name, mono in VARIANTS:
+        jobs |= {(name, k): tree_job(fold, mono) for k, fold in enumerate(folds)}
+    jobs |= {(MEMBER, k): member_job(fold) for k, fold in enumerate(folds)}
+    size = {key: int(_search_rows(folds[key[1]].fit).sum()) for key in jobs}
+    ordered = dict(sorted(jobs.items(), key=lambda kv: -size[kv[0]]))  # stable: equal sizes keep their order
+    with tqdm(total=len(jobs), desc="fit", disable=not progress) as bar:
+        return run_fits(ordered, bar.update)
+
+
+def _fit_variants(fits: dict[tuple[str, int], tuple[lgb.Booster, np.ndarray]], y: np.ndarray, folds: list[Fold],
+                  groups: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Each LightGBM variant's fold fits (from :func:`_fold_fits`): its out-of-sample scores and pooled ranking."""
     candidates: dict[str, dict[str, Any]] = {}
-    with tqdm(total=len(variants) * len(folds), desc="fit", disable=not progress) as bar:
-        for name, mono in variants:
-            fold_scores, fold_stats = [], []
-            for fold in folds:
-                booster = _fit(X, y, w, _search_rows(fold.fit), fold.validation, mono)
-                raw = np.asarray(booster.predict(X[fold.validation], num_iteration=booster.best_iteration),
-                                 dtype=np.float64)
-                fold_scores.append(raw)
-                fold_stats.append({"validation_start": str(fold.start.date()), "best_iteration": booster.best_iteration,
-                                   "fit_positives": int(y[fold.fit].sum()),
-                                   "validation_positives": int(y[fold.validation].sum()),
-                                   **ranking(y[fold.validation], raw, groups[fold.validation])})
-                bar.update()
-            pooled = ranking(*pooled_ranking(folds, y, groups, fold_scores))
-            candidates[name] = {"booster": booster, "fold_scores": fold_scores, "folds": fold_stats,
-                                "val": pooled | {"best_iteration": booster.best_iteration}}
+    for name, _ in VARIANTS:
+        fold_scores, fold_stats = [], []
+        for k, fold in enumerate(folds):
+            booster, raw = fits[(name, k)]
+            fold_scores.append(raw)
+            fold_stats.append({"validation_start": str(fold.start.date()), "best_iteration": booster.best_iteration,
+                               "fit_positives": int(y[fold.fit].sum()),
+                               "validation_positives": int(y[fold.validation].sum()),
+                               **ranking(y[fold.validation], raw, groups[fold.validation])})
+        pooled = ranking(*pooled_ranking(folds, y, groups, fold_scores))
+        candidates[name] = {"booster": booster, "fold_scores": fold_scores, "folds": fold_stats,
+                            "val": pooled | {"best_iteration": booster.best_iteration}}
     return candidates
 
 
@@ -278,19 +314,22 @@ def fit_member_model(X: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarra
     positive spend weight the served ``member`` score stays strictly increasing in spend within
     one member's request. Early-stopped on ``val`` when given, else ``rounds`` rounds.
     """
+    return _member_fit(member_matrix(X), y, w, fit, val, rounds)
+
+
+def _member_fit(Z: np.ndarray, y: np.ndarray, w: np.ndarray, fit: np.ndarray, val: np.ndarray | None,
+                rounds: int | None = None, threads: int | None = None) -> lgb.Booster:
+    """:func:`fit_member_model` on ``Z``, a :func:`member_matrix` made once for every fit that needs it."""
     constraints = [MONOTONE.get(f, 0) if f in MEMBER_MODEL_FEATURES else 0 for f in FEATURE_NAMES]
-    return _train(member_matrix(X), y, w, fit, val, rounds, constraints)
+    return _train(Z, y, w, fit, val, rounds, constraints, threads)
 
 
-def _member_folds(X: np.ndarray, y: np.ndarray, w: np.ndarray, folds: list[Fold]) -> tuple[list[np.ndarray], int]:
-    """The member model's out-of-sample scores on every fold's block, and the last fold's best rounds."""
-    scores, best = [], 1
-    for fold in folds:
-        booster = fit_member_model(X, y, w, _search_rows(fold.fit), fold.validation)
-        Z = member_matrix(X[fold.validation])
-        scores.append(np.asarray(booster.predict(Z, num_iteration=booster.best_iteration), dtype=np.float64))
-        best = max(1, booster.best_iteration)
-    return scores, best
+def _member_folds(fits: dict[tuple[str, int], tuple[lgb.Booster, np.ndarray]],
+                  folds: list[Fold]) -> tuple[list[np.ndarray], int]:
+    """The member model's out-of-sample scores on every fold's block (from :func:`_fold_fits`),
+    and the last fold's best rounds."""
+    scores = [fits[(MEMBER, k)][1] for k in range(len(folds))]
+    return scores, max(1, fits[(MEMBER, len(folds) - 1)][0].best_iteration)
 
 
 def fit_member(member_raw: np.ndarray, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> StackedCalibration:
@@ -361,13 +400,15 @@ def fit_propensity(train: pd.DataFrame, X: np.ndarray,
     last = folds[-1]
     val = last.validation
     groups = _groups(train)
-    candidates = _fit_variants(X, y, w, folds, groups, progress)
+    Z = member_matrix(X)
+    fits = _fold_fits(X, Z, y, w, folds, progress)
+    candidates = _fit_variants(fits, y, folds, groups)
     variant = select(candidates)
     best = candidates[variant]
     # Calibrate on the latest block (scores of a model that never saw it), then refit the
     # chosen variant on every training row for the rounds validated on that block (scaled for
     # the larger sample): the latest block is the most recent data and too valuable to drop.
-    member_scores, member_best = _member_folds(X, y, w, folds)
+    member_scores, member_best = _member_folds(fits, folds)
     raw_last, member_last = best["fold_scores"][-1], member_scores[-1]
     calibrations: dict[str, Calibration | StackedCalibration] = {
         variant: _platt(raw_last, y[val], w[val]),
@@ -380,12 +421,15 @@ def fit_propensity(train: pd.DataFrame, X: np.ndarray,
     figures[variant] = best["val"] | {"roc_auc": figures[variant]["roc_auc"]}
     chosen, reason = floor(figures, variant)
     rounds = max(1, round(best["booster"].best_iteration * REFIT_ROUNDS_FACTOR))
-    booster = _fit(X, y, w, np.ones(len(y), dtype=bool), None, variant == "binary_monotone", rounds)
+    everything = np.ones(len(y), dtype=bool)
     served = calibrations[chosen]
-    member = None
+    refits: dict[str, Any] = {"trees": lambda threads: _fit(X, y, w, everything, None, variant == "binary_monotone",
+                                                            rounds, threads)}
     if isinstance(served, StackedCalibration) and served.uses_member:
         member_rounds = max(1, round(member_best * REFIT_ROUNDS_FACTOR))
-        member = fit_member_model(X, y, w, np.ones(len(y), dtype=bool), None, member_rounds)
+        refits[MEMBER] = lambda threads: _member_fit(Z, y, w, everything, None, member_rounds, threads)
+    refitted = run_fits(refits)  # the two refits, like the fold fits, do not depend on each other
+    booster, member = refitted["trees"], refitted.get(MEMBER)
     selection = {"chosen": chosen, "variant": variant, "reason": reason,
                  "validation_start": str(last.start.date()), "refit_rounds": rounds,
                  "search_rows": int(_search_rows(last.fit).sum()), "refit_rows": len(y),

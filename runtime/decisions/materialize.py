@@ -72,12 +72,15 @@ def profiles(setup: DecisionSetup, data_dir: str | os.PathLike[str], hist: Histo
                        member_ids=wanted)
     frame = frame.set_index(frame["member_id"].astype(str)).reindex(hist.member_ids.astype(str))
     attributes = member_attributes(data_dir, hist.member_ids.astype(str))
+    # plain object arrays, read by position: a pandas row per member (iterrows) cost more than
+    # everything else here
+    segments, births, channel_lists = (frame[c].to_numpy(dtype=object) for c in ("segment", "birth_month", "channels"))
     out = []
-    for i, (joined, (_, row)) in enumerate(zip(hist.joined_at.tolist(), frame.iterrows(), strict=True)):
-        channels = row["channels"]
+    for i, joined in enumerate(hist.joined_at.tolist()):
+        channels = channel_lists[i]
         out.append(MemberProfile(
             fingerprint=setup.fingerprint, joined_at=None if joined == NO_TIME else int(joined),
-            segment=_opt_str(row["segment"]), birth_month=_opt_int(row["birth_month"]),
+            segment=_opt_str(segments[i]), birth_month=_opt_int(births[i]),
             channels=None if _opt_str(channels) is None else split_list(channels),
             attributes=None if attributes is None else attributes[i]))
     return out
