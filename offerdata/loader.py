@@ -38,16 +38,62 @@ def load_catalog(data_dir: str | os.PathLike[str]) -> FeatureVocabulary:
 
 
 def read_sent_exposures(data_dir: str | os.PathLike[str], columns: list[str],
-                        member_ids: Collection[str] | None = None) -> pd.DataFrame:
+                        member_ids: Collection[str] | None = None, positions: bool = False) -> pd.DataFrame:
     """The exposures that were actually sent: every row but control-arm assignments.
 
     A control assignment records that a member was deliberately *not* sent an offer; it must
     count neither as an exposure in features nor as a training row of a propensity model.
     With ``member_ids``, only those members' exposures (:func:`offerdata.tables.read_table`).
+    With ``positions``, a ``file_row`` column gives each row's position in the whole file, so
+    rows read for different members can be put back in file order.
     """
-    frame = read_table(data_dir, "exposures", columns=[*columns, "arm"], member_ids=member_ids)
+    wanted = [*columns, "arm"]
+    frame = (exposures_with_positions(data_dir, wanted, member_ids) if positions
+             else read_table(data_dir, "exposures", columns=wanted, member_ids=member_ids))
     sent = frame["arm"].isna() | (frame["arm"].astype("string") != CONTROL)
-    return frame.loc[sent.to_numpy(dtype=bool), columns].reset_index(drop=True)
+    keep = [*columns, "file_row"] if positions else columns
+    return frame.loc[sent.to_numpy(dtype=bool), keep].reset_index(drop=True)
+
+
+def exposures_with_positions(data_dir: str | os.PathLike[str], columns: list[str],
+                             member_ids: Collection[str] | None) -> pd.DataFrame:
+    """The exposures table's ``columns`` (of ``member_ids`` only, when given) with ``file_row``.
+
+    On a Parquet file with a string ``member_id`` only the row groups whose statistics can hold
+    those members are read; each group's rows are numbered from the rows of the groups before it.
+    """
+    path = table_path(data_dir, "exposures")
+    wanted = None if member_ids is None else set(member_ids)
+    if (wanted and path is not None and path.suffix == ".parquet"
+            and pq.read_schema(path).field("member_id").type in (pa.string(), pa.large_string())):
+        parquet = pq.ParquetFile(path)
+        present = set(parquet.schema_arrow.names)
+        cols = list(dict.fromkeys([c for c in columns if c in present] + ["member_id"]))
+        leaf = parquet.schema_arrow.get_field_index("member_id")
+        low, high = min(wanted), max(wanted)
+        parts, offset = [], 0
+        for i in range(parquet.num_row_groups):
+            n = parquet.metadata.row_group(i).num_rows
+            stats = parquet.metadata.row_group(i).column(leaf).statistics
+            if stats is not None and stats.has_min_max and (stats.max < low or stats.min > high):
+                offset += n
+                continue
+            part = parquet.read_row_group(i, columns=cols).to_pandas()
+            part["file_row"] = np.arange(offset, offset + n, dtype=np.int64)
+            parts.append(part[part["member_id"].astype(str).isin(wanted).to_numpy(dtype=bool)])
+            offset += n
+        frame = pd.concat(parts, ignore_index=True) if parts else read_table(data_dir, "exposures", columns=cols).iloc[0:0]
+        for col in columns:
+            if col not in frame.columns:
+                frame[col] = pd.Series([None] * len(frame), dtype="object")
+        if "file_row" not in frame:
+            frame["file_row"] = np.zeros(0, dtype=np.int64)
+        return coerce(frame, TABLES["exposures"])[[*columns, "file_row"]].reset_index(drop=True)
+    frame = read_table(data_dir, "exposures", columns=[*columns, "member_id"])
+    frame["file_row"] = np.arange(len(frame), dtype=np.int64)
+    if wanted is not None:
+        frame = frame[frame["member_id"].astype(str).isin(wanted).to_numpy(dtype=bool)]
+    return frame[[*columns, "file_row"]].reset_index(drop=True)
 
 
 def _arrow_codes(column: pa.ChunkedArray, index: pd.Index) -> np.ndarray:

@@ -18,8 +18,8 @@ of the members table) per task, in three passes:
 
 The client then holds what the fit needs: at most ``MAX_TRAIN_ROWS`` + ``MAX_TEST_ROWS`` rows
 with their features, 12 bytes per redemption, and the reference block. The rows are put in
-the order of :func:`training.design.canonical_order`, so the design, and the model fitted on
-it, are those of :func:`training.design.design_from_dataset` (``tests/test_cluster_design.py``).
+the in-process order (exposure time, then position in the exposures file), so the design, and
+the model fitted on it, are those of :func:`training.design.design_from_dataset` (``tests/test_cluster_design.py``).
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def partition_rows(data_dir: str, fingerprint: str, lo: int, hi: int) -> tuple[p
     catalog = worker_catalog(data_dir, fingerprint)
     members = member_rows(data_dir, lo, hi)
     ids = members["member_id"].astype(str).tolist()
-    exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"], member_ids=ids)
+    exposures = read_sent_exposures(data_dir, ["member_id", "offer_id", "exposed_at", "channel"], member_ids=ids,
+                                    positions=True)
     redemptions = read_table(data_dir, "redemptions", columns=["member_id", "offer_id", "redeemed_at"], member_ids=ids)
     offers = read_table(data_dir, "offers", columns=["offer_id", "campaign_id", "starts_at", "ends_at"])
     index = pd.Index(np.asarray(ids, dtype=object))
@@ -243,10 +244,10 @@ def _design_tasks(cut: pd.Timestamp, censor_labels: bool, rate: float | None, sh
 
 
 def _assemble(frames: list[pd.DataFrame], blocks: list[np.ndarray]) -> tuple[pd.DataFrame, np.ndarray]:
-    """The partitions' rows in the canonical order, and their feature blocks moved along."""
+    """The partitions' rows in the in-process order (exposure time, then position in the exposures
+    file), without their ``file_row``, and their feature blocks moved along."""
     rows = pd.concat(frames, ignore_index=True)
-    order = np.lexsort((rows["o"].to_numpy(), rows["m"].to_numpy(),
-                        rows["exposed_at"].to_numpy(dtype="datetime64[ns]").view(np.int64)))
+    order = np.lexsort((rows["file_row"].to_numpy(), rows["exposed_at"].to_numpy(dtype="datetime64[ns]").view(np.int64)))
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order))
     out = empty_features(len(rows))
@@ -255,7 +256,7 @@ def _assemble(frames: list[pd.DataFrame], blocks: list[np.ndarray]) -> tuple[pd.
         block, blocks[i] = blocks[i], empty_features(0)  # let each block go once it is placed
         out[position[start:start + len(block)]] = block
         start += len(block)
-    return rows.iloc[order].reset_index(drop=True), out
+    return rows.iloc[order].drop(columns="file_row").reset_index(drop=True), out
 
 
 def _run(client: Any, name: str, fn: Any, data_dir: str, fingerprint: str, bounds: list[tuple[int, int]],

@@ -62,16 +62,16 @@ def labelled_rows(exposures: pd.DataFrame, offers: pd.DataFrame, redemptions: pd
                   member_index: Callable[[pd.Series], np.ndarray], catalog: FeatureVocabulary) -> pd.DataFrame:
     """Labelled exposures with their feature-row columns, in the order every builder uses.
 
-    ``member_index`` maps member ids to member indices (``m``). Rows are sorted by exposure
-    time, member and offer index (:data:`training.design.ORDER`), an order that does not depend
-    on how the tables were read or split into partitions.
+    ``member_index`` maps member ids to member indices (``m``). Rows are in order of exposure
+    time, then of the exposures file (:func:`label_exposures`); rows read for one partition
+    carry ``file_row`` so the partitions can be put back in that order.
     """
     labelled = label_exposures(exposures, offers, redemptions)
     labelled["as_of"] = to_seconds(labelled["exposed_at"])
     labelled["m"] = member_index(labelled["member_id"])
     labelled["o"] = catalog.offer_index(labelled["offer_id"])
     labelled["ch"] = channel_codes(labelled["channel"])
-    return labelled.sort_values(["exposed_at", "m", "o"], kind="stable").reset_index(drop=True)
+    return labelled
 
 
 def label_exposures(exposures: pd.DataFrame, offers: pd.DataFrame, redemptions: pd.DataFrame) -> pd.DataFrame:

@@ -12,8 +12,9 @@ the members are split:
 
 * **the default cut-off** is the day of the lower 75th-percentile exposure time, which a
   histogram of exposure days gives exactly (:func:`cut_from_days`);
-* **row order** is (exposure time, member index, offer index), unique after the first exposure
-  per (member, offer) is kept (:func:`canonical_order`);
+* **row order** is exposure time, then the row's position in the exposures file (what the
+  whole-table load gives; each partition's rows carry their file position, so the client puts
+  them back in that order);
 * **negative sampling** draws each row's uniform number from a hash of its member and offer
   ids and the seed (:func:`row_uniform`), with the rate set by the global counts;
 * **the test sample** keeps whole members chosen by a hash of their id;
@@ -42,8 +43,6 @@ REFERENCE_ROWS = 20_000
 #: Valid offers sampled at most for the drift reference.
 REFERENCE_OFFERS = 200
 DAY = 86_400
-#: The order every builder returns rows in (unique per row once repeated exposures are dropped).
-ORDER = ["exposed_at", "m", "o"]
 
 
 @dataclass
@@ -94,11 +93,6 @@ def cut_from_days(counts: pd.Series) -> pd.Timestamp:
     k = int(np.floor(0.75 * (n - 1)))
     day = int(counts.index[int(np.searchsorted(np.cumsum(counts.to_numpy()), k, side="right"))])
     return pd.Timestamp(day * DAY, unit="s")
-
-
-def canonical_order(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` sorted by exposure time, member index and offer index, with a fresh index."""
-    return rows.sort_values(ORDER, kind="stable").reset_index(drop=True)
 
 
 def check_cut(cut: pd.Timestamp, first: pd.Timestamp, last: pd.Timestamp) -> None:
