@@ -82,14 +82,15 @@ def exposures_with_positions(data_dir: str | os.PathLike[str], columns: list[str
             part["file_row"] = np.arange(offset, offset + n, dtype=np.int64)
             parts.append(part[part["member_id"].astype(str).isin(wanted).to_numpy(dtype=bool)])
             offset += n
-        frame = pd.concat(parts, ignore_index=True) if parts else read_table(data_dir, "exposures", columns=cols).iloc[0:0]
+        if not parts:  # no row group can hold these members: an empty frame of the same columns
+            empty = parquet.schema_arrow.empty_table().select(cols).to_pandas()
+            parts = [empty.assign(file_row=np.zeros(0, dtype=np.int64))]
+        frame = pd.concat(parts, ignore_index=True)
         for col in columns:
             if col not in frame.columns:
                 frame[col] = pd.Series([None] * len(frame), dtype="object")
-        if "file_row" not in frame:
-            frame["file_row"] = np.zeros(0, dtype=np.int64)
         return coerce(frame, TABLES["exposures"])[[*columns, "file_row"]].reset_index(drop=True)
-    frame = read_table(data_dir, "exposures", columns=[*columns, "member_id"])
+    frame = read_table(data_dir, "exposures", columns=list(dict.fromkeys([*columns, "member_id"])))
     frame["file_row"] = np.arange(len(frame), dtype=np.int64)
     if wanted is not None:
         frame = frame[frame["member_id"].astype(str).isin(wanted).to_numpy(dtype=bool)]

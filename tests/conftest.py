@@ -156,6 +156,16 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     servers.stop()
 
 
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[object]:
+    """A real two-worker Dask LocalCluster (processes, one thread each), closed after the module."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[object]:
     """A redis-py client on the test database, flushed before and after the test."""

@@ -11,7 +11,6 @@ and coupon lines come from several partitions and are put back together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,6 @@ from training.design import Design, design_from_dataset
 from training.train import TrainingError, feature_matrix, read_program
 
 pytestmark = pytest.mark.slow  # a LocalCluster and three whole designs: about a minute
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[object]:
-    """A real two-worker LocalCluster (processes, one thread each), closed after the module."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as dask_client:
-        yield dask_client
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +73,20 @@ def _no_whole_history(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(training.dataset, "load_history", refuse)
 
 
-def test_cluster_design_equals_the_in_process_design(client: object, syn_ds: Dataset, syn_dir: Path,
+def test_cluster_design_equals_the_in_process_design(dask_client: object, syn_ds: Dataset, syn_dir: Path,
                                                      small_partitions: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Default cut-off, no sampling: rows, features, reference and coupon lines all equal."""
     program, _ = read_program(default_program(syn_dir))
     local = _in_process(syn_ds, None, False, program)
     _no_whole_history(monkeypatch)
-    remote = cluster_design.cluster_design(client, syn_dir, None, False, program)
+    remote = cluster_design.cluster_design(dask_client, syn_dir, None, False, program)
     assert local.coupons is not None and len(local.coupons.line_key)
     assert len(local.train) > 10_000 and local.train["label"].sum() > 100
     _assert_same(local, remote)
 
 
 def test_cluster_design_samples_the_rows_the_in_process_design_samples(
-        client: object, syn_ds: Dataset, syn_dir: Path, small_partitions: None,
+        dask_client: object, syn_ds: Dataset, syn_dir: Path, small_partitions: None,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Negatives and test members sampled at the global rate, labels censored at a given cut-off."""
     local_full = _in_process(syn_ds, "2025-09-01", True, None)
@@ -105,7 +94,7 @@ def test_cluster_design_samples_the_rows_the_in_process_design_samples(
     monkeypatch.setattr(design, "MAX_TEST_ROWS", len(local_full.test) // 2)
     local = _in_process(syn_ds, "2025-09-01", True, None)
     _no_whole_history(monkeypatch)
-    remote = cluster_design.cluster_design(client, syn_dir, "2025-09-01", True, None)
+    remote = cluster_design.cluster_design(dask_client, syn_dir, "2025-09-01", True, None)
     # sampled: every positive kept, negatives weighted back up, whole test members, no coupon lines
     assert local.train["label"].sum() == local_full.train["label"].sum()
     assert len(local.train) < len(local_full.train) / 2 and (local.train["weight"] > 1).any()
@@ -113,12 +102,12 @@ def test_cluster_design_samples_the_rows_the_in_process_design_samples(
     _assert_same(local, remote)
 
 
-def test_cluster_design_refuses_what_in_process_refuses(client: object, syn_dir: Path) -> None:
+def test_cluster_design_refuses_what_in_process_refuses(dask_client: object, syn_dir: Path) -> None:
     with pytest.raises(TrainingError, match="lies outside the data's exposures"):
-        cluster_design.cluster_design(client, syn_dir, "2001-01-01", False, None)
+        cluster_design.cluster_design(dask_client, syn_dir, "2001-01-01", False, None)
 
 
-def test_evaluate_on_the_cluster_gives_the_in_process_metrics(client: object, syn_dir: Path, trained_registry: Path,
+def test_evaluate_on_the_cluster_gives_the_in_process_metrics(dask_client: object, syn_dir: Path, trained_registry: Path,
                                                               small_partitions: None,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``offers evaluate`` on the cluster: the test rows sampled (whole members) and featurised by
@@ -128,6 +117,6 @@ def test_evaluate_on_the_cluster_gives_the_in_process_metrics(client: object, sy
     monkeypatch.setattr(design, "MAX_TEST_ROWS", 8_000)
     local = evaluate_version(syn_dir, trained_registry, bootstrap_reps=0)
     _no_whole_history(monkeypatch)
-    remote = evaluate_version(syn_dir, trained_registry, bootstrap_reps=0, client=client)
+    remote = evaluate_version(syn_dir, trained_registry, bootstrap_reps=0, client=dask_client)
     assert 0 < local["rows"] < 12_000 and local["positives"] > 0
     assert remote == local

@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +42,6 @@ from tests.decisions_env import CHANNEL, CLOCK, FLASH, FLASH_BUDGET, DecisionEnv
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    """A real two-worker LocalCluster (processes, one thread each), closed after the module."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as dask_client:
-        yield dask_client
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +67,13 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["member_id", "rank"]).reset_index(drop=True)
 
 
-def test_batch_on_the_cluster_decides_as_in_process(client: Any, syn_dir: Path, trained_registry: Path,
+def test_batch_on_the_cluster_decides_as_in_process(dask_client: Any, syn_dir: Path, trained_registry: Path,
                                                     tmp_path: Path) -> None:
     members = tmp_path / "audience.csv"
     wanted = _audience(syn_dir, members)
     local = run(syn_dir, trained_registry, members, tmp_path / "local.parquet", as_of="data", seed=3,
                 decision_log=tmp_path / "local-log")
-    remote = run_on_cluster(client, syn_dir, trained_registry, members, tmp_path / "remote.parquet",
+    remote = run_on_cluster(dask_client, syn_dir, trained_registry, members, tmp_path / "remote.parquet",
                             settings_for(), as_of="data", seed=3, partition_members=300,
                             decision_log=tmp_path / "remote-log")
     assert (remote.members, remote.unknown, remote.offers) == (local.members, local.unknown, local.offers)
@@ -106,7 +95,7 @@ def _logged(directory: Path) -> list[tuple[str, tuple[str, ...], str]]:
     return sorted((d["member_id"], tuple(s["offer_id"] for s in d["shown"]), d["source"]) for d in lines)
 
 
-def test_partitioned_output_through_the_cli(client: Any, syn_dir: Path, trained_registry: Path, tmp_path: Path,
+def test_partitioned_output_through_the_cli(dask_client: Any, syn_dir: Path, trained_registry: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "PARTITION_MEMBERS", 300)
     members = tmp_path / "audience.csv"
@@ -118,7 +107,7 @@ def test_partitioned_output_through_the_cli(client: Any, syn_dir: Path, trained_
     out = tmp_path / "parts"
     out.mkdir()
     (out / "part-99999.parquet").write_text("a previous run's directory is replaced whole")
-    result = CliRunner().invoke(cli, [*args, "--out", str(out), "--scheduler", client.scheduler.address])
+    result = CliRunner().invoke(cli, [*args, "--out", str(out), "--scheduler", dask_client.scheduler.address])
     assert result.exit_code == 0, result.output
     parts = sorted(p.name for p in out.iterdir())
     assert parts == [f"part-{i:05d}.parquet" for i in range(len(parts))] and len(parts) == 7 + 1  # 7 partitions, 1 chunk of unknown members
@@ -136,19 +125,19 @@ def _frame(_: int) -> tuple[pd.DataFrame, int]:
     return offer_rows([], 100), 0
 
 
-def test_a_failed_task_leaves_no_output(client: Any, tmp_path: Path) -> None:
+def test_a_failed_task_leaves_no_output(dask_client: Any, tmp_path: Path) -> None:
     from distributed import as_completed
 
-    good = client.submit(_frame, 0, key="offers-batch-t-0", pure=False)
+    good = dask_client.submit(_frame, 0, key="offers-batch-t-0", pure=False)
     good.result()
-    bad = client.submit(_boom, 1, key="offers-batch-t-1", pure=False)
+    bad = dask_client.submit(_boom, 1, key="offers-batch-t-1", pure=False)
     with pytest.raises(RuntimeError, match="a worker failed"):
         write_parts(tmp_path / "out", "t", as_completed([good, bad]),
                      {"model_version": "v", "as_of": "t", "channel": "email"}, None)
     assert list(tmp_path.iterdir()) == []
 
 
-def _budgeted_batch(client: Any, budget_env: DecisionEnv, tmp_path: Path, redis_url: str,
+def _budgeted_batch(dask_client: Any, budget_env: DecisionEnv, tmp_path: Path, redis_url: str,
                     monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Path, pd.DataFrame]:
     """``offers batch`` of every member on the cluster, 100-member partitions, counting budgets at ``redis_url``."""
     monkeypatch.setattr(loader, "PARTITION_MEMBERS", 100)
@@ -159,7 +148,7 @@ def _budgeted_batch(client: Any, budget_env: DecisionEnv, tmp_path: Path, redis_
     out = tmp_path / "decisions.parquet"
     args = ["batch", "--registry", str(budget_env.registry), "--data", str(budget_env.data), "--members",
             str(audience), "--out", str(out), "--program", str(budget_env.program), "--as-of", CLOCK,
-            "--channel", CHANNEL, "--scheduler", client.scheduler.address]
+            "--channel", CHANNEL, "--scheduler", dask_client.scheduler.address]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out)
@@ -170,11 +159,11 @@ def _budgeted_batch(client: Any, budget_env: DecisionEnv, tmp_path: Path, redis_
 
 
 @pytest.mark.redis
-def test_a_budget_holds_across_partitions_in_redis(client: Any, budget_env: DecisionEnv, tmp_path: Path,
+def test_a_budget_holds_across_partitions_in_redis(dask_client: Any, budget_env: DecisionEnv, tmp_path: Path,
                                                    redis_client: Any, redis_url: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     redis_client.set("ofr:unrelated", b"kept", ex=600)
-    args, out, _ = _budgeted_batch(client, budget_env, tmp_path, redis_url, monkeypatch)
+    args, out, _ = _budgeted_batch(dask_client, budget_env, tmp_path, redis_url, monkeypatch)
     # the run counted in its own keys, deleted at the end; the online store was not touched
     assert redis_client.keys("*") == [b"ofr:unrelated"]
 
@@ -187,14 +176,14 @@ def test_a_budget_holds_across_partitions_in_redis(client: Any, budget_env: Deci
 
 
 @pytest.mark.slow
-def test_a_budget_holds_across_partitions_on_a_redis_cluster(client: Any, budget_env: DecisionEnv, tmp_path: Path,
+def test_a_budget_holds_across_partitions_on_a_redis_cluster(dask_client: Any, budget_env: DecisionEnv, tmp_path: Path,
                                                              redis_cluster: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The same batch against a real 3-master Redis Cluster: the budget's counters share one slot
     (``{budgets}``), every partition's worker reserves through it, and exactly K are issued."""
     from redis.cluster import RedisCluster
 
-    _budgeted_batch(client, budget_env, tmp_path, redis_cluster.url, monkeypatch)
+    _budgeted_batch(dask_client, budget_env, tmp_path, redis_cluster.url, monkeypatch)
     from tests.redis_cluster import PORTS
 
     nodes = RedisCluster(host="127.0.0.1", port=PORTS[0])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +31,6 @@ from training.train import read_program
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[object]:
-    """A real two-worker LocalCluster (processes, one thread each), closed after the module."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as dask_client:
-        yield dask_client
-
-
-@pytest.fixture(scope="module")
 def syn_ds(syn_dir: Path) -> Dataset:
     return load_dataset(syn_dir)
 
@@ -51,13 +40,13 @@ def _rows(ds: Dataset) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("partition_members", [train_module.PARTITION_MEMBERS, 300])
-def test_cluster_features_identical_to_in_process(client: object, syn_ds: Dataset, syn_dir: Path,
+def test_cluster_features_identical_to_in_process(dask_client: object, syn_ds: Dataset, syn_dir: Path,
                                                   partition_members: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train_module, "PARTITION_MEMBERS", partition_members)
     program, _ = read_program(default_program(syn_dir))
     rows = _rows(syn_ds)
     local = train_module.feature_matrix(syn_ds, rows, program)
-    remote = train_module.feature_matrix(syn_ds, rows, program, client=client)
+    remote = train_module.feature_matrix(syn_ds, rows, program, client=dask_client)
     assert remote.dtype == local.dtype and remote.shape == local.shape == (len(rows), local.shape[1])
     assert np.isnan(local).any(), "the data must exercise missing values"
     assert np.array_equal(remote, local, equal_nan=True)
@@ -65,7 +54,7 @@ def test_cluster_features_identical_to_in_process(client: object, syn_ds: Datase
     assert len(np.unique(rows["m"] // partition_members)) >= (2 if partition_members == 300 else 1)
 
 
-def test_cluster_score_features_with_cold_members(client: object, syn_dir: Path,
+def test_cluster_score_features_with_cold_members(dask_client: object, syn_dir: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``offers score``'s pairs: a member outside the members table gets an empty history on a worker too."""
     monkeypatch.setattr(train_module, "PARTITION_MEMBERS", 500)
@@ -75,7 +64,7 @@ def test_cluster_score_features_with_cold_members(client: object, syn_dir: Path,
                           "offer_id": [*sample["offer_id"].astype(str), *sample["offer_id"].astype(str)[:2]],
                           "as_of": [*sample["exposed_at"], *sample["exposed_at"][:2]]})
     local = pair_features(ds_local, pairs, None)
-    remote = pair_features(ds_remote, pairs, None, client=client)
+    remote = pair_features(ds_remote, pairs, None, client=dask_client)
     assert np.array_equal(remote, local, equal_nan=True)
 
 
@@ -100,10 +89,31 @@ def test_member_range_equals_whole_load_partition(syn_dir: Path, tmp_path: Path)
                     assert np.array_equal(got, value), (data_dir.name, lo, name)
 
 
-def test_worker_refuses_other_data(client: object, syn_ds: Dataset) -> None:
+def test_exposures_keep_their_file_positions_when_read_by_member(syn_dir: Path, tmp_path: Path) -> None:
+    """A partition's exposures, from Parquet row groups or from CSV, carry the row numbers the
+    whole file gives them (the cluster design puts partitions back in file order by them)."""
+    from offerdata.loader import exposures_with_positions
+
+    cols = ["member_id", "offer_id", "exposed_at", "channel", "arm"]
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    pd.read_parquet(syn_dir / "exposures.parquet").to_csv(csv_dir / "exposures.csv", index=False)
+    for data_dir in (syn_dir, csv_dir):
+        whole = exposures_with_positions(data_dir, cols, None)
+        assert whole["file_row"].tolist() == list(range(len(whole)))
+        ids = sorted(set(whole["member_id"].astype(str)))[300:700]
+        part = exposures_with_positions(data_dir, cols, ids)
+        expected = whole[whole["member_id"].isin(ids)].reset_index(drop=True)
+        assert 0 < len(part) < len(whole)
+        pd.testing.assert_frame_equal(part, expected, check_dtype=False)
+        nobody = exposures_with_positions(data_dir, cols, ["~no such member~"])
+        assert nobody.empty and list(nobody.columns) == [*cols, "file_row"]
+
+
+def test_worker_refuses_other_data(dask_client: object, syn_ds: Dataset) -> None:
     stale = dataclasses.replace(syn_ds, fingerprint="0" * 16)
     with pytest.raises(ClusterError, match="sees other data"):
-        cluster_feature_matrix(client, stale, _rows(syn_ds).head(50), None, train_module.PARTITION_MEMBERS)
+        cluster_feature_matrix(dask_client, stale, _rows(syn_ds).head(50), None, train_module.PARTITION_MEMBERS)
 
 
 def _predictions(registry: Path, X: np.ndarray) -> np.ndarray:

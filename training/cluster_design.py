@@ -51,6 +51,7 @@ from training.design import (
     day_counts,
     empty_features,
     exposure_days,
+    moment_seconds,
     reference_plan,
     split_rows,
     test_share,
@@ -152,7 +153,7 @@ def count_partition(data_dir: str, fingerprint: str, lo: int, hi: int, cut: pd.T
     """Pass 2 on a worker: rows on each side of ``cut`` and members joined by then."""
     members, rows, _ = partition_rows(data_dir, fingerprint, lo, hi)
     train, test = split_rows(rows, cut, censor_labels)
-    joined = to_seconds(members["joined_at"]) <= _seconds(cut)
+    joined = to_seconds(members["joined_at"]) <= moment_seconds(cut)
     return Counts(len(train), int(train["label"].sum()), len(test), int(joined.sum()))
 
 
@@ -279,7 +280,3 @@ def _run(client: Any, name: str, fn: Any, data_dir: str, fingerprint: str, bound
             future.release()
             bar.update()
     return results
-
-
-def _seconds(cut: pd.Timestamp) -> int:
-    return int(to_seconds(pd.DatetimeIndex([cut]))[0])

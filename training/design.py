@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.features import FEATURE_NAMES, FeatureVocabulary, History, to_seconds
+from models.features import FEATURE_NAMES, FeatureVocabulary, to_seconds
 from training.baselines import Redemptions
 from training.campaign_model import CouponLines
 from training.dataset import Dataset
@@ -95,6 +95,17 @@ def cut_from_days(counts: pd.Series) -> pd.Timestamp:
     return pd.Timestamp(day * DAY, unit="s")
 
 
+def default_train_end(ds: Dataset) -> pd.Timestamp:
+    """The day of the lower 75th-percentile exposure time (:func:`cut_from_days`): a quarter of
+    exposures for testing."""
+    return cut_from_days(day_counts(exposure_days(ds.exposures["exposed_at"])))
+
+
+def moment_seconds(moment: pd.Timestamp) -> int:
+    """``moment`` as int64 seconds since the epoch, as the features count time."""
+    return int(to_seconds(pd.DatetimeIndex([moment]))[0])
+
+
 def check_cut(cut: pd.Timestamp, first: pd.Timestamp, last: pd.Timestamp) -> None:
     """Refuse a cut-off that leaves no training or no test exposure."""
     if not first < cut <= last:
@@ -120,6 +131,15 @@ def split_rows(rows: pd.DataFrame, cut: pd.Timestamp, censor_labels: bool) -> tu
     if censor_labels:
         train["label"] = (train["label"].astype(bool) & (train["redeemed_at"] < cut)).astype(np.int8)
     return train.reset_index(drop=True), rows[~before].reset_index(drop=True)
+
+
+def split(ds: Dataset, train_end: pd.Timestamp, censor_labels: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training and test rows of ``ds`` at ``train_end`` (:func:`split_rows`); refuses a cut-off
+    outside the data or with too few training redemptions."""
+    check_cut(train_end, ds.first_exposure, ds.last_exposure)
+    train, test = split_rows(ds.exposures, train_end, censor_labels)
+    check_positives(int(train["label"].sum()), train_end)
+    return train, test
 
 
 def row_uniform(rows: pd.DataFrame, seed: int) -> np.ndarray:
@@ -215,7 +235,7 @@ def reference_plan(catalog: FeatureVocabulary, cut: pd.Timestamp, n_joined: int,
     joined (the held-out rows then stand in).
     """
     rng = np.random.default_rng(seed)
-    at = int(to_seconds(pd.DatetimeIndex([cut]))[0])
+    at = moment_seconds(cut)
     offers = np.flatnonzero((catalog.offer_start <= at) & (at < catalog.offer_end))
     if not len(offers) or not n_joined:
         return None
@@ -242,11 +262,6 @@ def channel_counts(ch: np.ndarray) -> np.ndarray:
     return np.bincount(np.asarray(ch, dtype=np.int64) + 1, minlength=len(CHANNELS) + 1).astype(np.float64)
 
 
-def coupon_lines(history: History, lo: int = 0) -> CouponLines:
-    """The coupon purchase lines the campaign model's habits read, members offset by ``lo``."""
-    return CouponLines.of_history(history, lo)
-
-
 def design_from_dataset(ds: Dataset, train_end: str | pd.Timestamp | None, censor_labels: bool,
                         features: Callable[..., np.ndarray]) -> Design:
     """The design in-process, from the whole history in memory.
@@ -257,30 +272,22 @@ def design_from_dataset(ds: Dataset, train_end: str | pd.Timestamp | None, censo
     import time
 
     timings: dict[str, float] = {}
-    exposures = ds.exposures
-    cut = cut_from_days(day_counts(exposure_days(exposures["exposed_at"]))) if train_end is None \
-        else pd.Timestamp(train_end)
-    check_cut(cut, ds.first_exposure, ds.last_exposure)
-    train, test = split_rows(exposures, cut, censor_labels)
-    check_positives(int(train["label"].sum()), cut)
+    cut = default_train_end(ds) if train_end is None else pd.Timestamp(train_end)
+    train, test = split(ds, cut, censor_labels)
     n_train_all, n_test_all = len(train), len(test)
     train, test = sample_training_rows(train), sample_test_members(test)
     t0 = time.perf_counter()
     X_train = features(train, shown=True)
     X_test = features(test, shown=True)
-    plan = reference_plan(ds.catalog, cut, int((ds.history.joined_at <= _seconds(cut)).sum()),
-                          channel_counts(exposures["ch"].to_numpy()))
+    plan = reference_plan(ds.catalog, cut, int((ds.history.joined_at <= moment_seconds(cut)).sum()),
+                          channel_counts(ds.exposures["ch"].to_numpy()))
     X_reference = None
     if plan is not None:
         X_reference = features(plan.rows(joined_by(ds.history.joined_at, plan.at)[plan.ranks]))
     timings["features"] = time.perf_counter() - t0
-    coupons = coupon_lines(ds.history) if len(train) == n_train_all else None
+    coupons = CouponLines.of_history(ds.history) if len(train) == n_train_all else None
     return Design(ds.catalog, ds.fingerprint, cut, ds.first_exposure, ds.last_exposure, train, test, X_train, X_test,
                   n_train_all, n_test_all, X_reference, Redemptions.of_history(ds.history), coupons, timings)
-
-
-def _seconds(cut: pd.Timestamp) -> int:
-    return int(to_seconds(pd.DatetimeIndex([cut]))[0])
 
 
 def empty_features(n: int) -> np.ndarray:

@@ -51,19 +51,15 @@ from models.registry import Registry
 from offerdata.loader import PARTITION_MEMBERS  # the partition size lives with the loader
 from training.baselines import Redemptions, baseline_scores
 from training.dataset import Dataset, load_dataset
-from training.design import (  # noqa: F401 - the sampling limits and samplers, re-exported
+from training.design import (  # noqa: F401 - the split, sampling limits and samplers, re-exported
     MAX_TEST_ROWS,
     MAX_TRAIN_ROWS,
     Design,
-    check_cut,
-    check_positives,
-    cut_from_days,
-    day_counts,
+    default_train_end,
     design_from_dataset,
-    exposure_days,
     sample_test_members,
     sample_training_rows,
-    split_rows,
+    split,
 )
 from training.drift_reference import model_reference
 from training.errors import TrainingError
@@ -137,23 +133,6 @@ def feature_matrix(ds: Dataset, rows: pd.DataFrame, program: Program | None = No
         out[sel] = compute_features(sub, ds.catalog, r["m"].to_numpy() - lo, r["o"].to_numpy(),
                                     r["as_of"].to_numpy(), r["ch"].to_numpy(), program)
     return out
-
-
-def default_train_end(ds: Dataset) -> pd.Timestamp:
-    """The day of the lower 75th-percentile exposure time: a quarter of exposures for testing."""
-    return cut_from_days(day_counts(exposure_days(ds.exposures["exposed_at"])))
-
-
-def split(ds: Dataset, train_end: pd.Timestamp, censor_labels: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training rows (exposed before ``train_end``) and test rows; refuses a cut-off outside the data.
-
-    With ``censor_labels`` a training row counts as redeemed only if the redemption came
-    before ``train_end``, as a model trained on that day would have seen it.
-    """
-    check_cut(train_end, ds.first_exposure, ds.last_exposure)
-    train, test = split_rows(ds.exposures, train_end, censor_labels)
-    check_positives(int(train["label"].sum()), train_end)
-    return train, test
 
 
 def _groups(rows: pd.DataFrame) -> np.ndarray:
