@@ -10,7 +10,9 @@ a half-written table.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+import shutil
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,30 @@ def read_table(
     return coerce(frame, table)
 
 
+def read_table_chunks(data_dir: str | os.PathLike[str], name: str, columns: list[str],
+                      rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
+    """Table ``name``'s ``columns``, typed as :func:`read_table` types them, ``rows`` at a time.
+
+    For whole-table scans that reduce as they go (a maximum, counts): memory is set by
+    ``rows``, not by the table, and every value is the one ``read_table`` gives.
+    """
+    table = TABLES[name] if name in TABLES else OPTIONAL_TABLES[name]
+    path = require_table(data_dir, name)
+    if path.suffix == ".csv":
+        present = set(pd.read_csv(path, dtype=str, nrows=0).columns)
+        cols = [c for c in columns if c in present]
+        chunks: Iterable[pd.DataFrame] = pd.read_csv(path, dtype=str, keep_default_na=True, usecols=cols,
+                                                     chunksize=rows)
+    else:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        cols = [c for c in columns if c in set(parquet.schema_arrow.names)]
+        chunks = (batch.to_pandas() for batch in parquet.iter_batches(batch_size=rows, columns=cols))
+    for chunk in chunks:
+        yield coerce(chunk.reindex(columns=columns), table)  # a column the file lacks: all missing
+
+
 def write_table(frame: pd.DataFrame, data_dir: str | os.PathLike[str], name: str) -> Path:
     """Write ``frame`` as ``<data_dir>/<name>.parquet`` atomically (temp file, then rename)."""
     target = Path(data_dir) / f"{name}.parquet"
@@ -137,3 +163,24 @@ def write_table(frame: pd.DataFrame, data_dir: str | os.PathLike[str], name: str
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, target)
     return target
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike[str], tag: str) -> Iterator[Path]:
+    """A fresh temporary directory beside ``target`` to fill, renamed to ``target`` when the block
+    ends without error (a previous ``target`` is replaced whole), removed when it fails: readers
+    see the old directory or the complete new one, never part of it."""
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{tag}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = final.with_name(f".{final.name}.old-{tag}")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -246,13 +246,24 @@ def _evaluate_policy(log_dir: Path, data_dir: Path, registry: Path, version: str
 @_cluster_options
 def score(data_dir: Path, registry: Path, pairs: Path | None, out: Path, version: str, scheduler: str | None,
           workers: int | None) -> None:
-    """Score (member, offer, as_of) pairs, or every member x offer; uplift models add an uplift column."""
+    """Score (member, offer, as_of) pairs, or every member x offer; uplift models add an uplift column.
+
+    On a Dask cluster (--workers/--scheduler) the workers read and score their own member
+    partitions; an --out without a .parquet/.csv suffix is then a directory of part files.
+    """
     from training.score import all_pairs, read_pairs, score_pairs, write_frame
 
     try:
         with _client(scheduler, workers) as client:
+            if client is not None:
+                from training.cluster_score import cluster_score
+
+                rows, used = cluster_score(client, data_dir, registry, version, read_pairs(pairs) if pairs else None,
+                                           out, progress=True)
+                click.echo(f"scored {rows:,} pairs with {used} -> {out}")
+                return
             frame = score_pairs(data_dir, registry, read_pairs(pairs) if pairs else all_pairs(data_dir), version,
-                                progress=True, client=client)
+                                progress=True)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from exc
     write_frame(frame, out)

@@ -46,7 +46,7 @@ from runtime.distributed import (  # noqa: F401 - re-exported: the client lives 
 )
 
 if TYPE_CHECKING:
-    from models.features import FeatureVocabulary
+    from models.features import FeatureVocabulary, History
     from models.program import Program
     from training.dataset import Dataset
 
@@ -104,17 +104,26 @@ def partition_features(data_dir: str, fingerprint: str, task: PartitionTask, pro
     get empty histories, as :meth:`models.features.History.with_members` gives them in-process.
     """
     from models.features import compute_features
-    from offerdata.loader import load_member_range
 
     catalog = worker_catalog(data_dir, fingerprint)
-    hist = load_member_range(data_dir, catalog, task.lo, task.hi)
-    loaded = hist.n_members
-    if not np.array_equal(np.asarray(hist.member_ids, dtype=object), task.member_ids[:loaded]):
-        raise ClusterError(f"a Dask worker reads other members from {data_dir} (rows {task.lo} to {task.hi - 1} "
-                           "of its members table differ from the client's)")
-    if loaded < len(task.member_ids):
-        hist = hist.with_members(task.member_ids[loaded:])
+    hist = partition_history(data_dir, catalog, task.lo, task.hi, task.member_ids)
     return compute_features(hist, catalog, task.m, task.o, task.as_of, task.ch, program)
+
+
+def partition_history(data_dir: str, catalog: FeatureVocabulary, lo: int, hi: int, member_ids: np.ndarray) -> History:
+    """Members ``lo``..``hi``-1 of the members table read on a worker, checked against the
+    ``member_ids`` the client expects there, plus empty histories for the ids beyond them
+    (cold-start members the client holds beyond the members table)."""
+    from offerdata.loader import load_member_range
+
+    hist = load_member_range(data_dir, catalog, lo, hi)
+    loaded = hist.n_members
+    if not np.array_equal(np.asarray(hist.member_ids, dtype=object), member_ids[:loaded]):
+        raise ClusterError(f"a Dask worker reads other members from {data_dir} (rows {lo} to {hi - 1} "
+                           "of its members table differ from the client's)")
+    if loaded < len(member_ids):
+        hist = hist.with_members(member_ids[loaded:])
+    return hist
 
 
 @functools.lru_cache(maxsize=4)

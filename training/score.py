@@ -102,11 +102,11 @@ def pair_features(ds: Dataset, pairs: pd.DataFrame, program: Program | None, pro
 
 
 def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[str], pairs: pd.DataFrame,
-                version: str = "champion", progress: bool = False, client: Any = None) -> pd.DataFrame:
+                version: str = "champion", progress: bool = False) -> pd.DataFrame:
     """``pairs`` plus a ``propensity`` column (and ``uplift`` for uplift models) from the model ``version`` names.
 
-    With a ``distributed.Client`` a propensity model's features are computed on its cluster
-    (:mod:`training.distributed`); uplift models score in-process.
+    In-process: the whole history is loaded. On a Dask cluster, :func:`training.cluster_score.cluster_score`
+    scores partition by partition on the workers instead.
     """
     from models.uplift import is_uplift
 
@@ -120,7 +120,7 @@ def score_pairs(data_dir: str | os.PathLike[str], registry: str | os.PathLike[st
         unknown = pairs.loc[o < 0, "offer_id"].unique()
         raise TrainingError(f"{len(unknown)} offer id(s) in the pairs are not in the catalog "
                             f"(e.g. {', '.join(map(repr, unknown[:3]))})")
-    X = pair_features(ds, pairs, model.program, progress, client)
+    X = pair_features(ds, pairs, model.program, progress)
     if len(X) >= COMPILE_ROWS:  # same scores; compiled trees score large files ~6x faster
         model.try_compile(default_cache_dir())
     out = pairs.copy()

@@ -223,7 +223,8 @@ class History:
 
     def with_members(self, member_ids: np.ndarray | list[str]) -> History:
         """A copy that also holds ``member_ids`` it lacked, with empty histories (cold start)."""
-        new = [m for m in pd.unique(np.asarray(member_ids, dtype=object)) if m not in set(self.member_ids)]
+        known = set(self.member_ids)
+        new = [m for m in pd.unique(np.asarray(member_ids, dtype=object)) if m not in known]
         if not new:
             return self
         return History(**{**self.__dict__,

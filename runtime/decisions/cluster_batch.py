@@ -41,7 +41,6 @@ Member caps and contact caps are one member's, so a partition's store holds them
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,7 +55,7 @@ import pyarrow.parquet as pq
 from models.registry import Registry
 from models.uplift import load_serving_model
 from offerdata import loader
-from offerdata.tables import read_table
+from offerdata.tables import read_table, staged_directory
 from offerdata.validate import require_valid
 from runtime.catalog.changelog import CatalogLog, ChangeRecord
 from runtime.decisions.audience import (
@@ -252,13 +251,10 @@ def _write_file(target: Path, futures: Iterator[Any], stamp: dict[str, str], pro
 
 def write_parts(target: Path, run_id: str, finished: Iterator[Any], stamp: dict[str, str],
                  progress: Progress | None) -> int:
-    """Each task's rows as ``part-NNNNN.parquet`` of a temporary directory, then renamed to ``target``
-    (a previous directory there is replaced whole); a failure removes the temporary directory."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{run_id}")
-    tmp.mkdir()
+    """Each task's rows as ``part-NNNNN.parquet`` of a directory renamed to ``target`` once every
+    part is written (:func:`offerdata.tables.staged_directory`); a failure leaves no directory."""
     offers = 0
-    try:
+    with staged_directory(target, run_id) as tmp:
         for future in finished:
             frame, members = future.result()
             part = int(str(future.key).rsplit("-", 1)[1])
@@ -268,14 +264,6 @@ def write_parts(target: Path, run_id: str, finished: Iterator[Any], stamp: dict[
             future.release()
             if progress is not None:
                 progress(members)
-        old = target.with_name(f".{target.name}.old-{run_id}")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return offers
 
 

@@ -42,7 +42,7 @@ from models.features.online import catalog_fingerprint
 from models.moment import Moment, local_seconds
 from models.program import Program, load_program
 from offerdata.loader import load_catalog
-from offerdata.tables import read_table
+from offerdata.tables import read_table, read_table_chunks
 from runtime.decisions.clock import ServiceClock, aware
 
 #: The program used when OFFERS_PROGRAM is not set: one tier, default decision settings.
@@ -138,8 +138,8 @@ class DecisionSetup:
         """
         prog = load_program(Path(program)) if program is not None else load_program(DEFAULT_PROGRAM)
         zone = ZoneInfo(prog.timezone)
-        purchased = read_table(data_dir, "transactions", columns=["purchased_at"])["purchased_at"]
-        latest = aware(purchased.max(), zone) if len(purchased) and pd.notna(purchased.max()) else None
+        last = last_purchase(data_dir)
+        latest = aware(last, zone) if last is not None else None
         service_clock = ServiceClock(clock, zone, latest, wall=wall)
         features = load_catalog(data_dir)
         offers = read_table(data_dir, "offers")
@@ -214,12 +214,34 @@ def local_time(when: datetime | pd.Timestamp, zone: ZoneInfo) -> pd.Timestamp:
     return ts.tz_convert(zone).tz_localize(None)
 
 
+#: Rows read at a time by the whole-table scans of :meth:`DecisionSetup.load` (a test makes it small).
+SCAN_ROWS = 1_000_000
+
+
+def last_purchase(data_dir: str | os.PathLike[str]) -> pd.Timestamp | None:
+    """The latest ``purchased_at`` of the transactions (None when there is none), read a chunk
+    at a time: the table grows with members, and a decision setup must not hold it."""
+    latest = None
+    for chunk in read_table_chunks(data_dir, "transactions", ["purchased_at"], SCAN_ROWS):
+        top = chunk["purchased_at"].max()
+        if pd.notna(top) and (latest is None or top > latest):
+            latest = top
+    return latest
+
+
+def _counts(data_dir: str | os.PathLike[str], name: str, offers: set[str]) -> pd.Series:
+    """How many rows of table ``name`` each of ``offers`` has, counted a chunk at a time."""
+    total = pd.Series(dtype="int64")
+    for chunk in read_table_chunks(data_dir, name, ["offer_id"], SCAN_ROWS):
+        ids = chunk["offer_id"].astype(str)
+        total = total.add(ids[ids.isin(offers)].value_counts(), fill_value=0)
+    return total.astype("int64")
+
+
 def popularity(data_dir: str | os.PathLike[str], offers: set[str]) -> dict[str, float]:
     """Offer id -> redemptions per exposure, for ``offers`` (those whose outcomes are complete)."""
-    exposures = read_table(data_dir, "exposures", columns=["offer_id"])["offer_id"].astype(str)
-    redemptions = read_table(data_dir, "redemptions", columns=["offer_id"])["offer_id"].astype(str)
-    shown = exposures[exposures.isin(offers)].value_counts()
-    used = redemptions[redemptions.isin(offers)].value_counts()
+    shown = _counts(data_dir, "exposures", offers)
+    used = _counts(data_dir, "redemptions", offers)
     shown = shown[shown >= MIN_EXPOSURES]
     rate = used.reindex(shown.index, fill_value=0) / shown
     return {str(k): float(v) for k, v in rate.items()}
