@@ -69,6 +69,10 @@ def run(data: Path, workers: list[int], out: Path | None, in_process: bool = Tru
     result: dict[str, Any] = {"data": str(data), "members": int(ds.history.n_members), "rows": len(rows),
                               "partitions": len(np.unique(rows["m"].to_numpy() // PARTITION_MEMBERS)),
                               "partition_members": PARTITION_MEMBERS, "load_s": round(load_s, 1), "runs": []}
+    from bench.cpu_scaling import two_process_ceiling
+
+    result["two_process_ceiling"] = two_process_ceiling()  # what two processes can gain here at all
+    print(result["two_process_ceiling"], flush=True)
     rss_before = peak_rss_mb()
     reference = None
     if in_process:
@@ -103,6 +107,11 @@ def run(data: Path, workers: list[int], out: Path | None, in_process: bool = Tru
         print(result["runs"][-1], flush=True)
         if equal is False:
             raise SystemExit("the cluster's feature matrix differs from the in-process one")
+    walls = {r["mode"]: r["wall_s"] for r in result["runs"]}
+    if "dask 1 worker" in walls and "dask 2 workers" in walls:
+        result["speedup_2_vs_1"] = round(walls["dask 1 worker"] / walls["dask 2 workers"], 2)
+        result["speedup_2_vs_1_of_ceiling"] = round(result["speedup_2_vs_1"] / result["two_process_ceiling"]["ceiling"], 2)
+        print({k: v for k, v in result.items() if k.startswith("speedup")}, flush=True)
     if out is not None:
         out.write_text(json.dumps(result, indent=2))
     return result
