@@ -50,3 +50,11 @@ class OffersError(Exception):
 
 class CoreError(OffersError):
     """An error of the pure core (``models``): a config, artifact or value it cannot use."""
+
+
+class ArtifactError(CoreError):
+    """A model artifact is missing, corrupt, or does not match the code's features."""
+
+
+class RegistryError(CoreError):
+    """The registry is missing, or a version or alias does not exist."""

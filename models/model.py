@@ -30,8 +30,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from models.artifact_files import METADATA_FILE, MODEL_FILE, sha256_file
 from models.compiled import CompiledForest, CompileError, compile_forest
-from models.errors import CoreError
+from models.errors import ArtifactError
 from models.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 from models.features.definitions import MEMBER_FEATURES
 from models.features.points_features import POINTS_FEATURES
@@ -40,23 +41,8 @@ from models.model_probe import ProbeFailed, probe_model
 from models.modelfile import ModelFileError, check_model_text
 from models.program import Program, ProgramConfigError, load_program
 
-MODEL_FILE = "model.txt"
-METADATA_FILE = "metadata.json"
 PROGRAM_FILE = "program.yaml"
 FORMAT_VERSION = 1
-
-
-class ArtifactError(CoreError):
-    """A model artifact is missing, corrupt, or does not match the code's features."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checked_booster(model_path: Path, expected_sha256: object, names: list[str],

@@ -33,15 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.errors import CoreError
-from models.model import METADATA_FILE, MODEL_FILE, sha256_file
+from models.artifact_files import METADATA_FILE, MODEL_FILE, sha256_file
+from models.errors import RegistryError
 
 ALIASES = ("champion", "challenger")
 VERSION_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
-
-
-class RegistryError(CoreError):
-    """The registry is missing, or a version or alias does not exist."""
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,7 @@ from typing import Any
 import pandas as pd
 
 from models.data_contract import OPTIONAL_TABLES, TABLES, Table
-from models.errors import OffersError
-
-
-class DataDirError(OffersError):
-    """A data directory or one of its tables cannot be used."""
+from offerdata.errors import DataDirError
 
 
 def table_path(data_dir: str | os.PathLike[str], name: str) -> Path | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from offerdata.tables import DataDirError
+from offerdata.errors import DataDirError
 
 
 @click.group()

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def local_moment(value: str | None, name: str) -> pd.Timestamp | None:
     """A local program time from an ISO date or timestamp option (naive: the program's zone)."""
+    import pandas as pd
+
     if value is None:
         return None
     try:

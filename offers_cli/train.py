@@ -10,9 +10,8 @@ from typing import Any
 
 import click
 
-from models.model import ArtifactError
-from models.registry import RegistryError
-from offerdata.tables import DataDirError
+from models.errors import ArtifactError, RegistryError
+from offerdata.errors import DataDirError
 from offers_cli.cluster_options import cluster_options
 
 USER_ERRORS: tuple[type[Exception], ...] = (DataDirError, RegistryError, ArtifactError)
