@@ -202,3 +202,30 @@ def test_duckdb_memory_is_capped_and_a_bad_cap_is_a_clear_error(syn_dir: Path, t
     proc = subprocess.run([sys.executable, "-m", "offers_cli.main", "data", "validate", str(syn_dir)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "OFFERS_DUCKDB_MEMORY='lots'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_checks_run_in_parts_find_what_one_pass_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key, reference and redemption checks split over parts of their keys (how a 73M-row table fits
+    the capped memory) report exactly the problems one pass reports, with the same counts."""
+    from offerdata import validate as validate_module
+
+    def mutate(t):
+        t["members"].loc[2, "member_id"] = "m1"                       # a duplicate id
+        t["transactions"].loc[0, "member_id"] = "ghost"              # a dangling reference
+        t["redemptions"].loc[0, "redeemed_at"] = pd.Timestamp("2017-01-20")  # before exposure, outside window
+    path = broken(tmp_path, mutate)
+    one = validate(path)
+    monkeypatch.setattr(validate_module, "ROWS_PER_PART", 2)
+    parts = validate(path)
+    assert {p.check for p in one.problems} >= {"duplicate", "dangling", "before_exposure", "outside_window"}
+    def summary(report):  # the example is any offending value: which one may differ between runs
+        return sorted((p.table, p.column, p.check, p.rows, p.message) for p in report.problems)
+
+    assert summary(parts) == summary(one)
+    assert all(p.example is not None for p in parts.problems if p.check in ("duplicate", "dangling"))
+
+
+def test_too_little_duckdb_memory_is_a_named_error(syn_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFERS_DUCKDB_MEMORY", "1MB")
+    with pytest.raises(DataDirError, match="needs more memory than OFFERS_DUCKDB_MEMORY=1MB allows; raise it"):
+        validate(syn_dir)
