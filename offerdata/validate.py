@@ -395,8 +395,7 @@ def validate(data_dir: str | os.PathLike[str]) -> Report:
         v.domain_rules()
         return Report(str(path), v.problems, v.row_counts)
     except duckdb.OutOfMemoryException as exc:
-        limit = os.environ.get("OFFERS_DUCKDB_MEMORY", "").strip() or DEFAULT_DUCKDB_MEMORY
-        raise DataDirError(f"validating {path} needs more memory than OFFERS_DUCKDB_MEMORY={limit} allows; "
+        raise DataDirError(f"validating {path} needs more memory than OFFERS_DUCKDB_MEMORY={duckdb_memory()} allows; "
                            f"raise it (e.g. OFFERS_DUCKDB_MEMORY=4GB): {str(exc).splitlines()[0]}") from exc
     finally:
         con.close()
@@ -411,6 +410,11 @@ ROWS_PER_PART = 4_000_000
 DEFAULT_DUCKDB_MEMORY = "1GB"
 
 
+def duckdb_memory() -> str:
+    """The memory DuckDB may use to validate a directory: ``OFFERS_DUCKDB_MEMORY``, else the default."""
+    return os.environ.get("OFFERS_DUCKDB_MEMORY", "").strip() or DEFAULT_DUCKDB_MEMORY
+
+
 def bound_memory(con: duckdb.DuckDBPyConnection, spill_dir: str) -> None:
     """Cap DuckDB's memory and let it spill to ``spill_dir``.
 
@@ -418,7 +422,7 @@ def bound_memory(con: duckdb.DuckDBPyConnection, spill_dir: str) -> None:
     purchase lines (1M synthetic members) peaked at 2.4 GB and grows with the data; with a cap
     the client of a Dask run stays bounded (docs/scale-out.md), at some speed.
     """
-    limit = os.environ.get("OFFERS_DUCKDB_MEMORY", "").strip() or DEFAULT_DUCKDB_MEMORY
+    limit = duckdb_memory()
     try:
         con.execute(f"SET memory_limit = {_lit(limit)}")
     except duckdb.Error as exc:

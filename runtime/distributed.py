@@ -75,3 +75,17 @@ def client_for(scheduler: str | None, workers: int | None) -> Any:
     (that is an error).
     """
     return dask_client(scheduler if workers else scheduler_address(scheduler), workers)
+
+
+def as_finished(futures: list[Any], desc: str, progress: bool) -> Iterator[tuple[Any, Any]]:
+    """``(future, result)`` for each of ``futures`` as it finishes, with a progress bar when asked
+    (and there are at least two), releasing each future once the caller has taken its result so
+    the cluster drops it; the one loop every command's partitioned tasks are gathered with."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(futures), desc=desc, unit="partition", disable=not progress or len(futures) < 2) as bar:
+        for future in as_completed(futures):
+            yield future, future.result()
+            future.release()
+            bar.update()

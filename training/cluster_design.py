@@ -57,7 +57,7 @@ from training.design import (
     test_share,
     training_rate,
 )
-from training.distributed import worker_catalog
+from training.distributed import as_finished, worker_catalog
 from training.errors import TrainingError
 
 #: Members per task; read when the design is built, so a test can make partitions small.
@@ -263,9 +263,6 @@ def _assemble(frames: list[pd.DataFrame], blocks: list[np.ndarray]) -> tuple[pd.
 def _run(client: Any, name: str, fn: Any, data_dir: str, fingerprint: str, bounds: list[tuple[int, int]],
          args: tuple[Any, ...], progress: bool, per_task: list[tuple[Any, ...]] | None = None) -> list[Any]:
     """``fn(data_dir, fingerprint, lo, hi, *args, *per_task[i])`` for every partition, results in partition order."""
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     futures = {}
     for i, (lo, hi) in enumerate(bounds):
         extra = per_task[i] if per_task is not None else ()
@@ -273,10 +270,6 @@ def _run(client: Any, name: str, fn: Any, data_dir: str, fingerprint: str, bound
                                key=f"offers-{name}-{lo}-{os.urandom(4).hex()}")
         futures[future] = i
     results: list[Any] = [None] * len(bounds)
-    with tqdm(total=len(futures), desc=f"design: {name}", unit="partition",
-              disable=not progress or len(futures) < 2) as bar:
-        for future in as_completed(list(futures)):
-            results[futures.pop(future)] = future.result()
-            future.release()
-            bar.update()
+    for future, result in as_finished(list(futures), f"design: {name}", progress):
+        results[futures.pop(future)] = result
     return results

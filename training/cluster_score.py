@@ -13,8 +13,8 @@ member partition (``PARTITION_MEMBERS`` consecutive rows of the members table) p
 * **Score (worker).** A worker reads its partition's history from the Parquet directory
   (:func:`training.distributed.partition_history`), loads the model once per process (after the
   process started: LightGBM is not fork-safe), and computes features and propensities in blocks
-  of whole members of about ``BLOCK_ROWS`` rows, so its memory is set by the partition and the block, not by how many
-  offers there are. It returns one float64 array: the propensities of its rows, in order.
+  of whole members of about ``BLOCK_ROWS`` rows, so its memory is set by the partition and the
+  block, not by how many offers there are. It returns one float64 array: the propensities of its rows, in order.
 * **Write (client).** An ``--out`` ending in ``.parquet`` or ``.csv`` is one file holding every
   row in the in-process order (the pairs file's order; or members table order, then offers
   table order), written under a temporary name. Any other ``--out`` is a directory of
@@ -43,7 +43,7 @@ from models.features import channel_codes, compute_features, to_seconds
 from models.model import PropensityModel
 from offerdata import loader
 from offerdata.tables import read_table, staged_directory
-from training.distributed import partition_history, worker_catalog
+from training.distributed import as_finished, partition_history, worker_catalog
 from training.errors import TrainingError
 
 #: Feature rows computed and scored at once on a worker (83 float32 features: about 33 MB).
@@ -60,12 +60,12 @@ class ScoreJob:
     compile: bool                  # compile the trees (the run scores at least COMPILE_ROWS rows)
     offers: np.ndarray             # every-offer runs: catalog indices of the offers table's offers
     as_of: int                     # every-offer runs: the decision moment, in seconds
-    block_rows: int = 100_000      # rows a worker scores at once (BLOCK_ROWS when the run started)
+    block_rows: int                # rows a worker scores at once (BLOCK_ROWS when the run started)
 
 
 @dataclass
 class ScoreTask:
-    """One task: members-table rows ``lo``..``hi``-1 (then ``cold`` ids) and the rows to score.
+    """One task: members-table rows ``lo``..``hi``-1 (``member_ids``; beyond them, cold-start ids) and the rows to score.
 
     ``m`` (member position within the task), ``o``, ``as_of`` and ``ch`` are None in an
     every-offer run: the worker scores each member against ``ScoreJob.offers``.
@@ -231,9 +231,9 @@ def cluster_score(client: Any, data_dir: str | os.PathLike[str], registry: str |
         if target.suffix.lower() not in (".parquet", ".csv"):
             return _write_parts(target, tasks, futures, frame_of, run_id, progress), model.version
         if pairs is None:
-            empty = frame_of(ScoreTask(0, 0, 0, np.zeros(0, dtype=object)), np.zeros(0))
             frames = [frame_of(t, scores) for t, scores in zip(tasks, _in_task_order(futures, progress), strict=True)]
-            frame = pd.concat(frames, ignore_index=True) if frames else empty
+            frame = (pd.concat(frames, ignore_index=True) if frames
+                     else frame_of(ScoreTask(0, 0, 0, np.zeros(0, dtype=object)), np.zeros(0)))
         else:
             frame = pairs.copy()
             frame["propensity"] = np.nan
@@ -248,16 +248,9 @@ def cluster_score(client: Any, data_dir: str | os.PathLike[str], registry: str |
 
 
 def _finished(futures: list[Any], progress: bool) -> Iterator[tuple[int, np.ndarray]]:
-    """(task number, its scores) as tasks finish, each future released once read."""
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(futures), desc="score (dask)", unit="partition",
-              disable=not progress or len(futures) < 2) as bar:
-        for future in as_completed(futures):
-            yield int(str(future.key).rsplit("-", 1)[1]), future.result()
-            future.release()
-            bar.update()
+    """(task number, its scores) as tasks finish (the number is the last part of the task's key)."""
+    for future, scores in as_finished(futures, "score (dask)", progress):
+        yield int(str(future.key).rsplit("-", 1)[1]), scores
 
 
 def _in_task_order(futures: list[Any], progress: bool) -> list[np.ndarray]:

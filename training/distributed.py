@@ -41,6 +41,7 @@ from runtime.distributed import (  # noqa: F401 - re-exported: the client lives 
     DEFAULT_CONNECT_TIMEOUT_S,
     SCHEDULER_ENV,
     ClusterError,
+    as_finished,
     dask_client,
     scheduler_address,
 )
@@ -57,9 +58,6 @@ def cluster_feature_matrix(client: Any, ds: Dataset, rows: pd.DataFrame, program
     One task per member partition (``partition_members`` consecutive member indices, the
     in-process partitions); each worker loads its partition from ``ds.data_dir``.
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     from models.features import FEATURE_NAMES
 
     out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float32)
@@ -79,12 +77,8 @@ def cluster_feature_matrix(client: Any, ds: Dataset, rows: pd.DataFrame, program
         future = client.submit(partition_features, data_dir, ds.fingerprint, task, program, pure=False,
                                key=f"offers-features-{lo}-{os.urandom(4).hex()}")
         futures[future] = sel
-    with tqdm(total=len(futures), desc="features (dask)", unit="partition",
-              disable=not progress or len(futures) < 2) as bar:
-        for future in as_completed(list(futures)):
-            out[futures.pop(future)] = future.result()
-            future.release()
-            bar.update()
+    for future, block in as_finished(list(futures), "features (dask)", progress):
+        out[futures.pop(future)] = block
     return out
 
 
