@@ -132,3 +132,15 @@ def test_no_import_cycles_between_modules() -> None:
         if module not in state:
             walk(module, [module])
     assert not cycles, cycles
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """``offers --help`` and ``offers models list`` stay fast: importing the CLI (and the registry)
+    loads neither LightGBM, scikit-learn, pandas nor pyarrow; each sub-command imports what it runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, offers_cli.main, models.registry; "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightgbm', 'sklearn', 'pandas', 'pyarrow'}); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
