@@ -35,6 +35,7 @@ import pandas as pd
 
 from models.features import compute_features, to_seconds
 from offerdata import loader
+from runtime.memory import release_free_memory
 from training.baselines import Redemptions
 from training.campaign_model import CouponLines
 from training.dataset import fingerprint as data_fingerprint
@@ -219,11 +220,15 @@ def cluster_design(client: Any, data_dir: str | os.PathLike[str], train_end: str
                           train=with_training)
     blocks: list[Block] = _run(client, "design", design_partition, path, fingerprint, bounds, (), progress,
                                per_task=[(t, program) for t in tasks])
-    train, X_train = _assemble([b.train for b in blocks], [b.X_train for b in blocks])
-    test, X_test = _assemble([b.test for b in blocks], [b.X_test for b in blocks])
+    parts = {name: [getattr(b, name) for b in blocks] for name in ("train", "X_train", "test", "X_test")}
     X_reference = np.concatenate([b.X_reference for b in blocks]) if plan is not None else None
     coupons = CouponLines.concat([b.coupons for b in blocks if b.coupons is not None]) \
         if with_training and rate is None else None
+    blocks.clear()  # from here each part is referenced once, so _assemble can let it go once placed
+    train, X_train = _assemble(parts["train"], parts["X_train"])
+    test, X_test = _assemble(parts["test"], parts["X_test"])
+    parts.clear()
+    release_free_memory()
     timings = {"load": loaded - started, "features": time.perf_counter() - loaded}
     return Design(catalog, fingerprint, cut, pd.Timestamp(first), pd.Timestamp(last), train, test, X_train, X_test,
                   n_train, n_test, X_reference, Redemptions.concat([s.redemptions for s in surveys]), coupons, timings)
@@ -246,8 +251,14 @@ def _design_tasks(cut: pd.Timestamp, censor_labels: bool, rate: float | None, sh
 
 def _assemble(frames: list[pd.DataFrame], blocks: list[np.ndarray]) -> tuple[pd.DataFrame, np.ndarray]:
     """The partitions' rows in the in-process order (exposure time, then position in the exposures
-    file), without their ``file_row``, and their feature blocks moved along."""
+    file), without their ``file_row``, and their feature blocks moved along.
+
+    Both lists are emptied as they are consumed: the caller hands over its only references, so
+    the partitions' copies are freed while the assembled ones fill, instead of both being held
+    to the end (about 1.8 GB at 2M + 2M sampled rows).
+    """
     rows = pd.concat(frames, ignore_index=True)
+    frames.clear()
     order = np.lexsort((rows["file_row"].to_numpy(), rows["exposed_at"].to_numpy(dtype="datetime64[ns]").view(np.int64)))
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order))
