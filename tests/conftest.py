@@ -40,19 +40,14 @@ SLOW_FIXTURES = {
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``slow`` every test that uses one of :data:`SLOW_FIXTURES`, and put every test of
-    the Redis Cluster in one pytest-xdist group.
+    """Mark ``slow`` every test that uses one of :data:`SLOW_FIXTURES`.
 
     Why here and not on each test: a new test that takes the fixture is marked without anyone
-    having to remember it, so the quick run stays quick; and under ``-n N --dist loadgroup``
-    the cluster's fixed ports (7100-7105) are only ever used by one worker.
+    having to remember it, so the quick run stays quick.
     """
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if SLOW_FIXTURES.keys() & names:
+        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        if "redis_cluster" in names:
-            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
 
 
 @pytest.fixture
@@ -139,7 +134,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    """A real Redis Cluster (3 masters, 3 replicas on ports 7100-7105) started for the session.
+    """A real Redis Cluster (3 masters, 3 replicas on ports 7100-7105, or the xdist worker's own
+    range: tests/redis_cluster.py) started for the session.
 
     Skipped with the reason when redis-server or redis-cli is missing, or the ports are taken;
     under CI (``CI`` set) that fails instead, like :func:`redis_url`.

@@ -1,12 +1,14 @@
 """A real Redis Cluster for the tests: 3 masters and 3 replicas started in a temp directory.
 
-``redis-server --cluster-enabled yes`` on ports 7100-7105 (masters 7100-7102), joined by
+``redis-server --cluster-enabled yes`` on ports 7100-7105 (masters 7100-7102; another range per
+pytest-xdist worker, see :data:`PORTS`), joined by
 ``redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes``. A short
 ``cluster-node-timeout`` lets a replica take over a killed master within a few seconds.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -17,8 +19,19 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-#: The ports the cluster's nodes listen on (the first three start as masters).
-PORTS = tuple(range(7100, 7106))
+
+def _worker_index() -> int:
+    """This pytest-xdist worker's number (``gw3`` -> 3), 0 outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+#: The ports the cluster's nodes listen on (the first three start as masters): 7100-7105, and
+#: under pytest-xdist ten ports further per worker (gw1: 7110-7115), so parallel workers each
+#: run a cluster of their own instead of finding the ports taken. (Grouping the cluster's tests
+#: on one worker with ``--dist loadgroup`` silently stopped working with pytest 9.2:
+#: pytest-dev/pytest-xdist#1386.)
+PORTS = tuple(range(7100 + 10 * _worker_index(), 7106 + 10 * _worker_index()))
 #: Milliseconds before the cluster calls a silent master failed and promotes its replica.
 NODE_TIMEOUT_MS = 1000
 #: Longest wait for the cluster to form or to heal; a wait, never an assertion on timing.

@@ -76,10 +76,11 @@ def test_date_sensitive_tests_pass_on_awkward_dates(moment: str, tmp_path: Path,
     # run under faketime, its ports are the outer run's, and it adds no date logic of its own (the
     # same scripts run against the single Redis here)
     args = [faketime, "-m", "-f", f"@{moment}", sys.executable, "-m", "pytest", "-q", "-x",
-            "-p", "no:cacheprovider", "-p", "no:xdist", "-m", "not slow", "-k", "not cluster", "--basetemp", str(tmp_path / "t"),
+            "-p", "no:cacheprovider", "-n", "0", "-m", "not slow", "-k", "not cluster", "--basetemp", str(tmp_path / "t"),
             *[str(TESTS / name) for name in DATE_SENSITIVE]]
     prebuilt = build(tmp_path_factory.mktemp("decisions")).pristine
-    done = subprocess.run(args, cwd=ROOT, env={**os.environ, PREBUILT: str(prebuilt), "OFFERS_TEST_REDIS_URL": redis_url}, capture_output=True,
+    done = subprocess.run(args, cwd=ROOT, env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+                                           PREBUILT: str(prebuilt), "OFFERS_TEST_REDIS_URL": redis_url}, capture_output=True,
                           text=True, timeout=540)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-6000:]

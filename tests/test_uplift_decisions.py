@@ -194,7 +194,7 @@ def test_gunicorn_workers_serve_an_uplift_champion(trained: tuple[Path, Path, Pa
         seen = {}
         for member_id in [*members["member_id"].head(10), *members["member_id"].tail(10)]:
             resp = session.post(base + "/v1/decisions", json={"member_id": member_id, "channel": "email"},
-                                headers=DECIDE, timeout=10)
+                                headers=DECIDE, timeout=60)  # a worker may still be loading its model
             assert resp.status_code == 200, resp.text
             seen[member_id] = [o["offer_id"] for o in resp.json()["offers"]]
         assert all(seen[m] == [] for m in members["member_id"].head(10))  # x lowest: the offer does not pay
