@@ -111,11 +111,28 @@ def nav(page: Any, name: str) -> Any:
     return page.get_by_role("navigation", name="Console pages").get_by_role("link", name=name)
 
 
+def open_page(page: Any, name: str) -> None:
+    """Follow a navigation-bar link and wait until the new page has loaded.
+
+    A click returns once it is dispatched, not once the page it leads to is there, so a check
+    made straight after it can read the old page (CI once counted the offers page's chart on
+    the member page). Waiting for the navigation's load event removes that race.
+    """
+    click_and_load(page, nav(page, name))
+
+
+def click_and_load(page: Any, target: Any) -> None:
+    """Click a link or a form's button and wait for the page it loads (every console form is a
+    plain HTML form, so each submission is a navigation)."""
+    with page.expect_navigation(wait_until="load"):
+        target.click()
+
+
 def sign_in(page: Any, base: str, key: str) -> None:
     page.goto(f"{base}/console/")
     assert "/console/login" in page.url
     page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
+    click_and_load(page, page.get_by_role("button", name="Sign in"))
     page.wait_for_url(f"{base}/console/")
 
 
@@ -134,10 +151,10 @@ def test_signed_in_pages_match_the_api_and_are_saved(page: Any, server: str, art
     sign_in(page, server, ADMIN_KEY)
     page.screenshot(path=str(artifacts / "home.png"), full_page=True)
 
-    nav(page, "Members").click()
+    open_page(page, "Members")
     page.get_by_label("Member id or coupon code").fill(MEMBER)
     page.get_by_label("Channel").select_option(CHANNEL)
-    page.get_by_role("button", name="Look up").click()
+    click_and_load(page, page.get_by_role("button", name="Look up"))
     page.wait_for_selector("#decision-offers")
     shown = page.locator("#decision-offers tbody tr").evaluate_all(
         "rows => rows.map(r => r.dataset.offerId)")
@@ -150,13 +167,13 @@ def test_signed_in_pages_match_the_api_and_are_saved(page: Any, server: str, art
     if not answer["explored"] and not preview_explored:  # an exploring decision is random by design
         assert [o["offer_id"] for o in answer["offers"]] == shown
 
-    nav(page, "Offers").click()
+    open_page(page, "Offers")
     assert page.locator("svg.chart").count() == 1
     page.screenshot(path=str(artifacts / "offers.png"), full_page=True)
-    nav(page, "Models").click()
+    open_page(page, "Models")
     assert page.get_by_role("heading", name="Feature importance (champion)").is_visible()
     page.screenshot(path=str(artifacts / "models.png"), full_page=True)
-    nav(page, "Lift").click()
+    open_page(page, "Lift")
     assert page.get_by_role("heading", name="What the offers earned").is_visible()
     page.screenshot(path=str(artifacts / "lift.png"), full_page=True)
     assert page.errors == []
@@ -186,10 +203,10 @@ def test_admin_pauses_an_offer_and_the_page_and_a_decision_show_it(page: Any, se
     """The offers page's pause form (a real click, CSRF token included) reaches the live catalog:
     the page then shows the offer paused with a resume button, and a decision leaves it out."""
     sign_in(page, server, ADMIN_KEY)
-    nav(page, "Offers").click()
+    open_page(page, "Offers")
     row = page.locator(f'#catalog tr[data-offer-id="{FLASH}"]')
     assert row.locator("td.live-active").inner_text() == "active"
-    row.get_by_role("button", name=f"Pause {FLASH}").click()
+    click_and_load(page, row.get_by_role("button", name=f"Pause {FLASH}"))
     page.wait_for_selector("p.notice")
     assert f"{FLASH} paused" in page.locator("p.notice").inner_text()
     row = page.locator(f'#catalog tr[data-offer-id="{FLASH}"]')
@@ -200,10 +217,10 @@ def test_admin_pauses_an_offer_and_the_page_and_a_decision_show_it(page: Any, se
                            headers={"X-API-Key": DECISIONS_KEY}, timeout=30).json()
     assert FLASH not in [o["offer_id"] for o in answer["offers"]]
     assert {"offer_id": FLASH, "reason": "OFFER_PAUSED"} in answer["excluded"]
-    nav(page, "Members").click()
+    open_page(page, "Members")
     page.get_by_label("Member id or coupon code").fill(MEMBER)
     page.get_by_label("Channel").select_option(CHANNEL)
-    page.get_by_role("button", name="Look up").click()
+    click_and_load(page, page.get_by_role("button", name="Look up"))
     page.wait_for_selector("#decision-offers")
     shown = page.locator("#decision-offers tbody tr").evaluate_all("rows => rows.map(r => r.dataset.offerId)")
     assert FLASH not in shown
@@ -224,11 +241,11 @@ def test_a_campaign_preview_of_a_segment_and_of_an_upload(page: Any, server: str
     across the audience), then an uploaded file; neither issues anything, so a real decision for a
     previewed member still gets the budgeted bonus."""
     sign_in(page, server, SUPPORT_KEY)
-    nav(page, "Campaign preview").click()
+    open_page(page, "Campaign preview")
     form = page.locator("#segment-form")
     form.get_by_label("Sample size").fill("150")
     form.get_by_label("Channel").select_option(CHANNEL)
-    form.get_by_role("button", name="Preview segment").click()
+    click_and_load(page, form.get_by_role("button", name="Preview segment"))
     page.wait_for_selector("#result")
     counts = dict(page.locator("#offer-counts tbody tr").evaluate_all(
         "rows => rows.map(r => [r.dataset.offerId, Number(r.querySelector('td.count').textContent)])"))
@@ -242,7 +259,7 @@ def test_a_campaign_preview_of_a_segment_and_of_an_upload(page: Any, server: str
     upload = page.locator("#upload-form")
     upload.get_by_label("File (CSV with a member_id column, or one id per line)").set_input_files(str(audience))
     upload.get_by_label("Channel").select_option(CHANNEL)
-    upload.get_by_role("button", name="Preview upload").click()
+    click_and_load(page, upload.get_by_role("button", name="Preview upload"))
     page.wait_for_selector("#result")
     assert "Preview: audience.csv" in page.locator("#result-h").inner_text()
     shown = page.locator("#sample tbody tr").evaluate_all("rows => rows.map(r => r.dataset.memberId)")
