@@ -36,6 +36,8 @@ OFFERS_BUDGET_TTL_SECONDS  default lifetime of a budget counter [34560000]
 OFFERS_EVENT_LOG           directory of the durable event log [$XDG_STATE_HOME/offers/events]
 OFFERS_EVENT_LOG_MAX_BYTES segment size before rotation [67108864]
 OFFERS_EVENT_LOG_FSYNC     ``request`` (fsync before answering) or ``none`` [request]
+OFFERS_DECISION_LOG_FSYNC  ``interval`` (fsync by a background thread), ``request``, ``none`` or ``off`` [interval]
+OFFERS_DECISION_LOG_FSYNC_MS  the longest time a logged decision waits for its fsync (``interval``) [1000]
 OFFERS_CATALOG_DIR         the live catalog's change log (admin offer edits), shared by every worker and
                            host [$OFFERS_EVENT_LOG/catalog]
 OFFERS_TIMEZONE            IANA zone deciding calendar months of spend counters [UTC]
@@ -168,8 +170,12 @@ class Settings(BaseSettings):
     event_log_fsync: Literal["request", "none"] = "request"
     #: the decision log's directory; None: the event log's (segments are named apart)
     decision_log: Path | None = None
-    #: fsync per decision, ``none`` (leave flushing to the OS), or ``off`` (no decision log)
-    decision_log_fsync: Literal["request", "none", "off"] = "request"
+    #: ``interval``: written before the answer, fsynced by a background thread at most
+    #: ``decision_log_fsync_ms`` later (a group commit; a crash of the process loses nothing, a
+    #: power cut at most the interval); ``request``: fsync before answering; ``none``: leave
+    #: flushing to the OS; ``off``: no decision log
+    decision_log_fsync: Literal["request", "interval", "none", "off"] = "interval"
+    decision_log_fsync_ms: int = Field(default=1000, ge=1, le=60_000)
     #: the ``offers lift --json`` report the console's lift page shows; None: ``lift.json`` in
     #: the decision log's directory
     lift_report: Path | None = None

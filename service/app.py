@@ -32,6 +32,7 @@ from service.console import init_console
 from service.decisions.wiring import init_decisions
 from service.errors import register_error_handlers
 from service.events import routes as events
+from service.json_provider import FastJSONProvider
 from service.logconfig import configure_logging
 from service.openapi import build_document
 from service.points_openapi import add_points_paths
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None,
     readiness.register("stores", lambda: _stores_check(store))
 
     app = Flask(__name__)
+    app.json = FastJSONProvider(app)
     state = ServiceState(
         settings=settings, store=store, keyring=keyring, metrics=metrics, readiness=readiness,
         event_log=event_log, openapi=build_document(_version(), settings.max_events_per_request), wall_clock=wall_clock)

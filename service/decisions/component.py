@@ -217,7 +217,8 @@ class DecisionsComponent:
         if settings.decision_log_fsync == "off":
             return None
         writer = EventLog(settings.decision_log or settings.event_log, settings.event_log_max_bytes,
-                          settings.decision_log_fsync, kind=DECISION_LOG_KIND)
+                          settings.decision_log_fsync, kind=DECISION_LOG_KIND,
+                          interval=settings.decision_log_fsync_ms / 1000)
         writer.check_writable()
         return DecisionLog(writer, self.state.metrics)
 
