@@ -61,7 +61,10 @@ def shares(reference: Mapping[str, Any], values: np.ndarray) -> tuple[np.ndarray
     """(reference shares, sample shares) over the reference's bins plus the missing bin."""
     v = np.asarray(values, dtype=np.float64)
     edges = np.asarray(reference["edges"], dtype=np.float64)
-    expected = np.append(np.asarray(reference["shares"], dtype=np.float64), float(reference["missing"]))
+    present = np.asarray(reference["shares"], dtype=np.float64)
+    if not len(present):  # a column the reference never saw present: its one present bin held 0
+        present = np.zeros(len(edges) + 1)
+    expected = np.append(present, float(reference["missing"]))
     missing = np.isnan(v)
     counts = np.bincount(np.searchsorted(edges, v[~missing], side="right"), minlength=len(edges) + 1)
     actual = np.append(counts, int(missing.sum())).astype(np.float64) / max(len(v), 1)

@@ -14,19 +14,20 @@ artifact by training) is recomputed and, once the sample holds :data:`MIN_ROWS` 
     the rows behind it, summed over live workers.
 
 A model registered before references existed has none: nothing is sampled or exported for
-it. The work is bounded: one small random pick per decision, one pass over at most
-:data:`CAPACITY` rows every :data:`PUBLISH_EVERY` decisions.
+it. The work is bounded and small on every request: one random pick per decision, binned on
+entry into running counts (:class:`_BinnedRing`), so a recomputation costs the same whatever
+the sample holds, and no request pays for a pass over the whole sample.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from models.drift import drift
+from models.drift import EMPTY_SHARE, SCORE, shares
 
 #: Rows kept per model version (the rolling sample).
 CAPACITY = 5_000
@@ -47,24 +48,67 @@ class DriftSink(Protocol):
         ...
 
 
-class _Ring:
-    """A fixed-size ring of feature rows and their scores."""
+class _BinnedRing:
+    """A fixed-size ring of rows kept as their reference bin per column, with running bin counts.
 
-    def __init__(self, capacity: int, width: int):
-        self.X = np.empty((capacity, width), dtype=np.float64)
-        self.scores = np.empty(capacity, dtype=np.float64)
+    Each sampled row is binned once, when it enters (all columns in one vectorised
+    comparison against the reference's edges, padded to a common width), and the counts of
+    every column's bins are kept up to date as rows enter and rotate out. The PSI of the
+    whole sample is then a few array operations over (columns x bins), however many rows the
+    ring holds: recomputing it no longer takes a request several milliseconds (it used to
+    bin all 5,000 rows of 90 columns again, the largest single cost in a p99 decision).
+    Column ``k`` is feature ``columns[k]`` of the rows; the last column is the score.
+    """
+
+    def __init__(self, capacity: int, reference: Mapping[str, Any], names: Sequence[str]):
+        features = reference.get("features", {})
+        self.columns = np.array([j for j, name in enumerate(names) if name in features], dtype=np.int64)
+        self.names = [names[j] for j in self.columns]
+        refs = [features[name] for name in self.names] + [reference[SCORE]]
+        n_edges = np.array([len(r["edges"]) for r in refs], dtype=np.int64)
+        width = int(n_edges.max()) + 2  # the present bins, then the missing bin, then padding
+        self.edges = np.full((len(refs), max(int(n_edges.max()), 1)), np.nan)  # NaN pads: never >=
+        self.expected = np.zeros((len(refs), width))
+        for k, r in enumerate(refs):
+            expected, _ = shares(r, np.empty(0))
+            self.edges[k, : n_edges[k]] = r["edges"]
+            self.expected[k, : n_edges[k] + 1] = expected[:-1]
+            self.expected[k, n_edges[k] + 1] = expected[-1]
+        self.missing_bin = n_edges + 1
+        self.width = width
+        self.counts = np.zeros(len(refs) * width, dtype=np.int64)
+        self.offsets = np.arange(len(refs), dtype=np.int64) * width
+        self.codes = np.zeros((capacity, len(refs)), dtype=np.int32)  # flat count index of each kept cell
         self.next = 0
         self.filled = 0
 
     def add(self, X: np.ndarray, scores: np.ndarray) -> None:
-        cap = len(self.scores)
-        at = (self.next + np.arange(len(scores))) % cap
-        self.X[at], self.scores[at] = X, scores
-        self.next = int((self.next + len(scores)) % cap)
-        self.filled = min(cap, self.filled + len(scores))
+        """Bin the rows of ``X`` (all features, in ``names`` order) with their scores and keep
+        them, rotating the oldest out (keeps at most the last ``capacity`` rows)."""
+        cap = len(self.codes)
+        values = np.column_stack([X[:, self.columns], scores])[-cap:]
+        binned = (values[:, :, None] >= self.edges[None, :, :]).sum(axis=2)
+        codes = np.where(np.isnan(values), self.missing_bin[None, :], binned) + self.offsets[None, :]
+        at = (self.next + np.arange(len(values))) % cap
+        kept = at < self.filled  # slots whose old rows rotate out
+        if kept.any():
+            self.counts -= np.bincount(self.codes[at[kept]].ravel(), minlength=len(self.counts))
+        self.codes[at] = codes
+        self.counts += np.bincount(codes.ravel(), minlength=len(self.counts))
+        self.next = int((self.next + len(values)) % cap)
+        self.filled = min(cap, self.filled + len(values))
 
-    def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.X[: self.filled].copy(), self.scores[: self.filled].copy()
+    def drift(self) -> dict[str, Any]:
+        """What :func:`models.drift.drift` gives for the rows kept (up to rounding)."""
+        if not self.filled:
+            nan = float("nan")
+            return {"rows": 0, "features": dict.fromkeys(self.names, nan), SCORE: nan}
+        actual = self.counts.reshape(-1, self.width) / self.filled
+        e = np.maximum(self.expected, EMPTY_SHARE)
+        a = np.maximum(actual, EMPTY_SHARE)
+        values = np.sum((a - e) * np.log(a / e), axis=1).tolist()
+        return {"rows": self.filled, "features": dict(zip(self.names, values[:-1], strict=True)),
+                SCORE: values[-1]}
 
 
 class DriftMonitor:
@@ -79,9 +123,8 @@ class DriftMonitor:
         self.min_rows = min_rows
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
-        self._rings: dict[str, _Ring] = {}
+        self._rings: dict[str, _BinnedRing] = {}
         self._calls: dict[str, int] = {}
-        self._references: dict[str, tuple[dict[str, Any], list[str]]] = {}
 
     def observe(self, version: str, reference: dict[str, Any] | None, names: Sequence[str],
                 X: np.ndarray, scores: np.ndarray) -> None:
@@ -91,8 +134,7 @@ class DriftMonitor:
         with self._lock:
             ring = self._rings.get(version)
             if ring is None:
-                ring = self._rings[version] = _Ring(self.capacity, X.shape[1])
-                self._references[version] = (reference, list(names))
+                ring = self._rings[version] = _BinnedRing(self.capacity, reference, names)
             pick = self._rng.choice(len(X), min(self.rows_per_call, len(X)), replace=False)
             ring.add(np.asarray(X, dtype=np.float64)[pick], np.asarray(scores, dtype=np.float64)[pick])
             self._calls[version] = calls = self._calls.get(version, 0) + 1
@@ -105,9 +147,7 @@ class DriftMonitor:
             ring = self._rings.get(version)
             if ring is None:
                 return None
-            X, scores = ring.rows()
-            reference, names = self._references[version]
-        return drift(reference, X, scores, names)
+            return ring.drift()
 
     def publish(self, version: str) -> dict[str, Any] | None:
         """Recompute ``version``'s PSI and hand it to the sink (once it has :data:`MIN_ROWS` rows)."""

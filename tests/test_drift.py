@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from flask import Flask
 
-from models.drift import build_reference, histogram_reference, level, psi
+from models.drift import build_reference, drift, histogram_reference, level, psi
 from models.features import FEATURE_NAMES
 from models.registry import Registry
-from runtime.drift import DriftMonitor
+from runtime.drift import DriftMonitor, _BinnedRing
 from tests.decisions_env import CHANNEL, CLOCK, DecisionEnv, build, close_app, start_app
 from tests.service_helpers import DECISIONS_KEY, EVENTS_KEY
 
@@ -100,6 +100,40 @@ def test_the_monitor_keeps_a_bounded_sample_and_publishes_every_nth_observation(
     assert snapshot["features"]["a"] < 0.1  # the shifted rows have rotated out
     monitor.observe("old", None, ["a", "b"], rng.normal(size=(10, 2)), rng.uniform(size=10))
     assert monitor.snapshot("old") is None  # a model without a reference is not sampled
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_rings_running_counts_give_the_psi_of_the_rows_it_keeps(seed: int) -> None:
+    """The monitor bins rows once, on entry, and keeps running counts; its PSI must be what
+    :func:`models.drift.drift` computes from the raw rows it holds, through wrap-around, with
+    missing values, repeated values, a column the reference never saw present and a feature
+    the reference does not know."""
+    rng = np.random.default_rng(seed)
+    names = ["a", "b", "c", "d", "unreferenced"]
+    base = np.column_stack([rng.normal(size=3_000), rng.integers(0, 3, size=3_000).astype(float),
+                            np.where(rng.uniform(size=3_000) < 0.3, np.nan, rng.exponential(size=3_000)),
+                            np.full(3_000, np.nan), rng.normal(size=3_000)])
+    reference = build_reference(base[:, :4], rng.uniform(size=3_000), names[:4])
+    assert reference["features"]["d"]["edges"] == []
+    capacity = int(rng.integers(50, 400))
+    ring = _BinnedRing(capacity, reference, names)
+    assert ring.drift()["rows"] == 0 and math.isnan(ring.drift()["score"])
+    kept_X, kept_s = np.empty((0, 5)), np.empty(0)
+    for _ in range(int(rng.integers(5, 60))):
+        n = int(rng.integers(1, 40))
+        X = np.column_stack([rng.normal(size=n) + rng.uniform(-1, 1), rng.integers(0, 4, size=n).astype(float),
+                             np.where(rng.uniform(size=n) < 0.5, np.nan, rng.exponential(size=n)),
+                             np.where(rng.uniform(size=n) < 0.5, np.nan, 1.0), rng.normal(size=n)])
+        X[rng.uniform(size=X.shape) < 0.05] = np.nan
+        scores = rng.uniform(size=n)
+        ring.add(X, scores)
+        kept_X, kept_s = np.vstack([kept_X, X])[-capacity:], np.append(kept_s, scores)[-capacity:]
+        got, want = ring.drift(), drift(reference, kept_X, kept_s, names)
+        assert got["rows"] == want["rows"] == len(kept_s)
+        assert set(got["features"]) == set(want["features"]) == set(names[:4])
+        for name in names[:4]:
+            assert got["features"][name] == pytest.approx(want["features"][name], rel=1e-12, abs=1e-12)
+        assert got["score"] == pytest.approx(want["score"], rel=1e-12, abs=1e-12)
 
 
 def test_a_trained_model_keeps_the_reference_of_its_serving_population(env: DecisionEnv) -> None:
