@@ -119,8 +119,9 @@ def main() -> None:
     parser.add_argument("--steps", action="store_true",
                         help="no profiler: time each step of a decision (mean wall ms), cold then warm")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--decision-log", choices=["request", "none", "off"], default="request",
-                        help="OFFERS_DECISION_LOG_FSYNC: fsync per decision (default), none, or no log")
+    parser.add_argument("--decision-log", choices=["interval", "request", "none", "off"], default="interval",
+                        help="OFFERS_DECISION_LOG_FSYNC: the service's group commit (default), fsync per "
+                             "decision, none, or no log")
     args = parser.parse_args()
 
     bench = prepare(args.workdir, args.members, args.seed)
