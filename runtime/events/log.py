@@ -171,7 +171,14 @@ class EventLog:
         self._flusher.start()
 
     def _flush_every(self, stop: threading.Event) -> None:
+        """fsync every ``interval`` while appends keep coming; end after an idle round (the next
+        append starts a new thread), so an idle log holds no thread."""
         while not stop.wait(self.interval):
+            with self._lock:
+                if not self._dirty:
+                    if self._flusher is threading.current_thread():
+                        self._flusher = None
+                    return
             self.flush()
 
     def flush(self) -> None:
