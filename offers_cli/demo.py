@@ -24,9 +24,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,26 @@ def stop_on_signals() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+
+
+@contextlib.contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block, restoring them after.
+
+    Why: once the demo is stopping its server, a second Ctrl-C (people press it again when a
+    stop takes a second) would abort the stop half-way and leave the server to its own devices.
+    The stop is bounded anyway (:func:`stop_server`: 30 s, then SIGKILL). Signal handlers can
+    only be set from the main thread; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -246,7 +268,10 @@ def demo(workdir: Path, keep_running: bool) -> None:
             with contextlib.suppress(KeyboardInterrupt):
                 proc.wait()
     finally:
-        stop_server(proc)
+        with uninterruptible():
+            if proc.poll() is None:
+                click.echo("      stopping the server ...")
+            stop_server(proc)
     click.echo(f"done in {time.monotonic() - started:.0f}s: the server is stopped. Run it yourself with\n"
                f"  offers serve --data {data_dir} --registry {registry}"
                + (f" --program {program}" if program else "") + f" --clock {DEMO_CLOCK}\n"

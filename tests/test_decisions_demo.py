@@ -25,16 +25,21 @@ from tests.service_helpers import ROOT, service_env
 #: what a slow run reports, not pytest-timeout killing the test first.
 DEMO_SECONDS = 1500
 KEPT = "press Ctrl-C to stop it"
+STOPPING = "stopping the server"
 
 
-def read_lines(proc: subprocess.Popen[str], lines: list[str], kept: threading.Event) -> None:
-    """Collect the demo's output; flag the line saying the server is kept running."""
+def read_lines(proc: subprocess.Popen[str], lines: list[str], kept: threading.Event,
+               stopping: threading.Event) -> None:
+    """Collect the demo's output; flag the lines saying the server is kept running, then stopping."""
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
         if KEPT in line:
             kept.set()
+        if STOPPING in line:
+            stopping.set()
     kept.set()  # the demo ended: let the test look at why
+    stopping.set()
 
 
 @pytest.mark.slow
@@ -48,8 +53,8 @@ def test_the_demo_serves_a_decision_and_its_console_then_stops(tmp_path: Path) -
                             stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: list[str] = []
-    kept = threading.Event()
-    reader = threading.Thread(target=read_lines, args=(proc, lines, kept), daemon=True)
+    kept, stopping = threading.Event(), threading.Event()
+    reader = threading.Thread(target=read_lines, args=(proc, lines, kept, stopping), daemon=True)
     reader.start()
     try:
         kept.wait(DEMO_SECONDS)
@@ -81,11 +86,16 @@ def test_the_demo_serves_a_decision_and_its_console_then_stops(tmp_path: Path) -
         assert requests.get(f"{base}/console/offers", timeout=60, allow_redirects=False).status_code in (302, 303)
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        # and again while the server is being stopped: the stop must not be cut short
+        if stopping.wait(60) and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
         reader.join(timeout=10)
         assert proc.stdout is not None
         proc.stdout.close()
     out = "".join(lines)
-    assert proc.returncode == 0 and "the server is stopped" in out, out[-3000:]
+    assert proc.returncode == 0 and STOPPING in out and "the server is stopped" in out, out[-3000:]
+    with pytest.raises(requests.ConnectionError):  # nothing listens on the demo's port any more
+        requests.get(f"{base}/readyz", timeout=10)
     log = (tmp_path / "demo" / "server.log").read_text()
     assert "Traceback" not in log
