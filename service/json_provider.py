@@ -7,9 +7,10 @@ keeps Flask's conventions: keys sorted, compact separators (indented in debug mo
 Flask's own fallback for dates (HTTP dates), dataclasses, decimals and UUIDs. It differs
 only where the standard library would write invalid JSON (``NaN`` and infinities become
 ``null``), in how it spells some floats (``1e-7`` for ``1e-07``) and in writing non-ASCII
-characters as UTF-8 instead of ``\\u`` escapes; both parse to the same values. Anything orjson refuses (an integer beyond 64 bits, an unknown type) is handed to
-the standard encoder, so no response fails that encoded before. Request bodies are still
-parsed by the standard library.
+characters as UTF-8 instead of ``\\u`` escapes; both parse to the same values. Anything
+orjson refuses (an integer beyond 64 bits, an unknown type) is handed to the standard
+encoder, so no response fails that encoded before. Request bodies are still parsed by the
+standard library.
 """
 
 from __future__ import annotations

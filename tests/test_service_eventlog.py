@@ -64,13 +64,11 @@ class CountingLog(EventLog):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.rounds: list[bool] = []
         self.flushed = threading.Event()
 
     def flush(self) -> None:
         dirty = self._dirty
         super().flush()
-        self.rounds.append(dirty)
         if dirty:
             self.flushed.set()
 

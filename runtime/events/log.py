@@ -12,8 +12,8 @@ is fsynced before the service answers, so a 200 means the events are on disk (a 
 segment's directory entry is fsynced too). ``interval`` is a group commit: the write still
 happens before the answer (so a crash of the process loses nothing: the data is in the
 kernel's page cache), and a background thread of the writing process fsyncs the segment at
-most ``interval`` seconds later, so the request never waits for the disk and a power cut
-loses at most that interval. The decision log uses it by default (its lines are written
+most ``interval`` seconds later (a new segment's directory entry when it is created), so the
+request never waits for the disk and a power cut loses at most that interval. The decision log uses it by default (its lines are written
 after the decision is committed and never fail it). ``none`` leaves flushing to the OS
 (loses the last seconds on a power cut). The log is at-least-once: a retried request can
 append an event again, so readers de-duplicate by ``event_id`` (docs/events.md).
@@ -40,8 +40,8 @@ from runtime.errors import OffersRuntimeError
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-#: how a log makes its appends durable (module docstring)
 _LINE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+#: how a log makes its appends durable (module docstring)
 FsyncPolicy = Literal["request", "interval", "none"]
 _SAFE_HOST = str.maketrans({c: "_" for c in "/\\-: "})
 
@@ -150,7 +150,7 @@ class EventLog:
         path = self.directory / f"{stem}{max(taken, default=0) + 1:04d}.ndjson"
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._path, self._size, self._day, self._pid = path, os.fstat(self._fd).st_size, day, pid
-        if self.fsync == "request":
+        if self.fsync != "none":  # the new segment's name survives a power cut too
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
@@ -162,7 +162,8 @@ class EventLog:
         """Start this process's fsync thread if it is not running (threads do not survive a
         fork, so a forked worker starts its own on its first append)."""
         pid = os.getpid()
-        if self._flusher is not None and self._flusher_pid == pid and self._flusher.is_alive():
+        if (self._flusher is not None and self._flusher_pid == pid and self._flusher.is_alive()
+                and not self._stop.is_set()):  # a thread told to stop by close() syncs nothing more
             return
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_every, args=(self._stop,),
